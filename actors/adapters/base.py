@@ -1,0 +1,80 @@
+"""The adapter interface.
+
+An adapter is built from its validated `Settings` (a pydantic model: config
+stays at the edge) and serves the methods of the capabilities it lists, each
+as `async def <method>(self, payload, ctx) -> dict`. It raises only
+`ProviderError` subclasses (actors.errors); anything else is counted as the
+adapter crashing. `probe()` is the cheap health check: it must never send
+anything a person sees or that costs money where a free endpoint exists.
+
+Dry run: `call()` sends dry-run requests to `dry_run()`, which does no I/O.
+Adapters override it to show what they would have sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from actors.errors import NotSupported
+from actors.messages import CallContext
+from actors.payloads import Payload
+
+
+class AdapterSettings(BaseModel):
+    """Base of every adapter's settings. Unknown keys are refused: a misspelt
+    setting must not silently fall back to its default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value, for redaction."""
+        out: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                plain = value.get_secret_value()
+                if plain:
+                    out.append(plain)
+        return out
+
+
+class Adapter:
+    name: ClassVar[str] = ""
+    Settings: ClassVar[type[AdapterSettings]] = AdapterSettings
+    capabilities: ClassVar[frozenset[str]] = frozenset()   # empty: every capability
+    delivers: ClassVar[bool] = True      # False: answers without delivering anything (noop)
+    # Settings to check after an auth failure, for recommendations.
+    auth_settings: ClassVar[tuple[str, ...]] = ()
+    # Whether `probe()` really asks the provider; False says so in self-checks.
+    has_probe: ClassVar[bool] = True
+
+    def __init__(self, settings: AdapterSettings, *, capability: str, provider: str, transport: Any = None):
+        self.settings = settings
+        self.capability = capability
+        self.provider = provider
+        self.transport = transport
+
+    async def call(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
+        handler = getattr(self, method, None)
+        if handler is None or method.startswith("_"):
+            raise NotSupported(f"adapter {self.name!r} does not serve {method!r}")
+        if ctx.dry_run:
+            return await self.dry_run(method, payload, ctx)
+        return await handler(payload, ctx)
+
+    async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
+        return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method}
+
+    async def probe(self) -> None:
+        """Raise a ProviderError if the provider cannot take requests now."""
+
+    def warnings(self) -> list[str]:
+        """Conditions an operator should see in status (e.g. TLS verification off)."""
+        if getattr(self.settings, "verify_tls", True) is False:
+            return ["TLS certificate verification is turned off (settings.verify_tls: false)"]
+        return []
+
+    async def close(self) -> None:
+        """Release connections. Called when the provider actor shuts down."""

@@ -1,0 +1,75 @@
+"""Adapter names to classes.
+
+Builtins are listed here by module path and imported only when a config uses
+them, so a provider actor loads only its own client library. Third parties
+register more under the `aicmo_gateway.adapters` entry-point group:
+
+    [project.entry-points."aicmo_gateway.adapters"]
+    my_crm = "my_package.adapters:MyCrmAdapter"
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from actors.adapters.base import Adapter
+
+ENTRY_POINT_GROUP = "aicmo_gateway.adapters"
+
+BUILTIN: dict[str, str] = {
+    "noop": "actors.adapters.noop:NoopAdapter",
+    "simulated": "actors.adapters.simulated:SimulatedAdapter",
+    # email_sending
+    "smtp": "actors.adapters.smtp:SmtpAdapter",
+    "gmail": "actors.adapters.smtp:GmailSmtpAdapter",
+    "sendgrid": "actors.adapters.sendgrid:SendGridAdapter",
+    "mailgun": "actors.adapters.mailgun:MailgunAdapter",
+    # social_posting
+    "linkedin": "actors.adapters.linkedin:LinkedInAdapter",
+    "x": "actors.adapters.x:XAdapter",
+    "ayrshare": "actors.adapters.ayrshare:AyrshareAdapter",
+    # crm_sync
+    "airtable": "actors.adapters.airtable:AirtableAdapter",
+    "hubspot": "actors.adapters.hubspot:HubSpotAdapter",
+    # lead_enrichment and email_verification
+    "apollo": "actors.adapters.apollo:ApolloAdapter",
+    "dropcontact": "actors.adapters.dropcontact:DropcontactAdapter",
+    "zerobounce": "actors.adapters.zerobounce:ZeroBounceAdapter",
+    "neverbounce": "actors.adapters.neverbounce:NeverBounceAdapter",
+    # reply_fetching
+    "imap": "actors.adapters.imap:ImapAdapter",
+    "gmail_api": "actors.adapters.gmail_api:GmailApiAdapter",
+    # webhook_dispatch
+    "make": "actors.adapters.make:MakeWebhookAdapter",
+    "webhook": "actors.adapters.webhook:StandardWebhookAdapter",
+}
+
+
+class UnknownAdapter(LookupError):
+    pass
+
+
+def _import(target: str) -> type[Adapter]:
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{target} is not an Adapter subclass")
+    return cls
+
+
+@lru_cache(maxsize=1)
+def _entry_point_targets() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    return sorted(set(BUILTIN) | set(_entry_point_targets()))
+
+
+def get_adapter_class(name: str) -> type[Adapter]:
+    target = BUILTIN.get(name) or _entry_point_targets().get(name)
+    if target is None:
+        raise UnknownAdapter(f"unknown adapter {name!r}; known: {', '.join(available())}")
+    return _import(target)

@@ -1,0 +1,1 @@
+"""The `aicmo-gateway` command."""

@@ -1,0 +1,229 @@
+"""`aicmo-gateway`: deploy, inspect and drive the gateway on a Ray cluster.
+
+Exit codes: 0 success; 1 the thing asked for failed (an invoke, a self-check
+that finds a capability unserved); 2 the command could not run (no cluster,
+no gateway, bad config, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from actors.cli.connect import CliError, connect, default_namespace, get_actor
+
+
+def _console(stderr: bool = False) -> Console:
+    import os
+
+    return Console(stderr=stderr, highlight=False, width=None if os.isatty(1) else 110)
+
+
+def _load(path: str):
+    from actors.config import load_config
+    from actors.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise CliError(2, str(exc)) from None
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    cfg = _load(args.path)
+    providers = sum(len(c.providers) for c in cfg.capabilities.values())
+    print(f"{args.path}: valid ({len(cfg.capabilities)} capabilities, {providers} providers, namespace {cfg.namespace!r})")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from actors.config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from actors.runtime.deploy import deploy
+    from actors.runtime.specs import build_spec
+
+    cfg = _load(args.config)
+    connect(args.address, cfg.namespace)
+    report = deploy(build_spec(cfg, source=str(Path(args.config).resolve())), detached=True, timeout_s=args.timeout)
+    out = _console()
+    out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
+    for cap in cfg.capabilities:
+        out.print(f"  router:{cap}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from actors.runtime.deploy import teardown
+
+    connect(args.address, args.namespace)
+    removed = teardown(args.namespace)
+    print(f"removed {len(removed)} actor(s) from namespace {args.namespace!r}" if removed
+          else f"nothing to remove in namespace {args.namespace!r}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.cli import render
+
+    connect(args.address, args.namespace)
+    supervisor = get_actor("supervisor", args.namespace)
+    while True:
+        report = ray.get(supervisor.status_report.remote(), timeout=60)
+        if args.json:
+            print(render.as_json(report))
+            return 0
+        out = _console()
+        if args.watch:
+            out.clear()
+            out.print(f"aicmo-gateway status  namespace={args.namespace}  {time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
+        render.status_table(report, out)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+
+
+def cmd_self_check(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.cli import render
+
+    connect(args.address, args.namespace)
+    supervisor = get_actor("supervisor", args.namespace)
+    report = ray.get(supervisor.run_full_check.remote(), timeout=120)
+    if args.json:
+        print(render.as_json(report))
+    else:
+        render.self_check(report, _console())
+    return 0 if report.ok else 1
+
+
+def _payload(text: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise CliError(2, f"--payload {text}: cannot read the file: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(2, f"--payload is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.cli import render
+    from actors.payloads import CAPABILITIES
+
+    if args.capability not in CAPABILITIES:
+        raise CliError(2, f"unknown capability {args.capability!r}; known: {', '.join(CAPABILITIES)}")
+    payload = _payload(args.payload)
+    connect(args.address, args.namespace)
+    router = get_actor(f"router:{args.capability}", args.namespace)
+    result = ray.get(router.invoke.remote(args.method, payload, idempotency_key=args.idempotency_key,
+                                          dry_run=True if args.dry_run else None, deadline_s=args.deadline), timeout=600)
+    if args.json:
+        print(render.as_json(result))
+    else:
+        render.invoke_result(result, _console())
+    return 0 if result.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from actors.cli.demo import run_demo
+
+    return run_demo(leads=args.leads, config_path=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aicmo-gateway", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cluster(p: argparse.ArgumentParser, namespace: bool = True) -> None:
+        p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else the running local cluster)")
+        if namespace:
+            p.add_argument("--namespace", default=default_namespace(),
+                           help="gateway namespace (default: $AICMO_NAMESPACE, else aicmo)")
+
+    p = sub.add_parser("demo", help="run the main job on a local Ray with stand-in providers and injected faults")
+    p.add_argument("--leads", type=int, default=200, help="how many leads the campaign processes (default 200)")
+    p.add_argument("--config", help="gateway config to run the demo on (default: the embedded config/default.yaml)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("up", help="deploy or update the gateway's detached actors and wait until ready")
+    p.add_argument("--config", required=True, help="gateway config file (YAML)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the actors to be ready")
+    cluster(p, namespace=False)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="remove the gateway's actors")
+    cluster(p)
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="health of every capability and provider")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+                   help="refresh every SECONDS (default 2)")
+    cluster(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("self-check", help="probe every provider; print problems and fixes (exit 1 if a capability is unserved)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    cluster(p)
+    p.set_defaults(func=cmd_self_check)
+
+    p = sub.add_parser("invoke", help="one call through a capability's router")
+    p.add_argument("capability")
+    p.add_argument("method")
+    p.add_argument("--payload", required=True, help="JSON object, @file.json, or - for stdin")
+    p.add_argument("--dry-run", action="store_true", help="reach the adapter but send nothing")
+    p.add_argument("--idempotency-key", help="a repeat within the window returns the first result")
+    p.add_argument("--deadline", type=float, help="overall deadline in seconds")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    cluster(p)
+    p.set_defaults(func=cmd_invoke)
+
+    p = sub.add_parser("config", help="validate a config file, or print its JSON Schema")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    v = csub.add_parser("validate", help="validate a config file (exit 2 with field paths if invalid)")
+    v.add_argument("path")
+    v.set_defaults(func=cmd_config_validate)
+    s = csub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
+    s.set_defaults(func=cmd_config_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"aicmo-gateway: {exc.message}", file=sys.stderr)
+        return exc.code
+    except Exception as exc:  # Ray's own failures (timeouts, dead actors) end the command, readably
+        if type(exc).__module__.startswith("ray"):
+            print(f"aicmo-gateway: the cluster did not answer: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                  file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""The gateway config: YAML in, validated pydantic models out.
+
+Layers of policy, inner wins: the built-in defaults, the file's top-level
+`policy`, a capability's `policy`, a provider's `policy`. `${NAME}` (or
+`${NAME:-default}`) reads an environment variable at load time; which
+setting came from which variable is remembered, so a self-check can say
+"check SMTP_PASSWORD" rather than "check the config". Every error names the
+file and the field path, e.g. `capabilities.email_sending.providers[0].settings.port`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from actors.adapters.base import AdapterSettings
+from actors.adapters.registry import UnknownAdapter, get_adapter_class
+from actors.errors import ConfigError
+from actors.payloads import CAPABILITIES
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[a-z0-9][a-z0-9_\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthConfig(_Model):
+    healthy_after: int = Field(5, ge=1, description="consecutive successes before DEGRADED becomes HEALTHY")
+    unhealthy_after: int = Field(3, ge=1, description="consecutive failures before a provider is UNHEALTHY")
+    cooldown_s: float = Field(30.0, ge=0, description="how long an UNHEALTHY provider is skipped before a trial")
+    latency_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of the newest latency")
+    default_throttle_s: float = Field(1.0, ge=0, description="throttle time after a 429 that named no reset")
+
+
+class RoutingConfig(_Model):
+    max_attempts: int = Field(3, ge=1, description="providers tried per request, the first included")
+    deadline_s: float = Field(30.0, gt=0, description="overall deadline of one request")
+    attempt_timeout_s: float = Field(10.0, gt=0, description="the most one attempt may take")
+    recent_operations: int = Field(10, ge=0, description="size of the router's recent-operations log")
+    idempotency_window_s: float = Field(86400.0, ge=0, description="how long a repeated idempotency key returns the first result")
+    ranking: str = Field("actors.policy.ranking:by_health", description="dotted path of the ranking policy")
+    unreachable_backoff_s: float = Field(1.0, ge=0, description="how long a dead or restarting provider actor is skipped")
+
+
+class ProviderLimitsConfig(_Model):
+    max_concurrency: int = Field(32, ge=1, description="attempts one provider actor runs at once")
+
+
+class PolicyConfig(_Model):
+    health: HealthConfig = HealthConfig()
+    routing: RoutingConfig = RoutingConfig()
+    provider: ProviderLimitsConfig = ProviderLimitsConfig()
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def merge_policies(*layers: PolicyConfig) -> PolicyConfig:
+    """Inner layers win, field by field; only fields a layer set explicitly count."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _merge(merged, layer.model_dump(exclude_unset=True))
+    return PolicyConfig.model_validate(merged)
+
+
+class ProviderConfig(_Model):
+    name: str = Field(pattern=_NAME)
+    adapter: str
+    settings: dict[str, Any] = {}
+    policy: PolicyConfig = PolicyConfig()
+    enabled: bool = True
+
+    # The adapter's validated settings (secrets as SecretStr) and the
+    # environment variables settings came from; filled in by `load_config`.
+    _validated: AdapterSettings | None = PrivateAttr(default=None)
+    _env_refs: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def validated_settings(self) -> AdapterSettings:
+        assert self._validated is not None, "settings are validated by load_config/parse_config"
+        return self._validated
+
+    @property
+    def env_refs(self) -> dict[str, str]:
+        return dict(self._env_refs)
+
+    def __repr_args__(self):  # never print raw settings: they hold secrets
+        for key, value in super().__repr_args__():
+            yield key, (self._validated if key == "settings" and self._validated is not None else ("<settings>" if key == "settings" else value))
+
+
+class CapabilityConfig(_Model):
+    providers: list[ProviderConfig] = Field(min_length=1)
+    policy: PolicyConfig = PolicyConfig()
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_names(cls, providers: list[ProviderConfig]) -> list[ProviderConfig]:
+        seen: set[str] = set()
+        for p in providers:
+            if p.name in seen:
+                raise ValueError(f"provider name {p.name!r} is used twice")
+            seen.add(p.name)
+        return providers
+
+
+class SupervisorConfig(_Model):
+    check_interval_s: float = Field(60.0, ge=0, description="periodic self-check interval; 0 turns it off")
+    check_jitter_s: float = Field(5.0, ge=0, description="random delay added to each interval so checks do not align")
+    probe_timeout_s: float = Field(5.0, gt=0, description="the most one probe may take")
+
+
+class GatewayConfig(_Model):
+    namespace: str = Field("aicmo", pattern=_NAME)
+    dry_run: bool = False
+    policy: PolicyConfig = PolicyConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    capabilities: dict[str, CapabilityConfig] = Field(min_length=1)
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, caps: dict[str, CapabilityConfig]) -> dict[str, CapabilityConfig]:
+        unknown = [name for name in caps if name not in CAPABILITIES]
+        if unknown:
+            raise ValueError(f"unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
+        return caps
+
+    def provider_policy(self, capability: str, provider: ProviderConfig) -> PolicyConfig:
+        return merge_policies(self.policy, self.capabilities[capability].policy, provider.policy)
+
+    def capability_policy(self, capability: str) -> PolicyConfig:
+        return merge_policies(self.policy, self.capabilities[capability].policy)
+
+
+def _path(loc: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def interpolate_env(node: Any, env: dict[str, str], loc: tuple[Any, ...] = (), refs: dict[str, str] | None = None,
+                    problems: list[tuple[str, str]] | None = None) -> Any:
+    """Replace `${NAME}` in strings; record path -> NAME; report unset variables by path."""
+    refs = {} if refs is None else refs
+    problems = [] if problems is None else problems
+    if isinstance(node, dict):
+        return {k: interpolate_env(v, env, (*loc, k), refs, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate_env(v, env, (*loc, i), refs, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            refs[_path(loc)] = name
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((_path(loc), f"environment variable {name} is not set"))
+            return ""
+
+        whole = _ENV_REF.fullmatch(node)
+        value = _ENV_REF.sub(sub, node)
+        # `port: ${SMTP_PORT}` should become a number: let YAML type a whole-value reference.
+        if whole and value and not value.startswith(("'", '"')):
+            try:
+                typed = yaml.safe_load(value)
+                if isinstance(typed, (int, float, bool)):
+                    return typed
+            except yaml.YAMLError:
+                pass
+        return value
+    return node
+
+
+def _check_providers(data: dict[str, Any], refs: dict[str, str],
+                     problems: list[tuple[str, str]]) -> dict[tuple[str, int], tuple[AdapterSettings, dict[str, str]]]:
+    """Validate each provider's settings against its adapter, straight from the raw data,
+    so these problems are reported together with the model's own."""
+    out: dict[tuple[str, int], tuple[AdapterSettings, dict[str, str]]] = {}
+    caps = data.get("capabilities")
+    if not isinstance(caps, dict):
+        return out
+    for cap_name, cap in caps.items():
+        if not isinstance(cap, dict) or not isinstance(cap.get("providers"), list) or cap_name not in CAPABILITIES:
+            continue
+        for i, provider in enumerate(cap["providers"]):
+            if not isinstance(provider, dict) or not isinstance(provider.get("adapter"), str):
+                continue
+            base = ("capabilities", cap_name, "providers", i)
+            try:
+                adapter_cls = get_adapter_class(provider["adapter"])
+            except UnknownAdapter as exc:
+                problems.append((_path((*base, "adapter")), str(exc)))
+                continue
+            except Exception as exc:  # an adapter module that fails to import
+                problems.append((_path((*base, "adapter")), f"adapter {provider['adapter']!r} failed to load: {exc}"))
+                continue
+            if adapter_cls.capabilities and cap_name not in adapter_cls.capabilities:
+                problems.append((_path((*base, "adapter")),
+                                 f"adapter {provider['adapter']!r} does not serve {cap_name}; "
+                                 f"it serves {', '.join(sorted(adapter_cls.capabilities))}"))
+                continue
+            settings = provider.get("settings") or {}
+            if not isinstance(settings, dict):
+                continue  # the model reports it
+            try:
+                validated = adapter_cls.Settings.model_validate(settings)
+            except ValidationError as exc:
+                problems += [(_path((*base, "settings", *e["loc"])), e["msg"]) for e in exc.errors()]
+                continue
+            prefix = _path((*base, "settings")) + "."
+            out[(cap_name, i)] = (validated, {p[len(prefix):]: n for p, n in refs.items() if p.startswith(prefix)})
+    return out
+
+
+def parse_config(raw: Any, source: str = "<config>", env: dict[str, str] | None = None) -> GatewayConfig:
+    env = dict(os.environ) if env is None else env
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("", f"expected a mapping at the top level, got {type(raw).__name__}")])
+    refs: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    data = interpolate_env(raw, env, (), refs, problems)
+    raw_caps = data.get("capabilities")
+    for name in raw_caps if isinstance(raw_caps, dict) else {}:
+        if name not in CAPABILITIES:
+            problems.append((f"capabilities.{name}", f"unknown capability; known: {', '.join(CAPABILITIES)}"))
+    cfg: GatewayConfig | None = None
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += [(_path(e["loc"]), e["msg"]) for e in exc.errors()
+                     if not (len(e["loc"]) >= 2 and e["loc"][0] == "capabilities" and e["loc"][1] not in CAPABILITIES)]
+    validated = _check_providers(data, refs, problems)
+    if cfg is not None:
+        from actors.policy.ranking import load_rank_policy
+
+        for cap_name in cfg.capabilities:
+            try:
+                load_rank_policy(cfg.capability_policy(cap_name).routing.ranking)
+            except ValueError as exc:
+                problems.append((f"capabilities.{cap_name}.policy.routing.ranking", str(exc)))
+    if problems or cfg is None:
+        raise ConfigError(source, list(dict.fromkeys(problems)))
+    for cap_name, cap in cfg.capabilities.items():
+        for i, provider in enumerate(cap.providers):
+            provider._validated, provider._env_refs = validated[(cap_name, i)]
+    return cfg
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), [("", f"cannot read the file: {exc.strerror}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(path), [("", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(raw, str(path), env)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = GatewayConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "aicmo-gateway config"
+    return schema

@@ -1,0 +1,123 @@
+"""Error kinds and the typed exceptions that carry them.
+
+Every outcome is sorted into a closed set of kinds before anything acts on it
+(health, ranking, fallback, recommendations). Adapters raise `ProviderError`
+subclasses; the provider actor turns anything else into `crashed`.
+
+    GatewayError
+    ├── ConfigError            invalid config file (carries field paths)
+    └── ProviderError          one attempt failed at a provider
+        ├── TransientError     5xx, connection reset, temporary refusal
+        ├── AttemptTimeout     no answer within the attempt's time
+        ├── RateLimited        429 / SMTP 421, 451, 452; carries retry_after_s
+        ├── AuthError          401/403, SMTP 535: credentials or permissions
+        ├── ProviderRejected   400/422: the provider refused this payload
+        ├── NotSupported       this provider cannot serve this request (skip)
+        └── MalformedResponse  the provider answered something we cannot read
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(str, enum.Enum):
+    # Request-level kinds: returned in InvokeResult.error.
+    # INVALID_REQUEST is both: as a request's error, the payload failed our
+    # validation and no provider was called; as an attempt's, the provider
+    # refused the payload (HTTP 400/422).
+    INVALID_REQUEST = "invalid_request"
+    UNKNOWN_METHOD = "unknown_method"            # the capability has no such method
+    ALL_PROVIDERS_FAILED = "all_providers_failed"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    NO_AVAILABLE_PROVIDER = "no_available_provider"  # none configured, or none can serve it
+
+    # Attempt-level kinds: returned in Attempt.error_kind.
+    TRANSIENT = "transient"
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    NOT_SUPPORTED = "not_supported"              # provider cannot serve this request; skipped
+    MALFORMED_RESPONSE = "malformed_response"
+    CRASHED = "crashed"                          # adapter raised something unexpected, or the actor died
+    UNAVAILABLE = "unavailable"                  # provider actor restarting or unreachable
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Kinds that say something about the provider's health. INVALID_REQUEST and
+# NOT_SUPPORTED are about the request; RATE_LIMITED is about our pace, and
+# throttles the provider instead of marking it unhealthy.
+COUNTS_AGAINST_HEALTH = frozenset(
+    {
+        ErrorKind.TRANSIENT,
+        ErrorKind.TIMEOUT,
+        ErrorKind.AUTH,
+        ErrorKind.MALFORMED_RESPONSE,
+        ErrorKind.CRASHED,
+        ErrorKind.UNAVAILABLE,
+    }
+)
+
+
+class GatewayError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A config file failed validation. `problems` holds (field path, message)."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid gateway config"]
+        lines += [f"  {path or '<root>'}: {message}" for path, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class ProviderError(GatewayError):
+    """One attempt at one provider failed. The message must hold no secrets:
+    the provider actor redacts it again before it leaves the actor."""
+
+    kind: ErrorKind = ErrorKind.TRANSIENT
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+        self.status = status
+
+
+class TransientError(ProviderError):
+    kind = ErrorKind.TRANSIENT
+
+
+class AttemptTimeout(ProviderError):
+    kind = ErrorKind.TIMEOUT
+
+
+class RateLimited(ProviderError):
+    kind = ErrorKind.RATE_LIMITED
+
+
+class AuthError(ProviderError):
+    kind = ErrorKind.AUTH
+
+
+class ProviderRejected(ProviderError):
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class NotSupported(ProviderError):
+    kind = ErrorKind.NOT_SUPPORTED
+
+
+class MalformedResponse(ProviderError):
+    kind = ErrorKind.MALFORMED_RESPONSE
+
+
+ERROR_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
+    cls.kind: cls
+    for cls in (TransientError, AttemptTimeout, RateLimited, AuthError, ProviderRejected, NotSupported, MalformedResponse)
+}

@@ -1,0 +1,178 @@
+"""Messages between actors and to users: frozen msgspec Structs.
+
+New fields get defaults so that older readers and writers keep working
+(msgspec schema evolution). Unknown fields are tolerated on the wire.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from actors.errors import ErrorKind
+from actors.policy.health import Health, HealthSnapshot
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    def to_dict(self) -> dict[str, Any]:
+        return msgspec.to_builtins(self)
+
+
+class ErrorInfo(Message):
+    kind: ErrorKind
+    message: str
+
+
+class Attempt(Message):
+    provider: str
+    ok: bool
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    trial: bool = False          # a half-open trial of a provider that was unhealthy
+
+
+class InvokeResult(Message):
+    ok: bool
+    value: Any = None
+    provider: str | None = None
+    attempts: list[Attempt] = []
+    error: ErrorInfo | None = None
+    request_id: str = ""
+    idempotency_key: str | None = None
+    dry_run: bool = False
+    elapsed_ms: float = 0.0
+    capability: str = ""
+    method: str = ""
+    replayed: bool = False       # a repeated idempotency key: this is the first result, nothing was sent again
+
+    # The seed's (success, result, provider_used) tuple.
+    def as_tuple(self) -> tuple[bool, Any, str | None]:
+        return self.ok, self.value, self.provider
+
+
+class CallContext(Message):
+    """What a provider actor needs to know about one attempt besides the payload."""
+
+    request_id: str
+    method: str
+    idempotency_key: str | None = None
+    dry_run: bool = False
+    timeout_s: float = 10.0
+
+
+class CallReply(Message):
+    """A provider actor's answer to one attempt, carrying its health after it,
+    so the router learns health without a second round trip."""
+
+    ok: bool
+    value: Any = None
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    retry_after_s: float | None = None
+    health: HealthSnapshot = HealthSnapshot()
+
+
+class ProviderStatus(Message):
+    name: str
+    capability: str
+    adapter: str
+    health: Health = Health.UNKNOWN
+    consecutive_successes: int = 0
+    consecutive_failures: int = 0
+    latency_ms: float | None = None
+    latency_ewma_ms: float | None = None
+    total_calls: int = 0
+    total_failures: int = 0
+    last_error: str | None = None
+    last_error_kind: ErrorKind | None = None
+    last_checked: float | None = None
+    cooldown_until: float | None = None
+    throttled_until: float | None = None
+    in_flight: int = 0
+    max_concurrency: int = 0
+    delivers: bool = True        # False for the noop adapter: it answers but sends nothing
+    warnings: list[str] = []     # e.g. TLS verification turned off
+    reachable: bool = True       # False when the actor could not be asked
+
+    @classmethod
+    def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":
+        return cls(
+            health=h.state,
+            consecutive_successes=h.consecutive_successes,
+            consecutive_failures=h.consecutive_failures,
+            latency_ms=h.latency_ms,
+            latency_ewma_ms=h.latency_ewma_ms,
+            total_calls=h.total_calls,
+            total_failures=h.total_failures,
+            last_error=h.last_error,
+            last_error_kind=h.last_error_kind,
+            last_checked=h.last_checked,
+            cooldown_until=h.cooldown_until,
+            throttled_until=h.throttled_until,
+            **fields,
+        )
+
+
+class Operation(Message):
+    """One entry of a router's recent-operations log (the seed's audit ring)."""
+
+    at: float
+    request_id: str
+    method: str
+    ok: bool
+    provider: str | None = None
+    attempts: int = 0
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    dry_run: bool = False
+    elapsed_ms: float = 0.0
+
+
+class CapabilityStatus(Message):
+    capability: str
+    providers: list[ProviderStatus]          # ranked, most preferred first
+    recent_operations: list[Operation] = []
+    skipped: dict[str, str] = {}             # provider -> why the router would skip it now
+
+
+class StatusReport(Message):
+    namespace: str
+    generated_at: float
+    capabilities: list[CapabilityStatus]
+
+
+class ProbeResult(Message):
+    provider: str
+    capability: str
+    ok: bool
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    delivers: bool = True
+
+
+class Recommendation(Message):
+    severity: str            # "critical", "warning", "info"
+    capability: str
+    provider: str | None
+    problem: str
+    evidence: str
+    fix: str
+
+
+class CapabilityCheck(Message):
+    capability: str
+    served: bool                     # at least one provider that delivers passed its probe
+    usable_providers: list[str]
+    probes: list[ProbeResult]
+
+
+class SelfCheckReport(Message):
+    namespace: str
+    generated_at: float
+    ok: bool                         # every capability served
+    capabilities: list[CapabilityCheck]
+    recommendations: list[Recommendation] = []

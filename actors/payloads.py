@@ -1,0 +1,170 @@
+"""The capabilities, their methods and each method's payload.
+
+A payload is validated into its Struct before any provider is called, so a
+bad request costs no provider call and says which field is wrong. Unknown
+fields are refused: a misspelt `txt` would otherwise send an empty email.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+def _check_address(field: str, value: str) -> None:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"`{field}` is not an email address: {value!r}")
+
+
+class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every method payload."""
+
+
+class SendEmail(Payload):
+    to: list[str]
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    from_addr: str | None = None
+    reply_to: str | None = None
+    headers: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        if not self.to:
+            raise ValueError("`to` needs at least one address")
+        for i, address in enumerate(self.to):
+            _check_address(f"to[{i}]", address)
+        if self.text is None and self.html is None:
+            raise ValueError("give `text` and/or `html`")
+        for name in ("from_addr", "reply_to"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_address(name, value)
+        for name, value in self.headers.items():
+            if "\n" in name or "\r" in name or "\n" in value or "\r" in value:
+                raise ValueError(f"header {name!r} holds a line break")
+
+
+class PublishPost(Payload):
+    text: str
+    network: Literal["linkedin", "x"] | None = None
+    link: str | None = None
+    media_urls: list[str] = []
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("`text` is empty")
+
+
+class UpsertContact(Payload):
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    fields: dict[str, Any] = {}
+
+    def __post_init__(self) -> None:
+        _check_address("email", self.email)
+
+
+class EnrichPerson(Payload):
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.email is not None:
+            _check_address("email", self.email)
+        elif not (self.first_name and self.last_name and self.domain):
+            raise ValueError("give `email`, or `first_name` + `last_name` + `domain`")
+
+
+class VerifyEmail(Payload):
+    email: str
+
+    def __post_init__(self) -> None:
+        # Syntax only: an address that merely looks wrong is still the
+        # verifier's to judge, but an empty one is a caller's bug.
+        if "@" not in self.email:
+            raise ValueError(f"`email` is not an email address: {self.email!r}")
+
+
+class FetchReplies(Payload):
+    since: str | None = None          # ISO 8601 time
+    mailbox: str = "INBOX"
+    limit: int = 50
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.limit > 1000:
+            raise ValueError("`limit` must be between 1 and 1000")
+        if self.since is not None:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(self.since.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"`since` is not an ISO 8601 time: {self.since!r}") from None
+
+
+class Dispatch(Payload):
+    event: str
+    data: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.event.strip():
+            raise ValueError("`event` is empty")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    capability: str
+    name: str
+    payload: type[Payload]
+    # Safe to send again to another provider when an attempt's outcome is
+    # unknown (timeout, crash): reads and upserts are, sends and posts are not.
+    idempotent: bool
+
+
+METHODS: dict[str, dict[str, MethodSpec]] = {}
+for _spec in (
+    MethodSpec("email_sending", "send_email", SendEmail, idempotent=False),
+    MethodSpec("social_posting", "publish_post", PublishPost, idempotent=False),
+    MethodSpec("crm_sync", "upsert_contact", UpsertContact, idempotent=True),
+    MethodSpec("lead_enrichment", "enrich_person", EnrichPerson, idempotent=True),
+    MethodSpec("email_verification", "verify_email", VerifyEmail, idempotent=True),
+    MethodSpec("reply_fetching", "fetch_replies", FetchReplies, idempotent=True),
+    MethodSpec("webhook_dispatch", "dispatch", Dispatch, idempotent=False),
+):
+    METHODS.setdefault(_spec.capability, {})[_spec.name] = _spec
+
+CAPABILITIES: tuple[str, ...] = tuple(METHODS)
+
+
+class PayloadError(ValueError):
+    """A payload failed validation; `path` is where (e.g. `$.to[0]`)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+def validate_payload(spec: MethodSpec, payload: Any) -> Payload:
+    """Return the payload as its Struct, or raise PayloadError naming the field."""
+    if isinstance(payload, spec.payload):
+        return payload
+    if isinstance(payload, Payload):
+        raise PayloadError(f"{spec.name} takes a {spec.payload.__name__}, got a {type(payload).__name__}")
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{spec.name} takes an object, got {type(payload).__name__}")
+    try:
+        return msgspec.convert(payload, spec.payload, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
+        raise PayloadError(f"{spec.name}: {message}", path) from None

@@ -1,0 +1,113 @@
+"""Which providers a request tries, and in what order, as pure code.
+
+`rank` policies order candidates (most preferred first); `plan_attempts`
+applies availability on top: providers cooling down, throttled or unreachable
+are skipped with a reason, and an UNHEALTHY provider whose cooldown has
+passed gets one half-open trial at the front. The policy is pluggable: any
+callable `(Sequence[Candidate]) -> list[Candidate]`, named in config by its
+dotted path (`routing.ranking`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from actors.policy.health import Health, HealthSnapshot
+
+
+class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    index: int                               # configured order, 0 first
+    health: HealthSnapshot
+    unreachable_until: float | None = None   # the router saw the actor dead or restarting
+    trial_in_flight: bool = False
+
+
+class Skip(msgspec.Struct, frozen=True):
+    name: str
+    reason: str
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    order: list[str]                 # providers to try, in order
+    skipped: list[Skip]              # providers left out, and why
+    trial: str | None = None         # the provider given a half-open trial, if any
+    last_resort: bool = False        # nothing was available; trying skipped ones anyway
+
+
+RankPolicy = Callable[[Sequence[Candidate]], list[Candidate]]
+
+HEALTH_PRIORITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNKNOWN: 2, Health.UNHEALTHY: 3}
+
+
+def by_health(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The seed's key: health, then consecutive successes, then lower latency; then configured order.
+
+    DEGRADED ranks above UNKNOWN so that a primary that has just answered
+    once is not overtaken by a backup nobody has tried.
+    """
+
+    def key(c: Candidate) -> tuple:
+        h = c.health
+        latency = h.latency_ewma_ms if h.latency_ewma_ms is not None else 0.0
+        return (HEALTH_PRIORITY[h.state], -h.consecutive_successes, latency, c.index)
+
+    return sorted(candidates, key=key)
+
+
+def configured_order(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Strict priority: the listed order, whatever the health."""
+    return sorted(candidates, key=lambda c: c.index)
+
+
+def load_rank_policy(dotted: str) -> RankPolicy:
+    """`package.module:function` or `package.module.function`."""
+    module_name, _, attr = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    try:
+        policy = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"cannot load ranking policy {dotted!r}: {exc}") from None
+    if not callable(policy):
+        raise ValueError(f"ranking policy {dotted!r} is not callable")
+    return policy
+
+
+def _blocked_reason(c: Candidate, now: float) -> str | None:
+    h = c.health
+    if c.unreachable_until is not None and c.unreachable_until > now:
+        return "actor unreachable (dead or restarting)"
+    if h.throttled_until is not None and h.throttled_until > now:
+        return f"throttled for {h.throttled_until - now:.1f}s more"
+    if h.state is Health.UNHEALTHY:
+        if h.cooldown_until is not None and h.cooldown_until > now:
+            return f"unhealthy, cooling down for {h.cooldown_until - now:.1f}s more"
+        if c.trial_in_flight:
+            return "unhealthy, a trial request is in flight"
+    return None
+
+
+def plan_attempts(candidates: Sequence[Candidate], now: float, rank: RankPolicy = by_health) -> Plan:
+    ranked = rank(candidates)
+    available: list[str] = []
+    skipped: list[Skip] = []
+    trial: str | None = None
+    for c in ranked:
+        reason = _blocked_reason(c, now)
+        if reason is not None:
+            skipped.append(Skip(c.name, reason))
+        elif c.health.state is Health.UNHEALTHY and trial is None:
+            trial = c.name  # cooldown over: one request tests whether it is back
+        else:
+            available.append(c.name)
+    if trial is not None:
+        return Plan(order=[trial, *available], skipped=skipped, trial=trial)
+    if available:
+        return Plan(order=available, skipped=skipped)
+    # Nothing is available. The seed still tried unhealthy providers last;
+    # do so for those cooling down or unreachable, never for a throttled one,
+    # which would only refuse again.
+    last = [s.name for s in skipped if not s.reason.startswith("throttled")]
+    return Plan(order=last, skipped=[s for s in skipped if s.name not in last], last_resort=bool(last))

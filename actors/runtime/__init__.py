@@ -1,0 +1,1 @@
+"""The Ray side: provider, router and supervisor actors, and deploying them."""

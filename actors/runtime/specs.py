@@ -1,0 +1,172 @@
+"""What each actor is built from: frozen specs derived from a validated config.
+
+Config objects stay at the edge (the driver); actors receive these Structs.
+A spec's `digest` tells `up` whether a running actor already matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import msgspec
+from pydantic import SecretStr
+
+from actors.config import GatewayConfig, PolicyConfig
+from actors.adapters.registry import get_adapter_class
+from actors.policy.health import HealthPolicy
+from actors.redaction import SECRET_NAME
+
+SUPERVISOR_NAME = "supervisor"
+
+
+def router_name(capability: str) -> str:
+    return f"router:{capability}"
+
+
+def provider_name(capability: str, provider: str) -> str:
+    return f"provider:{capability}:{provider}"
+
+
+class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
+    max_attempts: int
+    deadline_s: float
+    attempt_timeout_s: float
+    recent_operations: int
+    idempotency_window_s: float
+    ranking: str
+    unreachable_backoff_s: float
+
+
+class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    capability: str
+    adapter: str
+    index: int                       # configured order
+    config_path: str                 # e.g. capabilities.email_sending.providers[0]
+    settings: dict[str, Any]         # the adapter's validated settings, secrets as SecretStr
+    env_refs: dict[str, str]         # setting -> environment variable it came from
+    env_secrets: list[str]           # values read from secret-looking environment variables
+    health: dict[str, Any]           # HealthPolicy fields
+    max_concurrency: int
+    delivers: bool
+    has_probe: bool
+    auth_settings: list[str]
+    enabled: bool = True
+
+    @property
+    def actor_name(self) -> str:
+        return provider_name(self.capability, self.name)
+
+    def health_policy(self) -> HealthPolicy:
+        return HealthPolicy(**self.health)
+
+    @property
+    def digest(self) -> str:
+        return _digest(self)
+
+
+class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
+    capability: str
+    providers: list[ProviderSpec]
+    routing: RoutingSpec
+    dry_run: bool
+
+    @property
+    def actor_name(self) -> str:
+        return router_name(self.capability)
+
+    @property
+    def digest(self) -> str:
+        return _digest(self)
+
+
+class SupervisorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    check_interval_s: float
+    check_jitter_s: float
+    probe_timeout_s: float
+
+
+class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
+    namespace: str
+    source: str
+    capabilities: list[CapabilitySpec]
+    supervisor: SupervisorSpec
+
+    @property
+    def digest(self) -> str:
+        return _digest(self)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _digest(spec: msgspec.Struct) -> str:
+    # Secrets are part of what makes two specs differ (a new password must
+    # reach the actor), so they are hashed, never stored or shown.
+    builtins = msgspec.to_builtins(spec, enc_hook=_plain)
+    text = json.dumps(_plain(builtins), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _routing(policy: PolicyConfig) -> RoutingSpec:
+    return RoutingSpec(**policy.routing.model_dump())
+
+
+def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
+    caps: list[CapabilitySpec] = []
+    for cap_name, cap in cfg.capabilities.items():
+        providers: list[ProviderSpec] = []
+        for i, p in enumerate(cap.providers):
+            if not p.enabled:
+                continue
+            adapter_cls = get_adapter_class(p.adapter)
+            policy = cfg.provider_policy(cap_name, p)
+            settings = p.validated_settings
+            env_secrets = [
+                str(_plain(getattr(settings, key)))
+                for key, var in p.env_refs.items()
+                if "." not in key and SECRET_NAME.search(var) and hasattr(settings, key)
+            ]
+            providers.append(
+                ProviderSpec(
+                    name=p.name,
+                    capability=cap_name,
+                    adapter=p.adapter,
+                    index=i,
+                    config_path=f"capabilities.{cap_name}.providers[{i}]",
+                    settings=dict(settings),
+                    env_refs=p.env_refs,
+                    env_secrets=env_secrets,
+                    health=policy.health.model_dump(),
+                    max_concurrency=policy.provider.max_concurrency,
+                    delivers=adapter_cls.delivers,
+                    has_probe=adapter_cls.has_probe,
+                    auth_settings=list(adapter_cls.auth_settings),
+                )
+            )
+        caps.append(
+            CapabilitySpec(
+                capability=cap_name,
+                providers=providers,
+                routing=_routing(cfg.capability_policy(cap_name)),
+                dry_run=cfg.dry_run,
+            )
+        )
+    s = cfg.supervisor
+    return GatewaySpec(
+        namespace=cfg.namespace,
+        source=source,
+        capabilities=caps,
+        supervisor=SupervisorSpec(
+            check_interval_s=s.check_interval_s, check_jitter_s=s.check_jitter_s, probe_timeout_s=s.probe_timeout_s
+        ),
+    )
