@@ -97,7 +97,20 @@ class ProviderConfig(_Model):
 
     def __repr_args__(self):  # never print raw settings: they hold secrets
         for key, value in super().__repr_args__():
-            yield key, (self._validated if key == "settings" and self._validated is not None else ("<settings>" if key == "settings" else value))
+            yield key, (self.masked_settings() if key == "settings" else value)
+
+    def masked_settings(self) -> dict[str, Any]:
+        """Settings fit to print: SecretStr stays masked, and so does any value
+        read from an environment variable whose name says secret."""
+        from actors.redaction import MASK, SECRET_NAME
+
+        if self._validated is None:
+            return {k: MASK for k in self.settings}
+        out: dict[str, Any] = {}
+        for key in type(self._validated).model_fields:
+            var = self._env_refs.get(key)
+            out[key] = MASK if var and SECRET_NAME.search(var) else getattr(self._validated, key)
+        return out
 
 
 class CapabilityConfig(_Model):

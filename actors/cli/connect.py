@@ -20,7 +20,21 @@ def default_namespace() -> str:
     return os.environ.get("AICMO_NAMESPACE") or "aicmo"
 
 
+def use_token_auth_if_available() -> None:
+    """Ray 2.60 clusters started with `ray start --head` require a token, and a
+    client sends it only with RAY_AUTH_MODE=token (ray.init(address="auto")
+    works without; an explicit address and `ray job submit` do not). A token
+    client also works against a cluster with auth off, so turn it on whenever a
+    token is at hand and the user has not chosen. Must run before Ray reads it."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def connect(address: str | None, namespace: str) -> None:
+    use_token_auth_if_available()
     import ray
 
     target = address or os.environ.get("RAY_ADDRESS") or "auto"

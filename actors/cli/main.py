@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from actors.cli.connect import CliError, connect, default_namespace, get_actor
+from actors.cli.connect import CliError, connect, default_namespace, get_actor, use_token_auth_if_available
 
 
 def _console(stderr: bool = False) -> Console:
@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_token_auth_if_available()
     try:
         return args.func(args)
     except CliError as exc:

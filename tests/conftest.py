@@ -1,0 +1,71 @@
+"""Shared fixtures. One real local Ray cluster per test session (started only
+if a test asks for it); each test deploys its own gateway into a namespace of
+its own and removes it afterwards."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    import logging
+
+    import ray
+
+    # address="local": never join a stale cluster named in /tmp/ray/ray_current_cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+             log_to_driver=False, namespace="aicmo-tests")
+    yield ray
+    ray.shutdown()
+
+
+class Gateway:
+    """A gateway deployed for one test."""
+
+    def __init__(self, ray: Any, namespace: str):
+        self.ray = ray
+        self.namespace = namespace
+
+    def router(self, capability: str) -> Any:
+        return self.ray.get_actor(f"router:{capability}", namespace=self.namespace)
+
+    def provider(self, capability: str, name: str) -> Any:
+        return self.ray.get_actor(f"provider:{capability}:{name}", namespace=self.namespace)
+
+    @property
+    def supervisor(self) -> Any:
+        return self.ray.get_actor("supervisor", namespace=self.namespace)
+
+    def invoke(self, capability: str, method: str, payload: Any, **options: Any) -> Any:
+        return self.ray.get(self.router(capability).invoke.remote(method, payload, **options), timeout=120)
+
+
+@pytest.fixture
+def gateway(ray_cluster: Any) -> Iterator[Any]:
+    """`deploy(config_dict) -> Gateway`: deploys non-detached actors, removed after the test."""
+    from actors.config import parse_config
+    from actors.runtime.deploy import deploy as deploy_spec
+    from actors.runtime.deploy import teardown
+    from actors.runtime.specs import build_spec
+
+    namespaces: list[str] = []
+
+    def deploy(config: dict[str, Any]) -> Gateway:
+        namespace = f"t-{uuid.uuid4().hex[:10]}"
+        config = {**config, "namespace": namespace}
+        config.setdefault("supervisor", {"check_interval_s": 0})
+        deploy_spec(build_spec(parse_config(config, "<test>")), detached=False)
+        namespaces.append(namespace)
+        return Gateway(ray_cluster, namespace)
+
+    yield deploy
+    for namespace in namespaces:
+        teardown(namespace)

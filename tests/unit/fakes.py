@@ -1,0 +1,67 @@
+"""In-process fakes for unit tests: a scripted adapter and specs built from a dict."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from actors.adapters.base import Adapter, AdapterSettings
+from actors.config import parse_config
+from actors.messages import CallContext
+from actors.runtime.specs import CapabilitySpec, ProviderSpec, build_spec
+
+
+def capability_spec(providers: list[str], capability: str = "email_sending", **routing: Any) -> CapabilitySpec:
+    raw = {"policy": {"routing": routing}, "capabilities": {capability: {"providers": [
+        {"name": n, "adapter": "simulated"} for n in providers]}}}
+    return build_spec(parse_config(raw, env={})).capabilities[0]
+
+
+def provider_spec(**settings: Any) -> ProviderSpec:
+    return capability_spec(["p"]).providers[0]
+
+
+class ScriptedAdapter(Adapter):
+    """Answers each call with the next item of a script: a value, an exception, or a callable."""
+
+    name = "scripted"
+    Settings = AdapterSettings
+
+    def __init__(self, script: list[Any] | None = None, secrets: list[str] | None = None):
+        super().__init__(AdapterSettings(), capability="email_sending", provider="p")
+        self.script = list(script or [])
+        self.calls: list[tuple[str, Any, CallContext]] = []
+        self._secrets = secrets or []
+
+    async def call(self, method: str, payload: Any, ctx: CallContext) -> dict[str, Any]:
+        self.calls.append((method, payload, ctx))
+        item: Any = self.script.pop(0) if self.script else {"message_id": "m"}
+        if callable(item) and not isinstance(item, type):
+            item = item()
+            if asyncio.iscoroutine(item):
+                item = await item
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def probe(self) -> None:
+        item = self.script.pop(0) if self.script else None
+        if isinstance(item, BaseException):
+            raise item
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sleeper(seconds: float) -> Callable[[], Any]:
+    async def slow() -> dict[str, Any]:
+        await asyncio.sleep(seconds)
+        return {"message_id": "slow"}
+
+    return slow

@@ -1,0 +1,232 @@
+"""Routing logic without Ray: provider actors are replaced by ProviderCore
+instances around scripted adapters, reached through the same `send` seam."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from actors.errors import AuthError, ErrorKind, NotSupported, ProviderRejected, TransientError
+from actors.messages import CallContext
+from actors.policy.health import Health
+from actors.runtime.provider import ProviderCore
+from actors.runtime.router import ActorUnreachable, RouterCore
+from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec, sleeper
+
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+
+
+class Harness:
+    def __init__(self, scripts: dict[str, list[Any]], clock: Clock | None = None, **routing: Any):
+        self.clock = clock or Clock()
+        self.spec = capability_spec(list(scripts), **routing)
+        self.adapters = {name: ScriptedAdapter(script) for name, script in scripts.items()}
+        self.providers = {p.name: ProviderCore(p, self.adapters[p.name], clock=self.clock) for p in self.spec.providers}
+        self.dead: set[str] = set()
+        self.router = RouterCore(self.spec, self.send, clock=self.clock)
+
+    async def send(self, name: str, method: str, payload: Any, ctx: CallContext):
+        if name in self.dead:
+            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died")
+        return await self.providers[name].call(method, payload, ctx)
+
+    def invoke(self, payload: Any = EMAIL, method: str = "send_email", **kw: Any):
+        return asyncio.run(self.router.invoke(method, payload, **kw))
+
+
+def test_primary_serves_when_healthy() -> None:
+    h = Harness({"a": [], "b": []})
+    res = h.invoke()
+    assert res.ok and res.provider == "a" and [x.provider for x in res.attempts] == ["a"]
+    assert res.value == {"message_id": "m"} and res.request_id and res.elapsed_ms >= 0
+    assert not h.adapters["b"].calls
+
+
+def test_falls_back_and_lists_every_attempt() -> None:
+    h = Harness({"a": [TransientError("a is down")], "b": []})
+    res = h.invoke()
+    assert res.ok and res.provider == "b"
+    assert [(x.provider, x.ok, x.error_kind) for x in res.attempts] == [("a", False, ErrorKind.TRANSIENT), ("b", True, None)]
+    assert res.as_tuple() == (True, {"message_id": "m"}, "b")
+
+
+def test_all_failed_reports_each_kind() -> None:
+    h = Harness({"a": [TransientError("down")], "b": [AuthError("bad key")]})
+    res = h.invoke()
+    assert not res.ok and res.error.kind is ErrorKind.ALL_PROVIDERS_FAILED
+    assert "a: transient" in res.error.message and "b: auth" in res.error.message
+
+
+def test_max_attempts_caps_the_fallback_chain() -> None:
+    h = Harness({"a": [TransientError("x")], "b": [TransientError("x")], "c": []}, max_attempts=2)
+    res = h.invoke()
+    assert not res.ok and len(res.attempts) == 2 and not h.adapters["c"].calls
+
+
+def test_invalid_payload_calls_no_provider() -> None:
+    h = Harness({"a": []})
+    res = h.invoke({"to": "nobody"})
+    assert res.error.kind is ErrorKind.INVALID_REQUEST and res.attempts == [] and "$.to" in res.error.message
+    assert not h.adapters["a"].calls
+
+
+@pytest.mark.parametrize("options", [{"idempotency_key": ""}, {"deadline_s": -1}, {"deadline_s": "soon"}])
+def test_invalid_options_are_invalid_requests(options: dict) -> None:
+    res = Harness({"a": []}).invoke(**options)
+    assert res.error.kind is ErrorKind.INVALID_REQUEST and res.attempts == []
+
+
+def test_unknown_method_names_the_known_ones() -> None:
+    res = Harness({"a": []}).invoke(method="send_mail")
+    assert res.error.kind is ErrorKind.UNKNOWN_METHOD and "send_email" in res.error.message
+
+
+def test_not_supported_is_a_skip_not_a_try() -> None:
+    h = Harness({"a": [NotSupported("no x")], "b": [TransientError("x")], "c": []}, max_attempts=2)
+    res = h.invoke()
+    assert res.ok and res.provider == "c"
+
+
+def test_nothing_can_serve_is_no_available_provider() -> None:
+    res = Harness({"a": [NotSupported("a posts to x only")]}).invoke()
+    assert res.error.kind is ErrorKind.NO_AVAILABLE_PROVIDER and "x only" in res.error.message
+
+
+def test_rejected_payload_does_not_hurt_the_provider() -> None:
+    h = Harness({"a": [ProviderRejected("400 bad from")] * 5, "b": []})
+    for _ in range(5):
+        assert h.invoke().provider == "b"
+    assert h.providers["a"].health.consecutive_failures == 0
+
+
+def test_ranking_converges_on_the_provider_that_works() -> None:
+    h = Harness({"a": [TransientError("down")] * 100, "b": []})
+    attempts = [len(h.invoke().attempts) for _ in range(20)]
+    # One failure is enough for the seed's key to rank the backup's streak first.
+    assert attempts[0] == 2 and set(attempts[1:]) == {1}
+    assert len(h.adapters["a"].calls) == 1
+
+
+def break_concurrently(h: Harness, n: int = 3) -> None:
+    """Requests planned together all try the primary first: n failures make it UNHEALTHY."""
+
+    async def burst():
+        return await asyncio.gather(*(h.router.invoke("send_email", EMAIL) for _ in range(n)))
+
+    assert all(r.ok for r in asyncio.run(burst()))
+
+
+def test_unhealthy_provider_costs_nothing_until_its_half_open_trial() -> None:
+    clock = Clock()
+    h = Harness({"a": [TransientError("down")] * 100, "b": []}, clock=clock)
+    break_concurrently(h)
+    assert h.providers["a"].health.state is Health.UNHEALTHY and len(h.adapters["a"].calls) == 3
+    assert all(len(h.invoke().attempts) == 1 for _ in range(10))
+    assert len(h.adapters["a"].calls) == 3
+    clock.now += 31  # cooldown over: one half-open trial goes first, then skipped again
+    trial = h.invoke()
+    assert trial.ok and trial.attempts[0].trial and [a.provider for a in trial.attempts] == ["a", "b"]
+    assert len(h.invoke().attempts) == 1 and len(h.adapters["a"].calls) == 4
+
+
+def test_successful_trial_brings_the_provider_back() -> None:
+    clock = Clock()
+    h = Harness({"a": [TransientError("down")] * 3, "b": []}, clock=clock)
+    break_concurrently(h)
+    clock.now += 31
+    res = h.invoke()
+    assert res.provider == "a" and res.attempts[0].trial
+    assert h.providers["a"].health.state is Health.DEGRADED
+
+
+def test_dead_actor_is_a_failed_attempt_and_skipped_briefly() -> None:
+    clock = Clock()
+    h = Harness({"a": [], "b": []}, clock=clock)
+    h.dead.add("a")
+    res = h.invoke()
+    assert res.ok and res.attempts[0].error_kind is ErrorKind.CRASHED
+    assert [a.provider for a in h.invoke().attempts] == ["b"]  # skipped while unreachable
+    h.dead.clear()
+    clock.now += 2
+    assert h.invoke().provider == "b"  # b is now ranked first on its streak
+
+
+def test_deadline_shorter_than_an_attempt() -> None:
+    h = Harness({"a": [sleeper(5)], "b": [sleeper(5)]})
+    res = h.invoke(deadline_s=0.2)
+    assert res.error.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert res.elapsed_ms < 2000
+    assert h.adapters["a"].calls[0][2].timeout_s <= 0.2
+
+
+def test_each_attempt_gets_the_time_that_remains() -> None:
+    h = Harness({"a": [sleeper(5)], "b": []}, attempt_timeout_s=0.3)
+    res = h.invoke(deadline_s=2.0)
+    assert res.ok and res.provider == "b" and res.attempts[0].error_kind is ErrorKind.TIMEOUT
+    first, second = h.adapters["a"].calls[0][2], h.adapters["b"].calls[0][2]
+    assert first.timeout_s == pytest.approx(0.3) and second.timeout_s <= 0.3
+
+
+def test_dry_run_reaches_the_adapter_and_leaves_health_alone() -> None:
+    h = Harness({"a": [TransientError("x")] * 3})
+    res = h.invoke(dry_run=True)
+    assert res.dry_run and h.adapters["a"].calls[0][2].dry_run
+    assert h.providers["a"].health.total_calls == 0
+
+
+def test_repeated_key_returns_the_first_result_and_delivers_once() -> None:
+    h = Harness({"a": []})
+
+    async def run():
+        first = await h.router.invoke("send_email", EMAIL, idempotency_key="k")
+        again = await h.router.invoke("send_email", EMAIL, idempotency_key="k")
+        return first, again
+
+    first, again = asyncio.run(run())
+    assert again.replayed and not first.replayed and again.request_id == first.request_id
+    assert len(h.adapters["a"].calls) == 1
+
+
+def test_concurrent_repeats_wait_for_the_first() -> None:
+    h = Harness({"a": [sleeper(0.05)]})
+
+    async def run():
+        return await asyncio.gather(*(h.router.invoke("send_email", EMAIL, idempotency_key="k") for _ in range(5)))
+
+    results = asyncio.run(run())
+    assert all(r.ok for r in results) and sum(not r.replayed for r in results) == 1
+    assert len(h.adapters["a"].calls) == 1
+
+
+def test_a_failed_key_may_be_retried() -> None:
+    h = Harness({"a": [TransientError("x"), {"message_id": "second"}]}, max_attempts=1)
+
+    async def run():
+        return [await h.router.invoke("send_email", EMAIL, idempotency_key="k") for _ in range(2)]
+
+    first, second = asyncio.run(run())
+    assert not first.ok and second.ok and not second.replayed
+
+
+def test_recent_operations_keep_the_last_ten_with_redacted_errors() -> None:
+    h = Harness({"a": []})
+    for i in range(12):
+        h.invoke()
+    h.invoke({"to": "x"})
+    ops = list(h.router.recent)
+    assert len(ops) == 10 and ops[-1].error_kind is ErrorKind.INVALID_REQUEST and ops[0].ok
+
+
+def test_invoke_many_keeps_order_and_reports_malformed_items() -> None:
+    h = Harness({"a": []})
+
+    async def run():
+        return await h.router.invoke_many([("send_email", EMAIL, {}), ("send_email", {"to": 1}), "junk",
+                                           ("send_email", EMAIL, {"idempotency_key": "z"})])
+
+    results = asyncio.run(run())
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert results[2].error.kind is ErrorKind.INVALID_REQUEST and "(method, payload, options)" in results[2].error.message
+    assert results[3].idempotency_key == "z"
