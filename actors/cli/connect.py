@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 
@@ -33,11 +34,26 @@ def use_token_auth_if_available() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
+def _check_reachable(target: str, timeout_s: float = 3.0) -> None:
+    """Fail fast on an address nothing listens at: Ray itself keeps retrying
+    the GCS for minutes before it gives up."""
+    host, sep, port = target.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto", "local" and the like: Ray resolves those itself, quickly
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise CliError(2, f"cannot reach a Ray cluster at {target!r}: {exc.strerror or exc}\n"
+                          "  start one with `ray start --head`, or pass --address / set RAY_ADDRESS "
+                          "(host:port of the head's GCS, 6379 by default).") from None
+
+
 def connect(address: str | None, namespace: str) -> None:
     use_token_auth_if_available()
     import ray
 
     target = address or os.environ.get("RAY_ADDRESS") or "auto"
+    _check_reachable(target)
     try:
         ray.init(address=target, namespace=namespace, logging_level=logging.ERROR, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:

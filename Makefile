@@ -1,0 +1,36 @@
+# `make demo` and `make test` work on a fresh machine: each creates .venv,
+# installs the project into it, and runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test test-unit bench soak install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+## The main job: a campaign on a local Ray with stand-in providers and injected faults.
+demo: $(STAMP)
+	$(BIN)/aicmo-gateway demo
+
+## Every test: unit (no Ray), integration (one local Ray), end to end (ray start, CLI, ray job submit).
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Unit tests only: seconds, no Ray.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+## Benchmarks: ratios against baselines measured in the same run; results in bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,159 @@
+"""As a user would: `ray start --head`, `aicmo-gateway up`, a driver submitted
+with `ray job submit`, `status --json`, `self-check` exit codes, `down`.
+
+The cluster is a separate `ray start` on private ports and a private temp
+dir, so it neither joins nor disturbs the session's test cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[dict[str, str]]:
+    temp_dir = tempfile.mkdtemp(prefix="aicmo-e2e-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    gcs_port, dashboard_port = free_port(), free_port()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token", "AICMO_NAMESPACE": "e2e"}
+    env.pop("RAY_ADDRESS", None)
+    started = run(str(BIN / "ray"), "start", "--head", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
+                  "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={temp_dir}",
+                  "--disable-usage-stats", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    info = {"address": f"127.0.0.1:{gcs_port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "temp_dir": temp_dir}
+    env["RAY_ADDRESS"] = info["address"]
+    try:
+        yield {**info, "env": env}
+    finally:
+        run(str(BIN / "ray"), "stop", "--force", env=env)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def cli(cluster: dict, *args: str) -> subprocess.CompletedProcess:
+    return run(str(BIN / "aicmo-gateway"), *args, env=cluster["env"])
+
+
+def write_config(path: Path, ledger: Path, error: str | None = None) -> Path:
+    broken = {"failure_rate": 1.0, "error": error} if error else {}
+    path.write_text(textwrap.dedent(f"""\
+        namespace: e2e
+        supervisor: {{check_interval_s: 0}}
+        capabilities:
+          email_sending:
+            providers:
+              - name: primary
+                adapter: simulated
+                settings: {{latency_ms: 2, ledger: "{ledger}", seed: 1}}
+              - name: backup
+                adapter: simulated
+                settings: {{latency_ms: 2, ledger: "{ledger}", seed: 2}}
+          crm_sync:
+            providers:
+              - name: airtable
+                adapter: simulated
+                settings: {json.dumps({"latency_ms": 2, "ledger": str(ledger), **broken})}
+        """))
+    return path
+
+
+def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    config = write_config(tmp_path / "gateway.yaml", ledger)
+
+    up = cli(cluster, "up", "--config", str(config))
+    assert up.returncode == 0, up.stderr
+    assert "ready" in up.stdout and "router:email_sending" in up.stdout
+
+    # The driver a user submits as a Ray job: it finds the router by name.
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "send_welcome.py").write_text(textwrap.dedent("""\
+        import ray
+        ray.init()
+        router = ray.get_actor("router:email_sending", namespace="e2e")
+        res = ray.get(router.invoke.remote(
+            "send_email", {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"},
+            idempotency_key="lead-42-welcome"))
+        print("JOB-RESULT", res.ok, res.provider, res.value["message_id"])
+        """))
+    job = run(str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(job_dir),
+              "--", "python", "send_welcome.py", env=cluster["env"])
+    assert job.returncode == 0, job.stdout[-2000:] + job.stderr[-2000:]
+    assert "JOB-RESULT True primary" in job.stdout
+    assert [json.loads(line)["idempotency_key"] for line in ledger.read_text().splitlines()] == ["lead-42-welcome"]
+
+    again = cli(cluster, "invoke", "email_sending", "send_email", "--json", "--idempotency-key", "lead-42-welcome",
+                "--payload", '{"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}')
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["replayed"] is True
+    assert len(ledger.read_text().splitlines()) == 1
+
+    status = cli(cluster, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert {c["capability"] for c in report["capabilities"]} == {"email_sending", "crm_sync"}
+    email = next(c for c in report["capabilities"] if c["capability"] == "email_sending")
+    assert email["providers"][0]["name"] == "primary" and email["providers"][0]["health"] == "degraded"
+    assert cli(cluster, "status").returncode == 0
+
+    check = cli(cluster, "self-check", "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+
+    # crm_sync's only provider fails authentication: exit 1, and a fix.
+    up = cli(cluster, "up", "--config", str(write_config(config, ledger, error="auth")))
+    assert up.returncode == 0, up.stderr
+    check = cli(cluster, "self-check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "crm_sync" in check.stdout and "credentials" in check.stdout and "fix:" in check.stdout
+
+    up = cli(cluster, "up", "--config", str(write_config(config, ledger)))
+    assert "1 replaced" in up.stdout or "replaced" in up.stdout
+    assert cli(cluster, "self-check").returncode == 0
+
+    failed = cli(cluster, "invoke", "email_sending", "send_email", "--payload", '{"to": []}')
+    assert failed.returncode == 1 and "invalid_request" in failed.stdout
+
+    down = cli(cluster, "down")
+    assert down.returncode == 0 and "removed 6 actor(s)" in down.stdout
+    gone = cli(cluster, "self-check")
+    assert gone.returncode == 2 and "is the gateway deployed" in gone.stderr
+
+
+def test_usage_errors_exit_2_with_a_reason(cluster: dict, tmp_path: Path) -> None:
+    bad_json = cli(cluster, "invoke", "email_sending", "send_email", "--payload", "{to: }")
+    assert bad_json.returncode == 2 and "--payload is not valid JSON" in bad_json.stderr
+    unknown = cli(cluster, "invoke", "emails", "send_email", "--payload", "{}")
+    assert unknown.returncode == 2 and "unknown capability 'emails'" in unknown.stderr
+    bad_config = tmp_path / "bad.yaml"
+    bad_config.write_text("capabilities:\n  email_sending:\n    providers:\n      - {name: a, adapter: simulated, settings: {port: 1}}\n")
+    up = cli(cluster, "up", "--config", str(bad_config))
+    assert up.returncode == 2 and "capabilities.email_sending.providers[0].settings.port" in up.stderr
+    no_cluster = run(str(BIN / "aicmo-gateway"), "status", "--address", f"127.0.0.1:{free_port()}",
+                     env={**cluster["env"], "RAY_ADDRESS": ""}, timeout=300)
+    assert no_cluster.returncode == 2 and "cannot reach a Ray cluster" in no_cluster.stderr
