@@ -78,15 +78,25 @@ class ConfigError(GatewayError):
 
 class ProviderError(GatewayError):
     """One attempt at one provider failed. The message must hold no secrets:
-    the provider actor redacts it again before it leaves the actor."""
+    the provider actor redacts it again before it leaves the actor.
+
+    `maybe_delivered` is True when the request may have reached the provider
+    and taken effect although we saw a failure (a read timeout after the
+    request was written, a connection dropped before the reply, an SMTP
+    timeout after the message data): sending it elsewhere could deliver
+    twice. It is False when the provider certainly did not act on it
+    (connection refused, an error status, an SMTP rejection).
+    """
 
     kind: ErrorKind = ErrorKind.TRANSIENT
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None):
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None,
+                 maybe_delivered: bool = False):
         super().__init__(message)
         self.message = message
         self.retry_after_s = retry_after_s
         self.status = status
+        self.maybe_delivered = maybe_delivered
 
 
 class TransientError(ProviderError):

@@ -49,6 +49,12 @@ class Adapter:
     auth_settings: ClassVar[tuple[str, ...]] = ()
     # Whether `probe()` really asks the provider; False says so in self-checks.
     has_probe: ClassVar[bool] = True
+    # Methods this provider deduplicates itself when the same request (same
+    # idempotency key) arrives twice, so sending it to this provider again
+    # after an unknown outcome cannot act twice: LinkedIn refuses duplicate
+    # content, a Standard Webhooks receiver drops a repeated webhook-id, an
+    # upsert by email lands on the same record.
+    resends_deduplicated: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: AdapterSettings, *, capability: str, provider: str, transport: Any = None):
         self.settings = settings
@@ -69,6 +75,13 @@ class Adapter:
 
     async def probe(self) -> None:
         """Raise a ProviderError if the provider cannot take requests now."""
+
+    async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:
+        """After an unknown outcome: was the request with `ctx.idempotency_key`
+        delivered? Its value if it was, None if it certainly was not. Raise
+        NotImplementedError where the provider offers no way to tell (most
+        do not); the request is then parked for an operator."""
+        raise NotImplementedError
 
     def warnings(self) -> list[str]:
         """Conditions an operator should see in status (e.g. TLS verification off)."""

@@ -110,7 +110,10 @@ def raise_for_status(response: Any, provider: str) -> None:
     if status == 429:
         raise RateLimited(text, retry_after_s=retry_after_s(response.headers), status=status)
     if status in (408,) or status >= 500:
-        raise TransientError(text, retry_after_s=retry_after_s(response.headers), status=status)
+        # A gateway timeout means a proxy gave up waiting: the provider
+        # behind it may still have acted. Other 5xx refuse the request.
+        raise TransientError(text, retry_after_s=retry_after_s(response.headers), status=status,
+                             maybe_delivered=status == 504)
     raise ProviderRejected(text, status=status)
 
 
@@ -138,9 +141,16 @@ async def send(client: Any, method: str, url: str, provider: str, **kwargs: Any)
 
     try:
         return await client.request(method, url, **kwargs)
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # The request was never written: nothing can have been delivered.
+        raise AttemptTimeout(f"{provider}: {type(exc).__name__}: could not connect in time") from None
     except httpx.TimeoutException as exc:
-        raise AttemptTimeout(f"{provider}: {type(exc).__name__} after {client.timeout.read}s") from None
+        raise AttemptTimeout(f"{provider}: {type(exc).__name__} after {client.timeout.read}s",
+                             maybe_delivered=True) from None
+    except httpx.ConnectError as exc:
+        raise TransientError(f"{provider}: cannot connect: {exc}") from None
     except httpx.TransportError as exc:
-        raise TransientError(f"{provider}: {type(exc).__name__}: {exc}") from None
+        # Read errors and protocol errors come after the request went out.
+        raise TransientError(f"{provider}: {type(exc).__name__}: {exc}", maybe_delivered=True) from None
     except ProviderError:
         raise
