@@ -39,6 +39,20 @@ class HealthConfig(_Model):
     default_throttle_s: float = Field(1.0, ge=0, description="throttle time after a 429 that named no reset")
 
 
+class RetryBudgetConfig(_Model):
+    percent: float = Field(20.0, ge=0, le=100, description="fallback attempts allowed, as a share of recent requests")
+    min_per_s: float = Field(5.0, ge=0, description="fallback attempts always allowed per second, whatever the traffic")
+    ttl_s: float = Field(10.0, gt=0, description="the window recent traffic is counted over")
+
+
+class HedgingConfig(_Model):
+    enabled: bool = Field(False, description="hedge idempotent methods (enrich, verify, fetch replies, upsert)")
+    quantile: float = Field(0.95, gt=0, lt=1, description="hedge after the first provider's recent latency at this quantile")
+    budget_percent: float = Field(10.0, ge=0, le=100, description="hedges allowed, as a share of recent requests")
+    min_samples: int = Field(20, ge=1, description="latencies seen before hedging starts")
+    min_delay_ms: float = Field(5.0, ge=0, description="never hedge sooner than this")
+
+
 class RoutingConfig(_Model):
     max_attempts: int = Field(3, ge=1, description="providers tried per request, the first included")
     deadline_s: float = Field(30.0, gt=0, description="overall deadline of one request")
@@ -47,10 +61,15 @@ class RoutingConfig(_Model):
     idempotency_window_s: float = Field(86400.0, ge=0, description="how long a repeated idempotency key returns the first result")
     ranking: str = Field("actors.policy.ranking:by_health", description="dotted path of the ranking policy")
     unreachable_backoff_s: float = Field(1.0, ge=0, description="how long a dead or restarting provider actor is skipped")
+    wait_for_throttle: bool = Field(True, description="when every provider is throttled, wait for the earliest reset if the deadline allows")
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    hedging: HedgingConfig = HedgingConfig()
 
 
 class ProviderLimitsConfig(_Model):
     max_concurrency: int = Field(32, ge=1, description="attempts one provider actor runs at once")
+    rate_limit_per_s: float | None = Field(None, gt=0, description="requests per second we send it at most (e.g. Airtable: 5)")
+    rate_limit_burst: float | None = Field(None, ge=1, description="requests it may take at once (default: one second's worth)")
 
 
 class PolicyConfig(_Model):
@@ -130,13 +149,22 @@ class CapabilityConfig(_Model):
 
 class SupervisorConfig(_Model):
     check_interval_s: float = Field(60.0, ge=0, description="periodic self-check interval; 0 turns it off")
+    drain_interval_s: float = Field(2.0, ge=0, description="how often the outbox is checked for requests to deliver; 0 turns draining off")
+    drain_rate_per_s: float = Field(20.0, gt=0, description="the most outbox requests delivered per second per capability")
     check_jitter_s: float = Field(5.0, ge=0, description="random delay added to each interval so checks do not align")
     probe_timeout_s: float = Field(5.0, gt=0, description="the most one probe may take")
+
+
+class StateConfig(_Model):
+    url: str | None = Field(None, description=(
+        "where durable state lives (idempotency results, delivery journal, outbox): a directory or sqlite:///file.db; "
+        "default $AICMO_STATE_DIR, else ~/.local/state/aicmo-gateway; a directory gets one subfolder per namespace"))
 
 
 class GatewayConfig(_Model):
     namespace: str = Field("aicmo", pattern=_NAME)
     dry_run: bool = False
+    state: StateConfig = StateConfig()
     policy: PolicyConfig = PolicyConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     capabilities: dict[str, CapabilityConfig] = Field(min_length=1)

@@ -31,6 +31,11 @@ class ErrorKind(str, enum.Enum):
     ALL_PROVIDERS_FAILED = "all_providers_failed"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     NO_AVAILABLE_PROVIDER = "no_available_provider"  # none configured, or none can serve it
+    RETRY_BUDGET_EXHAUSTED = "retry_budget_exhausted"  # fallbacks are capped to a share of traffic
+    # Both: an attempt that may or may not have been delivered (a timeout or
+    # crash mid-send). As a request's error, it was NOT sent elsewhere but
+    # parked in the outbox for an operator (`aicmo-gateway outbox list`).
+    OUTCOME_UNKNOWN = "outcome_unknown"
 
     # Attempt-level kinds: returned in Attempt.error_kind.
     TRANSIENT = "transient"
@@ -41,6 +46,7 @@ class ErrorKind(str, enum.Enum):
     MALFORMED_RESPONSE = "malformed_response"
     CRASHED = "crashed"                          # adapter raised something unexpected, or the actor died
     UNAVAILABLE = "unavailable"                  # provider actor restarting or unreachable
+    CANCELLED = "cancelled"                      # a hedged attempt that lost the race
 
     def __str__(self) -> str:
         return self.value

@@ -6,7 +6,7 @@ New fields get defaults so that older readers and writers keep working
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -31,6 +31,8 @@ class Attempt(Message):
     error: str | None = None
     latency_ms: float = 0.0
     trial: bool = False          # a half-open trial of a provider that was unhealthy
+    hedge: bool = False          # a backup sent while another attempt was still running
+    maybe_delivered: bool = False  # it failed, but the provider may have acted on it
 
 
 class InvokeResult(Message):
@@ -46,6 +48,7 @@ class InvokeResult(Message):
     capability: str = ""
     method: str = ""
     replayed: bool = False       # a repeated idempotency key: this is the first result, nothing was sent again
+    outbox_id: int | None = None  # the request is in the outbox: queued for delivery, or parked (outcome unknown)
 
     # The seed's (success, result, provider_used) tuple.
     def as_tuple(self) -> tuple[bool, Any, str | None]:
@@ -60,6 +63,9 @@ class CallContext(Message):
     idempotency_key: str | None = None
     dry_run: bool = False
     timeout_s: float = 10.0
+    # Keep this attempt in the provider's delivery journal: set for keyed,
+    # non-idempotent requests, whose effect must happen at most once.
+    journal: bool = False
 
 
 class CallReply(Message):
@@ -73,6 +79,16 @@ class CallReply(Message):
     latency_ms: float = 0.0
     retry_after_s: float | None = None
     health: HealthSnapshot = HealthSnapshot()
+    maybe_delivered: bool = False  # failed, but the provider may have acted on it
+    replayed: bool = False         # answered from the journal: delivered earlier, not sent again
+
+
+class Resolution(Message):
+    """What a provider knows of a keyed request whose outcome was unknown."""
+
+    state: Literal["delivered", "not_delivered", "unknown"]
+    value: Any = None
+    error: str | None = None
 
 
 class ProviderStatus(Message):
@@ -93,7 +109,8 @@ class ProviderStatus(Message):
     throttled_until: float | None = None
     in_flight: int = 0
     max_concurrency: int = 0
-    delivers: bool = True        # False for the noop adapter: it answers but sends nothing
+    delivers: bool = True        # False for the noop and outbox adapters: they answer but send nothing
+    last_resort: bool = False    # the outbox: queues what no real provider could take
     warnings: list[str] = []     # e.g. TLS verification turned off
     reachable: bool = True       # False when the actor could not be asked
 

@@ -55,6 +55,8 @@ class Adapter:
     # content, a Standard Webhooks receiver drops a repeated webhook-id, an
     # upsert by email lands on the same record.
     resends_deduplicated: ClassVar[frozenset[str]] = frozenset()
+    # The outbox: tried only when no real provider can take a request.
+    last_resort: ClassVar[bool] = False
 
     def __init__(self, settings: AdapterSettings, *, capability: str, provider: str, transport: Any = None):
         self.settings = settings
@@ -88,6 +90,10 @@ class Adapter:
         if getattr(self.settings, "verify_tls", True) is False:
             return ["TLS certificate verification is turned off (settings.verify_tls: false)"]
         return []
+
+    def attach(self, store: Any) -> None:
+        """Hand the adapter the gateway's durable store (actors.durable). Only
+        adapters that keep state of their own (the outbox) use it."""
 
     async def close(self) -> None:
         """Release connections. Called when the provider actor shuts down."""

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "aicmo_gateway.adapters"
 BUILTIN: dict[str, str] = {
     "noop": "actors.adapters.noop:NoopAdapter",
     "simulated": "actors.adapters.simulated:SimulatedAdapter",
+    "outbox": "actors.adapters.outbox:OutboxAdapter",
     # email_sending
     "smtp": "actors.adapters.smtp:SmtpAdapter",
     "gmail": "actors.adapters.smtp:GmailSmtpAdapter",

@@ -16,6 +16,7 @@ import os
 import random
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any, Literal
 
 from pydantic import Field
@@ -65,6 +66,9 @@ class SimulatedAdapter(Adapter):
         super().__init__(settings, **kw)
         self._random = random.Random(settings.seed)
         self._sleep = kw.get("transport") or asyncio.sleep  # the "transport" of a simulation is its clock
+        # What this process tried and delivered, by idempotency key, for reconcile().
+        self._tried: set[str] = set()
+        self._delivered: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def reconfigure(self, **changes: Any) -> SimulatedSettings:
         """Fault injection at run time (demo, tests): change any setting."""
@@ -79,7 +83,10 @@ class SimulatedAdapter(Adapter):
             return await self.dry_run(method, payload, ctx)
         latency = s.latency_ms + (self._random.uniform(-1, 1) * s.latency_jitter_ms if s.latency_jitter_ms else 0.0)
         fails = s.failure_rate > 0 and self._random.random() < s.failure_rate
-        if fails and s.error == "timeout":
+        key = ctx.idempotency_key
+        if key:
+            self._tried.add(key)
+        if fails and s.error == "timeout" and not s.fail_after_delivery:
             await self._sleep(ctx.timeout_s + 1.0)  # outlive the attempt's timeout
         if latency > 0:
             await self._sleep(latency / 1000)
@@ -87,15 +94,43 @@ class SimulatedAdapter(Adapter):
             self._raise()
         ident = uuid.uuid4().hex
         self._append_ledger(method, ctx, ident)
+        value = _value(method, payload, ident)
+        if key:
+            self._delivered[key] = value
+            while len(self._delivered) > 100_000:
+                self._delivered.popitem(last=False)
         if fails:
-            self._raise()
-        return _value(method, payload, ident)
+            if s.error == "timeout":
+                await self._sleep(ctx.timeout_s + 1.0)  # delivered, and then no answer
+            self._raise(maybe_delivered=True)
+        return value
 
-    def _raise(self) -> None:
+    def _raise(self, maybe_delivered: bool = False) -> None:
         kind = ErrorKind(self.settings.error)
         error = ERROR_BY_KIND[kind]
         message = f"simulated {kind} failure at {self.provider}"
-        raise error(message, retry_after_s=self.settings.retry_after_s if kind is ErrorKind.RATE_LIMITED else None)
+        raise error(message, retry_after_s=self.settings.retry_after_s if kind is ErrorKind.RATE_LIMITED else None,
+                    maybe_delivered=maybe_delivered)
+
+    async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:
+        """The simulation knows what it delivered: from memory in this
+        process, from the ledger across restarts."""
+        key = ctx.idempotency_key
+        if key in self._delivered:
+            return self._delivered[key]
+        if self.settings.ledger:
+            try:
+                with open(self.settings.ledger) as f:
+                    for line in f:
+                        entry = json.loads(line)
+                        if entry.get("idempotency_key") == key and entry.get("provider") == self.provider:
+                            return _value(method, payload, entry["delivery_id"])
+            except FileNotFoundError:
+                pass
+            return None
+        if key in self._tried:
+            return None  # this process tried it and never got as far as delivering
+        raise NotImplementedError("a simulated provider without a ledger forgets across restarts")
 
     def _append_ledger(self, method: str, ctx: CallContext, ident: str) -> None:
         if not self.settings.ledger:

@@ -30,6 +30,9 @@ class Health(str, enum.Enum):
     DEGRADED = "degraded"
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
+    # Shown, never stored: a provider whose rate-limit reset has not come yet
+    # (see `shown_state`). Its stored state is left as it was.
+    THROTTLED = "throttled"
 
     def __str__(self) -> str:
         return self.value
@@ -81,6 +84,13 @@ class Throttled(msgspec.Struct, frozen=True):
 
 
 HealthEvent = HealthChanged | Throttled
+
+
+def shown_state(snap: "HealthSnapshot", now: float) -> Health:
+    """The state to show an operator: THROTTLED while a rate limit holds."""
+    if snap.throttled_until is not None and snap.throttled_until > now:
+        return Health.THROTTLED
+    return snap.state
 
 
 def _next_state(state: Health, successes: int, failures: int, ok: bool, policy: HealthPolicy) -> Health:

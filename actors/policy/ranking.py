@@ -24,6 +24,8 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     health: HealthSnapshot
     unreachable_until: float | None = None   # the router saw the actor dead or restarting
     trial_in_flight: bool = False
+    rate_wait_s: float = 0.0                 # until our own rate limit for it has a free slot
+    last_resort: bool = False                # the outbox: only when no real provider can take it
 
 
 class Skip(msgspec.Struct, frozen=True):
@@ -36,11 +38,12 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     skipped: list[Skip]              # providers left out, and why
     trial: str | None = None         # the provider given a half-open trial, if any
     last_resort: bool = False        # nothing was available; trying skipped ones anyway
+    wait_s: float | None = None      # when a throttled or rate-limited provider frees up
 
 
 RankPolicy = Callable[[Sequence[Candidate]], list[Candidate]]
 
-HEALTH_PRIORITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNKNOWN: 2, Health.UNHEALTHY: 3}
+HEALTH_PRIORITY = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNKNOWN: 2, Health.THROTTLED: 2, Health.UNHEALTHY: 3}
 
 
 def by_health(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -75,39 +78,48 @@ def load_rank_policy(dotted: str) -> RankPolicy:
     return policy
 
 
-def _blocked_reason(c: Candidate, now: float) -> str | None:
+def _blocked(c: Candidate, now: float) -> tuple[str | None, float | None]:
+    """Why a candidate cannot be tried now, and in how many seconds a wait would end
+    (only for waits worth sitting out: a throttle or our own rate limit)."""
     h = c.health
     if c.unreachable_until is not None and c.unreachable_until > now:
-        return "actor unreachable (dead or restarting)"
+        return "actor unreachable (dead or restarting)", None
     if h.throttled_until is not None and h.throttled_until > now:
-        return f"throttled for {h.throttled_until - now:.1f}s more"
+        return f"throttled for {h.throttled_until - now:.1f}s more", h.throttled_until - now
+    if c.rate_wait_s > 0:
+        return f"at its configured rate limit (next slot in {c.rate_wait_s:.2f}s)", c.rate_wait_s
     if h.state is Health.UNHEALTHY:
         if h.cooldown_until is not None and h.cooldown_until > now:
-            return f"unhealthy, cooling down for {h.cooldown_until - now:.1f}s more"
+            return f"unhealthy, cooling down for {h.cooldown_until - now:.1f}s more", None
         if c.trial_in_flight:
-            return "unhealthy, a trial request is in flight"
-    return None
+            return "unhealthy, a trial request is in flight", None
+    return None, None
 
 
 def plan_attempts(candidates: Sequence[Candidate], now: float, rank: RankPolicy = by_health) -> Plan:
-    ranked = rank(candidates)
+    ranked = rank([c for c in candidates if not c.last_resort])
+    resorts = [c.name for c in sorted(candidates, key=lambda c: c.index) if c.last_resort]
     available: list[str] = []
     skipped: list[Skip] = []
     trial: str | None = None
+    waits: list[float] = []
     for c in ranked:
-        reason = _blocked_reason(c, now)
+        reason, wait = _blocked(c, now)
         if reason is not None:
             skipped.append(Skip(c.name, reason))
+            if wait is not None:
+                waits.append(wait)
         elif c.health.state is Health.UNHEALTHY and trial is None:
             trial = c.name  # cooldown over: one request tests whether it is back
         else:
             available.append(c.name)
+    wait_s = min(waits) if waits else None
     if trial is not None:
-        return Plan(order=[trial, *available], skipped=skipped, trial=trial)
-    if available:
-        return Plan(order=available, skipped=skipped)
-    # Nothing is available. The seed still tried unhealthy providers last;
-    # do so for those cooling down or unreachable, never for a throttled one,
-    # which would only refuse again.
-    last = [s.name for s in skipped if not s.reason.startswith("throttled")]
-    return Plan(order=last, skipped=[s for s in skipped if s.name not in last], last_resort=bool(last))
+        return Plan(order=[trial, *available, *resorts], skipped=skipped, trial=trial, wait_s=wait_s)
+    if available or resorts:
+        return Plan(order=[*available, *resorts], skipped=skipped, wait_s=wait_s)
+    # Nothing is available and nothing queues. The seed still tried unhealthy
+    # providers last; do so for those cooling down or unreachable, never for
+    # a throttled or rate-limited one, which would only refuse again.
+    last = [s.name for s in skipped if not s.reason.startswith(("throttled", "at its configured rate"))]
+    return Plan(order=last, skipped=[s for s in skipped if s.name not in last], last_resort=bool(last), wait_s=wait_s)

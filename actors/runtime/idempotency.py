@@ -1,50 +1,65 @@
 """Repeated idempotency keys return the first result and deliver nothing again.
 
-In memory, per router, within a window. A key whose first request is still
-running makes the repeat wait for it rather than send in parallel. Only
-successful, real (not dry-run) results are kept: after a failure nothing was
-delivered, so a retry with the same key must be allowed to deliver.
+Two layers. In memory: keys whose first request is still running in this
+router, so a concurrent repeat waits for it rather than sending in parallel.
+Durable (actors.durable): the first result of each key, kept for the window,
+so repeats are answered across restarts of the router or the whole gateway.
+
+What is kept: a delivered result, a queued one (the outbox holds the
+request) and one whose outcome is unknown (parked: sending it again could
+deliver twice). Not kept: a failure that delivered nothing, which a retry
+with the same key must be allowed to deliver; and dry runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable
 
+import msgspec
+
+from actors.durable import StateStore
 from actors.messages import InvokeResult
 
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(InvokeResult).decode
 
-class IdempotencyCache:
-    def __init__(self, window_s: float, clock: Callable[[], float], max_entries: int = 100_000):
+
+def worth_keeping(result: InvokeResult) -> bool:
+    return not result.dry_run and (result.ok or result.outbox_id is not None)
+
+
+class IdempotencyRecords:
+    def __init__(self, capability: str, window_s: float, clock: Callable[[], float], store: Callable[[], StateStore],
+                 expire_every: int = 1000):
+        self.capability = capability
         self.window_s = window_s
         self._clock = clock
-        self._max = max_entries
-        self._done: OrderedDict[str, tuple[float, InvokeResult]] = OrderedDict()
+        self._store = store
         self._running: dict[str, asyncio.Future[InvokeResult]] = {}
+        self._writes = 0
+        self._expire_every = expire_every
 
-    def lookup(self, key: str) -> InvokeResult | asyncio.Future[InvokeResult] | None:
-        self._expire()
-        if key in self._done:
-            return self._done[key][1]
+    def running(self, key: str) -> asyncio.Future[InvokeResult] | None:
         return self._running.get(key)
+
+    def stored(self, key: str) -> InvokeResult | None:
+        blob = self._store().get_result(self.capability, key, self._clock() - self.window_s)
+        return None if blob is None else _decode(blob)
 
     def begin(self, key: str) -> None:
         self._running[key] = asyncio.get_running_loop().create_future()
 
     def finish(self, key: str, result: InvokeResult) -> None:
         future = self._running.pop(key, None)
-        if result.ok and not result.dry_run:
-            self._done[key] = (self._clock(), result)
-            while len(self._done) > self._max:
-                self._done.popitem(last=False)
+        if worth_keeping(result):
+            self.keep(key, result)
         if future is not None and not future.done():
             future.set_result(result)
 
-    def _expire(self) -> None:
-        horizon = self._clock() - self.window_s
-        while self._done:
-            key, (stored_at, _) = next(iter(self._done.items()))
-            if stored_at >= horizon:
-                break
-            self._done.popitem(last=False)
+    def keep(self, key: str, result: InvokeResult) -> None:
+        now = self._clock()
+        self._store().put_result(self.capability, key, _encode(result), now)
+        self._writes += 1
+        if self._writes % self._expire_every == 0:
+            self._store().expire_results(now - self.window_s)

@@ -1,10 +1,16 @@
-"""The provider actor: one adapter, its health, its concurrency limit.
+"""The provider actor: one adapter, its health, its concurrency limit, and
+its delivery journal.
 
 It is the single owner and writer of its provider's health: every attempt
 and every probe becomes an `Outcome` folded in by `policy.health.observe`.
 Each reply carries the health after the attempt, so routers learn it without
 another round trip; changes of state are also pushed to the router and the
 supervisor, off the request's path.
+
+Keyed, non-idempotent requests (`ctx.journal`) go through the journal
+(journal.py): a key already delivered is answered from it, a key being sent
+right now is waited for, and one whose outcome a crash left unknown is
+settled before anything is sent again.
 """
 
 from __future__ import annotations
@@ -12,35 +18,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import ray
 
 from actors.adapters.base import Adapter
 from actors.adapters.registry import get_adapter_class
+from actors.durable import StateStore, open_store
 from actors.errors import ErrorKind, ProviderError
-from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus
+from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus, Resolution
 from actors.payloads import Payload
-from actors.policy.health import HealthChanged, HealthSnapshot, Outcome, observe
+from actors.policy.health import HealthChanged, HealthSnapshot, Outcome, observe, shown_state
 from actors.redaction import Redactor
+from actors.runtime.journal import DeliveryJournal
 from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, router_name
 
 log = logging.getLogger("aicmo.provider")
 
 
-def classify(exc: BaseException) -> tuple[ErrorKind, str, float | None]:
-    """Sort an exception raised by an attempt into our closed set of kinds."""
+def classify(exc: BaseException) -> tuple[ErrorKind, str, float | None, bool]:
+    """Sort an exception raised by an attempt into our closed set of kinds:
+    (kind, message, retry_after_s, maybe_delivered)."""
     if isinstance(exc, ProviderError):
-        return exc.kind, exc.message, exc.retry_after_s
+        return exc.kind, exc.message, exc.retry_after_s, exc.maybe_delivered
     if isinstance(exc, asyncio.TimeoutError):
-        return ErrorKind.TIMEOUT, "no answer within the attempt's time", None
-    return ErrorKind.CRASHED, f"adapter raised {type(exc).__name__}: {exc}", None
+        # Cut off mid-call: the adapter may have sent the request already.
+        return ErrorKind.TIMEOUT, "no answer within the attempt's time", None, True
+    return ErrorKind.CRASHED, f"adapter raised {type(exc).__name__}: {exc}", None, True
 
 
 class ProviderCore:
     """The actor's logic without Ray, so it can be unit-tested with a fake adapter."""
 
-    def __init__(self, spec: ProviderSpec, adapter: Adapter | None = None, clock: Any = time.time):
+    def __init__(self, spec: ProviderSpec, adapter: Adapter | None = None, clock: Callable[[], float] = time.time,
+                 store: StateStore | None = None):
         self.spec = spec
         if adapter is None:
             adapter_cls = get_adapter_class(spec.adapter)
@@ -51,27 +64,83 @@ class ProviderCore:
         self.health = HealthSnapshot()
         self.in_flight = 0
         self._clock = clock
+        self._store = store
         self._limit: asyncio.Semaphore | None = None
+        self.journal = DeliveryJournal(spec.capability, spec.name, self.store, clock)
         self.on_change: Any = None  # called with the new status when the state changes
+        if adapter.last_resort:
+            adapter.attach(self.store())
 
+    def store(self) -> StateStore:
+        if self._store is None:  # opened on first use: most providers never journal
+            self._store = open_store(self.spec.state_url)
+        return self._store
+
+    # --- attempts --------------------------------------------------------------
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
+        if not (ctx.journal and ctx.idempotency_key and not ctx.dry_run):
+            return await self._attempt(method, payload, ctx)
+        key = ctx.idempotency_key
+        running = self.journal.inflight.get(key)
+        if running is not None:  # the same request is being sent right now: never twice at once
+            first: CallReply = await asyncio.shield(running)
+            if first.ok or first.maybe_delivered:
+                return first
+        entry = self.journal.get(key)
+        if entry is not None and entry.state == "delivered":
+            return CallReply(ok=True, value=entry.value, replayed=True, health=self.health)
+        if entry is not None and entry.state in ("started", "unknown"):
+            settled = await self._settle(method, payload, ctx)
+            if settled.state == "delivered":
+                return CallReply(ok=True, value=settled.value, replayed=True, health=self.health)
+            if settled.state == "unknown":
+                return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                                 error=f"{self.spec.name}: an earlier send of this request may have been delivered "
+                                       f"({settled.error}); not sending it again", health=self.health)
+        return await self._journaled(method, payload, ctx)
+
+    async def _journaled(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
+        key = ctx.idempotency_key
+        assert key is not None
+        future: asyncio.Future[CallReply] = asyncio.get_running_loop().create_future()
+        self.journal.inflight[key] = future
+        reply = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                          error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+        try:
+            self.journal.write(key, ctx.request_id, method, "started")
+            reply = await self._attempt(method, payload, ctx)
+            state = "delivered" if reply.ok else ("unknown" if reply.maybe_delivered else "failed")
+            self.journal.write(key, ctx.request_id, method, state, value=reply.value, error=reply.error)
+            return reply
+        except asyncio.CancelledError:
+            self.journal.write(key, ctx.request_id, method, "unknown", error="cancelled mid-send")
+            raise
+        finally:
+            self.journal.inflight.pop(key, None)
+            if not future.done():
+                future.set_result(reply)
+
+    async def _attempt(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self.spec.max_concurrency)
         started = time.monotonic()
         self.in_flight += 1
+        entered = [False]  # whether the adapter got the request: before that, nothing can have been sent
         try:
             # Waiting for a free slot counts against the attempt's time: the
             # router budgeted this much for the whole attempt.
-            value = await asyncio.wait_for(self._limited(method, payload, ctx), ctx.timeout_s)
+            value = await asyncio.wait_for(self._limited(method, payload, ctx, entered), ctx.timeout_s)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a kind
-            kind, message, retry_after = classify(exc)
+            kind, message, retry_after, maybe_delivered = classify(exc)
+            maybe_delivered = maybe_delivered and entered[0]
             latency = (time.monotonic() - started) * 1000
             message = self.redact(f"{self.spec.name}: {message}" if not message.startswith(self.spec.name) else message)
             if not ctx.dry_run:
                 self.record(Outcome(at=self._clock(), ok=False, latency_ms=latency, error_kind=kind, error=message, retry_after_s=retry_after))
-            return CallReply(ok=False, error_kind=kind, error=message, latency_ms=latency, retry_after_s=retry_after, health=self.health)
+            return CallReply(ok=False, error_kind=kind, error=message, latency_ms=latency, retry_after_s=retry_after,
+                             health=self.health, maybe_delivered=maybe_delivered)
         finally:
             self.in_flight -= 1
         latency = (time.monotonic() - started) * 1000
@@ -79,11 +148,52 @@ class ProviderCore:
             self.record(Outcome(at=self._clock(), ok=True, latency_ms=latency))
         return CallReply(ok=True, value=value, latency_ms=latency, health=self.health)
 
-    async def _limited(self, method: str, payload: Payload, ctx: CallContext) -> Any:
+    async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:
         assert self._limit is not None
         async with self._limit:
+            entered[0] = True
             return await self.adapter.call(method, payload, ctx)
 
+    # --- unknown outcomes ------------------------------------------------------
+    async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
+        """Was the keyed request delivered here? Asked by a router after an
+        attempt whose outcome it could not see (a timeout, a crash)."""
+        key = ctx.idempotency_key
+        assert key is not None, "resolve needs an idempotency key"
+        running = self.journal.inflight.get(key)
+        if running is not None:
+            reply: CallReply = await asyncio.shield(running)
+            if reply.ok:
+                return Resolution(state="delivered", value=reply.value)
+        entry = self.journal.get(key)
+        if entry is None or entry.state == "failed":
+            return Resolution(state="not_delivered")
+        if entry.state == "delivered":
+            return Resolution(state="delivered", value=entry.value)
+        return await self._settle(method, payload, ctx)
+
+    async def _settle(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
+        key = ctx.idempotency_key
+        assert key is not None
+        try:
+            value = await asyncio.wait_for(self.adapter.reconcile(method, payload, ctx), ctx.timeout_s)
+        except NotImplementedError:
+            if method in self.adapter.resends_deduplicated:
+                # The provider drops a repeat of the same request itself.
+                reply = await self._journaled(method, payload, ctx)
+                if reply.ok:
+                    return Resolution(state="delivered", value=reply.value)
+                return Resolution(state="unknown" if reply.maybe_delivered else "not_delivered", error=reply.error)
+            return Resolution(state="unknown", error=f"the {self.spec.adapter} API offers no way to look a request up")
+        except (ProviderError, asyncio.TimeoutError) as exc:
+            return Resolution(state="unknown", error=self.redact(f"cannot ask {self.spec.name} now: {exc}"))
+        if value is None:
+            self.journal.write(key, ctx.request_id, method, "failed", error="reconciled: not delivered")
+            return Resolution(state="not_delivered")
+        self.journal.write(key, ctx.request_id, method, "delivered", value=value)
+        return Resolution(state="delivered", value=value)
+
+    # --- health ----------------------------------------------------------------
     async def probe(self, timeout_s: float = 5.0) -> ProbeResult:
         started = time.monotonic()
         try:
@@ -91,7 +201,7 @@ class ProviderCore:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001
-            kind, message, retry_after = classify(exc)
+            kind, message, retry_after, _ = classify(exc)
             latency = (time.monotonic() - started) * 1000
             message = self.redact(message)
             if self.adapter.has_probe:
@@ -115,7 +225,7 @@ class ProviderCore:
                     self.on_change(self.status())
 
     def status(self) -> ProviderStatus:
-        return ProviderStatus.from_health(
+        status = ProviderStatus.from_health(
             self.health,
             name=self.spec.name,
             capability=self.spec.capability,
@@ -123,8 +233,10 @@ class ProviderCore:
             in_flight=self.in_flight,
             max_concurrency=self.spec.max_concurrency,
             delivers=self.adapter.delivers,
+            last_resort=self.adapter.last_resort,
             warnings=self.adapter.warnings(),
         )
+        return msgspec.structs.replace(status, health=shown_state(self.health, self._clock()))
 
 
 @ray.remote
@@ -148,6 +260,9 @@ class ProviderActor:
 
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         return await self._core.call(method, payload, ctx)
+
+    async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
+        return await self._core.resolve(method, payload, ctx)
 
     async def probe(self, timeout_s: float = 5.0) -> ProbeResult:
         return await self._core.probe(timeout_s)

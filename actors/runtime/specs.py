@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,6 +31,20 @@ def provider_name(capability: str, provider: str) -> str:
     return f"provider:{capability}:{provider}"
 
 
+class RetryBudgetSpec(msgspec.Struct, frozen=True, kw_only=True):
+    percent: float
+    min_per_s: float
+    ttl_s: float
+
+
+class HedgingSpec(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool
+    quantile: float
+    budget_percent: float
+    min_samples: int
+    min_delay_ms: float
+
+
 class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     deadline_s: float
@@ -37,6 +53,9 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_window_s: float
     ranking: str
     unreachable_backoff_s: float
+    wait_for_throttle: bool
+    retry_budget: RetryBudgetSpec
+    hedging: HedgingSpec
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -53,6 +72,11 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     delivers: bool
     has_probe: bool
     auth_settings: list[str]
+    state_url: str                   # the durable store (journal, outbox)
+    last_resort: bool = False        # the outbox: tried only when no real provider can take a request
+    resends_deduplicated: list[str] = []
+    rate_limit_per_s: float | None = None
+    rate_limit_burst: float | None = None
     enabled: bool = True
 
     @property
@@ -72,6 +96,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     providers: list[ProviderSpec]
     routing: RoutingSpec
     dry_run: bool
+    state_url: str
 
     @property
     def actor_name(self) -> str:
@@ -86,6 +111,8 @@ class SupervisorSpec(msgspec.Struct, frozen=True, kw_only=True):
     check_interval_s: float
     check_jitter_s: float
     probe_timeout_s: float
+    drain_interval_s: float
+    drain_rate_per_s: float
 
 
 class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,6 +120,7 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     capabilities: list[CapabilitySpec]
     supervisor: SupervisorSpec
+    state_url: str
 
     @property
     def digest(self) -> str:
@@ -118,10 +146,24 @@ def _digest(spec: msgspec.Struct) -> str:
 
 
 def _routing(policy: PolicyConfig) -> RoutingSpec:
-    return RoutingSpec(**policy.routing.model_dump())
+    return msgspec.convert(policy.routing.model_dump(), RoutingSpec)
+
+
+DEFAULT_STATE_DIR = "~/.local/state/aicmo-gateway"
+
+
+def state_url(cfg: GatewayConfig, env: dict[str, str] | None = None) -> str:
+    """A directory gets a subfolder per namespace, so gateways never share
+    state by accident; `~` is expanded by the actor, on its own node."""
+    env = os.environ if env is None else env
+    url = cfg.state.url or env.get("AICMO_STATE_DIR") or DEFAULT_STATE_DIR
+    if "://" in url:
+        return url
+    return str(Path(url) / cfg.namespace)
 
 
 def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
+    state = state_url(cfg)
     caps: list[CapabilitySpec] = []
     for cap_name, cap in cfg.capabilities.items():
         providers: list[ProviderSpec] = []
@@ -151,6 +193,11 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     delivers=adapter_cls.delivers,
                     has_probe=adapter_cls.has_probe,
                     auth_settings=list(adapter_cls.auth_settings),
+                    state_url=state,
+                    last_resort=adapter_cls.last_resort,
+                    resends_deduplicated=sorted(adapter_cls.resends_deduplicated),
+                    rate_limit_per_s=policy.provider.rate_limit_per_s,
+                    rate_limit_burst=policy.provider.rate_limit_burst,
                 )
             )
         caps.append(
@@ -159,6 +206,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 providers=providers,
                 routing=_routing(cfg.capability_policy(cap_name)),
                 dry_run=cfg.dry_run,
+                state_url=state,
             )
         )
     s = cfg.supervisor
@@ -167,6 +215,8 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         source=source,
         capabilities=caps,
         supervisor=SupervisorSpec(
-            check_interval_s=s.check_interval_s, check_jitter_s=s.check_jitter_s, probe_timeout_s=s.probe_timeout_s
+            check_interval_s=s.check_interval_s, check_jitter_s=s.check_jitter_s, probe_timeout_s=s.probe_timeout_s,
+            drain_interval_s=s.drain_interval_s, drain_rate_per_s=s.drain_rate_per_s,
         ),
+        state_url=state,
     )

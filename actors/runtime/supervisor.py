@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from actors.durable import OutboxItem, StateStore, open_store
 from actors.messages import (
     CapabilityCheck,
     CapabilityStatus,
@@ -26,7 +27,7 @@ from actors.messages import (
 )
 from actors.errors import ErrorKind
 from actors.policy.recommend import ProviderFacts, for_capability, for_provider
-from actors.runtime.specs import GatewaySpec, ProviderSpec
+from actors.runtime.specs import GatewaySpec, ProviderSpec, router_name
 
 log = logging.getLogger("aicmo.supervisor")
 
@@ -63,14 +64,87 @@ class SupervisorActor:
         self._spec = spec
         self._reports: dict[tuple[str, str], ProviderStatus] = {}
         self._last_check: SelfCheckReport | None = None
-        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._random = random.Random()
+        self._store: StateStore | None = None
+        self._outbox_caps = {c.capability for c in spec.capabilities if any(p.last_resort for p in c.providers)}
+        self.drain_log: list[dict[str, Any]] = []
+
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = open_store(self._spec.state_url)
+        return self._store
 
     def _ensure_loop(self) -> None:
-        # Started from the first call rather than __init__, so it also starts
+        # Started from the first call rather than __init__, so they also start
         # again after Ray restarts this actor.
-        if self._loop_task is None and self._spec.supervisor.check_interval_s > 0:
-            self._loop_task = asyncio.get_running_loop().create_task(self._periodic())
+        if self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        if self._spec.supervisor.check_interval_s > 0:
+            self._tasks.append(loop.create_task(self._periodic()))
+        if self._spec.supervisor.drain_interval_s > 0:
+            self._tasks.append(loop.create_task(self._drain_periodically()))
+
+    async def _drain_periodically(self) -> None:
+        s = self._spec.supervisor
+        ticks = 0
+        while True:
+            await asyncio.sleep(s.drain_interval_s)
+            ticks += 1
+            try:
+                await self.drain_once(settle_parked=ticks % 10 == 0)
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("outbox drain failed")
+
+    async def drain_once(self, settle_parked: bool = True) -> list[dict[str, Any]]:
+        """One round: for each capability with queued requests and a real
+        provider that can take them, have its router deliver them; and ask
+        again about parked requests whose outcome was unknown."""
+        reports = []
+        counts = self.store().outbox_counts()
+        for cap in sorted(self._outbox_caps | {c for c, _ in counts}):
+            pending, parked = counts.get((cap, "pending"), 0), counts.get((cap, "parked"), 0)
+            if not pending and not (parked and settle_parked):
+                continue
+            router = ray.get_actor(router_name(cap), namespace=self._spec.namespace)
+            if parked and settle_parked:
+                reports.append(await router.settle_parked.remote())
+            if pending and await router.real_provider_available.remote():
+                report = await router.drain_outbox.remote(limit=500, rate_per_s=self._spec.supervisor.drain_rate_per_s)
+                reports.append(report)
+                if report["delivered"] or report["failed"]:
+                    log.warning("outbox %s: delivered %d, failed %d, %d left", cap, len(report["delivered"]),
+                                len(report["failed"]), report["left"])
+        self.drain_log = (self.drain_log + reports)[-50:]
+        return reports
+
+    # --- the outbox, for operators ----------------------------------------------
+    def outbox_list(self, capability: str | None = None, include_done: bool = False, limit: int = 1000) -> list[OutboxItem]:
+        states = ("pending", "parked", "delivered", "dropped") if include_done else ("pending", "parked")
+        return self.store().outbox_list(capability, states, limit)
+
+    def outbox_drop(self, item_id: int) -> OutboxItem | None:
+        item = self.store().outbox_get(item_id)
+        if item is None or item.state not in ("pending", "parked"):
+            return item
+        return self.store().outbox_update(item_id, time.time(), state="dropped", error="dropped by an operator")
+
+    async def outbox_replay(self, ids: list[int] | None = None, force: bool = False) -> list[dict[str, Any]]:
+        """Deliver these items now (all pending ones if none are named). A
+        parked item is first asked about again; `force` tells the gateway an
+        operator checked that it was not delivered, so it may be sent."""
+        store = self.store()
+        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(None, ("pending",))
+        by_cap: dict[str, list[int]] = {}
+        for item in items:
+            if item is not None and item.state in ("pending", "parked"):
+                by_cap.setdefault(item.capability, []).append(item.id)
+        reports = []
+        for cap, cap_ids in by_cap.items():
+            router = ray.get_actor(router_name(cap), namespace=self._spec.namespace)
+            reports.append(await router.replay_outbox.remote(cap_ids, force))
+        return reports
 
     async def _periodic(self) -> None:
         s = self._spec.supervisor

@@ -12,9 +12,15 @@ from actors.messages import CallContext
 from actors.runtime.specs import CapabilitySpec, ProviderSpec, build_spec
 
 
-def capability_spec(providers: list[str], capability: str = "email_sending", **routing: Any) -> CapabilitySpec:
-    raw = {"policy": {"routing": routing}, "capabilities": {capability: {"providers": [
-        {"name": n, "adapter": "simulated"} for n in providers]}}}
+def capability_spec(providers: list[str], capability: str = "email_sending", provider_policy: dict[str, dict] | None = None,
+                    **routing: Any) -> CapabilitySpec:
+    """Providers named `outbox` get the outbox adapter; the others `simulated`
+    (tests swap in scripted adapters). `provider_policy` maps a name to its policy."""
+    policies = provider_policy or {}
+    raw = {"policy": {"routing": routing}, "state": {"url": "sqlite:///:memory:"},
+           "capabilities": {capability: {"providers": [
+               {"name": n, "adapter": "outbox" if n == "outbox" else "simulated", "policy": policies.get(n, {})}
+               for n in providers]}}}
     return build_spec(parse_config(raw, env={})).capabilities[0]
 
 

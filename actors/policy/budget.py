@@ -1,0 +1,42 @@
+"""The retry budget, as pure code: fallback attempts beyond a request's
+first are capped to a share of recent traffic, so an outage of every
+provider does not multiply the load on them (Finagle's RetryBudget, Envoy's
+retry_budget).
+
+Every request deposits one; every fallback attempt withdraws one. Within
+the last `ttl_s`, at most `percent`% of requests plus `min_per_s` per second
+may be retried. The clock is passed in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RetryBudget:
+    percent: float = 20.0
+    min_per_s: float = 5.0
+    ttl_s: float = 10.0
+    _deposits: deque[float] = field(default_factory=deque, repr=False)
+    _withdrawals: deque[float] = field(default_factory=deque, repr=False)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.ttl_s
+        for q in (self._deposits, self._withdrawals):
+            while q and q[0] < horizon:
+                q.popleft()
+
+    def balance(self, now: float) -> float:
+        self._expire(now)
+        return self.min_per_s * self.ttl_s + self.percent / 100 * len(self._deposits) - len(self._withdrawals)
+
+    def deposit(self, now: float) -> None:
+        self._deposits.append(now)
+
+    def try_withdraw(self, now: float) -> bool:
+        if self.balance(now) < 1:
+            return False
+        self._withdrawals.append(now)
+        return True

@@ -1,0 +1,591 @@
+"""Routing one capability's requests, without Ray.
+
+For each request: validate the payload; answer a repeated idempotency key
+from its first result; settle what an earlier, crashed attempt left unknown;
+plan the providers to try (policy.ranking); try them in order within the
+request's deadline, each attempt getting the time that remains, fallbacks
+capped by the retry budget, idempotent methods hedged where configured.
+A send whose outcome is unknown is never sent elsewhere: the provider is
+asked what happened, and if it cannot tell, the request is parked in the
+outbox for an operator. `invoke` never raises for a provider's failure or
+bad input.
+
+The provider actors are reached through two injected functions, `send` and
+`resolve`, so tests drive this class with in-process providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from actors.durable import OutboxItem, StateStore, open_store
+from actors.errors import ErrorKind, ProviderError
+from actors.messages import (
+    Attempt,
+    CallContext,
+    CallReply,
+    CapabilityStatus,
+    ErrorInfo,
+    InvokeResult,
+    Operation,
+    ProviderStatus,
+    Resolution,
+)
+from actors.payloads import METHODS, MethodSpec, Payload, PayloadError, validate_payload
+from actors.policy.budget import RetryBudget
+from actors.policy.health import HealthSnapshot
+from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
+from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
+from actors.policy.ratelimit import TokenBucket
+from actors.runtime.idempotency import IdempotencyRecords
+from actors.runtime.specs import CapabilitySpec
+
+# Below this much time left, no attempt can finish: answer deadline_exceeded.
+MIN_ATTEMPT_S = 0.005
+# An attempt is not started when even the provider's fastest recent answers
+# (this quantile of its latency) would not fit in the time left.
+FEASIBLE_QUANTILE = 0.1
+# How often a router asks a restarting provider actor what happened to a send.
+RESOLVE_RETRY_S = 0.25
+
+
+class ActorUnreachable(Exception):
+    """The provider actor (not the provider) could not be asked.
+    `maybe_delivered`: the call may have run before the actor went away."""
+
+    def __init__(self, kind: ErrorKind, message: str, maybe_delivered: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.maybe_delivered = maybe_delivered
+
+
+Send = Callable[[str, str, Any, CallContext], Awaitable[CallReply]]
+Resolve = Callable[[str, str, Any, CallContext], Awaitable[Resolution]]
+
+
+class _View(msgspec.Struct):
+    """The router's picture of one provider: the health the provider last
+    reported, plus what only the router can see (the actor's reachability)."""
+
+    health: HealthSnapshot = HealthSnapshot()
+    unreachable_until: float | None = None
+    trial_in_flight: bool = False
+
+
+class _Request(msgspec.Struct, kw_only=True):
+    """One request on its way through `_route`."""
+
+    spec: MethodSpec
+    payload: Payload
+    key: str | None
+    journal: bool                    # keyed, non-idempotent: at most once, through the providers' journals
+    deadline: float                  # monotonic
+    deadline_s: float
+    base: dict[str, Any]
+    draining: bool = False           # delivering an outbox item: the outbox itself is not a candidate
+    attempts: list[Attempt] = []
+
+
+class RouterCore:
+    def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
+                 clock: Callable[[], float] = time.time, store: StateStore | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+        self.spec = spec
+        self.capability = spec.capability
+        self.routing = spec.routing
+        self._send = send
+        self._resolve = resolve
+        self._clock = clock
+        self._sleep = sleep
+        self._store = store
+        self._rank = load_rank_policy(spec.routing.ranking)
+        self.providers = {p.name: p for p in spec.providers}
+        self.views: dict[str, _View] = {p.name: _View() for p in spec.providers}
+        self.latency: dict[str, LatencyWindow] = {p.name: LatencyWindow() for p in spec.providers}
+        self.buckets: dict[str, TokenBucket] = {
+            p.name: TokenBucket(p.rate_limit_per_s, p.rate_limit_burst or max(1.0, p.rate_limit_per_s))
+            for p in spec.providers if p.rate_limit_per_s}
+        rb = spec.routing.retry_budget
+        self.budget = RetryBudget(percent=rb.percent, min_per_s=rb.min_per_s, ttl_s=rb.ttl_s)
+        h = spec.routing.hedging
+        self.hedge_policy = HedgePolicy(quantile=h.quantile, min_samples=h.min_samples, min_delay_ms=h.min_delay_ms)
+        self.hedges = hedge_budget(h.budget_percent)
+        self.recent: deque[Operation] = deque(maxlen=spec.routing.recent_operations)
+        self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store)
+        self.counters: dict[str, int] = {}
+
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = open_store(self.spec.state_url)
+        return self._store
+
+    # --- requests ------------------------------------------------------------
+    async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
+                     dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+        started = time.monotonic()
+        request_id = uuid.uuid4().hex
+        dry = self.spec.dry_run if dry_run is None else bool(dry_run)
+        base = dict(request_id=request_id, idempotency_key=idempotency_key, dry_run=dry,
+                    capability=self.capability, method=method)
+
+        spec = METHODS[self.capability].get(method) if isinstance(method, str) else None
+        if spec is None:
+            known = ", ".join(METHODS[self.capability])
+            return self._done(started, InvokeResult(ok=False, error=ErrorInfo(
+                kind=ErrorKind.UNKNOWN_METHOD, message=f"{self.capability} has no method {method!r}; it has: {known}"), **base))
+        try:
+            payload = validate_payload(spec, payload)
+            if idempotency_key is not None and not (isinstance(idempotency_key, str) and idempotency_key.strip()):
+                raise PayloadError("idempotency_key must be a non-empty string")
+            if deadline_s is not None and not (isinstance(deadline_s, (int, float)) and deadline_s > 0):
+                raise PayloadError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+        except PayloadError as exc:
+            return self._done(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base))
+
+        key = idempotency_key
+        if key is None and not spec.idempotent and not dry:
+            # Every send carries a key, so the journal can tell whether it was
+            # delivered; the caller gets it back and may retry with it.
+            key = base["idempotency_key"] = f"auto-{request_id}"
+        elif key is not None and not dry:
+            replay = await self._replay(key)
+            if replay is not None:
+                return replay
+        deadline_s = float(deadline_s or self.routing.deadline_s)
+        request = _Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
+                           deadline=started + deadline_s, deadline_s=deadline_s, base=base)
+        if key is not None and not dry:
+            self.results.begin(key)
+        result = InvokeResult(ok=False, **base)
+        try:
+            result = await self._route(request, recover=idempotency_key is not None)
+        finally:
+            if key is not None and not dry:
+                self.results.finish(key, result)
+        return self._done(started, result)
+
+    async def _replay(self, key: str) -> InvokeResult | None:
+        running = self.results.running(key)
+        if running is not None:  # the first request with this key is still running
+            first = await asyncio.shield(running)
+            if first.ok or first.outbox_id is not None:
+                return msgspec.structs.replace(first, replayed=True)
+        stored = self.results.stored(key)
+        return None if stored is None else msgspec.structs.replace(stored, replayed=True)
+
+    async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
+        async def one(item: Any) -> InvokeResult:
+            try:
+                method, payload, *rest = item
+                options = rest[0] if rest and rest[0] else {}
+                if not isinstance(options, dict):
+                    raise TypeError("options must be a dict")
+                return await self.invoke(method, payload, **options)
+            except (TypeError, ValueError) as exc:
+                return InvokeResult(ok=False, capability=self.capability, request_id=uuid.uuid4().hex, error=ErrorInfo(
+                    kind=ErrorKind.INVALID_REQUEST,
+                    message=f"each request is (method, payload, options): {exc}"))
+
+        return list(await asyncio.gather(*(one(item) for item in requests)))
+
+    # --- routing -------------------------------------------------------------
+    async def _route(self, r: _Request, recover: bool) -> InvokeResult:
+        if r.journal and recover:
+            settled = await self._recover(r)
+            if settled is not None:
+                return settled
+        self.budget.deposit(self._clock())
+        if r.spec.idempotent and self.routing.hedging.enabled:
+            self.hedges.deposit(self._clock())
+
+        plan = await self._plan(r)
+        skipped = {s.name: s.reason for s in plan.skipped}
+        tried = 0
+        budget_spent = False
+        used: set[str] = set()
+        for name in plan.order:
+            if name in used:
+                continue
+            provider = self.providers[name]
+            if provider.last_resort and r.draining:
+                continue
+            if tried >= self.routing.max_attempts and not provider.last_resort:
+                continue
+            remaining = r.deadline - time.monotonic()
+            if remaining < MIN_ATTEMPT_S:
+                return self._failed(r, ErrorKind.DEADLINE_EXCEEDED,
+                                    f"deadline of {r.deadline_s:g}s passed after {len(r.attempts)} attempt(s)")
+            fastest = self.latency[name].quantile(FEASIBLE_QUANTILE) if len(self.latency[name]) >= 10 else None
+            if fastest is not None and remaining * 1000 < fastest and not provider.last_resort:
+                skipped[name] = f"cannot answer in the {remaining * 1000:.0f} ms left (its fastest recent: {fastest:.0f} ms)"
+                continue
+            if tried >= 1 and not provider.last_resort and not r.draining and not self.budget.try_withdraw(self._clock()):
+                budget_spent = True
+                skipped[name] = "retry budget spent: fallbacks are capped to a share of recent traffic"
+                continue
+            bucket = self.buckets.get(name)
+            if bucket is not None and not bucket.try_take(self._clock()):
+                skipped[name] = "at its configured rate limit"
+                continue
+
+            partner = self._hedge_partner(r, plan.order, name, used) if tried == 0 else None
+            outcomes = await self._attempt_or_hedge(r, name, partner, trial=(name == plan.trial), remaining=remaining)
+            for attempt_name, reply, hedge in outcomes:
+                used.add(attempt_name)
+                r.attempts.append(Attempt(provider=attempt_name, ok=reply.ok, error_kind=reply.error_kind, error=reply.error,
+                                          latency_ms=round(reply.latency_ms, 3), trial=(attempt_name == plan.trial),
+                                          hedge=hedge, maybe_delivered=reply.maybe_delivered))
+                if reply.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED):
+                    tried += 1
+            winner = next(((n, rep) for n, rep, _ in outcomes if rep.ok), None)
+            if winner is not None:
+                return self._succeeded(r, winner[0], winner[1].value)
+            last_name, last = outcomes[-1][0], outcomes[-1][1]
+            if r.journal and last.maybe_delivered:
+                settled = await self._settle_unknown(r, last_name, last.error)
+                if settled is not None:
+                    return settled
+
+        return self._exhausted(r, skipped, budget_spent)
+
+    async def _plan(self, r: _Request) -> Any:
+        """Plan the attempts; when every real provider is throttled or at its
+        rate limit and the deadline allows, wait for the earliest reset."""
+        while True:
+            now = self._clock()
+            plan = plan_attempts(self._candidates(now), now, self._rank)
+            real = [n for n in plan.order if not self.providers[n].last_resort]
+            wait = plan.wait_s
+            if real or wait is None or not self.routing.wait_for_throttle:
+                return plan
+            if time.monotonic() + wait > r.deadline - MIN_ATTEMPT_S:
+                return plan
+            await self._sleep(wait)
+
+    def _hedge_partner(self, r: _Request, order: list[str], first: str, used: set[str]) -> str | None:
+        if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:
+            return None
+        for name in order[order.index(first) + 1:]:
+            p = self.providers[name]
+            if name not in used and not p.last_resort and (name not in self.buckets or self.buckets[name].wait_s(self._clock()) == 0):
+                return name
+        return None
+
+    async def _attempt_or_hedge(self, r: _Request, name: str, partner: str | None, trial: bool,
+                                remaining: float) -> list[tuple[str, CallReply, bool]]:
+        """One attempt; or, for a hedged method, a backup at `partner` once
+        the first has taken longer than its recent p95. First success wins."""
+        first = asyncio.ensure_future(self._attempt(name, r, trial))
+        delay = hedge_delay_s(self.latency[name], self.hedge_policy) if partner is not None else None
+        if delay is None or delay >= remaining:
+            return [(name, await first, False)]
+        done, _ = await asyncio.wait({first}, timeout=delay)
+        if done or not self.hedges.try_withdraw(self._clock()):
+            return [(name, await first, False)]
+        if partner in self.buckets and not self.buckets[partner].try_take(self._clock()):
+            return [(name, await first, False)]
+        self._count("hedges")
+        second = asyncio.ensure_future(self._attempt(partner, r, trial=False))
+        pending = {first: (name, False), second: (partner, True)}
+        out: list[tuple[str, CallReply, bool]] = []
+        while pending:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                n, hedge = pending.pop(task)
+                out.append((n, task.result(), hedge))
+            if any(rep.ok for _, rep, _ in out):
+                for task, (n, hedge) in pending.items():
+                    task.cancel()
+                    out.append((n, CallReply(ok=False, error_kind=ErrorKind.CANCELLED,
+                                             error=f"{n}: cancelled, another attempt answered first"), hedge))
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                break
+        return out
+
+    async def _attempt(self, name: str, r: _Request, trial: bool) -> CallReply:
+        view = self.views[name]
+        if trial:
+            view.trial_in_flight = True
+        remaining = max(MIN_ATTEMPT_S, r.deadline - time.monotonic())
+        ctx = self._ctx(r, min(self.routing.attempt_timeout_s, remaining))
+        started = time.monotonic()
+        try:
+            reply = await self._send(name, r.spec.name, r.payload, ctx)
+        except ActorUnreachable as exc:
+            view.unreachable_until = self._clock() + self.routing.unreachable_backoff_s
+            return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,
+                             latency_ms=(time.monotonic() - started) * 1000, health=view.health)
+        except ProviderError as exc:
+            return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,
+                             latency_ms=(time.monotonic() - started) * 1000, health=view.health)
+        finally:
+            if trial:
+                view.trial_in_flight = False
+        view.unreachable_until = None
+        self._learn(view, reply.health)
+        if reply.ok and not reply.replayed and not r.base["dry_run"]:
+            self.latency[name].add(reply.latency_ms)
+        return reply
+
+    def _ctx(self, r: _Request, timeout_s: float) -> CallContext:
+        return CallContext(request_id=r.base["request_id"], method=r.spec.name, idempotency_key=r.key,
+                           dry_run=r.base["dry_run"], timeout_s=timeout_s, journal=r.journal)
+
+    # --- unknown outcomes ------------------------------------------------------
+    async def _recover(self, r: _Request) -> InvokeResult | None:
+        """Settle what earlier attempts with this key left in the providers'
+        journals (the router that made them may have crashed): a delivery is
+        returned, a send in doubt is asked about, never sent elsewhere."""
+        assert r.key is not None
+        entries = [e for e in self.store().journal_find(self.capability, r.key) if e.provider in self.providers]
+        delivered = [e for e in entries if e.state == "delivered"]
+        # A real delivery wins; the outbox's own record that it queued the
+        # request counts only when we are not the ones delivering it from there.
+        for e in sorted(delivered, key=lambda e: self.providers[e.provider].last_resort):
+            if not (self.providers[e.provider].last_resort and r.draining):
+                return self._succeeded(r, e.provider, e.value, replayed=True)
+        for e in entries:
+            if e.state in ("started", "unknown") and not self.providers[e.provider].last_resort:
+                settled = await self._settle_unknown(r, e.provider, e.error)
+                if settled is not None:
+                    return settled
+        return None
+
+    async def _settle_unknown(self, r: _Request, name: str, error: str | None) -> InvokeResult | None:
+        """After a send whose outcome we could not see: ask the provider (its
+        journal, then the provider's own records) until the deadline. Returns
+        the result if it was delivered or stays unknown (parked); None if it
+        certainly was not, so falling back is safe."""
+        resolution = await self._ask(name, r)
+        self._count(f"resolved_{resolution.state}")
+        if resolution.state == "delivered":
+            return self._succeeded(r, name, resolution.value, replayed=True)
+        if resolution.state == "not_delivered":
+            return None
+        why = resolution.error or error or "no answer"
+        item = self._park(r, name, why)
+        # Cut off by the deadline, the request ends as deadline_exceeded; either
+        # way it was not sent elsewhere, and a retry with its key sends nothing.
+        kind = ErrorKind.DEADLINE_EXCEEDED if time.monotonic() >= r.deadline - MIN_ATTEMPT_S else ErrorKind.OUTCOME_UNKNOWN
+        result = self._failed(r, kind, f"{name} may or may not have delivered this ({why}); it was not sent anywhere "
+                                       f"else. Parked as outbox item {item}: see `aicmo-gateway outbox list`")
+        return msgspec.structs.replace(result, outbox_id=item)
+
+    async def _ask(self, name: str, r: _Request) -> Resolution:
+        if self._resolve is None:
+            return Resolution(state="unknown", error="this router cannot ask providers")
+        while True:
+            remaining = r.deadline - time.monotonic()
+            if remaining < MIN_ATTEMPT_S:
+                return Resolution(state="unknown", error="the deadline passed before the provider could be asked")
+            try:
+                return await self._resolve(name, r.spec.name, r.payload, self._ctx(r, remaining))
+            except (ActorUnreachable, ProviderError) as exc:
+                # A restarting actor comes back under its name: ask again.
+                await self._sleep(min(RESOLVE_RETRY_S, max(0.0, remaining - MIN_ATTEMPT_S)))
+                last = getattr(exc, "message", str(exc))
+                if r.deadline - time.monotonic() < MIN_ATTEMPT_S:
+                    return Resolution(state="unknown", error=f"the provider actor did not answer: {last}")
+
+    def _park(self, r: _Request, name: str, why: str) -> int:
+        assert r.key is not None
+        store = self.store()
+        now = self._clock()
+        live = store.outbox_find(self.capability, r.key)
+        if live is not None and live.state in ("pending", "parked"):
+            store.outbox_update(live.id, now, state="parked", reason="outcome_unknown", provider=name, error=why)
+            return live.id
+        item = store.outbox_add(capability=self.capability, method=r.spec.name, payload=msgspec.to_builtins(r.payload),
+                                idempotency_key=r.key, request_id=r.base["request_id"], reason="outcome_unknown",
+                                now=now, provider=name, error=why)
+        return item.id
+
+    # --- the outbox ------------------------------------------------------------
+    def real_provider_available(self) -> bool:
+        now = self._clock()
+        plan = plan_attempts(self._candidates(now), now, self._rank)
+        return any(not self.providers[n].last_resort for n in plan.order) and not plan.last_resort
+
+    async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
+        """Deliver queued requests through the real providers, oldest first,
+        each exactly once (the same key, so the providers' journals drop any
+        repeat), at most `rate_per_s`. Stops at the first failure, keeping
+        the order; an operator's `ids` are delivered whatever their place."""
+        store = self.store()
+        if ids:
+            items = [i for i in (store.outbox_get(n) for n in ids) if i is not None and i.capability == self.capability]
+        else:
+            items = store.outbox_list(self.capability, ("pending",), limit)
+        report: dict[str, Any] = {"capability": self.capability, "delivered": [], "failed": [], "left": 0}
+        for n, item in enumerate(items):
+            if not ids and not self.real_provider_available():
+                report["left"] = len(items) - n
+                break
+            result = await self._deliver_item(item)
+            if result.ok:
+                report["delivered"].append(item.id)
+            else:
+                report["failed"].append({"id": item.id, "error": result.error.message if result.error else ""})
+                if not ids:
+                    report["left"] = len(items) - n - 1
+                    break
+            await self._sleep(1 / rate_per_s)
+        return report
+
+    def _item_request(self, item: OutboxItem, deadline_s: float) -> _Request | InvokeResult:
+        spec = METHODS[self.capability][item.method]
+        base = dict(request_id=uuid.uuid4().hex, idempotency_key=item.idempotency_key, dry_run=False,
+                    capability=self.capability, method=item.method)
+        try:
+            payload = validate_payload(spec, item.payload)
+        except PayloadError as exc:
+            self.store().outbox_update(item.id, self._clock(), state="parked", error=f"no longer a valid payload: {exc}")
+            return InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base)
+        return _Request(spec=spec, payload=payload, key=item.idempotency_key, journal=not spec.idempotent,
+                        deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
+
+    async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
+        started = time.monotonic()
+        r = self._item_request(item, self.routing.deadline_s)
+        if isinstance(r, InvokeResult):
+            return r
+        result = self._done(started, await self._route(r, recover=True))
+        store, now = self.store(), self._clock()
+        if result.ok:
+            store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
+                                provider=result.provider, attempts=item.attempts + 1)
+            self.results.keep(item.idempotency_key, msgspec.structs.replace(result, outbox_id=item.id))
+            self._count("outbox_delivered")
+        elif result.outbox_id is None:  # not parked meanwhile: still pending
+            store.outbox_update(item.id, now, attempts=item.attempts + 1, error=(result.error.message if result.error else "")[:500])
+        return result
+
+    async def settle_parked(self, ids: list[int] | None = None, deadline_s: float = 5.0) -> dict[str, Any]:
+        """Ask again about requests parked with an unknown outcome: one the
+        provider now confirms is marked delivered; one it says it never
+        delivered goes back to the queue (and is delivered once)."""
+        store = self.store()
+        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(self.capability, ("parked",))
+        report: dict[str, Any] = {"capability": self.capability, "delivered": [], "requeued": [], "unknown": []}
+        for item in items:
+            if item is None or item.state != "parked" or item.provider not in self.providers:
+                continue
+            r = self._item_request(item, deadline_s)
+            if isinstance(r, InvokeResult):
+                continue
+            resolution = await self._ask(item.provider, r)
+            now = self._clock()
+            if resolution.state == "delivered":
+                store.outbox_update(item.id, now, state="delivered", result=resolution.value)
+                self.results.keep(item.idempotency_key, self._succeeded(r, item.provider, resolution.value, replayed=True))
+                report["delivered"].append(item.id)
+            elif resolution.state == "not_delivered":
+                store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
+                report["requeued"].append(item.id)
+            else:
+                report["unknown"].append(item.id)
+        return report
+
+    async def replay_outbox(self, ids: list[int], force: bool = False) -> dict[str, Any]:
+        """An operator's replay: parked items are asked about first; with
+        `force`, one still unknown is taken as not delivered (the operator
+        checked) and sent."""
+        store = self.store()
+        settled = await self.settle_parked(ids)
+        if force:
+            for item_id in settled["unknown"]:
+                item = store.outbox_get(item_id)
+                assert item is not None
+                for e in store.journal_find(self.capability, item.idempotency_key):
+                    if e.state in ("started", "unknown"):
+                        store.journal_put(msgspec.structs.replace(e, state="failed", incarnation="operator",
+                                                                  updated_at=self._clock(), error="an operator replayed it"))
+                store.outbox_update(item_id, self._clock(), state="pending", error="replayed by an operator")
+        pending = [i for i in ids if (item := store.outbox_get(i)) is not None and item.state == "pending"]
+        report = await self.drain_outbox(ids=pending) if pending else {"delivered": [], "failed": []}
+        return {**report, "capability": self.capability, "settled": settled}
+
+    # --- results ---------------------------------------------------------------
+    def _succeeded(self, r: _Request, name: str, value: Any, replayed: bool = False) -> InvokeResult:
+        outbox_id = None
+        if self.providers[name].last_resort:
+            self._count("queued")
+            outbox_id = value.get("outbox_id") if isinstance(value, dict) else None
+        return InvokeResult(ok=True, value=value, provider=name, attempts=r.attempts, replayed=replayed,
+                            outbox_id=outbox_id, **r.base)
+
+    def _failed(self, r: _Request, kind: ErrorKind, message: str) -> InvokeResult:
+        return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(kind=kind, message=message), **r.base)
+
+    def _exhausted(self, r: _Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
+        attempts = r.attempts
+        real = [a for a in attempts if a.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED)]
+        if not real:
+            why = "; ".join(f"{a.provider}: {a.error}" for a in attempts) or \
+                "; ".join(f"{n}: {reason}" for n, reason in skipped.items()) or "no provider configured"
+            if time.monotonic() >= r.deadline - MIN_ATTEMPT_S or any("cannot answer in the" in v for v in skipped.values()):
+                return self._failed(r, ErrorKind.DEADLINE_EXCEEDED, f"no attempt can finish within the deadline of {r.deadline_s:g}s ({why})")
+            return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})")
+        last = real[-1]
+        summary = "; ".join(f"{a.provider}: {a.error_kind}" for a in real)
+        if time.monotonic() >= r.deadline - MIN_ATTEMPT_S and last.error_kind is ErrorKind.TIMEOUT:
+            return self._failed(r, ErrorKind.DEADLINE_EXCEEDED, f"deadline of {r.deadline_s:g}s passed after {len(real)} attempt(s) ({summary})")
+        if budget_spent:
+            return self._failed(r, ErrorKind.RETRY_BUDGET_EXHAUSTED,
+                                f"{len(real)} attempt(s) failed ({summary}) and the retry budget allows no more fallbacks now; "
+                                f"last error: {last.error}")
+        return self._failed(r, ErrorKind.ALL_PROVIDERS_FAILED, f"{len(real)} attempt(s) failed ({summary}); last error: {last.error}")
+
+    # --- health ----------------------------------------------------------------
+    def _learn(self, view: _View, health: HealthSnapshot) -> None:
+        # Replies can arrive out of order; keep the newest picture.
+        if (health.last_checked or 0) >= (view.health.last_checked or 0):
+            view.health = health
+
+    def health_changed(self, name: str, health: HealthSnapshot) -> None:
+        if name in self.views:
+            self._learn(self.views[name], health)
+
+    def _candidates(self, now: float) -> list[Candidate]:
+        return [
+            Candidate(name=name, index=self.providers[name].index, health=v.health, unreachable_until=v.unreachable_until,
+                      trial_in_flight=v.trial_in_flight, last_resort=self.providers[name].last_resort,
+                      rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0)
+            for name, v in self.views.items()
+        ]
+
+    def ranked(self, statuses: dict[str, ProviderStatus]) -> CapabilityStatus:
+        now = self._clock()
+        plan = plan_attempts(self._candidates(now), now, self._rank)
+        order = [*plan.order, *(s.name for s in plan.skipped if s.name not in plan.order)]
+        return CapabilityStatus(
+            capability=self.capability,
+            providers=[statuses[name] for name in order if name in statuses],
+            recent_operations=list(self.recent),
+            skipped={s.name: s.reason for s in plan.skipped},
+        )
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # --- the recent-operations log -------------------------------------------
+    def _done(self, started: float, result: InvokeResult) -> InvokeResult:
+        elapsed = round((time.monotonic() - started) * 1000, 3)
+        result = msgspec.structs.replace(result, elapsed_ms=elapsed)
+        if self.recent.maxlen:
+            self.recent.append(Operation(
+                at=self._clock(), request_id=result.request_id, method=result.method, ok=result.ok,
+                provider=result.provider, attempts=len(result.attempts),
+                error_kind=result.error.kind if result.error else None,
+                error=result.error.message[:300] if result.error else None,
+                dry_run=result.dry_run, elapsed_ms=elapsed))
+        return result

@@ -1,0 +1,71 @@
+"""A router with in-process providers: ProviderCore instances around scripted
+adapters, reached through the same `send`/`resolve` seams the actor uses,
+sharing one in-memory state store. `restart_router()` and
+`restart_provider()` build new cores on the same store, as Ray does after a
+crash."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from actors.adapters.outbox import OutboxAdapter
+from actors.durable.sqlite import SqliteStore
+from actors.errors import ErrorKind
+from actors.messages import CallContext
+from actors.runtime.provider import ProviderCore
+from actors.runtime.router_core import ActorUnreachable, RouterCore
+from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
+
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+
+
+class Harness:
+    def __init__(self, scripts: dict[str, list[Any]], clock: Clock | None = None, capability: str = "email_sending",
+                 provider_policy: dict[str, dict] | None = None, **routing: Any):
+        self.clock = clock or Clock()
+        self.spec = capability_spec(list(scripts), capability, provider_policy, **routing)
+        self.store = SqliteStore(":memory:")
+        self.adapters: dict[str, Any] = {}
+        self.providers: dict[str, ProviderCore] = {}
+        for p in self.spec.providers:
+            if p.name == "outbox":
+                self.adapters[p.name] = OutboxAdapter(OutboxAdapter.Settings(), capability=capability, provider="outbox")
+            else:
+                self.adapters[p.name] = ScriptedAdapter(scripts[p.name])
+            self.restart_provider(p.name)
+        self.dead: set[str] = set()
+        self.sleeps: list[float] = []
+        self.restart_router()
+
+    async def fake_sleep(self, seconds: float) -> None:
+        """Sleeping moves the harness clock instead of the real one."""
+        self.sleeps.append(seconds)
+        self.clock.now += seconds
+        await asyncio.sleep(0)
+
+    def restart_router(self, real_sleep: bool = False) -> RouterCore:
+        self.router = RouterCore(self.spec, self.send, self.resolve, clock=self.clock, store=self.store,
+                                 sleep=asyncio.sleep if real_sleep else self.fake_sleep)
+        return self.router
+
+    def restart_provider(self, name: str) -> ProviderCore:
+        spec = next(p for p in self.spec.providers if p.name == name)
+        self.providers[name] = ProviderCore(spec, self.adapters[name], clock=self.clock, store=self.store)
+        return self.providers[name]
+
+    async def send(self, name: str, method: str, payload: Any, ctx: CallContext):
+        if name in self.dead:
+            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died")
+        return await self.providers[name].call(method, payload, ctx)
+
+    async def resolve(self, name: str, method: str, payload: Any, ctx: CallContext):
+        if name in self.dead:
+            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor is restarting")
+        return await self.providers[name].resolve(method, payload, ctx)
+
+    def invoke(self, payload: Any = EMAIL, method: str = "send_email", **kw: Any):
+        return asyncio.run(self.router.invoke(method, payload, **kw))
+
+    def calls(self, name: str) -> int:
+        return len(self.adapters[name].calls)
