@@ -47,23 +47,31 @@ class Gateway:
     def invoke(self, capability: str, method: str, payload: Any, **options: Any) -> Any:
         return self.ray.get(self.router(capability).invoke.remote(method, payload, **options), timeout=120)
 
+    def teardown(self) -> None:
+        from actors.runtime.deploy import teardown
+
+        teardown(self.namespace)
+
 
 @pytest.fixture
-def gateway(ray_cluster: Any) -> Iterator[Any]:
-    """`deploy(config_dict) -> Gateway`: deploys non-detached actors, removed after the test."""
+def gateway(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """`deploy(config_dict, namespace=None) -> Gateway`: deploys non-detached
+    actors with a state directory of their own, removed after the test.
+    Deploying again into the same namespace keeps its state (a restart)."""
     from actors.config import parse_config
     from actors.runtime.deploy import deploy as deploy_spec
     from actors.runtime.deploy import teardown
     from actors.runtime.specs import build_spec
 
-    namespaces: list[str] = []
+    namespaces: dict[str, str] = {}
 
-    def deploy(config: dict[str, Any]) -> Gateway:
-        namespace = f"t-{uuid.uuid4().hex[:10]}"
-        config = {**config, "namespace": namespace}
-        config.setdefault("supervisor", {"check_interval_s": 0})
+    def deploy(config: dict[str, Any], namespace: str | None = None) -> Gateway:
+        namespace = namespace or f"t-{uuid.uuid4().hex[:10]}"
+        if namespace not in namespaces:
+            namespaces[namespace] = str(tmp_path_factory.mktemp("state"))
+        config = {"state": {"url": namespaces[namespace]}, **config, "namespace": namespace}
+        config.setdefault("supervisor", {"check_interval_s": 0, "drain_interval_s": 0})
         deploy_spec(build_spec(parse_config(config, "<test>")), detached=False)
-        namespaces.append(namespace)
         return Gateway(ray_cluster, namespace)
 
     yield deploy

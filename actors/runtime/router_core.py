@@ -333,7 +333,8 @@ class RouterCore:
         view.unreachable_until = None
         self._learn(view, reply.health)
         if reply.ok and not reply.replayed and not r.base["dry_run"]:
-            self.latency[name].add(reply.latency_ms)
+            # What this router waits for: the provider's time plus the hop.
+            self.latency[name].add((time.monotonic() - started) * 1000)
         return reply
 
     def _ctx(self, r: _Request, timeout_s: float) -> CallContext:

@@ -1,0 +1,146 @@
+"""Delivery guarantees on a real local Ray, checked against the simulated
+providers' ledger: exactly once across killed actors and restarts, the
+outbox drained in order, deadlines and hedging."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.errors import ErrorKind
+
+pytestmark = pytest.mark.ray
+
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+
+
+def sim(ledger: Path, **settings: Any) -> dict:
+    return {"latency_ms": 5, "latency_jitter_ms": 3, "ledger": str(ledger), **settings}
+
+
+def ledger_keys(path: Path) -> list[str]:
+    return [json.loads(line)["idempotency_key"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def send_until_done(ray: Any, gw: Any, keys: list[str], first_refs: dict[str, Any], timeout_s: float = 120) -> dict[str, Any]:
+    """What a careful caller does: wait for each send and retry it with its
+    key whenever the router could not answer (it was killed)."""
+    results: dict[str, Any] = {}
+    pending = dict(first_refs)
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        retry: dict[str, Any] = {}
+        for key, ref in pending.items():
+            try:
+                results[key] = ray.get(ref, timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                time.sleep(0.05)
+                retry[key] = gw.router("email_sending").invoke.remote("send_email", EMAIL, idempotency_key=key)
+        pending = retry
+    assert not pending, f"{len(pending)} sends never answered"
+    return results
+
+
+def test_killing_the_router_mid_traffic_delivers_every_key_exactly_once(gateway, ray_cluster, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    gw = gateway({"capabilities": {"email_sending": {"providers": [
+        {"name": "primary", "adapter": "simulated", "settings": sim(ledger, seed=1, failure_rate=0.1)},
+        {"name": "backup", "adapter": "simulated", "settings": sim(ledger, seed=2)}]}}})
+    router = gw.router("email_sending")
+    keys = [f"lead-{i}" for i in range(300)]
+    killer = threading.Timer(0.4, lambda: ray_cluster.kill(router, no_restart=False))
+    killer.start()
+    refs = {}
+    for key in keys:
+        refs[key] = router.invoke.remote("send_email", EMAIL, idempotency_key=key)
+        time.sleep(0.003)
+    results = send_until_done(ray_cluster, gw, keys, refs)
+    killer.join()
+    assert all(r.ok for r in results.values()), [r.error for r in results.values() if not r.ok][:3]
+    delivered = ledger_keys(ledger)
+    assert sorted(delivered) == sorted(keys), f"{len(delivered) - len(set(delivered))} delivered twice"
+    # A repeat after all this delivers nothing.
+    assert gw.invoke("email_sending", "send_email", EMAIL, idempotency_key="lead-7").replayed
+    assert len(ledger_keys(ledger)) == len(keys)
+
+
+def test_repeat_keys_after_restarting_the_whole_gateway_deliver_nothing(gateway, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    config = {"capabilities": {"email_sending": {"providers": [
+        {"name": "primary", "adapter": "simulated", "settings": sim(ledger, seed=1)}]}}}
+    gw = gateway(config)
+    first = [gw.invoke("email_sending", "send_email", EMAIL, idempotency_key=f"k{i}") for i in range(5)]
+    gw.teardown()
+    gw = gateway(config, namespace=gw.namespace)  # every actor new, the state directory kept
+    again = [gw.invoke("email_sending", "send_email", EMAIL, idempotency_key=f"k{i}") for i in range(5)]
+    assert all(r.replayed for r in again)
+    assert [r.value for r in again] == [r.value for r in first]
+    assert ledger_keys(ledger) == [f"k{i}" for i in range(5)]
+
+
+def test_all_providers_down_queues_durably_then_drains_in_order_exactly_once(gateway, ray_cluster, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    gw = gateway({
+        "policy": {"health": {"cooldown_s": 1}},
+        "supervisor": {"check_interval_s": 0, "drain_interval_s": 0.3, "drain_rate_per_s": 200},
+        "capabilities": {"email_sending": {"providers": [
+            {"name": "primary", "adapter": "simulated", "settings": sim(ledger, seed=1, failure_rate=1.0)},
+            {"name": "backup", "adapter": "simulated", "settings": sim(ledger, seed=2, failure_rate=1.0)},
+            {"name": "outbox", "adapter": "outbox"}]}}})
+    router = gw.router("email_sending")
+    keys = [f"q{i}" for i in range(40)]
+    queued = [ray_cluster.get(router.invoke.remote("send_email", {**EMAIL, "subject": k}, idempotency_key=k)) for k in keys]
+    assert all(r.ok and r.provider == "outbox" and r.value["queued"] and r.outbox_id for r in queued)
+    assert ledger_keys(ledger) == []
+    items = ray_cluster.get(gw.supervisor.outbox_list.remote())
+    assert [i.idempotency_key for i in items] == keys and {i.state for i in items} == {"pending"}
+
+    for name in ("primary", "backup"):
+        ray_cluster.get(gw.provider("email_sending", name).inject_fault.remote(failure_rate=0.0))
+    gw.supervisor.ready.remote()  # starts the supervisor's drain loop
+    deadline = time.monotonic() + 60
+    while ray_cluster.get(gw.supervisor.outbox_list.remote()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert ledger_keys(ledger) == keys  # each exactly once, oldest first
+    repeat = gw.invoke("email_sending", "send_email", EMAIL, idempotency_key="q3")
+    assert repeat.replayed and repeat.provider in ("primary", "backup") and "message_id" in repeat.value
+
+
+def test_a_deadline_shorter_than_one_attempt_returns_promptly(gateway, tmp_path: Path) -> None:
+    gw = gateway({"capabilities": {"email_verification": {"providers": [
+        {"name": "slow", "adapter": "simulated", "settings": {"latency_ms": 2000}}]}}})
+    started = time.monotonic()
+    res = gw.invoke("email_verification", "verify_email", {"email": "ann@example.com"}, deadline_s=0.2)
+    assert res.error.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 1.5
+
+
+def test_hedging_cuts_the_tail_of_a_slow_provider(gateway, ray_cluster, tmp_path: Path) -> None:
+    def p99_ms(hedging: bool) -> tuple[float, int]:
+        gw = gateway({"capabilities": {"lead_enrichment": {
+            "policy": {"routing": {"hedging": {"enabled": hedging, "min_samples": 20, "budget_percent": 20}}},
+            "providers": [
+                # 5% of calls take 20x longer (a "timeout" that outlives nothing: latency only)
+                {"name": "tail", "adapter": "simulated", "settings": {"latency_ms": 20, "seed": 3}},
+                {"name": "steady", "adapter": "simulated", "settings": {"latency_ms": 25, "seed": 4}}]}}})
+        slow = gw.provider("lead_enrichment", "tail")
+        router = gw.router("lead_enrichment")
+        latencies, hedges = [], 0
+        for i in range(200):
+            ray_cluster.get(slow.inject_fault.remote(latency_ms=400 if i % 20 == 19 else 20))
+            res = ray_cluster.get(router.invoke.remote("enrich_person", {"email": f"p{i}@example.com"}))
+            assert res.ok
+            latencies.append(res.elapsed_ms)
+            hedges += any(a.hedge for a in res.attempts)
+        tail = sorted(latencies[40:])  # after warm-up
+        return tail[int(0.99 * len(tail)) - 1], hedges
+
+    plain, _ = p99_ms(False)
+    hedged, hedges = p99_ms(True)
+    assert hedged < plain * 0.5, (hedged, plain)
+    assert 0 < hedges <= 40
