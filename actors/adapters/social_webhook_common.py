@@ -1,0 +1,76 @@
+"""What the social-posting and webhook adapters share beyond `http.py`.
+
+- `TlsSettings`: the `ca_file` setting, so tests and private endpoints can be
+  trusted without turning verification off (the shared `HttpSettings` has
+  only `verify_tls`).
+- `client()`: one httpx client per adapter, with that TLS choice and an
+  optional base URL (the webhook adapters post to a full URL).
+- `serve_network()`: the network routing rule of `publish_post`.
+- `public_headers()`: request headers fit to show in a dry run.
+
+A shared-file change would make most of this unnecessary: see the group's
+report (`ca_file` on `HttpSettings`, honoured by `make_client`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import Field
+
+from actors.adapters.base import AdapterSettings
+from actors.errors import NotSupported
+
+__all__ = ["TlsSettings", "client", "iso_timestamp", "public_headers", "serve_network", "tls_verify"]
+
+SECRET_HEADERS = frozenset({"authorization", "x-make-apikey", "profile-key"})
+
+
+class TlsSettings(AdapterSettings):
+    timeout_s: float = Field(default=15.0, gt=0, description="the most one HTTP request may take")
+    verify_tls: bool = Field(default=True, description="verify the server's TLS certificate")
+    ca_file: str | None = Field(default=None, description="PEM file of extra CAs to trust (private endpoints, tests)")
+
+
+def tls_verify(settings: TlsSettings) -> bool | ssl.SSLContext:
+    """What httpx's `verify=` gets: off, the system CAs, or the system CAs plus `ca_file`."""
+    if not settings.verify_tls:
+        return False
+    if settings.ca_file:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=settings.ca_file)
+        return context
+    return True
+
+
+def client(settings: TlsSettings, transport: Any = None, base_url: str = "", headers: dict[str, str] | None = None):
+    import httpx  # imported lazily: only HTTP provider actors pay for it
+
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=settings.timeout_s,
+        verify=tls_verify(settings),
+        transport=transport,
+        headers=headers or {},
+        follow_redirects=False,
+    )
+
+
+def serve_network(adapter: str, requested: str | None, served: frozenset[str] | set[str]) -> None:
+    """The routing rule of `publish_post`: a payload naming a network this
+    provider cannot post to is skipped (NotSupported: the router tries the
+    next provider and counts no failure). No network means the provider's own."""
+    if requested is not None and requested not in served:
+        raise NotSupported(f"{adapter} cannot post to {requested!r} (it serves {', '.join(sorted(served))})")
+
+
+def public_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers with every credential masked, for dry runs."""
+    return {k: ("***" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def iso_timestamp(epoch_s: float) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. 2026-01-31T12:00:00.000Z."""
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
