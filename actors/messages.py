@@ -148,6 +148,31 @@ class Operation(Message):
     elapsed_ms: float = 0.0
 
 
+class Decision(Message):
+    """Everything about how one request was routed: the plan, why providers
+    were skipped, every attempt with its timing, the outcome. Handed to the
+    router's observers (audit log, metrics, hooks). Holds the payload's
+    idempotency key but never the payload itself."""
+
+    at: float
+    capability: str
+    method: str
+    request_id: str
+    ok: bool
+    idempotency_key: str | None = None
+    provider: str | None = None
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    dry_run: bool = False
+    replayed: bool = False
+    outbox_id: int | None = None
+    elapsed_ms: float = 0.0
+    candidates: list[str] = []
+    skipped: dict[str, str] = {}
+    attempts: list[Attempt] = []
+    draining: bool = False
+
+
 class CapabilityStatus(Message):
     capability: str
     providers: list[ProviderStatus]          # ranked, most preferred first

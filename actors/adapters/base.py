@@ -58,6 +58,12 @@ class Adapter:
     # The outbox: tried only when no real provider can take a request.
     last_resort: ClassVar[bool] = False
 
+    @classmethod
+    def probes_with(cls, settings: AdapterSettings) -> bool:
+        """Whether `probe()` really asks the provider with these settings
+        (an optional health URL, say); what self-checks report."""
+        return cls.has_probe
+
     def __init__(self, settings: AdapterSettings, *, capability: str, provider: str, transport: Any = None):
         self.settings = settings
         self.capability = capability

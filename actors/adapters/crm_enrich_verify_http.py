@@ -1,11 +1,8 @@
 """Plumbing shared by the crm_sync, lead_enrichment and email_verification
 adapters (airtable, hubspot, apollo, dropcontact, zerobounce, neverbounce).
 
-It adds to `actors.adapters.http` what these six need and the shared module
-does not have yet:
+It adds to `actors.adapters.http`:
 
-- `LookupSettings`: `HttpSettings` plus `ca_file`, so tests can trust a
-  throwaway certificate without turning verification off;
 - `HttpAdapter`: one httpx client per adapter, created on first use (httpx is
   imported lazily) and closed in `close()`; `_send` translates transport
   failures through `http.send` and scrubs secrets from what it raises;
@@ -19,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from actors.adapters.base import Adapter
-from actors.adapters.http import HttpSettings, send
+from actors.adapters.http import HttpSettings, make_client, send
 from actors.errors import ProviderError
 
 __all__ = ["LookupSettings", "HttpAdapter", "preview", "scrub", "MASK"]
@@ -27,9 +24,7 @@ __all__ = ["LookupSettings", "HttpAdapter", "preview", "scrub", "MASK"]
 MASK = "***"
 
 
-class LookupSettings(HttpSettings):
-    # A PEM bundle to trust instead of the system store (tests use trustme).
-    ca_file: str | None = None
+LookupSettings = HttpSettings
 
 
 def scrub(text: str, secrets: list[str]) -> str:
@@ -71,16 +66,7 @@ class HttpAdapter(Adapter):
     @property
     def http(self) -> Any:
         if self._client is None:
-            import httpx  # imported lazily: only HTTP provider actors pay for it
-
-            s = self.settings
-            verify: Any = s.verify_tls
-            if s.verify_tls and s.ca_file:
-                import ssl
-
-                verify = ssl.create_default_context(cafile=s.ca_file)
-            self._client = httpx.AsyncClient(base_url=s.base_url, timeout=s.timeout_s, verify=verify,
-                                             transport=self.transport, headers=self.default_headers())
+            self._client = make_client(self.settings, self.transport, self.default_headers())
         return self._client
 
     def url(self, path: str) -> str:

@@ -79,7 +79,6 @@ class GmailApiSettings(HttpSettings):
     include_spam_trash: bool = False
     mark_seen: bool = False
     concurrency: int = Field(4, ge=1, le=20, description="messages.get requests in flight at once")
-    ca_file: str | None = Field(None, description="PEM file of CAs to trust instead of the system's")
 
     @field_validator("access_token", "client_id", "client_secret", "refresh_token", mode="before")
     @classmethod
@@ -227,20 +226,7 @@ class GmailApiAdapter(Adapter):
     # --- plumbing ------------------------------------------------------------------
     def _http(self) -> Any:
         if self._client is None:
-            s = self.settings
-            if s.ca_file and s.verify_tls:
-                import ssl
-
-                import httpx  # imported lazily: only HTTP provider actors pay for it
-
-                try:
-                    verify = ssl.create_default_context(cafile=s.ca_file)
-                except (OSError, ssl.SSLError) as exc:
-                    raise TransientError(f"{self.provider}: cannot load `ca_file` {s.ca_file!r}: {exc}") from None
-                self._client = httpx.AsyncClient(base_url=s.base_url, timeout=s.timeout_s, verify=verify,
-                                                 transport=self.transport)
-            else:
-                self._client = make_client(s, self.transport)
+            self._client = make_client(self.settings, self.transport)
         return self._client
 
     def _path(self, suffix: str) -> str:

@@ -29,19 +29,43 @@ from actors.errors import (
 
 class HttpSettings(AdapterSettings):
     base_url: str
-    timeout_s: float = Field(default=15.0, gt=0)
-    verify_tls: bool = True
+    timeout_s: float = Field(default=15.0, gt=0, description="the most one HTTP request may take")
+    verify_tls: bool = Field(default=True, description="verify the server's TLS certificate")
+    ca_file: str | None = Field(default=None, description="PEM file of extra CAs to trust (private endpoints, tests)")
 
 
-def make_client(settings: HttpSettings, transport: Any = None, headers: dict[str, str] | None = None):
+def tls_verify(settings: Any) -> Any:
+    """What httpx's `verify=` gets: off, the system CAs, or the system CAs
+    plus `settings.ca_file` (so a private or test CA is trusted without
+    turning verification off)."""
+    if not settings.verify_tls:
+        return False
+    ca_file = getattr(settings, "ca_file", None)
+    if not ca_file:
+        return True
+    import ssl
+
+    try:
+        context = ssl.create_default_context()
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TransientError(f"cannot load the CA file {ca_file!r} (settings.ca_file): {exc}") from None
+    return context
+
+
+def make_client(settings: Any, transport: Any = None, headers: dict[str, str] | None = None,
+                base_url: str | None = None):
+    """One client per adapter. Redirects are not followed: a provider that
+    moved answers 3xx, which is an error to report, not a hop to take."""
     import httpx  # imported lazily: only HTTP provider actors pay for it
 
     return httpx.AsyncClient(
-        base_url=settings.base_url,
+        base_url=settings.base_url if base_url is None else base_url,
         timeout=settings.timeout_s,
-        verify=settings.verify_tls,
+        verify=tls_verify(settings),
         transport=transport,
         headers=headers or {},
+        follow_redirects=False,
     )
 
 

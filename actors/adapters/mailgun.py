@@ -36,7 +36,7 @@ from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter, AdapterSettings
 from actors.adapters.http import HttpSettings, json_body, make_client, raise_for_status, require, send
-from actors.adapters.smtp import custom_headers, make_message_id, scrub, sender_of
+from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
@@ -66,8 +66,12 @@ class MailgunAdapter(Adapter):
     def __init__(self, settings: MailgunSettings, **kw: Any):
         super().__init__(settings, **kw)
         self._client: Any = None
+        self.has_probe = self.probes_with(settings)  # type: ignore[misc]
+
+    @classmethod
+    def probes_with(cls, settings: Any) -> bool:
         # A domain sending key can only send: there is nothing free to ask.
-        self.has_probe = settings.probe_domain  # type: ignore[misc]
+        return bool(settings.probe_domain)
 
     def _http(self) -> Any:
         if self._client is None:

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter, AdapterSettings
 from actors.adapters.http import HttpSettings, json_body, make_client, raise_for_status, require, send
-from actors.adapters.smtp import custom_headers, make_message_id, scrub, sender_of
+from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail

@@ -1,26 +1,21 @@
 """What the social-posting and webhook adapters share beyond `http.py`.
 
-- `TlsSettings`: the `ca_file` setting, so tests and private endpoints can be
-  trusted without turning verification off (the shared `HttpSettings` has
-  only `verify_tls`).
-- `client()`: one httpx client per adapter, with that TLS choice and an
-  optional base URL (the webhook adapters post to a full URL).
+- `TlsSettings`: the HTTP settings without a base URL (the webhook adapters
+  post to a full URL of their own).
+- `client()`: one httpx client per adapter (`http.make_client`).
 - `serve_network()`: the network routing rule of `publish_post`.
 - `public_headers()`: request headers fit to show in a dry run.
-
-A shared-file change would make most of this unnecessary: see the group's
-report (`ca_file` on `HttpSettings`, honoured by `make_client`).
 """
 
 from __future__ import annotations
 
-import ssl
 from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import Field
 
 from actors.adapters.base import AdapterSettings
+from actors.adapters.http import make_client, tls_verify
 from actors.errors import NotSupported
 
 __all__ = ["TlsSettings", "client", "iso_timestamp", "public_headers", "serve_network", "tls_verify"]
@@ -34,28 +29,8 @@ class TlsSettings(AdapterSettings):
     ca_file: str | None = Field(default=None, description="PEM file of extra CAs to trust (private endpoints, tests)")
 
 
-def tls_verify(settings: TlsSettings) -> bool | ssl.SSLContext:
-    """What httpx's `verify=` gets: off, the system CAs, or the system CAs plus `ca_file`."""
-    if not settings.verify_tls:
-        return False
-    if settings.ca_file:
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=settings.ca_file)
-        return context
-    return True
-
-
 def client(settings: TlsSettings, transport: Any = None, base_url: str = "", headers: dict[str, str] | None = None):
-    import httpx  # imported lazily: only HTTP provider actors pay for it
-
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=settings.timeout_s,
-        verify=tls_verify(settings),
-        transport=transport,
-        headers=headers or {},
-        follow_redirects=False,
-    )
+    return make_client(settings, transport, headers, base_url=base_url)
 
 
 def serve_network(adapter: str, requested: str | None, served: frozenset[str] | set[str]) -> None:

@@ -25,13 +25,8 @@ Not implemented: asymmetric (`v1a`, ed25519 with `whsk_` keys) signatures;
 the retry schedule itself (the router and its fallback decide retries).
 
 Probe: only with `health_url` (a GET that should answer 2xx). Without it
-there is nothing to call: any POST to the endpoint is a delivery. `has_probe`
-is a ClassVar read from the class before any adapter exists, so the class
-says False (what the self-check reports for a provider with no health URL)
-and each instance sets its own `has_probe` from its settings, so that the
-provider actor counts the outcomes of a real health check; see
-`probes_with()` for the shared change that would let the self-check see it
-too.
+there is nothing to call: any POST to the endpoint is a delivery.
+`probes_with(settings)` says which, for the self-check and the provider actor.
 """
 
 from __future__ import annotations

@@ -146,6 +146,9 @@ class ProviderCore:
         latency = (time.monotonic() - started) * 1000
         if not ctx.dry_run:  # a dry run says nothing about the provider's health
             self.record(Outcome(at=self._clock(), ok=True, latency_ms=latency))
+        # Values travel and are journaled: plain data only (a header object
+        # that is a str subclass becomes its text).
+        value = msgspec.to_builtins(value, enc_hook=str)
         return CallReply(ok=True, value=value, latency_ms=latency, health=self.health)
 
     async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:

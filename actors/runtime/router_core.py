@@ -17,6 +17,7 @@ The provider actors are reached through two injected functions, `send` and
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import deque
@@ -32,6 +33,7 @@ from actors.messages import (
     CallContext,
     CallReply,
     CapabilityStatus,
+    Decision,
     ErrorInfo,
     InvokeResult,
     Operation,
@@ -46,6 +48,8 @@ from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
 from actors.runtime.idempotency import IdempotencyRecords
 from actors.runtime.specs import CapabilitySpec
+
+log = logging.getLogger("aicmo.router")
 
 # Below this much time left, no attempt can finish: answer deadline_exceeded.
 MIN_ATTEMPT_S = 0.005
@@ -92,6 +96,8 @@ class _Request(msgspec.Struct, kw_only=True):
     base: dict[str, Any]
     draining: bool = False           # delivering an outbox item: the outbox itself is not a candidate
     attempts: list[Attempt] = []
+    candidates: list[str] = []       # the plan: providers in the order they were to be tried
+    skipped: dict[str, str] = {}     # provider -> why it was not tried
 
 
 class RouterCore:
@@ -121,6 +127,9 @@ class RouterCore:
         self.recent: deque[Operation] = deque(maxlen=spec.routing.recent_operations)
         self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store)
         self.counters: dict[str, int] = {}
+        # Called with every finished request's Decision (audit, metrics,
+        # hooks): on the request's path, so they must only enqueue.
+        self.observers: list[Callable[[Decision], None]] = []
 
     def store(self) -> StateStore:
         if self._store is None:
@@ -170,7 +179,7 @@ class RouterCore:
         finally:
             if key is not None and not dry:
                 self.results.finish(key, result)
-        return self._done(started, result)
+        return self._done(started, result, request)
 
     async def _replay(self, key: str) -> InvokeResult | None:
         running = self.results.running(key)
@@ -207,7 +216,8 @@ class RouterCore:
             self.hedges.deposit(self._clock())
 
         plan = await self._plan(r)
-        skipped = {s.name: s.reason for s in plan.skipped}
+        r.candidates = list(plan.order)
+        r.skipped = skipped = {s.name: s.reason for s in plan.skipped}
         tried = 0
         budget_spent = False
         used: set[str] = set()
@@ -316,7 +326,7 @@ class RouterCore:
         if trial:
             view.trial_in_flight = True
         remaining = max(MIN_ATTEMPT_S, r.deadline - time.monotonic())
-        ctx = self._ctx(r, min(self.routing.attempt_timeout_s, remaining))
+        ctx = self._ctx(r, min(self.providers[name].attempt_timeout_s, remaining))
         started = time.monotonic()
         try:
             reply = await self._send(name, r.spec.name, r.payload, ctx)
@@ -459,7 +469,7 @@ class RouterCore:
         r = self._item_request(item, self.routing.deadline_s)
         if isinstance(r, InvokeResult):
             return r
-        result = self._done(started, await self._route(r, recover=True))
+        result = self._done(started, await self._route(r, recover=True), r)
         store, now = self.store(), self._clock()
         if result.ok:
             store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
@@ -579,9 +589,22 @@ class RouterCore:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     # --- the recent-operations log -------------------------------------------
-    def _done(self, started: float, result: InvokeResult) -> InvokeResult:
+    def _done(self, started: float, result: InvokeResult, r: _Request | None = None) -> InvokeResult:
         elapsed = round((time.monotonic() - started) * 1000, 3)
         result = msgspec.structs.replace(result, elapsed_ms=elapsed)
+        if self.observers:
+            decision = Decision(
+                at=self._clock(), capability=self.capability, method=result.method, request_id=result.request_id,
+                idempotency_key=result.idempotency_key, ok=result.ok, provider=result.provider,
+                error_kind=result.error.kind if result.error else None,
+                error=result.error.message if result.error else None, dry_run=result.dry_run,
+                replayed=result.replayed, outbox_id=result.outbox_id, elapsed_ms=elapsed, attempts=result.attempts,
+                candidates=r.candidates if r else [], skipped=r.skipped if r else {}, draining=r.draining if r else False)
+            for observe in self.observers:
+                try:
+                    observe(decision)
+                except Exception:  # noqa: BLE001 - an observer must never break a request
+                    log.exception("observer %r failed", observe)
         if self.recent.maxlen:
             self.recent.append(Operation(
                 at=self._clock(), request_id=result.request_id, method=result.method, ok=result.ok,

@@ -73,6 +73,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     has_probe: bool
     auth_settings: list[str]
     state_url: str                   # the durable store (journal, outbox)
+    attempt_timeout_s: float = 10.0  # the most one attempt here may take (policy.routing, per provider)
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
     resends_deduplicated: list[str] = []
     rate_limit_per_s: float | None = None
@@ -191,7 +192,8 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     health=policy.health.model_dump(),
                     max_concurrency=policy.provider.max_concurrency,
                     delivers=adapter_cls.delivers,
-                    has_probe=adapter_cls.has_probe,
+                    has_probe=adapter_cls.probes_with(settings),
+                    attempt_timeout_s=policy.routing.attempt_timeout_s,
                     auth_settings=list(adapter_cls.auth_settings),
                     state_url=state,
                     last_resort=adapter_cls.last_resort,

@@ -16,7 +16,7 @@ import asyncio
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 from aiohttp import web

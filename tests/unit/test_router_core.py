@@ -4,16 +4,11 @@ instances around scripted adapters, reached through the same `send` seam."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
-from actors.durable.sqlite import SqliteStore
 from actors.errors import AuthError, ErrorKind, NotSupported, ProviderRejected, TransientError
-from actors.messages import CallContext
 from actors.policy.health import Health
-from actors.runtime.provider import ProviderCore
-from actors.runtime.router import ActorUnreachable, RouterCore
 from tests.unit.fakes import Clock, sleeper
 from tests.unit.harness import EMAIL, Harness
 

@@ -384,7 +384,7 @@ def test_ca_file_is_trusted_for_tls(tmp_path) -> None:
             await runner.cleanup()
 
     run(scenario())
-    with pytest.raises(TransientError, match="cannot load `ca_file`"):
+    with pytest.raises(TransientError, match="cannot load the CA file"):
         adapter(Gmail(), ca_file=str(tmp_path / "missing.pem"))._http()
 
 

@@ -1,0 +1,94 @@
+"""What every email adapter shares: the message, its Message-ID, the sender
+and the payload's extra headers. SMTP, SendGrid and Mailgun all build from
+these, so the same request gets the same Message-ID whichever provider
+sends it (a resend is recognisable as the same message)."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import hashlib
+from datetime import datetime, timezone
+from email.message import EmailMessage
+
+from actors.adapters.base import AdapterSettings
+from actors.errors import ProviderError, ProviderRejected
+from actors.messages import CallContext
+from actors.payloads import SendEmail
+
+__all__ = ["RESERVED_HEADERS", "build_message", "custom_headers", "make_message_id", "scrub", "sender_of"]
+
+# Headers the gateway writes itself from the payload's fields; a payload's
+# `headers` may not set them (a `To` header that differs from the envelope
+# would show recipients who never get the mail). Message-ID may be set: the
+# caller's own id wins over the derived one.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in ("From", "To", "Cc", "Bcc", "Subject", "Reply-To", "Sender", "Date", "MIME-Version",
+              "Content-Type", "Content-Transfer-Encoding", "Return-Path")
+)
+
+
+def make_message_id(ctx: CallContext, sender: str) -> str:
+    """`<hash@sender-domain>`: the same idempotency key always gives the same id
+    (from any provider), so a resend is recognisable as the same message. The
+    key is hashed: it may hold things a recipient should not read."""
+    seed = f"key:{ctx.idempotency_key}" if ctx.idempotency_key else f"request:{ctx.request_id}"
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:32]
+    domain = sender.rpartition("@")[2] or "aicmo.invalid"
+    return f"<{digest}.aicmo@{domain}>"
+
+
+def scrub(error: ProviderError, settings: AdapterSettings) -> ProviderError:
+    """Mask any secret of `settings` a server echoed into the error's message.
+    (The provider actor redacts again; this keeps the adapter safe on its own.)"""
+    for secret in settings.secret_values():
+        if secret in error.message:
+            error.message = error.message.replace(secret, "***")
+    error.args = (error.message,)
+    return error
+
+
+def sender_of(payload: SendEmail, default: str | None, provider: str) -> str:
+    sender = payload.from_addr or default
+    if not sender:
+        raise ProviderRejected(f"{provider}: no sender: give `from_addr` in the payload or the provider's settings")
+    return sender
+
+
+def custom_headers(payload: SendEmail, provider: str) -> tuple[dict[str, str], str | None]:
+    """The payload's extra headers without Message-ID, and its Message-ID if it gave one."""
+    headers: dict[str, str] = {}
+    message_id: str | None = None
+    for name, value in payload.headers.items():
+        if name.lower() == "message-id":
+            message_id = value
+        elif name.lower() in RESERVED_HEADERS:
+            raise ProviderRejected(f"{provider}: header {name!r} is set from the payload's fields; "
+                                   "use to, subject, from_addr, reply_to instead")
+        else:
+            headers[name] = value
+    return headers, message_id
+
+
+def build_message(payload: SendEmail, ctx: CallContext, sender: str, provider: str) -> EmailMessage:
+    """The RFC 5322 message: text and/or html (multipart/alternative when both)."""
+    extra, message_id = custom_headers(payload, provider)
+    utf8 = any(not a.isascii() for a in (sender, *payload.to, payload.reply_to or ""))
+    msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = ", ".join(payload.to)
+    msg["Subject"] = payload.subject
+    if payload.reply_to:
+        msg["Reply-To"] = payload.reply_to
+    msg["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = message_id or make_message_id(ctx, sender)
+    for name, value in extra.items():
+        msg[name] = value
+    if payload.text is not None:
+        msg.set_content(payload.text)
+        if payload.html is not None:
+            msg.add_alternative(payload.html, subtype="html")
+    else:
+        msg.set_content(payload.html or "", subtype="html")
+    return msg
