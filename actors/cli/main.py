@@ -19,7 +19,7 @@ from rich.console import Console
 from actors.cli.connect import CliError, connect, default_namespace, get_actor, use_token_auth_if_available
 
 
-def _console(stderr: bool = False) -> Console:
+def console(stderr: bool = False) -> Console:
     import os
 
     return Console(stderr=stderr, highlight=False, width=None if os.isatty(1) else 110)
@@ -56,7 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
     report = deploy(build_spec(cfg, source=str(Path(args.config).resolve())), detached=True, timeout_s=args.timeout)
-    out = _console()
+    out = console()
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
         out.print(f"  router:{cap}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
@@ -85,7 +85,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print(render.as_json(report))
             return 0
-        out = _console()
+        out = console()
         if args.watch:
             out.clear()
             out.print(f"aicmo-gateway status  namespace={args.namespace}  {time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
@@ -106,7 +106,7 @@ def cmd_self_check(args: argparse.Namespace) -> int:
     if args.json:
         print(render.as_json(report))
     else:
-        render.self_check(report, _console())
+        render.self_check(report, console())
     return 0 if report.ok else 1
 
 
@@ -140,7 +140,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if args.json:
         print(render.as_json(result))
     else:
-        render.invoke_result(result, _console())
+        render.invoke_result(result, console())
     return 0 if result.ok else 1
 
 
@@ -205,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_config_validate)
     s = csub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
     s.set_defaults(func=cmd_config_schema)
+
+    # Commands that live in modules of their own.
+    from actors.cli import outbox_cmd
+
+    outbox_cmd.register(sub, cluster)
     return parser
 
 
