@@ -2,7 +2,8 @@
 
 Layers of policy, inner wins: the built-in defaults, the file's top-level
 `policy`, a capability's `policy`, a provider's `policy`. `${NAME}` (or
-`${NAME:-default}`) reads an environment variable at load time; which
+`${NAME:-default}`, where the default may hold another reference) reads an
+environment variable at load time; which
 setting came from which variable is remembered, so a self-check can say
 "check SMTP_PASSWORD" rather than "check the config". Every error names the
 file and the field path, e.g. `capabilities.email_sending.providers[0].settings.port`.
@@ -23,7 +24,7 @@ from actors.adapters.registry import UnknownAdapter, get_adapter_class
 from actors.errors import ConfigError
 from actors.payloads import CAPABILITIES
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -204,18 +205,25 @@ def interpolate_env(node: Any, env: dict[str, str], loc: tuple[Any, ...] = (), r
     if isinstance(node, list):
         return [interpolate_env(v, env, (*loc, i), refs, problems) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
-        def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            refs[_path(loc)] = name
+        path = _path(loc)
+        names: list[str] = []
+
+        def lookup(name: str, default: str | None) -> str:
+            names.append(name)
             if name in env:
                 return env[name]
             if default is not None:
                 return default
-            problems.append((_path(loc), f"environment variable {name} is not set"))
+            problems.append((path, f"environment variable {name} is not set"))
             return ""
 
-        whole = _ENV_REF.fullmatch(node)
-        value = _ENV_REF.sub(sub, node)
+        try:
+            value, whole = _expand(node, lookup)
+        except ValueError as exc:
+            problems.append((path, str(exc)))
+            return node
+        if names:
+            refs[path] = names[0]  # the outermost: the variable a user sets
         # `port: ${SMTP_PORT}` should become a number: let YAML type a whole-value reference.
         if whole and value and not value.startswith(("'", '"')):
             try:
@@ -226,6 +234,38 @@ def interpolate_env(node: Any, env: dict[str, str], loc: tuple[Any, ...] = (), r
                 pass
         return value
     return node
+
+
+def _expand(text: str, lookup: Any) -> tuple[str, bool]:
+    """Expand `${NAME}` and `${NAME:-default}`, where a default may itself hold
+    references (`${SMTP_PORT:-${SANDBOX_PORT:-18125}}`). Returns the text and
+    whether the reference was the whole value."""
+    out: list[str] = []
+    i = 0
+    whole = False
+    while i < len(text):
+        start = text.find("${", i)
+        if start < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:start])
+        depth, j = 1, start + 2
+        while j < len(text) and depth:
+            if text.startswith("${", j):
+                depth, j = depth + 1, j + 2
+                continue
+            depth -= text[j] == "}"
+            j += 1
+        if depth:
+            raise ValueError(f"unclosed `${{` in {text!r}")
+        inner = text[start + 2:j - 1]
+        name, sep, default = inner.partition(":-")
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"`${{{inner}}}` is not a reference: write ${{NAME}} or ${{NAME:-default}}")
+        out.append(lookup(name, _expand(default, lookup)[0] if sep else None))
+        whole = start == 0 and j == len(text)
+        i = j
+    return "".join(out), whole
 
 
 def _check_providers(data: dict[str, Any], refs: dict[str, str],

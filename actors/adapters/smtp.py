@@ -141,6 +141,8 @@ def reply_error(code: int, text: str, provider: str, stage: str,
     message = f"{provider}: SMTP {code} at {stage}: {text}"
     if code == 550 and "5.4.5" in text:  # daily sending quota exceeded
         return RateLimited(message, retry_after_s=quota_retry_after_s, status=code)
+    if code == 421 and "4.3.2" in text:  # "service not available": the server is going down, not pacing us
+        return TransientError(message, status=code)
     kind = _REPLY_KIND.get(code)
     if kind is not None:
         return kind(message, status=code)

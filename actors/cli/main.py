@@ -144,6 +144,38 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Run the stand-ins config/default.yaml points at, on their fixed ports."""
+    import signal
+    import threading
+
+    from actors.sandbox.stack import SandboxStack
+
+    try:
+        stack = SandboxStack(fixed_ports=True).start()
+    except (OSError, RuntimeError) as exc:
+        raise CliError(2, f"cannot start the stand-ins: {exc} (is another sandbox running? its ports are 18101-18993)") from None
+    env_file = stack.root / "sandbox.env"
+    env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.env().items())))
+    out = console()
+    out.print(f"stand-ins for every provider of config/default.yaml are up ({len(stack.http)} HTTP APIs, SMTP, "
+              + ("Dovecot IMAP)" if stack.imap else f"no IMAP: {stack.imap_unavailable})"))
+    for name, s in sorted(stack.http.items()):
+        out.print(f"  {name:<12} {s.base_url}")
+    out.print(f"  {'smtp':<12} 127.0.0.1:{stack.smtp.port} (STARTTLS)")
+    out.print(f"\nIn another terminal:  source {env_file}  (TLS CA files and ports), then\n"
+              f"  aicmo-gateway up --config config/default.yaml\nCtrl-C stops them.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from actors.cli.demo import run_demo
 
@@ -164,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", type=int, default=200, help="how many leads the campaign processes (default 200)")
     p.add_argument("--config", help="gateway config to run the demo on (default: the embedded config/default.yaml)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sandbox", help="run local stand-ins of every provider (what config/default.yaml talks to)")
+    p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("up", help="deploy or update the gateway's detached actors and wait until ready")
     p.add_argument("--config", required=True, help="gateway config file (YAML)")

@@ -1,4 +1,5 @@
-"""Human-readable output: status tables, self-check findings, invoke results."""
+"""Human-readable output: status tables, self-check findings, the
+reachability matrix, audit lines, invoke results."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from actors.messages import InvokeResult, SelfCheckReport, StatusReport
 
-HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unknown": "dim", "unhealthy": "red"}
+HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unknown": "dim", "unhealthy": "red", "throttled": "magenta"}
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
@@ -18,52 +19,144 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def status_table(report: StatusReport, console: Console) -> None:
+def _ago(at: float | None, now: float) -> str:
+    if not at:
+        return "-"
+    seconds = max(0.0, now - at)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _health(p: Any) -> str:
+    return p.health.value if hasattr(p.health, "value") else str(p.health)
+
+
+def status_table(report: StatusReport, console: Console, recent_errors: int = 3) -> None:
+    """One table per capability, providers in the order the router would try
+    them: health, success/calls, latency, and why a provider would be skipped
+    now; then the capability's latest errors."""
     now = time.time()
     for cap in report.capabilities:
-        table = Table(title=f"{cap.capability}", title_justify="left", expand=False)
-        for col in ("#", "provider", "adapter", "health", "ok/calls", "latency ms", "ewma ms", "note"):
-            table.add_column(col)
+        ops = list(cap.recent_operations)
+        ok = sum(1 for op in ops if op.ok)
+        title = f"[bold]{cap.capability}[/]" + (f"  last {len(ops)} requests: {ok} ok, {len(ops) - ok} failed" if ops else "")
+        table = Table(title=title, title_justify="left", expand=False)
+        for col, justify in (("#", "right"), ("provider", "left"), ("adapter", "left"), ("health", "left"),
+                             ("ok/calls", "right"), ("fail %", "right"), ("ewma ms", "right"), ("last ms", "right"),
+                             ("checked", "left"), ("note", "left")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for rank, p in enumerate(cap.providers, 1):
-            health = p.health.value if hasattr(p.health, "value") else str(p.health)
+            health = _health(p)
             notes = []
+            if cap.skipped.get(p.name):
+                notes.append(f"skipped: {cap.skipped[p.name]}")
             if not p.reachable:
                 notes.append("actor not answering")
-            if p.throttled_until and p.throttled_until > now:
+            if p.throttled_until and p.throttled_until > now and not cap.skipped.get(p.name):
                 notes.append(f"throttled {p.throttled_until - now:.0f}s")
-            if p.cooldown_until and p.cooldown_until > now:
+            if p.cooldown_until and p.cooldown_until > now and not cap.skipped.get(p.name):
                 notes.append(f"cooling down {p.cooldown_until - now:.0f}s")
             if not p.delivers:
-                notes.append("delivers nothing")
+                notes.append("delivers nothing" if not p.last_resort else "outbox: queues for later")
             if p.last_error and p.consecutive_failures:
-                notes.append(f"last error: {p.last_error[:70]}")
+                notes.append(f"last error ({p.last_error_kind}): {p.last_error[:80]}")
             notes += p.warnings
+            fail = f"{100 * p.total_failures / p.total_calls:.0f}" if p.total_calls else "-"
             table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
-                          f"{p.total_calls - p.total_failures}/{p.total_calls}", _ms(p.latency_ms), _ms(p.latency_ewma_ms),
-                          "; ".join(notes))
+                          f"{p.total_calls - p.total_failures}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
+                          _ms(p.latency_ms), _ago(p.last_checked, now), "; ".join(notes))
         console.print(table)
-        if cap.recent_operations:
-            last = cap.recent_operations[-5:]
-            console.print("  recent: " + "  ".join(
-                f"{'ok' if op.ok else 'FAIL'}:{op.provider or op.error_kind}" for op in last))
+        errors = [op for op in ops if not op.ok][-recent_errors:]
+        for op in errors:
+            console.print(f"  [red]error[/] {_ago(op.at, now)}: {op.method} {op.error_kind}: {(op.error or '')[:140]}",
+                          highlight=False)
+        console.print()
 
 
-def self_check(report: SelfCheckReport, console: Console) -> None:
+def reachability_table(reach: Any, console: Console) -> None:
+    """Providers (rows) by node (columns): ok, or the kind of failure."""
+    if not reach:
+        return
+    nodes = reach.get("nodes", []) if isinstance(reach, dict) else []
+    if not nodes:
+        return
+    labels = [_node_label(n["node"]) for n in nodes]
+    rows: dict[str, dict[str, str]] = {}
+    actor_nodes = reach.get("actor_nodes", {})
+    for n, label in zip(nodes, labels):
+        for r in n.get("results", []):
+            rows.setdefault(f"{r['capability']}/{r['provider']}", {})[label] = "ok" if r["ok"] else str(r["error_kind"])
+    table = Table(title="reachability: each provider's probe from each node (* where its actor runs)",
+                  title_justify="left", expand=False)
+    table.add_column("provider")
+    for label in labels:
+        table.add_column(label)
+    for key in sorted(rows):
+        cells = []
+        for n, label in zip(nodes, labels):
+            value = rows[key].get(label, "-" if n.get("error") is None else "?")
+            mark = "*" if actor_nodes.get(key) == n["node"]["node_id"] else ""
+            cells.append(f"[green]{value}{mark}[/]" if value == "ok" else f"[red]{value}{mark}[/]")
+        table.add_row(key, *cells)
+    console.print(table)
+    for n, label in zip(nodes, labels):
+        if n.get("error"):
+            console.print(f"  [yellow]node {label}[/]: {n['error']}", highlight=False)
+
+
+def _node_label(node: dict[str, Any]) -> str:
+    return f"{node['address']} ({node['node_id'][:8]}{', head' if node.get('is_head') else ''})"
+
+
+def self_check(report: SelfCheckReport, console: Console, reach: Any = None) -> None:
     for cap in report.capabilities:
         mark = "[green]served[/]" if cap.served else "[bold red]NOT SERVED[/]"
         probes = ", ".join(f"{p.provider} {'ok' if p.ok else p.error_kind}" for p in cap.probes)
         console.print(f"{cap.capability:<20} {mark}  ({probes})")
+    if reach:
+        console.print()
+        reachability_table(reach, console)
     if report.recommendations:
         console.print()
         for r in report.recommendations:
             style = SEVERITY_STYLE.get(r.severity, "")
             who = f"{r.capability}/{r.provider}" if r.provider else r.capability
-            console.print(f"[{style}]{r.severity.upper():<8}[/] {who}: {r.problem}")
+            console.print(f"[{style}]{r.severity.upper():<8}[/] {who}: {r.problem}", highlight=False)
             if r.evidence:
                 console.print(f"         evidence: {r.evidence}", highlight=False)
             console.print(f"         fix: {r.fix}", highlight=False)
     console.print()
     console.print("[green]all capabilities served[/]" if report.ok else "[bold red]some capability has no usable provider[/]")
+
+
+def audit_line(rec: dict[str, Any]) -> str:
+    """One audit record on one line."""
+    at = time.strftime("%H:%M:%S", time.localtime(rec.get("at", 0))) + f".{int(rec.get('at', 0) * 1000) % 1000:03d}"
+    head = f"{at} {rec.get('capability')}.{rec.get('method')}"
+    if rec.get("ok"):
+        head += f" ok via {rec.get('provider')}"
+    else:
+        head += f" FAIL {rec.get('outcome')}"
+    head += f" {rec.get('elapsed_ms', 0):.0f}ms"
+    flags = [f for f in ("replayed", "dry_run", "draining") if rec.get(f)]
+    if rec.get("outbox_id") is not None:
+        flags.append(f"outbox #{rec['outbox_id']}")
+    if flags:
+        head += f" [{', '.join(flags)}]"
+    if rec.get("key"):
+        head += f" key={rec['key']}"
+    attempts = [f"{a['provider']} {'ok' if a['ok'] else a['error_kind']} {a['latency_ms']:.0f}ms"
+                + (" (hedge)" if a.get("hedge") else "") + (" (trial)" if a.get("trial") else "")
+                for a in rec.get("attempts", [])]
+    if attempts:
+        head += " | " + ", ".join(attempts)
+    if rec.get("skipped"):
+        head += " | skipped " + "; ".join(f"{k}: {v}" for k, v in rec["skipped"].items())
+    if not rec.get("ok") and rec.get("error"):
+        head += f" | {rec['error'][:200]}"
+    return head
 
 
 def invoke_result(result: InvokeResult, console: Console) -> None:

@@ -96,6 +96,7 @@ class _Request(msgspec.Struct, kw_only=True):
     base: dict[str, Any]
     draining: bool = False           # delivering an outbox item: the outbox itself is not a candidate
     attempts: list[Attempt] = []
+    rounds: int = 0                  # times it waited for a throttled provider and planned again
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, str] = {}     # provider -> why it was not tried
 
@@ -211,9 +212,10 @@ class RouterCore:
             settled = await self._recover(r)
             if settled is not None:
                 return settled
-        self.budget.deposit(self._clock())
-        if r.spec.idempotent and self.routing.hedging.enabled:
-            self.hedges.deposit(self._clock())
+        if not r.rounds:
+            self.budget.deposit(self._clock())
+            if r.spec.idempotent and self.routing.hedging.enabled:
+                self.hedges.deposit(self._clock())
 
         plan = await self._plan(r)
         r.candidates = list(plan.order)
@@ -227,6 +229,8 @@ class RouterCore:
             provider = self.providers[name]
             if provider.last_resort and r.draining:
                 continue
+            if provider.last_resort and await self._waited_for_reset(r):
+                return await self._route(r, recover=False)  # a real provider is free again: plan anew
             if tried >= self.routing.max_attempts and not provider.last_resort:
                 continue
             remaining = r.deadline - time.monotonic()
@@ -241,10 +245,12 @@ class RouterCore:
                 budget_spent = True
                 skipped[name] = "retry budget spent: fallbacks are capped to a share of recent traffic"
                 continue
-            bucket = self.buckets.get(name)
-            if bucket is not None and not bucket.try_take(self._clock()):
-                skipped[name] = "at its configured rate limit"
-                continue
+            if name in self.buckets:
+                rest = plan.order[plan.order.index(name) + 1:]
+                alternative = any(n not in used and not self.providers[n].last_resort for n in rest)
+                if not await self._take_slot(name, r, wait=not alternative):
+                    skipped[name] = "at its configured rate limit"
+                    continue
 
             partner = self._hedge_partner(r, plan.order, name, used) if tried == 0 else None
             outcomes = await self._attempt_or_hedge(r, name, partner, trial=(name == plan.trial), remaining=remaining)
@@ -279,6 +285,34 @@ class RouterCore:
             if time.monotonic() + wait > r.deadline - MIN_ATTEMPT_S:
                 return plan
             await self._sleep(wait)
+
+    async def _waited_for_reset(self, r: _Request, max_rounds: int = 3) -> bool:
+        """Before a request is queued: if every real provider is only
+        throttled (or at its rate limit) and the earliest reset comes before
+        the deadline, wait for it rather than queue or fail."""
+        if not self.routing.wait_for_throttle or r.rounds >= max_rounds:
+            return False
+        now = self._clock()
+        plan = plan_attempts(self._candidates(now), now, self._rank)
+        if any(not self.providers[n].last_resort for n in plan.order) or plan.wait_s is None:
+            return False
+        if time.monotonic() + plan.wait_s > r.deadline - MIN_ATTEMPT_S:
+            return False
+        r.rounds += 1
+        self._count("waited_for_reset")
+        await self._sleep(plan.wait_s)
+        return True
+
+    async def _take_slot(self, name: str, r: _Request, wait: bool) -> bool:
+        """A slot of the provider's configured rate. With no other real
+        provider left to try, wait for one if the deadline allows."""
+        bucket = self.buckets[name]
+        while not bucket.try_take(self._clock()):
+            wait_s = bucket.wait_s(self._clock())
+            if not (wait and self.routing.wait_for_throttle) or time.monotonic() + wait_s > r.deadline - MIN_ATTEMPT_S:
+                return False
+            await self._sleep(wait_s)
+        return True
 
     def _hedge_partner(self, r: _Request, order: list[str], first: str, used: set[str]) -> str | None:
         if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:

@@ -105,6 +105,10 @@ class _Handler:
     async def handle_MAIL(self, server: "_Server", session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         f = self.stand_in.faults
+        if f.down:  # a server going down also ends the sessions it had open
+            await server.push("421 4.3.2 Service not available, closing transmission channel")
+            server.close_soon()
+            await asyncio.sleep(3600)  # cancelled when the connection goes
         if f.throttle_until > time.time():
             reply = _THROTTLE_TEXT.get(f.throttle_code, f"{f.throttle_code} 4.7.0 Try again later")
             if f.throttle_code == 421:  # "closing connection": reply, then hang up

@@ -272,3 +272,15 @@ def test_an_operator_can_force_a_replay_of_a_parked_send() -> None:
     forced = asyncio.run(h.router.replay_outbox([parked.outbox_id], force=True))
     assert forced["delivered"] == [parked.outbox_id]
     assert h.invoke(idempotency_key="p3").value == {"message_id": "again"}
+
+
+def test_a_request_waits_for_a_short_throttle_rather_than_being_queued() -> None:
+    h = Harness({"a": [RateLimited("429", retry_after_s=3), {"message_id": "a-later"}], "outbox": []})
+    res = h.invoke(deadline_s=10)
+    assert res.ok and res.provider == "a" and res.value == {"message_id": "a-later"}
+    assert sum(h.sleeps) == pytest.approx(3, abs=0.01) and not h.store.outbox_list("email_sending")
+    # A throttle past the deadline is not waited for: the request is queued.
+    h.adapters["a"].script = [RateLimited("429", retry_after_s=60)]
+    h.clock.now += 10
+    queued = h.invoke(deadline_s=10)
+    assert queued.ok and queued.provider == "outbox" and queued.outbox_id

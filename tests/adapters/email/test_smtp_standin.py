@@ -85,10 +85,11 @@ def test_without_verification_it_still_encrypts(smtp_server: SmtpStandIn) -> Non
     assert smtp_server.received[0].tls
 
 
-def test_server_down_answers_421(smtp_server: SmtpStandIn) -> None:
+def test_server_down_answers_421_service_not_available(smtp_server: SmtpStandIn) -> None:
     smtp_server.set_faults(down=True)
     error = fails(adapter(smtp_server))
-    assert isinstance(error, RateLimited) and error.status == 421 and not error.maybe_delivered
+    # 421 4.3.2 says the service is going away (transient), not "slow down" (4.7.0).
+    assert isinstance(error, TransientError) and error.status == 421 and not error.maybe_delivered
 
 
 def test_nothing_listening_is_transient(smtp_server: SmtpStandIn) -> None:

@@ -102,7 +102,8 @@ SETTINGS = SmtpSettings(host="smtp.example.com")
     (ConnectionResetError("reset by peer"), "data", ErrorKind.TRANSIENT, True),
     (TimeoutError("attempt time used up before DATA"), "rcpt", ErrorKind.TIMEOUT, False),
     (aiosmtplib.SMTPDataError(554, "5.6.0 Message rejected"), "data", ErrorKind.INVALID_REQUEST, False),
-    (aiosmtplib.SMTPConnectResponseError(421, "4.3.2 Service not available"), "connect", ErrorKind.RATE_LIMITED, False),
+    (aiosmtplib.SMTPConnectResponseError(421, "4.3.2 Service not available"), "connect", ErrorKind.TRANSIENT, False),
+    (aiosmtplib.SMTPConnectResponseError(421, "4.7.0 Try again later"), "connect", ErrorKind.RATE_LIMITED, False),
     (aiosmtplib.SMTPNotSupported("SMTPUTF8 is not supported by this server"), "mail", ErrorKind.INVALID_REQUEST, False),
 ])
 def test_exceptions_map_by_stage(exc: BaseException, stage: str, kind: ErrorKind, maybe: bool) -> None:
