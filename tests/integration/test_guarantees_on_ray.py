@@ -144,3 +144,35 @@ def test_hedging_cuts_the_tail_of_a_slow_provider(gateway, ray_cluster, tmp_path
     hedged, hedges = p99_ms(True)
     assert hedged < plain * 0.5, (hedged, plain)
     assert 0 < hedges <= 40
+
+
+def test_a_429_with_retry_after_throttles_then_traffic_resumes(gateway, ray_cluster) -> None:
+    from actors.policy.health import Health
+    from actors.sandbox.base import SandboxRunner
+    from actors.sandbox.make import MakeStandIn
+    from actors.sandbox.webhook import WebhookReceiverStandIn
+
+    receiver, make = WebhookReceiverStandIn(), MakeStandIn()
+    with SandboxRunner([receiver, make]):
+        gw = gateway({"capabilities": {"webhook_dispatch": {
+            "policy": {"routing": {"ranking": "actors.policy.ranking:configured_order"}},
+            "providers": [{"name": "webhook", "adapter": "webhook", "settings": receiver.adapter_settings()},
+                          {"name": "make", "adapter": "make", "settings": make.adapter_settings()}]}}})
+        event = {"event": "lead.created", "data": {"lead": 1}}
+        assert gw.invoke("webhook_dispatch", "dispatch", event).provider == "webhook"
+
+        receiver.faults.update({"throttle_for_s": 3, "retry_after_s": 3})
+        throttled = gw.invoke("webhook_dispatch", "dispatch", event)
+        assert throttled.ok and throttled.provider == "make"
+        assert throttled.attempts[0].error_kind is ErrorKind.RATE_LIMITED
+        status = ray_cluster.get(gw.provider("webhook_dispatch", "webhook").status.remote())
+        assert status.health is Health.THROTTLED and status.throttled_until - time.time() == pytest.approx(3, abs=1.0)
+
+        during = gw.invoke("webhook_dispatch", "dispatch", event)
+        assert [a.provider for a in during.attempts] == ["make"]  # skipped while throttled: not even asked
+        seen = len(receiver.received)
+        time.sleep(max(0.0, status.throttled_until - time.time()) + 0.3)
+        after = gw.invoke("webhook_dispatch", "dispatch", event)
+        assert after.provider == "webhook" and len(receiver.received) == seen + 1
+        status = ray_cluster.get(gw.provider("webhook_dispatch", "webhook").status.remote())
+        assert status.health not in (Health.THROTTLED, Health.UNHEALTHY)
