@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from actors.durable import OutboxItem, StateStore, open_store
+from actors.durable import StateStore, open_store
 from actors.errors import ErrorKind, ProviderError
 from actors.messages import (
     Attempt,
@@ -40,13 +40,15 @@ from actors.messages import (
     ProviderStatus,
     Resolution,
 )
-from actors.payloads import METHODS, MethodSpec, Payload, PayloadError, validate_payload
+from actors.payloads import METHODS, PayloadError, validate_payload
 from actors.policy.budget import RetryBudget
 from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
 from actors.runtime.idempotency import IdempotencyRecords
+from actors.runtime.outbox_delivery import OutboxDelivery
+from actors.runtime.request import Request
 from actors.runtime.specs import CapabilitySpec
 
 log = logging.getLogger("aicmo.router")
@@ -84,23 +86,6 @@ class _View(msgspec.Struct):
     trial_in_flight: bool = False
 
 
-class _Request(msgspec.Struct, kw_only=True):
-    """One request on its way through `_route`."""
-
-    spec: MethodSpec
-    payload: Payload
-    key: str | None
-    journal: bool                    # keyed, non-idempotent: at most once, through the providers' journals
-    deadline: float                  # monotonic
-    deadline_s: float
-    base: dict[str, Any]
-    draining: bool = False           # delivering an outbox item: the outbox itself is not a candidate
-    attempts: list[Attempt] = []
-    rounds: int = 0                  # times it waited for a throttled provider and planned again
-    candidates: list[str] = []       # the plan: providers in the order they were to be tried
-    skipped: dict[str, str] = {}     # provider -> why it was not tried
-
-
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Callable[[], float] = time.time, store: StateStore | None = None,
@@ -131,6 +116,7 @@ class RouterCore:
         # Called with every finished request's Decision (audit, metrics,
         # hooks): on the request's path, so they must only enqueue.
         self.observers: list[Callable[[Decision], None]] = []
+        self.outbox = OutboxDelivery(self)
 
     def store(self) -> StateStore:
         if self._store is None:
@@ -170,7 +156,7 @@ class RouterCore:
             if replay is not None:
                 return replay
         deadline_s = float(deadline_s or self.routing.deadline_s)
-        request = _Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
+        request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
                            deadline=started + deadline_s, deadline_s=deadline_s, base=base)
         if key is not None and not dry:
             self.results.begin(key)
@@ -207,7 +193,7 @@ class RouterCore:
         return list(await asyncio.gather(*(one(item) for item in requests)))
 
     # --- routing -------------------------------------------------------------
-    async def _route(self, r: _Request, recover: bool) -> InvokeResult:
+    async def _route(self, r: Request, recover: bool) -> InvokeResult:
         if r.journal and recover:
             settled = await self._recover(r)
             if settled is not None:
@@ -272,7 +258,7 @@ class RouterCore:
 
         return self._exhausted(r, skipped, budget_spent)
 
-    async def _plan(self, r: _Request) -> Any:
+    async def _plan(self, r: Request) -> Any:
         """Plan the attempts; when every real provider is throttled or at its
         rate limit and the deadline allows, wait for the earliest reset."""
         while True:
@@ -286,7 +272,7 @@ class RouterCore:
                 return plan
             await self._sleep(wait)
 
-    async def _waited_for_reset(self, r: _Request, max_rounds: int = 3) -> bool:
+    async def _waited_for_reset(self, r: Request, max_rounds: int = 3) -> bool:
         """Before a request is queued: if every real provider is only
         throttled (or at its rate limit) and the earliest reset comes before
         the deadline, wait for it rather than queue or fail."""
@@ -303,7 +289,7 @@ class RouterCore:
         await self._sleep(plan.wait_s)
         return True
 
-    async def _take_slot(self, name: str, r: _Request, wait: bool) -> bool:
+    async def _take_slot(self, name: str, r: Request, wait: bool) -> bool:
         """A slot of the provider's configured rate. With no other real
         provider left to try, wait for one if the deadline allows."""
         bucket = self.buckets[name]
@@ -314,7 +300,7 @@ class RouterCore:
             await self._sleep(wait_s)
         return True
 
-    def _hedge_partner(self, r: _Request, order: list[str], first: str, used: set[str]) -> str | None:
+    def _hedge_partner(self, r: Request, order: list[str], first: str, used: set[str]) -> str | None:
         if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:
             return None
         for name in order[order.index(first) + 1:]:
@@ -323,7 +309,7 @@ class RouterCore:
                 return name
         return None
 
-    async def _attempt_or_hedge(self, r: _Request, name: str, partner: str | None, trial: bool,
+    async def _attempt_or_hedge(self, r: Request, name: str, partner: str | None, trial: bool,
                                 remaining: float) -> list[tuple[str, CallReply, bool]]:
         """One attempt; or, for a hedged method, a backup at `partner` once
         the first has taken longer than its recent p95. First success wins."""
@@ -355,7 +341,7 @@ class RouterCore:
                 break
         return out
 
-    async def _attempt(self, name: str, r: _Request, trial: bool) -> CallReply:
+    async def _attempt(self, name: str, r: Request, trial: bool) -> CallReply:
         view = self.views[name]
         if trial:
             view.trial_in_flight = True
@@ -381,12 +367,12 @@ class RouterCore:
             self.latency[name].add((time.monotonic() - started) * 1000)
         return reply
 
-    def _ctx(self, r: _Request, timeout_s: float) -> CallContext:
+    def _ctx(self, r: Request, timeout_s: float) -> CallContext:
         return CallContext(request_id=r.base["request_id"], method=r.spec.name, idempotency_key=r.key,
                            dry_run=r.base["dry_run"], timeout_s=timeout_s, journal=r.journal)
 
     # --- unknown outcomes ------------------------------------------------------
-    async def _recover(self, r: _Request) -> InvokeResult | None:
+    async def _recover(self, r: Request) -> InvokeResult | None:
         """Settle what earlier attempts with this key left in the providers'
         journals (the router that made them may have crashed): a delivery is
         returned, a send in doubt is asked about, never sent elsewhere."""
@@ -405,7 +391,7 @@ class RouterCore:
                     return settled
         return None
 
-    async def _settle_unknown(self, r: _Request, name: str, error: str | None) -> InvokeResult | None:
+    async def _settle_unknown(self, r: Request, name: str, error: str | None) -> InvokeResult | None:
         """After a send whose outcome we could not see: ask the provider (its
         journal, then the provider's own records) until the deadline. Returns
         the result if it was delivered or stays unknown (parked); None if it
@@ -425,7 +411,7 @@ class RouterCore:
                                        f"else. Parked as outbox item {item}: see `aicmo-gateway outbox list`")
         return msgspec.structs.replace(result, outbox_id=item)
 
-    async def _ask(self, name: str, r: _Request) -> Resolution:
+    async def _ask(self, name: str, r: Request) -> Resolution:
         if self._resolve is None:
             return Resolution(state="unknown", error="this router cannot ask providers")
         while True:
@@ -441,7 +427,7 @@ class RouterCore:
                 if r.deadline - time.monotonic() < MIN_ATTEMPT_S:
                     return Resolution(state="unknown", error=f"the provider actor did not answer: {last}")
 
-    def _park(self, r: _Request, name: str, why: str) -> int:
+    def _park(self, r: Request, name: str, why: str) -> int:
         assert r.key is not None
         store = self.store()
         now = self._clock()
@@ -454,113 +440,21 @@ class RouterCore:
                                 now=now, provider=name, error=why)
         return item.id
 
-    # --- the outbox ------------------------------------------------------------
+    # --- the outbox (outbox_delivery.py) ---------------------------------------
     def real_provider_available(self) -> bool:
-        now = self._clock()
-        plan = plan_attempts(self._candidates(now), now, self._rank)
-        return any(not self.providers[n].last_resort for n in plan.order) and not plan.last_resort
+        return self.outbox.real_provider_available()
 
     async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
-        """Deliver queued requests through the real providers, oldest first,
-        each exactly once (the same key, so the providers' journals drop any
-        repeat), at most `rate_per_s`. Stops at the first failure, keeping
-        the order; an operator's `ids` are delivered whatever their place."""
-        store = self.store()
-        if ids:
-            items = [i for i in (store.outbox_get(n) for n in ids) if i is not None and i.capability == self.capability]
-        else:
-            items = store.outbox_list(self.capability, ("pending",), limit)
-        report: dict[str, Any] = {"capability": self.capability, "delivered": [], "failed": [], "left": 0}
-        for n, item in enumerate(items):
-            if not ids and not self.real_provider_available():
-                report["left"] = len(items) - n
-                break
-            result = await self._deliver_item(item)
-            if result.ok:
-                report["delivered"].append(item.id)
-            else:
-                report["failed"].append({"id": item.id, "error": result.error.message if result.error else ""})
-                if not ids:
-                    report["left"] = len(items) - n - 1
-                    break
-            await self._sleep(1 / rate_per_s)
-        return report
-
-    def _item_request(self, item: OutboxItem, deadline_s: float) -> _Request | InvokeResult:
-        spec = METHODS[self.capability][item.method]
-        base = dict(request_id=uuid.uuid4().hex, idempotency_key=item.idempotency_key, dry_run=False,
-                    capability=self.capability, method=item.method)
-        try:
-            payload = validate_payload(spec, item.payload)
-        except PayloadError as exc:
-            self.store().outbox_update(item.id, self._clock(), state="parked", error=f"no longer a valid payload: {exc}")
-            return InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base)
-        return _Request(spec=spec, payload=payload, key=item.idempotency_key, journal=not spec.idempotent,
-                        deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
-
-    async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
-        started = time.monotonic()
-        r = self._item_request(item, self.routing.deadline_s)
-        if isinstance(r, InvokeResult):
-            return r
-        result = self._done(started, await self._route(r, recover=True), r)
-        store, now = self.store(), self._clock()
-        if result.ok:
-            store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
-                                provider=result.provider, attempts=item.attempts + 1)
-            self.results.keep(item.idempotency_key, msgspec.structs.replace(result, outbox_id=item.id))
-            self._count("outbox_delivered")
-        elif result.outbox_id is None:  # not parked meanwhile: still pending
-            store.outbox_update(item.id, now, attempts=item.attempts + 1, error=(result.error.message if result.error else "")[:500])
-        return result
+        return await self.outbox.drain(limit, rate_per_s, ids)
 
     async def settle_parked(self, ids: list[int] | None = None, deadline_s: float = 5.0) -> dict[str, Any]:
-        """Ask again about requests parked with an unknown outcome: one the
-        provider now confirms is marked delivered; one it says it never
-        delivered goes back to the queue (and is delivered once)."""
-        store = self.store()
-        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(self.capability, ("parked",))
-        report: dict[str, Any] = {"capability": self.capability, "delivered": [], "requeued": [], "unknown": []}
-        for item in items:
-            if item is None or item.state != "parked" or item.provider not in self.providers:
-                continue
-            r = self._item_request(item, deadline_s)
-            if isinstance(r, InvokeResult):
-                continue
-            resolution = await self._ask(item.provider, r)
-            now = self._clock()
-            if resolution.state == "delivered":
-                store.outbox_update(item.id, now, state="delivered", result=resolution.value)
-                self.results.keep(item.idempotency_key, self._succeeded(r, item.provider, resolution.value, replayed=True))
-                report["delivered"].append(item.id)
-            elif resolution.state == "not_delivered":
-                store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
-                report["requeued"].append(item.id)
-            else:
-                report["unknown"].append(item.id)
-        return report
+        return await self.outbox.settle_parked(ids, deadline_s)
 
     async def replay_outbox(self, ids: list[int], force: bool = False) -> dict[str, Any]:
-        """An operator's replay: parked items are asked about first; with
-        `force`, one still unknown is taken as not delivered (the operator
-        checked) and sent."""
-        store = self.store()
-        settled = await self.settle_parked(ids)
-        if force:
-            for item_id in settled["unknown"]:
-                item = store.outbox_get(item_id)
-                assert item is not None
-                for e in store.journal_find(self.capability, item.idempotency_key):
-                    if e.state in ("started", "unknown"):
-                        store.journal_put(msgspec.structs.replace(e, state="failed", incarnation="operator",
-                                                                  updated_at=self._clock(), error="an operator replayed it"))
-                store.outbox_update(item_id, self._clock(), state="pending", error="replayed by an operator")
-        pending = [i for i in ids if (item := store.outbox_get(i)) is not None and item.state == "pending"]
-        report = await self.drain_outbox(ids=pending) if pending else {"delivered": [], "failed": []}
-        return {**report, "capability": self.capability, "settled": settled}
+        return await self.outbox.replay(ids, force)
 
     # --- results ---------------------------------------------------------------
-    def _succeeded(self, r: _Request, name: str, value: Any, replayed: bool = False) -> InvokeResult:
+    def _succeeded(self, r: Request, name: str, value: Any, replayed: bool = False) -> InvokeResult:
         outbox_id = None
         if self.providers[name].last_resort:
             self._count("queued")
@@ -568,10 +462,10 @@ class RouterCore:
         return InvokeResult(ok=True, value=value, provider=name, attempts=r.attempts, replayed=replayed,
                             outbox_id=outbox_id, **r.base)
 
-    def _failed(self, r: _Request, kind: ErrorKind, message: str) -> InvokeResult:
+    def _failed(self, r: Request, kind: ErrorKind, message: str) -> InvokeResult:
         return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(kind=kind, message=message), **r.base)
 
-    def _exhausted(self, r: _Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
+    def _exhausted(self, r: Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
         attempts = r.attempts
         real = [a for a in attempts if a.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED)]
         if not real:
@@ -623,7 +517,7 @@ class RouterCore:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     # --- the recent-operations log -------------------------------------------
-    def _done(self, started: float, result: InvokeResult, r: _Request | None = None) -> InvokeResult:
+    def _done(self, started: float, result: InvokeResult, r: Request | None = None) -> InvokeResult:
         elapsed = round((time.monotonic() - started) * 1000, 3)
         result = msgspec.structs.replace(result, elapsed_ms=elapsed)
         if self.observers:

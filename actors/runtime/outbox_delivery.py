@@ -1,0 +1,142 @@
+"""Delivering what a capability's outbox holds, through its router's routing.
+
+Queued requests are delivered oldest first, at a bounded rate, each exactly
+once: under its own idempotency key, so the providers' journals drop any
+repeat, and with the outbox itself left out of the candidates. Requests
+parked with an unknown outcome are asked about again; an operator may force
+one out once they know it was not delivered.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from actors.durable import OutboxItem
+from actors.errors import ErrorKind
+from actors.messages import ErrorInfo, InvokeResult
+from actors.payloads import METHODS, PayloadError, validate_payload
+from actors.policy.ranking import plan_attempts
+
+from actors.runtime.request import Request
+
+if TYPE_CHECKING:
+    from actors.runtime.router_core import RouterCore
+
+
+class OutboxDelivery:
+    def __init__(self, core: "RouterCore"):
+        self.core = core
+
+    def real_provider_available(self) -> bool:
+        core = self.core
+        now = core._clock()
+        plan = plan_attempts(core._candidates(now), now, core._rank)
+        return any(not core.providers[n].last_resort for n in plan.order) and not plan.last_resort
+
+    async def drain(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
+        """Deliver queued requests through the real providers, oldest first,
+        each exactly once (the same key, so the providers' journals drop any
+        repeat), at most `rate_per_s`. Stops at the first failure, keeping
+        the order; an operator's `ids` are delivered whatever their place."""
+        core = self.core
+        store = core.store()
+        if ids:
+            items = [i for i in (store.outbox_get(n) for n in ids) if i is not None and i.capability == core.capability]
+        else:
+            items = store.outbox_list(core.capability, ("pending",), limit)
+        report: dict[str, Any] = {"capability": core.capability, "delivered": [], "failed": [], "left": 0}
+        for n, item in enumerate(items):
+            if not ids and not self.real_provider_available():
+                report["left"] = len(items) - n
+                break
+            result = await self._deliver_item(item)
+            if result.ok:
+                report["delivered"].append(item.id)
+            else:
+                report["failed"].append({"id": item.id, "error": result.error.message if result.error else ""})
+                if not ids:
+                    report["left"] = len(items) - n - 1
+                    break
+            await core._sleep(1 / rate_per_s)
+        return report
+
+    def _item_request(self, item: OutboxItem, deadline_s: float) -> Request | InvokeResult:
+        core = self.core
+        spec = METHODS[core.capability][item.method]
+        base = dict(request_id=uuid.uuid4().hex, idempotency_key=item.idempotency_key, dry_run=False,
+                    capability=core.capability, method=item.method)
+        try:
+            payload = validate_payload(spec, item.payload)
+        except PayloadError as exc:
+            core.store().outbox_update(item.id, core._clock(), state="parked", error=f"no longer a valid payload: {exc}")
+            return InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base)
+        return Request(spec=spec, payload=payload, key=item.idempotency_key, journal=not spec.idempotent,
+                        deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
+
+    async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
+        core = self.core
+        started = time.monotonic()
+        r = self._item_request(item, core.routing.deadline_s)
+        if isinstance(r, InvokeResult):
+            return r
+        result = core._done(started, await core._route(r, recover=True), r)
+        store, now = core.store(), core._clock()
+        if result.ok:
+            store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
+                                provider=result.provider, attempts=item.attempts + 1)
+            core.results.keep(item.idempotency_key, msgspec.structs.replace(result, outbox_id=item.id))
+            core._count("outbox_delivered")
+        elif result.outbox_id is None:  # not parked meanwhile: still pending
+            store.outbox_update(item.id, now, attempts=item.attempts + 1, error=(result.error.message if result.error else "")[:500])
+        return result
+
+    async def settle_parked(self, ids: list[int] | None = None, deadline_s: float = 5.0) -> dict[str, Any]:
+        """Ask again about requests parked with an unknown outcome: one the
+        provider now confirms is marked delivered; one it says it never
+        delivered goes back to the queue (and is delivered once)."""
+        core = self.core
+        store = core.store()
+        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(core.capability, ("parked",))
+        report: dict[str, Any] = {"capability": core.capability, "delivered": [], "requeued": [], "unknown": []}
+        for item in items:
+            if item is None or item.state != "parked" or item.provider not in core.providers:
+                continue
+            r = self._item_request(item, deadline_s)
+            if isinstance(r, InvokeResult):
+                continue
+            resolution = await core._ask(item.provider, r)
+            now = core._clock()
+            if resolution.state == "delivered":
+                store.outbox_update(item.id, now, state="delivered", result=resolution.value)
+                core.results.keep(item.idempotency_key, core._succeeded(r, item.provider, resolution.value, replayed=True))
+                report["delivered"].append(item.id)
+            elif resolution.state == "not_delivered":
+                store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
+                report["requeued"].append(item.id)
+            else:
+                report["unknown"].append(item.id)
+        return report
+
+    async def replay(self, ids: list[int], force: bool = False) -> dict[str, Any]:
+        """An operator's replay: parked items are asked about first; with
+        `force`, one still unknown is taken as not delivered (the operator
+        checked) and sent."""
+        core = self.core
+        store = core.store()
+        settled = await self.settle_parked(ids)
+        if force:
+            for item_id in settled["unknown"]:
+                item = store.outbox_get(item_id)
+                assert item is not None
+                for e in store.journal_find(core.capability, item.idempotency_key):
+                    if e.state in ("started", "unknown"):
+                        store.journal_put(msgspec.structs.replace(e, state="failed", incarnation="operator",
+                                                                  updated_at=core._clock(), error="an operator replayed it"))
+                store.outbox_update(item_id, core._clock(), state="pending", error="replayed by an operator")
+        pending = [i for i in ids if (item := store.outbox_get(i)) is not None and item.state == "pending"]
+        report = await self.drain(ids=pending) if pending else {"delivered": [], "failed": []}
+        return {**report, "capability": core.capability, "settled": settled}
