@@ -9,6 +9,7 @@ one out once they know it was not delivered.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,15 @@ if TYPE_CHECKING:
 class OutboxDelivery:
     def __init__(self, core: "RouterCore"):
         self.core = core
+        # One round at a time per capability: a supervisor restarted mid-drain,
+        # or an operator's replay during the periodic drain, must not deliver
+        # an item a second time through a provider the first round did not use.
+        self._lock: asyncio.Lock | None = None
+
+    def _serial(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     def real_provider_available(self) -> bool:
         core = self.core
@@ -42,6 +52,10 @@ class OutboxDelivery:
         each exactly once (the same key, so the providers' journals drop any
         repeat), at most `rate_per_s`. Stops at the first failure, keeping
         the order; an operator's `ids` are delivered whatever their place."""
+        async with self._serial():
+            return await self._drain(limit, rate_per_s, ids)
+
+    async def _drain(self, limit: int, rate_per_s: float, ids: list[int] | None) -> dict[str, Any]:
         core = self.core
         store = core.store()
         if ids:
@@ -50,6 +64,9 @@ class OutboxDelivery:
             items = store.outbox_list(core.capability, ("pending",), limit)
         report: dict[str, Any] = {"capability": core.capability, "delivered": [], "failed": [], "left": 0}
         for n, item in enumerate(items):
+            item = store.outbox_get(item.id) or item  # an earlier round may have delivered it meanwhile
+            if item.state not in ("pending",):
+                continue
             if not ids and not self.real_provider_available():
                 report["left"] = len(items) - n
                 break
@@ -83,12 +100,22 @@ class OutboxDelivery:
         r = self._item_request(item, core.routing.deadline_s)
         if isinstance(r, InvokeResult):
             return r
-        result = core._done(started, await core._route(r, recover=True), r)
+        key = item.idempotency_key
+        running = core.results.running(key)
+        if running is not None:  # a caller is sending this very key right now: its outcome is ours
+            await asyncio.shield(running)
+        core.results.begin(key)
+        result = InvokeResult(ok=False, **r.base)
+        try:
+            result = core._done(started, await core._route(r, recover=True), r)
+            if result.ok:
+                result = msgspec.structs.replace(result, outbox_id=item.id)
+        finally:
+            core.results.finish(key, result)
         store, now = core.store(), core._clock()
         if result.ok:
             store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
                                 provider=result.provider, attempts=item.attempts + 1)
-            core.results.keep(item.idempotency_key, msgspec.structs.replace(result, outbox_id=item.id))
             core._count("outbox_delivered")
         elif result.outbox_id is None:  # not parked meanwhile: still pending
             store.outbox_update(item.id, now, attempts=item.attempts + 1, error=(result.error.message if result.error else "")[:500])
@@ -98,6 +125,10 @@ class OutboxDelivery:
         """Ask again about requests parked with an unknown outcome: one the
         provider now confirms is marked delivered; one it says it never
         delivered goes back to the queue (and is delivered once)."""
+        async with self._serial():
+            return await self._settle_parked(ids, deadline_s)
+
+    async def _settle_parked(self, ids: list[int] | None, deadline_s: float) -> dict[str, Any]:
         core = self.core
         store = core.store()
         items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(core.capability, ("parked",))
@@ -125,9 +156,13 @@ class OutboxDelivery:
         """An operator's replay: parked items are asked about first; with
         `force`, one still unknown is taken as not delivered (the operator
         checked) and sent."""
+        async with self._serial():
+            return await self._replay(ids, force)
+
+    async def _replay(self, ids: list[int], force: bool) -> dict[str, Any]:
         core = self.core
         store = core.store()
-        settled = await self.settle_parked(ids)
+        settled = await self._settle_parked(ids, 5.0)
         if force:
             for item_id in settled["unknown"]:
                 item = store.outbox_get(item_id)
@@ -138,5 +173,5 @@ class OutboxDelivery:
                                                                   updated_at=core._clock(), error="an operator replayed it"))
                 store.outbox_update(item_id, core._clock(), state="pending", error="replayed by an operator")
         pending = [i for i in ids if (item := store.outbox_get(i)) is not None and item.state == "pending"]
-        report = await self.drain(ids=pending) if pending else {"delivered": [], "failed": []}
+        report = await self._drain(100, 20.0, pending) if pending else {"delivered": [], "failed": []}
         return {**report, "capability": core.capability, "settled": settled}
