@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 
 from actors.errors import TransientError
 from tests.unit.fakes import sleeper
