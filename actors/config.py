@@ -195,15 +195,31 @@ def _path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
+# YAML aliases make a document a graph: it is walked as a tree, so a cycle
+# is refused and so is a "billion laughs" expansion past this many values.
+MAX_VALUES = 100_000
+
+
 def interpolate_env(node: Any, env: dict[str, str], loc: tuple[Any, ...] = (), refs: dict[str, str] | None = None,
-                    problems: list[tuple[str, str]] | None = None) -> Any:
+                    problems: list[tuple[str, str]] | None = None, _above: tuple[int, ...] = (),
+                    _budget: list[int] | None = None) -> Any:
     """Replace `${NAME}` in strings; record path -> NAME; report unset variables by path."""
     refs = {} if refs is None else refs
     problems = [] if problems is None else problems
-    if isinstance(node, dict):
-        return {k: interpolate_env(v, env, (*loc, k), refs, problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate_env(v, env, (*loc, i), refs, problems) for i, v in enumerate(node)]
+    budget = [MAX_VALUES] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] == -1:
+        problems.append((_path(loc), f"the document holds over {MAX_VALUES} values once its YAML aliases are expanded"))
+    if budget[0] < 0:
+        return None
+    if isinstance(node, (dict, list)):
+        if id(node) in _above:
+            problems.append((_path(loc), "the document refers to itself here (a YAML alias cycle)"))
+            return None
+        above = (*_above, id(node))
+        if isinstance(node, dict):
+            return {k: interpolate_env(v, env, (*loc, k), refs, problems, above, budget) for k, v in node.items()}
+        return [interpolate_env(v, env, (*loc, i), refs, problems, above, budget) for i, v in enumerate(node)]
     if isinstance(node, str) and "${" in node:
         path = _path(loc)
         names: list[str] = []

@@ -13,12 +13,32 @@ from typing import Any, Literal
 
 import msgspec
 
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+# An RFC 5322 dot-atom address (letters beyond ASCII allowed, as SMTPUTF8
+# does): no quoted local parts, no comments, nothing a header parser could
+# read as two addresses or a group.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_ADDRESS = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:\w(?:[\w-]{{0,61}}\w)?\.)+\w[\w-]{{0,62}}$")
+# A header field name: printable ASCII but the colon (RFC 5322 ftext), short
+# enough to fold.
+_FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}$")
+# Every character str.splitlines() breaks on: a header or subject holding any
+# of them would start a new header line.
+_LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A bad value quoted in an error, cut short: errors are logged and audited."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
 def _check_address(field: str, value: str) -> None:
-    if not _ADDRESS.match(value):
-        raise ValueError(f"`{field}` is not an email address: {value!r}")
+    if len(value) > 254 or not _ADDRESS.match(value):
+        raise ValueError(f"`{field}` is not an email address: {_shown(value)}")
+
+
+def _check_one_line(field: str, value: str) -> None:
+    if any(c in _LINE_BREAKS for c in value):
+        raise ValueError(f"`{field}` holds a line break")
 
 
 class Payload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -37,17 +57,21 @@ class SendEmail(Payload):
     def __post_init__(self) -> None:
         if not self.to:
             raise ValueError("`to` needs at least one address")
+        if len(self.to) > 1000:
+            raise ValueError(f"`to` has {len(self.to)} addresses; at most 1000 per message")
         for i, address in enumerate(self.to):
             _check_address(f"to[{i}]", address)
         if self.text is None and self.html is None:
             raise ValueError("give `text` and/or `html`")
+        _check_one_line("subject", self.subject)
         for name in ("from_addr", "reply_to"):
             value = getattr(self, name)
             if value is not None:
                 _check_address(name, value)
         for name, value in self.headers.items():
-            if "\n" in name or "\r" in name or "\n" in value or "\r" in value:
-                raise ValueError(f"header {name!r} holds a line break")
+            if not _FIELD_NAME.match(name):
+                raise ValueError(f"`headers` has a name that is not a header field name: {_shown(name)}")
+            _check_one_line(f"headers.{name}", value)
 
 
 class PublishPost(Payload):
@@ -163,8 +187,39 @@ def validate_payload(spec: MethodSpec, payload: Any) -> Payload:
     if not isinstance(payload, dict):
         raise PayloadError(f"{spec.name} takes an object, got {type(payload).__name__}")
     try:
-        return msgspec.convert(payload, spec.payload, strict=True)
+        result = msgspec.convert(payload, spec.payload, strict=True)
     except msgspec.ValidationError as exc:
         message = str(exc)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
         raise PayloadError(f"{spec.name}: {message}", path) from None
+    try:
+        # Everything a payload holds is written somewhere (a journal, the
+        # outbox, an email): a string that is not valid Unicode is refused here.
+        _encode_json(result)
+    except UnicodeEncodeError:
+        path = _bad_unicode_path(payload, "$")
+        raise PayloadError(f"{spec.name}: a string is not valid Unicode (a lone surrogate) - at `{path}`", path) from None
+    return result
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _bad_unicode_path(node: Any, path: str) -> str:
+    if isinstance(node, str):
+        try:
+            node.encode()
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            for part, child in ((f"{path}[{key!r}]", key), (f"{path}.{key}", value)):
+                found = _bad_unicode_path(child, part)
+                if found:
+                    return found
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found = _bad_unicode_path(value, f"{path}[{i}]")
+            if found:
+                return found
+    return ""

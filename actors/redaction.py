@@ -22,11 +22,29 @@ _PATTERNS = [
 SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|credential|auth)")
 
 
+def _parts_of_url(secret: str) -> list[str]:
+    """A secret that is a URL (a Make hook, a webhook with a token) is secret
+    by its path: a provider's error may quote just that."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if "://" not in secret:
+        return []
+    try:
+        url = urlsplit(secret)
+    except ValueError:
+        return []
+    parts = [url.path, url.path.rstrip("/").rsplit("/", 1)[-1]]
+    parts += [value for _, value in parse_qsl(url.query)]
+    return [p for p in parts if len(p) >= 8]
+
+
 class Redactor:
     def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
         # Longest first, so a secret that contains another is masked whole.
         # Very short values would mask ordinary words: they are left out.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        wanted = {s for s in secrets if s and len(s) >= 4}
+        wanted |= {part for s in list(wanted) for part in _parts_of_url(s)}
+        self._secrets = sorted(wanted, key=len, reverse=True)
 
     def __call__(self, text: str | None) -> str | None:
         if not text:
@@ -37,6 +55,17 @@ class Redactor:
         for pattern in _PATTERNS:
             text = pattern.sub(lambda m: m.group(1) + MASK, text)
         return text
+
+    def value(self, node: object) -> object:
+        """Every string in a value (dicts, lists) redacted: what a dry run
+        returns shows the request it would send, which may hold secrets."""
+        if isinstance(node, str):
+            return self(node)
+        if isinstance(node, dict):
+            return {k: self.value(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [self.value(v) for v in node]
+        return node
 
     def extended(self, more: list[str]) -> "Redactor":
         return Redactor([*self._secrets, *more])

@@ -72,7 +72,18 @@ def custom_headers(payload: SendEmail, provider: str) -> tuple[dict[str, str], s
 
 
 def build_message(payload: SendEmail, ctx: CallContext, sender: str, provider: str) -> EmailMessage:
-    """The RFC 5322 message: text and/or html (multipart/alternative when both)."""
+    """The RFC 5322 message: text and/or html (multipart/alternative when both).
+    A payload Python's email package cannot turn into a message is refused
+    (nothing was sent), never a crash that would count against the provider."""
+    try:
+        return _build(payload, ctx, sender, provider)
+    except ProviderRejected:
+        raise
+    except Exception as exc:  # the email package's parsers raise all kinds on odd input
+        raise ProviderRejected(f"{provider}: cannot build the message: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+def _build(payload: SendEmail, ctx: CallContext, sender: str, provider: str) -> EmailMessage:
     extra, message_id = custom_headers(payload, provider)
     utf8 = any(not a.isascii() for a in (sender, *payload.to, payload.reply_to or ""))
     msg = EmailMessage(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)

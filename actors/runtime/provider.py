@@ -149,6 +149,8 @@ class ProviderCore:
         # Values travel and are journaled: plain data only (a header object
         # that is a str subclass becomes its text).
         value = msgspec.to_builtins(value, enc_hook=str)
+        if ctx.dry_run:  # what it would have sent may hold a secret read from the environment
+            value = self.redact.value(value)
         return CallReply(ok=True, value=value, latency_ms=latency, health=self.health)
 
     async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:

@@ -86,6 +86,25 @@ class _View(msgspec.Struct):
     trial_in_flight: bool = False
 
 
+MAX_KEY_LENGTH = 256
+
+
+def check_options(idempotency_key: Any, deadline_s: Any) -> None:
+    """The options of `invoke`, refused with a PayloadError that says why."""
+    if idempotency_key is not None:
+        if not (isinstance(idempotency_key, str) and idempotency_key.strip()):
+            raise PayloadError("idempotency_key must be a non-empty string")
+        if len(idempotency_key) > MAX_KEY_LENGTH:
+            raise PayloadError(f"idempotency_key is {len(idempotency_key)} characters long; at most {MAX_KEY_LENGTH}")
+        try:
+            idempotency_key.encode()
+        except UnicodeEncodeError:
+            raise PayloadError("idempotency_key is not valid Unicode (a lone surrogate)") from None
+    if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float))
+                                   or not 0 < deadline_s < float("inf")):
+        raise PayloadError(f"deadline_s must be a positive number of seconds, got {str(deadline_s)[:40]!r}")
+
+
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Callable[[], float] = time.time, store: StateStore | None = None,
@@ -139,10 +158,7 @@ class RouterCore:
                 kind=ErrorKind.UNKNOWN_METHOD, message=f"{self.capability} has no method {method!r}; it has: {known}"), **base))
         try:
             payload = validate_payload(spec, payload)
-            if idempotency_key is not None and not (isinstance(idempotency_key, str) and idempotency_key.strip()):
-                raise PayloadError("idempotency_key must be a non-empty string")
-            if deadline_s is not None and not (isinstance(deadline_s, (int, float)) and deadline_s > 0):
-                raise PayloadError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+            check_options(idempotency_key, deadline_s)
         except PayloadError as exc:
             return self._done(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base))
 
@@ -204,6 +220,17 @@ class RouterCore:
                 self.hedges.deposit(self._clock())
 
         plan = await self._plan(r)
+        # Claim the half-open trial now, before anything awaits: two requests
+        # planned together must not both try a provider that is cooling down.
+        if plan.trial is not None:
+            self.views[plan.trial].trial_in_flight = True
+        try:
+            return await self._attempt_plan(r, plan)
+        finally:
+            if plan.trial is not None:
+                self.views[plan.trial].trial_in_flight = False
+
+    async def _attempt_plan(self, r: Request, plan: Any) -> InvokeResult:
         r.candidates = list(plan.order)
         r.skipped = skipped = {s.name: s.reason for s in plan.skipped}
         tried = 0
@@ -239,7 +266,7 @@ class RouterCore:
                     continue
 
             partner = self._hedge_partner(r, plan.order, name, used) if tried == 0 else None
-            outcomes = await self._attempt_or_hedge(r, name, partner, trial=(name == plan.trial), remaining=remaining)
+            outcomes = await self._attempt_or_hedge(r, name, partner, remaining=remaining)
             for attempt_name, reply, hedge in outcomes:
                 used.add(attempt_name)
                 r.attempts.append(Attempt(provider=attempt_name, ok=reply.ok, error_kind=reply.error_kind, error=reply.error,
@@ -309,11 +336,11 @@ class RouterCore:
                 return name
         return None
 
-    async def _attempt_or_hedge(self, r: Request, name: str, partner: str | None, trial: bool,
+    async def _attempt_or_hedge(self, r: Request, name: str, partner: str | None,
                                 remaining: float) -> list[tuple[str, CallReply, bool]]:
         """One attempt; or, for a hedged method, a backup at `partner` once
         the first has taken longer than its recent p95. First success wins."""
-        first = asyncio.ensure_future(self._attempt(name, r, trial))
+        first = asyncio.ensure_future(self._attempt(name, r))
         delay = hedge_delay_s(self.latency[name], self.hedge_policy) if partner is not None else None
         if delay is None or delay >= remaining:
             return [(name, await first, False)]
@@ -323,7 +350,7 @@ class RouterCore:
         if partner in self.buckets and not self.buckets[partner].try_take(self._clock()):
             return [(name, await first, False)]
         self._count("hedges")
-        second = asyncio.ensure_future(self._attempt(partner, r, trial=False))
+        second = asyncio.ensure_future(self._attempt(partner, r))
         pending = {first: (name, False), second: (partner, True)}
         out: list[tuple[str, CallReply, bool]] = []
         while pending:
@@ -341,10 +368,8 @@ class RouterCore:
                 break
         return out
 
-    async def _attempt(self, name: str, r: Request, trial: bool) -> CallReply:
+    async def _attempt(self, name: str, r: Request) -> CallReply:
         view = self.views[name]
-        if trial:
-            view.trial_in_flight = True
         remaining = max(MIN_ATTEMPT_S, r.deadline - time.monotonic())
         ctx = self._ctx(r, min(self.providers[name].attempt_timeout_s, remaining))
         started = time.monotonic()
@@ -357,9 +382,6 @@ class RouterCore:
         except ProviderError as exc:
             return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,
                              latency_ms=(time.monotonic() - started) * 1000, health=view.health)
-        finally:
-            if trial:
-                view.trial_in_flight = False
         view.unreachable_until = None
         self._learn(view, reply.health)
         if reply.ok and not reply.replayed and not r.base["dry_run"]:

@@ -284,3 +284,16 @@ def test_a_request_waits_for_a_short_throttle_rather_than_being_queued() -> None
     h.clock.now += 10
     queued = h.invoke(deadline_s=10)
     assert queued.ok and queued.provider == "outbox" and queued.outbox_id
+
+
+def test_two_requests_planned_together_take_one_half_open_trial() -> None:
+    h = Harness({"a": [TransientError("down")] * 3 + [sleeper(0.05)] * 5, "b": [sleeper(0.01)] * 10}, max_attempts=1)
+
+    async def burst(n: int):
+        return await asyncio.gather(*(h.router.invoke("send_email", EMAIL) for _ in range(n)))
+
+    asyncio.run(burst(3))  # a fails three times at once: UNHEALTHY
+    assert h.providers["a"].health.state is Health.UNHEALTHY
+    h.clock.now += 31  # cooldown over
+    trials = asyncio.run(burst(4))
+    assert sum(1 for r in trials if r.attempts[0].provider == "a") == 1

@@ -1,0 +1,296 @@
+"""`make soak`: the gateway under steady load for a long time.
+
+On a private local Ray (its own RAY_TMPDIR), a gateway of simulated
+providers (sends with an outbox, CRM upserts, verifications; small latency,
+a few failures) is driven first as hard as it goes, to measure saturation
+throughput, then at 80% of it for `--minutes`. Every `--interval` seconds
+it samples the resident memory (RSS) of every gateway actor process and the
+p99 latency of the requests finished in the interval. The verdict:
+
+- RSS growth <= 10%: the total RSS of the gateway's actors at the end (mean
+  of the last three samples) against the total after warm-up (the first
+  fifth of the run, at least one interval, is warm-up);
+- steady p99: the median interval p99 of the last third is at most 1.5x that
+  of the first third after warm-up, and no interval's p99 passes 4x the
+  overall median.
+
+Writes tests/faults/results/soak.json and soak.png (RSS and p99 over time)
+and prints the verdict; exits 0 when both hold.
+
+    .venv/bin/python -m tests.faults.soak [--minutes 10] [--interval 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAMESPACE = "soak"
+EMAIL = {"to": ["lead@example.com"], "subject": "Welcome", "text": "Hello"}
+MIX = [("email_sending", "send_email", EMAIL, True), ("crm_sync", "upsert_contact", {"email": "lead@example.com"}, False),
+       ("email_verification", "verify_email", {"email": "lead@example.com"}, False)]
+
+
+def config(state_dir: str) -> dict[str, Any]:
+    def sim(seed: int, failure_rate: float = 0.0) -> dict[str, Any]:
+        return {"latency_ms": 4, "latency_jitter_ms": 3, "failure_rate": failure_rate, "seed": seed}
+
+    return {
+        "namespace": NAMESPACE, "state": {"url": state_dir},
+        "supervisor": {"check_interval_s": 30, "check_jitter_s": 5, "drain_interval_s": 2},
+        "capabilities": {
+            "email_sending": {"providers": [
+                {"name": "primary", "adapter": "simulated", "settings": sim(1, 0.02)},
+                {"name": "backup", "adapter": "simulated", "settings": sim(2)},
+                {"name": "outbox", "adapter": "outbox"}]},
+            "crm_sync": {"providers": [
+                {"name": "primary", "adapter": "simulated", "settings": sim(3, 0.02)},
+                {"name": "backup", "adapter": "simulated", "settings": sim(4)}]},
+            "email_verification": {"providers": [
+                {"name": "primary", "adapter": "simulated", "settings": sim(5)}]},
+        },
+    }
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def actor_pids(ray: Any, names: set[str]) -> dict[str, int]:
+    return {e["Name"]: e["Pid"] for e in ray._private.state.actors().values()
+            if e.get("Name") in names and e["State"] == "ALIVE" and e.get("Pid")}
+
+
+def p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+class Driver:
+    def __init__(self, ray: Any):
+        self.ray = ray
+        self.routers = {cap: ray.get_actor(f"router:{cap}", namespace=NAMESPACE) for cap, *_ in MIX}
+        self.n = 0
+        self.done: list[tuple[float, float, bool]] = []   # (finished at, latency ms, ok)
+        self.errors: dict[str, int] = {}
+
+    async def one(self) -> None:
+        cap, method, payload, keyed = MIX[self.n % len(MIX)]
+        self.n += 1
+        key = f"soak-{self.n}" if keyed else None
+        started = time.monotonic()
+        try:
+            res = await self.routers[cap].invoke.remote(method, payload, idempotency_key=key)
+            ok = res.ok
+            if not ok:
+                kind = str(res.error.kind) if res.error else "failed"
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+        except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
+            ok = False
+            self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+        now = time.monotonic()
+        self.done.append((now, (now - started) * 1000, ok))
+
+    async def closed_loop(self, workers: int, seconds: float) -> float:
+        """Requests per second with `workers` callers, each sending as soon as its last one is answered."""
+        stop = time.monotonic() + seconds
+        before = len(self.done)
+
+        async def worker() -> None:
+            while time.monotonic() < stop:
+                await self.one()
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return (len(self.done) - before) / (time.monotonic() - started)
+
+    async def open_loop(self, rate_per_s: float, seconds: float, on_tick: Any, tick_s: float) -> None:
+        """Sends at `rate_per_s` on a fixed schedule, whatever the answers; calls on_tick every tick_s."""
+        started = time.monotonic()
+        next_tick = started + tick_s
+        sent = 0
+        tasks: set[asyncio.Task[None]] = set()
+        while (now := time.monotonic()) < started + seconds:
+            due = int((now - started) * rate_per_s) - sent
+            for _ in range(max(0, due)):
+                task = asyncio.ensure_future(self.one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            if now >= next_tick:
+                on_tick(now)
+                next_tick += tick_s
+            await asyncio.sleep(0.002)
+        if tasks:
+            await asyncio.wait(tasks, timeout=60)
+        on_tick(time.monotonic())
+
+
+def verdict(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
+    steady = [s for s in samples if s["t_s"] > warmup_s and s["p99_ms"] is not None]
+    if len(steady) < 3:
+        return {"ok": False, "why": "too few samples after warm-up"}
+    base = steady[0]["rss_total_mb"]
+    end = statistics.mean(s["rss_total_mb"] for s in steady[-3:])
+    growth = (end - base) / base
+    third = max(1, len(steady) // 3)
+    first = statistics.median(s["p99_ms"] for s in steady[:third])
+    last = statistics.median(s["p99_ms"] for s in steady[-third:])
+    overall = statistics.median(s["p99_ms"] for s in steady)
+    worst = max(s["p99_ms"] for s in steady)
+    rss_ok = growth <= 0.10
+    p99_ok = last <= 1.5 * first and worst <= 4 * overall
+    return {"ok": rss_ok and p99_ok, "rss_ok": rss_ok, "p99_ok": p99_ok, "rss_after_warmup_mb": round(base, 1),
+            "rss_end_mb": round(end, 1), "rss_growth": round(growth, 4), "p99_first_third_ms": round(first, 2),
+            "p99_last_third_ms": round(last, 2), "p99_median_ms": round(overall, 2), "p99_worst_ms": round(worst, 2),
+            "p99_last_over_first": round(last / first, 3)}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = report["samples"]
+    t = [s["t_s"] / 60 for s in samples]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    kinds = sorted({k for s in samples for k in s["rss_by_kind_mb"]})
+    for kind in kinds:
+        ax1.plot(t, [s["rss_by_kind_mb"].get(kind, 0) for s in samples], label=f"{kind} actors")
+    ax1.plot(t, [s["rss_total_mb"] for s in samples], label="all gateway actors", linewidth=2, color="black")
+    ax1.axvline(report["warmup_s"] / 60, color="grey", linestyle=":", label="end of warm-up")
+    ax1.set_ylabel("RSS (MB)")
+    v = report["verdict"]
+    ax1.set_title(f"soak: {report['rate_per_s']:.0f} req/s (80% of {report['saturation_per_s']:.0f}) for "
+                  f"{report['minutes']:g} min; RSS growth {v.get('rss_growth', 0) * 100:.1f}%, "
+                  f"p99 last/first third {v.get('p99_last_over_first', 0):.2f}: {'PASS' if v['ok'] else 'FAIL'}")
+    ax1.legend(loc="upper left", fontsize=8)
+    ax2.plot(t, [s["p99_ms"] for s in samples], label="p99", color="tab:red")
+    ax2.plot(t, [s["p50_ms"] for s in samples], label="p50", color="tab:blue")
+    ax2.set_ylabel("latency (ms)")
+    ax2.set_xlabel("minutes")
+    ax3 = ax2.twinx()
+    ax3.plot(t, [s["rate_per_s"] for s in samples], label="answered req/s", color="tab:green", alpha=0.5)
+    ax3.set_ylabel("req/s")
+    ax2.legend(loc="upper left", fontsize=8)
+    ax3.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float) -> dict[str, Any]:
+    from actors.runtime.deploy import gateway_actor_names
+
+    driver = Driver(ray)
+    await driver.closed_loop(8, 3.0)  # warm the actors and their connections up
+    saturation = 0.0
+    for workers in (32, 96):
+        saturation = max(saturation, await driver.closed_loop(workers, saturation_s))
+    rate = 0.8 * saturation
+    print(f"saturation {saturation:.0f} req/s; soaking at {rate:.0f} req/s for {minutes:g} min", flush=True)
+
+    names = set(gateway_actor_names(NAMESPACE))
+    samples: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    last = [t0]
+    driver.done.clear()
+    total = [0]
+
+    def tick(now: float) -> None:
+        finished = list(driver.done)
+        driver.done.clear()
+        total[0] += len(finished)
+        pids = actor_pids(ray, names)
+        rss = {name: rss_kb(pid) for name, pid in pids.items()}
+        by_kind: dict[str, float] = {}
+        for name, kb in rss.items():
+            if kb is not None:
+                kind = name.split(":")[0]
+                by_kind[kind] = by_kind.get(kind, 0.0) + kb / 1024
+        latencies = [ms for _, ms, _ in finished]
+        sample = {
+            "t_s": round(now - t0, 1), "answered": len(finished), "failed": sum(1 for *_, ok in finished if not ok),
+            "rate_per_s": round(len(finished) / max(1e-9, now - last[0]), 1),
+            "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+            "p99_ms": round(p99(latencies), 2) if latencies else None,
+            "rss_total_mb": round(sum(by_kind.values()), 1), "rss_by_kind_mb": {k: round(v, 1) for k, v in by_kind.items()},
+            "actors": len(pids),
+        }
+        last[0] = now
+        samples.append(sample)
+        print(f"  {sample['t_s']:7.1f}s  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
+              f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)", flush=True)
+
+    await driver.open_loop(rate, minutes * 60, tick, interval_s)
+    warmup_s = max(interval_s, minutes * 60 / 5)
+    return {"minutes": minutes, "interval_s": interval_s, "saturation_per_s": round(saturation, 1),
+            "rate_per_s": round(rate, 1), "warmup_s": warmup_s, "samples": samples,
+            "errors": driver.errors, "requests": total[0], "verdict": verdict(samples, warmup_s)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long to soak at 80%% of saturation (default 10)")
+    parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples (default 10)")
+    parser.add_argument("--saturation-seconds", type=float, default=8.0, help="length of each saturation probe")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where soak.json and soak.png go")
+    args = parser.parse_args(argv)
+    if "RAY_TMPDIR" not in os.environ:
+        os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="aicmo-soak-", dir="/tmp")
+    import ray
+
+    from actors.config import parse_config
+    from actors.runtime.deploy import deploy
+    from actors.runtime.specs import build_spec
+
+    state_dir = tempfile.mkdtemp(prefix="aicmo-soak-state-")
+    load_before = os.getloadavg()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    try:
+        deploy(build_spec(parse_config(config(state_dir), "<soak>", env={})), detached=False)
+        report = asyncio.run(soak(ray, args.minutes, args.interval, args.saturation_seconds))
+    finally:
+        ray.shutdown()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    # The machine's load around the run: other work on it shows in the latencies.
+    report["run"] = {"id": uuid.uuid4().hex[:8], "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
+                     "loadavg_before": [round(x, 2) for x in load_before],
+                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps(report, indent=2))
+    plot(report, args.out / "soak.png")
+    v = report["verdict"]
+    print(json.dumps(v, indent=2))
+    busiest = max(report["run"]["loadavg_before"][0], report["run"]["loadavg_after"][0])
+    if busiest > 1.5 * (os.cpu_count() or 1):
+        print(f"note: the machine was busy (load average up to {busiest:.1f} on {os.cpu_count()} CPUs): "
+              "the latencies measure other work too; run the soak on a quiet machine to judge p99")
+    print(f"{'PASS' if v['ok'] else 'FAIL'}: RSS growth {v.get('rss_growth', float('nan')) * 100:.1f}% (<= 10%), "
+          f"p99 {v.get('p99_first_third_ms')} -> {v.get('p99_last_third_ms')} ms (steady: last third <= 1.5x first); "
+          f"{report['requests']} requests, errors {report['errors']}; plot {args.out / 'soak.png'}")
+    return 0 if v["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
