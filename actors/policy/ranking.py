@@ -36,6 +36,7 @@ class Skip(msgspec.Struct, frozen=True):
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     order: list[str]                 # providers to try, in order
     skipped: list[Skip]              # providers left out, and why
+    deferred: list[Skip] = []        # unhealthy ones put at the end of `order`, and why
     trial: str | None = None         # the provider given a half-open trial, if any
     last_resort: bool = False        # nothing was available; trying skipped ones anyway
     wait_s: float | None = None      # when a throttled or rate-limited provider frees up
@@ -97,29 +98,38 @@ def _blocked(c: Candidate, now: float) -> tuple[str | None, float | None]:
 
 
 def plan_attempts(candidates: Sequence[Candidate], now: float, rank: RankPolicy = by_health) -> Plan:
+    """The order to try providers in: a half-open trial first (an unhealthy
+    provider whose cooldown is over), then the available ones as ranked, then
+    those still cooling down (the seed tried unhealthy providers last but
+    still tried them: they cost an attempt only to a request every other
+    provider failed), then the last resort (the outbox). Throttled,
+    rate-limited and unreachable providers are left out, with the reason."""
     ranked = rank([c for c in candidates if not c.last_resort])
     resorts = [c.name for c in sorted(candidates, key=lambda c: c.index) if c.last_resort]
     available: list[str] = []
+    cooling: list[Skip] = []
     skipped: list[Skip] = []
     trial: str | None = None
     waits: list[float] = []
     for c in ranked:
         reason, wait = _blocked(c, now)
-        if reason is not None:
+        if reason is None:
+            if c.health.state is Health.UNHEALTHY and trial is None:
+                trial = c.name  # cooldown over: one request tests whether it is back
+            else:
+                available.append(c.name)
+        elif reason.startswith("unhealthy"):
+            cooling.append(Skip(c.name, f"{reason}: tried last"))
+        else:
             skipped.append(Skip(c.name, reason))
             if wait is not None:
                 waits.append(wait)
-        elif c.health.state is Health.UNHEALTHY and trial is None:
-            trial = c.name  # cooldown over: one request tests whether it is back
-        else:
-            available.append(c.name)
     wait_s = min(waits) if waits else None
-    if trial is not None:
-        return Plan(order=[trial, *available, *resorts], skipped=skipped, trial=trial, wait_s=wait_s)
-    if available or resorts:
-        return Plan(order=[*available, *resorts], skipped=skipped, wait_s=wait_s)
-    # Nothing is available and nothing queues. The seed still tried unhealthy
-    # providers last; do so for those cooling down or unreachable, never for
-    # a throttled or rate-limited one, which would only refuse again.
-    last = [s.name for s in skipped if not s.reason.startswith(("throttled", "at its configured rate"))]
+    order = [*([trial] if trial else []), *available, *(d.name for d in cooling)]
+    if order or resorts:
+        return Plan(order=[*order, *resorts], skipped=skipped, deferred=cooling, trial=trial, wait_s=wait_s)
+    # Nothing but unreachable, throttled or rate-limited providers. Try the
+    # unreachable ones anyway (a restarted actor may be back); never a
+    # throttled or rate-limited one, which would only refuse again.
+    last = [s.name for s in skipped if s.reason.startswith("actor unreachable")]
     return Plan(order=last, skipped=[s for s in skipped if s.name not in last], last_resort=bool(last), wait_s=wait_s)

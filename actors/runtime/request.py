@@ -26,3 +26,4 @@ class Request(msgspec.Struct, kw_only=True):
     rounds: int = 0                  # times it waited for a throttled provider and planned again
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, str] = {}     # provider -> why it was not tried
+    deferred: dict[str, str] = {}    # provider -> why it was put last (unhealthy, cooling down)

@@ -233,6 +233,7 @@ class RouterCore:
     async def _attempt_plan(self, r: Request, plan: Any) -> InvokeResult:
         r.candidates = list(plan.order)
         r.skipped = skipped = {s.name: s.reason for s in plan.skipped}
+        r.deferred = {d.name: d.reason for d in plan.deferred}
         tried = 0
         budget_spent = False
         used: set[str] = set()
@@ -532,7 +533,7 @@ class RouterCore:
             capability=self.capability,
             providers=[statuses[name] for name in order if name in statuses],
             recent_operations=list(self.recent),
-            skipped={s.name: s.reason for s in plan.skipped},
+            skipped={s.name: s.reason for s in [*plan.skipped, *plan.deferred]},
         )
 
     def _count(self, name: str) -> None:

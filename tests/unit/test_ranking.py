@@ -41,10 +41,10 @@ def test_a_primary_that_answered_once_stays_ahead_of_an_untried_backup() -> None
     assert names(by_health([cand("backup", 1), cand("primary", 0, Health.DEGRADED, successes=1)])) == ["primary", "backup"]
 
 
-def test_cooling_down_provider_is_skipped_with_a_reason() -> None:
+def test_cooling_down_provider_is_tried_last_with_a_reason() -> None:
     plan = plan_attempts([cand("a", 0, Health.UNHEALTHY, cooldown_until=NOW + 10), cand("b", 1, Health.HEALTHY, 5)], NOW)
-    assert plan.order == ["b"] and plan.trial is None
-    assert plan.skipped[0].name == "a" and "cooling down for 10.0s" in plan.skipped[0].reason
+    assert plan.order == ["b", "a"] and plan.trial is None and plan.skipped == []
+    assert plan.deferred[0].name == "a" and "cooling down for 10.0s" in plan.deferred[0].reason
 
 
 def test_after_cooldown_one_half_open_trial_goes_first() -> None:
@@ -55,7 +55,7 @@ def test_after_cooldown_one_half_open_trial_goes_first() -> None:
 def test_only_one_trial_at_a_time() -> None:
     plan = plan_attempts([cand("a", 0, Health.UNHEALTHY, cooldown_until=NOW - 1, trial_in_flight=True),
                           cand("b", 1, Health.HEALTHY, 5)], NOW)
-    assert plan.order == ["b"] and "trial" in plan.skipped[0].reason
+    assert plan.order == ["b", "a"] and plan.trial is None and "trial" in plan.deferred[0].reason
 
 
 def test_throttled_and_unreachable_are_skipped() -> None:
@@ -66,10 +66,16 @@ def test_throttled_and_unreachable_are_skipped() -> None:
     assert {s.name for s in plan.skipped} == {"t", "u"}
 
 
-def test_last_resort_tries_cooling_down_but_never_throttled() -> None:
+def test_cooling_down_is_tried_but_never_throttled() -> None:
     plan = plan_attempts([cand("t", 0, Health.HEALTHY, 9, throttled_until=NOW + 5),
                           cand("c", 1, Health.UNHEALTHY, cooldown_until=NOW + 5)], NOW)
-    assert plan.last_resort and plan.order == ["c"] and [s.name for s in plan.skipped] == ["t"]
+    assert plan.order == ["c"] and [s.name for s in plan.skipped] == ["t"] and plan.wait_s == 5
+
+
+def test_an_unreachable_actor_is_tried_when_nothing_else_can_be() -> None:
+    plan = plan_attempts([cand("u", 0, Health.HEALTHY, 9, unreachable_until=NOW + 1),
+                          cand("t", 1, Health.HEALTHY, 9, throttled_until=NOW + 5)], NOW)
+    assert plan.last_resort and plan.order == ["u"] and [s.name for s in plan.skipped] == ["t"]
 
 
 def test_all_throttled_leaves_nothing_to_try() -> None:
