@@ -52,6 +52,7 @@ class HedgingConfig(_Model):
     budget_percent: float = Field(10.0, ge=0, le=100, description="hedges allowed, as a share of recent requests")
     min_samples: int = Field(20, ge=1, description="latencies seen before hedging starts")
     min_delay_ms: float = Field(5.0, ge=0, description="never hedge sooner than this")
+    max_delay_factor: float = Field(3.0, ge=1, description="never wait longer than this many times the median before hedging")
 
 
 class RoutingConfig(_Model):

@@ -38,6 +38,8 @@ class SimulatedSettings(AdapterSettings):
     # Where in the attempt a failure strikes: before the provider took the
     # request, or after it delivered (the outcome the caller cannot know).
     fail_after_delivery: bool = False
+    tail_rate: float = Field(0.0, ge=0, le=1, description="share of calls in a slow tail")
+    tail_factor: float = Field(20.0, ge=1, description="how many times its latency a tail call takes")
 
 
 def _value(method: str, payload: Any, ident: str) -> dict[str, Any]:
@@ -65,6 +67,8 @@ class SimulatedAdapter(Adapter):
     def __init__(self, settings: SimulatedSettings, **kw: Any):
         super().__init__(settings, **kw)
         self._random = random.Random(settings.seed)
+        # The tail has a stream of its own, so it does not shift the failures' draws.
+        self._tail_random = random.Random(None if settings.seed is None else settings.seed + 7919)
         self._sleep = kw.get("transport") or asyncio.sleep  # the "transport" of a simulation is its clock
         # What this process tried and delivered, by idempotency key, for reconcile().
         self._tried: set[str] = set()
@@ -82,6 +86,8 @@ class SimulatedAdapter(Adapter):
         if ctx.dry_run:
             return await self.dry_run(method, payload, ctx)
         latency = s.latency_ms + (self._random.uniform(-1, 1) * s.latency_jitter_ms if s.latency_jitter_ms else 0.0)
+        if s.tail_rate and self._tail_random.random() < s.tail_rate:
+            latency *= s.tail_factor
         fails = s.failure_rate > 0 and self._random.random() < s.failure_rate
         key = ctx.idempotency_key
         if key:

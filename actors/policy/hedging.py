@@ -41,14 +41,21 @@ class HedgePolicy:
     quantile: float = 0.95
     min_samples: int = 20         # before this, the quantile means little: no hedging
     min_delay_ms: float = 5.0
+    max_delay_factor: float = 3.0  # never wait longer than this many times the median
 
 
 def hedge_delay_s(window: LatencyWindow, policy: HedgePolicy) -> float | None:
-    """How long to wait for the first attempt before hedging; None: do not hedge."""
+    """How long to wait for the first attempt before hedging; None: do not hedge.
+
+    A tail about as large as 1 - quantile puts the quantile itself in the
+    tail, and the hedge would wait as long as the slow calls it is meant to
+    cut: the delay is capped at `max_delay_factor` times the median."""
     if len(window) < policy.min_samples:
         return None
-    q = window.quantile(policy.quantile)
-    return None if q is None else max(q, policy.min_delay_ms) / 1000
+    q, median = window.quantile(policy.quantile), window.quantile(0.5)
+    if q is None or median is None:
+        return None
+    return max(min(q, policy.max_delay_factor * median), policy.min_delay_ms) / 1000
 
 
 def hedge_budget(percent: float) -> RetryBudget:

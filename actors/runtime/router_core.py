@@ -127,7 +127,8 @@ class RouterCore:
         rb = spec.routing.retry_budget
         self.budget = RetryBudget(percent=rb.percent, min_per_s=rb.min_per_s, ttl_s=rb.ttl_s)
         h = spec.routing.hedging
-        self.hedge_policy = HedgePolicy(quantile=h.quantile, min_samples=h.min_samples, min_delay_ms=h.min_delay_ms)
+        self.hedge_policy = HedgePolicy(quantile=h.quantile, min_samples=h.min_samples, min_delay_ms=h.min_delay_ms,
+                                        max_delay_factor=h.max_delay_factor)
         self.hedges = hedge_budget(h.budget_percent)
         self.recent: deque[Operation] = deque(maxlen=spec.routing.recent_operations)
         self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store)

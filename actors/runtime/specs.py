@@ -43,6 +43,7 @@ class HedgingSpec(msgspec.Struct, frozen=True, kw_only=True):
     budget_percent: float
     min_samples: int
     min_delay_ms: float
+    max_delay_factor: float = 3.0
 
 
 class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):

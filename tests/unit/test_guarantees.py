@@ -297,3 +297,13 @@ def test_two_requests_planned_together_take_one_half_open_trial() -> None:
     h.clock.now += 31  # cooldown over
     trials = asyncio.run(burst(4))
     assert sum(1 for r in trials if r.attempts[0].provider == "a") == 1
+
+
+def test_the_hedge_delay_is_capped_when_the_quantile_falls_in_the_tail() -> None:
+    from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_delay_s
+
+    window = LatencyWindow()
+    for i in range(100):
+        window.add(4000.0 if i % 20 == 19 else 200.0)  # a 5% tail: the p95 is a tail call
+    assert hedge_delay_s(window, HedgePolicy(quantile=0.95)) == pytest.approx(0.6)  # 3 x the median
+    assert hedge_delay_s(window, HedgePolicy(quantile=0.9)) == pytest.approx(0.2)
