@@ -80,33 +80,62 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     connect(args.address, args.namespace)
     supervisor = get_actor("supervisor", args.namespace)
-    while True:
-        report = ray.get(supervisor.status_report.remote(), timeout=60)
-        if args.json:
-            print(render.as_json(report))
-            return 0
-        out = console()
-        if args.watch:
-            out.clear()
-            out.print(f"aicmo-gateway status  namespace={args.namespace}  {time.strftime('%H:%M:%S')}  (Ctrl-C to stop)")
-        render.status_table(report, out)
-        if not args.watch:
-            return 0
-        time.sleep(args.watch)
+    if args.json:
+        print(render.as_json(ray.get(supervisor.status_report.remote(), timeout=60)))
+        return 0
+    out = console()
+    if not args.watch:
+        render.status_table(ray.get(supervisor.status_report.remote(), timeout=60), out)
+        return 0
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    def header() -> Text:
+        return Text(f"aicmo-gateway status  namespace={args.namespace}  {time.strftime('%H:%M:%S')}  "
+                    f"every {args.watch:g}s (Ctrl-C to stop)", style="bold")
+
+    try:
+        if not out.is_terminal:  # a pipe or a log: one frame after the other
+            while True:
+                out.print(header())
+                render.status_table(ray.get(supervisor.status_report.remote(), timeout=60), out)
+                sys.stdout.flush()
+                time.sleep(args.watch)
+
+        def frame() -> Any:
+            report = ray.get(supervisor.status_report.remote(), timeout=60)
+            with out.capture() as captured:
+                render.status_table(report, out)
+            return Group(header(), Text.from_ansi(captured.get()))
+
+        with Live(frame(), console=out, screen=True, auto_refresh=False) as live:
+            while True:
+                time.sleep(args.watch)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_self_check(args: argparse.Namespace) -> int:
+    import msgspec
     import ray
 
     from actors.cli import render
 
     connect(args.address, args.namespace)
     supervisor = get_actor("supervisor", args.namespace)
-    report = ray.get(supervisor.run_full_check.remote(), timeout=120)
+    report = ray.get(supervisor.run_full_check.remote(), timeout=180)
+    try:
+        reach = msgspec.to_builtins(ray.get(supervisor.reachability.remote(), timeout=30))
+    except Exception:  # noqa: BLE001 - a supervisor from before the matrix existed
+        reach = None
     if args.json:
-        print(render.as_json(report))
+        doc = msgspec.to_builtins(report)
+        doc["reachability"] = reach
+        print(render.as_json(doc))
     else:
-        render.self_check(report, console())
+        render.self_check(report, console(), reach=reach)
     return 0 if report.ok else 1
 
 
@@ -242,9 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config_schema)
 
     # Commands that live in modules of their own.
-    from actors.cli import outbox_cmd
+    from actors.cli import ops_cmd, outbox_cmd
 
     outbox_cmd.register(sub, cluster)
+    ops_cmd.register(sub, cluster)
     return parser
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RetryBudget:
-    percent: float = 20.0
+    percent: float = 50.0
     min_per_s: float = 5.0
     ttl_s: float = 10.0
     _deposits: deque[float] = field(default_factory=deque, repr=False)

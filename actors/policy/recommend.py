@@ -3,12 +3,20 @@
 Each recommendation names the capability and provider, the evidence, and a
 concrete fix: the config path of the setting to check and, where the value
 came from the environment, the variable's name.
+
+The inputs are snapshots the supervisor gathers: each provider's facts
+(from its spec), status and probe (`for_provider`); a capability's providers
+together (`for_capability`); trends over the last hour of sampled status
+(`ProviderTrend`, `for_trends`); the reachability of each provider from each
+node of the cluster (`NodeReach`, `for_reachability`); and what the routers
+and providers say of their hooks and audit log (`for_ops`).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -85,7 +93,7 @@ def for_provider(facts: ProviderFacts, status: ProviderStatus | None, probe: Pro
 
 
 def for_capability(capability: str, facts: Sequence[ProviderFacts], usable: Sequence[str],
-                   statuses: dict[str, ProviderStatus]) -> list[Recommendation]:
+                   statuses: dict[str, ProviderStatus], trends: dict[str, ProviderTrend] | None = None) -> list[Recommendation]:
     out: list[Recommendation] = []
     delivering = [f for f in facts if f.delivers]
     usable_delivering = [f.name for f in delivering if f.name in usable]
@@ -107,6 +115,8 @@ def for_capability(capability: str, facts: Sequence[ProviderFacts], usable: Sequ
     latencies = {n: s.latency_ewma_ms for n, s in statuses.items() if s.latency_ewma_ms is not None and s.total_calls >= 5}
     if len(latencies) >= 2:
         for name, latency in latencies.items():
+            if trends and _consistently_slower(trends.get(name)):
+                continue  # for_trends says it with the hour's evidence
             peers = [v for n, v in latencies.items() if n != name]
             typical = statistics.median(peers)
             if typical > 0 and latency > 3 * typical and latency - typical > 50:
@@ -115,4 +125,145 @@ def for_capability(capability: str, facts: Sequence[ProviderFacts], usable: Sequ
                     problem=f"{name} is much slower than its peers",
                     evidence=f"{latency:.0f} ms on average vs {typical:.0f} ms for the others",
                     fix=f"list it later under capabilities.{capability}.providers, or check its region/base_url"))
+    return out
+
+
+# --- trends over the last hour ------------------------------------------------
+# Thresholds of "most of the last hour" and "consistently": a provider must
+# have been watched this long before a trend is reported.
+MIN_OBSERVED_S = 600.0
+THROTTLED_SHARE = 0.5
+SLOWER_SHARE = 0.8
+MIN_COMPARABLE_SAMPLES = 4
+SLOWER_FACTOR = 3.0
+SLOWER_MARGIN_MS = 50.0
+
+
+class ProviderTrend(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's last hour, summarized from sampled status (actors/ops/history.py)."""
+
+    observed_s: float                # how long it has been watched, at most the window
+    throttled_s: float               # of which it was throttled (union of throttled intervals)
+    samples: int
+    comparable_samples: int = 0      # samples where at least one peer had a latency to compare with
+    slower_samples: int = 0          # of which it was SLOWER_FACTOR times slower than its peers' median
+    latency_ms: float | None = None  # its median EWMA latency over the samples
+    peers_latency_ms: float | None = None  # its peers' median
+
+
+def slower_than_peers(latency_ms: float, peers_ms: Sequence[float]) -> bool:
+    if not peers_ms:
+        return False
+    typical = statistics.median(peers_ms)
+    return typical > 0 and latency_ms > SLOWER_FACTOR * typical and latency_ms - typical > SLOWER_MARGIN_MS
+
+
+def _consistently_slower(trend: ProviderTrend | None) -> bool:
+    return (trend is not None and trend.observed_s >= MIN_OBSERVED_S / 2
+            and trend.comparable_samples >= MIN_COMPARABLE_SAMPLES
+            and trend.slower_samples >= SLOWER_SHARE * trend.comparable_samples)
+
+
+def for_trends(facts: Sequence[ProviderFacts], trends: dict[str, ProviderTrend]) -> list[Recommendation]:
+    out: list[Recommendation] = []
+    for f in facts:
+        t = trends.get(f.name)
+        if t is None or t.observed_s < MIN_OBSERVED_S / 2:
+            continue
+        minutes = t.observed_s / 60
+        if t.observed_s >= MIN_OBSERVED_S and t.throttled_s > THROTTLED_SHARE * t.observed_s:
+            out.append(Recommendation(
+                severity="warning", capability=f.capability, provider=f.name,
+                problem=f"{f.name} has been rate-limiting us for most of the last {minutes:.0f} minutes",
+                evidence=f"throttled for {t.throttled_s / 60:.0f} of the last {minutes:.0f} minutes ({t.samples} samples)",
+                fix=f"raise the limit of the plan or API key with {f.name}; or pace requests under its limit with "
+                    f"{f.config_path}.policy.provider.rate_limit_per_s; or add another provider under "
+                    f"capabilities.{f.capability}.providers to take the overflow"))
+        if _consistently_slower(t) and f.delivers:
+            out.append(Recommendation(
+                severity="warning", capability=f.capability, provider=f.name,
+                problem=f"{f.name} is consistently slower than its peers",
+                evidence=f"slower in {t.slower_samples} of {t.comparable_samples} samples over {minutes:.0f} minutes: "
+                         f"{(t.latency_ms or 0):.0f} ms typical vs {(t.peers_latency_ms or 0):.0f} ms for the others",
+                fix=f"list it after its faster peers under capabilities.{f.capability}.providers (configured order), "
+                    f"or check its region or base_url in {f.config_path}.settings"))
+    return out
+
+
+# --- reachability from every node -----------------------------------------------
+NETWORK_KINDS = (ErrorKind.TRANSIENT, ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE)
+
+
+class NodeReach(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider's probe from one node of the cluster."""
+
+    node: str                        # how to name the node to an operator: address and id prefix
+    node_id: str
+    ok: bool
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    hosts_actor: bool = False        # the provider's actor runs on this node: its traffic goes from here
+
+
+def for_reachability(facts: ProviderFacts, reach: Sequence[NodeReach]) -> list[Recommendation]:
+    """A provider that some nodes reach and others do not: the problem is
+    the failing node's path to it, not the provider."""
+    passing = [r for r in reach if r.ok]
+    failing = [r for r in reach if not r.ok]
+    if not passing or not failing:
+        return []  # down from everywhere (for_provider says so), or fine everywhere
+    out: list[Recommendation] = []
+    for r in failing:
+        network = r.error_kind in NETWORK_KINDS
+        verb = "cannot reach" if network else "fails its check against"
+        if r.hosts_actor:
+            severity, consequence = "critical", (
+                f"its provider actor runs on {r.node}, so its requests fail too; until the node is fixed, "
+                f"remove the node from the cluster and Ray restarts the actor on another")
+        else:
+            severity, consequence = "warning", (
+                f"nothing runs there now, but if Ray restarts the provider actor on {r.node} its requests will fail")
+        out.append(Recommendation(
+            severity=severity, capability=facts.capability, provider=facts.name,
+            problem=f"node {r.node} {verb} {facts.name}",
+            evidence=f"probe from {r.node}: {r.error_kind}: {r.error or ''}; it passes from "
+                     f"{', '.join(p.node for p in passing)}",
+            fix=(f"check the network path from node {r.node} to the address in {facts.config_path}.settings: "
+                 f"firewall and security groups, DNS, routes, and proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) "
+                 f"in the environment Ray was started with on that node; {consequence}") if network else
+                (f"compare node {r.node}'s environment with the others (clock, CA certificates, proxy variables); "
+                 f"{consequence}")))
+    return out
+
+
+# --- hooks and the audit log -------------------------------------------------------
+def for_ops(capability: str, actor: str, report: dict[str, Any]) -> list[Recommendation]:
+    """From an actor's `ops_report()`: hooks that cannot load or keep failing,
+    an audit log that cannot be written."""
+    out: list[Recommendation] = []
+    hooks = report.get("hooks") or {}
+    for path, error in (hooks.get("load_errors") or {}).items():
+        out.append(Recommendation(
+            severity="warning", capability=capability, provider=None, problem=f"hook {path} cannot be loaded in {actor}",
+            evidence=error, fix=f"install the package that provides {path} on every node (or in the job's runtime_env), "
+                                 f"or fix the dotted path under hooks; {_redeploy()}"))
+    for path, stats in (hooks.get("hooks") or {}).items():
+        if stats.get("failures"):
+            out.append(Recommendation(
+                severity="warning", capability=capability, provider=None,
+                problem=f"hook {path} fails in {actor}",
+                evidence=f"{stats['failures']} of {stats['calls']} calls failed; last: {stats.get('last_error')}",
+                fix=f"fix the hook (requests are not affected: hooks run after them); its traceback is in {actor}'s log "
+                    f"in the Ray dashboard"))
+    if hooks.get("dropped"):
+        out.append(Recommendation(
+            severity="warning", capability=capability, provider=None, problem=f"hook calls are being dropped in {actor}",
+            evidence=f"{hooks['dropped']} calls dropped: the hooks are slower than the traffic",
+            fix="make the hooks faster (hand work to a queue), or raise hooks.queue_size / lower hooks.timeout_s"))
+    audit = report.get("audit") or {}
+    if audit.get("last_error"):
+        out.append(Recommendation(
+            severity="critical", capability=capability, provider=None, problem=f"the audit log of {actor} cannot be written",
+            evidence=f"{audit.get('path')}: {audit['last_error']}; {audit.get('dropped', 0)} lines dropped",
+            fix="free space or fix the permissions of the state directory (state.url, or $AICMO_STATE_DIR) on that node"))
     return out

@@ -247,12 +247,20 @@ class ProviderCore:
 @ray.remote
 class ProviderActor:
     def __init__(self, spec: ProviderSpec, namespace: str):
+        from actors.ops.observers import ProviderOps
+
         self._core = ProviderCore(spec)
         self._core.on_change = self._push_change
         self._namespace = namespace
+        self._ops = ProviderOps(spec, self._core.status)
+        try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
+            ray.get_runtime_context().current_actor.ready.remote()
+        except Exception:  # noqa: BLE001
+            pass
 
     def _push_change(self, status: ProviderStatus) -> None:
         # Fire and forget: a slow or restarting supervisor must never hold up a request.
+        self._ops.health_changed(status)  # gauges and on_health_change hooks: enqueued only
         for name in (SUPERVISOR_NAME, router_name(status.capability)):
             try:
                 handle = ray.get_actor(name, namespace=self._namespace)
@@ -264,7 +272,9 @@ class ProviderActor:
                 pass
 
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
-        return await self._core.call(method, payload, ctx)
+        reply = await self._core.call(method, payload, ctx)
+        self._ops.observe_call(reply, ctx.dry_run)
+        return reply
 
     async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         return await self._core.resolve(method, payload, ctx)
@@ -281,8 +291,17 @@ class ProviderActor:
     def digest(self) -> str:
         return self._core.spec.digest
 
-    def ready(self) -> str:
+    async def ready(self) -> str:
+        self._ops.ensure_started()
         return self._core.spec.actor_name
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on: where its traffic to the provider goes from."""
+        return ray.get_runtime_context().get_node_id()
+
+    async def ops_report(self) -> dict[str, Any]:
+        """Its on_health_change hooks: calls, failures, load errors."""
+        return self._ops.report()
 
     def inject_fault(self, **changes: Any) -> dict[str, Any]:
         """Change a simulated provider's behaviour at run time (demo and fault tests)."""

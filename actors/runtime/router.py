@@ -1,6 +1,10 @@
 """The router actor: one per capability, a thin Ray shell around RouterCore
 (router_core.py). It reaches provider actors by name, turns Ray's failures
-into `ActorUnreachable` (never a crashed router), and answers status."""
+into `ActorUnreachable` (never a crashed router), and answers status.
+
+It also hooks up operations (actors/ops): every finished request's Decision
+goes to the audit log, the metrics and the on_success/on_failure hooks,
+which only enqueue on the request's path."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import ray
 
 from actors.errors import ErrorKind
 from actors.messages import CallContext, CallReply, CapabilityStatus, InvokeResult, Operation, ProviderStatus, Resolution
+from actors.ops.observers import RouterOps
 from actors.policy.health import Health, HealthSnapshot
 from actors.runtime.router_core import ActorUnreachable, RouterCore
 from actors.runtime.specs import CapabilitySpec
@@ -29,13 +34,19 @@ class RouterActor:
         self._actor_names = {p.name: p.actor_name for p in spec.providers}
         self._handles: dict[str, Any] = {}
         self._core = RouterCore(spec, self._send, self._resolve)
+        self._ops = RouterOps(spec)
+        self._core.observers.append(self._ops.observe)
+        try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
+            ray.get_runtime_context().current_actor.ready.remote()
+        except Exception:  # noqa: BLE001
+            pass
 
     def _handle(self, name: str) -> Any:
         if name not in self._handles:
             self._handles[name] = ray.get_actor(self._actor_names[name], namespace=self._namespace)
         return self._handles[name]
 
-    async def _remote(self, name: str, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
+    async def _call_provider(self, name: str, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
         try:
             ref = getattr(self._handle(name), method).remote(*args)
         except ValueError as exc:  # no actor by that name (removed, or not yet created): nothing was sent
@@ -61,10 +72,10 @@ class RouterActor:
                                    maybe_delivered=True) from None
 
     async def _send(self, name: str, method: str, payload: Any, ctx: CallContext) -> CallReply:
-        return await self._remote(name, "call", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
+        return await self._call_provider(name, "call", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
 
     async def _resolve(self, name: str, method: str, payload: Any, ctx: CallContext) -> Resolution:
-        return await self._remote(name, "resolve", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
+        return await self._call_provider(name, "resolve", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
 
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
@@ -125,5 +136,33 @@ class RouterActor:
     def digest(self) -> str:
         return self._core.spec.digest
 
-    def ready(self) -> str:
+    async def ready(self) -> str:
+        self._ops.ensure_started()
         return self._core.spec.actor_name
+
+    # --- operations: the audit log, hooks ------------------------------------------
+    async def audit_tail(self, n: int = 20) -> dict[str, Any]:
+        """The last `n` audit records (oldest first) and a cursor for `audit_since`."""
+        if self._ops.audit is None:
+            return {"records": [], "cursor": None, "path": None}
+        await self._ops.flush_audit()
+        records, cursor = await asyncio.to_thread(self._ops.audit.tail, n)
+        return {"records": records, "cursor": cursor, "path": str(self._ops.audit.path)}
+
+    async def audit_since(self, cursor: dict[str, int] | None, limit: int = 1000) -> dict[str, Any]:
+        if self._ops.audit is None:
+            return {"records": [], "cursor": None, "path": None}
+        await self._ops.flush_audit()
+        records, cursor = await asyncio.to_thread(self._ops.audit.since, cursor, limit)
+        return {"records": records, "cursor": cursor, "path": str(self._ops.audit.path)}
+
+    async def ops_report(self) -> dict[str, Any]:
+        """Hooks (calls, failures, load errors) and the audit log (path, lines, errors)."""
+        return self._ops.report()
+
+    async def flush_ops(self) -> None:
+        """Write what is buffered now (tests, shutdown)."""
+        if self._ops.metrics is not None:
+            self._ops.metrics.flush()
+        await self._ops.flush_audit()
+        await self._ops.hooks.drain()

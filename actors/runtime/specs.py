@@ -59,6 +59,30 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     hedging: HedgingSpec
 
 
+class HooksSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Dotted paths of the hooks an actor runs (actors/ops/hooks.py)."""
+
+    on_success: list[str] = []
+    on_failure: list[str] = []
+    on_health_change: list[str] = []
+    timeout_s: float = 5.0
+    queue_size: int = 10000
+
+
+class AuditSpec(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = False
+    max_bytes: int = 10_000_000
+    backups: int = 5
+    flush_interval_s: float = 0.5
+
+
+class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = False
+    latency_buckets_ms: list[float] = msgspec.field(
+        default_factory=lambda: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000])
+    flush_interval_s: float = 1.0
+
+
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     capability: str
@@ -80,6 +104,8 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s: float | None = None
     rate_limit_burst: float | None = None
     enabled: bool = True
+    hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # on_health_change only
+    metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
 
     @property
     def actor_name(self) -> str:
@@ -99,6 +125,9 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     routing: RoutingSpec
     dry_run: bool
     state_url: str
+    hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # global and this capability's, together
+    audit: AuditSpec = msgspec.field(default_factory=AuditSpec)
+    metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
 
     @property
     def actor_name(self) -> str:
@@ -115,6 +144,9 @@ class SupervisorSpec(msgspec.Struct, frozen=True, kw_only=True):
     probe_timeout_s: float
     drain_interval_s: float
     drain_rate_per_s: float
+    probe_all_nodes: bool = False
+    node_probe_timeout_s: float = 30.0
+    sample_interval_s: float = 0.0
 
 
 class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,6 +155,7 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: list[CapabilitySpec]
     supervisor: SupervisorSpec
     state_url: str
+    metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
 
     @property
     def digest(self) -> str:
@@ -164,10 +197,21 @@ def state_url(cfg: GatewayConfig, env: dict[str, str] | None = None) -> str:
     return str(Path(url) / cfg.namespace)
 
 
+def _hooks(cfg: GatewayConfig, capability: str) -> HooksSpec:
+    """The top-level hooks, then the capability's own: both run."""
+    top, own = cfg.hooks, cfg.capabilities[capability].hooks
+    return HooksSpec(on_success=[*top.on_success, *own.on_success], on_failure=[*top.on_failure, *own.on_failure],
+                     on_health_change=[*top.on_health_change, *own.on_health_change],
+                     timeout_s=top.timeout_s, queue_size=top.queue_size)
+
+
 def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
     state = state_url(cfg)
+    metrics = msgspec.convert(cfg.metrics.model_dump(), MetricsSpec)
+    audit = msgspec.convert(cfg.audit.model_dump(), AuditSpec)
     caps: list[CapabilitySpec] = []
     for cap_name, cap in cfg.capabilities.items():
+        hooks = _hooks(cfg, cap_name)
         providers: list[ProviderSpec] = []
         for i, p in enumerate(cap.providers):
             if not p.enabled:
@@ -201,6 +245,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     resends_deduplicated=sorted(adapter_cls.resends_deduplicated),
                     rate_limit_per_s=policy.provider.rate_limit_per_s,
                     rate_limit_burst=policy.provider.rate_limit_burst,
+                    hooks=HooksSpec(on_health_change=hooks.on_health_change, timeout_s=hooks.timeout_s,
+                                    queue_size=hooks.queue_size),
+                    metrics=metrics,
                 )
             )
         caps.append(
@@ -210,6 +257,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 routing=_routing(cfg.capability_policy(cap_name)),
                 dry_run=cfg.dry_run,
                 state_url=state,
+                hooks=hooks,
+                audit=audit,
+                metrics=metrics,
             )
         )
     s = cfg.supervisor
@@ -220,6 +270,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         supervisor=SupervisorSpec(
             check_interval_s=s.check_interval_s, check_jitter_s=s.check_jitter_s, probe_timeout_s=s.probe_timeout_s,
             drain_interval_s=s.drain_interval_s, drain_rate_per_s=s.drain_rate_per_s,
+            probe_all_nodes=s.probe_all_nodes, node_probe_timeout_s=s.node_probe_timeout_s,
+            sample_interval_s=s.sample_interval_s,
         ),
         state_url=state,
+        metrics=metrics,
     )

@@ -4,6 +4,14 @@ Providers push their status here when their health changes; `status_report`
 asks every router for its ranked view; `run_full_check` probes every
 provider and turns the results into recommendations (policy.recommend).
 A periodic check runs at the configured interval, with jitter.
+
+A full check probes each provider twice over: through its actor (which
+folds the result into health, as live traffic does, so a passing probe lets
+a cooled-down provider back in) and, with `supervisor.probe_all_nodes`,
+from a task pinned to every alive node (actors/ops/reach.py), which tells
+"the provider is down" from "node B cannot reach it". A sampler keeps the
+last hour of each provider's status (actors/ops/history.py) for trends, and
+records the supervisor's metrics (outbox depth, reachability, served).
 """
 
 from __future__ import annotations
@@ -26,7 +34,18 @@ from actors.messages import (
     StatusReport,
 )
 from actors.errors import ErrorKind
-from actors.policy.recommend import ProviderFacts, for_capability, for_provider
+from actors.ops.history import History
+from actors.ops.metrics import RayRecorder, Recorder
+from actors.ops.reach import Reachability, alive_nodes, probe_from_every_node, probe_targets
+from actors.policy.recommend import (
+    ProviderFacts,
+    ProviderTrend,
+    for_capability,
+    for_ops,
+    for_provider,
+    for_reachability,
+    for_trends,
+)
 from actors.runtime.specs import GatewaySpec, ProviderSpec, router_name
 
 log = logging.getLogger("aicmo.supervisor")
@@ -38,24 +57,44 @@ def facts_of(p: ProviderSpec) -> ProviderFacts:
 
 
 def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResult],
-                     statuses: dict[tuple[str, str], ProviderStatus], now: float) -> SelfCheckReport:
-    """Pure: probes and statuses in, report and recommendations out."""
+                     statuses: dict[tuple[str, str], ProviderStatus], now: float, *,
+                     reach: Reachability | None = None, trends: dict[str, dict[str, ProviderTrend]] | None = None,
+                     ops: list[tuple[str, str, dict[str, Any]]] = ()) -> SelfCheckReport:
+    """Pure: probes and statuses (and, when there are any, the reachability
+    matrix, the hour's trends, and the actors' ops reports as
+    (capability, actor, report)) in, report and recommendations out."""
     checks: list[CapabilityCheck] = []
     recommendations = []
     for cap in spec.capabilities:
         facts = [facts_of(p) for p in cap.providers]
         cap_probes = [probes[(cap.capability, p.name)] for p in cap.providers if (cap.capability, p.name) in probes]
         cap_statuses = {p.name: statuses[(cap.capability, p.name)] for p in cap.providers if (cap.capability, p.name) in statuses}
+        cap_trends = (trends or {}).get(cap.capability, {})
         usable = [r.provider for r in cap_probes if r.ok]
         served = any(r.ok and r.delivers for r in cap_probes)
         checks.append(CapabilityCheck(capability=cap.capability, served=served, usable_providers=usable, probes=cap_probes))
         for f in facts:
             recommendations += for_provider(f, cap_statuses.get(f.name), probes.get((cap.capability, f.name)), now)
-        recommendations += for_capability(cap.capability, facts, usable, cap_statuses)
+            if reach is not None:
+                recommendations += for_reachability(f, reach.reach_of(cap.capability, f.name))
+        recommendations += for_capability(cap.capability, facts, usable, cap_statuses, cap_trends)
+        recommendations += for_trends(facts, cap_trends)
+    for capability, actor, report in ops:
+        recommendations += for_ops(capability, actor, report)
     order = {"critical": 0, "warning": 1, "info": 2}
     recommendations.sort(key=lambda r: order.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
                            capabilities=checks, recommendations=recommendations)
+
+
+def _start_loops_after_init() -> None:
+    """Have this actor call its own `ready` once `__init__` returns: its loops
+    (checks, draining, sampling) start on their own, also when Ray restarts
+    it after a crash and nobody calls it."""
+    try:
+        ray.get_runtime_context().current_actor.ready.remote()
+    except Exception:  # noqa: BLE001 - outside an actor: the first call starts them
+        log.debug("could not schedule the first ready()", exc_info=True)
 
 
 @ray.remote
@@ -69,6 +108,10 @@ class SupervisorActor:
         self._store: StateStore | None = None
         self._outbox_caps = {c.capability for c in spec.capabilities if any(p.last_resort for p in c.providers)}
         self.drain_log: list[dict[str, Any]] = []
+        self._history = History()
+        self._reach: Reachability | None = None
+        self._metrics: Recorder | None = RayRecorder(spec.metrics.latency_buckets_ms) if spec.metrics.enabled else None
+        _start_loops_after_init()
 
     def store(self) -> StateStore:
         if self._store is None:
@@ -85,6 +128,47 @@ class SupervisorActor:
             self._tasks.append(loop.create_task(self._periodic()))
         if self._spec.supervisor.drain_interval_s > 0:
             self._tasks.append(loop.create_task(self._drain_periodically()))
+        if self._spec.supervisor.sample_interval_s > 0:
+            self._tasks.append(loop.create_task(self._sample_periodically()))
+
+    async def _sample_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._spec.supervisor.sample_interval_s)
+            try:
+                await self.sample()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("status sampling failed")
+
+    async def sample(self) -> int:
+        """Ask every provider actor for its status once: history for trends,
+        and the outbox depth for metrics. Returns how many answered."""
+        async def one(p: ProviderSpec) -> ProviderStatus | None:
+            try:
+                handle = ray.get_actor(p.actor_name, namespace=self._spec.namespace)
+                return await asyncio.wait_for(handle.status.remote(), 5)
+            except Exception:  # noqa: BLE001 - a provider that does not answer is not sampled
+                return None
+
+        statuses = await asyncio.gather(*(one(p) for c in self._spec.capabilities for p in c.providers))
+        now = time.time()
+        for status in statuses:
+            if status is not None:
+                self._history.add(status, now)
+                self._reports[(status.capability, status.name)] = status
+        self._record_outbox()
+        return sum(1 for s in statuses if s is not None)
+
+    def _record_outbox(self) -> None:
+        if self._metrics is None or not self._outbox_caps:
+            return
+        counts = self.store().outbox_counts()
+        for cap in sorted(self._outbox_caps | {c for c, _ in counts}):
+            for state in ("pending", "parked"):
+                self._metrics.set("aicmo_outbox_depth", counts.get((cap, state), 0), {"capability": cap, "state": state})
+
+    def trends(self) -> dict[str, dict[str, ProviderTrend]]:
+        now = time.time()
+        return {c.capability: self._history.trends(c.capability, now) for c in self._spec.capabilities}
 
     async def _drain_periodically(self) -> None:
         s = self._spec.supervisor
@@ -198,25 +282,79 @@ class SupervisorActor:
 
     async def run_full_check(self) -> SelfCheckReport:
         self._ensure_loop()
-        timeout_s = self._spec.supervisor.probe_timeout_s
+        sup = self._spec.supervisor
+        timeout_s = sup.probe_timeout_s
         providers = [p for c in self._spec.capabilities for p in c.providers]
 
-        async def probe(p: ProviderSpec) -> tuple[ProbeResult, ProviderStatus | None]:
+        async def probe(p: ProviderSpec) -> tuple[ProbeResult, ProviderStatus | None, str | None]:
             try:
                 handle = ray.get_actor(p.actor_name, namespace=self._spec.namespace)
                 result = await asyncio.wait_for(handle.probe.remote(timeout_s), timeout_s + 2)
                 status = await asyncio.wait_for(handle.status.remote(), 5)
-                return result, status
+                node = await asyncio.wait_for(handle.node_id.remote(), 5) if sup.probe_all_nodes else None
+                return result, status, node
             except Exception as exc:  # noqa: BLE001
                 return ProbeResult(provider=p.name, capability=p.capability, ok=False, error_kind=ErrorKind.UNAVAILABLE,
-                                   error=f"provider actor did not answer: {type(exc).__name__}", delivers=p.delivers), None
+                                   error=f"provider actor did not answer: {type(exc).__name__}", delivers=p.delivers), None, None
 
-        results = await asyncio.gather(*(probe(p) for p in providers))
-        probes = {(r.capability, r.provider): r for r, _ in results}
-        statuses = {(s.capability, s.name): s for _, s in results if s is not None}
+        async def from_nodes() -> Any:
+            if not sup.probe_all_nodes or not probe_targets(providers):
+                return []
+            try:
+                nodes = await asyncio.to_thread(alive_nodes)
+                return await probe_from_every_node(providers, timeout_s, sup.node_probe_timeout_s, nodes)
+            except Exception:  # noqa: BLE001 - the matrix is extra evidence; the check goes on without it
+                log.exception("probing from every node failed")
+                return []
+
+        results, node_probes, ops = await asyncio.gather(
+            asyncio.gather(*(probe(p) for p in providers)), from_nodes(), self._ops_reports())
+        probes = {(r.capability, r.provider): r for r, _, _ in results}
+        statuses = {(s.capability, s.name): s for _, s, _ in results if s is not None}
         self._reports.update(statuses)
-        self._last_check = build_self_check(self._spec, probes, statuses, time.time())
+        now = time.time()
+        for status in statuses.values():
+            self._history.add(status, now)
+        if node_probes:
+            self._reach = Reachability(generated_at=now, nodes=node_probes, actor_nodes={
+                f"{r.capability}/{r.provider}": node for r, _, node in results if node})
+        self._last_check = build_self_check(self._spec, probes, statuses, now, reach=self._reach if node_probes else None,
+                                            trends=self.trends(), ops=ops)
+        self._record_check(self._last_check)
         return self._last_check
+
+    async def _ops_reports(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """What routers (and providers with health hooks) say of their hooks and audit log."""
+        actors = [(c.capability, c.actor_name) for c in self._spec.capabilities]
+        actors += [(p.capability, p.actor_name) for c in self._spec.capabilities for p in c.providers
+                   if p.hooks.on_health_change]
+
+        async def one(capability: str, name: str) -> tuple[str, str, dict[str, Any]] | None:
+            try:
+                handle = ray.get_actor(name, namespace=self._spec.namespace)
+                return capability, name, await asyncio.wait_for(handle.ops_report.remote(), 5)
+            except Exception:  # noqa: BLE001 - an actor that does not answer is reported elsewhere
+                return None
+
+        found = await asyncio.gather(*(one(c, n) for c, n in actors))
+        return [f for f in found if f is not None]
+
+    def _record_check(self, report: SelfCheckReport) -> None:
+        if self._metrics is None:
+            return
+        for cap in report.capabilities:
+            self._metrics.set("aicmo_capability_served", 1.0 if cap.served else 0.0, {"capability": cap.capability})
+        if self._reach is not None:
+            for n in self._reach.nodes:
+                for r in n.results:
+                    self._metrics.set("aicmo_reachable", 1.0 if r.ok else 0.0, {
+                        "capability": r.capability, "provider": r.provider,
+                        "node": f"{n.node.address}:{n.node.node_id[:8]}"})
+        self._record_outbox()
+
+    def reachability(self) -> Reachability | None:
+        """The matrix of the last full check: each probed provider from each node."""
+        return self._reach
 
     def last_check(self) -> SelfCheckReport | None:
         return self._last_check

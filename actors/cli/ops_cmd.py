@@ -1,0 +1,141 @@
+"""`aicmo-gateway audit tail` and `aicmo-gateway doctor`: reading the audit
+log, and checking the local setup before anything is deployed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from actors.cli.connect import CliError, connect, get_actor, use_token_auth_if_available
+
+# --- audit tail --------------------------------------------------------------------
+
+
+def _routers(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    if args.capability:
+        return {args.capability: get_actor(f"router:{args.capability}", args.namespace)}
+    supervisor = get_actor("supervisor", args.namespace)
+    names = ray.get(supervisor.registry.remote(), timeout=60)["routers"]
+    return {n.split(":", 1)[1]: get_actor(n, args.namespace) for n in names}
+
+
+def cmd_audit_tail(args: argparse.Namespace) -> int:
+    import ray
+
+    from actors.cli import render
+    from actors.cli.main import console
+
+    connect(args.address, args.namespace)
+    routers = _routers(args)
+    out = console()
+
+    def show(records: list[dict[str, Any]]) -> None:
+        for rec in sorted(records, key=lambda r: r.get("at", 0)):
+            if args.json:
+                print(json.dumps(rec, separators=(",", ":")), flush=True)
+            else:
+                out.print(render.audit_line(rec), highlight=False, markup=False, soft_wrap=True)
+
+    answers = dict(zip(routers, ray.get([r.audit_tail.remote(args.lines) for r in routers.values()], timeout=60)))
+    records = [rec for a in answers.values() for rec in a["records"]]
+    show(sorted(records, key=lambda r: r.get("at", 0))[-args.lines:])
+    if not records and not args.follow and not args.json:
+        where = ", ".join(a["path"] for a in answers.values() if a.get("path")) or "audit is turned off (audit.enabled)"
+        out.print(f"no audit records yet ({where})")
+    if not args.follow:
+        return 0
+    cursors = {cap: a["cursor"] for cap, a in answers.items()}
+    try:
+        while True:
+            time.sleep(args.interval)
+            caps = list(routers)
+            refs = [routers[c].audit_since.remote(cursors[c]) for c in caps]
+            batch: list[dict[str, Any]] = []
+            for cap, answer in zip(caps, ray.get(refs, timeout=60)):
+                cursors[cap] = answer["cursor"]
+                batch += answer["records"]
+            show(batch)
+    except KeyboardInterrupt:
+        return 0
+
+
+# --- doctor ------------------------------------------------------------------------
+MARK = {"ok": "[green]ok[/]     ", "problem": "[bold red]PROBLEM[/]", "warning": "[yellow]warning[/]", "info": "[cyan]info[/]   "}
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from actors.ops.doctor import (
+        check_config,
+        check_hooks,
+        check_providers,
+        check_ray,
+        check_state_dir,
+    )
+
+    try:
+        findings, cfg = check_config(args.config)
+    except OSError as exc:
+        raise CliError(2, f"cannot read {args.config}: {exc.strerror or exc}") from None
+    spec = None
+    if cfg is not None:
+        from actors.runtime.specs import build_spec
+
+        spec = build_spec(cfg, source=str(Path(args.config).resolve()))
+    if args.no_ray:
+        findings.append(_skipped("ray", "--no-ray"))
+    else:
+        use_token_auth_if_available()
+        namespace = cfg.namespace if cfg is not None else args.namespace
+        findings += check_ray(args.address, namespace, spec.digest if spec is not None else None)
+    if spec is not None:
+        findings += check_providers(spec, args.timeout)
+        findings += check_hooks(cfg)
+        findings += check_state_dir(spec.state_url)
+    problems = sum(1 for f in findings if f.status == "problem")
+    if args.json:
+        print(json.dumps({"ok": problems == 0, "problems": problems, "findings": msgspec.to_builtins(findings)}))
+    else:
+        from actors.cli.main import console
+
+        out = console()
+        for f in findings:
+            out.print(f"{MARK.get(f.status, f.status)} {f.check:<9} {f.subject}: {f.detail}", highlight=False)
+            if f.fix and f.status != "ok":
+                out.print(f"{'':17}fix: {f.fix}", highlight=False)
+        out.print()
+        out.print("[green]no problems found[/]" if not problems else f"[bold red]{problems} problem(s) found[/]")
+    return 0 if problems == 0 else 1
+
+
+def _skipped(check: str, why: str) -> Any:
+    from actors.ops.doctor import Finding
+
+    return Finding(check=check, status="info", subject="skipped", detail=why)
+
+
+def register(sub: Any, cluster: Any) -> None:
+    p = sub.add_parser("audit", help="the durable audit log of routing decisions")
+    asub = p.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    t = asub.add_parser("tail", help="the latest routing decisions, oldest first (--follow for new ones)")
+    t.add_argument("--capability", help="only this capability's router")
+    t.add_argument("-n", "--lines", type=int, default=20, help="how many records to show first (default 20)")
+    t.add_argument("--follow", "-f", action="store_true", help="keep printing new records (Ctrl-C to stop)")
+    t.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --follow (default 1)")
+    t.add_argument("--json", action="store_true", help="one JSON record per line, as stored")
+    cluster(t)
+    t.set_defaults(func=cmd_audit_tail)
+
+    d = sub.add_parser("doctor", help="check the local setup before deploying: config, environment, Ray, providers")
+    d.add_argument("--config", required=True, help="gateway config file (YAML)")
+    d.add_argument("--no-ray", action="store_true", help="skip the cluster checks")
+    d.add_argument("--timeout", type=float, default=10.0, help="seconds each provider's health check may take")
+    d.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    cluster(d)
+    d.set_defaults(func=cmd_doctor)

@@ -1,0 +1,189 @@
+"""What the router and provider actors hook up: audit log, metrics, hooks.
+
+`RouterOps.observe` is registered in `RouterCore.observers` and is called
+with every finished request's `Decision`, on the request's path: it only
+appends to buffers and queues. `ProviderOps` does the same for a provider
+actor's calls and health changes. Each starts one background task, on the
+actor's event loop, on first use, that writes the audit lines (in a thread),
+records the buffered metrics, and keeps the gauges current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from actors.messages import CallReply, Decision, ProviderStatus
+from actors.ops.audit import AuditLog, audit_dir
+from actors.ops.hooks import HealthChange, HookRunner
+from actors.ops.metrics import (
+    HEALTH_CODE,
+    Buffered,
+    RayRecorder,
+    Recorder,
+    RouterMetrics,
+    outcome_of,
+)
+from actors.policy.health import Health
+from actors.redaction import Redactor
+from actors.runtime.specs import CapabilitySpec, ProviderSpec
+
+__all__ = ["ProviderOps", "RouterOps"]
+
+log = logging.getLogger("aicmo.ops")
+
+
+def _secrets(providers: list[ProviderSpec]) -> list[str]:
+    from pydantic import SecretStr
+
+    out: list[str] = []
+    for p in providers:
+        out += p.env_secrets
+        out += [v.get_secret_value() for v in p.settings.values() if isinstance(v, SecretStr)]
+    return out
+
+
+class _Background:
+    """One periodic task on the running loop, started on first use."""
+
+    interval_s: float = 1.0
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def ensure_started(self) -> None:
+        if self._task is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._task = loop.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("%s: background round failed", type(self).__name__)
+
+    async def tick(self) -> None:
+        raise NotImplementedError
+
+
+class RouterOps(_Background):
+    def __init__(self, spec: CapabilitySpec, recorder: Recorder | None = None,
+                 hook_loader: Callable[[str], Any] | None = None):
+        super().__init__()
+        self.spec = spec
+        self.metrics: RouterMetrics | None = None
+        if spec.metrics.enabled or recorder is not None:
+            self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability)
+        directory = audit_dir(spec.state_url) if spec.audit.enabled else None
+        self.audit: AuditLog | None = None
+        if directory is not None:
+            self.audit = AuditLog(directory, spec.capability, max_bytes=spec.audit.max_bytes, backups=spec.audit.backups,
+                                  redact=Redactor(_secrets(spec.providers)))
+        h = spec.hooks
+        kw: dict[str, Any] = {"loader": hook_loader} if hook_loader else {}
+        self.hooks = HookRunner({"on_success": h.on_success, "on_failure": h.on_failure}, owner=spec.actor_name,
+                                timeout_s=h.timeout_s, queue_size=h.queue_size, on_result=self._hook_result, **kw)
+        self.interval_s = min(spec.audit.flush_interval_s if self.audit else 60.0,
+                              spec.metrics.flush_interval_s if self.metrics else 60.0)
+        self._write_lock: asyncio.Lock | None = None
+
+    def _hook_result(self, event: str, path: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count("aicmo_hook_calls", event, path, outcome)
+
+    def observe(self, decision: Decision) -> None:
+        """A RouterCore observer: enqueue only."""
+        self.ensure_started()
+        if self.audit is not None:
+            self.audit.observe(decision)
+        if self.metrics is not None:
+            self.metrics.observe_decision(decision)
+        self.hooks.submit("on_success" if decision.ok else "on_failure", decision)
+
+    async def tick(self) -> None:
+        if self.metrics is not None:
+            self.metrics.flush()
+        await self.flush_audit()
+
+    async def flush_audit(self) -> None:
+        """Write what is buffered, in a thread; one write at a time, in order."""
+        if self.audit is None:
+            return
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        async with self._write_lock:
+            batch = self.audit.take()
+            if batch:
+                await asyncio.to_thread(self.audit.write, batch)
+
+    def report(self) -> dict[str, Any]:
+        return {"hooks": self.hooks.report(), "audit": self.audit.status() if self.audit else None}
+
+
+class ProviderOps(_Background):
+    """A provider actor's latency histogram, health gauges and health hooks."""
+
+    interval_s = 1.0
+
+    def __init__(self, spec: ProviderSpec, status: Callable[[], ProviderStatus], recorder: Recorder | None = None,
+                 hook_loader: Callable[[str], Any] | None = None, clock: Callable[[], float] = time.time):
+        super().__init__()
+        self.spec = spec
+        self._status = status
+        self._clock = clock
+        self.buffer: Buffered | None = None
+        if spec.metrics.enabled or recorder is not None:
+            self.buffer = Buffered(recorder or RayRecorder(spec.metrics.latency_buckets_ms))
+            self.interval_s = spec.metrics.flush_interval_s
+        kw: dict[str, Any] = {"loader": hook_loader} if hook_loader else {}
+        self.hooks = HookRunner({"on_health_change": spec.hooks.on_health_change}, owner=spec.actor_name,
+                                timeout_s=spec.hooks.timeout_s, queue_size=spec.hooks.queue_size,
+                                on_result=self._hook_result, **kw)
+        self._last_health = Health.UNKNOWN
+        self._tags = {"capability": spec.capability, "provider": spec.name}
+
+    def _hook_result(self, event: str, path: str, outcome: str) -> None:
+        if self.buffer is not None:
+            self.buffer.count("aicmo_hook_calls", event, path, outcome)
+
+    def observe_call(self, reply: CallReply, dry_run: bool) -> None:
+        self.ensure_started()
+        if self.buffer is not None and not dry_run and not reply.replayed:
+            self.buffer.observe("aicmo_provider_latency_ms", reply.latency_ms, self.spec.capability, self.spec.name,
+                                outcome_of(reply.ok, reply.error_kind))
+
+    def health_changed(self, status: ProviderStatus) -> None:
+        """Called by ProviderCore.on_change, on every change of stored state."""
+        self.ensure_started()
+        old, self._last_health = self._last_health, status.health
+        self._set_gauges(status)
+        self.hooks.submit("on_health_change", HealthChange(at=self._clock(), capability=status.capability,
+                                                           provider=status.name, old=old, new=status.health,
+                                                           status=status))
+
+    def _set_gauges(self, status: ProviderStatus) -> None:
+        if self.buffer is None:
+            return
+        rec = self.buffer.recorder
+        rec.set("aicmo_provider_health", HEALTH_CODE.get(str(status.health), 0), self._tags)
+        rec.set("aicmo_provider_in_flight", status.in_flight, self._tags)
+
+    async def tick(self) -> None:
+        if self.buffer is None:
+            return
+        self.buffer.flush()
+        self._set_gauges(self._status())  # shown state: a throttle starts and ends without a change of state
+
+    def report(self) -> dict[str, Any]:
+        return {"hooks": self.hooks.report(), "audit": None}

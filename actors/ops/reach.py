@@ -1,0 +1,183 @@
+"""Probing providers from every node of the Ray cluster: a reachability matrix.
+
+A provider actor's own probe says whether the provider answers from the
+node that actor runs on. To tell "the provider is down" from "node B cannot
+reach it", the supervisor also runs one task per alive node, pinned there
+(`NodeAffinitySchedulingStrategy(node_id, soft=False)`), that builds each
+provider's adapter from its spec and calls `probe()`. These probes do not
+touch health: only the provider actor's own probe does, as live traffic does.
+
+Providers whose adapter talks to no network (`simulated`, `noop`, `outbox`)
+and those without a free health check (`has_probe` false) are left out:
+probing them says nothing about a node, or would cost a real request.
+
+`probe_specs` is also what `aicmo-gateway doctor` runs on the operator's
+machine, without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from actors.errors import ErrorKind
+from actors.messages import ProbeResult
+from actors.policy.recommend import NodeReach
+from actors.runtime.specs import ProviderSpec
+
+__all__ = ["LOCAL_ADAPTERS", "NodeInfo", "NodeProbes", "Reachability", "probe_specs", "probe_targets"]
+
+# Adapters that reach no outside service: a probe from a node says nothing about it.
+LOCAL_ADAPTERS = frozenset({"simulated", "noop", "outbox"})
+
+
+class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    node_id: str
+    address: str
+    hostname: str = ""
+    is_head: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.address} ({self.node_id[:8]}{', head' if self.is_head else ''})"
+
+
+class NodeProbes(msgspec.Struct, frozen=True, kw_only=True):
+    """What one node's probe task found; `error` when the task itself did not run."""
+
+    node: NodeInfo
+    results: list[ProbeResult] = []
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class Reachability(msgspec.Struct, frozen=True, kw_only=True):
+    """Each probed provider from each node, and where each provider's actor runs."""
+
+    generated_at: float
+    nodes: list[NodeProbes]
+    actor_nodes: dict[str, str] = {}     # "capability/provider" -> node_id of its actor
+
+    def reach_of(self, capability: str, provider: str) -> list[NodeReach]:
+        out = []
+        where = self.actor_nodes.get(f"{capability}/{provider}")
+        for n in self.nodes:
+            if n.error is not None:
+                continue  # the node's task did not run: no evidence either way
+            for r in n.results:
+                if r.capability == capability and r.provider == provider:
+                    out.append(NodeReach(node=n.node.label, node_id=n.node.node_id, ok=r.ok, error_kind=r.error_kind,
+                                         error=r.error, hosts_actor=where == n.node.node_id))
+        return out
+
+    def matrix(self) -> dict[str, dict[str, str]]:
+        """`capability/provider` -> node label -> "ok" or the error kind (for display)."""
+        out: dict[str, dict[str, str]] = {}
+        for n in self.nodes:
+            for r in n.results:
+                out.setdefault(f"{r.capability}/{r.provider}", {})[n.node.label] = "ok" if r.ok else str(r.error_kind)
+        return out
+
+
+def probe_targets(providers: Sequence[ProviderSpec]) -> list[ProviderSpec]:
+    return [p for p in providers if p.has_probe and p.delivers and not p.last_resort and p.adapter not in LOCAL_ADAPTERS]
+
+
+def _build(spec: ProviderSpec) -> Any:
+    from actors.adapters.registry import get_adapter_class
+
+    cls = get_adapter_class(spec.adapter)
+    return cls(cls.Settings.model_validate(spec.settings), capability=spec.capability, provider=spec.name)
+
+
+async def probe_specs(providers: Sequence[ProviderSpec], timeout_s: float) -> list[ProbeResult]:
+    """Build each provider's adapter here and run its probe, all at once,
+    each within `timeout_s`. Errors are sorted into kinds and redacted."""
+    from actors.redaction import Redactor
+    from actors.runtime.provider import classify
+
+    async def one(spec: ProviderSpec) -> ProbeResult:
+        started = time.monotonic()
+        adapter = None
+        redact = Redactor(spec.env_secrets)
+        try:
+            adapter = _build(spec)
+            redact = redact.extended(adapter.settings.secret_values())
+            await asyncio.wait_for(adapter.probe(), timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a kind
+            kind, message, _, _ = classify(exc)
+            if adapter is None:
+                kind, message = ErrorKind.CRASHED, f"cannot build the {spec.adapter} adapter here: {exc}"
+            return ProbeResult(provider=spec.name, capability=spec.capability, ok=False, error_kind=kind,
+                               error=redact(message), latency_ms=(time.monotonic() - started) * 1000,
+                               delivers=spec.delivers)
+        finally:
+            if adapter is not None:
+                try:
+                    await adapter.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        return ProbeResult(provider=spec.name, capability=spec.capability, ok=True,
+                           latency_ms=(time.monotonic() - started) * 1000, delivers=spec.delivers)
+
+    return list(await asyncio.gather(*(one(p) for p in providers)))
+
+
+def _probe_here(providers: list[ProviderSpec], timeout_s: float) -> list[ProbeResult]:
+    return asyncio.run(probe_specs(providers, timeout_s))
+
+
+_remote_probe: Any = None
+
+
+def alive_nodes() -> list[NodeInfo]:
+    import ray
+
+    out = []
+    for n in ray.nodes():
+        if not n.get("Alive"):
+            continue
+        out.append(NodeInfo(node_id=n["NodeID"], address=n.get("NodeManagerAddress", "?"),
+                            hostname=n.get("NodeManagerHostname", ""),
+                            is_head="node:__internal_head__" in (n.get("Resources") or {})))
+    return sorted(out, key=lambda x: (not x.is_head, x.address, x.node_id))
+
+
+async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout_s: float, task_timeout_s: float,
+                                nodes: list[NodeInfo] | None = None) -> list[NodeProbes]:
+    """One pinned task per alive node, all at once."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    global _remote_probe
+    if _remote_probe is None:
+        _remote_probe = ray.remote(num_cpus=0, max_retries=0)(_probe_here)
+    targets = probe_targets(providers)
+    if not targets:
+        return []
+    nodes = alive_nodes() if nodes is None else nodes
+
+    async def on(node: NodeInfo) -> NodeProbes:
+        started = time.monotonic()
+        ref = _remote_probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+            name=f"aicmo-probe@{node.node_id[:8]}").remote(targets, probe_timeout_s)
+        try:
+            results = await asyncio.wait_for(ref, task_timeout_s)
+        except asyncio.TimeoutError:
+            ray.cancel(ref, force=True)
+            return NodeProbes(node=node, error=f"the probe task did not finish within {task_timeout_s:g}s "
+                                               f"(supervisor.node_probe_timeout_s)",
+                              elapsed_ms=(time.monotonic() - started) * 1000)
+        except Exception as exc:  # noqa: BLE001 - a node that died mid-check, say
+            return NodeProbes(node=node, error=f"the probe task failed: {type(exc).__name__}: {str(exc)[:200]}",
+                              elapsed_ms=(time.monotonic() - started) * 1000)
+        return NodeProbes(node=node, results=results, elapsed_ms=(time.monotonic() - started) * 1000)
+
+    return list(await asyncio.gather(*(on(n) for n in nodes)))

@@ -1,0 +1,111 @@
+"""Hosts a two-node local Ray cluster (`ray.cluster_utils.Cluster`) for
+tests/ops/test_cluster.py, in a process of its own (one `ray.init` per
+process: the test session has its own cluster).
+
+    python tests/ops/cluster_host.py WORKDIR
+
+1. starts a Standard Webhooks receiver stand-in on 127.0.0.1;
+2. starts the head node, with Ray's metrics exported on a known port, and
+   deploys a gateway there (detached, as `aicmo-gateway up` does): email
+   with a primary that always fails (every request falls back), a backup and
+   the outbox; webhooks to the stand-in, with a health URL;
+3. sends traffic;
+4. adds node B, whose Ray processes run with HTTP_PROXY/HTTPS_PROXY set to a
+   port where nothing listens: node B's egress proxy is down, so nothing on
+   node B can reach the stand-in over HTTP, while the head reaches it
+   directly. (Ray's own gRPC ignores proxy variables by default.)
+5. writes WORKDIR/ready.json and waits until its stdin closes or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config(workdir: Path, receiver) -> dict:
+    sim = {"latency_ms": 2}
+    return {
+        "namespace": "ops-cluster",
+        "state": {"url": str(workdir / "state")},
+        "supervisor": {"check_interval_s": 0, "drain_interval_s": 0, "sample_interval_s": 2, "probe_timeout_s": 5,
+                       "node_probe_timeout_s": 60},
+        "metrics": {"flush_interval_s": 0.5},
+        "hooks": {"on_success": "tests.ops.sample_hooks:record_success"},
+        "policy": {"health": {"unhealthy_after": 1000}, "routing": {"ranking": "actors.policy.ranking:configured_order"}},
+        "capabilities": {
+            "email_sending": {"providers": [
+                {"name": "primary", "adapter": "simulated", "settings": {**sim, "failure_rate": 1.0}},
+                {"name": "backup", "adapter": "simulated", "settings": sim},
+                {"name": "outbox", "adapter": "outbox"}]},
+            "webhook_dispatch": {"providers": [
+                {"name": "receiver", "adapter": "webhook",
+                 "settings": receiver.adapter_settings(health_url=f"{receiver.base_url}/health")}]},
+        },
+    }
+
+
+def main() -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from actors.config import parse_config
+    from actors.runtime.deploy import deploy
+    from actors.runtime.specs import build_spec
+    from actors.sandbox.base import SandboxRunner
+    from actors.sandbox.webhook import WebhookReceiverStandIn
+
+    workdir = Path(sys.argv[1])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sandbox = SandboxRunner([WebhookReceiverStandIn()]).start()
+    receiver = sandbox["webhook"]
+    metrics_port = free_port()
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "include_dashboard": False, "metrics_export_port": metrics_port})
+    try:
+        ray.init(address=cluster.address, namespace="ops-cluster", logging_level=logging.ERROR, log_to_driver=False)
+        cfg = parse_config(config(workdir, receiver), "<cluster test>")
+        deploy(build_spec(cfg), detached=True, timeout_s=300)
+        email = ray.get_actor("router:email_sending", namespace="ops-cluster")
+        webhook = ray.get_actor("router:webhook_dispatch", namespace="ops-cluster")
+        sent = ray.get([email.invoke.remote("send_email", {"to": [f"lead{i}@example.com"], "subject": "Hi", "text": "Hello"},
+                                            idempotency_key=f"lead-{i}@example.com-welcome") for i in range(12)])
+        hooks = ray.get([webhook.invoke.remote("dispatch", {"event": "lead.welcomed", "data": {"lead": i}},
+                                               idempotency_key=f"hook-{i}") for i in range(4)])
+        invalid = ray.get(email.invoke.remote("send_email", {"to": []}))
+        dead_proxy = f"http://127.0.0.1:{free_port()}"
+        node_b = cluster.add_node(num_cpus=1, env_vars={"HTTP_PROXY": dead_proxy, "HTTPS_PROXY": dead_proxy,
+                                                         "NO_PROXY": "", "no_proxy": ""})
+        head_id = cluster.head_node.node_id
+        (workdir / "ready.json").write_text(json.dumps({
+            "address": cluster.address, "metrics_port": metrics_port, "namespace": "ops-cluster",
+            "head_node_id": head_id, "blocked_node_id": node_b.node_id, "webhook_url": receiver.base_url, "webhook_secret": receiver.secret,
+            "email_ok": [r.ok for r in sent], "email_providers": [r.provider for r in sent],
+            "webhook_ok": [r.ok for r in hooks], "invalid_kind": str(invalid.error.kind) if invalid.error else None,
+        }))
+        try:
+            while sys.stdin.read(1):
+                pass
+        except (OSError, ValueError):
+            time.sleep(3600)
+    finally:
+        try:
+            ray.shutdown()
+        finally:
+            cluster.shutdown()
+            sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
