@@ -83,6 +83,21 @@ class SqliteStore:
         self._write("INSERT OR REPLACE INTO results (capability, key, result, stored_at) VALUES (?,?,?,?)",
                     (capability, key, result, now))
 
+    def put_results_many(self, capability: str, rows: list[tuple[str, bytes, float]]) -> None:
+        self._transaction("INSERT OR REPLACE INTO results (capability, key, result, stored_at) VALUES (?,?,?,?)",
+                          [(capability, key, result, at) for key, result, at in rows])
+
+    def _transaction(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Many rows, one commit."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def expire_results(self, before: float) -> int:
         return self._write("DELETE FROM results WHERE stored_at<?", (before,)).rowcount
 
@@ -104,10 +119,17 @@ class SqliteStore:
     def journal_find(self, capability: str, key: str) -> list[JournalEntry]:
         return [self._entry(r) for r in self._read(self._JOURNAL, (capability, key))]
 
+    @staticmethod
+    def _journal_row(e: JournalEntry) -> tuple[Any, ...]:
+        return (e.capability, e.provider, e.key, e.request_id, e.method, e.state, e.incarnation, e.updated_at,
+                _blob(e.value), e.error)
+
     def journal_put(self, e: JournalEntry) -> None:
-        self._write("INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (e.capability, e.provider, e.key, e.request_id, e.method, e.state, e.incarnation, e.updated_at,
-                     _blob(e.value), e.error))
+        self._write("INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?,?,?,?,?)", self._journal_row(e))
+
+    def journal_put_many(self, entries: list[JournalEntry]) -> None:
+        self._transaction("INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?,?,?,?,?)",
+                          [self._journal_row(e) for e in entries])
 
     # --- outbox --------------------------------------------------------------
     @staticmethod

@@ -20,6 +20,7 @@ import msgspec
 
 from actors.durable import StateStore
 from actors.messages import InvokeResult
+from actors.runtime.coalesce import batching
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(InvokeResult).decode
@@ -39,6 +40,7 @@ class IdempotencyRecords:
         self._running: dict[str, asyncio.Future[InvokeResult]] = {}
         self._writes = 0
         self._expire_every = expire_every
+        self._unwritten: list[tuple[str, bytes, float]] = []
 
     def running(self, key: str) -> asyncio.Future[InvokeResult] | None:
         return self._running.get(key)
@@ -59,7 +61,21 @@ class IdempotencyRecords:
 
     def keep(self, key: str, result: InvokeResult) -> None:
         now = self._clock()
+        if batching.get():  # part of an invoke_many: written with the rest of the batch, before it answers
+            self._unwritten.append((key, _encode(result), now))
+            return
         self._store().put_result(self.capability, key, _encode(result), now)
-        self._writes += 1
-        if self._writes % self._expire_every == 0:
+        self._count_write(now)
+
+    def write_batch(self) -> None:
+        """The results an invoke_many kept, in one transaction."""
+        rows, self._unwritten = self._unwritten, []
+        if rows:
+            self._store().put_results_many(self.capability, rows)
+            self._count_write(rows[-1][2], len(rows))
+
+    def _count_write(self, now: float, n: int = 1) -> None:
+        before = self._writes
+        self._writes += n
+        if before // self._expire_every != self._writes // self._expire_every:
             self._store().expire_results(now - self.window_s)

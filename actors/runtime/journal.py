@@ -31,6 +31,14 @@ class DeliveryJournal:
     def get(self, key: str) -> JournalEntry | None:
         return self._store().journal_get(self.capability, self.provider, key)
 
+    def write_many(self, rows: list[tuple[Any, str, str, Any, str | None]]) -> None:
+        """(ctx, method, state, value, error) rows, in one transaction."""
+        now = self._clock()
+        self._store().journal_put_many([JournalEntry(
+            capability=self.capability, provider=self.provider, key=ctx.idempotency_key, request_id=ctx.request_id,
+            method=method, state=state, incarnation=self.incarnation, updated_at=now, value=value, error=error)
+            for ctx, method, state, value, error in rows])
+
     def write(self, key: str, request_id: str, method: str, state: str, value: Any = None,
               error: str | None = None) -> None:
         self._store().journal_put(JournalEntry(

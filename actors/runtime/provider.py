@@ -38,6 +38,11 @@ from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, router_name
 log = logging.getLogger("aicmo.provider")
 
 
+def _state(reply: CallReply) -> str:
+    """A keyed send's journal state once its attempt has answered."""
+    return "delivered" if reply.ok else ("unknown" if reply.maybe_delivered else "failed")
+
+
 def classify(exc: BaseException) -> tuple[ErrorKind, str, float | None, bool]:
     """Sort an exception raised by an attempt into our closed set of kinds:
     (kind, message, retry_after_s, maybe_delivered)."""
@@ -78,9 +83,46 @@ class ProviderCore:
 
     # --- attempts --------------------------------------------------------------
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
-        if not (ctx.journal and ctx.idempotency_key and not ctx.dry_run):
+        if not self._journals(ctx):  # the common read: nothing to check or write first
             return await self._attempt(method, payload, ctx)
+        return (await self.call_many([(method, payload, ctx)]))[0]
+
+    async def call_many(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
+        """Attempts, answered in order. Keyed sends are first checked against
+        the journal (delivered already, being sent now, left unknown by a
+        crash); what remains is sent concurrently, its journal entries
+        written together."""
+        replies: list[CallReply | None] = [None] * len(calls)
+        to_send: list[int] = []
+        first_of_key: dict[str, int] = {}
+        same_as: dict[int, int] = {}
+        for i, (method, payload, ctx) in enumerate(calls):
+            if not self._journals(ctx):
+                to_send.append(i)
+                continue
+            key = ctx.idempotency_key
+            assert key is not None
+            if key in first_of_key:  # the same request twice in one batch: sent once
+                same_as[i] = first_of_key[key]
+                continue
+            replies[i] = await self._answer_without_sending(method, payload, ctx)
+            if replies[i] is None:
+                first_of_key[key] = i
+                to_send.append(i)
+        for i, reply in zip(to_send, await self._send([calls[i] for i in to_send])):
+            replies[i] = reply
+        for i, j in same_as.items():
+            replies[i] = replies[j]
+        return replies  # type: ignore[return-value] - every slot is filled above
+
+    @staticmethod
+    def _journals(ctx: CallContext) -> bool:
+        return bool(ctx.journal and ctx.idempotency_key and not ctx.dry_run)
+
+    async def _answer_without_sending(self, method: str, payload: Payload, ctx: CallContext) -> CallReply | None:
+        """A keyed send's answer from what is known already, or None: send it."""
         key = ctx.idempotency_key
+        assert key is not None
         running = self.journal.inflight.get(key)
         if running is not None:  # the same request is being sent right now: never twice at once
             first: CallReply = await asyncio.shield(running)
@@ -97,28 +139,43 @@ class ProviderCore:
                 return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
                                  error=f"{self.spec.name}: an earlier send of this request may have been delivered "
                                        f"({settled.error}); not sending it again", health=self.health)
-        return await self._journaled(method, payload, ctx)
+        return None
 
-    async def _journaled(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
-        key = ctx.idempotency_key
-        assert key is not None
-        future: asyncio.Future[CallReply] = asyncio.get_running_loop().create_future()
-        self.journal.inflight[key] = future
-        reply = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
-                          error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+    async def _send(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
+        """Send now. Keyed sends are journaled `started` before and their
+        outcome after, each in one transaction for the whole batch."""
+        keyed = [(method, ctx) for method, _, ctx in calls if self._journals(ctx)]
+        if not keyed:
+            return list(await asyncio.gather(*(self._attempt(method, payload, ctx) for method, payload, ctx in calls)))
+        loop = asyncio.get_running_loop()
+        futures = {ctx.idempotency_key: loop.create_future() for _, ctx in keyed}
+        self.journal.inflight.update(futures)  # type: ignore[arg-type]
+        tasks = [asyncio.ensure_future(self._attempt(method, payload, ctx)) for method, payload, ctx in calls]
+        cut_off = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                            error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+        outcomes: dict[str, CallReply] = {}
         try:
-            self.journal.write(key, ctx.request_id, method, "started")
-            reply = await self._attempt(method, payload, ctx)
-            state = "delivered" if reply.ok else ("unknown" if reply.maybe_delivered else "failed")
-            self.journal.write(key, ctx.request_id, method, state, value=reply.value, error=reply.error)
-            return reply
+            if keyed:
+                self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
+            replies = list(await asyncio.gather(*tasks))
+            for (method, _, ctx), reply in zip(calls, replies):
+                if self._journals(ctx):
+                    outcomes[ctx.idempotency_key] = reply  # type: ignore[index]
+            return replies
         except asyncio.CancelledError:
-            self.journal.write(key, ctx.request_id, method, "unknown", error="cancelled mid-send")
+            for task in tasks:
+                task.cancel()
             raise
         finally:
-            self.journal.inflight.pop(key, None)
-            if not future.done():
-                future.set_result(reply)
+            if keyed:
+                # A send cut off (cancelled, or the process going down) may have gone out.
+                self.journal.write_many([
+                    (ctx, method, _state(r), r.value, r.error) if (r := outcomes.get(ctx.idempotency_key)) else
+                    (ctx, method, "unknown", None, "cut off mid-send") for method, ctx in keyed])
+            for key, future in futures.items():
+                self.journal.inflight.pop(key, None)  # type: ignore[arg-type]
+                if not future.done():
+                    future.set_result(outcomes.get(key, cut_off))  # type: ignore[arg-type]
 
     async def _attempt(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         if self._limit is None:
@@ -185,7 +242,7 @@ class ProviderCore:
         except NotImplementedError:
             if method in self.adapter.resends_deduplicated:
                 # The provider drops a repeat of the same request itself.
-                reply = await self._journaled(method, payload, ctx)
+                [reply] = await self._send([(method, payload, ctx)])
                 if reply.ok:
                     return Resolution(state="delivered", value=reply.value)
                 return Resolution(state="unknown" if reply.maybe_delivered else "not_delivered", error=reply.error)
@@ -275,6 +332,10 @@ class ProviderActor:
         reply = await self._core.call(method, payload, ctx)
         self._ops.observe_call(reply, ctx.dry_run)
         return reply
+
+    async def call_many(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
+        """A router's batch (actors/runtime/coalesce.py): run concurrently, answered in order."""
+        return list(await asyncio.gather(*(self._core.call(method, payload, ctx) for method, payload, ctx in calls)))
 
     async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         return await self._core.resolve(method, payload, ctx)

@@ -33,7 +33,7 @@ class RouterActor:
         self._namespace = namespace
         self._actor_names = {p.name: p.actor_name for p in spec.providers}
         self._handles: dict[str, Any] = {}
-        self._core = RouterCore(spec, self._send, self._resolve)
+        self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many)
         self._ops = RouterOps(spec)
         self._core.observers.append(self._ops.observe)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
@@ -73,6 +73,10 @@ class RouterActor:
 
     async def _send(self, name: str, method: str, payload: Any, ctx: CallContext) -> CallReply:
         return await self._call_provider(name, "call", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
+
+    async def _send_many(self, name: str, calls: list[tuple[str, Any, CallContext]]) -> list[CallReply]:
+        timeout_s = max(ctx.timeout_s for _, _, ctx in calls) + ACTOR_GRACE_S
+        return await self._call_provider(name, "call_many", (calls,), timeout_s)
 
     async def _resolve(self, name: str, method: str, payload: Any, ctx: CallContext) -> Resolution:
         return await self._call_provider(name, "resolve", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)

@@ -46,6 +46,7 @@ from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
+from actors.runtime.coalesce import Coalescer, SendMany, batching
 from actors.runtime.idempotency import IdempotencyRecords
 from actors.runtime.outbox_delivery import OutboxDelivery
 from actors.runtime.request import Request
@@ -108,11 +109,12 @@ def check_options(idempotency_key: Any, deadline_s: Any) -> None:
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Callable[[], float] = time.time, store: StateStore | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, send_many: SendMany | None = None):
         self.spec = spec
         self.capability = spec.capability
         self.routing = spec.routing
         self._send = send
+        self._coalescer = Coalescer(send_many) if send_many is not None else None
         self._resolve = resolve
         self._clock = clock
         self._sleep = sleep
@@ -207,7 +209,12 @@ class RouterCore:
                     kind=ErrorKind.INVALID_REQUEST,
                     message=f"each request is (method, payload, options): {exc}"))
 
-        return list(await asyncio.gather(*(one(item) for item in requests)))
+        token = batching.set(True)  # the tasks gather starts copy it: their sends are coalesced
+        try:
+            return list(await asyncio.gather(*(one(item) for item in requests)))
+        finally:
+            batching.reset(token)
+            self.results.write_batch()
 
     # --- routing -------------------------------------------------------------
     async def _route(self, r: Request, recover: bool) -> InvokeResult:
@@ -375,8 +382,9 @@ class RouterCore:
         remaining = max(MIN_ATTEMPT_S, r.deadline - time.monotonic())
         ctx = self._ctx(r, min(self.providers[name].attempt_timeout_s, remaining))
         started = time.monotonic()
+        send = self._coalescer.send if self._coalescer is not None and batching.get() else self._send
         try:
-            reply = await self._send(name, r.spec.name, r.payload, ctx)
+            reply = await send(name, r.spec.name, r.payload, ctx)
         except ActorUnreachable as exc:
             view.unreachable_until = self._clock() + self.routing.unreachable_backoff_s
             return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,

@@ -36,6 +36,7 @@ class Harness:
             self.restart_provider(p.name)
         self.dead: set[str] = set()
         self.sleeps: list[float] = []
+        self.batches: list[tuple[str, int]] = []  # (provider, calls) of every call_many
         self.restart_router()
 
     async def fake_sleep(self, seconds: float) -> None:
@@ -46,7 +47,7 @@ class Harness:
 
     def restart_router(self, real_sleep: bool = False) -> RouterCore:
         self.router = RouterCore(self.spec, self.send, self.resolve, clock=self.clock, store=self.store,
-                                 sleep=asyncio.sleep if real_sleep else self.fake_sleep)
+                                 sleep=asyncio.sleep if real_sleep else self.fake_sleep, send_many=self.send_many)
         return self.router
 
     def restart_provider(self, name: str) -> ProviderCore:
@@ -58,6 +59,12 @@ class Harness:
         if name in self.dead:
             raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died")
         return await self.providers[name].call(method, payload, ctx)
+
+    async def send_many(self, name: str, calls: list[Any]):
+        self.batches.append((name, len(calls)))
+        if name in self.dead:
+            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died")
+        return await self.providers[name].call_many(calls)
 
     async def resolve(self, name: str, method: str, payload: Any, ctx: CallContext):
         if name in self.dead:

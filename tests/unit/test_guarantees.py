@@ -307,3 +307,15 @@ def test_the_hedge_delay_is_capped_when_the_quantile_falls_in_the_tail() -> None
         window.add(4000.0 if i % 20 == 19 else 200.0)  # a 5% tail: the p95 is a tail call
     assert hedge_delay_s(window, HedgePolicy(quantile=0.95)) == pytest.approx(0.6)  # 3 x the median
     assert hedge_delay_s(window, HedgePolicy(quantile=0.9)) == pytest.approx(0.2)
+
+
+# --- batching -----------------------------------------------------------------------
+
+def test_invoke_many_sends_each_provider_its_share_in_one_call() -> None:
+    h = Harness({"a": [TransientError("down")] * 10 + [{"message_id": "a"}] * 100, "b": [{"message_id": "b"}] * 100})
+    requests = [("send_email", {**EMAIL, "subject": f"s{i}"}, {"idempotency_key": f"k{i}"}) for i in range(30)]
+    results = asyncio.run(h.router.invoke_many(requests))
+    assert all(r.ok for r in results) and [r.idempotency_key for r in results] == [f"k{i}" for i in range(30)]
+    # First attempts: one call to a; the ten that failed there fall back to b together.
+    assert h.batches == [("a", 30), ("b", 10)]
+    assert sum(r.provider == "b" for r in results) == 10
