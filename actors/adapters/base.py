@@ -57,6 +57,9 @@ class Adapter:
     resends_deduplicated: ClassVar[frozenset[str]] = frozenset()
     # The outbox: tried only when no real provider can take a request.
     last_resort: ClassVar[bool] = False
+    # False for adapters that talk to no outside service (simulated, noop,
+    # outbox): nothing for a probe from another node to reach.
+    reaches_network: ClassVar[bool] = True
 
     @classmethod
     def probes_with(cls, settings: AdapterSettings) -> bool:

@@ -21,6 +21,7 @@ class NoopSettings(AdapterSettings):
 class NoopAdapter(Adapter):
     name = "noop"
     Settings = NoopSettings
+    reaches_network = False
     delivers = False
     has_probe = False
 

@@ -29,6 +29,7 @@ class OutboxSettings(AdapterSettings):
 class OutboxAdapter(Adapter):
     name = "outbox"
     Settings = OutboxSettings
+    reaches_network = False
     capabilities = frozenset({"email_sending", "social_posting", "crm_sync", "webhook_dispatch"})
     delivers = False
     last_resort = True

@@ -63,6 +63,7 @@ def _value(method: str, payload: Any, ident: str) -> dict[str, Any]:
 class SimulatedAdapter(Adapter):
     name = "simulated"
     Settings = SimulatedSettings
+    reaches_network = False
 
     def __init__(self, settings: SimulatedSettings, **kw: Any):
         super().__init__(settings, **kw)

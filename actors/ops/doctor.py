@@ -172,7 +172,7 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
 
 def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
     from actors.errors import ErrorKind
-    from actors.ops.reach import LOCAL_ADAPTERS, probe_specs, probe_targets
+    from actors.ops.reach import probe_specs, probe_targets
     from actors.policy.recommend import for_provider
     from actors.runtime.supervisor import facts_of
 
@@ -182,7 +182,7 @@ def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
     for p in providers:
         if p in targets:
             continue
-        why = ("talks to no outside service" if p.adapter in LOCAL_ADAPTERS or p.last_resort or not p.delivers
+        why = ("talks to no outside service" if not p.reaches_network or not p.delivers
                else f"the {p.adapter} API offers no free health check with these settings")
         findings.append(Finding(check="provider", status="info", subject=f"{p.capability}/{p.name}",
                                 detail=f"not probed: {why}"))

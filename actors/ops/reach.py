@@ -7,7 +7,7 @@ reach it", the supervisor also runs one task per alive node, pinned there
 provider's adapter from its spec and calls `probe()`. These probes do not
 touch health: only the provider actor's own probe does, as live traffic does.
 
-Providers whose adapter talks to no network (`simulated`, `noop`, `outbox`)
+Providers whose adapter talks to no network (`reaches_network` False: `simulated`, `noop`, `outbox`)
 and those without a free health check (`has_probe` false) are left out:
 probing them says nothing about a node, or would cost a real request.
 
@@ -29,10 +29,9 @@ from actors.messages import ProbeResult
 from actors.policy.recommend import NodeReach
 from actors.runtime.specs import ProviderSpec
 
-__all__ = ["LOCAL_ADAPTERS", "NodeInfo", "NodeProbes", "Reachability", "probe_specs", "probe_targets"]
+__all__ = ["NodeInfo", "NodeProbes", "Reachability", "probe_specs", "probe_targets"]
 
 # Adapters that reach no outside service: a probe from a node says nothing about it.
-LOCAL_ADAPTERS = frozenset({"simulated", "noop", "outbox"})
 
 
 class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,7 +83,7 @@ class Reachability(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def probe_targets(providers: Sequence[ProviderSpec]) -> list[ProviderSpec]:
-    return [p for p in providers if p.has_probe and p.delivers and not p.last_resort and p.adapter not in LOCAL_ADAPTERS]
+    return [p for p in providers if p.has_probe and p.delivers and p.reaches_network]
 
 
 def _build(spec: ProviderSpec) -> Any:

@@ -100,6 +100,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     state_url: str                   # the durable store (journal, outbox)
     attempt_timeout_s: float = 10.0  # the most one attempt here may take (policy.routing, per provider)
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
+    reaches_network: bool = True     # False: talks to no outside service (simulated, noop, outbox)
     resends_deduplicated: list[str] = []
     rate_limit_per_s: float | None = None
     rate_limit_burst: float | None = None
@@ -242,6 +243,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     auth_settings=list(adapter_cls.auth_settings),
                     state_url=state,
                     last_resort=adapter_cls.last_resort,
+                    reaches_network=adapter_cls.reaches_network,
                     resends_deduplicated=sorted(adapter_cls.resends_deduplicated),
                     rate_limit_per_s=policy.provider.rate_limit_per_s,
                     rate_limit_burst=policy.provider.rate_limit_burst,
