@@ -154,6 +154,7 @@ class ProviderConfig(_Model):
     settings: dict[str, Any] = {}
     policy: PolicyConfig = PolicyConfig()
     enabled: bool = True
+    placement: ActorPlacement | None = Field(None, description="this provider's actor only (default: placement.providers)")
 
     # The adapter's validated settings (secrets as SecretStr) and the
     # environment variables settings came from; filled in by `load_config`.
@@ -226,6 +227,30 @@ class StateConfig(_Model):
         "default $AICMO_STATE_DIR, else ~/.local/state/aicmo-gateway; a directory gets one subfolder per namespace"))
 
 
+class ActorPlacement(_Model):
+    """Where Ray may run an actor: the custom resources it needs (a node
+    started with `ray start --resources '{"gateway": 100}'` takes actors that
+    ask for a little `gateway`), and what it reserves."""
+
+    resources: dict[str, float] = Field({}, description="custom resources each actor needs, e.g. {gateway: 0.01}")
+    num_cpus: float = Field(0.0, ge=0, description="CPUs reserved per actor (0: they mostly wait on the network)")
+    memory_mb: int | None = Field(None, ge=1, description="memory reserved per actor, in MiB")
+
+    def ray_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        if self.memory_mb:
+            options["memory"] = self.memory_mb * 1024 * 1024
+        return options
+
+
+class PlacementConfig(_Model):
+    providers: ActorPlacement = ActorPlacement()
+    routers: ActorPlacement = ActorPlacement()
+    supervisor: ActorPlacement = ActorPlacement()
+
+
 class GatewayConfig(_Model):
     namespace: str = Field("aicmo", pattern=_NAME)
     dry_run: bool = False
@@ -235,6 +260,7 @@ class GatewayConfig(_Model):
     hooks: HooksConfig = HooksConfig()
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
+    placement: PlacementConfig = Field(PlacementConfig(), description="where Ray runs the gateway's actors")
     capabilities: dict[str, CapabilityConfig] = Field(min_length=1)
 
     @field_validator("capabilities")

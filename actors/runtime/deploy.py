@@ -94,17 +94,20 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     started = time.monotonic()
     report = DeployReport()
     ns = spec.namespace
-    handles = [_ensure(SupervisorActor, SUPERVISOR_OPTIONS, SUPERVISOR_NAME, spec.digest, ns, detached, report, spec)]
+    handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
+                       spec.digest, ns, detached, report, spec)]
     wanted = {SUPERVISOR_NAME}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
             wanted.add(p.actor_name)
-            handles.append(_ensure(ProviderActor, PROVIDER_OPTIONS, p.actor_name, p.digest, ns, detached, report, p, ns))
+            handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
+                                   detached, report, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
         digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
         wanted.add(cap.actor_name)
-        handles.append(_ensure(RouterActor, ROUTER_OPTIONS, cap.actor_name, digest, ns, detached, report, cap, ns))
+        handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
+                               report, cap, ns))
     for name in gateway_actor_names(ns):
         if name not in wanted:
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)

@@ -101,6 +101,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     attempt_timeout_s: float = 10.0  # the most one attempt here may take (policy.routing, per provider)
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
     reaches_network: bool = True     # False: talks to no outside service (simulated, noop, outbox)
+    ray_options: dict[str, Any] = {}  # placement: resources, num_cpus, memory
     resends_deduplicated: list[str] = []
     rate_limit_per_s: float | None = None
     rate_limit_burst: float | None = None
@@ -129,6 +130,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # global and this capability's, together
     audit: AuditSpec = msgspec.field(default_factory=AuditSpec)
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
+    ray_options: dict[str, Any] = {}  # the router's placement
 
     @property
     def actor_name(self) -> str:
@@ -140,6 +142,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SupervisorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    ray_options: dict[str, Any] = {}
     check_interval_s: float
     check_jitter_s: float
     probe_timeout_s: float
@@ -244,6 +247,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     state_url=state,
                     last_resort=adapter_cls.last_resort,
                     reaches_network=adapter_cls.reaches_network,
+                    ray_options=(p.placement or cfg.placement.providers).ray_options(),
                     resends_deduplicated=sorted(adapter_cls.resends_deduplicated),
                     rate_limit_per_s=policy.provider.rate_limit_per_s,
                     rate_limit_burst=policy.provider.rate_limit_burst,
@@ -262,6 +266,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 hooks=hooks,
                 audit=audit,
                 metrics=metrics,
+                ray_options=cfg.placement.routers.ray_options(),
             )
         )
     s = cfg.supervisor
@@ -270,6 +275,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         source=source,
         capabilities=caps,
         supervisor=SupervisorSpec(
+            ray_options=cfg.placement.supervisor.ray_options(),
             check_interval_s=s.check_interval_s, check_jitter_s=s.check_jitter_s, probe_timeout_s=s.probe_timeout_s,
             drain_interval_s=s.drain_interval_s, drain_rate_per_s=s.drain_rate_per_s,
             probe_all_nodes=s.probe_all_nodes, node_probe_timeout_s=s.node_probe_timeout_s,

@@ -8,11 +8,9 @@ webhooks, CRM upserts); once a third of it is answered, `doomed` is removed.
 Ray restarts the providers on `spare`; every request must be accounted for
 by the ledger (tests/faults/accounting.py).
 
-Placement: deploy.py gives actors no placement option, so this script
-pins them by patching the option dicts deploy passes to `.options()`
-(providers need a custom resource only the worker nodes have; routers and
-the supervisor need the head's built-in resource). A `placement` setting in
-the config would make this unnecessary (see the fault suite's report).
+Placement comes from the config's `placement`: providers need a custom
+resource only the worker nodes have; routers and the supervisor need the
+head's built-in resource.
 
 All nodes share this machine's filesystem, so the SQLite state and the
 ledger are shared. Ray's files go under $RAY_TMPDIR (set it: the
@@ -68,11 +66,7 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
         timings["cluster_up_s"] = time.monotonic() - started
         names = {cluster.head_node.node_id: "head", doomed.node_id: "doomed"}
 
-        deploy_module.PROVIDER_OPTIONS = dict(deploy_module.PROVIDER_OPTIONS, resources={"providers": 1})
-        on_head = {"node:__internal_head__": 0.001}
-        deploy_module.ROUTER_OPTIONS = dict(deploy_module.ROUTER_OPTIONS, resources=on_head)
-        deploy_module.SUPERVISOR_OPTIONS = dict(deploy_module.SUPERVISOR_OPTIONS, resources=on_head)
-
+        on_head = {"resources": {"node:__internal_head__": 0.001}}
         ledger = work / "ledger.jsonl"
 
         def pair(seed: int, outbox: bool = False) -> dict[str, Any]:
@@ -84,6 +78,8 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
             "namespace": NAMESPACE, "state": {"url": str(work / "state")},
             "policy": {"health": {"cooldown_s": 1}, "routing": {"deadline_s": 30, "unreachable_backoff_s": 0.3}},
             "supervisor": {"check_interval_s": 0, "drain_interval_s": 0.3, "drain_rate_per_s": 200},
+            # Providers on the nodes offering `providers` (the doomed one, then the spare); the rest on the head.
+            "placement": {"providers": {"resources": {"providers": 1}}, "routers": on_head, "supervisor": on_head},
             "capabilities": {"email_sending": pair(1, outbox=True), "webhook_dispatch": pair(3, outbox=True),
                              "crm_sync": pair(5)},
         }

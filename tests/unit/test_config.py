@@ -141,3 +141,17 @@ def test_json_schema_describes_the_file() -> None:
     assert schema["title"] == "aicmo-gateway config"
     assert "capabilities" in schema["properties"] and "namespace" in schema["properties"]
     json.dumps(schema)
+
+
+def test_placement_reaches_the_actor_options_provider_first() -> None:
+    from actors.runtime.specs import build_spec
+
+    raw = {"placement": {"providers": {"resources": {"gateway": 0.01}}, "routers": {"num_cpus": 0.1}},
+           "capabilities": {"email_sending": {"providers": [
+               {"name": "a", "adapter": "simulated"},
+               {"name": "b", "adapter": "simulated", "placement": {"resources": {"smtp_egress": 1}, "memory_mb": 200}}]}}}
+    spec = build_spec(parse_config(raw, env={}))
+    a, b = spec.capabilities[0].providers
+    assert a.ray_options == {"num_cpus": 0.0, "resources": {"gateway": 0.01}}
+    assert b.ray_options == {"num_cpus": 0.0, "resources": {"smtp_egress": 1}, "memory": 200 * 1024 * 1024}
+    assert spec.capabilities[0].ray_options == {"num_cpus": 0.1} and spec.supervisor.ray_options == {"num_cpus": 0.0}
