@@ -67,6 +67,11 @@ def cluster() -> Iterator[dict[str, str]]:
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
          "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={temp_dir}",
+         # The job agent's HTTP port is fixed (52365) by default: with the test
+         # session's own cluster holding it, this head's agent could not start
+         # and `ray job submit` would answer "No available agent".
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
          "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     info = {"address": f"127.0.0.1:{gcs_port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "temp_dir": temp_dir}
     env["RAY_ADDRESS"] = info["address"]
@@ -97,6 +102,7 @@ def write_config(path: Path, ledger: Path, error: str | None = None) -> Path:
     path.write_text(textwrap.dedent(f"""\
         namespace: e2e
         supervisor: {{check_interval_s: 0}}
+        state: {{url: "{ledger.parent / 'state'}"}}
         capabilities:
           email_sending:
             providers:
