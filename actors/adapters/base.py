@@ -84,6 +84,11 @@ class Adapter:
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method}
 
+    def would_send(self, method: str, request: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """A dry run's answer: what would have been sent (secrets left out), nothing sent."""
+        return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method, **extra,
+                "would_send": request}
+
     async def probe(self) -> None:
         """Raise a ProviderError if the provider cannot take requests now."""
 

@@ -97,8 +97,7 @@ class HttpAdapter(Adapter):
             raise
 
     def _dry(self, method: str, request: dict[str, Any]) -> dict[str, Any]:
-        return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method,
-                "would_send": request}
+        return self.would_send(method, request)
 
     async def close(self) -> None:
         if self._client is not None:

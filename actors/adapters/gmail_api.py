@@ -395,9 +395,8 @@ class GmailApiAdapter(Adapter):
         if s.mark_seen:
             requests.append({"method": "POST", "url": s.base_url.rstrip("/") + self._path("/messages/batchModify"),
                              "json": {"ids": ["<returned ids>"], "removeLabelIds": ["UNREAD"]}})
-        return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method,
-                "would_send": {"requests": requests, "query": query,
-                               "since": iso_utc(since) if since else None, "limit": payload.limit}}
+        return self.would_send(method, {"requests": requests, "query": query,
+                                        "since": iso_utc(since) if since else None, "limit": payload.limit})
 
     async def probe(self) -> None:
         """GET users/me/profile: checks the token and the scope, reads no mail (1 quota unit)."""

@@ -563,11 +563,8 @@ class ImapAdapter(Adapter):
         if s.mark_seen:
             commands.append("UID STORE <returned uids> +FLAGS.SILENT (\\Seen)")
         commands.append("LOGOUT")
-        return {
-            "dry_run": True, "delivered": False, "provider": self.provider, "method": method,
-            "would_send": {"host": s.host, "port": s.port, "tls": "implicit", "commands": commands,
-                           "since": iso_utc(since) if since else None, "limit": payload.limit},
-        }
+        return self.would_send(method, {"host": s.host, "port": s.port, "tls": "implicit", "commands": commands,
+                                        "since": iso_utc(since) if since else None, "limit": payload.limit})
 
     async def probe(self) -> None:
         """CONNECT, LOGIN, NOOP, LOGOUT: proves reachability and credentials, reads no mail."""

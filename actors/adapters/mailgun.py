@@ -135,18 +135,12 @@ class MailgunAdapter(Adapter):
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         assert isinstance(payload, SendEmail)
-        return {
-            "dry_run": True,
-            "delivered": False,
-            "provider": self.provider,
-            "method": method,
-            "would_send": {
-                "method": "POST",
-                "url": self.settings.base_url.rstrip("/") + self._send_path,
-                "auth": "basic api:***",
-                "form": self.form(payload, ctx),
-            },
-        }
+        return self.would_send(method, {
+            "method": "POST",
+            "url": self.settings.base_url.rstrip("/") + self._send_path,
+            "auth": "basic api:***",
+            "form": self.form(payload, ctx),
+        })
 
     async def probe(self) -> None:
         """GET /v4/domains/{domain}: free, sends nothing; the key works and the domain exists."""

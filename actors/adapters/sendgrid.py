@@ -122,18 +122,12 @@ class SendGridAdapter(Adapter):
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         assert isinstance(payload, SendEmail)
-        return {
-            "dry_run": True,
-            "delivered": False,
-            "provider": self.provider,
-            "method": method,
-            "would_send": {
-                "method": "POST",
-                "url": self.settings.base_url.rstrip("/") + SEND_PATH,
-                "headers": {"Authorization": "Bearer ***", "Content-Type": "application/json"},
-                "json": self.body(payload, ctx),
-            },
-        }
+        return self.would_send(method, {
+            "method": "POST",
+            "url": self.settings.base_url.rstrip("/") + SEND_PATH,
+            "headers": {"Authorization": "Bearer ***", "Content-Type": "application/json"},
+            "json": self.body(payload, ctx),
+        })
 
     async def probe(self) -> None:
         """GET /v3/scopes: free, sends nothing, and shows the key may send mail."""

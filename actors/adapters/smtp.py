@@ -491,19 +491,12 @@ class SmtpAdapter(Adapter):
         sender = sender_of(payload, s.from_addr or self._username_as_sender(), self.provider)
         msg = build_message(payload, ctx, sender, self.provider)
         auth = {"method": self._auth_method_named(), "username": s.username} if s.username else None
-        return {
-            "dry_run": True,
-            "delivered": False,
-            "provider": self.provider,
-            "method": method,
-            "message_id": str(msg["Message-ID"]),
-            "would_send": {
-                "server": {"host": s.host, "port": s.port, "tls_mode": s.effective_tls_mode},
-                "auth": auth,
-                "envelope": {"mail_from": sender, "rcpt_to": list(payload.to)},
-                "message": msg.as_string(),
-            },
-        }
+        return self.would_send(method, {
+            "server": {"host": s.host, "port": s.port, "tls_mode": s.effective_tls_mode},
+            "auth": auth,
+            "envelope": {"mail_from": sender, "rcpt_to": list(payload.to)},
+            "message": msg.as_string(),
+        }, message_id=str(msg["Message-ID"]))
 
     async def close(self) -> None:
         await self._pool.close()
