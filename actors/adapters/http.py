@@ -69,6 +69,25 @@ def make_client(settings: Any, transport: Any = None, headers: dict[str, str] | 
     )
 
 
+class LazyClient:
+    """An adapter's one client: made on first use (so httpx is imported only
+    by the provider actors that talk HTTP), reused, closed with the adapter."""
+
+    def __init__(self, make: Any):
+        self._make = make
+        self._client: Any = None
+
+    def get(self) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
 def retry_after_s(headers: Any, now: float | None = None) -> float | None:
     """Seconds to wait, from Retry-After (seconds or HTTP date) or a reset header (epoch seconds)."""
     now = time.time() if now is None else now

@@ -44,7 +44,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 
 from actors.adapters.base import Adapter
-from actors.adapters.http import error_message, raise_for_status, retry_after_s, send
+from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
 from actors.adapters.social_webhook_common import TlsSettings, client, public_headers, serve_network
 from actors.errors import AuthError, MalformedResponse, RateLimited
 from actors.messages import CallContext
@@ -152,12 +152,10 @@ class LinkedInAdapter(Adapter):
 
     def __init__(self, settings: LinkedInSettings, **kw: Any):
         super().__init__(settings, **kw)
-        self._client: Any = None
+        self._client = LazyClient(lambda: client(self.settings, self.transport, base_url=self.settings.base_url))
 
     def _http(self) -> Any:
-        if self._client is None:
-            self._client = client(self.settings, self.transport, base_url=self.settings.base_url)
-        return self._client
+        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -219,6 +217,4 @@ class LinkedInAdapter(Adapter):
                                     status=response.status_code)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()

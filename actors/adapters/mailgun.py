@@ -35,7 +35,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter, AdapterSettings
-from actors.adapters.http import HttpSettings, json_body, make_client, raise_for_status, require, send
+from actors.adapters.http import LazyClient, HttpSettings, json_body, make_client, raise_for_status, require, send
 from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError, TransientError
 from actors.messages import CallContext
@@ -65,7 +65,7 @@ class MailgunAdapter(Adapter):
 
     def __init__(self, settings: MailgunSettings, **kw: Any):
         super().__init__(settings, **kw)
-        self._client: Any = None
+        self._client = LazyClient(self._make_client)
         self.has_probe = self.probes_with(settings)  # type: ignore[misc]
 
     @classmethod
@@ -73,13 +73,15 @@ class MailgunAdapter(Adapter):
         # A domain sending key can only send: there is nothing free to ask.
         return bool(settings.probe_domain)
 
-    def _http(self) -> Any:
-        if self._client is None:
-            import httpx
+    def _make_client(self) -> Any:
+        import httpx
 
-            self._client = make_client(self.settings, self.transport, headers={"Accept": "application/json"})
-            self._client.auth = httpx.BasicAuth("api", self.settings.api_key.get_secret_value())
-        return self._client
+        http = make_client(self.settings, self.transport, headers={"Accept": "application/json"})
+        http.auth = httpx.BasicAuth("api", self.settings.api_key.get_secret_value())
+        return http
+
+    def _http(self) -> Any:
+        return self._client.get()
 
     @property
     def _send_path(self) -> str:
@@ -157,6 +159,4 @@ class MailgunAdapter(Adapter):
             raise AuthError(f"{self.provider}: domain {self.settings.domain!r} is disabled in Mailgun")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator
 
 from actors.adapters.base import Adapter
-from actors.adapters.http import error_message, raise_for_status, retry_after_s, send
+from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
 from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, public_headers
 from actors.errors import AuthError, MalformedResponse, RateLimited
 from actors.messages import CallContext
@@ -96,12 +96,10 @@ class MakeWebhookAdapter(Adapter):
     def __init__(self, settings: MakeSettings, *, clock: Callable[[], float] = time.time, **kw: Any):
         super().__init__(settings, **kw)
         self._clock = clock
-        self._client: Any = None
+        self._client = LazyClient(lambda: client(self.settings, self.transport))
 
     def _http(self) -> Any:
-        if self._client is None:
-            self._client = client(self.settings, self.transport)
-        return self._client
+        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -131,6 +129,4 @@ class MakeWebhookAdapter(Adapter):
         """Nothing to call: see `has_probe`."""
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter, AdapterSettings
-from actors.adapters.http import HttpSettings, json_body, make_client, raise_for_status, require, send
+from actors.adapters.http import LazyClient, HttpSettings, json_body, make_client, raise_for_status, require, send
 from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError
 from actors.messages import CallContext
@@ -58,15 +58,13 @@ class SendGridAdapter(Adapter):
 
     def __init__(self, settings: SendGridSettings, **kw: Any):
         super().__init__(settings, **kw)
-        self._client: Any = None
+        self._client = LazyClient(lambda: make_client(self.settings, self.transport, headers={
+            "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
+            "Accept": "application/json",  # SendGrid answers 406 without it
+        }))
 
     def _http(self) -> Any:
-        if self._client is None:
-            self._client = make_client(self.settings, self.transport, headers={
-                "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
-                "Accept": "application/json",  # SendGrid answers 406 without it
-            })
-        return self._client
+        return self._client.get()
 
     # --- the request ---------------------------------------------------------------
     def body(self, payload: SendEmail, ctx: CallContext) -> dict[str, Any]:
@@ -143,6 +141,4 @@ class SendGridAdapter(Adapter):
                             status=response.status_code)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()

@@ -44,7 +44,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 
 from actors.adapters.base import Adapter
-from actors.adapters.http import error_message, raise_for_status, retry_after_s, send
+from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
 from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.messages import CallContext
@@ -151,7 +151,7 @@ class StandardWebhookAdapter(Adapter):
         self.has_probe = self.probes_with(settings)  # type: ignore[misc]  # see the module docstring
         self._key = decode_secret(settings.secret.get_secret_value())
         self._clock = clock
-        self._client: Any = None
+        self._client = LazyClient(lambda: client(self.settings, self.transport))
 
     @classmethod
     def probes_with(cls, settings: StandardWebhookSettings) -> bool:
@@ -159,9 +159,7 @@ class StandardWebhookAdapter(Adapter):
         return settings.health_url is not None
 
     def _http(self) -> Any:
-        if self._client is None:
-            self._client = client(self.settings, self.transport)
-        return self._client
+        return self._client.get()
 
     def _request(self, payload: Dispatch, ctx: CallContext) -> tuple[str, dict[str, str], bytes]:
         msg_id = message_id(ctx)
@@ -216,6 +214,4 @@ class StandardWebhookAdapter(Adapter):
         return out
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()

@@ -46,7 +46,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter
-from actors.adapters.http import error_message, json_body, raise_for_status, require, retry_after_s, send
+from actors.adapters.http import LazyClient, error_message, json_body, raise_for_status, require, retry_after_s, send
 from actors.adapters.social_webhook_common import TlsSettings, client, public_headers, serve_network
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited
 from actors.messages import CallContext
@@ -157,12 +157,10 @@ class XAdapter(Adapter):
     def __init__(self, settings: XSettings, *, clock: Callable[[], float] = time.time, **kw: Any):
         super().__init__(settings, **kw)
         self._clock = clock
-        self._client: Any = None
+        self._client = LazyClient(lambda: client(self.settings, self.transport, base_url=self.settings.base_url))
 
     def _http(self) -> Any:
-        if self._client is None:
-            self._client = client(self.settings, self.transport, base_url=self.settings.base_url)
-        return self._client
+        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.access_token.get_secret_value()}",
@@ -211,6 +209,4 @@ class XAdapter(Adapter):
         require(data, "id", self.provider, str)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._client.aclose()
