@@ -128,17 +128,52 @@ def _series(text: str, name: str) -> list[dict[str, str]]:
     return out
 
 
+def _value(text: str, name: str, **match: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in match.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# What the traffic in cluster_host.py must show, as (metric, labels, value).
+EXPECTED_VALUES: list[tuple[str, dict[str, str], float]] = [
+    ("ray_aicmo_requests_total", {"capability": "email_sending", "provider": "backup", "outcome": "ok"}, 12),
+    ("ray_aicmo_requests_total", {"capability": "email_sending", "provider": "none", "outcome": "invalid_request"}, 1),
+    ("ray_aicmo_requests_total", {"capability": "webhook_dispatch", "provider": "receiver", "outcome": "ok"}, 4),
+    ("ray_aicmo_fallbacks_total", {"from_provider": "primary", "to_provider": "backup"}, 12),
+    ("ray_aicmo_attempts_total", {"provider": "primary", "outcome": "transient", "role": "first"}, 12),
+    ("ray_aicmo_provider_latency_ms_count", {"provider": "backup", "outcome": "ok"}, 12),
+    ("ray_aicmo_capability_served", {"capability": "webhook_dispatch"}, 1),
+    ("ray_aicmo_provider_health", {"provider": "backup"}, 4),  # healthy: more than 5 successes in a row
+    ("ray_aicmo_provider_health", {"provider": "primary"}, 3),  # degraded: failing, but unhealthy_after is 1000
+    ("ray_aicmo_reachable", {"provider": "receiver"}, 1),  # the head's 1 plus node B's 0
+    ("ray_aicmo_outbox_depth", {"capability": "email_sending", "state": "pending"}, 0),
+    ("ray_aicmo_hook_calls_total", {"event": "on_success", "outcome": "ok"}, 16),
+]
+
+
 def test_metrics_on_the_head_carry_every_metric_with_sane_labels(cluster: dict, check: dict) -> None:
     wanted = {exported_name(n): d for n, d in DEFINITIONS.items()}
     suffix = {"histogram": "_bucket"}
-    deadline = time.monotonic() + 90
+
+    def unmet(text: str) -> list[str]:
+        missing = [f"{n}: not exported" for n, d in wanted.items() if not _series(text, n + suffix.get(d.kind, ""))]
+        wrong = [f"{n}{labels}: {got} != {want}" for n, labels, want in EXPECTED_VALUES
+                 if (got := _value(text, n, **labels)) != want]
+        return missing + wrong
+
+    # Each worker hands its metrics to the node's agent on its own schedule (about
+    # every 10 s), so one router's series can show up a round after another's:
+    # wait for every expected value, not only for every name.
+    deadline = time.monotonic() + 120
     while True:
         text = _scrape(cluster["metrics_port"])
-        missing = [n for n, d in wanted.items() if not _series(text, n + suffix.get(d.kind, ""))]
-        if not missing or time.monotonic() > deadline:
+        problems = unmet(text)
+        if not problems or time.monotonic() > deadline:
             break
         time.sleep(3)
-    assert not missing, f"not exported after 90 s: {missing}"
+    assert not problems, "after 120 s:\n" + "\n".join(problems)
 
     caps = {"email_sending", "webhook_dispatch"}
     providers = {"primary", "backup", "outbox", "receiver"}
@@ -154,28 +189,9 @@ def test_metrics_on_the_head_carry_every_metric_with_sane_labels(cluster: dict, 
             if "outcome" in d.tag_keys and name != "ray_aicmo_hook_calls_total":
                 assert labels["outcome"] in kinds, (name, labels)
 
-    def value(name: str, **match: str) -> float:
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in match.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-    assert value("ray_aicmo_requests_total", capability="email_sending", provider="backup", outcome="ok") == 12
-    assert value("ray_aicmo_requests_total", capability="email_sending", provider="none", outcome="invalid_request") == 1
-    assert value("ray_aicmo_requests_total", capability="webhook_dispatch", provider="receiver", outcome="ok") == 4
-    assert value("ray_aicmo_fallbacks_total", from_provider="primary", to_provider="backup") == 12
-    assert value("ray_aicmo_attempts_total", provider="primary", outcome="transient", role="first") == 12
-    assert value("ray_aicmo_provider_latency_ms_count", provider="backup", outcome="ok") == 12
-    assert value("ray_aicmo_capability_served", capability="webhook_dispatch") == 1
-    assert value("ray_aicmo_provider_health", provider="backup") == 4  # healthy: more than 5 successes in a row
-    assert value("ray_aicmo_provider_health", provider="primary") == 3  # degraded: failing, but unhealthy_after is 1000
     blocked = cluster["blocked_node_id"][:8]
     reach = {labels["node"]: labels for labels in _series(text, "ray_aicmo_reachable")}
     assert any(node.endswith(blocked) for node in reach)
-    assert value("ray_aicmo_reachable", provider="receiver") == 1  # the head's 1 plus node B's 0
-    assert value("ray_aicmo_outbox_depth", capability="email_sending", state="pending") == 0
-    assert value("ray_aicmo_hook_calls_total", event="on_success", outcome="ok") == 16
 
 
 def test_status_is_a_readable_table(cluster: dict) -> None:
