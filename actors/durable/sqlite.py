@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (capability, idempotency_key)
 _OUTBOX_COLUMNS = ("id", "capability", "method", "payload", "idempotency_key", "request_id", "state", "reason",
                    "created_at", "updated_at", "provider", "error", "attempts", "result")
 _BLOBS = {"payload", "result", "value"}
+
+# Older SQLite builds allow 999 parameters in one statement.
+_KEYS_PER_QUERY = 500
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
@@ -110,14 +114,29 @@ class SqliteStore:
                             error=error)
 
     _JOURNAL = ("SELECT capability, provider, key, request_id, method, state, incarnation, updated_at, value, error "
-                "FROM journal WHERE capability=? AND key=?")
+                "FROM journal WHERE capability=?")
 
     def journal_get(self, capability: str, provider: str, key: str) -> JournalEntry | None:
-        rows = self._read(self._JOURNAL + " AND provider=?", (capability, key, provider))
+        rows = self._read(self._JOURNAL + " AND key=? AND provider=?", (capability, key, provider))
         return self._entry(rows[0]) if rows else None
 
     def journal_find(self, capability: str, key: str) -> list[JournalEntry]:
-        return [self._entry(r) for r in self._read(self._JOURNAL, (capability, key))]
+        return [self._entry(r) for r in self._read(self._JOURNAL + " AND key=?", (capability, key))]
+
+    def journal_find_many(self, capability: str, keys: Sequence[str],
+                          provider: str | None = None) -> dict[str, list[JournalEntry]]:
+        found: dict[str, list[JournalEntry]] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _KEYS_PER_QUERY):
+            chunk = unique[start:start + _KEYS_PER_QUERY]
+            sql = self._JOURNAL + f" AND key IN ({','.join('?' * len(chunk))})"
+            args: tuple[Any, ...] = (capability, *chunk)
+            if provider is not None:
+                sql, args = sql + " AND provider=?", (*args, provider)
+            for row in self._read(sql, args):
+                entry = self._entry(row)
+                found.setdefault(entry.key, []).append(entry)
+        return found
 
     @staticmethod
     def _journal_row(e: JournalEntry) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ database (see the README).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -70,6 +71,8 @@ class StateStore(Protocol):
     # journal: each provider's record of keyed deliveries
     def journal_get(self, capability: str, provider: str, key: str) -> JournalEntry | None: ...
     def journal_find(self, capability: str, key: str) -> list[JournalEntry]: ...
+    def journal_find_many(self, capability: str, keys: Sequence[str],
+                          provider: str | None = None) -> dict[str, list[JournalEntry]]: ...
     def journal_put(self, entry: JournalEntry) -> None: ...
     def journal_put_many(self, entries: list[JournalEntry]) -> None: ...
 

@@ -31,6 +31,11 @@ class DeliveryJournal:
     def get(self, key: str) -> JournalEntry | None:
         return self._store().journal_get(self.capability, self.provider, key)
 
+    def get_many(self, keys: list[str]) -> dict[str, JournalEntry]:
+        """This provider's entries for `keys`, in one read."""
+        found = self._store().journal_find_many(self.capability, keys, provider=self.provider)
+        return {key: entries[0] for key, entries in found.items()}
+
     def write_many(self, rows: list[tuple[Any, str, str, Any, str | None]]) -> None:
         """(ctx, method, state, value, error) rows, in one transaction."""
         now = self._clock()

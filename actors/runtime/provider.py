@@ -88,28 +88,48 @@ class ProviderCore:
         return (await self.call_many([(method, payload, ctx)]))[0]
 
     async def call_many(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
-        """Attempts, answered in order. Keyed sends are first checked against
-        the journal (delivered already, being sent now, left unknown by a
-        crash); what remains is sent concurrently, its journal entries
-        written together."""
+        """Attempts, run concurrently and answered in order.
+
+        Keyed sends are checked against the journal first, the whole batch in
+        one read: a key delivered already is answered from it; the others are
+        claimed (marked in flight, journaled `started`) in the same step as
+        the check, so no other batch can send them in between, and sent
+        together. A key that is being sent right now, or that a crash left
+        `started` or `unknown`, waits or is settled on its own, without
+        holding up the rest of the batch."""
         replies: list[CallReply | None] = [None] * len(calls)
-        to_send: list[int] = []
+        now: list[int] = []
+        on_their_own: list[int] = []
         first_of_key: dict[str, int] = {}
         same_as: dict[int, int] = {}
-        for i, (method, payload, ctx) in enumerate(calls):
-            if not self._journals(ctx):
-                to_send.append(i)
-                continue
+        keys = [ctx.idempotency_key for _, _, ctx in calls if self._journals(ctx)]
+        inflight = self.journal.inflight
+        known = self.journal.get_many([k for k in keys if k not in inflight]) if keys else {}  # type: ignore[misc]
+        for i, (_, _, ctx) in enumerate(calls):
             key = ctx.idempotency_key
-            assert key is not None
-            if key in first_of_key:  # the same request twice in one batch: sent once
+            if key is None or not self._journals(ctx):
+                now.append(i)
+            elif key in first_of_key:  # the same request twice in one batch: sent once
                 same_as[i] = first_of_key[key]
-                continue
-            replies[i] = await self._answer_without_sending(method, payload, ctx)
-            if replies[i] is None:
+            else:
                 first_of_key[key] = i
-                to_send.append(i)
-        for i, reply in zip(to_send, await self._send([calls[i] for i in to_send])):
+                entry = known.get(key)
+                if key in inflight or (entry is not None and entry.state in ("started", "unknown")):
+                    on_their_own.append(i)
+                elif entry is not None and entry.state == "delivered":
+                    replies[i] = CallReply(ok=True, value=entry.value, replayed=True, health=self.health)
+                else:
+                    now.append(i)
+        waiting = [asyncio.ensure_future(self._send_when_clear(*calls[i])) for i in on_their_own]
+        try:
+            # Awaited directly, so its claim runs before this task first yields.
+            sent = await self._send([calls[i] for i in now]) if now else []
+            waited = await asyncio.gather(*waiting)
+        except BaseException:
+            for task in waiting:
+                task.cancel()
+            raise
+        for i, reply in [*zip(now, sent), *zip(on_their_own, waited)]:
             replies[i] = reply
         for i, j in same_as.items():
             replies[i] = replies[j]
@@ -119,15 +139,31 @@ class ProviderCore:
     def _journals(ctx: CallContext) -> bool:
         return bool(ctx.journal and ctx.idempotency_key and not ctx.dry_run)
 
+    async def _send_when_clear(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
+        """A keyed send that must first wait for another send or settlement of
+        its key here, or settle what a crash left."""
+        reply = await self._answer_without_sending(method, payload, ctx)
+        if reply is None:  # nothing yielded since the last check: claim it now
+            [reply] = await self._send([(method, payload, ctx)])
+        return reply
+
+    async def _wait_for_claim(self, key: str) -> CallReply | None:
+        """Waits until nobody in this process is sending or settling `key` (a
+        claim that ends can be followed by another before this task wakes),
+        and returns the outcome of the last claim it waited for. The caller's
+        next check of the journal is current if it does not yield first."""
+        last: CallReply | None = None
+        while (claim := self.journal.inflight.get(key)) is not None:
+            last = await asyncio.shield(claim)
+        return last
+
     async def _answer_without_sending(self, method: str, payload: Payload, ctx: CallContext) -> CallReply | None:
         """A keyed send's answer from what is known already, or None: send it."""
         key = ctx.idempotency_key
         assert key is not None
-        running = self.journal.inflight.get(key)
-        if running is not None:  # the same request is being sent right now: never twice at once
-            first: CallReply = await asyncio.shield(running)
-            if first.ok or first.maybe_delivered:
-                return first
+        first = await self._wait_for_claim(key)  # the same request being sent right now: never twice at once
+        if first is not None and (first.ok or first.maybe_delivered):
+            return first
         entry = self.journal.get(key)
         if entry is not None and entry.state == "delivered":
             return CallReply(ok=True, value=entry.value, replayed=True, health=self.health)
@@ -142,23 +178,18 @@ class ProviderCore:
         return None
 
     async def _send(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
-        """Send now. Keyed sends are journaled `started` before and their
-        outcome after, each in one transaction for the whole batch."""
+        """Send now. Keyed sends are claimed before the first await (marked in
+        flight, journaled `started`, one transaction for the whole batch) and
+        journaled with their outcome after, again in one."""
         keyed = [(method, ctx) for method, _, ctx in calls if self._journals(ctx)]
         if not keyed:
             return list(await asyncio.gather(*(self._attempt(method, payload, ctx) for method, payload, ctx in calls)))
-        loop = asyncio.get_running_loop()
-        futures = {ctx.idempotency_key: loop.create_future() for _, ctx in keyed}
-        self.journal.inflight.update(futures)  # type: ignore[arg-type]
-        tasks = [asyncio.ensure_future(self._attempt(method, payload, ctx)) for method, payload, ctx in calls]
-        cut_off = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
-                            error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+        claims = self._claim(keyed)
         outcomes: dict[str, CallReply] = {}
+        tasks = [asyncio.ensure_future(self._attempt(method, payload, ctx)) for method, payload, ctx in calls]
         try:
-            if keyed:
-                self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
             replies = list(await asyncio.gather(*tasks))
-            for (method, _, ctx), reply in zip(calls, replies):
+            for (_, _, ctx), reply in zip(calls, replies):
                 if self._journals(ctx):
                     outcomes[ctx.idempotency_key] = reply  # type: ignore[index]
             return replies
@@ -167,15 +198,41 @@ class ProviderCore:
                 task.cancel()
             raise
         finally:
-            if keyed:
+            cut_off = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                                error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+            try:
                 # A send cut off (cancelled, or the process going down) may have gone out.
                 self.journal.write_many([
-                    (ctx, method, _state(r), r.value, r.error) if (r := outcomes.get(ctx.idempotency_key)) else
+                    (ctx, method, _state(r), r.value, r.error) if (r := outcomes.get(ctx.idempotency_key)) else  # type: ignore[arg-type]
                     (ctx, method, "unknown", None, "cut off mid-send") for method, ctx in keyed])
-            for key, future in futures.items():
-                self.journal.inflight.pop(key, None)  # type: ignore[arg-type]
-                if not future.done():
-                    future.set_result(outcomes.get(key, cut_off))  # type: ignore[arg-type]
+            finally:
+                self._release(claims, outcomes, cut_off)
+
+    def _claim(self, keyed: list[tuple[str, CallContext]]) -> dict[str, asyncio.Future[CallReply]]:
+        """Marks the keys in flight and journals them `started`. If the journal
+        cannot be written, nothing is sent: the claims are released and the
+        error raised."""
+        loop = asyncio.get_running_loop()
+        claims: dict[str, asyncio.Future[CallReply]] = {ctx.idempotency_key: loop.create_future()  # type: ignore[misc]
+                                                        for _, ctx in keyed}
+        self.journal.inflight.update(claims)
+        try:
+            self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
+        except BaseException:
+            for key, future in claims.items():  # nobody can be waiting yet: this has not yielded
+                if self.journal.inflight.get(key) is future:
+                    del self.journal.inflight[key]
+            raise
+        return claims
+
+    def _release(self, claims: dict[str, asyncio.Future[CallReply]], outcomes: dict[str, CallReply],
+                 otherwise: CallReply) -> None:
+        """Ends the claims; whoever waited on a key gets its outcome."""
+        for key, future in claims.items():
+            if self.journal.inflight.get(key) is future:
+                del self.journal.inflight[key]
+            if not future.done():
+                future.set_result(outcomes.get(key, otherwise))
 
     async def _attempt(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         if self._limit is None:
@@ -222,11 +279,9 @@ class ProviderCore:
         attempt whose outcome it could not see (a timeout, a crash)."""
         key = ctx.idempotency_key
         assert key is not None, "resolve needs an idempotency key"
-        running = self.journal.inflight.get(key)
-        if running is not None:
-            reply: CallReply = await asyncio.shield(running)
-            if reply.ok:
-                return Resolution(state="delivered", value=reply.value)
+        last = await self._wait_for_claim(key)
+        if last is not None and last.ok:
+            return Resolution(state="delivered", value=last.value)
         entry = self.journal.get(key)
         if entry is None or entry.state == "failed":
             return Resolution(state="not_delivered")
@@ -235,6 +290,29 @@ class ProviderCore:
         return await self._settle(method, payload, ctx)
 
     async def _settle(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
+        """Settles a send the journal left `started` or `unknown`. The key is
+        claimed meanwhile, so a concurrent request waits for this answer
+        instead of settling too (a late "not delivered" would overwrite a
+        delivery made in between)."""
+        key = ctx.idempotency_key
+        assert key is not None
+        claim: asyncio.Future[CallReply] = asyncio.get_running_loop().create_future()
+        self.journal.inflight[key] = claim
+        resolution = Resolution(state="unknown", error="settling was cut off")
+        try:
+            resolution = await self._settle_claimed(method, payload, ctx)
+            return resolution
+        finally:
+            if resolution.state == "delivered":
+                outcome = CallReply(ok=True, value=resolution.value, replayed=True, health=self.health)
+            elif resolution.state == "unknown":
+                outcome = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, error=resolution.error,
+                                    maybe_delivered=True, health=self.health)
+            else:
+                outcome = CallReply(ok=False, error=f"{self.spec.name}: settled: not delivered", health=self.health)
+            self._release({key: claim}, {}, outcome)
+
+    async def _settle_claimed(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         key = ctx.idempotency_key
         assert key is not None
         try:
@@ -334,8 +412,12 @@ class ProviderActor:
         return reply
 
     async def call_many(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
-        """A router's batch (actors/runtime/coalesce.py): run concurrently, answered in order."""
-        return list(await asyncio.gather(*(self._core.call(method, payload, ctx) for method, payload, ctx in calls)))
+        """A router's batch (actors/runtime/coalesce.py): its keyed sends checked
+        and journaled together, all run concurrently, answered in order."""
+        replies = await self._core.call_many(calls)
+        for (_, _, ctx), reply in zip(calls, replies):
+            self._ops.observe_call(reply, ctx.dry_run)
+        return replies
 
     async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         return await self._core.resolve(method, payload, ctx)

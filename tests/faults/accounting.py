@@ -14,7 +14,8 @@ A request is *accounted for* when
 `CarefulCaller` is the client the guarantees are written for: every request
 carries an idempotency key, and a request the router could not answer (it
 was killed) or that failed without being queued is sent again with the
-same key.
+same key. With `batch` > 1 it sends up to that many requests of one
+capability in each `invoke_many`.
 """
 
 from __future__ import annotations
@@ -99,13 +100,14 @@ class CarefulCaller:
     could not answer or it failed without being queued (up to `max_tries`)."""
 
     def __init__(self, ray: Any, namespace: str, *, window: int = 64, max_tries: int = 40,
-                 retry_delay_s: float = 0.2, deadline_s: float | None = None):
+                 retry_delay_s: float = 0.2, deadline_s: float | None = None, batch: int = 1):
         self.ray = ray
         self.namespace = namespace
         self.window = window
         self.max_tries = max_tries
         self.retry_delay_s = retry_delay_s
         self.deadline_s = deadline_s
+        self.batch = batch
         self.stats = CallerStats()
         self.results: dict[str, Any] = {}
         self.latencies_ms: list[tuple[float, float]] = []   # (finished at, ms from first send)
@@ -116,16 +118,27 @@ class CarefulCaller:
             self._routers[capability] = self.ray.get_actor(f"router:{capability}", namespace=self.namespace)
         return self._routers[capability]
 
-    def _send(self, req: Request) -> Any:
-        self.stats.sent += 1
-        options: dict[str, Any] = {"idempotency_key": req.key}
+    def _send(self, reqs: list[Request]) -> Any:
+        """One `invoke` (batch 1) or `invoke_many` for requests of one capability."""
+        self.stats.sent += len(reqs)
+        options: dict[str, Any] = {}
         if self.deadline_s is not None:
             options["deadline_s"] = self.deadline_s
         try:
-            return self._router(req.capability).invoke.remote(req.method, req.payload, **options)
+            router = self._router(reqs[0].capability)
+            if self.batch == 1:
+                return router.invoke.remote(reqs[0].method, reqs[0].payload, idempotency_key=reqs[0].key, **options)
+            return router.invoke_many.remote([(r.method, r.payload, {"idempotency_key": r.key, **options}) for r in reqs])
         except ValueError:  # the router's name is not registered right now
-            self._routers.pop(req.capability, None)
+            self._routers.pop(reqs[0].capability, None)
             return None
+
+    def _take(self, source: list[Request]) -> list[Request]:
+        """The first request of `source` and the ones after it of the same capability, up to `batch`."""
+        taken = [source.pop(0)]
+        while source and len(taken) < self.batch and source[0].capability == taken[0].capability:
+            taken.append(source.pop(0))
+        return taken
 
     def run(self, requests: list[Request], pace_s: float = 0.0, timeout_s: float = 180.0) -> dict[str, Any]:
         ray = self.ray
@@ -133,22 +146,27 @@ class CarefulCaller:
         todo = list(requests)
         first_sent: dict[str, float] = {}
         tries: Counter = Counter()
-        inflight: dict[Any, Request] = {}
+        inflight: dict[Any, list[Request]] = {}
         retry_at: list[tuple[float, int, Request]] = []   # heap of (when, seq, request)
         seq = 0
         deadline = time.monotonic() + timeout_s
         next_send = time.monotonic()
 
-        def launch(req: Request) -> None:
+        def in_flight() -> int:
+            return sum(len(reqs) for reqs in inflight.values())
+
+        def launch(reqs: list[Request]) -> None:
             nonlocal seq
-            tries[req.key] += 1
-            first_sent.setdefault(req.key, time.monotonic())
-            ref = self._send(req)
+            for req in reqs:
+                tries[req.key] += 1
+                first_sent.setdefault(req.key, time.monotonic())
+            ref = self._send(reqs)
             if ref is None:
-                seq += 1
-                heapq.heappush(retry_at, (time.monotonic() + self.retry_delay_s, seq, req))
+                for req in reqs:
+                    seq += 1
+                    heapq.heappush(retry_at, (time.monotonic() + self.retry_delay_s, seq, req))
             else:
-                inflight[ref] = req
+                inflight[ref] = reqs
 
         def again(req: Request, why: str) -> None:
             nonlocal seq
@@ -161,31 +179,37 @@ class CarefulCaller:
 
         while (todo or inflight or retry_at) and time.monotonic() < deadline:
             now = time.monotonic()
-            while retry_at and retry_at[0][0] <= now and len(inflight) < self.window:
-                launch(heapq.heappop(retry_at)[2])
-            while todo and len(inflight) < self.window and time.monotonic() >= next_send:
-                launch(todo.pop(0))
+            while retry_at and retry_at[0][0] <= now and in_flight() < self.window:
+                ready = [heapq.heappop(retry_at)[2]]
+                while retry_at and retry_at[0][0] <= now and len(ready) < self.batch:
+                    ready.append(heapq.heappop(retry_at)[2])
+                while ready:
+                    launch(self._take(ready))
+            while todo and in_flight() < self.window and time.monotonic() >= next_send:
+                launch(self._take(todo))
                 next_send = time.monotonic() + pace_s
             if not inflight:
                 time.sleep(0.01)
                 continue
-            ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0.02)
-            for ref in ready:
-                req = inflight.pop(ref)
+            ready_refs, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0.02)
+            for ref in ready_refs:
+                reqs = inflight.pop(ref)
                 try:
-                    result = ray.get(ref, timeout=0)
+                    answer = ray.get(ref, timeout=0)
                 except lost_router as exc:
-                    self.stats.resent_after_router_loss += 1
-                    self._routers.pop(req.capability, None)
-                    again(req, type(exc).__name__)
+                    self.stats.resent_after_router_loss += len(reqs)
+                    self._routers.pop(reqs[0].capability, None)
+                    for req in reqs:
+                        again(req, type(exc).__name__)
                     continue
-                if result.ok or result.outbox_id is not None:
-                    self.results[req.key] = result
-                    self.latencies_ms.append((time.monotonic(), (time.monotonic() - first_sent[req.key]) * 1000))
-                else:
-                    self.results[req.key] = result  # the last failure, if it never succeeds
-                    self.stats.resent_after_failure += 1
-                    again(req, str(result.error.kind) if result.error else "failed")
+                for req, result in zip(reqs, answer if isinstance(answer, list) else [answer]):
+                    if result.ok or result.outbox_id is not None:
+                        self.results[req.key] = result
+                        self.latencies_ms.append((time.monotonic(), (time.monotonic() - first_sent[req.key]) * 1000))
+                    else:
+                        self.results[req.key] = result  # the last failure, if it never succeeds
+                        self.stats.resent_after_failure += 1
+                        again(req, str(result.error.kind) if result.error else "failed")
         return self.results
 
 

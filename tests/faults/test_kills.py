@@ -115,6 +115,36 @@ def test_random_kills_of_every_actor_kind_during_mixed_traffic_lose_and_double_n
     assert caller.stats.resent_after_router_loss > 0, caller.stats
 
 
+def test_providers_and_the_router_killed_during_batches_lose_and_double_nothing(
+        gateway, ray_cluster, tmp_path: Path) -> None:
+    # invoke_many: each provider gets its share of a batch in one call, and
+    # claims and journals the batch's sends together; a kill lands mid-batch.
+    ray = ray_cluster
+    ledger = tmp_path / "ledger.jsonl"
+    gw = gateway({
+        "policy": {"health": {"cooldown_s": 1}, "routing": {"deadline_s": 20, "unreachable_backoff_s": 0.3}},
+        "supervisor": {"check_interval_s": 0, "drain_interval_s": 0.3, "drain_rate_per_s": 200},
+        "capabilities": {"email_sending": {"providers": [
+            {"name": "primary", "adapter": "simulated", "settings": sim(ledger, seed=60, latency_ms=20, failure_rate=0.05)},
+            {"name": "backup", "adapter": "simulated", "settings": sim(ledger, seed=61, latency_ms=20)},
+            {"name": "outbox", "adapter": "outbox"}]}}})
+    requests = [request_for("email_sending", i, "b") for i in range(600)]
+    victims = ["provider:email_sending:primary", "router:email_sending", "provider:email_sending:backup",
+               "provider:email_sending:primary", "router:email_sending"]
+    chaos = Chaos(ray, gw.namespace, victims, interval_s=(0.3, 0.6), seed=5, start_after_s=0.4)
+    caller = CarefulCaller(ray, gw.namespace, window=80, batch=20)
+    chaos.start()
+    results = caller.run(requests, pace_s=0.1, timeout_s=240)
+    chaos.join(timeout=60)
+
+    assert wait_until(lambda: outbox_settled(gw, ray), timeout_s=90, interval_s=0.5), "the outbox was never drained"
+    verdict = account(requests, results, read_ledger(ledger), outbox_items(gw, ray))
+    print(verdict.summary(), "| kills:", chaos.killed, "| caller:", caller.stats)
+    assert not chaos.errors, chaos.errors
+    assert verdict.problems == [], verdict.problems[:20]
+    assert len(chaos.killed) == len(victims) and caller.stats.resent_after_router_loss > 0, (chaos.killed, caller.stats)
+
+
 def test_queued_requests_drained_while_router_provider_and_supervisor_die_are_delivered_once(
         gateway, ray_cluster, tmp_path: Path) -> None:
     ray = ray_cluster

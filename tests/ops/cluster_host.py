@@ -9,7 +9,7 @@ process: the test session has its own cluster).
    deploys a gateway there (detached, as `aicmo-gateway up` does): email
    with a primary that always fails (every request falls back), a backup and
    the outbox; webhooks to the stand-in, with a health URL;
-3. sends traffic;
+3. sends traffic (email one by one and in a batch);
 4. adds node B, whose Ray processes run with HTTP_PROXY/HTTPS_PROXY set to a
    port where nothing listens: node B's egress proxy is down, so nothing on
    node B can reach the stand-in over HTTP, while the head reaches it
@@ -79,8 +79,13 @@ def main() -> None:
         deploy(build_spec(cfg), detached=True, timeout_s=300)
         email = ray.get_actor("router:email_sending", namespace="ops-cluster")
         webhook = ray.get_actor("router:webhook_dispatch", namespace="ops-cluster")
-        sent = ray.get([email.invoke.remote("send_email", {"to": [f"lead{i}@example.com"], "subject": "Hi", "text": "Hello"},
-                                            idempotency_key=f"lead-{i}@example.com-welcome") for i in range(12)])
+        def welcome(i: int) -> tuple[str, dict, dict]:
+            return ("send_email", {"to": [f"lead{i}@example.com"], "subject": "Hi", "text": "Hello"},
+                    {"idempotency_key": f"lead-{i}@example.com-welcome"})
+
+        # Half one by one, half in one batch: each provider's metrics count both.
+        sent = ray.get([email.invoke.remote(m, p, **o) for m, p, o in map(welcome, range(6))])
+        sent += ray.get(email.invoke_many.remote([welcome(i) for i in range(6, 12)]))
         hooks = ray.get([webhook.invoke.remote("dispatch", {"event": "lead.welcomed", "data": {"lead": i}},
                                                idempotency_key=f"hook-{i}") for i in range(4)])
         invalid = ray.get(email.invoke.remote("send_email", {"to": []}))
