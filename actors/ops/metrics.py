@@ -22,7 +22,11 @@ recorded; `config/grafana/aicmo-gateway.json` is a dashboard over them.
 `provider` is `none` when no provider served the request.
 
 On the request's path the actors only add to in-memory counts; a background
-task hands them to Ray every `metrics.flush_interval_s`. Ray's histograms
+task hands them to Ray every `metrics.flush_interval_s`. Gauges are set
+again on that schedule too, even when nothing changed: Ray's metrics agent
+forgets a gauge series its worker has not reported for two export intervals
+(about 20 s), so a value set once per self-check would be missing from most
+scrapes (`HeldGauges`). Ray's histograms
 report bucket counts exactly; their `_sum` is approximate (Ray records each
 value at its bucket's midpoint), so use `histogram_quantile` over buckets.
 """
@@ -37,8 +41,8 @@ import msgspec
 
 from actors.messages import Decision
 
-__all__ = ["DEFINITIONS", "HEALTH_CODE", "MemoryRecorder", "MetricDef", "RayRecorder", "Recorder", "RouterMetrics",
-           "exported_name", "outcome_of"]
+__all__ = ["DEFINITIONS", "HEALTH_CODE", "HeldGauges", "MemoryRecorder", "MetricDef", "RayRecorder", "Recorder",
+           "RouterMetrics", "exported_name", "outcome_of"]
 
 
 class MetricDef(msgspec.Struct, frozen=True):
@@ -118,6 +122,27 @@ class RayRecorder:
 
     def observe(self, name: str, value: float, tags: dict[str, str]) -> None:
         self._metric(name).observe(value, tags=tags)
+
+
+class HeldGauges:
+    """Gauges set on events (a self-check, an outbox sample) and reported
+    again on every `refresh()`, so Ray keeps exporting them between events."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    def set(self, name: str, value: float, tags: dict[str, str]) -> None:
+        self._values[(name, tuple(sorted(tags.items())))] = value
+        self.recorder.set(name, value, tags)
+
+    def forget(self, name: str) -> None:
+        """Stop reporting every series of `name` (Ray drops them soon after)."""
+        self._values = {k: v for k, v in self._values.items() if k[0] != name}
+
+    def refresh(self) -> None:
+        for (name, tags), value in self._values.items():
+            self.recorder.set(name, value, dict(tags))
 
 
 class MemoryRecorder:

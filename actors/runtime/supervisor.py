@@ -35,7 +35,7 @@ from actors.messages import (
 )
 from actors.errors import ErrorKind
 from actors.ops.history import History
-from actors.ops.metrics import RayRecorder, Recorder
+from actors.ops.metrics import HeldGauges, RayRecorder
 from actors.ops.reach import Reachability, alive_nodes, probe_from_every_node, probe_targets
 from actors.policy.recommend import (
     ProviderFacts,
@@ -110,7 +110,8 @@ class SupervisorActor:
         self.drain_log: list[dict[str, Any]] = []
         self._history = History()
         self._reach: Reachability | None = None
-        self._metrics: Recorder | None = RayRecorder(spec.metrics.latency_buckets_ms) if spec.metrics.enabled else None
+        self._metrics: HeldGauges | None = (HeldGauges(RayRecorder(spec.metrics.latency_buckets_ms))
+                                             if spec.metrics.enabled else None)
         _start_loops_after_init()
 
     def store(self) -> StateStore:
@@ -130,6 +131,17 @@ class SupervisorActor:
             self._tasks.append(loop.create_task(self._drain_periodically()))
         if self._spec.supervisor.sample_interval_s > 0:
             self._tasks.append(loop.create_task(self._sample_periodically()))
+        if self._metrics is not None:
+            self._tasks.append(loop.create_task(self._refresh_gauges_periodically()))
+
+    async def _refresh_gauges_periodically(self) -> None:
+        assert self._metrics is not None
+        while True:
+            await asyncio.sleep(self._spec.metrics.flush_interval_s)
+            try:
+                self._metrics.refresh()
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
+                log.exception("refreshing gauges failed")
 
     async def _sample_periodically(self) -> None:
         while True:
@@ -345,6 +357,7 @@ class SupervisorActor:
         for cap in report.capabilities:
             self._metrics.set("aicmo_capability_served", 1.0 if cap.served else 0.0, {"capability": cap.capability})
         if self._reach is not None:
+            self._metrics.forget("aicmo_reachable")  # a node gone since the last check is not reported
             for n in self._reach.nodes:
                 for r in n.results:
                     self._metrics.set("aicmo_reachable", 1.0 if r.ok else 0.0, {

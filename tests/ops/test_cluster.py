@@ -75,7 +75,7 @@ def check(cluster: dict) -> dict:
     """`self-check --json`, run once for the module."""
     done = cli(cluster, "self-check", "--json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return {**json.loads(done.stdout), "checked_at": time.monotonic()}
 
 
 def test_the_traffic_went_as_configured(cluster: dict) -> None:
@@ -284,3 +284,13 @@ def test_audit_tail_follow_prints_new_decisions(cluster: dict) -> None:
     records = [json.loads(line) for line in seen.decode().splitlines() if line.strip()]
     assert [r["request_id"] for r in records] == [request_id]
     assert records[0]["provider"] == "receiver" and records[0]["key"].startswith("sha256:")
+
+
+def test_the_self_checks_gauges_stay_exported_between_checks(cluster: dict, check: dict) -> None:
+    # Ray's agent drops a gauge series not reported for two export intervals
+    # (about 20 s); periodic checks are off here, so only the supervisor's
+    # refreshing keeps these alive this long after the one check.
+    time.sleep(max(0.0, check["checked_at"] + 35 - time.monotonic()))
+    text = _scrape(cluster["metrics_port"])
+    assert _value(text, "ray_aicmo_capability_served", capability="webhook_dispatch") == 1
+    assert len(_series(text, "ray_aicmo_reachable")) == 2  # the receiver, from each of the two nodes

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from actors.errors import ErrorKind, TransientError
 from actors.messages import Attempt, Decision
-from actors.ops.metrics import DEFINITIONS, MemoryRecorder, RouterMetrics, exported_name
+from actors.ops.metrics import DEFINITIONS, HeldGauges, MemoryRecorder, RouterMetrics, exported_name
 from tests.ops.helpers import run, wired
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "config" / "grafana" / "aicmo-gateway.json"
@@ -52,6 +52,31 @@ def test_hedges_are_not_fallbacks() -> None:
         m.count("aicmo_requests", "lead_enrichment", "enrich_person", "b", "ok")
     m.flush()
     assert rec.counter("aicmo_requests", provider="b") == 51
+
+
+class SetLog(MemoryRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets: list[tuple[str, float, dict[str, str]]] = []
+
+    def set(self, name: str, value: float, tags: dict[str, str]) -> None:
+        super().set(name, value, tags)
+        self.sets.append((name, value, tags))
+
+
+def test_gauges_set_on_events_are_reported_again_until_forgotten() -> None:
+    rec = SetLog()
+    held = HeldGauges(rec)
+    held.set("aicmo_capability_served", 1, {"capability": "email_sending"})
+    held.set("aicmo_reachable", 0, {"capability": "webhook_dispatch", "provider": "r", "node": "b"})
+    held.set("aicmo_capability_served", 0, {"capability": "email_sending"})  # the latest value wins
+    rec.sets.clear()
+    held.refresh()
+    assert sorted((n, v) for n, v, _ in rec.sets) == [("aicmo_capability_served", 0), ("aicmo_reachable", 0)]
+    held.forget("aicmo_reachable")
+    rec.sets.clear()
+    held.refresh()
+    assert [(n, v, t) for n, v, t in rec.sets] == [("aicmo_capability_served", 0, {"capability": "email_sending"})]
 
 
 def _metric_and_labels(expr: str) -> list[tuple[str, set[str]]]:
