@@ -131,10 +131,10 @@ def main() -> Path:
         targets.append(target(f"batching {method}: invoke_many / pipelined invoke throughput", many / pipe, 5.0, True,
                               "{:.2f}", f"{many:.0f} vs {pipe:.0f} requests/s; the same code without hops does "
                                         f"{local / pipe:.1f}x. "
-                                        + ("A keyed send pays for durability per request: the router reads its key's "
-                                           "result and journal, the provider reads its journal (three SQLite reads); "
-                                           "the writes are one transaction per batch." if method == "send_email"
-                                           else "")))
+                                        + ("A keyed send pays for durability: the router reads its key's result and "
+                                           "journal entries per request (two SQLite reads); the provider reads its "
+                                           "journal once per batch, and every write is one transaction per batch."
+                                           if method == "send_email" else "")))
     notes = [
         f"{ROUNDS} alternating rounds of {BATCHES_PER_ROUND} batches of {BATCH}; medians of the rounds. One simulated "
         "provider with no latency, so only the gateway's own costs are measured.",
