@@ -64,6 +64,17 @@ def inject(gw: Any, ray: Any, capability: str, names: list[str], **changes: Any)
             pass  # killed just now: it comes back with its configured settings
 
 
+def accounted_after_chaos(gw: Any, ray: Any, requests: list[Any], results: dict[str, Any], ledger: Path,
+                          chaos: Chaos, caller: CarefulCaller) -> Any:
+    """Once the outbox has drained: every request checked against the ledger and the outbox; no kill failed."""
+    assert wait_until(lambda: outbox_settled(gw, ray), timeout_s=90, interval_s=0.5), "the outbox was never drained"
+    verdict = account(requests, results, read_ledger(ledger), outbox_items(gw, ray))
+    print(verdict.summary(), "| kills:", chaos.killed, "| caller:", caller.stats)
+    assert not chaos.errors, chaos.errors
+    assert verdict.problems == [], verdict.problems[:20]
+    return verdict
+
+
 def test_random_kills_of_every_actor_kind_during_mixed_traffic_lose_and_double_nothing(
         gateway, ray_cluster, tmp_path: Path) -> None:
     ray = ray_cluster
@@ -103,11 +114,7 @@ def test_random_kills_of_every_actor_kind_during_mixed_traffic_lose_and_double_n
     chaos.join(timeout=60)
     outage_thread.join(timeout=60)
 
-    assert wait_until(lambda: outbox_settled(gw, ray), timeout_s=90, interval_s=0.5), "the outbox was never drained"
-    verdict = account(requests, results, read_ledger(ledger), outbox_items(gw, ray))
-    print(verdict.summary(), "| kills:", chaos.killed, "| caller:", caller.stats)
-    assert not chaos.errors, chaos.errors
-    assert verdict.problems == [], verdict.problems[:20]
+    verdict = accounted_after_chaos(gw, ray, requests, results, ledger, chaos, caller)
     # The faults really happened: every kind of actor died, the outbox was used.
     killed = {name.split(":")[0] for _, name in chaos.killed}
     assert killed == {"provider", "router", "supervisor"}, chaos.killed
@@ -137,11 +144,7 @@ def test_providers_and_the_router_killed_during_batches_lose_and_double_nothing(
     results = caller.run(requests, pace_s=0.1, timeout_s=240)
     chaos.join(timeout=60)
 
-    assert wait_until(lambda: outbox_settled(gw, ray), timeout_s=90, interval_s=0.5), "the outbox was never drained"
-    verdict = account(requests, results, read_ledger(ledger), outbox_items(gw, ray))
-    print(verdict.summary(), "| kills:", chaos.killed, "| caller:", caller.stats)
-    assert not chaos.errors, chaos.errors
-    assert verdict.problems == [], verdict.problems[:20]
+    accounted_after_chaos(gw, ray, requests, results, ledger, chaos, caller)
     assert len(chaos.killed) == len(victims) and caller.stats.resent_after_router_loss > 0, (chaos.killed, caller.stats)
 
 
