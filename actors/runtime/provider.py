@@ -219,9 +219,8 @@ class ProviderCore:
         try:
             self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
         except BaseException:
-            for key, future in claims.items():  # nobody can be waiting yet: this has not yielded
-                if self.journal.inflight.get(key) is future:
-                    del self.journal.inflight[key]
+            self._release(claims, {}, CallReply(ok=False, error=f"{self.spec.name}: not sent: the journal could not "
+                                                                "be written", health=self.health))
             raise
         return claims
 
