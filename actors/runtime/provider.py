@@ -117,7 +117,7 @@ class ProviderCore:
                 if key in inflight or (entry is not None and entry.state in ("started", "unknown")):
                     on_their_own.append(i)
                 elif entry is not None and entry.state == "delivered":
-                    replies[i] = CallReply(ok=True, value=entry.value, replayed=True, health=self.health)
+                    replies[i] = self._replayed(entry.value)
                 else:
                     now.append(i)
         waiting = [asyncio.ensure_future(self._send_when_clear(*calls[i])) for i in on_their_own]
@@ -134,6 +134,10 @@ class ProviderCore:
         for i, j in same_as.items():
             replies[i] = replies[j]
         return replies  # type: ignore[return-value] - every slot is filled above
+
+    def _replayed(self, value: Any) -> CallReply:
+        """The answer for a key delivered earlier: its value, nothing sent again."""
+        return CallReply(ok=True, value=value, replayed=True, health=self.health)
 
     @staticmethod
     def _journals(ctx: CallContext) -> bool:
@@ -166,11 +170,11 @@ class ProviderCore:
             return first
         entry = self.journal.get(key)
         if entry is not None and entry.state == "delivered":
-            return CallReply(ok=True, value=entry.value, replayed=True, health=self.health)
+            return self._replayed(entry.value)
         if entry is not None and entry.state in ("started", "unknown"):
             settled = await self._settle(method, payload, ctx)
             if settled.state == "delivered":
-                return CallReply(ok=True, value=settled.value, replayed=True, health=self.health)
+                return self._replayed(settled.value)
             if settled.state == "unknown":
                 return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
                                  error=f"{self.spec.name}: an earlier send of this request may have been delivered "
@@ -303,7 +307,7 @@ class ProviderCore:
             return resolution
         finally:
             if resolution.state == "delivered":
-                outcome = CallReply(ok=True, value=resolution.value, replayed=True, health=self.health)
+                outcome = self._replayed(resolution.value)
             elif resolution.state == "unknown":
                 outcome = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, error=resolution.error,
                                     maybe_delivered=True, health=self.health)
