@@ -4,6 +4,7 @@ over loopback HTTP (no Ray). Clocks are injected where time matters."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -174,6 +175,10 @@ def test_hubspot_create_conflicts_on_an_existing_email(sandbox):
     assert "Existing ID: 101" in answer.json()["message"]
 
 
+def _to_utc_midnight() -> float:
+    return 86400 - time.time() % 86400
+
+
 def test_hubspot_rate_limits_name_their_policy(sandbox):
     a = adapter(HubSpotAdapter, sandbox)
     sandbox["hubspot"].faults.update({"throttle_for_s": 60})
@@ -181,9 +186,15 @@ def test_hubspot_rate_limits_name_their_policy(sandbox):
         run(a.upsert_contact(UpsertContact(email="c@acme.example"), ctx("upsert_contact")))
     assert caught.value.retry_after_s == 10.0 and "TEN_SECONDLY_ROLLING" in caught.value.message
     sandbox["hubspot"].throttle_policy = "DAILY"
+    # The wait runs to the next UTC midnight, so it is bracketed by the wait
+    # measured just before and just after the call: a fixed lower bound failed
+    # when CI ran at 23:59:52.
+    before = _to_utc_midnight()
     with pytest.raises(RateLimited) as caught:
         run(a.upsert_contact(UpsertContact(email="c@acme.example"), ctx("upsert_contact")))
-    assert "DAILY" in caught.value.message and caught.value.retry_after_s > 10
+    after = _to_utc_midnight()
+    assert "DAILY" in caught.value.message
+    assert min(before, after) - 1 <= caught.value.retry_after_s <= max(before, after) + 1
     sandbox["hubspot"].faults.update({"reject_auth": True})
     sandbox["hubspot"].faults.throttle_until = 0
     with pytest.raises(AuthError, match="INVALID_AUTHENTICATION"):
