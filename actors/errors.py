@@ -14,6 +14,9 @@ subclasses; the provider actor turns anything else into `crashed`.
         ├── ProviderRejected   400/422: the provider refused this payload
         ├── NotSupported       this provider cannot serve this request (skip)
         └── MalformedResponse  the provider answered something we cannot read
+
+`ActorUnreachable` is the router's own: the provider *actor* could not be
+asked, so nothing is known about the provider.
 """
 
 from __future__ import annotations
@@ -131,6 +134,17 @@ class NotSupported(ProviderError):
 
 class MalformedResponse(ProviderError):
     kind = ErrorKind.MALFORMED_RESPONSE
+
+
+class ActorUnreachable(Exception):
+    """The provider actor (not the provider) could not be asked.
+    `maybe_delivered`: the call may have run before the actor went away."""
+
+    def __init__(self, kind: ErrorKind, message: str, maybe_delivered: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.maybe_delivered = maybe_delivered
 
 
 ERROR_BY_KIND: dict[ErrorKind, type[ProviderError]] = {

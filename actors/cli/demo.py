@@ -162,10 +162,10 @@ def _run_batch(ray: Any, routers: dict[str, Any], tally: Tally, batch: list[dict
         return tally.add(cap, ray.get(routers[cap].invoke_many.remote(requests))) if requests else []
 
     verdicts = many("email_verification", [("verify_email", {"email": p["email"]}, {}) for p in batch])
-    keep = [p for p, v in zip(batch, verdicts) if v.ok and v.value.get("status") in ("valid", "risky")]
+    keep = [p for p, v in zip(batch, verdicts, strict=True) if v.ok and v.value.get("status") in ("valid", "risky")]
     enriched = many("lead_enrichment", [("enrich_person", {"email": p["email"]}, {}) for p in keep])
     upserts = []
-    for p, e in zip(keep, enriched):
+    for p, e in zip(keep, enriched, strict=True):
         person = (e.value or {}).get("person") or {} if e.ok else {}
         fields = {k: person[k] for k in ("title", "linkedin_url") if person.get(k)}
         upserts.append(("upsert_contact", {"email": p["email"], "first_name": p["first_name"], "last_name": p["last_name"],
@@ -173,11 +173,11 @@ def _run_batch(ray: Any, routers: dict[str, Any], tally: Tally, batch: list[dict
     many("crm_sync", upserts)
     sends = many("email_sending", [("send_email", _welcome(p), {"idempotency_key": f"lead-{p['i']}-welcome"}) for p in keep])
     many("webhook_dispatch", [("dispatch", {"event": "lead.welcomed", "data": {"lead": p["i"], "ok": s.ok}},
-                               {"idempotency_key": f"lead-{p['i']}-welcomed"}) for p, s in zip(keep, sends)])
-    welcomed.update(p["i"] for p, s in zip(keep, sends) if s.ok)
+                               {"idempotency_key": f"lead-{p['i']}-welcomed"}) for p, s in zip(keep, sends, strict=True)])
+    welcomed.update(p["i"] for p, s in zip(keep, sends, strict=True) if s.ok)
     many("social_posting", [("publish_post", {"text": f"{len(keep)} new teams joined us this hour (batch {start // BATCH + 1})",
                                               "network": "linkedin"}, {"idempotency_key": f"announcement-{start}"})])
-    return {p["i"]: s.value["message_id"] for p, s in zip(keep, sends)
+    return {p["i"]: s.value["message_id"] for p, s in zip(keep, sends, strict=True)
             if s.ok and isinstance(s.value, dict) and s.value.get("message_id")}
 
 

@@ -41,7 +41,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
             else:
                 out.print(render.audit_line(rec), highlight=False, markup=False, soft_wrap=True)
 
-    answers = dict(zip(routers, ray.get([r.audit_tail.remote(args.lines) for r in routers.values()], timeout=60)))
+    answers = dict(zip(routers, ray.get([r.audit_tail.remote(args.lines) for r in routers.values()], timeout=60), strict=True))
     records = [rec for a in answers.values() for rec in a["records"]]
     show(sorted(records, key=lambda r: r.get("at", 0))[-args.lines:])
     if not records and not args.follow and not args.json:
@@ -56,7 +56,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
             caps = list(routers)
             refs = [routers[c].audit_since.remote(cursors[c]) for c in caps]
             batch: list[dict[str, Any]] = []
-            for cap, answer in zip(caps, ray.get(refs, timeout=60)):
+            for cap, answer in zip(caps, ray.get(refs, timeout=60), strict=True):
                 cursors[cap] = answer["cursor"]
                 batch += answer["records"]
             show(batch)

@@ -85,7 +85,7 @@ def reachability_table(reach: Any, console: Console) -> None:
     labels = [_node_label(n["node"]) for n in nodes]
     rows: dict[str, dict[str, str]] = {}
     actor_nodes = reach.get("actor_nodes", {})
-    for n, label in zip(nodes, labels):
+    for n, label in zip(nodes, labels, strict=True):
         for r in n.get("results", []):
             rows.setdefault(f"{r['capability']}/{r['provider']}", {})[label] = "ok" if r["ok"] else str(r["error_kind"])
     table = Table(title="reachability: each provider's probe from each node (* where its actor runs)",
@@ -95,13 +95,13 @@ def reachability_table(reach: Any, console: Console) -> None:
         table.add_column(label)
     for key in sorted(rows):
         cells = []
-        for n, label in zip(nodes, labels):
+        for n, label in zip(nodes, labels, strict=True):
             value = rows[key].get(label, "-" if n.get("error") is None else "?")
             mark = "*" if actor_nodes.get(key) == n["node"]["node_id"] else ""
             cells.append(f"[green]{value}{mark}[/]" if value == "ok" else f"[red]{value}{mark}[/]")
         table.add_row(key, *cells)
     console.print(table)
-    for n, label in zip(nodes, labels):
+    for n, label in zip(nodes, labels, strict=True):
         if n.get("error"):
             console.print(f"  [yellow]node {label}[/]: {n['error']}", highlight=False)
 

@@ -153,7 +153,7 @@ class SqliteStore:
     # --- outbox --------------------------------------------------------------
     @staticmethod
     def _item(row: tuple[Any, ...]) -> OutboxItem:
-        fields = dict(zip(_OUTBOX_COLUMNS, row))
+        fields = dict(zip(_OUTBOX_COLUMNS, row, strict=True))
         for name in ("payload", "result"):
             fields[name] = _unblob(fields[name])
         return OutboxItem(**fields)

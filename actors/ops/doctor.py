@@ -187,7 +187,7 @@ def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
         findings.append(Finding(check="provider", status="info", subject=f"{p.capability}/{p.name}",
                                 detail=f"not probed: {why}"))
     results = asyncio.run(probe_specs(targets, timeout_s)) if targets else []
-    for p, r in zip(targets, results):
+    for p, r in zip(targets, results, strict=True):
         subject = f"{p.capability}/{p.name}"
         if r.ok:
             findings.append(Finding(check="provider", status="ok", subject=subject,

@@ -97,7 +97,8 @@ def load_hook(path: str) -> Callable[[Any], Any]:
 
 
 def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))
+    # A callable object's __call__ is inspected for `async def`, not for existence.
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))  # noqa: B004
 
 
 class HookRunner:

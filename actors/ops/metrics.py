@@ -194,9 +194,9 @@ class Buffered:
         counts, self._counts = self._counts, defaultdict(float)
         observed, self._observed = self._observed, []
         for (name, tags), value in counts.items():
-            self.recorder.inc(name, value, dict(zip(DEFINITIONS[name].tag_keys, tags)))
+            self.recorder.inc(name, value, dict(zip(DEFINITIONS[name].tag_keys, tags, strict=True)))
         for name, tags, value in observed:
-            self.recorder.observe(name, value, dict(zip(DEFINITIONS[name].tag_keys, tags)))
+            self.recorder.observe(name, value, dict(zip(DEFINITIONS[name].tag_keys, tags, strict=True)))
 
 
 class RouterMetrics(Buffered):

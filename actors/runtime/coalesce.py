@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
+from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext, CallReply
 
 # Set by invoke_many for the requests it starts: their sends are coalesced.
@@ -49,11 +50,16 @@ class Coalescer:
     async def _deliver(self, name: str, batch: list[tuple[Call, asyncio.Future[CallReply]]]) -> None:
         try:
             replies = await self._send_many(name, [call for call, _ in batch])
+            if len(replies) != len(batch):
+                # Which reply belongs to which call is lost, and a caller left
+                # without one would wait forever: every call's outcome is unknown.
+                raise ActorUnreachable(ErrorKind.MALFORMED_RESPONSE, f"{name}: answered a batch of {len(batch)} "
+                                       f"calls with {len(replies)} replies", maybe_delivered=True)
         except BaseException as exc:  # noqa: BLE001 - every caller in the batch gets it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), reply in zip(batch, replies):
+        for (_, future), reply in zip(batch, replies, strict=True):
             if not future.done():
                 future.set_result(reply)

@@ -129,7 +129,7 @@ class ProviderCore:
             for task in waiting:
                 task.cancel()
             raise
-        for i, reply in [*zip(now, sent), *zip(on_their_own, waited)]:
+        for i, reply in [*zip(now, sent, strict=True), *zip(on_their_own, waited, strict=True)]:
             replies[i] = reply
         for i, j in same_as.items():
             replies[i] = replies[j]
@@ -193,7 +193,7 @@ class ProviderCore:
         tasks = [asyncio.ensure_future(self._attempt(method, payload, ctx)) for method, payload, ctx in calls]
         try:
             replies = list(await asyncio.gather(*tasks))
-            for (_, _, ctx), reply in zip(calls, replies):
+            for (_, _, ctx), reply in zip(calls, replies, strict=True):
                 if self._journals(ctx):
                     outcomes[ctx.idempotency_key] = reply  # type: ignore[index]
             return replies
@@ -418,7 +418,7 @@ class ProviderActor:
         """A router's batch (actors/runtime/coalesce.py): its keyed sends checked
         and journaled together, all run concurrently, answered in order."""
         replies = await self._core.call_many(calls)
-        for (_, _, ctx), reply in zip(calls, replies):
+        for (_, _, ctx), reply in zip(calls, replies, strict=True):
             self._ops.observe_call(reply, ctx.dry_run)
         return replies
 

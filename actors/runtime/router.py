@@ -13,11 +13,11 @@ from typing import Any
 
 import ray
 
-from actors.errors import ErrorKind
+from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext, CallReply, CapabilityStatus, InvokeResult, Operation, ProviderStatus, Resolution
 from actors.ops.observers import RouterOps
 from actors.policy.health import Health, HealthSnapshot
-from actors.runtime.router_core import ActorUnreachable, RouterCore
+from actors.runtime.router_core import RouterCore
 from actors.runtime.specs import CapabilitySpec
 
 __all__ = ["ACTOR_GRACE_S", "ActorUnreachable", "RouterActor", "RouterCore"]

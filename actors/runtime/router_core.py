@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from actors.durable import StateStore, open_store
-from actors.errors import ErrorKind, ProviderError
+from actors.errors import ActorUnreachable, ErrorKind, ProviderError
 from actors.messages import (
     Attempt,
     CallContext,
@@ -61,17 +61,6 @@ MIN_ATTEMPT_S = 0.005
 FEASIBLE_QUANTILE = 0.1
 # How often a router asks a restarting provider actor what happened to a send.
 RESOLVE_RETRY_S = 0.25
-
-
-class ActorUnreachable(Exception):
-    """The provider actor (not the provider) could not be asked.
-    `maybe_delivered`: the call may have run before the actor went away."""
-
-    def __init__(self, kind: ErrorKind, message: str, maybe_delivered: bool = False):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.maybe_delivered = maybe_delivered
 
 
 Send = Callable[[str, str, Any, CallContext], Awaitable[CallReply]]

@@ -187,7 +187,7 @@ class AirtableStandIn(StandIn):
                                f"{len(matches)} records match on {', '.join(merge_on)}: upsert needs at most one")
             targets.append(matches[0]["id"] if matches else None)
         out, created_ids, updated_ids = [], [], []
-        for record, target in zip(records, targets):
+        for record, target in zip(records, targets, strict=True):
             if target is None:
                 new = self._create(store, record["fields"])
                 created_ids.append(new["id"])

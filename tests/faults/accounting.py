@@ -202,7 +202,7 @@ class CarefulCaller:
                     for req in reqs:
                         again(req, type(exc).__name__)
                     continue
-                for req, result in zip(reqs, answer if isinstance(answer, list) else [answer]):
+                for req, result in zip(reqs, answer if isinstance(answer, list) else [answer], strict=True):
                     if result.ok or result.outbox_id is not None:
                         self.results[req.key] = result
                         self.latencies_ms.append((time.monotonic(), (time.monotonic() - first_sent[req.key]) * 1000))

@@ -12,6 +12,7 @@ had the gateway not masked them, they would be in the errors."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -210,7 +211,7 @@ def test_canary_secrets_never_leave_the_gateway(gateway, ray_cluster, tmp_path: 
         found = leaks(sources, targets)
         steps = list(marks.items())
         print(f"{len(targets)} canaries, {len(sources)} sources searched; seconds: "
-              + ", ".join(f"{b[0]} {b[1] - a[1]:.1f}" for a, b in zip(steps, steps[1:])))
+              + ", ".join(f"{b[0]} {b[1] - a[1]:.1f}" for a, b in itertools.pairwise(steps)))
         assert found == [], "\n".join(found[:30])
 
         # The positive control: the secrets were really sent, so an unmasked

@@ -172,7 +172,7 @@ def test_queued_requests_drained_while_router_provider_and_supervisor_die_are_de
              (130, "provider:email_sending:backup")]
     done = []
     for delivered, name in kills:
-        assert wait_until(lambda: len(read_ledger(ledger)) >= delivered, timeout_s=60, interval_s=0.02), \
+        assert wait_until(lambda n=delivered: len(read_ledger(ledger)) >= n, timeout_s=60, interval_s=0.02), \
             f"draining stalled at {len(read_ledger(ledger))} before killing {name}"
         ray.kill(ray.get_actor(name, namespace=gw.namespace), no_restart=False)
         done.append((len(read_ledger(ledger)), name))

@@ -11,10 +11,10 @@ from typing import Any
 
 from actors.adapters.outbox import OutboxAdapter
 from actors.durable.sqlite import SqliteStore
-from actors.errors import ErrorKind
+from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
 from actors.runtime.provider import ProviderCore
-from actors.runtime.router_core import ActorUnreachable, RouterCore
+from actors.runtime.router_core import RouterCore
 from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
 
 EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}

@@ -4,6 +4,7 @@ instances around scripted adapters, reached through the same `send` seam."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -189,7 +190,7 @@ def test_a_failed_key_may_be_retried() -> None:
 
 def test_recent_operations_keep_the_last_ten_with_redacted_errors() -> None:
     h = Harness({"a": []})
-    for i in range(12):
+    for _ in range(12):
         h.invoke()
     h.invoke({"to": "x"})
     ops = list(h.router.recent)
@@ -207,3 +208,24 @@ def test_invoke_many_keeps_order_and_reports_malformed_items() -> None:
     assert [r.ok for r in results] == [True, False, False, True]
     assert results[2].error.kind is ErrorKind.INVALID_REQUEST and "(method, payload, options)" in results[2].error.message
     assert results[3].idempotency_key == "z"
+
+
+def test_a_batch_answered_with_too_few_replies_leaves_no_caller_waiting_and_sends_nothing_twice() -> None:
+    h = Harness({"a": [], "b": []})
+    answer = h.send_many
+
+    async def one_reply_short(name: str, calls: list[Any]):
+        return (await answer(name, calls))[:-1]
+
+    h.send_many = one_reply_short  # type: ignore[method-assign]
+    h.restart_router()
+
+    async def run():
+        return await asyncio.wait_for(h.router.invoke_many(
+            [("send_email", EMAIL, {"idempotency_key": f"k{i}"}) for i in range(3)]), timeout=10)
+
+    results = asyncio.run(run())
+    # Each key is settled from a's journal: delivered once, never sent to b.
+    assert [r.ok for r in results] == [True, True, True] and [r.provider for r in results] == ["a", "a", "a"]
+    assert h.calls("a") == 3 and h.calls("b") == 0
+    assert "answered a batch of 3 calls with 2 replies" in results[0].attempts[0].error
