@@ -390,24 +390,56 @@ class ProviderActor:
         self._core = ProviderCore(spec)
         self._core.on_change = self._push_change
         self._namespace = namespace
+        self._peers: dict[str, Any] = {}
         self._ops = ProviderOps(spec, self._core.status)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
             pass
 
+    def _peer(self, name: str) -> Any:
+        """The supervisor's or the router's handle, looked up once: a lookup
+        is a blocking call to Ray's GCS, made in the middle of a request (a
+        health change), that holds up every call in flight on this actor."""
+        handle = self._peers.get(name)
+        if handle is None:
+            handle = self._peers[name] = ray.get_actor(name, namespace=self._namespace)
+        return handle
+
     def _push_change(self, status: ProviderStatus) -> None:
         # Fire and forget: a slow or restarting supervisor must never hold up a request.
         self._ops.health_changed(status)  # gauges and on_health_change hooks: enqueued only
         for name in (SUPERVISOR_NAME, router_name(status.capability)):
-            try:
-                handle = ray.get_actor(name, namespace=self._namespace)
-                if name == SUPERVISOR_NAME:
-                    handle.report.remote(status)
-                else:
-                    handle.health_changed.remote(status.name, self._core.health)
-            except Exception:  # noqa: BLE001 - not deployed yet, or gone
-                pass
+            self._tell(name, status, resend=True)
+
+    def _tell(self, name: str, status: ProviderStatus, resend: bool) -> None:
+        try:
+            peer = self._peer(name)
+            if name == SUPERVISOR_NAME:
+                ref = peer.report.remote(status)
+            else:
+                ref = peer.health_changed.remote(status.name, self._core.health)
+        except Exception:  # noqa: BLE001 - not deployed yet, or gone
+            self._peers.pop(name, None)
+            return
+        if not resend:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a request: the supervisor's sampling catches up
+            return
+
+        # A redeploy may have replaced the peer with a new actor under the same
+        # name: if the call fails, look the name up again and send once more.
+        def sent(done: Any) -> None:
+            if done.exception() is not None:
+                loop.call_soon_threadsafe(self._tell_again, name, status)
+
+        ref.future().add_done_callback(sent)
+
+    def _tell_again(self, name: str, status: ProviderStatus) -> None:
+        self._peers.pop(name, None)
+        self._tell(name, status, resend=False)
 
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         reply = await self._core.call(method, payload, ctx)

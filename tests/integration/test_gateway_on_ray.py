@@ -163,3 +163,39 @@ def test_redeploy_keeps_unchanged_actors_and_replaces_changed_ones(ray_cluster, 
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
     finally:
         assert len(teardown("t-redeploy")) == 4
+
+
+def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(ray_cluster, tmp_path: Path) -> None:
+    """Providers keep their peers' handles (a lookup is a blocking GCS call):
+    a report to a supervisor that a redeploy replaced is sent again to the new one."""
+    from actors.config import parse_config
+    from actors.policy.health import Health
+    from actors.runtime.deploy import deploy, teardown
+    from actors.runtime.specs import build_spec
+
+    # No sampling: the new supervisor learns of the provider only by its push.
+    supervisor = {"check_interval_s": 0, "drain_interval_s": 0, "sample_interval_s": 0}
+    policy = {"routing": {"ranking": "actors.policy.ranking:configured_order"}, "health": {"unhealthy_after": 2}}
+    config = {**email_config(tmp_path / "l.jsonl", primary={"failure_rate": 1.0, "error": "auth"}, **policy),
+              "namespace": "t-repush", "supervisor": supervisor, "state": {"url": str(tmp_path / "state")}}
+    try:
+        deploy(build_spec(parse_config(config, env={})), detached=False)
+        router = ray_cluster.get_actor("router:email_sending", namespace="t-repush")
+        # primary fails once: degraded, pushed to the first supervisor, whose handle it keeps
+        assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
+        config["supervisor"] = {**supervisor, "check_jitter_s": 1.0}
+        changed = deploy(build_spec(parse_config(config, env={})), detached=False)
+        assert changed.replaced == ["supervisor"]
+        # and twice: unhealthy, pushed to the handle of a supervisor that is gone, then to the new one
+        assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
+        new_supervisor = ray_cluster.get_actor("supervisor", namespace="t-repush")
+
+        def heard() -> dict[str, Health]:
+            return {s.name: s.health for s in ray_cluster.get(new_supervisor.pushed_reports.remote())}
+
+        deadline = time.monotonic() + 30
+        while "primary" not in heard() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert heard().get("primary") is Health.UNHEALTHY
+    finally:
+        teardown("t-repush")
