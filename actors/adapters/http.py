@@ -10,6 +10,7 @@ HTTP API has in common. The transport is injectable: pass
 from __future__ import annotations
 
 import email.utils
+import sys
 import time
 from typing import Any
 
@@ -53,13 +54,26 @@ def tls_verify(settings: Any) -> Any:
     return context
 
 
+def load_httpx() -> Any:
+    """httpx, imported lazily: only HTTP provider actors pay for it.
+
+    httpx's `__init__` imports its command-line client, and with it click, rich
+    and pygments when they are installed (rich is, for our own CLI): about half
+    of httpx's import time, paid in a provider actor's first request, for a CLI
+    no actor runs (encode/httpx#3547). A None in sys.modules makes that import
+    fail, and httpx falls back to a stub `httpx.main`."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]
+    import httpx
+
+    return httpx
+
+
 def make_client(settings: Any, transport: Any = None, headers: dict[str, str] | None = None,
                 base_url: str | None = None):
     """One client per adapter. Redirects are not followed: a provider that
     moved answers 3xx, which is an error to report, not a hop to take."""
-    import httpx  # imported lazily: only HTTP provider actors pay for it
-
-    return httpx.AsyncClient(
+    return load_httpx().AsyncClient(
         base_url=settings.base_url if base_url is None else base_url,
         timeout=settings.timeout_s,
         verify=tls_verify(settings),
@@ -180,7 +194,7 @@ def require(body: Any, key: str, provider: str, kind: type = str) -> Any:
 
 async def send(client: Any, method: str, url: str, provider: str, **kwargs: Any) -> Any:
     """One HTTP request, with transport failures translated. Statuses are left to the caller."""
-    import httpx
+    httpx = load_httpx()
 
     try:
         return await client.request(method, url, **kwargs)

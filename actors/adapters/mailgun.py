@@ -35,7 +35,16 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr
 
 from actors.adapters.base import Adapter, AdapterSettings
-from actors.adapters.http import LazyClient, HttpSettings, json_body, make_client, raise_for_status, require, send
+from actors.adapters.http import (
+    HttpSettings,
+    LazyClient,
+    json_body,
+    load_httpx,
+    make_client,
+    raise_for_status,
+    require,
+    send,
+)
 from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError, TransientError
 from actors.messages import CallContext
@@ -74,10 +83,8 @@ class MailgunAdapter(Adapter):
         return bool(settings.probe_domain)
 
     def _make_client(self) -> Any:
-        import httpx
-
         http = make_client(self.settings, self.transport, headers={"Accept": "application/json"})
-        http.auth = httpx.BasicAuth("api", self.settings.api_key.get_secret_value())
+        http.auth = load_httpx().BasicAuth("api", self.settings.api_key.get_secret_value())
         return http
 
     def _http(self) -> Any:
