@@ -17,9 +17,12 @@ records the supervisor's metrics (outbox depth, reachability, served).
 from __future__ import annotations
 
 import asyncio
+import inspect
+import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -125,31 +128,31 @@ class SupervisorActor:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
-        if self._spec.supervisor.check_interval_s > 0:
-            self._tasks.append(loop.create_task(self._periodic()))
-        if self._spec.supervisor.drain_interval_s > 0:
-            self._tasks.append(loop.create_task(self._drain_periodically()))
-        if self._spec.supervisor.sample_interval_s > 0:
-            self._tasks.append(loop.create_task(self._sample_periodically()))
+
+        def every(interval_s: float, step: Callable[[], Any], what: str, jitter_s: float = 0.0) -> None:
+            if interval_s > 0:
+                self._tasks.append(loop.create_task(self._repeat(interval_s, jitter_s, step, what)))
+
+        s = self._spec.supervisor
+        every(s.check_interval_s, self.run_full_check, "periodic self-check", jitter_s=s.check_jitter_s)
+        rounds = itertools.count(1)
+        every(s.drain_interval_s, lambda: self.drain_once(settle_parked=next(rounds) % 10 == 0), "outbox drain")
+        every(s.sample_interval_s, self.sample, "status sampling")
         if self._metrics is not None:
-            self._tasks.append(loop.create_task(self._refresh_gauges_periodically()))
+            every(self._spec.metrics.flush_interval_s, self._metrics.refresh, "refreshing gauges")
 
-    async def _refresh_gauges_periodically(self) -> None:
-        assert self._metrics is not None
+    async def _repeat(self, interval_s: float, jitter_s: float, step: Callable[[], Any], what: str) -> None:
+        """Runs `step` (a function or a coroutine function) every `interval_s`
+        seconds plus up to `jitter_s`, for the actor's life; a round that fails
+        is logged, not fatal."""
         while True:
-            await asyncio.sleep(self._spec.metrics.flush_interval_s)
+            await asyncio.sleep(interval_s + (self._random.uniform(0, jitter_s) if jitter_s else 0.0))
             try:
-                self._metrics.refresh()
+                result = step()
+                if inspect.isawaitable(result):
+                    await result
             except Exception:  # noqa: BLE001 - the loop must outlive one bad round
-                log.exception("refreshing gauges failed")
-
-    async def _sample_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self._spec.supervisor.sample_interval_s)
-            try:
-                await self.sample()
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
-                log.exception("status sampling failed")
+                log.exception("%s failed", what)
 
     async def sample(self) -> int:
         """Ask every provider actor for its status once: history for trends,
@@ -181,17 +184,6 @@ class SupervisorActor:
     def trends(self) -> dict[str, dict[str, ProviderTrend]]:
         now = time.time()
         return {c.capability: self._history.trends(c.capability, now) for c in self._spec.capabilities}
-
-    async def _drain_periodically(self) -> None:
-        s = self._spec.supervisor
-        ticks = 0
-        while True:
-            await asyncio.sleep(s.drain_interval_s)
-            ticks += 1
-            try:
-                await self.drain_once(settle_parked=ticks % 10 == 0)
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad round
-                log.exception("outbox drain failed")
 
     async def drain_once(self, settle_parked: bool = True) -> list[dict[str, Any]]:
         """One round: for each capability with queued requests and a real
@@ -241,15 +233,6 @@ class SupervisorActor:
             router = ray.get_actor(router_name(cap), namespace=self._spec.namespace)
             reports.append(await router.replay_outbox.remote(cap_ids, force))
         return reports
-
-    async def _periodic(self) -> None:
-        s = self._spec.supervisor
-        while True:
-            await asyncio.sleep(s.check_interval_s + self._random.uniform(0, s.check_jitter_s))
-            try:
-                await self.run_full_check()
-            except Exception:  # noqa: BLE001 - the loop must outlive one bad check
-                log.exception("periodic self-check failed")
 
     async def ready(self) -> str:
         self._ensure_loop()
