@@ -173,13 +173,19 @@ class ProviderCore:
             return self._replayed(entry.value)
         if entry is not None and entry.state in ("started", "unknown"):
             settled = await self._settle(method, payload, ctx)
-            if settled.state == "delivered":
-                return self._replayed(settled.value)
-            if settled.state == "unknown":
-                return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
-                                 error=f"{self.spec.name}: an earlier send of this request may have been delivered "
-                                       f"({settled.error}); not sending it again", health=self.health)
+            if settled.state != "not_delivered":
+                return self._settled_reply(settled)
         return None
+
+    def _settled_reply(self, settled: Resolution) -> CallReply:
+        """What a keyed send answers once its key's earlier send is settled."""
+        if settled.state == "delivered":
+            return self._replayed(settled.value)
+        if settled.state == "unknown":
+            return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                             error=f"{self.spec.name}: an earlier send of this request may have been delivered "
+                                   f"({settled.error}); not sending it again", health=self.health)
+        return CallReply(ok=False, error=f"{self.spec.name}: settled: not delivered", health=self.health)
 
     async def _send(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
         """Send now. Keyed sends are claimed before the first await (marked in
@@ -306,14 +312,7 @@ class ProviderCore:
             resolution = await self._settle_claimed(method, payload, ctx)
             return resolution
         finally:
-            if resolution.state == "delivered":
-                outcome = self._replayed(resolution.value)
-            elif resolution.state == "unknown":
-                outcome = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, error=resolution.error,
-                                    maybe_delivered=True, health=self.health)
-            else:
-                outcome = CallReply(ok=False, error=f"{self.spec.name}: settled: not delivered", health=self.health)
-            self._release({key: claim}, {}, outcome)
+            self._release({key: claim}, {}, self._settled_reply(resolution))
 
     async def _settle_claimed(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         key = ctx.idempotency_key
