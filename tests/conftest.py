@@ -1,6 +1,7 @@
 """Shared fixtures. One real local Ray cluster per test session (started only
 if a test asks for it); each test deploys its own gateway into a namespace of
-its own and removes it afterwards."""
+its own and removes it afterwards. One real PostgreSQL server per session,
+likewise started only when a test asks for it (`postgres`, `postgres_database`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,43 @@ from typing import Any
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(reason: str | None, what: str) -> None:
+    """A missing prerequisite fails the test in CI (it must be installed
+    there) and skips it elsewhere, saying what to install."""
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole session (tests/support/postgres.py):
+    `.url` (no password), `.password`, `.env`, `.create_database(name)`,
+    `.restart()`, `.kill()`, `.down()`. A test that stops or kills it must
+    leave it running again (`start()`), as `down()` does."""
+    from tests.support.postgres import PostgresServer, unavailable_reason
+
+    require(unavailable_reason(), "PostgreSQL")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh database of its own for one test (`.url`, `.password`, `.env`,
+    `.conninfo`), dropped afterwards."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    database = postgres.create_database(name)
+    yield database
+    if postgres.running:
+        postgres.drop_database(name)
 
 
 @pytest.fixture(scope="session")
