@@ -169,6 +169,9 @@ class PostgresServer:
             "fsync": "off",
             "full_page_writes": "off",
             "logging_collector": "off",
+            # Dynamic shared memory in the data directory, not /dev/shm: a server SIGKILLed or
+            # removed while down can leave nothing behind outside its directory.
+            "dynamic_shared_memory_type": "mmap",
             "log_min_messages": "warning",
             **(settings or {}),
         }
