@@ -13,17 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.require import require
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def require(reason: str | None, what: str) -> None:
-    """A missing prerequisite fails the test in CI (it must be installed
-    there) and skips it elsewhere, saying what to install."""
-    if reason is None:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is required when CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
 from tests.support.postgres import PostgresServer, postgres_bin_dir, unavailable_reason
+from tests.support.require import require
 
 psycopg = pytest.importorskip("psycopg")
 
