@@ -192,10 +192,26 @@ class PostgresStore:
             text = text.replace(self._password, "***")
         return " ".join(text.split())[:500]
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        message = self._clean(f"{type(exc).__name__}: {exc}")
+    def _unavailable(self, exc: BaseException, why: str | None = None) -> StoreUnavailable:
+        message = self._clean(f"{type(exc).__name__}: {exc}" + (f" ({why})" if why else ""))
         self.tracker.failed(message, self._clock())
         return StoreUnavailable(self.url, message)
+
+    async def _why_no_connection(self) -> str:
+        """The pool says only that it got no connection in time; one direct
+        attempt says why (refused, the password, no such database), which is
+        what an operator needs to read."""
+        import psycopg
+
+        kwargs: dict[str, Any] = {"connect_timeout": max(1, round(self._wait_s))}
+        if self._password:
+            kwargs["password"] = self._password
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+        except (psycopg.Error, OSError) as exc:
+            return " ".join(str(exc).split())
+        await conn.close()
+        return f"the server answers, but all {self._pool_size} connections of this actor stayed busy"
 
     async def _open(self) -> Any:
         if self._pool is not None:
@@ -220,7 +236,8 @@ class PostgresStore:
                     await _migrate(conn)
             except (psycopg.Error, OSError) as exc:  # PoolTimeout is a psycopg.Error too
                 await pool.close()
-                raise self._unavailable(exc) from None
+                why = await self._why_no_connection() if type(exc).__module__.startswith("psycopg_pool") else None
+                raise self._unavailable(exc, why) from None
             self._pool = pool
             return pool
 
@@ -234,11 +251,9 @@ class PostgresStore:
                 cur = await conn.execute(sql, params)
                 rows = await cur.fetchall() if cur.description is not None else []
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
-            raise self._unavailable(exc) from None
-        except psycopg.Error as exc:
-            if type(exc).__module__ == "psycopg_pool":  # PoolTimeout, TooManyRequests: the server is out of reach
-                raise self._unavailable(exc) from None
-            raise
+            # The pool's own errors (PoolTimeout, TooManyRequests) say only "no connection".
+            why = await self._why_no_connection() if type(exc).__module__.startswith("psycopg_pool") else None
+            raise self._unavailable(exc, why) from None
         self.tracker.ok(self._clock())
         return rows
 

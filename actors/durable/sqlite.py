@@ -93,7 +93,7 @@ class SqliteStore:
     kind = "sqlite"
 
     def __init__(self, path: str, namespace: str = "default", *, display: str | None = None,
-                 synchronous: str = "NORMAL", busy_timeout_s: float = 30.0, clock: Callable[[], float] = time.time):
+                 synchronous: str = "NORMAL", busy_timeout_s: float = 5.0, clock: Callable[[], float] = time.time):
         self.path = path if path == ":memory:" else str(Path(path).expanduser())
         self.namespace = namespace
         self.url = display or f"sqlite:///{self.path}"
@@ -145,7 +145,7 @@ class SqliteStore:
                         db.execute("ROLLBACK")
                         raise
                     db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.OperationalError, OSError) as exc:  # locked, unreadable, no directory, disk full
                 self.tracker.failed(str(exc), self._clock())
                 raise StoreUnavailable(self.url, str(exc)) from None
             self.tracker.ok(self._clock())
@@ -433,12 +433,12 @@ class SqliteStore:
 
 
 def _private_file(path: Path) -> None:
-    """The state directory 0700 and the database file 0600, created so
-    before SQLite opens it (its -wal and -shm files take the file's mode)."""
+    """The database file 0600, in a directory made 0700 if this creates it
+    (one that exists is the operator's: `doctor` warns when others can read
+    it), before SQLite opens it: its -wal and -shm files take the file's mode."""
     directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if directory.stat().st_uid == os.getuid():
-        os.chmod(directory, 0o700)
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
     if path.stat().st_uid == os.getuid():

@@ -5,7 +5,6 @@ its own."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,14 +16,10 @@ from actors.durable import StateStore, open_store
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[tuple[str, str]]:
-    """(url without password, password) of a database on a real server."""
-    url = os.environ.get("AICMO_TEST_PG_URL")
-    if url:
-        yield url, os.environ.get("AICMO_TEST_PG_PASSWORD", "")
-        return
-    server = pytest.importorskip("tests.support.postgres")
-    yield from server.database_for_tests()
+def pg_url(postgres: Any) -> tuple[str, str]:
+    """(url without password, password) of a database on the session's
+    server; tests keep apart by namespace, as gateways sharing it do."""
+    return postgres.url, postgres.password
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
