@@ -63,6 +63,7 @@ def local_ray(num_cpus: int = 2, runtime_env: dict[str, Any] | None = None) -> I
 
 def bench_config(capabilities: dict[str, Any], policy: dict[str, Any] | None = None, *,
                  state_dir: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    # state_dir: a directory, or any state.url (a PostgreSQL one, say)
     """A gateway config for a benchmark: no periodic self-checks or outbox
     draining (they would add load at random moments), state in `state_dir`."""
     return {
@@ -76,16 +77,17 @@ def bench_config(capabilities: dict[str, Any], policy: dict[str, Any] | None = N
 
 @contextmanager
 def gateway(capabilities: dict[str, Any], policy: dict[str, Any] | None = None,
-            namespace: str = NAMESPACE) -> Iterator[Any]:
+            namespace: str = NAMESPACE, state_url: str | None = None) -> Iterator[Any]:
     """Deploy a gateway on the current Ray (non-detached) with its durable
-    state in a temporary directory; yield its spec; remove it afterwards."""
+    state in a temporary directory (or at `state_url`); yield its spec;
+    remove it afterwards."""
     from actors.config import parse_config
     from actors.runtime.deploy import deploy, teardown
     from actors.runtime.specs import build_spec
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-bench-state-")
     try:
-        cfg = bench_config(capabilities, policy, state_dir=state_dir, namespace=namespace)
+        cfg = bench_config(capabilities, policy, state_dir=state_url or state_dir, namespace=namespace)
         spec = build_spec(parse_config(cfg, "<bench>", env={}))
         deploy(spec, detached=False)
         try:

@@ -55,12 +55,26 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
-    report = deploy(build_spec(cfg, source=str(Path(args.config).resolve())), detached=True, timeout_s=args.timeout)
+    spec = build_spec(cfg, source=str(Path(args.config).resolve()))
+    _refuse_a_split_store(spec)
+    report = deploy(spec, detached=True, timeout_s=args.timeout)
     out = console()
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
         out.print(f"  router:{cap}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
     return 0
+
+
+def _refuse_a_split_store(spec: Any) -> None:
+    """Every node that may host a gateway actor must see the same state
+    store, or the delivery guarantees hold on none of them."""
+    import asyncio
+
+    from actors.ops.shared_store import check_shared_store
+
+    report = asyncio.run(check_shared_store(spec))
+    if not report.shared:
+        raise CliError(2, report.explain())
 
 
 def cmd_down(args: argparse.Namespace) -> int:

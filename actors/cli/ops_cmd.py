@@ -76,6 +76,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         check_hooks,
         check_providers,
         check_ray,
+        check_shared_store,
         check_state_dir,
     )
 
@@ -93,7 +94,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         use_token_auth_if_available()
         namespace = cfg.namespace if cfg is not None else args.namespace
-        findings += check_ray(args.address, namespace, spec.digest if spec is not None else None)
+        findings += check_ray(args.address, namespace, spec.digest if spec is not None else None,
+                              while_connected=(lambda: check_shared_store(spec)) if spec is not None else None)
     if spec is not None:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)

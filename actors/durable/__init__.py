@@ -5,6 +5,7 @@ and by PostgreSQL (postgres.py, shared by every node of a cluster)."""
 
 from actors.durable.location import StoreLocation, open_store, parse_state_url, without_password
 from actors.durable.store import (
+    Claims,
     JournalEntry,
     KeyClaim,
     KeyRecord,
@@ -14,5 +15,5 @@ from actors.durable.store import (
     StoreUnavailable,
 )
 
-__all__ = ["JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth", "StoreLocation",
+__all__ = ["Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth", "StoreLocation",
            "StoreUnavailable", "open_store", "parse_state_url", "without_password"]

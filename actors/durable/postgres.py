@@ -34,6 +34,7 @@ from actors.durable.location import StoreLocation
 from actors.durable.schema import PG_MIGRATIONS, PG_VERSION
 from actors.durable.store import (
     OUTBOX_FIELDS,
+    Claims,
     JournalEntry,
     KeyClaim,
     KeyRecord,
@@ -75,7 +76,7 @@ def _claim_sql(redeliver: bool) -> str:
         keep = "CASE WHEN k.state = 'done' THEN NULL ELSE k.result END"
     return f"""
     WITH now_ AS (SELECT {_NOW} AS t),
-    input AS (SELECT * FROM unnest(%(keys)s::text[], %(fps)s::text[]) AS i(key, fingerprint)),
+    input AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS i(key text, fingerprint text)),
     claimed AS (
         INSERT INTO aicmo_keys AS k (namespace, capability, key, state, fingerprint, owner, lease_until, result,
                                      stored_at)
@@ -84,20 +85,19 @@ def _claim_sql(redeliver: bool) -> str:
         ON CONFLICT (namespace, capability, key) DO UPDATE SET state = 'running', fingerprint = excluded.fingerprint,
             owner = excluded.owner, lease_until = excluded.lease_until, result = {keep}
         WHERE {takeover}
-        RETURNING k.key)
-    SELECT key, true, NULL, NULL, NULL, NULL::bytea, NULL::float8, NULL::float8 FROM claimed
+        RETURNING k.key, k.xmax = 0 AS fresh)
+    SELECT key, true, NULL, NULL, NULL, NULL::bytea, NULL::float8, NULL::float8, fresh FROM claimed
     UNION ALL
-    SELECT k.key, false, k.state, k.fingerprint, k.owner, k.result, k.stored_at, k.lease_until - now_.t
-    FROM aicmo_keys k, now_
-    WHERE k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = ANY(%(keys)s)
-      AND k.key NOT IN (SELECT key FROM claimed)"""
+    SELECT k.key, false, k.state, k.fingerprint, k.owner, k.result, k.stored_at, k.lease_until - now_.t, NULL::bool
+    FROM input JOIN aicmo_keys k ON k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = input.key, now_
+    WHERE input.key NOT IN (SELECT key FROM claimed)"""
 
 
 _CLAIM = {False: _claim_sql(False), True: _claim_sql(True)}
 
 _JOURNAL_CLAIM = f"""
-    WITH input AS (SELECT * FROM unnest(%(keys)s::text[], %(rids)s::text[], %(methods)s::text[], %(incs)s::text[],
-                                        %(ats)s::float8[]) AS i(key, request_id, method, incarnation, updated_at)),
+    WITH input AS (SELECT * FROM json_to_recordset(%(rows)s::json)
+                   AS i(key text, request_id text, method text, incarnation text, updated_at float8)),
     claimed AS (
         INSERT INTO aicmo_journal AS j (namespace, capability, provider, key, request_id, method, state, incarnation,
                                         updated_at, value, error)
@@ -111,16 +111,17 @@ _JOURNAL_CLAIM = f"""
     SELECT key, true, NULL, NULL, NULL, NULL, NULL::float8, NULL::bytea, NULL FROM claimed
     UNION ALL
     SELECT j.key, false, j.request_id, j.method, j.state, j.incarnation, j.updated_at, j.value, j.error
-    FROM aicmo_journal j
-    WHERE j.namespace = %(ns)s AND j.capability = %(cap)s AND j.provider = %(prov)s AND j.key = ANY(%(keys)s)
-      AND j.key NOT IN (SELECT key FROM claimed)"""
+    FROM input JOIN aicmo_journal j ON j.namespace = %(ns)s AND j.capability = %(cap)s AND j.key = input.key
+                                   AND j.provider = %(prov)s
+    WHERE input.key NOT IN (SELECT key FROM claimed)"""
 
 _JOURNAL_PUT = f"""
     INSERT INTO aicmo_journal AS j (namespace, {_JOURNAL})
-    SELECT %(ns)s, * FROM unnest(%(caps)s::text[], %(provs)s::text[], %(keys)s::text[], %(rids)s::text[],
-                                 %(methods)s::text[], %(states)s::text[], %(incs)s::text[], %(ats)s::float8[],
-                                 %(values)s::bytea[], %(errors)s::text[])
-        AS i(capability, provider, key, request_id, method, state, incarnation, updated_at, value, error)
+    SELECT %(ns)s, capability, provider, key, request_id, method, state, incarnation, updated_at,
+           decode(value, 'base64'), error
+    FROM json_to_recordset(%(rows)s::json) AS i(capability text, provider text, key text, request_id text,
+                                                 method text, state text, incarnation text, updated_at float8,
+                                                 value text, error text)
     ORDER BY i.capability, i.key, i.provider
     ON CONFLICT (namespace, capability, key, provider) DO UPDATE SET request_id = excluded.request_id,
         method = excluded.method, state = excluded.state, incarnation = excluded.incarnation,
@@ -128,8 +129,8 @@ _JOURNAL_PUT = f"""
 
 _FINISH_STORE = """
     INSERT INTO aicmo_keys AS k (namespace, capability, key, state, fingerprint, owner, lease_until, result, stored_at)
-    SELECT %(ns)s, %(cap)s, i.key, 'done', i.fp, NULL, NULL, i.result, %(now)s
-    FROM unnest(%(keys)s::text[], %(results)s::bytea[], %(fps)s::text[]) AS i(key, result, fp) ORDER BY i.key
+    SELECT %(ns)s, %(cap)s, i.key, 'done', i.fp, NULL, NULL, decode(i.result, 'base64'), %(now)s
+    FROM json_to_recordset(%(rows)s::json) AS i(key text, result text, fp text) ORDER BY i.key
     ON CONFLICT (namespace, capability, key) DO UPDATE SET state = 'done', owner = NULL, lease_until = NULL,
         result = excluded.result, stored_at = excluded.stored_at,
         fingerprint = coalesce(k.fingerprint, excluded.fingerprint)
@@ -138,19 +139,26 @@ _FINISH_STORE = """
 # A claim that ends without a result: dropped, or, where a redelivery took
 # over a stored result, that result put back. The two touch disjoint rows.
 _FINISH_DROP = """
-    WITH dropped AS (DELETE FROM aicmo_keys WHERE namespace = %(ns)s AND capability = %(cap)s AND key = ANY(%(keys)s)
-                     AND owner = %(owner)s AND result IS NULL RETURNING key)
-    UPDATE aicmo_keys SET state = 'done', owner = NULL, lease_until = NULL
-    WHERE namespace = %(ns)s AND capability = %(cap)s AND key = ANY(%(keys)s) AND owner = %(owner)s
-      AND result IS NOT NULL"""
+    WITH dropped AS (DELETE FROM aicmo_keys k USING unnest(%(keys)s::text[]) AS i(key)
+                     WHERE k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = i.key
+                       AND k.owner = %(owner)s AND k.result IS NULL RETURNING k.key)
+    UPDATE aicmo_keys k SET state = 'done', owner = NULL, lease_until = NULL FROM unnest(%(keys)s::text[]) AS i(key)
+    WHERE k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = i.key AND k.owner = %(owner)s
+      AND k.result IS NOT NULL"""
 
 _RELEASE = """
-    WITH dropped AS (DELETE FROM aicmo_keys WHERE namespace = %(ns)s AND state = 'running' AND result IS NULL
-                     AND starts_with(owner, %(prefix)s) RETURNING key),
-    restored AS (UPDATE aicmo_keys SET state = 'done', owner = NULL, lease_until = NULL
-                 WHERE namespace = %(ns)s AND state = 'running' AND result IS NOT NULL
+    WITH ended AS (UPDATE aicmo_keys SET lease_until = 0 WHERE namespace = %(ns)s AND state = 'running'
                    AND starts_with(owner, %(prefix)s) RETURNING key)
-    SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM restored)"""
+    SELECT count(*) FROM ended"""
+
+
+# Many rows go to the server as one JSON document (bytes as base64): one
+# parameter, encoded by msgspec, instead of an array per column dumped in Python.
+_json_rows = msgspec.json.Encoder().encode
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return _json_rows(rows).decode()
 
 
 def _blob(value: Any) -> bytes | None:
@@ -246,6 +254,7 @@ class PostgresStore:
 
         pool = await self._open()
         self.tracker.round_trip()
+        started = time.perf_counter()
         try:
             async with pool.connection(timeout=self._wait_s) as conn:
                 cur = await conn.execute(sql, params)
@@ -254,20 +263,23 @@ class PostgresStore:
             # The pool's own errors (PoolTimeout, TooManyRequests) say only "no connection".
             why = await self._why_no_connection() if type(exc).__module__.startswith("psycopg_pool") else None
             raise self._unavailable(exc, why) from None
+        finally:
+            self.tracker.busy(time.perf_counter() - started)
         self.tracker.ok(self._clock())
         return rows
 
     # --- keys ----------------------------------------------------------------------
     @staticmethod
     def _record(row: Sequence[Any]) -> KeyRecord:
-        key, _, state, fingerprint, owner, result, stored_at, lease_left = row
+        key, _, state, fingerprint, owner, result, stored_at, lease_left = row[:8]
         return KeyRecord(key=key, state=state, fingerprint=fingerprint, owner=owner,
                          result=None if result is None else bytes(result), stored_at=stored_at,
                          lease_left_s=lease_left)
 
     async def claim_keys(self, capability: str, claims: Sequence[KeyClaim], owner: str, lease_s: float,
-                         fresh_after: float) -> dict[str, KeyRecord]:
+                         fresh_after: float) -> Claims:
         lost: dict[str, KeyRecord] = {}
+        resumed: list[str] = []
         for redeliver in (False, True):
             wanted = {c.key: c for c in claims if c.redeliver is redeliver}
             for _ in range(_DECIDE_ROUNDS):
@@ -275,19 +287,22 @@ class PostgresStore:
                     break
                 rows = await self._fetch(_CLAIM[redeliver], {
                     "ns": self.namespace, "cap": capability, "owner": owner, "lease": lease_s, "fresh": fresh_after,
-                    "keys": list(wanted), "fps": [c.fingerprint for c in wanted.values()]})
+                    "rows": _json([{"key": c.key, "fingerprint": c.fingerprint} for c in wanted.values()])})
                 for row in rows:
                     if not row[1]:
                         lost[row[0]] = self._record(row)
+                    elif not row[8]:
+                        resumed.append(row[0])
                     wanted.pop(row[0], None)
             if wanted:
                 raise self._unavailable(RuntimeError(f"could not decide the claims of {len(wanted)} key(s)"))
-        return lost
+        return Claims(lost=lost, resumed=resumed)
 
     async def get_keys(self, capability: str, keys: Sequence[str]) -> dict[str, KeyRecord]:
         rows = await self._fetch(
-            f"SELECT key, false, state, fingerprint, owner, result, stored_at, lease_until - {_NOW} FROM aicmo_keys "
-            "WHERE namespace = %s AND capability = %s AND key = ANY(%s)", (self.namespace, capability, list(keys)))
+            f"SELECT k.key, false, state, fingerprint, owner, result, stored_at, lease_until - {_NOW} "
+            "FROM unnest(%s::text[]) AS i(key) JOIN aicmo_keys k ON k.namespace = %s AND k.capability = %s "
+            "AND k.key = i.key", (list(dict.fromkeys(keys)), self.namespace, capability))
         return {row[0]: self._record(row) for row in rows}
 
     async def finish_keys(self, capability: str, owner: str, rows: Sequence[tuple[str, bytes | None, str | None]],
@@ -296,9 +311,8 @@ class PostgresStore:
         dropped = list(dict.fromkeys(key for key, result, _ in rows if result is None))
         base = {"ns": self.namespace, "cap": capability, "owner": owner}
         if stored:
-            await self._fetch(_FINISH_STORE, {**base, "now": now, "keys": list(stored),
-                                              "results": [r for r, _ in stored.values()],
-                                              "fps": [fp for _, fp in stored.values()]})
+            await self._fetch(_FINISH_STORE, {**base, "now": now, "rows": _json([
+                {"key": key, "result": result, "fp": fp} for key, (result, fp) in stored.items()])})
         if dropped:
             await self._fetch(_FINISH_DROP, {**base, "keys": dropped})
 
@@ -326,9 +340,9 @@ class PostgresStore:
         taken: dict[str, JournalEntry] = {}
         for _ in range(_DECIDE_ROUNDS):
             rows = await self._fetch(_JOURNAL_CLAIM, {
-                "ns": self.namespace, "cap": capability, "prov": provider, "keys": list(wanted),
-                "rids": [e.request_id for e in wanted.values()], "methods": [e.method for e in wanted.values()],
-                "incs": [e.incarnation for e in wanted.values()], "ats": [e.updated_at for e in wanted.values()]})
+                "ns": self.namespace, "cap": capability, "prov": provider, "rows": _json([
+                    {"key": e.key, "request_id": e.request_id, "method": e.method, "incarnation": e.incarnation,
+                     "updated_at": e.updated_at} for e in wanted.values()])})
             for key, won, request_id, method, state, incarnation, updated_at, value, error in rows:
                 if not won:
                     taken[key] = JournalEntry(capability=capability, provider=provider, key=key, request_id=request_id,
@@ -341,10 +355,12 @@ class PostgresStore:
 
     async def journal_find_many(self, capability: str, keys: Sequence[str],
                                 provider: str | None = None) -> dict[str, list[JournalEntry]]:
-        sql = f"SELECT {_JOURNAL} FROM aicmo_journal WHERE namespace = %s AND capability = %s AND key = ANY(%s)"
-        params: tuple[Any, ...] = (self.namespace, capability, list(dict.fromkeys(keys)))
+        # Joined with the keys, so the planner walks the primary key whatever its statistics say.
+        sql = (f"SELECT {', '.join('j.' + c for c in _JOURNAL_COLUMNS)} FROM unnest(%s::text[]) AS i(key) "
+               "JOIN aicmo_journal j ON j.namespace = %s AND j.capability = %s AND j.key = i.key")
+        params: tuple[Any, ...] = (list(dict.fromkeys(keys)), self.namespace, capability)
         if provider is not None:
-            sql, params = sql + " AND provider = %s", (*params, provider)
+            sql, params = sql + " AND j.provider = %s", (*params, provider)
         found: dict[str, list[JournalEntry]] = {}
         for row in await self._fetch(sql, params):
             entry = self._entry(row)
@@ -355,12 +371,10 @@ class PostgresStore:
         latest = list({(e.capability, e.provider, e.key): e for e in entries}.values())  # one row per key
         if not latest:
             return
-        await self._fetch(_JOURNAL_PUT, {
-            "ns": self.namespace, "caps": [e.capability for e in latest], "provs": [e.provider for e in latest],
-            "keys": [e.key for e in latest], "rids": [e.request_id for e in latest],
-            "methods": [e.method for e in latest], "states": [e.state for e in latest],
-            "incs": [e.incarnation for e in latest], "ats": [e.updated_at for e in latest],
-            "values": [_blob(e.value) for e in latest], "errors": [e.error for e in latest]})
+        await self._fetch(_JOURNAL_PUT, {"ns": self.namespace, "rows": _json([
+            {"capability": e.capability, "provider": e.provider, "key": e.key, "request_id": e.request_id,
+             "method": e.method, "state": e.state, "incarnation": e.incarnation, "updated_at": e.updated_at,
+             "value": _blob(e.value), "error": e.error} for e in latest])})
 
     # --- outbox --------------------------------------------------------------------
     async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,

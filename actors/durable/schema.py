@@ -87,7 +87,6 @@ PG_MIGRATIONS: list[str] = [
         stored_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, capability, key));
     CREATE INDEX aicmo_keys_age ON aicmo_keys (namespace, state, stored_at);
-    CREATE INDEX aicmo_keys_owner ON aicmo_keys (namespace, owner) WHERE owner IS NOT NULL;
     CREATE TABLE aicmo_journal (
         namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL, key TEXT NOT NULL,
         request_id TEXT NOT NULL, method TEXT NOT NULL,

@@ -35,6 +35,7 @@ import msgspec
 from actors.durable.schema import SQLITE_MIGRATIONS, SQLITE_VERSION
 from actors.durable.store import (
     OUTBOX_FIELDS,
+    Claims,
     JournalEntry,
     KeyClaim,
     KeyRecord,
@@ -112,7 +113,11 @@ class SqliteStore:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aicmo-sqlite")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, self, *args, **kwargs))
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, self, *args, **kwargs))
+        finally:
+            self.tracker.busy(time.perf_counter() - started)
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -170,8 +175,9 @@ class SqliteStore:
 
     @on_thread
     def claim_keys(self, capability: str, claims: Sequence[KeyClaim], owner: str, lease_s: float,
-                   fresh_after: float) -> dict[str, KeyRecord]:
+                   fresh_after: float) -> Claims:
         lost: dict[str, KeyRecord] = {}
+        resumed: list[str] = []
         with self._session(write=True) as db:
             now = self._clock()
             found = {row[0]: row for row in self._key_rows(db, capability, [c.key for c in claims])}
@@ -197,7 +203,8 @@ class SqliteStore:
                            "WHERE namespace=? AND capability=? AND key=?",
                            (claim.fingerprint, owner, now + lease_s, keep, self.namespace, capability, claim.key))
                 found[claim.key] = (claim.key, "running", claim.fingerprint, owner, keep, stored_at, now + lease_s)
-        return lost
+                resumed.append(claim.key)
+        return Claims(lost=lost, resumed=resumed)
 
     @on_thread
     def get_keys(self, capability: str, keys: Sequence[str]) -> dict[str, KeyRecord]:
@@ -227,12 +234,8 @@ class SqliteStore:
     def release_claims(self, owner_prefix: str) -> int:
         escaped = owner_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self._session(write=True) as db:
-            pattern = (self.namespace, escaped + "%")
-            dropped = db.execute("DELETE FROM keys WHERE namespace=? AND state='running' AND result IS NULL "
-                                 "AND owner LIKE ? ESCAPE '\\'", pattern).rowcount
-            restored = db.execute("UPDATE keys SET state='done', owner=NULL, lease_until=NULL WHERE namespace=? "
-                                  "AND state='running' AND owner LIKE ? ESCAPE '\\'", pattern).rowcount
-        return dropped + restored
+            return db.execute("UPDATE keys SET lease_until=0 WHERE namespace=? AND state='running' "
+                              "AND owner LIKE ? ESCAPE '\\'", (self.namespace, escaped + "%")).rowcount
 
     @on_thread
     def expire_keys(self, before: float) -> int:

@@ -39,7 +39,7 @@ import msgspec
 
 from actors.errors import StoreUnavailable
 
-__all__ = ["OUTBOX_FIELDS", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth",
+__all__ = ["OUTBOX_FIELDS", "Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth",
            "StoreUnavailable"]
 
 JournalState = Literal["started", "delivered", "failed", "unknown"]
@@ -104,6 +104,14 @@ class KeyRecord(msgspec.Struct, frozen=True):
     lease_left_s: float | None       # a running claim's time left, on the store's clock
 
 
+class Claims(msgspec.Struct, frozen=True):
+    """What `claim_keys` decided."""
+
+    lost: dict[str, KeyRecord] = {}  # keys someone else holds, or whose result is still fresh: their records
+    resumed: list[str] = []          # keys won from an earlier record: earlier requests may have left
+                                     # journal entries to settle (a key new to the store has none)
+
+
 class StoreHealth(msgspec.Struct, frozen=True, kw_only=True):
     """How the store answered lately, as one actor sees it."""
 
@@ -114,6 +122,7 @@ class StoreHealth(msgspec.Struct, frozen=True, kw_only=True):
     failing_since: float | None = None
     last_ok_at: float | None = None
     round_trips: int = 0             # statements or transactions sent so far
+    busy_s: float = 0.0              # time spent waiting for them (a SQLite lock included)
     unjournaled: int = 0             # a provider's outcomes waiting for the store to answer again
 
 
@@ -126,13 +135,13 @@ class StateStore(Protocol):
 
     # keys: claims and first results (the router)
     async def claim_keys(self, capability: str, claims: Sequence[KeyClaim], owner: str, lease_s: float,
-                         fresh_after: float) -> dict[str, KeyRecord]:
+                         fresh_after: float) -> Claims:
         """Claims each key for `owner`, atomically per key. A key is claimed
         when it has no record, when its result is older than `fresh_after`
         (the idempotency window passed), when its running claim's lease ran
         out or is `owner`'s own, or, for `redeliver`, when it holds a result.
-        Returns the records of the keys NOT claimed (someone else's running
-        claim, or a result still fresh)."""
+        Says which keys were NOT claimed (someone else's running claim, or a
+        result still fresh) and which were won from an earlier record."""
         ...
 
     async def get_keys(self, capability: str, keys: Sequence[str]) -> dict[str, KeyRecord]: ...
@@ -146,9 +155,11 @@ class StateStore(Protocol):
         ...
 
     async def release_claims(self, owner_prefix: str) -> int:
-        """Drops the running claims of every owner whose name starts with
-        `owner_prefix` (a restarted router drops its predecessor's: that
-        process is gone, its requests with it)."""
+        """Ends the leases of the running claims of every owner whose name
+        starts with `owner_prefix` (a restarted router ends its
+        predecessor's: that process is gone, its requests with it). The
+        records stay, so whoever claims such a key next settles what that
+        request may have left in the journals."""
         ...
 
     async def expire_keys(self, before: float) -> int: ...

@@ -15,9 +15,13 @@ class HealthTracker:
         self._lock = threading.Lock()  # the SQLite store reports from its own thread
         self._health = StoreHealth(url=url, kind=kind)
         self._round_trips = 0
+        self._busy_s = 0.0
 
     def round_trip(self, n: int = 1) -> None:
         self._round_trips += n
+
+    def busy(self, seconds: float) -> None:
+        self._busy_s += seconds
 
     def ok(self, now: float) -> None:
         if self._health.ok and self._health.last_ok_at is not None and now - self._health.last_ok_at < 1.0:
@@ -33,4 +37,4 @@ class HealthTracker:
                                        failing_since=h.failing_since if not h.ok else now, last_ok_at=h.last_ok_at)
 
     def snapshot(self) -> StoreHealth:
-        return msgspec.structs.replace(self._health, round_trips=self._round_trips)
+        return msgspec.structs.replace(self._health, round_trips=self._round_trips, busy_s=round(self._busy_s, 6))

@@ -13,7 +13,9 @@ Each check gives findings: `ok`, `problem` (something to fix first: exit 1),
    `probe()` the gateway uses);
 5. hooks: each dotted path imports here (a warning only: it may be installed
    on the cluster's nodes and not here);
-6. state directory: writable here, when it is a local path.
+6. state: the directory is writable here, when it is a local path; and,
+   with a cluster, every node that may host a gateway actor sees the same
+   store (actors/ops/shared_store.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Finding", "check_config", "check_hooks", "check_providers", "check_ray", "check_state_dir"]
+__all__ = ["Finding", "check_config", "check_hooks", "check_providers", "check_ray", "check_shared_store",
+           "check_state_dir"]
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,8 +115,9 @@ def _token_source(env: dict[str, str]) -> str | None:
 
 
 def check_ray(address: str | None, namespace: str, spec_digest: str | None,
-              env: dict[str, str] | None = None) -> list[Finding]:
-    """Connects this process to the cluster (ray.init) when it answers."""
+              env: dict[str, str] | None = None, while_connected: Any = None) -> list[Finding]:
+    """Connects this process to the cluster (ray.init) when it answers, and
+    runs `while_connected()` (more findings) before it disconnects."""
     import logging
     import socket
 
@@ -165,6 +169,8 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
         except ValueError:
             findings.append(Finding(check="gateway", status="info", subject=namespace, detail="not deployed yet",
                                     fix="`aicmo-gateway up --config <this file>`"))
+        if while_connected is not None:
+            findings += while_connected()
     finally:
         ray.shutdown()
     return findings
@@ -226,6 +232,19 @@ def check_hooks(cfg: Any) -> list[Finding]:
                                     fix="fine if it is installed on the cluster's nodes only; otherwise install "
                                         "its package there (or add it to the job's runtime_env)"))
     return findings
+
+
+def check_shared_store(spec: Any) -> list[Finding]:
+    """Through the cluster this process is connected to: whether every node
+    that may host a gateway actor sees the same state store."""
+    from actors.ops.shared_store import check_shared_store as run_check
+
+    report = asyncio.run(run_check(spec))
+    if report.shared:
+        return [Finding(check="state", status="ok", subject=report.url, detail=report.explain())]
+    problem, _, fix = report.explain().partition("\nEvery actor")
+    return [Finding(check="state", status="problem", subject=report.url, detail=problem,
+                    fix="every actor" + fix if fix else None)]
 
 
 def check_state_dir(state_url: str) -> list[Finding]:

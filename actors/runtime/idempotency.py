@@ -65,7 +65,11 @@ def worth_keeping(result: InvokeResult) -> bool:
 
 
 class Claimed(msgspec.Struct, frozen=True):
-    """The key is this request's to handle; `release` it when done."""
+    """The key is this request's to handle; `release` it when done.
+    `resumed`: the key had an earlier record (a request that crashed, or
+    whose result expired), whose sends the journals may still hold."""
+
+    resumed: bool = False
 
 
 class Replayed(msgspec.Struct, frozen=True):
@@ -100,7 +104,7 @@ class IdempotencyRecords:
         self._predecessors_released: asyncio.Future[None] | None = None
         self._writes = 0
         self._expire_every = expire_every
-        self._claims: PerTurn[tuple[KeyClaim, float], KeyRecord | None] = PerTurn(self._claim_batch)
+        self._claims: PerTurn[tuple[KeyClaim, float], KeyRecord | bool] = PerTurn(self._claim_batch)
         self._finishes: PerTurn[tuple[str, bytes | None, str | None], None] = PerTurn(self._finish_batch)
 
     def running(self, key: str) -> asyncio.Future[InvokeResult] | None:
@@ -137,8 +141,8 @@ class IdempotencyRecords:
             except BaseException:
                 self._end_local(key, _NOTHING)
                 raise
-            if record is None:
-                return Claimed()
+            if isinstance(record, bool):
+                return Claimed(resumed=record)
             if record.state == "done":
                 assert record.result is not None
                 result = _decode(record.result)
@@ -162,7 +166,8 @@ class IdempotencyRecords:
                        f"idempotency key {key!r} was used before for a different request (another method or payload); "
                        "nothing was sent. Use a new key for a new request")
 
-    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | None:
+    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | bool:
+        """The record that holds the key, or, won, whether it was resumed."""
         if self._predecessors_released is None or (self._predecessors_released.done()
                                                    and self._predecessors_released.exception() is not None):
             self._predecessors_released = asyncio.ensure_future(self._release_predecessors())
@@ -174,17 +179,19 @@ class IdempotencyRecords:
 
     async def _release_predecessors(self) -> None:
         """Once per incarnation, before its first claim: the claims a dead
-        predecessor (the same actor, an earlier process) left are dropped."""
+        predecessor (the same actor, an earlier process) left end now
+        rather than when their leases run out."""
         released = await self._store().release_claims(self.owner_id + ":")
         if released:
-            log.warning("%s: dropped %d claim(s) a previous incarnation left", self.capability, released)
+            log.warning("%s: ended %d claim(s) a previous incarnation left", self.capability, released)
 
-    async def _claim_batch(self, items: list[tuple[KeyClaim, float]]) -> list[KeyRecord | None]:
+    async def _claim_batch(self, items: list[tuple[KeyClaim, float]]) -> list[KeyRecord | bool]:
         lease_s = max(lease for _, lease in items)
         claims = list({claim.key: claim for claim, _ in items}.values())
-        lost = await self._store().claim_keys(self.capability, claims, self.owner, lease_s,
-                                              fresh_after=self._clock() - self.window_s)
-        return [lost.get(claim.key) for claim, _ in items]
+        decided = await self._store().claim_keys(self.capability, claims, self.owner, lease_s,
+                                                 fresh_after=self._clock() - self.window_s)
+        resumed = set(decided.resumed)
+        return [decided.lost.get(claim.key, claim.key in resumed) for claim, _ in items]
 
     # --- ending ----------------------------------------------------------------------
     async def release(self, key: str, result: InvokeResult, fingerprint: str | None, deadline: float,

@@ -135,6 +135,10 @@ class RouterActor:
             last_error=status.last_error, last_error_kind=status.last_error_kind, last_checked=status.last_checked,
             cooldown_until=status.cooldown_until, throttled_until=status.throttled_until)
 
+    def node_id(self) -> str:
+        """The Ray node this router runs on."""
+        return ray.get_runtime_context().get_node_id()
+
     def store_health(self) -> StoreHealth:
         """The state store as this router has seen it (round trips included)."""
         return self._core.store().health()

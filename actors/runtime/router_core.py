@@ -190,7 +190,8 @@ class RouterCore:
             return self._done(started, self._failed(request, claim.kind, claim.message), request)
         result = InvokeResult(ok=False, **base)
         try:
-            result = await self._route(request, recover=callers_key)
+            # Only a key with an earlier record can have sends in the journals to settle.
+            result = await self._route(request, recover=claim.resumed)
         except StoreUnavailable as exc:
             result = self._store_down(request, exc)
         finally:

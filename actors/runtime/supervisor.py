@@ -40,6 +40,8 @@ from actors.errors import ErrorKind
 from actors.ops.history import History
 from actors.ops.metrics import HeldGauges, RayRecorder
 from actors.ops.reach import Reachability, alive_nodes, probe_from_every_node, probe_targets
+from actors.ops.shared_store import SharedStoreReport, check_shared_store
+from actors.ops.shared_store import recommendations as store_split
 from actors.policy.recommend import (
     ProviderFacts,
     ProviderTrend,
@@ -63,7 +65,8 @@ def facts_of(p: ProviderSpec) -> ProviderFacts:
 def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResult],
                      statuses: dict[tuple[str, str], ProviderStatus], now: float, *,
                      reach: Reachability | None = None, trends: dict[str, dict[str, ProviderTrend]] | None = None,
-                     ops: list[tuple[str, str, dict[str, Any]]] = (), store: StoreHealth | None = None) -> SelfCheckReport:
+                     ops: list[tuple[str, str, dict[str, Any]]] = (), store: StoreHealth | None = None,
+                     shared: SharedStoreReport | None = None) -> SelfCheckReport:
     """Pure: probes and statuses (and, when there are any, the reachability
     matrix, the hour's trends, and the actors' ops reports as
     (capability, actor, report)) in, report and recommendations out."""
@@ -87,6 +90,8 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
         recommendations += for_ops(capability, actor, report)
     if store is not None:
         recommendations += for_store(store, now)
+    if shared is not None:
+        recommendations += store_split(shared)
     order = {"critical": 0, "warning": 1, "info": 2}
     recommendations.sort(key=lambda r: order.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
@@ -325,8 +330,16 @@ class SupervisorActor:
                 log.exception("probing from every node failed")
                 return []
 
-        results, node_probes, ops, store = await asyncio.gather(
-            asyncio.gather(*(probe(p) for p in providers)), from_nodes(), self._ops_reports(), self.store_health())
+        async def shared_store() -> SharedStoreReport | None:
+            try:
+                return await check_shared_store(self._spec, timeout_s=sup.node_probe_timeout_s)
+            except Exception:  # noqa: BLE001 - extra evidence; the check goes on without it
+                log.exception("checking that every node shares the state store failed")
+                return None
+
+        results, node_probes, ops, store, shared = await asyncio.gather(
+            asyncio.gather(*(probe(p) for p in providers)), from_nodes(), self._ops_reports(), self.store_health(),
+            shared_store())
         probes = {(r.capability, r.provider): r for r, _, _ in results}
         statuses = {(s.capability, s.name): s for _, s, _ in results if s is not None}
         self._reports.update(statuses)
@@ -337,7 +350,7 @@ class SupervisorActor:
             self._reach = Reachability(generated_at=now, nodes=node_probes, actor_nodes={
                 f"{r.capability}/{r.provider}": node for r, _, node in results if node})
         self._last_check = build_self_check(self._spec, probes, statuses, now, reach=self._reach if node_probes else None,
-                                            trends=self.trends(), ops=ops, store=store)
+                                            trends=self.trends(), ops=ops, store=store, shared=shared)
         await self._record_check(self._last_check)
         return self._last_check
 

@@ -59,7 +59,7 @@ def test_a_wrong_password_is_reported_without_it(postgres: Any) -> None:
 def test_the_store_comes_back_with_a_restarted_server(postgres: Any, postgres_database: Any) -> None:
     async def scenario() -> None:
         store = open_store(postgres_database.url, "ns", password=postgres_database.password)
-        assert await store.claim_keys(CAP, [KeyClaim("before")], "r", 30, 0.0) == {}
+        assert (await store.claim_keys(CAP, [KeyClaim("before")], "r", 30, 0.0)).lost == {}
         with postgres.down():
             with pytest.raises(StoreUnavailable):
                 await store.claim_keys(CAP, [KeyClaim("during")], "r", 30, 0.0)
@@ -67,7 +67,7 @@ def test_the_store_comes_back_with_a_restarted_server(postgres: Any, postgres_da
         deadline = time.monotonic() + 30
         while True:  # the pool's connections died with the server: new ones are made
             try:
-                assert await store.claim_keys(CAP, [KeyClaim("after")], "r", 30, 0.0) == {}
+                assert (await store.claim_keys(CAP, [KeyClaim("after")], "r", 30, 0.0)).lost == {}
                 break
             except StoreUnavailable:
                 assert time.monotonic() < deadline, "the store never came back"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from actors.durable import JournalEntry, KeyClaim, StateStore, StoreUnavailable
+from actors.durable import Claims, JournalEntry, KeyClaim, StateStore
 
 CAP = "email_sending"
 LONG_AGO = 0.0  # fresh_after for "every stored result is still fresh"
@@ -33,14 +33,15 @@ async def queue(store: StateStore, key: str, reason: str = "queued", capability:
 def test_a_key_is_claimed_once_and_the_loser_sees_who_holds_it(make_store: Callable[..., StateStore]) -> None:
     async def scenario() -> None:
         a, b = make_store(), make_store()
-        assert await a.claim_keys(CAP, [KeyClaim("k1", "fp1"), KeyClaim("k2")], "router-a", 30, LONG_AGO) == {}
-        lost = await b.claim_keys(CAP, [KeyClaim("k1", "fp1"), KeyClaim("k3")], "router-b", 30, LONG_AGO)
-        assert list(lost) == ["k1"]
+        assert await a.claim_keys(CAP, [KeyClaim("k1", "fp1"), KeyClaim("k2")], "router-a", 30, LONG_AGO) == Claims()
+        decided = await b.claim_keys(CAP, [KeyClaim("k1", "fp1"), KeyClaim("k3")], "router-b", 30, LONG_AGO)
+        lost = decided.lost
+        assert list(lost) == ["k1"] and decided.resumed == []  # k3 is new: nothing to resume
         record = lost["k1"]
         assert (record.state, record.owner, record.fingerprint, record.result) == ("running", "router-a", "fp1", None)
         assert 25 < record.lease_left_s <= 30
-        # The holder claiming again (a retry of its own) keeps it.
-        assert await a.claim_keys(CAP, [KeyClaim("k1", "fp1")], "router-a", 30, LONG_AGO) == {}
+        # The holder claiming again (a retry of its own) keeps it, resuming its record.
+        assert await a.claim_keys(CAP, [KeyClaim("k1", "fp1")], "router-a", 30, LONG_AGO) == Claims(resumed=["k1"])
         await a.close(), await b.close()
 
     asyncio.run(scenario())
@@ -51,11 +52,12 @@ def test_a_finished_key_holds_its_first_result_until_the_window_passes(make_stor
         store = make_store()
         await store.claim_keys(CAP, [KeyClaim("k1", "fp1")], "r", 30, LONG_AGO)
         await store.finish_keys(CAP, "r", [("k1", b"first", "fp1")], now=1000.0)
-        lost = await store.claim_keys(CAP, [KeyClaim("k1", "fp1")], "other", 30, fresh_after=999.0)
+        lost = (await store.claim_keys(CAP, [KeyClaim("k1", "fp1")], "other", 30, fresh_after=999.0)).lost
         assert lost["k1"].state == "done" and lost["k1"].result == b"first" and lost["k1"].owner is None
         assert lost["k1"].fingerprint == "fp1"
         # The window passed: a new request with the key is a new request.
-        assert await store.claim_keys(CAP, [KeyClaim("k1", "fp2")], "other", 30, fresh_after=1001.0) == {}
+        assert (await store.claim_keys(CAP, [KeyClaim("k1", "fp2")], "other", 30, fresh_after=1001.0)
+                ).resumed == ["k1"]
         got = await store.get_keys(CAP, ["k1"])
         assert got["k1"].state == "running" and got["k1"].result is None and got["k1"].fingerprint == "fp2"
         await store.close()
@@ -67,9 +69,9 @@ def test_a_claim_whose_lease_ran_out_is_taken_over(make_store: Callable[..., Sta
     async def scenario() -> None:
         a, b = make_store(), make_store()
         await a.claim_keys(CAP, [KeyClaim("k1")], "dead-router", 0.2, LONG_AGO)
-        assert "k1" in await b.claim_keys(CAP, [KeyClaim("k1")], "router-b", 30, LONG_AGO)
+        assert "k1" in (await b.claim_keys(CAP, [KeyClaim("k1")], "router-b", 30, LONG_AGO)).lost
         await asyncio.sleep(0.3)
-        assert await b.claim_keys(CAP, [KeyClaim("k1")], "router-b", 30, LONG_AGO) == {}
+        assert await b.claim_keys(CAP, [KeyClaim("k1")], "router-b", 30, LONG_AGO) == Claims(resumed=["k1"])
         # The late holder's finish no longer touches it.
         await a.finish_keys(CAP, "dead-router", [("k1", b"late", None)], now=time.time())
         assert (await b.get_keys(CAP, ["k1"]))["k1"].owner == "router-b"
@@ -105,14 +107,15 @@ def test_a_redelivery_takes_over_a_stored_result_and_puts_it_back_if_it_fails(
     async def scenario() -> None:
         store, other = make_store(), make_store()
         await store.finish_keys(CAP, "router", [("k1", b"queued", "fp")], now=time.time())
-        assert await store.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-1", 30, LONG_AGO) == {}
+        assert await store.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-1", 30, LONG_AGO) == Claims(
+            resumed=["k1"])
         # A second drain (another supervisor) cannot take it while the first holds it.
-        lost = await other.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-2", 30, LONG_AGO)
+        lost = (await other.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-2", 30, LONG_AGO)).lost
         assert lost["k1"].state == "running" and lost["k1"].owner == "drain-1"
         await store.finish_keys(CAP, "drain-1", [("k1", None, None)], now=time.time())
         record = (await store.get_keys(CAP, ["k1"]))["k1"]
         assert (record.state, record.result, record.owner) == ("done", b"queued", None)
-        assert await store.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-2", 30, LONG_AGO) == {}
+        assert (await store.claim_keys(CAP, [KeyClaim("k1", "fp", redeliver=True)], "drain-2", 30, LONG_AGO)).lost == {}
         await store.finish_keys(CAP, "drain-2", [("k1", b"delivered", "fp")], now=time.time())
         assert (await store.get_keys(CAP, ["k1"]))["k1"].result == b"delivered"
         await store.close(), await other.close()
@@ -131,7 +134,7 @@ def test_racing_claims_from_many_connections_have_one_winner_per_key(make_store:
         async def claimer(n: int) -> set[str]:
             store = stores[n % len(stores)]
             mine = keys[n % 3:] + keys[:n % 3]  # different orders
-            lost = await store.claim_keys(CAP, [KeyClaim(k) for k in mine], f"owner-{n}", 30, LONG_AGO)
+            lost = (await store.claim_keys(CAP, [KeyClaim(k) for k in mine], f"owner-{n}", 30, LONG_AGO)).lost
             return set(mine) - set(lost)
 
         won = await asyncio.gather(*(claimer(n) for n in range(8)))
@@ -143,7 +146,7 @@ def test_racing_claims_from_many_connections_have_one_winner_per_key(make_store:
     asyncio.run(scenario())
 
 
-def test_a_restarted_router_drops_its_predecessors_claims(make_store: Callable[..., StateStore]) -> None:
+def test_a_restarted_router_ends_its_predecessors_claims(make_store: Callable[..., StateStore]) -> None:
     async def scenario() -> None:
         store = make_store()
         await store.claim_keys(CAP, [KeyClaim("k1"), KeyClaim("k2")], "actor7:old", 30, LONG_AGO)
@@ -151,8 +154,12 @@ def test_a_restarted_router_drops_its_predecessors_claims(make_store: Callable[.
         await store.finish_keys(CAP, "r", [("k4", b"queued", None)], now=time.time())
         await store.claim_keys(CAP, [KeyClaim("k4", redeliver=True)], "actor7:old", 30, LONG_AGO)
         assert await store.release_claims("actor7:") == 3
-        left = await store.get_keys(CAP, ["k1", "k2", "k3", "k4"])
-        assert set(left) == {"k3", "k4"} and left["k4"].state == "done" and left["k4"].result == b"queued"
+        # The next claim of those keys wins at once, as a resumption: the dead
+        # request may have left sends in the journals.
+        decided = await store.claim_keys(CAP, [KeyClaim(k) for k in ("k1", "k2", "k3")], "actor7:new", 30, LONG_AGO)
+        assert sorted(decided.resumed) == ["k1", "k2"] and list(decided.lost) == ["k3"]
+        decided = await store.claim_keys(CAP, [KeyClaim("k4", redeliver=True)], "actor7:new", 30, LONG_AGO)
+        assert decided.resumed == ["k4"] and (await store.get_keys(CAP, ["k4"]))["k4"].result == b"queued"
         await store.close()
 
     asyncio.run(scenario())
@@ -317,7 +324,7 @@ def test_namespaces_share_a_database_without_seeing_each_other(make_store: Calla
     async def scenario() -> None:
         mine, theirs = make_store(), make_store("other-" + make_store.kind)  # type: ignore[attr-defined]
         await mine.claim_keys(CAP, [KeyClaim("k1")], "r", 30, LONG_AGO)
-        assert await theirs.claim_keys(CAP, [KeyClaim("k1")], "r2", 30, LONG_AGO) == {}
+        assert await theirs.claim_keys(CAP, [KeyClaim("k1")], "r2", 30, LONG_AGO) == Claims()
         await queue(mine, "k1")
         await mine.journal_put_many([entry("k1", "delivered")])
         assert await theirs.outbox_list() == [] and await theirs.journal_find_many(CAP, ["k1"]) == {}

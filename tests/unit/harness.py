@@ -10,7 +10,9 @@ import asyncio
 from typing import Any
 
 from actors.adapters.outbox import OutboxAdapter
-from actors.durable import JournalEntry
+from actors.durable import JournalEntry, KeyClaim
+from actors.payloads import METHODS, validate_payload
+from actors.runtime.idempotency import fingerprint
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
@@ -85,6 +87,12 @@ class Harness:
         asyncio.run(self.store.journal_put_many([JournalEntry(
             capability=self.spec.capability, provider=provider, key=key, request_id="r-dead", method="send_email",
             state=state, incarnation="dead", updated_at=self.clock())]))
+
+    def claimed_by_a_router_that_died(self, key: str, payload: Any = EMAIL, method: str = "send_email") -> None:
+        """The key's record as a router left it when its process died (its
+        successor ends such claims when it starts)."""
+        print_ = fingerprint(method, validate_payload(METHODS[self.spec.capability][method], payload))
+        asyncio.run(self.store.claim_keys(self.spec.capability, [KeyClaim(key, print_)], "dead-router:1", 0.0, 0.0))
 
     def calls(self, name: str) -> int:
         return len(self.adapters[name].calls)

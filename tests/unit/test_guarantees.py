@@ -63,7 +63,8 @@ def test_an_unknown_outcome_the_provider_confirms_returns_its_delivery() -> None
 
 def test_a_crash_after_delivery_is_answered_from_the_journal_after_the_router_restarts() -> None:
     h = Harness({"a": [], "b": []})
-    # The first router sent it through b, then died before it could answer.
+    # The first router claimed the key, sent it through b, then died before it could answer.
+    h.claimed_by_a_router_that_died("k4")
     ctx = CallContext(request_id="r", method="send_email", idempotency_key="k4", journal=True)
     payload = SendEmail(**EMAIL)
     asyncio.run(h.providers["b"].call("send_email", payload, ctx))
