@@ -254,3 +254,17 @@ def test_stand_in_reads_multipart_like_mailgun(http_sandbox: SandboxRunner) -> N
     assert response.status_code == 200 and response.json()["message"] == "Queued. Thank you."
     response = asyncio.run(post({"to": "b@example.com", "subject": "s", "text": "t"}))
     assert response.status_code == 400 and response.json() == {"message": "from parameter is missing"}
+
+
+def test_stand_in_answers_mailgun_s_official_sdk(http_sandbox: SandboxRunner) -> None:
+    """The stand-in must accept what Mailgun's own Python SDK sends: domain
+    details at /v3/domains/{name}, messages at /v3/{domain}/messages."""
+    mailgun_client = pytest.importorskip("mailgun.client", reason="the official SDK needs Python 3.11+")
+    with mailgun_client.Client(auth=("api", MAILGUN_KEY), api_url=http_sandbox.url("mailgun")) as client:
+        details = client.domains.get(domain=MAILGUN_DOMAIN)
+        sent = client.messages.create(domain=MAILGUN_DOMAIN, data={
+            "from": f"news@{MAILGUN_DOMAIN}", "to": "ann@example.com", "subject": "Hi", "text": "Hello"})
+    assert details.status_code == 200 and details.json()["domain"]["name"] == MAILGUN_DOMAIN
+    assert sent.status_code == 200 and sent.json()["message"] == "Queued. Thank you."
+    assert [(r.method, r.path) for r in http_sandbox["mailgun"].received] == [
+        ("GET", f"/v3/domains/{MAILGUN_DOMAIN}"), ("POST", f"/v3/{MAILGUN_DOMAIN}/messages")]
