@@ -139,6 +139,12 @@ def reply_error(code: int, text: str, provider: str, stage: str,
     """An SMTP error reply as our error. A reply is an answer: nothing was delivered."""
     text = " ".join(str(text).split())[:300]
     message = f"{provider}: SMTP {code} at {stage}: {text}"
+    if stage == "auth" and 500 <= code < 600:
+        # A permanent refusal of AUTH (535 bad credentials, but also 538
+        # encryption required, 504 mechanism not supported, 534 too weak)
+        # says our credentials or how we present them must change: never
+        # the payload's fault, always worth the credentials recommendation.
+        return AuthError(message, status=code)
     if code == 550 and "5.4.5" in text:  # daily sending quota exceeded
         return RateLimited(message, retry_after_s=quota_retry_after_s, status=code)
     if code == 421 and "4.3.2" in text:  # "service not available": the server is going down, not pacing us
