@@ -101,7 +101,8 @@ class ProviderStatus(Message):
     latency_ms: float | None = None
     latency_ewma_ms: float | None = None
     total_calls: int = 0
-    total_failures: int = 0
+    total_failures: int = 0      # failures counted against health (not refusals of a bad request, not 429s)
+    total_ok: int = 0            # calls the provider served
     last_error: str | None = None
     last_error_kind: ErrorKind | None = None
     last_checked: float | None = None
@@ -124,6 +125,7 @@ class ProviderStatus(Message):
             latency_ewma_ms=h.latency_ewma_ms,
             total_calls=h.total_calls,
             total_failures=h.total_failures,
+            total_ok=h.total_ok,
             last_error=h.last_error,
             last_error_kind=h.last_error_kind,
             last_checked=h.last_checked,
