@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.messages import Decision
-from actors.ops.privacy import hash_key, scrub
+from actors.ops.privacy import UNKNOWN_METHOD, hash_key, method_label, scrub
 
 __all__ = ["AuditLog", "audit_dir", "audit_record", "last_lines"]
 
@@ -66,12 +66,21 @@ def _iso(at: float) -> str:
 
 
 def audit_record(d: Decision, redact: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """One decision as the audit log stores it: keys hashed, texts scrubbed."""
+    """One decision as the audit log stores it: keys hashed, texts scrubbed.
+    A method the capability does not have is recorded as `unknown`, in the
+    texts too (the router's error quotes it)."""
+    method = method_label(d.capability, d.method)
+    if method == UNKNOWN_METHOD and d.method:
+        raw, redact_first = d.method, redact
+
+        def redact(text: str) -> str:  # type: ignore[no-redef]
+            text = text.replace(raw, UNKNOWN_METHOD)
+            return redact_first(text) if redact_first is not None else text
     return {
         "at": round(d.at, 3),
         "time": _iso(d.at),
         "capability": d.capability,
-        "method": d.method,
+        "method": method,
         "request_id": d.request_id,
         "ok": d.ok,
         "outcome": "ok" if d.ok else (str(d.error_kind) if d.error_kind else "failed"),

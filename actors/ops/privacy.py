@@ -16,7 +16,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["ADDRESS", "hash_address", "hash_key", "mask_addresses", "scrub"]
+__all__ = ["ADDRESS", "UNKNOWN_METHOD", "hash_address", "hash_key", "mask_addresses", "method_label", "scrub"]
+
+# What a method name the capability does not have is recorded as: a caller
+# controls that string, and could put an address there or, in metric labels,
+# create a new time series with every request.
+UNKNOWN_METHOD = "unknown"
 
 # The local part people use (letters, digits, . _ % + -), so that an address
 # inside a URL or a query string is masked alone: `?to=ann@example.com`.
@@ -35,6 +40,16 @@ def hash_key(key: str | None) -> str | None:
 def hash_address(address: str) -> str:
     """An email address as `<email:<12 hex>>`, case-insensitive (as mailboxes mostly are)."""
     return f"<email:{_digest(address.strip().lower(), 12)}>"
+
+
+def method_label(capability: str, method: str | None) -> str:
+    """The method as metrics and the audit log record it: one of the
+    capability's own methods, else `unknown` (`none` when there was none)."""
+    from actors.payloads import METHODS
+
+    if not method:
+        return "none"
+    return method if method in METHODS.get(capability, {}) else UNKNOWN_METHOD
 
 
 def mask_addresses(text: str | None) -> str | None:

@@ -132,3 +132,19 @@ def test_where_the_audit_log_lives() -> None:
     assert audit_dir("sqlite:///:memory:") is None
     assert audit_dir("postgres://db/aicmo") is None
     assert audit_dir("~/state") == Path.home() / "state" / "audit"
+
+
+def test_a_method_the_capability_does_not_have_is_recorded_as_unknown(tmp_path: Path) -> None:
+    h, ops, _ = wired({"primary": []}, tmp_path)
+    made_up = "lead-4711-for-ann"
+
+    async def scenario() -> None:
+        res = await h.router.invoke(made_up, PAYLOAD)
+        assert not res.ok and res.error.kind == "unknown_method"
+        await ops.flush_audit()
+
+    run(scenario())
+    text = (tmp_path / "audit" / "audit-email_sending.jsonl").read_text()
+    assert made_up not in text
+    (line,) = lines(tmp_path / "audit" / "audit-email_sending.jsonl")
+    assert line["method"] == "unknown" and line["outcome"] == "unknown_method"
