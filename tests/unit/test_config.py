@@ -155,3 +155,23 @@ def test_placement_reaches_the_actor_options_provider_first() -> None:
     assert a.ray_options == {"num_cpus": 0.0, "resources": {"gateway": 0.01}}
     assert b.ray_options == {"num_cpus": 0.0, "resources": {"smtp_egress": 1}, "memory": 200 * 1024 * 1024}
     assert spec.capabilities[0].ray_options == {"num_cpus": 0.1} and spec.supervisor.ray_options == {"num_cpus": 0.0}
+
+
+@pytest.mark.parametrize("password, piece", [("abc${unclosed", "unclosed"), ("p4ss${not a ref}w0rd", "not a ref"),
+                                             ("${}x7Secret", "x7Secret")])
+def test_a_config_error_names_the_field_never_the_secret_value(password: str, piece: str) -> None:
+    raw = {"capabilities": {"email_sending": {"providers": [{"name": "smtp", "adapter": "smtp", "settings": {
+        "host": "smtp.example.com", "username": "bot", "password": password}}]}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "gw.yaml", env={})
+    text = str(info.value)
+    assert "capabilities.email_sending.providers[0].settings.password" in text
+    assert password not in text and piece not in text
+
+
+def test_a_validator_that_echoes_a_secret_value_is_masked() -> None:
+    from actors.config import _without_value
+
+    error = {"loc": ("secret",), "msg": "Value error, whsec_Zm9vYmFy is not base64", "input": "whsec_Zm9vYmFy"}
+    assert _without_value(error, {"secret"}) == "Value error, *** is not base64"
+    assert _without_value({**error, "loc": ("url",)}, {"secret"}) == error["msg"]
