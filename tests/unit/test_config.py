@@ -157,7 +157,7 @@ def test_placement_reaches_the_actor_options_provider_first() -> None:
     assert spec.capabilities[0].ray_options == {"num_cpus": 0.1} and spec.supervisor.ray_options == {"num_cpus": 0.0}
 
 
-@pytest.mark.parametrize("password, piece", [("abc${unclosed", "unclosed"), ("p4ss${not a ref}w0rd", "not a ref"),
+@pytest.mark.parametrize("password, piece", [("abc${unclosed", "unclosed"), ("p4ss${zq9 secret}w0rd", "zq9 secret"),
                                              ("${}x7Secret", "x7Secret")])
 def test_a_config_error_names_the_field_never_the_secret_value(password: str, piece: str) -> None:
     raw = {"capabilities": {"email_sending": {"providers": [{"name": "smtp", "adapter": "smtp", "settings": {
