@@ -37,13 +37,7 @@ log = logging.getLogger("aicmo.ops")
 
 
 def _secrets(providers: list[ProviderSpec]) -> list[str]:
-    from pydantic import SecretStr
-
-    out: list[str] = []
-    for p in providers:
-        out += p.env_secrets
-        out += [v.get_secret_value() for v in p.settings.values() if isinstance(v, SecretStr)]
-    return out
+    return [s for p in providers for s in p.secret_values()]
 
 
 class _Background:

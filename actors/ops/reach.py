@@ -102,7 +102,7 @@ async def probe_specs(providers: Sequence[ProviderSpec], timeout_s: float) -> li
     async def one(spec: ProviderSpec) -> ProbeResult:
         started = time.monotonic()
         adapter = None
-        redact = Redactor(spec.env_secrets)
+        redact = Redactor(spec.secret_values())
         try:
             adapter = _build(spec)
             redact = redact.extended(adapter.settings.secret_values())

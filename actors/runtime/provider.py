@@ -64,7 +64,7 @@ class ProviderCore:
             adapter_cls = get_adapter_class(spec.adapter)
             adapter = adapter_cls(adapter_cls.Settings.model_validate(spec.settings), capability=spec.capability, provider=spec.name)
         self.adapter = adapter
-        self.redact = Redactor([*adapter.settings.secret_values(), *spec.env_secrets])
+        self.redact = Redactor([*adapter.settings.secret_values(), *spec.secret_values()])
         self.policy = spec.health_policy()
         self.health = HealthSnapshot()
         self.in_flight = 0

@@ -133,7 +133,9 @@ def test_secrets_never_appear_in_reprs_or_spec_digests() -> None:
     assert canary not in repr(cfg) and canary not in repr(p) and canary not in str(cfg)
     spec = build_spec(cfg)
     assert canary not in spec.digest
-    assert spec.capabilities[0].providers[0].env_secrets == [canary]  # so the actor can redact it
+    provider = spec.capabilities[0].providers[0]
+    assert [s.get_secret_value() for s in provider.env_secrets] == [canary]  # so the actor can redact it
+    assert canary not in repr(provider.env_secrets) and canary in provider.secret_values()
 
 
 def test_json_schema_describes_the_file() -> None:
@@ -175,3 +177,22 @@ def test_a_validator_that_echoes_a_secret_value_is_masked() -> None:
     error = {"loc": ("secret",), "msg": "Value error, whsec_Zm9vYmFy is not base64", "input": "whsec_Zm9vYmFy"}
     assert _without_value(error, {"secret"}) == "Value error, *** is not base64"
     assert _without_value({**error, "loc": ("url",)}, {"secret"}) == error["msg"]
+
+
+def test_a_spec_handed_out_carries_no_secret() -> None:
+    import pickle
+
+    password, token = "canary-Pa55-4f1e9b", "canary-Tok-77c2a0"
+    raw = {"capabilities": {"email_sending": {"providers": [
+        {"name": "smtp", "adapter": "smtp", "settings": {"host": "smtp.example.com", "username": "bot",
+                                                          "password": password}},
+        {"name": "sim", "adapter": "simulated", "settings": {"ledger": "${LEDGER_TOKEN}"}}]}}}
+    spec = build_spec(parse_config(raw, env={"LEDGER_TOKEN": token}))
+    inside = pickle.dumps(spec)
+    assert password.encode() in inside and token.encode() in inside  # the actors need them
+    out = spec.without_secrets()
+    shipped = pickle.dumps(out)  # what Ray sends a client that calls the supervisor's spec()
+    assert password.encode() not in shipped and token.encode() not in shipped
+    smtp, sim = out.capabilities[0].providers
+    assert smtp.settings["password"] == "***" and smtp.settings["host"] == "smtp.example.com"
+    assert sim.settings["ledger"] == "***" and sim.env_secrets == []
