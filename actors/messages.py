@@ -113,6 +113,7 @@ class ProviderStatus(Message):
     delivers: bool = True        # False for the noop and outbox adapters: they answer but send nothing
     last_resort: bool = False    # the outbox: queues what no real provider could take
     warnings: list[str] = []     # e.g. TLS verification turned off
+    cleartext: list[str] = []    # settings that send credentials unencrypted over the network (actors/adapters/cleartext.py)
     reachable: bool = True       # False when the actor could not be asked
 
     @classmethod

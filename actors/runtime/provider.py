@@ -377,6 +377,7 @@ class ProviderCore:
             delivers=self.adapter.delivers,
             last_resort=self.adapter.last_resort,
             warnings=self.adapter.warnings(),
+            cleartext=type(self.adapter).cleartext_settings(self.adapter.settings),
         )
         return msgspec.structs.replace(status, health=shown_state(self.health, self._clock()))
 
