@@ -178,6 +178,11 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     def digest(self) -> str:
         return _digest(self)
 
+    @property
+    def actor_count(self) -> int:
+        """The supervisor, a router per capability and an actor per provider."""
+        return 1 + sum(1 + len(c.providers) for c in self.capabilities)
+
     def without_secrets(self) -> "GatewaySpec":
         """What the supervisor's `spec()` hands out: no secret of any provider."""
         caps = [msgspec.structs.replace(c, providers=[p.without_secrets() for p in c.providers])
