@@ -223,8 +223,28 @@ class SupervisorConfig(_Model):
 
 class StateConfig(_Model):
     url: str | None = Field(None, description=(
-        "where durable state lives (idempotency results, delivery journal, outbox): a directory or sqlite:///file.db; "
-        "default $AICMO_STATE_DIR, else ~/.local/state/aicmo-gateway; a directory gets one subfolder per namespace"))
+        "where durable state lives (idempotency keys, delivery journal, outbox): a directory or sqlite:///file.db "
+        "(one machine, or nodes sharing that directory), or postgresql://user@host:port/db (every node; the password "
+        "as ${VAR} in the URL, or libpq's PGPASSWORD / PGPASSFILE on each node); default $AICMO_STATE_DIR, else "
+        "~/.local/state/aicmo-gateway; a directory gets one subfolder per namespace"))
+    retention_s: float = Field(7 * 86400.0, gt=0, description=(
+        "journal entries and outbox items that ended (delivered, failed, dropped) are deleted after this long; "
+        "entries still in doubt are kept until settled"))
+    prune_interval_s: float = Field(600.0, ge=0, description="how often the supervisor prunes; 0 turns pruning off")
+    pool_size: int = Field(4, ge=1, le=50, description=(
+        "PostgreSQL connections per actor process (keep actors x pool_size under the server's max_connections)"))
+
+    @field_validator("url")
+    @classmethod
+    def _known_store(cls, url: str | None) -> str | None:
+        from actors.durable.location import InvalidStateUrl, parse_state_url
+
+        if url is not None:
+            try:
+                parse_state_url(url)
+            except InvalidStateUrl as exc:  # the message never quotes the URL: it may hold a password
+                raise ValueError(str(exc)) from None
+        return url
 
 
 class ActorPlacement(_Model):

@@ -6,6 +6,7 @@ subclasses; the provider actor turns anything else into `crashed`.
 
     GatewayError
     ├── ConfigError            invalid config file (carries field paths)
+    ├── StoreUnavailable       the state store did not answer
     └── ProviderError          one attempt failed at a provider
         ├── TransientError     5xx, connection reset, temporary refusal
         ├── AttemptTimeout     no answer within the attempt's time
@@ -39,6 +40,14 @@ class ErrorKind(str, enum.Enum):
     # crash mid-send). As a request's error, it was NOT sent elsewhere but
     # parked in the outbox for an operator (`aicmo-gateway outbox list`).
     OUTCOME_UNKNOWN = "outcome_unknown"
+    # Both: the state store (keys, journal) could not be read or written
+    # within the deadline, so nothing was sent: without it no send can be
+    # kept to once. Retry with the same key once the store is back.
+    STORE_UNAVAILABLE = "store_unavailable"
+    # The idempotency key was used before for a different request (another
+    # method or payload): refused, nothing sent (Stripe's and the IETF
+    # Idempotency-Key draft's rule).
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
     # Attempt-level kinds: returned in Attempt.error_kind.
     TRANSIENT = "transient"
@@ -134,6 +143,17 @@ class NotSupported(ProviderError):
 
 class MalformedResponse(ProviderError):
     kind = ErrorKind.MALFORMED_RESPONSE
+
+
+class StoreUnavailable(GatewayError):
+    """The state store did not answer (down, restarting, locked past its
+    timeout, out of connections): nothing is known to have been written.
+    The message names the store by its URL, never with a password."""
+
+    def __init__(self, url: str, message: str):
+        super().__init__(f"the state store {url} is unavailable: {message}")
+        self.url = url
+        self.message = message
 
 
 class ActorUnreachable(Exception):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from actors.durable.store import StoreHealth
 from actors.errors import ErrorKind
 from actors.policy.health import Health, HealthSnapshot
 
@@ -187,6 +188,7 @@ class StatusReport(Message):
     namespace: str
     generated_at: float
     capabilities: list[CapabilityStatus]
+    store: StoreHealth | None = None         # the state store, as the supervisor reaches it
 
 
 class ProbeResult(Message):
@@ -221,3 +223,4 @@ class SelfCheckReport(Message):
     ok: bool                         # every capability served
     capabilities: list[CapabilityCheck]
     recommendations: list[Recommendation] = []
+    store: StoreHealth | None = None         # the state store, as the supervisor reaches it

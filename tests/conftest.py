@@ -1,6 +1,8 @@
 """Shared fixtures. One real local Ray cluster per test session (started only
 if a test asks for it); each test deploys its own gateway into a namespace of
-its own and removes it afterwards."""
+its own and removes it afterwards. One real PostgreSQL server per session,
+likewise started only when a test asks for it (`postgres`, `postgres_database`).
+Multi-node clusters whose nodes do not share a disk come from `ray_nodes`."""
 
 from __future__ import annotations
 
@@ -11,7 +13,36 @@ from typing import Any
 
 import pytest
 
+from tests.support.require import require
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole session (tests/support/postgres.py):
+    `.url` (no password), `.password`, `.env`, `.create_database(name)`,
+    `.restart()`, `.kill()`, `.down()`. A test that stops or kills it must
+    leave it running again (`start()`), as `down()` does."""
+    from tests.support.postgres import PostgresServer, unavailable_reason
+
+    require(unavailable_reason(), "PostgreSQL")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh database of its own for one test (`.url`, `.password`, `.env`,
+    `.conninfo`), dropped afterwards."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    database = postgres.create_database(name)
+    yield database
+    if postgres.running:
+        postgres.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +56,31 @@ def ray_cluster() -> Iterator[Any]:
              log_to_driver=False, namespace="aicmo-tests")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_nodes() -> Iterator[Any]:
+    """`ray_nodes(isolated=True, **RayNodes kwargs) -> RayNodes`: starts a
+    `ray start` cluster's head (tests/support/nodes.py; add nodes with
+    `.add_node`), shut down with everything on it at the end of the module.
+    `isolated`: the test gives nodes private directories, which needs mount
+    namespaces (root); without, only Ray is needed. A node takes seconds to
+    start: share one cluster per module. Drive it with `.run_driver(code)`
+    and `.cli(...)`: this process is on the session's own cluster
+    (`ray_cluster`) and cannot join a second one."""
+    from tests.support.nodes import RayNodes, unavailable_reason
+
+    clusters: list[Any] = []
+
+    def start(isolated: bool = True, **kwargs: Any) -> Any:
+        require(unavailable_reason(private_dirs=isolated), "Ray nodes with private directories" if isolated else "ray start")
+        cluster = RayNodes(**kwargs)
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.shutdown()
 
 
 class Gateway:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from actors.adapters.base import Adapter, AdapterSettings
-from actors.errors import TransientError
+from actors.errors import StoreUnavailable, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload
 
@@ -50,22 +50,26 @@ class OutboxAdapter(Adapter):
             raise TransientError(f"{self.provider}: no state store attached")
         import time
 
-        item = self._store.outbox_add(
-            capability=self.capability, method=method, payload=msgspec.to_builtins(payload),
-            idempotency_key=ctx.idempotency_key or ctx.request_id, request_id=ctx.request_id, reason="queued",
-            now=time.time())
+        try:
+            item = await self._store.outbox_add(
+                capability=self.capability, method=method, payload=msgspec.to_builtins(payload),
+                idempotency_key=ctx.idempotency_key or ctx.request_id, request_id=ctx.request_id, reason="queued",
+                now=time.time())
+        except StoreUnavailable as exc:
+            # A commit cut off may have landed: queuing the key again is harmless.
+            raise TransientError(f"{self.provider}: {exc}", maybe_delivered=True) from None
         return {"queued": True, "delivered": False, "outbox_id": item.id,
                 "note": f"no provider could take it now: queued as outbox item {item.id}, "
                         "to be delivered once a provider is back"}
 
     async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:
-        item = self._store.outbox_find(self.capability, ctx.idempotency_key or ctx.request_id)
+        item = await self._store.outbox_find(self.capability, ctx.idempotency_key or ctx.request_id)
         return None if item is None else {"queued": True, "delivered": False, "outbox_id": item.id}
 
     async def probe(self) -> None:
         if self._store is None:
             raise TransientError(f"{self.provider}: no state store attached")
         try:
-            self._store.outbox_counts()
-        except Exception as exc:  # the file is gone, locked or unreadable
-            raise TransientError(f"{self.provider}: the state store cannot be read: {exc}") from None
+            await self._store.outbox_counts()
+        except StoreUnavailable as exc:  # the file is gone, locked or unreadable; the database is down
+            raise TransientError(f"{self.provider}: {exc}") from None

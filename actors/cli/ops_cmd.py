@@ -97,7 +97,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if spec is not None:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)
-        findings += check_state_dir(spec.state_url)
+        findings += check_state_dir(spec.state.url)
     problems = sum(1 for f in findings if f.status == "problem")
     if args.json:
         print(json.dumps({"ok": problems == 0, "problems": problems, "findings": msgspec.to_builtins(findings)}))

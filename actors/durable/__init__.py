@@ -1,7 +1,18 @@
-"""Durable state: first results of idempotency keys, the delivery journal of
-each provider, and the outbox. Behind a small interface (store.py) so that a
-shared database can replace the embedded SQLite file on a multi-node cluster."""
+"""Durable state: idempotency keys (claims and first results), the delivery
+journal of each provider, and the outbox. Behind one async interface
+(store.py), implemented by the embedded SQLite file (sqlite.py, one machine)
+and by PostgreSQL (postgres.py, shared by every node of a cluster)."""
 
-from actors.durable.store import JournalEntry, OutboxItem, StateStore, open_store
+from actors.durable.location import StoreLocation, open_store, parse_state_url, without_password
+from actors.durable.store import (
+    JournalEntry,
+    KeyClaim,
+    KeyRecord,
+    OutboxItem,
+    StateStore,
+    StoreHealth,
+    StoreUnavailable,
+)
 
-__all__ = ["JournalEntry", "OutboxItem", "StateStore", "open_store"]
+__all__ = ["JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth", "StoreLocation",
+           "StoreUnavailable", "open_store", "parse_state_url", "without_password"]

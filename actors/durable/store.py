@@ -1,22 +1,33 @@
-"""The durable state the delivery guarantees rest on, as an interface.
+"""The durable state the delivery guarantees rest on, as an async interface.
 
-Three things are kept, each with one writer:
+Four things are kept, each with one writer:
 
-- **results** (written by a capability's router): the first result of each
-  idempotency key, so a repeat returns it and delivers nothing again, across
-  restarts of the router;
+- **keys** (written by a capability's router): one record per idempotency
+  key. While a request with the key is under way the record is its *claim*
+  (owner, lease); once it ends, the record holds its first result, so a
+  repeat returns it and delivers nothing again, across restarts of the
+  router, and across routers on other machines;
 - **journal** (written by each provider actor): for every keyed,
   non-idempotent attempt, `started` before the adapter is called and
   `delivered`, `failed` or `unknown` after, so that after a crash anyone can
   tell whether the provider acted on a request;
 - **outbox** (written by the outbox adapter and the router that drains it):
   requests queued because no provider could take them, and requests parked
-  because their outcome is unknown.
+  because their outcome is unknown;
+- **secrets** (created once per gateway): keys for keyed hashes (the audit
+  log's HMAC), so every actor of a gateway hashes alike.
 
-All actors of a gateway must reach the same store. The embedded SQLite file
-does that when they share a filesystem (one machine, or several Ray nodes on
-one machine); across machines, implement this interface on a shared
-database (see the README).
+Claims are decided by the database itself (a unique key and a conditional
+upsert, `SELECT ... FOR UPDATE SKIP LOCKED` for the outbox), never by a
+read followed by a write, so two routers or two supervisors, on any
+machines, cannot both win one key or one outbox item. Leases are measured
+on the store's own clock (PostgreSQL's `clock_timestamp()`), not on the
+callers' clocks, which differ between machines.
+
+Every method is awaited. The embedded SQLite store runs its statements on a
+thread of its own, so a slow commit never blocks an actor's event loop.
+All actors of a gateway must reach the same store: `open_store` takes the
+gateway's namespace, and several gateways can share one database.
 """
 
 from __future__ import annotations
@@ -26,9 +37,17 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from actors.errors import StoreUnavailable
+
+__all__ = ["OUTBOX_FIELDS", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth",
+           "StoreUnavailable"]
+
 JournalState = Literal["started", "delivered", "failed", "unknown"]
 OutboxState = Literal["pending", "parked", "delivered", "dropped"]
 OutboxReason = Literal["queued", "outcome_unknown"]
+KeyState = Literal["running", "done"]
+
+OUTBOX_FIELDS = frozenset({"method", "payload", "state", "reason", "provider", "error", "attempts", "result"})
 
 
 class JournalEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,45 +78,134 @@ class OutboxItem(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None         # the last thing that went wrong with it
     attempts: int = 0                # delivery attempts made by draining
     result: Any = None               # the delivered value
+    lease_owner: str | None = None   # the drain round delivering it right now
+
+
+class KeyClaim(msgspec.Struct, frozen=True):
+    """A router's wish to handle one idempotency key."""
+
+    key: str
+    fingerprint: str | None = None
+    # Delivering a queued request from the outbox: the key's record holds the
+    # "queued" answer, which this claim replaces (and which stays if the
+    # delivery fails). A running claim is never taken over this way.
+    redeliver: bool = False
+
+
+class KeyRecord(msgspec.Struct, frozen=True):
+    """An idempotency key's record, as a claim that lost finds it."""
+
+    key: str
+    state: KeyState
+    fingerprint: str | None
+    owner: str | None
+    result: bytes | None
+    stored_at: float
+    lease_left_s: float | None       # a running claim's time left, on the store's clock
+
+
+class StoreHealth(msgspec.Struct, frozen=True, kw_only=True):
+    """How the store answered lately, as one actor sees it."""
+
+    url: str                         # without a password
+    kind: str                        # sqlite | postgresql
+    ok: bool = True
+    last_error: str | None = None
+    failing_since: float | None = None
+    last_ok_at: float | None = None
+    round_trips: int = 0             # statements or transactions sent so far
+    unjournaled: int = 0             # a provider's outcomes waiting for the store to answer again
 
 
 class StateStore(Protocol):
-    # results: the router's first result per idempotency key
-    def get_result(self, capability: str, key: str, not_before: float) -> bytes | None: ...
-    def put_result(self, capability: str, key: str, result: bytes, now: float) -> None: ...
-    def put_results_many(self, capability: str, rows: list[tuple[str, bytes, float]]) -> None: ...
-    def expire_results(self, before: float) -> int: ...
+    """What the gateway keeps durably. `SqliteStore` and `PostgresStore`
+    implement it and pass the same contract tests (tests/unit/test_store_contract.py)."""
+
+    kind: str
+    url: str                         # for people: never holds a password
+
+    # keys: claims and first results (the router)
+    async def claim_keys(self, capability: str, claims: Sequence[KeyClaim], owner: str, lease_s: float,
+                         fresh_after: float) -> dict[str, KeyRecord]:
+        """Claims each key for `owner`, atomically per key. A key is claimed
+        when it has no record, when its result is older than `fresh_after`
+        (the idempotency window passed), when its running claim's lease ran
+        out or is `owner`'s own, or, for `redeliver`, when it holds a result.
+        Returns the records of the keys NOT claimed (someone else's running
+        claim, or a result still fresh)."""
+        ...
+
+    async def get_keys(self, capability: str, keys: Sequence[str]) -> dict[str, KeyRecord]: ...
+
+    async def finish_keys(self, capability: str, owner: str, rows: Sequence[tuple[str, bytes | None]],
+                          now: float) -> None:
+        """Ends `owner`'s claims: a result is stored as the key's first
+        result (a key never claimed, such as a generated one, gets a record
+        too); None drops the claim, putting back the result a `redeliver`
+        claim replaced. A claim someone else took over is left alone."""
+        ...
+
+    async def release_claims(self, owner_prefix: str) -> int:
+        """Drops the running claims of every owner whose name starts with
+        `owner_prefix` (a restarted router drops its predecessor's: that
+        process is gone, its requests with it)."""
+        ...
+
+    async def expire_keys(self, before: float) -> int: ...
 
     # journal: each provider's record of keyed deliveries
-    def journal_get(self, capability: str, provider: str, key: str) -> JournalEntry | None: ...
-    def journal_find(self, capability: str, key: str) -> list[JournalEntry]: ...
-    def journal_find_many(self, capability: str, keys: Sequence[str],
-                          provider: str | None = None) -> dict[str, list[JournalEntry]]: ...
-    def journal_put(self, entry: JournalEntry) -> None: ...
-    def journal_put_many(self, entries: list[JournalEntry]) -> None: ...
+    async def journal_claim(self, entries: Sequence[JournalEntry]) -> dict[str, JournalEntry]:
+        """Writes each entry (state `started`) where its key has no entry at
+        its provider, or one that `failed`: the send is this caller's to make.
+        Returns the existing entries of the keys not claimed."""
+        ...
+
+    async def journal_find_many(self, capability: str, keys: Sequence[str],
+                                provider: str | None = None) -> dict[str, list[JournalEntry]]: ...
+
+    async def journal_put_many(self, entries: Sequence[JournalEntry]) -> None: ...
 
     # outbox
-    def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,
-                   request_id: str, reason: OutboxReason, now: float, provider: str | None = None,
-                   error: str | None = None) -> OutboxItem: ...
-    def outbox_get(self, item_id: int) -> OutboxItem | None: ...
-    def outbox_find(self, capability: str, key: str) -> OutboxItem | None: ...
-    def outbox_list(self, capability: str | None = None, states: tuple[str, ...] = ("pending", "parked"),
-                    limit: int = 1000) -> list[OutboxItem]: ...
-    def outbox_update(self, item_id: int, now: float, **fields: Any) -> OutboxItem | None: ...
-    def outbox_counts(self) -> dict[tuple[str, str], int]: ...
+    async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,
+                         request_id: str, reason: OutboxReason, now: float, provider: str | None = None,
+                         error: str | None = None) -> OutboxItem:
+        """Adds an item, or returns the live (pending or parked) item the key
+        already has: a request queued twice is the same request."""
+        ...
 
-    def close(self) -> None: ...
+    async def outbox_get(self, item_id: int) -> OutboxItem | None: ...
+    async def outbox_find(self, capability: str, key: str) -> OutboxItem | None: ...
+    async def outbox_list(self, capability: str | None = None, states: tuple[str, ...] = ("pending", "parked"),
+                          limit: int = 1000) -> list[OutboxItem]: ...
+    async def outbox_update(self, item_id: int, now: float, **fields: Any) -> OutboxItem | None:
+        """Changes `fields` (names in OUTBOX_FIELDS) and releases the item's lease."""
+        ...
 
+    async def outbox_lease(self, capability: str, owner: str, lease_s: float, limit: int,
+                           ids: Sequence[int] | None = None) -> list[OutboxItem]:
+        """Leases pending items nobody holds (or whose lease ran out) to
+        `owner`, oldest first: `ids` if given, else up to `limit` of the
+        capability's. Items another drain holds are skipped, not waited for."""
+        ...
 
-def open_store(url: str) -> StateStore:
-    """`sqlite:///abs/path.db`, or a plain directory path (the file `state.db` in it)."""
-    from actors.durable.sqlite import SqliteStore
+    async def outbox_release(self, ids: Sequence[int], owner: str) -> None: ...
+    async def outbox_counts(self) -> dict[tuple[str, str], int]: ...
 
-    if url.startswith("sqlite:///"):
-        return SqliteStore(url[len("sqlite://"):])
-    if "://" in url:
-        raise ValueError(f"unsupported state store {url!r}: only sqlite:///path is built in")
-    from pathlib import Path
+    # gateway-wide
+    async def secret(self, name: str) -> bytes:
+        """A random 32-byte key made the first time it is asked for, the same
+        for every actor of the gateway afterwards."""
+        ...
 
-    return SqliteStore(str(Path(url).expanduser() / "state.db"))
+    async def put_marker(self, token: str, node: str) -> None: ...
+    async def find_marker(self, token: str) -> str | None: ...
+
+    async def prune(self, *, journal_before: float, outbox_before: float) -> dict[str, int]:
+        """Deletes journal entries that ended (`delivered`, `failed`) and
+        outbox items that ended (`delivered`, `dropped`) before the given
+        times. Entries still in doubt are kept whatever their age."""
+        ...
+
+    async def ping(self) -> None: ...
+    def health(self) -> StoreHealth: ...
+    async def close(self) -> None: ...

@@ -9,7 +9,8 @@ The inputs are snapshots the supervisor gathers: each provider's facts
 together (`for_capability`); trends over the last hour of sampled status
 (`ProviderTrend`, `for_trends`); the reachability of each provider from each
 node of the cluster (`NodeReach`, `for_reachability`); and what the routers
-and providers say of their hooks and audit log (`for_ops`).
+and providers say of their hooks and audit log (`for_ops`); and how the
+state store answers (`for_store`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from actors.durable.store import StoreHealth
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult, ProviderStatus, Recommendation
 from actors.policy.health import Health
@@ -272,3 +274,25 @@ def for_ops(capability: str, actor: str, report: dict[str, Any]) -> list[Recomme
             evidence=f"{audit.get('path')}: {audit['last_error']}; {audit.get('dropped', 0)} lines dropped",
             fix="free space or fix the permissions of the state directory (state.url, or $AICMO_STATE_DIR) on that node"))
     return out
+
+
+def for_store(store: StoreHealth, now: float) -> list[Recommendation]:
+    """The state store not answering: every keyed send waits for it, then
+    fails as `store_unavailable` (nothing is sent without it)."""
+    if store.ok:
+        return []
+    since = f" for {now - store.failing_since:.0f}s" if store.failing_since is not None else ""
+    evidence = f"{store.url} did not answer{since}: {store.last_error or 'no answer'}"
+    if store.kind == "postgresql":
+        fix = (f"check that the PostgreSQL server in state.url ({store.url}) is running and that every node reaches "
+               "it (`pg_isready -d '<state.url>'` from each node); that the role and database exist; and that the "
+               "password is right (the ${VAR} in state.url, or PGPASSWORD / PGPASSFILE on each node). Keyed sends "
+               "wait up to their deadline, then fail with store_unavailable and send nothing: retry them with the "
+               "same idempotency key once the server is back")
+    else:
+        fix = (f"check that the state directory of {store.url} exists, is writable by the Ray workers' user and has "
+               "free disk space (`aicmo-gateway doctor` checks it); a lock held long means another process holds "
+               "the SQLite file (a backup, a checkpoint): keep state.url on a local disk")
+    return [Recommendation(severity="critical", capability="*", provider=None,
+                           problem="the state store (idempotency keys, delivery journal, outbox) does not answer",
+                           evidence=evidence, fix=fix)]

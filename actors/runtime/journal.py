@@ -3,21 +3,34 @@
 Before the adapter is called for a keyed, non-idempotent request, the entry
 says `started`; after, `delivered` (with the value), `failed` (the provider
 certainly did not act) or `unknown` (it may have). An entry left `started`
-by a process that died, or `unknown`, is settled by `settle()`: the
-adapter's `reconcile()` where the provider can be asked, a resend where the
-provider itself drops duplicates, and otherwise it stays unknown for an
-operator. Keys being sent right now by this process are in `inflight`, so a
-second request for the same key waits for the first instead of sending.
+by a process that died, or `unknown`, is settled: the adapter's
+`reconcile()` where the provider can be asked, a resend where the provider
+itself drops duplicates, and otherwise it stays unknown for an operator.
+
+Two claims keep a key from being sent twice. Keys being sent or settled
+right now by this process are in `inflight` (set synchronously, before any
+await, so a second request for the key waits for the first). And `claim`
+writes `started` only where the store has no entry for the key or one that
+failed, in one statement the database decides: a process that is not this
+one (the provider actor's next incarnation, racing a request its
+predecessor had not finished) can never claim the same send.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from actors.durable import JournalEntry, StateStore
+from actors.durable import JournalEntry, StateStore, StoreUnavailable
+from actors.messages import CallContext
+
+log = logging.getLogger("aicmo.provider")
+
+Row = tuple[CallContext, str, str, Any, "str | None"]  # (ctx, method, state, value, error)
+
 
 class DeliveryJournal:
     def __init__(self, capability: str, provider: str, store: Callable[[], StateStore], clock: Callable[[], float]):
@@ -28,24 +41,80 @@ class DeliveryJournal:
         self.incarnation = uuid.uuid4().hex  # this process: entries of another one were left by a crash
         self.inflight: dict[str, asyncio.Future[Any]] = {}
 
-    def get(self, key: str) -> JournalEntry | None:
-        return self._store().journal_get(self.capability, self.provider, key)
+    def _entry(self, ctx: CallContext, method: str, state: str, value: Any = None,
+               error: str | None = None) -> JournalEntry:
+        assert ctx.idempotency_key is not None
+        return JournalEntry(capability=self.capability, provider=self.provider, key=ctx.idempotency_key,
+                            request_id=ctx.request_id, method=method, state=state,  # type: ignore[arg-type]
+                            incarnation=self.incarnation, updated_at=self._clock(), value=value, error=error)
 
-    def get_many(self, keys: list[str]) -> dict[str, JournalEntry]:
-        """This provider's entries for `keys`, in one read."""
-        found = self._store().journal_find_many(self.capability, keys, provider=self.provider)
-        return {key: entries[0] for key, entries in found.items()}
+    async def claim(self, calls: Sequence[tuple[CallContext, str]]) -> dict[str, JournalEntry]:
+        """Journals each (ctx, method) `started` where the send is free to be
+        made; returns the entries of the keys that are not (delivered, in
+        doubt, or being sent by another process)."""
+        return await self._store().journal_claim([self._entry(ctx, method, "started") for ctx, method in calls])
 
-    def write_many(self, rows: list[tuple[Any, str, str, Any, str | None]]) -> None:
-        """(ctx, method, state, value, error) rows, in one transaction."""
-        now = self._clock()
-        self._store().journal_put_many([JournalEntry(
-            capability=self.capability, provider=self.provider, key=ctx.idempotency_key, request_id=ctx.request_id,
-            method=method, state=state, incarnation=self.incarnation, updated_at=now, value=value, error=error)
-            for ctx, method, state, value, error in rows])
+    async def get(self, key: str) -> JournalEntry | None:
+        found = await self._store().journal_find_many(self.capability, [key], provider=self.provider)
+        return found[key][0] if key in found else None
 
-    def write(self, key: str, request_id: str, method: str, state: str, value: Any = None,
-              error: str | None = None) -> None:
-        self._store().journal_put(JournalEntry(
-            capability=self.capability, provider=self.provider, key=key, request_id=request_id, method=method,
-            state=state, incarnation=self.incarnation, updated_at=self._clock(), value=value, error=error))
+    def entries(self, rows: Sequence[Row]) -> list[JournalEntry]:
+        return [self._entry(*row) for row in rows]
+
+    async def write_many(self, rows: Sequence[Row]) -> None:
+        """(ctx, method, state, value, error) rows, in one statement."""
+        await self.put(self.entries(rows))
+
+    async def put(self, entries: Sequence[JournalEntry]) -> None:
+        await self._store().journal_put_many(entries)
+
+
+class OutcomeWriter:
+    """Journals what happened to sends. A send has happened whatever the
+    store says: when it does not answer, the entries are kept here and
+    written as soon as it does (in the background, oldest first), and a key
+    delivered meanwhile is answered from `delivered`, never sent again."""
+
+    RETRY_FIRST_S = 0.1
+    RETRY_LONGEST_S = 5.0
+
+    def __init__(self, journal: DeliveryJournal, sleep: Callable[[float], Awaitable[Any]]):
+        self._journal = journal
+        self._sleep = sleep
+        self.delivered: dict[str, Any] = {}   # key -> the reply of a delivery not journaled yet
+        self._unwritten: list[JournalEntry] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        return len(self._unwritten)
+
+    async def write(self, rows: Sequence[Row], replies: dict[str, Any]) -> None:
+        entries = self._journal.entries(rows)
+        if not entries:
+            return
+        if not self._unwritten:
+            try:
+                await self._journal.put(entries)
+                return
+            except StoreUnavailable as exc:
+                log.warning("%s/%s: journaling %d outcome(s) later: %s", self._journal.capability,
+                            self._journal.provider, len(entries), exc)
+        self._unwritten += entries  # behind older entries: written in order
+        self.delivered.update({key: reply for key, reply in replies.items() if getattr(reply, "ok", False)})
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        pause = self.RETRY_FIRST_S
+        while self._unwritten:
+            batch = list(self._unwritten)
+            try:
+                await self._journal.put(batch)
+            except StoreUnavailable:
+                await self._sleep(pause)
+                pause = min(pause * 2, self.RETRY_LONGEST_S)
+                continue
+            del self._unwritten[:len(batch)]
+            for entry in batch:
+                self.delivered.pop(entry.key, None)

@@ -16,16 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.durable import OutboxItem
+from actors.durable import OutboxItem, StoreUnavailable
 from actors.errors import ErrorKind
 from actors.messages import ErrorInfo, InvokeResult
 from actors.payloads import METHODS, PayloadError, validate_payload
 from actors.policy.ranking import plan_attempts
 
+from actors.runtime.idempotency import LEASE_GRACE_S, Refused, fingerprint
 from actors.runtime.request import Request
 
 if TYPE_CHECKING:
     from actors.runtime.router_core import RouterCore
+
+
+# Items leased per step of a drain round.
+LEASE_CHUNK = 10
 
 
 class OutboxDelivery:
@@ -35,6 +40,7 @@ class OutboxDelivery:
         # or an operator's replay during the periodic drain, must not deliver
         # an item a second time through a provider the first round did not use.
         self._lock: asyncio.Lock | None = None
+        self.owner = f"{core.results.owner}/outbox"
 
     def _serial(self) -> asyncio.Lock:
         if self._lock is None:
@@ -55,33 +61,45 @@ class OutboxDelivery:
         async with self._serial():
             return await self._drain(limit, rate_per_s, ids)
 
+    def _lease_s(self, n: int, rate_per_s: float) -> float:
+        # Long enough for n deliveries at the rate, each up to its deadline.
+        return n / rate_per_s + self.core.routing.deadline_s + LEASE_GRACE_S
+
     async def _drain(self, limit: int, rate_per_s: float, ids: list[int] | None) -> dict[str, Any]:
         core = self.core
         store = core.store()
-        if ids:
-            items = [i for i in (store.outbox_get(n) for n in ids) if i is not None and i.capability == core.capability]
-        else:
-            items = store.outbox_list(core.capability, ("pending",), limit)
         report: dict[str, Any] = {"capability": core.capability, "delivered": [], "failed": [], "left": 0}
-        for n, item in enumerate(items):
-            item = store.outbox_get(item.id) or item  # an earlier round may have delivered it meanwhile
-            if item.state not in ("pending",):
-                continue
-            if not ids and not self.real_provider_available():
-                report["left"] = len(items) - n
+        done = 0
+        while done < limit:
+            # A few at a time: what this round leases, another drain (another
+            # supervisor's, or an operator's) skips instead of delivering too.
+            n = len(ids) if ids else min(LEASE_CHUNK, limit - done)
+            items = await store.outbox_lease(core.capability, self.owner, self._lease_s(n, rate_per_s), n, ids=ids)
+            if not items:
                 break
-            result = await self._deliver_item(item)
-            if result.ok:
-                report["delivered"].append(item.id)
-            else:
-                report["failed"].append({"id": item.id, "error": result.error.message if result.error else ""})
-                if not ids:
-                    report["left"] = len(items) - n - 1
-                    break
-            await core._sleep(1 / rate_per_s)
+            try:
+                for n_item, item in enumerate(items):
+                    if not ids and not self.real_provider_available():
+                        report["left"] += len(items) - n_item
+                        return report
+                    result = await self._deliver_item(item)
+                    done += 1
+                    if result.ok:
+                        report["delivered"].append(item.id)
+                    else:
+                        report["failed"].append({"id": item.id, "error": result.error.message if result.error else ""})
+                        if not ids:
+                            report["left"] += len(items) - n_item - 1
+                            return report
+                    await core._sleep(1 / rate_per_s)
+            finally:
+                await store.outbox_release([item.id for item in items], self.owner)
+            if ids:
+                break
         return report
 
-    def _item_request(self, item: OutboxItem, deadline_s: float) -> Request | InvokeResult:
+    def _item_request(self, item: OutboxItem, deadline_s: float) -> Request | str:
+        """The item as a request, or why it no longer is one."""
         core = self.core
         spec = METHODS[core.capability][item.method]
         base = dict(request_id=uuid.uuid4().hex, idempotency_key=item.idempotency_key, dry_run=False,
@@ -89,36 +107,47 @@ class OutboxDelivery:
         try:
             payload = validate_payload(spec, item.payload)
         except PayloadError as exc:
-            core.store().outbox_update(item.id, core._clock(), state="parked", error=f"no longer a valid payload: {exc}")
-            return InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base)
+            return str(exc)
         return Request(spec=spec, payload=payload, key=item.idempotency_key, journal=not spec.idempotent,
-                        deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
+                       deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
+
+    async def _invalid(self, item: OutboxItem, why: str) -> InvokeResult:
+        await self.core.store().outbox_update(item.id, self.core._clock(), state="parked",
+                                              error=f"no longer a valid payload: {why}")
+        return InvokeResult(ok=False, capability=self.core.capability, method=item.method,
+                            idempotency_key=item.idempotency_key, request_id=uuid.uuid4().hex,
+                            error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=why))
 
     async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
         core = self.core
         started = time.monotonic()
         r = self._item_request(item, core.routing.deadline_s)
-        if isinstance(r, InvokeResult):
-            return r
+        if isinstance(r, str):
+            return await self._invalid(item, r)
         key = item.idempotency_key
-        running = core.results.running(key)
-        if running is not None:  # a caller is sending this very key right now: its outcome is ours
-            await asyncio.shield(running)
-        core.results.begin(key)
+        print_ = fingerprint(item.method, r.payload)
+        # Takes the key over from its stored "queued" answer; a caller sending
+        # this very key right now (here or at another router) is waited for.
+        claim = await core.results.acquire(key, print_, r.deadline, redeliver=True)
+        if isinstance(claim, Refused):
+            return core._failed(r, claim.kind, claim.message)
         result = InvokeResult(ok=False, **r.base)
         try:
             result = core._done(started, await core._route(r, recover=True), r)
             if result.ok:
                 result = msgspec.structs.replace(result, outbox_id=item.id)
+        except StoreUnavailable as exc:
+            result = core._store_down(r, exc)
         finally:
-            core.results.finish(key, result)
+            await core.results.release(key, result, print_, r.deadline)
         store, now = core.store(), core._clock()
         if result.ok:
-            store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
-                                provider=result.provider, attempts=item.attempts + 1)
+            await store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
+                                      provider=result.provider, attempts=item.attempts + 1)
             core._count("outbox_delivered")
         elif result.outbox_id is None:  # not parked meanwhile: still pending
-            store.outbox_update(item.id, now, attempts=item.attempts + 1, error=(result.error.message if result.error else "")[:500])
+            await store.outbox_update(item.id, now, attempts=item.attempts + 1,
+                                      error=(result.error.message if result.error else "")[:500])
         return result
 
     async def settle_parked(self, ids: list[int] | None = None, deadline_s: float = 5.0) -> dict[str, Any]:
@@ -131,26 +160,34 @@ class OutboxDelivery:
     async def _settle_parked(self, ids: list[int] | None, deadline_s: float) -> dict[str, Any]:
         core = self.core
         store = core.store()
-        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(core.capability, ("parked",))
+        items = [await store.outbox_get(i) for i in ids] if ids else await store.outbox_list(core.capability, ("parked",))
         report: dict[str, Any] = {"capability": core.capability, "delivered": [], "requeued": [], "unknown": []}
         for item in items:
             if item is None or item.state != "parked" or item.provider not in core.providers:
                 continue
             r = self._item_request(item, deadline_s)
-            if isinstance(r, InvokeResult):
+            if isinstance(r, str):
                 continue
             resolution = await core._ask(item.provider, r)
             now = core._clock()
             if resolution.state == "delivered":
-                store.outbox_update(item.id, now, state="delivered", result=resolution.value)
-                core.results.keep(item.idempotency_key, core._succeeded(r, item.provider, resolution.value, replayed=True))
+                await store.outbox_update(item.id, now, state="delivered", result=resolution.value)
+                await self._keep(r, item, core._succeeded(r, item.provider, resolution.value, replayed=True))
                 report["delivered"].append(item.id)
             elif resolution.state == "not_delivered":
-                store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
+                await store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
                 report["requeued"].append(item.id)
             else:
                 report["unknown"].append(item.id)
         return report
+
+    async def _keep(self, r: Request, item: OutboxItem, result: InvokeResult) -> None:
+        """The key's first result becomes `result` (it held the parked one)."""
+        results = self.core.results
+        print_ = fingerprint(item.method, r.payload)
+        claim = await results.acquire(item.idempotency_key, print_, r.deadline, redeliver=True)
+        if not isinstance(claim, Refused):
+            await results.release(item.idempotency_key, result, print_, r.deadline)
 
     async def replay(self, ids: list[int], force: bool = False) -> dict[str, Any]:
         """An operator's replay: parked items are asked about first; with
@@ -165,13 +202,14 @@ class OutboxDelivery:
         settled = await self._settle_parked(ids, 5.0)
         if force:
             for item_id in settled["unknown"]:
-                item = store.outbox_get(item_id)
+                item = await store.outbox_get(item_id)
                 assert item is not None
-                for e in store.journal_find(core.capability, item.idempotency_key):
-                    if e.state in ("started", "unknown"):
-                        store.journal_put(msgspec.structs.replace(e, state="failed", incarnation="operator",
-                                                                  updated_at=core._clock(), error="an operator replayed it"))
-                store.outbox_update(item_id, core._clock(), state="pending", error="replayed by an operator")
-        pending = [i for i in ids if (item := store.outbox_get(i)) is not None and item.state == "pending"]
+                found = await store.journal_find_many(core.capability, [item.idempotency_key])
+                await store.journal_put_many([
+                    msgspec.structs.replace(e, state="failed", incarnation="operator", updated_at=core._clock(),
+                                            error="an operator replayed it")
+                    for e in found.get(item.idempotency_key, []) if e.state in ("started", "unknown")])
+                await store.outbox_update(item_id, core._clock(), state="pending", error="replayed by an operator")
+        pending = [i for i in ids if (item := await store.outbox_get(i)) is not None and item.state == "pending"]
         report = await self._drain(100, 20.0, pending) if pending else {"delivered": [], "failed": []}
         return {**report, "capability": core.capability, "settled": settled}

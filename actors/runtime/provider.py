@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -26,16 +26,19 @@ import ray
 
 from actors.adapters.base import Adapter
 from actors.adapters.registry import get_adapter_class
-from actors.durable import StateStore, open_store
+from actors.durable import JournalEntry, StateStore, StoreHealth, StoreUnavailable
+from actors.durable.retry import within
 from actors.errors import ErrorKind, ProviderError
 from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus, Resolution
 from actors.payloads import Payload
 from actors.policy.health import HealthChanged, HealthSnapshot, Outcome, observe, shown_state
 from actors.redaction import Redactor
-from actors.runtime.journal import DeliveryJournal
-from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, router_name
+from actors.runtime.journal import DeliveryJournal, OutcomeWriter
+from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, open_spec_store, router_name
 
 log = logging.getLogger("aicmo.provider")
+
+Call = tuple[str, Payload, CallContext]
 
 
 def _state(reply: CallReply) -> str:
@@ -58,7 +61,7 @@ class ProviderCore:
     """The actor's logic without Ray, so it can be unit-tested with a fake adapter."""
 
     def __init__(self, spec: ProviderSpec, adapter: Adapter | None = None, clock: Callable[[], float] = time.time,
-                 store: StateStore | None = None):
+                 store: StateStore | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.spec = spec
         if adapter is None:
             adapter_cls = get_adapter_class(spec.adapter)
@@ -69,16 +72,18 @@ class ProviderCore:
         self.health = HealthSnapshot()
         self.in_flight = 0
         self._clock = clock
+        self._sleep = sleep
         self._store = store
         self._limit: asyncio.Semaphore | None = None
         self.journal = DeliveryJournal(spec.capability, spec.name, self.store, clock)
+        self.outcomes = OutcomeWriter(self.journal, sleep)
         self.on_change: Any = None  # called with the new status when the state changes
         if adapter.last_resort:
             adapter.attach(self.store())
 
     def store(self) -> StateStore:
         if self._store is None:  # opened on first use: most providers never journal
-            self._store = open_store(self.spec.state_url)
+            self._store = open_spec_store(self.spec.state)
         return self._store
 
     # --- attempts --------------------------------------------------------------
@@ -87,50 +92,50 @@ class ProviderCore:
             return await self._attempt(method, payload, ctx)
         return (await self.call_many([(method, payload, ctx)]))[0]
 
-    async def call_many(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
+    async def call_many(self, calls: list[Call]) -> list[CallReply]:
         """Attempts, run concurrently and answered in order.
 
-        Keyed sends are checked against the journal first, the whole batch in
-        one read: a key delivered already is answered from it; the others are
-        claimed (marked in flight, journaled `started`) in the same step as
-        the check, so no other batch can send them in between, and sent
-        together. A key that is being sent right now, or that a crash left
-        `started` or `unknown`, waits or is settled on its own, without
-        holding up the rest of the batch."""
+        Keyed sends are claimed in memory first (no await between the check
+        and the claim), then in the journal, the whole batch in one
+        statement that writes `started` where the send is free to be made.
+        Those are sent together. A key delivered already is answered from
+        the journal; one a crash left `started` or `unknown` is settled on
+        its own; one another request of this process is sending right now
+        waits for it; none of them holds up the rest of the batch."""
         replies: list[CallReply | None] = [None] * len(calls)
-        now: list[int] = []
-        on_their_own: list[int] = []
-        first_of_key: dict[str, int] = {}
+        direct: list[int] = []
+        mine: dict[str, int] = {}
+        busy: list[int] = []
         same_as: dict[int, int] = {}
-        keys = [ctx.idempotency_key for _, _, ctx in calls if self._journals(ctx)]
-        inflight = self.journal.inflight
-        known = self.journal.get_many([k for k in keys if k not in inflight]) if keys else {}  # type: ignore[misc]
+        first_of_key: dict[str, int] = {}
         for i, (_, _, ctx) in enumerate(calls):
             key = ctx.idempotency_key
             if key is None or not self._journals(ctx):
-                now.append(i)
+                direct.append(i)
             elif key in first_of_key:  # the same request twice in one batch: sent once
                 same_as[i] = first_of_key[key]
             else:
                 first_of_key[key] = i
-                entry = known.get(key)
-                if key in inflight or (entry is not None and entry.state in ("started", "unknown")):
-                    on_their_own.append(i)
-                elif entry is not None and entry.state == "delivered":
-                    replies[i] = self._replayed(entry.value)
-                else:
-                    now.append(i)
-        waiting = [asyncio.ensure_future(self._send_when_clear(*calls[i])) for i in on_their_own]
+                (busy.append(i) if key in self.journal.inflight else mine.__setitem__(key, i))
+        claims = self._claim_locally(list(mine))
+        others = [asyncio.ensure_future(self._call_when_free(*calls[i])) for i in busy]
+        settling: dict[int, asyncio.Future[CallReply]] = {}
         try:
-            # Awaited directly, so its claim runs before this task first yields.
-            sent = await self._send([calls[i] for i in now]) if now else []
-            waited = await asyncio.gather(*waiting)
+            taken = await self._claim_in_journal([calls[i] for i in mine.values()], claims, replies, mine)
+            for key, entry in taken.items():
+                i = mine.pop(key)
+                settling[i] = asyncio.ensure_future(self._answer_taken(*calls[i], entry, claims.pop(key)))
+            now = [*direct, *mine.values()]
+            sent = await self._send([calls[i] for i in now], {key: claims[key] for key in mine})
+            for i, reply in zip(now, sent, strict=True):
+                replies[i] = reply
+            for i, reply in zip([*settling, *busy], await asyncio.gather(*settling.values(), *others), strict=True):
+                replies[i] = reply
         except BaseException:
-            for task in waiting:
+            for task in [*others, *settling.values()]:
                 task.cancel()
+            self._release(claims, {}, self._cut_off())
             raise
-        for i, reply in [*zip(now, sent, strict=True), *zip(on_their_own, waited, strict=True)]:
-            replies[i] = reply
         for i, j in same_as.items():
             replies[i] = replies[j]
         return replies  # type: ignore[return-value] - every slot is filled above
@@ -143,39 +148,91 @@ class ProviderCore:
     def _journals(ctx: CallContext) -> bool:
         return bool(ctx.journal and ctx.idempotency_key and not ctx.dry_run)
 
-    async def _send_when_clear(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
-        """A keyed send that must first wait for another send or settlement of
-        its key here, or settle what a crash left."""
-        reply = await self._answer_without_sending(method, payload, ctx)
-        if reply is None:  # nothing yielded since the last check: claim it now
-            [reply] = await self._send([(method, payload, ctx)])
-        return reply
+    def _cut_off(self) -> CallReply:
+        return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
+                         error=f"{self.spec.name}: the attempt was cut off", health=self.health)
+
+    def _claim_locally(self, keys: list[str]) -> dict[str, asyncio.Future[CallReply]]:
+        """Marks the keys in flight in this process: synchronous, so nothing
+        else here can check them in between."""
+        loop = asyncio.get_running_loop()
+        claims: dict[str, asyncio.Future[CallReply]] = {key: loop.create_future() for key in keys}
+        self.journal.inflight.update(claims)
+        return claims
+
+    async def _claim_in_journal(self, calls: list[Call], claims: dict[str, asyncio.Future[CallReply]],
+                                replies: list[CallReply | None], mine: dict[str, int]) -> dict[str, JournalEntry]:
+        """Journals the sends `started` where they are free to be made, and
+        returns the entries of the keys that are not. If the store does not
+        answer within the attempts' time, nothing is sent: those calls are
+        answered `store_unavailable` and their claims released."""
+        if not calls:
+            return {}
+        deadline = time.monotonic() + max(ctx.timeout_s for _, _, ctx in calls)
+        pending = {ctx.idempotency_key: (ctx, method) for method, _, ctx in calls if ctx.idempotency_key in
+                   self.outcomes.delivered}
+        if pending:  # delivered here, its outcome not journaled yet (the store was down): answer from memory
+            for key in pending:
+                i = mine.pop(key)  # type: ignore[arg-type]
+                replies[i] = self._replayed(self.outcomes.delivered[key].value)  # type: ignore[index]
+                self._release({key: claims.pop(key)}, {key: replies[i]}, replies[i])  # type: ignore[arg-type, dict-item]
+            calls = [c for c in calls if c[2].idempotency_key not in pending]
+        try:
+            return await within(deadline, lambda: self.journal.claim([(ctx, method) for method, _, ctx in calls]),
+                                sleep=self._sleep)
+        except StoreUnavailable as exc:
+            refused = CallReply(ok=False, error_kind=ErrorKind.STORE_UNAVAILABLE, health=self.health,
+                                error=self.redact(f"{self.spec.name}: not sent: the delivery journal could not be "
+                                                  f"written ({exc})"))
+            for _, _, ctx in calls:
+                key = ctx.idempotency_key
+                replies[mine.pop(key)] = refused  # type: ignore[arg-type]
+                self._release({key: claims.pop(key)}, {}, refused)  # type: ignore[arg-type]
+            return {}
+
+    async def _answer_taken(self, method: str, payload: Payload, ctx: CallContext, entry: JournalEntry,
+                            claim: asyncio.Future[CallReply]) -> CallReply:
+        """A keyed send whose journal entry says it is not simply free, with
+        its key claimed here: delivered already, or settled first."""
+        reply = self._cut_off()
+        try:
+            for _ in range(3):  # settled "not delivered", then taken again by another process: look again
+                if entry.state == "delivered":
+                    reply = self._replayed(entry.value)
+                    return reply
+                if entry.state == "failed":
+                    [reply] = await self._send([(method, payload, ctx)], {}, journal_first=True)
+                    return reply
+                settled = await self._settle_claimed(method, payload, ctx)
+                if settled.state != "not_delivered":
+                    reply = self._settled_reply(settled)
+                    return reply
+                entry = msgspec.structs.replace(entry, state="failed")
+            reply = self._settled_reply(Resolution(state="unknown", error="its journal entry kept changing"))
+            return reply
+        finally:
+            self._release({ctx.idempotency_key: claim}, {ctx.idempotency_key: reply}, reply)  # type: ignore[dict-item]
+
+    async def _call_when_free(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
+        """A keyed send another request of this process is sending or
+        settling right now: its outcome answers this one too if it delivered
+        (or may have); otherwise this one goes through the journal itself."""
+        key = ctx.idempotency_key
+        assert key is not None
+        first = await self._wait_for_claim(key)
+        if first is not None and (first.ok or first.maybe_delivered):
+            return first if not first.ok else self._replayed(first.value)
+        return (await self.call_many([(method, payload, ctx)]))[0]
 
     async def _wait_for_claim(self, key: str) -> CallReply | None:
         """Waits until nobody in this process is sending or settling `key` (a
         claim that ends can be followed by another before this task wakes),
-        and returns the outcome of the last claim it waited for. The caller's
-        next check of the journal is current if it does not yield first."""
+        and returns the outcome of the last claim it waited for. A claim made
+        right after this returns, without yielding, is current."""
         last: CallReply | None = None
         while (claim := self.journal.inflight.get(key)) is not None:
             last = await asyncio.shield(claim)
         return last
-
-    async def _answer_without_sending(self, method: str, payload: Payload, ctx: CallContext) -> CallReply | None:
-        """A keyed send's answer from what is known already, or None: send it."""
-        key = ctx.idempotency_key
-        assert key is not None
-        first = await self._wait_for_claim(key)  # the same request being sent right now: never twice at once
-        if first is not None and (first.ok or first.maybe_delivered):
-            return first
-        entry = self.journal.get(key)
-        if entry is not None and entry.state == "delivered":
-            return self._replayed(entry.value)
-        if entry is not None and entry.state in ("started", "unknown"):
-            settled = await self._settle(method, payload, ctx)
-            if settled.state != "not_delivered":
-                return self._settled_reply(settled)
-        return None
 
     def _settled_reply(self, settled: Resolution) -> CallReply:
         """What a keyed send answers once its key's earlier send is settled."""
@@ -187,14 +244,17 @@ class ProviderCore:
                                    f"({settled.error}); not sending it again", health=self.health)
         return CallReply(ok=False, error=f"{self.spec.name}: settled: not delivered", health=self.health)
 
-    async def _send(self, calls: list[tuple[str, Payload, CallContext]]) -> list[CallReply]:
-        """Send now. Keyed sends are claimed before the first await (marked in
-        flight, journaled `started`, one transaction for the whole batch) and
-        journaled with their outcome after, again in one."""
+    async def _send(self, calls: list[Call], claims: dict[str, asyncio.Future[CallReply]],
+                    journal_first: bool = False) -> list[CallReply]:
+        """Sends now: every keyed send among `calls` is claimed here and
+        journaled `started` (or, with `journal_first`, is journaled so now,
+        its key's claim held by the caller). Outcomes are journaled after,
+        in one statement, and `claims` released with them."""
         keyed = [(method, ctx) for method, _, ctx in calls if self._journals(ctx)]
+        if journal_first and keyed:
+            await self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
         if not keyed:
             return list(await asyncio.gather(*(self._attempt(method, payload, ctx) for method, payload, ctx in calls)))
-        claims = self._claim(keyed)
         outcomes: dict[str, CallReply] = {}
         tasks = [asyncio.ensure_future(self._attempt(method, payload, ctx)) for method, payload, ctx in calls]
         try:
@@ -208,31 +268,13 @@ class ProviderCore:
                 task.cancel()
             raise
         finally:
-            cut_off = CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
-                                error=f"{self.spec.name}: the attempt was cut off", health=self.health)
             try:
                 # A send cut off (cancelled, or the process going down) may have gone out.
-                self.journal.write_many([
+                await self.outcomes.write([
                     (ctx, method, _state(r), r.value, r.error) if (r := outcomes.get(ctx.idempotency_key)) else  # type: ignore[arg-type]
-                    (ctx, method, "unknown", None, "cut off mid-send") for method, ctx in keyed])
+                    (ctx, method, "unknown", None, "cut off mid-send") for method, ctx in keyed], outcomes)
             finally:
-                self._release(claims, outcomes, cut_off)
-
-    def _claim(self, keyed: list[tuple[str, CallContext]]) -> dict[str, asyncio.Future[CallReply]]:
-        """Marks the keys in flight and journals them `started`. If the journal
-        cannot be written, nothing is sent: the claims are released and the
-        error raised."""
-        loop = asyncio.get_running_loop()
-        claims: dict[str, asyncio.Future[CallReply]] = {ctx.idempotency_key: loop.create_future()  # type: ignore[misc]
-                                                        for _, ctx in keyed}
-        self.journal.inflight.update(claims)
-        try:
-            self.journal.write_many([(ctx, method, "started", None, None) for method, ctx in keyed])
-        except BaseException:
-            self._release(claims, {}, CallReply(ok=False, error=f"{self.spec.name}: not sent: the journal could not "
-                                                                "be written", health=self.health))
-            raise
-        return claims
+                self._release(claims, outcomes, self._cut_off())
 
     def _release(self, claims: dict[str, asyncio.Future[CallReply]], outcomes: dict[str, CallReply],
                  otherwise: CallReply) -> None:
@@ -285,36 +327,38 @@ class ProviderCore:
     # --- unknown outcomes ------------------------------------------------------
     async def resolve(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
         """Was the keyed request delivered here? Asked by a router after an
-        attempt whose outcome it could not see (a timeout, a crash)."""
+        attempt whose outcome it could not see (a timeout, a crash). The key
+        is claimed meanwhile, so a concurrent request waits for this answer
+        instead of settling too (a late "not delivered" would overwrite a
+        delivery made in between)."""
         key = ctx.idempotency_key
         assert key is not None, "resolve needs an idempotency key"
         last = await self._wait_for_claim(key)
         if last is not None and last.ok:
             return Resolution(state="delivered", value=last.value)
-        entry = self.journal.get(key)
-        if entry is None or entry.state == "failed":
-            return Resolution(state="not_delivered")
-        if entry.state == "delivered":
-            return Resolution(state="delivered", value=entry.value)
-        return await self._settle(method, payload, ctx)
-
-    async def _settle(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
-        """Settles a send the journal left `started` or `unknown`. The key is
-        claimed meanwhile, so a concurrent request waits for this answer
-        instead of settling too (a late "not delivered" would overwrite a
-        delivery made in between)."""
-        key = ctx.idempotency_key
-        assert key is not None
-        claim: asyncio.Future[CallReply] = asyncio.get_running_loop().create_future()
-        self.journal.inflight[key] = claim
+        if key in self.outcomes.delivered:
+            return Resolution(state="delivered", value=self.outcomes.delivered[key].value)
+        [claim] = self._claim_locally([key]).values()
         resolution = Resolution(state="unknown", error="settling was cut off")
         try:
-            resolution = await self._settle_claimed(method, payload, ctx)
+            deadline = time.monotonic() + ctx.timeout_s
+            entry = await within(deadline, lambda: self.journal.get(key), sleep=self._sleep)
+            if entry is None or entry.state == "failed":
+                resolution = Resolution(state="not_delivered")
+            elif entry.state == "delivered":
+                resolution = Resolution(state="delivered", value=entry.value)
+            else:
+                resolution = await self._settle_claimed(method, payload, ctx)
+            return resolution
+        except StoreUnavailable as exc:
+            resolution = Resolution(state="unknown", error=self.redact(f"its journal cannot be read now: {exc}"))
             return resolution
         finally:
             self._release({key: claim}, {}, self._settled_reply(resolution))
 
     async def _settle_claimed(self, method: str, payload: Payload, ctx: CallContext) -> Resolution:
+        """Settles a send the journal left `started` or `unknown`, its key
+        claimed here by the caller."""
         key = ctx.idempotency_key
         assert key is not None
         try:
@@ -322,7 +366,7 @@ class ProviderCore:
         except NotImplementedError:
             if method in self.adapter.resends_deduplicated:
                 # The provider drops a repeat of the same request itself.
-                [reply] = await self._send([(method, payload, ctx)])
+                [reply] = await self._send([(method, payload, ctx)], {}, journal_first=True)
                 if reply.ok:
                     return Resolution(state="delivered", value=reply.value)
                 return Resolution(state="unknown" if reply.maybe_delivered else "not_delivered", error=reply.error)
@@ -330,9 +374,10 @@ class ProviderCore:
         except (ProviderError, asyncio.TimeoutError) as exc:
             return Resolution(state="unknown", error=self.redact(f"cannot ask {self.spec.name} now: {exc}"))
         if value is None:
-            self.journal.write(key, ctx.request_id, method, "failed", error="reconciled: not delivered")
+            await self.outcomes.write([(ctx, method, "failed", None, "reconciled: not delivered")], {})
             return Resolution(state="not_delivered")
-        self.journal.write(key, ctx.request_id, method, "delivered", value=value)
+        await self.outcomes.write([(ctx, method, "delivered", value, None)],
+                                  {key: CallReply(ok=True, value=value, health=self.health)})
         return Resolution(state="delivered", value=value)
 
     # --- health ----------------------------------------------------------------
@@ -468,6 +513,11 @@ class ProviderActor:
 
     def digest(self) -> str:
         return self._core.spec.digest
+
+    def store_health(self) -> StoreHealth:
+        """The state store as this provider has seen it; `unjournaled` is how
+        many outcomes wait to be written because it did not answer."""
+        return msgspec.structs.replace(self._core.store().health(), unjournaled=self._core.outcomes.backlog)
 
     async def ready(self) -> str:
         self._ops.ensure_started()

@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from actors.durable import StoreHealth
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext, CallReply, CapabilityStatus, InvokeResult, Operation, ProviderStatus, Resolution
 from actors.ops.observers import RouterOps
@@ -33,7 +34,10 @@ class RouterActor:
         self._namespace = namespace
         self._actor_names = {p.name: p.actor_name for p in spec.providers}
         self._handles: dict[str, Any] = {}
-        self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many)
+        # Claims it leaves in the store carry its actor id: its next
+        # incarnation (Ray restarts it under the same id) drops them first.
+        self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many,
+                                owner=ray.get_runtime_context().get_actor_id())
         self._ops = RouterOps(spec)
         self._core.observers.append(self._ops.observe)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
@@ -131,6 +135,10 @@ class RouterActor:
             total_ok=status.total_ok,
             last_error=status.last_error, last_error_kind=status.last_error_kind, last_checked=status.last_checked,
             cooldown_until=status.cooldown_until, throttled_until=status.throttled_until)
+
+    def store_health(self) -> StoreHealth:
+        """The state store as this router has seen it (round trips included)."""
+        return self._core.store().health()
 
     def recent_operations(self) -> list[Operation]:
         return list(self._core.recent)

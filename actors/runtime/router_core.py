@@ -26,7 +26,8 @@ from typing import Any
 
 import msgspec
 
-from actors.durable import StateStore, open_store
+from actors.durable import JournalEntry, StateStore, StoreUnavailable
+from actors.durable.retry import within
 from actors.errors import ActorUnreachable, ErrorKind, ProviderError
 from actors.messages import (
     Attempt,
@@ -46,11 +47,11 @@ from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
-from actors.runtime.coalesce import Coalescer, SendMany, batching
-from actors.runtime.idempotency import IdempotencyRecords
+from actors.runtime.coalesce import Coalescer, PerTurn, SendMany, batching
+from actors.runtime.idempotency import IdempotencyRecords, Refused, Replayed, fingerprint
 from actors.runtime.outbox_delivery import OutboxDelivery
 from actors.runtime.request import Request
-from actors.runtime.specs import CapabilitySpec
+from actors.runtime.specs import CapabilitySpec, open_spec_store
 
 log = logging.getLogger("aicmo.router")
 
@@ -98,7 +99,8 @@ def check_options(idempotency_key: Any, deadline_s: Any) -> None:
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Callable[[], float] = time.time, store: StateStore | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, send_many: SendMany | None = None):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, send_many: SendMany | None = None,
+                 owner: str | None = None):
         self.spec = spec
         self.capability = spec.capability
         self.routing = spec.routing
@@ -122,7 +124,9 @@ class RouterCore:
                                         max_delay_factor=h.max_delay_factor)
         self.hedges = hedge_budget(h.budget_percent)
         self.recent: deque[Operation] = deque(maxlen=spec.routing.recent_operations)
-        self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store)
+        self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store,
+                                          owner=owner, sleep=sleep)
+        self._journal_reads: PerTurn[str, list[JournalEntry]] = PerTurn(self._read_journals)
         self.counters: dict[str, int] = {}
         # Called with every finished request's Decision (audit, metrics,
         # hooks): on the request's path, so they must only enqueue.
@@ -131,8 +135,17 @@ class RouterCore:
 
     def store(self) -> StateStore:
         if self._store is None:
-            self._store = open_store(self.spec.state_url)
+            self._store = open_spec_store(self.spec.state)
         return self._store
+
+    async def _read_journals(self, keys: list[str]) -> list[list[JournalEntry]]:
+        found = await self.store().journal_find_many(self.capability, keys)
+        return [found.get(key, []) for key in keys]
+
+    def _store_down(self, r: Request, exc: StoreUnavailable) -> InvokeResult:
+        return self._failed(r, ErrorKind.STORE_UNAVAILABLE,
+                            f"{exc}. Nothing was sent: without the store no send can be kept to once. Retry with the "
+                            "same idempotency key once it is back")
 
     # --- requests ------------------------------------------------------------
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
@@ -159,31 +172,30 @@ class RouterCore:
             # Every send carries a key, so the journal can tell whether it was
             # delivered; the caller gets it back and may retry with it.
             key = base["idempotency_key"] = f"auto-{request_id}"
-        elif key is not None and not dry:
-            replay = await self._replay(key)
-            if replay is not None:
-                return replay
         deadline_s = float(deadline_s or self.routing.deadline_s)
         request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
-                           deadline=started + deadline_s, deadline_s=deadline_s, base=base)
-        if key is not None and not dry:
-            self.results.begin(key)
+                          deadline=started + deadline_s, deadline_s=deadline_s, base=base)
+        if key is None or dry:
+            return self._done(started, await self._route(request, recover=False), request)
+
+        print_ = fingerprint(method, payload)
+        callers_key = idempotency_key is not None  # a generated key is unknown to anyone else: no claim to race for
+        try:
+            claim = await self.results.acquire(key, print_, request.deadline, durable=callers_key)
+        except StoreUnavailable as exc:
+            return self._done(started, self._store_down(request, exc), request)
+        if isinstance(claim, Replayed):
+            return msgspec.structs.replace(claim.result, replayed=True)
+        if isinstance(claim, Refused):
+            return self._done(started, self._failed(request, claim.kind, claim.message), request)
         result = InvokeResult(ok=False, **base)
         try:
-            result = await self._route(request, recover=idempotency_key is not None)
+            result = await self._route(request, recover=callers_key)
+        except StoreUnavailable as exc:
+            result = self._store_down(request, exc)
         finally:
-            if key is not None and not dry:
-                self.results.finish(key, result)
+            await self.results.release(key, result, print_, request.deadline, durable=callers_key)
         return self._done(started, result, request)
-
-    async def _replay(self, key: str) -> InvokeResult | None:
-        running = self.results.running(key)
-        if running is not None:  # the first request with this key is still running
-            first = await asyncio.shield(running)
-            if first.ok or first.outbox_id is not None:
-                return msgspec.structs.replace(first, replayed=True)
-        stored = self.results.stored(key)
-        return None if stored is None else msgspec.structs.replace(stored, replayed=True)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
         async def one(item: Any) -> InvokeResult:
@@ -203,7 +215,6 @@ class RouterCore:
             return list(await asyncio.gather(*(one(item) for item in requests)))
         finally:
             batching.reset(token)
-            self.results.write_batch()
 
     # --- routing -------------------------------------------------------------
     async def _route(self, r: Request, recover: bool) -> InvokeResult:
@@ -275,6 +286,10 @@ class RouterCore:
             winner = next(((n, rep) for n, rep, _ in outcomes if rep.ok), None)
             if winner is not None:
                 return self._succeeded(r, winner[0], winner[1].value)
+            unjournaled = next((rep for _, rep, _ in outcomes if rep.error_kind is ErrorKind.STORE_UNAVAILABLE), None)
+            if unjournaled is not None:  # the store is shared: every other provider would fail alike
+                return self._failed(r, ErrorKind.STORE_UNAVAILABLE, f"{unjournaled.error}. Nothing was sent: retry "
+                                    "with the same idempotency key once the store is back")
             last_name, last = outcomes[-1][0], outcomes[-1][1]
             if r.journal and last.maybe_delivered:
                 settled = await self._settle_unknown(r, last_name, last.error)
@@ -398,7 +413,9 @@ class RouterCore:
         journals (the router that made them may have crashed): a delivery is
         returned, a send in doubt is asked about, never sent elsewhere."""
         assert r.key is not None
-        entries = [e for e in self.store().journal_find(self.capability, r.key) if e.provider in self.providers]
+        key = r.key
+        found = await within(r.deadline, lambda: self._journal_reads(key), sleep=self._sleep)
+        entries = [e for e in found if e.provider in self.providers]
         delivered = [e for e in entries if e.state == "delivered"]
         # A real delivery wins; the outbox's own record that it queued the
         # request counts only when we are not the ones delivering it from there.
@@ -424,7 +441,14 @@ class RouterCore:
         if resolution.state == "not_delivered":
             return None
         why = resolution.error or error or "no answer"
-        item = self._park(r, name, why)
+        try:
+            item = await within(max(r.deadline, time.monotonic() + 1.0), lambda: self._park(r, name, why),
+                                sleep=self._sleep)
+        except StoreUnavailable as exc:
+            return self._failed(r, ErrorKind.OUTCOME_UNKNOWN,
+                                f"{name} may or may not have delivered this ({why}); it was not sent anywhere else, "
+                                f"and could not be parked in the outbox ({exc}). A retry with its idempotency key "
+                                "settles it from the provider's journal, never sending it twice")
         # Cut off by the deadline, the request ends as deadline_exceeded; either
         # way it was not sent elsewhere, and a retry with its key sends nothing.
         kind = ErrorKind.DEADLINE_EXCEEDED if time.monotonic() >= r.deadline - MIN_ATTEMPT_S else ErrorKind.OUTCOME_UNKNOWN
@@ -448,15 +472,15 @@ class RouterCore:
                 if r.deadline - time.monotonic() < MIN_ATTEMPT_S:
                     return Resolution(state="unknown", error=f"the provider actor did not answer: {last}")
 
-    def _park(self, r: Request, name: str, why: str) -> int:
+    async def _park(self, r: Request, name: str, why: str) -> int:
         assert r.key is not None
         store = self.store()
         now = self._clock()
-        live = store.outbox_find(self.capability, r.key)
+        live = await store.outbox_find(self.capability, r.key)
         if live is not None and live.state in ("pending", "parked"):
-            store.outbox_update(live.id, now, state="parked", reason="outcome_unknown", provider=name, error=why)
+            await store.outbox_update(live.id, now, state="parked", reason="outcome_unknown", provider=name, error=why)
             return live.id
-        item = store.outbox_add(capability=self.capability, method=r.spec.name, payload=msgspec.to_builtins(r.payload),
+        item = await store.outbox_add(capability=self.capability, method=r.spec.name, payload=msgspec.to_builtins(r.payload),
                                 idempotency_key=r.key, request_id=r.base["request_id"], reason="outcome_unknown",
                                 now=now, provider=name, error=why)
         return item.id

@@ -31,6 +31,29 @@ def provider_name(capability: str, provider: str) -> str:
     return f"provider:{capability}:{provider}"
 
 
+class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the gateway's durable state lives, as every actor opens it."""
+
+    url: str                         # a directory, sqlite:///file, or postgresql://... without a password
+    namespace: str                   # the gateway's: several can share one database
+    password: SecretStr | None = None  # PostgreSQL's, when the URL held one (from ${VAR})
+    retention_s: float = 7 * 86400.0   # ended journal entries and outbox items are kept this long
+    prune_interval_s: float = 600.0
+    pool_size: int = 4               # PostgreSQL connections per actor process
+
+    @property
+    def display(self) -> str:
+        return self.url
+
+
+def open_spec_store(state: StateSpec) -> Any:
+    """The store an actor uses (opened lazily: the first await connects)."""
+    from actors.durable import open_store
+
+    password = state.password.get_secret_value() if state.password is not None else None
+    return open_store(state.url, state.namespace, password=password, pool_size=state.pool_size)
+
+
 class RetryBudgetSpec(msgspec.Struct, frozen=True, kw_only=True):
     percent: float
     min_per_s: float
@@ -97,7 +120,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     delivers: bool
     has_probe: bool
     auth_settings: list[str]
-    state_url: str                   # the durable store (journal, outbox)
+    state: StateSpec                 # the durable store (journal, outbox)
     attempt_timeout_s: float = 10.0  # the most one attempt here may take (policy.routing, per provider)
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
     reaches_network: bool = True     # False: talks to no outside service (simulated, noop, outbox)
@@ -116,7 +139,8 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     def secret_values(self) -> list[str]:
         """Every secret this provider knows, in plain text, for redaction."""
         out = [v.get_secret_value() for v in self.settings.values() if isinstance(v, SecretStr)]
-        return out + [s.get_secret_value() for s in self.env_secrets]
+        out += [s.get_secret_value() for s in self.env_secrets]
+        return out + ([self.state.password.get_secret_value()] if self.state.password is not None else [])
 
     def without_secrets(self) -> "ProviderSpec":
         """This spec fit to hand to a client: every secret setting (SecretStr, or
@@ -124,7 +148,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
         (A SecretStr only hides itself from repr: pickled, it travels whole.)"""
         masked = {k: MASK if isinstance(v, SecretStr) or _secret_ref(self.env_refs.get(k)) else v
                   for k, v in self.settings.items()}
-        return msgspec.structs.replace(self, settings=masked, env_secrets=[])
+        return msgspec.structs.replace(self, settings=masked, env_secrets=[], state=_public_state(self.state))
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(**self.health)
@@ -139,7 +163,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     providers: list[ProviderSpec]
     routing: RoutingSpec
     dry_run: bool
-    state_url: str
+    state: StateSpec
     hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # global and this capability's, together
     audit: AuditSpec = msgspec.field(default_factory=AuditSpec)
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
@@ -171,7 +195,7 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     capabilities: list[CapabilitySpec]
     supervisor: SupervisorSpec
-    state_url: str
+    state: StateSpec
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
 
     @property
@@ -184,10 +208,15 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
         return 1 + sum(1 + len(c.providers) for c in self.capabilities)
 
     def without_secrets(self) -> "GatewaySpec":
-        """What the supervisor's `spec()` hands out: no secret of any provider."""
-        caps = [msgspec.structs.replace(c, providers=[p.without_secrets() for p in c.providers])
+        """What the supervisor's `spec()` hands out: no secret of any provider, nor the store's password."""
+        caps = [msgspec.structs.replace(c, providers=[p.without_secrets() for p in c.providers],
+                                        state=_public_state(c.state))
                 for c in self.capabilities]
-        return msgspec.structs.replace(self, capabilities=caps)
+        return msgspec.structs.replace(self, capabilities=caps, state=_public_state(self.state))
+
+
+def _public_state(state: StateSpec) -> StateSpec:
+    return msgspec.structs.replace(state, password=None) if state.password is not None else state
 
 
 def _secret_ref(var: str | None) -> bool:
@@ -221,12 +250,26 @@ DEFAULT_STATE_DIR = "~/.local/state/aicmo-gateway"
 
 def state_url(cfg: GatewayConfig, env: dict[str, str] | None = None) -> str:
     """A directory gets a subfolder per namespace, so gateways never share
-    state by accident; `~` is expanded by the actor, on its own node."""
+    state by accident; `~` is expanded by the actor, on its own node. May
+    hold a password (PostgreSQL): use `state_spec` for anything shown."""
     env = os.environ if env is None else env
     url = cfg.state.url or env.get("AICMO_STATE_DIR") or DEFAULT_STATE_DIR
     if "://" in url:
         return url
     return str(Path(url) / cfg.namespace)
+
+
+def state_spec(cfg: GatewayConfig, env: dict[str, str] | None = None) -> StateSpec:
+    """The URL without its password, the password apart as a secret."""
+    from actors.durable import parse_state_url
+
+    url = state_url(cfg, env)
+    location = parse_state_url(url)  # the config checked it already
+    shown = location.display if location.kind == "postgresql" else url
+    return StateSpec(url=shown, namespace=cfg.namespace,
+                     password=SecretStr(location.password) if location.password else None,
+                     retention_s=cfg.state.retention_s, prune_interval_s=cfg.state.prune_interval_s,
+                     pool_size=cfg.state.pool_size)
 
 
 def _hooks(cfg: GatewayConfig, capability: str) -> HooksSpec:
@@ -238,7 +281,7 @@ def _hooks(cfg: GatewayConfig, capability: str) -> HooksSpec:
 
 
 def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
-    state = state_url(cfg)
+    state = state_spec(cfg)
     metrics = msgspec.convert(cfg.metrics.model_dump(), MetricsSpec)
     audit = msgspec.convert(cfg.audit.model_dump(), AuditSpec)
     caps: list[CapabilitySpec] = []
@@ -272,7 +315,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     has_probe=adapter_cls.probes_with(settings),
                     attempt_timeout_s=policy.routing.attempt_timeout_s,
                     auth_settings=list(adapter_cls.auth_settings),
-                    state_url=state,
+                    state=state,
                     last_resort=adapter_cls.last_resort,
                     reaches_network=adapter_cls.reaches_network,
                     ray_options=(p.placement or cfg.placement.providers).ray_options(),
@@ -290,7 +333,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 providers=providers,
                 routing=_routing(cfg.capability_policy(cap_name)),
                 dry_run=cfg.dry_run,
-                state_url=state,
+                state=state,
                 hooks=hooks,
                 audit=audit,
                 metrics=metrics,
@@ -309,6 +352,6 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
             probe_all_nodes=s.probe_all_nodes, node_probe_timeout_s=s.node_probe_timeout_s,
             sample_interval_s=s.sample_interval_s,
         ),
-        state_url=state,
+        state=state,
         metrics=metrics,
     )

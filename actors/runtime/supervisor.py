@@ -27,7 +27,7 @@ from typing import Any
 
 import ray
 
-from actors.durable import OutboxItem, StateStore, open_store
+from actors.durable import OutboxItem, StateStore, StoreHealth, StoreUnavailable
 from actors.messages import (
     CapabilityCheck,
     CapabilityStatus,
@@ -47,9 +47,10 @@ from actors.policy.recommend import (
     for_ops,
     for_provider,
     for_reachability,
+    for_store,
     for_trends,
 )
-from actors.runtime.specs import GatewaySpec, ProviderSpec, router_name
+from actors.runtime.specs import GatewaySpec, ProviderSpec, open_spec_store, router_name
 
 log = logging.getLogger("aicmo.supervisor")
 
@@ -62,7 +63,7 @@ def facts_of(p: ProviderSpec) -> ProviderFacts:
 def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResult],
                      statuses: dict[tuple[str, str], ProviderStatus], now: float, *,
                      reach: Reachability | None = None, trends: dict[str, dict[str, ProviderTrend]] | None = None,
-                     ops: list[tuple[str, str, dict[str, Any]]] = ()) -> SelfCheckReport:
+                     ops: list[tuple[str, str, dict[str, Any]]] = (), store: StoreHealth | None = None) -> SelfCheckReport:
     """Pure: probes and statuses (and, when there are any, the reachability
     matrix, the hour's trends, and the actors' ops reports as
     (capability, actor, report)) in, report and recommendations out."""
@@ -84,10 +85,12 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
         recommendations += for_trends(facts, cap_trends)
     for capability, actor, report in ops:
         recommendations += for_ops(capability, actor, report)
+    if store is not None:
+        recommendations += for_store(store, now)
     order = {"critical": 0, "warning": 1, "info": 2}
     recommendations.sort(key=lambda r: order.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
-                           capabilities=checks, recommendations=recommendations)
+                           capabilities=checks, recommendations=recommendations, store=store)
 
 
 def _start_loops_after_init() -> None:
@@ -119,8 +122,24 @@ class SupervisorActor:
 
     def store(self) -> StateStore:
         if self._store is None:
-            self._store = open_store(self._spec.state_url)
+            self._store = open_spec_store(self._spec.state)
         return self._store
+
+    async def store_health(self) -> StoreHealth:
+        """Asks the store now: its answer, or why it gave none."""
+        try:
+            await self.store().ping()
+        except StoreUnavailable:
+            pass  # recorded in the health it returns
+        return self.store().health()
+
+    async def prune(self) -> dict[str, int]:
+        """Deletes what ended longer ago than `state.retention_s`."""
+        before = time.time() - self._spec.state.retention_s
+        pruned = await self.store().prune(journal_before=before, outbox_before=before)
+        if any(pruned.values()):
+            log.info("pruned the state store: %s", pruned)
+        return pruned
 
     def _ensure_loop(self) -> None:
         # Started from the first call rather than __init__, so they also start
@@ -140,6 +159,7 @@ class SupervisorActor:
         every(s.sample_interval_s, self.sample, "status sampling")
         if self._metrics is not None:
             every(self._spec.metrics.flush_interval_s, self._metrics.refresh, "refreshing gauges")
+        every(self._spec.state.prune_interval_s, self.prune, "pruning the state store")
 
     async def _repeat(self, interval_s: float, jitter_s: float, step: Callable[[], Any], what: str) -> None:
         """Runs `step` (a function or a coroutine function) every `interval_s`
@@ -170,13 +190,13 @@ class SupervisorActor:
             if status is not None:
                 self._history.add(status, now)
                 self._reports[(status.capability, status.name)] = status
-        self._record_outbox()
+        await self._record_outbox()
         return sum(1 for s in statuses if s is not None)
 
-    def _record_outbox(self) -> None:
+    async def _record_outbox(self) -> None:
         if self._metrics is None or not self._outbox_caps:
             return
-        counts = self.store().outbox_counts()
+        counts = await self.store().outbox_counts()
         for cap in sorted(self._outbox_caps | {c for c, _ in counts}):
             for state in ("pending", "parked"):
                 self._metrics.set("aicmo_outbox_depth", counts.get((cap, state), 0), {"capability": cap, "state": state})
@@ -190,7 +210,7 @@ class SupervisorActor:
         provider that can take them, have its router deliver them; and ask
         again about parked requests whose outcome was unknown."""
         reports = []
-        counts = self.store().outbox_counts()
+        counts = await self.store().outbox_counts()
         for cap in sorted(self._outbox_caps | {c for c, _ in counts}):
             pending, parked = counts.get((cap, "pending"), 0), counts.get((cap, "parked"), 0)
             if not pending and not (parked and settle_parked):
@@ -208,22 +228,23 @@ class SupervisorActor:
         return reports
 
     # --- the outbox, for operators ----------------------------------------------
-    def outbox_list(self, capability: str | None = None, include_done: bool = False, limit: int = 1000) -> list[OutboxItem]:
+    async def outbox_list(self, capability: str | None = None, include_done: bool = False,
+                          limit: int = 1000) -> list[OutboxItem]:
         states = ("pending", "parked", "delivered", "dropped") if include_done else ("pending", "parked")
-        return self.store().outbox_list(capability, states, limit)
+        return await self.store().outbox_list(capability, states, limit)
 
-    def outbox_drop(self, item_id: int) -> OutboxItem | None:
-        item = self.store().outbox_get(item_id)
+    async def outbox_drop(self, item_id: int) -> OutboxItem | None:
+        item = await self.store().outbox_get(item_id)
         if item is None or item.state not in ("pending", "parked"):
             return item
-        return self.store().outbox_update(item_id, time.time(), state="dropped", error="dropped by an operator")
+        return await self.store().outbox_update(item_id, time.time(), state="dropped", error="dropped by an operator")
 
     async def outbox_replay(self, ids: list[int] | None = None, force: bool = False) -> list[dict[str, Any]]:
         """Deliver these items now (all pending ones if none are named). A
         parked item is first asked about again; `force` tells the gateway an
         operator checked that it was not delivered, so it may be sent."""
         store = self.store()
-        items = [store.outbox_get(i) for i in ids] if ids else store.outbox_list(None, ("pending",))
+        items = [await store.outbox_get(i) for i in ids] if ids else await store.outbox_list(None, ("pending",))
         by_cap: dict[str, list[int]] = {}
         for item in items:
             if item is not None and item.state in ("pending", "parked"):
@@ -273,8 +294,10 @@ class SupervisorActor:
                 return CapabilityStatus(capability=cap.capability, providers=providers,
                                         skipped={"router": f"router did not answer: {type(exc).__name__}"})
 
-        caps = await asyncio.gather(*(one(c) for c in self._spec.capabilities))
-        return StatusReport(namespace=self._spec.namespace, generated_at=time.time(), capabilities=list(caps))
+        caps, store = await asyncio.gather(asyncio.gather(*(one(c) for c in self._spec.capabilities)),
+                                           self.store_health())
+        return StatusReport(namespace=self._spec.namespace, generated_at=time.time(), capabilities=list(caps),
+                            store=store)
 
     async def run_full_check(self) -> SelfCheckReport:
         self._ensure_loop()
@@ -303,8 +326,8 @@ class SupervisorActor:
                 log.exception("probing from every node failed")
                 return []
 
-        results, node_probes, ops = await asyncio.gather(
-            asyncio.gather(*(probe(p) for p in providers)), from_nodes(), self._ops_reports())
+        results, node_probes, ops, store = await asyncio.gather(
+            asyncio.gather(*(probe(p) for p in providers)), from_nodes(), self._ops_reports(), self.store_health())
         probes = {(r.capability, r.provider): r for r, _, _ in results}
         statuses = {(s.capability, s.name): s for _, s, _ in results if s is not None}
         self._reports.update(statuses)
@@ -315,8 +338,8 @@ class SupervisorActor:
             self._reach = Reachability(generated_at=now, nodes=node_probes, actor_nodes={
                 f"{r.capability}/{r.provider}": node for r, _, node in results if node})
         self._last_check = build_self_check(self._spec, probes, statuses, now, reach=self._reach if node_probes else None,
-                                            trends=self.trends(), ops=ops)
-        self._record_check(self._last_check)
+                                            trends=self.trends(), ops=ops, store=store)
+        await self._record_check(self._last_check)
         return self._last_check
 
     async def _ops_reports(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -335,7 +358,7 @@ class SupervisorActor:
         found = await asyncio.gather(*(one(c, n) for c, n in actors))
         return [f for f in found if f is not None]
 
-    def _record_check(self, report: SelfCheckReport) -> None:
+    async def _record_check(self, report: SelfCheckReport) -> None:
         if self._metrics is None:
             return
         for cap in report.capabilities:
@@ -347,7 +370,7 @@ class SupervisorActor:
                     self._metrics.set("aicmo_reachable", 1.0 if r.ok else 0.0, {
                         "capability": r.capability, "provider": r.provider,
                         "node": f"{n.node.address}:{n.node.node_id[:8]}"})
-        self._record_outbox()
+        await self._record_outbox()
 
     def reachability(self) -> Reachability | None:
         """The matrix of the last full check: each probed provider from each node."""

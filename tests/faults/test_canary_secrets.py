@@ -203,9 +203,9 @@ def test_canary_secrets_never_leave_the_gateway(gateway, ray_cluster, tmp_path: 
         spec = ray.get(sup.spec.remote(), timeout=60)
         # Any client may ask the supervisor for the spec: pickled, a SecretStr would travel whole.
         sources["supervisor spec (pickled)"] = pickle.dumps(spec)
-        for path in sorted(Path(spec.state_url).rglob("*")):
+        for path in sorted(Path(spec.state.url).rglob("*")):
             if path.is_file():
-                sources[f"state {path.relative_to(spec.state_url)}"] = path.read_bytes()
+                sources[f"state {path.relative_to(spec.state.url)}"] = path.read_bytes()
         logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
         for path in sorted(logs.rglob("*")):
             if path.is_file():

@@ -107,7 +107,7 @@ def test_all_providers_down_queues_durably_then_drains_in_order_exactly_once(gat
     while ray_cluster.get(gw.supervisor.outbox_list.remote()) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert ledger_keys(ledger) == keys  # each exactly once, oldest first
-    repeat = gw.invoke("email_sending", "send_email", EMAIL, idempotency_key="q3")
+    repeat = gw.invoke("email_sending", "send_email", {**EMAIL, "subject": "q3"}, idempotency_key="q3")
     assert repeat.replayed and repeat.provider in ("primary", "backup") and "message_id" in repeat.value
 
 

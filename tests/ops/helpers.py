@@ -33,7 +33,8 @@ def wired(scripts: dict[str, list[Any]], state_dir: Path, *, hooks: dict[str, li
     """A Harness whose router has RouterOps as its observer, writing its audit
     log under `state_dir` and its metrics to a MemoryRecorder."""
     h = Harness(scripts)
-    spec = msgspec.structs.replace(canary_spec(list(scripts)), state_url=str(state_dir),
+    base = canary_spec(list(scripts))
+    spec = msgspec.structs.replace(base, state=msgspec.structs.replace(base.state, url=str(state_dir)),
                                    audit=AuditSpec(enabled=True, max_bytes=max_bytes, backups=backups))
     if hooks:
         spec = msgspec.structs.replace(spec, hooks=msgspec.structs.replace(spec.hooks, **hooks))

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from actors.adapters.outbox import OutboxAdapter
+from actors.durable import JournalEntry
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
@@ -74,5 +75,27 @@ class Harness:
     def invoke(self, payload: Any = EMAIL, method: str = "send_email", **kw: Any):
         return asyncio.run(self.router.invoke(method, payload, **kw))
 
+    @property
+    def db(self) -> "Blocking":
+        """The shared store, called without an event loop (the checks of a test)."""
+        return Blocking(self.store)
+
+    def left_by_a_crash(self, provider: str, key: str, state: str = "started") -> None:
+        """A journal entry written by a process of `provider` that died mid-send."""
+        asyncio.run(self.store.journal_put_many([JournalEntry(
+            capability=self.spec.capability, provider=provider, key=key, request_id="r-dead", method="send_email",
+            state=state, incarnation="dead", updated_at=self.clock())]))
+
     def calls(self, name: str) -> int:
         return len(self.adapters[name].calls)
+
+
+class Blocking:
+    """A store's methods, each run to its end in a loop of its own."""
+
+    def __init__(self, store: Any):
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        return lambda *args, **kwargs: asyncio.run(method(*args, **kwargs))

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from pydantic import SecretStr
 
 from actors.config import json_schema, load_config, parse_config
 from actors.errors import ConfigError
@@ -188,11 +190,17 @@ def test_a_spec_handed_out_carries_no_secret() -> None:
                                                           "password": password}},
         {"name": "sim", "adapter": "simulated", "settings": {"ledger": "${LEDGER_TOKEN}"}}]}}}
     spec = build_spec(parse_config(raw, env={"LEDGER_TOKEN": token}))
+    # The store's password (PostgreSQL's, from ${PGPASSWORD}) rides in every spec too.
+    store = msgspec.structs.replace(spec.state, password=SecretStr("canary-PgPass-91d3"))
+    spec = msgspec.structs.replace(spec, state=store, capabilities=[
+        msgspec.structs.replace(c, state=store, providers=[msgspec.structs.replace(p, state=store) for p in c.providers])
+        for c in spec.capabilities])
     inside = pickle.dumps(spec)
     assert password.encode() in inside and token.encode() in inside  # the actors need them
+    assert b"canary-PgPass-91d3" in inside
     out = spec.without_secrets()
     shipped = pickle.dumps(out)  # what Ray sends a client that calls the supervisor's spec()
-    assert password.encode() not in shipped and token.encode() not in shipped
+    assert password.encode() not in shipped and token.encode() not in shipped and b"canary-PgPass-91d3" not in shipped
     smtp, sim = out.capabilities[0].providers
     assert smtp.settings["password"] == "***" and smtp.settings["host"] == "smtp.example.com"
     assert sim.settings["ledger"] == "***" and sim.env_secrets == []

@@ -40,7 +40,7 @@ def test_a_send_cut_off_mid_flight_is_parked_not_sent_elsewhere() -> None:
     assert not res.ok and res.error.kind is ErrorKind.OUTCOME_UNKNOWN
     assert res.outbox_id is not None and "outbox item" in res.error.message
     assert h.calls("b") == 0  # never sent to the backup: that could deliver twice
-    [item] = h.store.outbox_list("email_sending")
+    [item] = h.db.outbox_list("email_sending")
     assert item.state == "parked" and item.reason == "outcome_unknown" and item.provider == "a"
     again = h.invoke(idempotency_key="k1")
     assert again.replayed and again.outbox_id == item.id and h.calls("a") == 1
@@ -76,14 +76,14 @@ def test_a_crash_after_delivery_is_answered_from_the_journal_after_the_router_re
 def test_a_send_a_dead_provider_left_started_is_settled_before_anything_is_sent() -> None:
     h = Harness({"a": [], "b": []})
     # Provider a wrote `started` and its process died mid-send.
-    h.providers["a"].journal.write("k5", "r", "send_email", "started")
+    h.left_by_a_crash("a", "k5")
     h.restart_provider("a")
     looked_up = Reconcilable(h.adapters["a"], {"k5": None})
     res = h.invoke(idempotency_key="k5")
     assert res.ok and looked_up.asked == ["k5"] and h.calls("a") + h.calls("b") == 1
     # Without a way to look it up, it stays unknown and is parked.
     del h.adapters["a"].reconcile
-    h.providers["a"].journal.write("k6", "r", "send_email", "started")
+    h.left_by_a_crash("a", "k6")
     h.restart_provider("a")
     res = h.invoke(idempotency_key="k6")
     assert res.error.kind is ErrorKind.OUTCOME_UNKNOWN and h.calls("b") == 0
@@ -124,14 +124,15 @@ def test_all_providers_down_queues_then_drains_exactly_once_in_order() -> None:
     queued = [h.invoke({**EMAIL, "subject": f"s{i}"}, idempotency_key=f"q{i}") for i in range(2)]
     assert all(r.ok and r.provider == "outbox" and r.value["queued"] and not r.value["delivered"] for r in queued)
     assert [r.outbox_id for r in queued] == [1, 2]
-    assert h.invoke(idempotency_key="q0").value["queued"]  # a repeat while queued: the same answer, nothing new
+    first = {**EMAIL, "subject": "s0"}
+    assert h.invoke(first, idempotency_key="q0").value["queued"]  # a repeat while queued: the same answer, nothing new
 
     report = asyncio.run(h.router.drain_outbox())
     assert report["delivered"] == [1, 2] and report["failed"] == []
     subjects = [c[1].subject for c in h.adapters["a"].calls[2:]]
     assert subjects == ["s0", "s1"]  # oldest first, once each
-    assert [i.state for i in h.store.outbox_list("email_sending", ("delivered",))] == ["delivered", "delivered"]
-    repeat = h.invoke(idempotency_key="q0")
+    assert [i.state for i in h.db.outbox_list("email_sending", ("delivered",))] == ["delivered", "delivered"]
+    repeat = h.invoke(first, idempotency_key="q0")
     assert repeat.replayed and repeat.provider == "a" and repeat.value == {"message_id": "m0"}
     assert asyncio.run(h.router.drain_outbox())["delivered"] == []  # nothing left, nothing sent again
 
@@ -143,7 +144,7 @@ def test_draining_stops_at_the_first_failure_and_keeps_the_order() -> None:
         h.invoke({**EMAIL, "subject": f"s{i}"}, idempotency_key=f"q{i}")
     report = asyncio.run(h.router.drain_outbox())
     assert report["delivered"] == [1] and [f["id"] for f in report["failed"]] == [2]
-    [left] = h.store.outbox_list("email_sending")
+    [left] = h.db.outbox_list("email_sending")
     assert left.id == 2 and left.attempts == 1 and "down again" in left.error
 
 
@@ -278,7 +279,7 @@ def test_a_request_waits_for_a_short_throttle_rather_than_being_queued() -> None
     h = Harness({"a": [RateLimited("429", retry_after_s=3), {"message_id": "a-later"}], "outbox": []})
     res = h.invoke(deadline_s=10)
     assert res.ok and res.provider == "a" and res.value == {"message_id": "a-later"}
-    assert sum(h.sleeps) == pytest.approx(3, abs=0.01) and not h.store.outbox_list("email_sending")
+    assert sum(h.sleeps) == pytest.approx(3, abs=0.01) and not h.db.outbox_list("email_sending")
     # A throttle past the deadline is not waited for: the request is queued.
     h.adapters["a"].script = [RateLimited("429", retry_after_s=60)]
     h.clock.now += 10

@@ -1,14 +1,15 @@
 """A provider's batch of keyed sends (ProviderCore.call_many), without Ray:
-one journal read and two journal transactions per batch, keys claimed in
-the same step as their check, keys that must wait handled on their own,
-and a journal that cannot be written sends nothing."""
+one journal statement claims the batch and one journals its outcomes, keys
+claimed in memory before anything awaits, keys that must wait handled on
+their own, and a journal that cannot be written sends nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import time
 from typing import Any
 
+from actors.durable import JournalEntry, StoreUnavailable
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ErrorKind
 from actors.messages import CallContext
@@ -21,7 +22,8 @@ PAYLOAD = SendEmail(**EMAIL)
 
 
 class CountingStore:
-    """A SqliteStore that counts the journal calls made on it."""
+    """A SqliteStore that counts the journal calls made on it, and can be
+    made to fail its writes as a locked or unreachable store does."""
 
     def __init__(self) -> None:
         self.inner = SqliteStore(":memory:")
@@ -33,13 +35,24 @@ class CountingStore:
         if not name.startswith("journal"):
             return attr
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
             self.counts[name] = self.counts.get(name, 0) + 1
-            if self.fail_writes and name.startswith("journal_put"):
-                raise sqlite3.OperationalError("database is locked")
-            return attr(*args, **kwargs)
+            if self.fail_writes and name in ("journal_put_many", "journal_claim"):
+                raise StoreUnavailable(self.inner.url, "database is locked")
+            return await attr(*args, **kwargs)
 
         return counted
+
+
+def left_by_a_crash(store: Any, key: str, state: str = "started") -> None:
+    """A journal entry another process of this provider wrote, and died."""
+    asyncio.run(store.journal_put_many([JournalEntry(
+        capability="email_sending", provider="a", key=key, request_id="r0", method="send_email", state=state,
+        incarnation="dead", updated_at=time.time())]))
+
+
+def entry_of(store: Any, key: str) -> JournalEntry:
+    return asyncio.run(store.journal_find_many("email_sending", [key], provider="a"))[key][0]
 
 
 def provider(script: list[Any], store: Any) -> tuple[ProviderCore, ScriptedAdapter]:
@@ -47,22 +60,22 @@ def provider(script: list[Any], store: Any) -> tuple[ProviderCore, ScriptedAdapt
     return ProviderCore(capability_spec(["a"]).providers[0], adapter, store=store), adapter
 
 
-def ctx(key: str) -> CallContext:
-    return CallContext(request_id=f"r-{key}", method="send_email", idempotency_key=key, journal=True)
+def ctx(key: str, timeout_s: float = 10.0) -> CallContext:
+    return CallContext(request_id=f"r-{key}", method="send_email", idempotency_key=key, journal=True,
+                       timeout_s=timeout_s)
 
 
-def batch(keys: list[str]) -> list[tuple[str, Any, CallContext]]:
-    return [("send_email", PAYLOAD, ctx(k)) for k in keys]
+def batch(keys: list[str], timeout_s: float = 10.0) -> list[tuple[str, Any, CallContext]]:
+    return [("send_email", PAYLOAD, ctx(k, timeout_s)) for k in keys]
 
 
-def test_a_batch_reads_the_journal_once_and_writes_it_twice() -> None:
+def test_a_batch_claims_the_journal_in_one_statement_and_journals_its_outcomes_in_one() -> None:
     store = CountingStore()
     core, adapter = provider([], store)
     replies = asyncio.run(core.call_many(batch([f"k{i}" for i in range(50)])))
     assert all(r.ok and not r.replayed for r in replies) and len(adapter.calls) == 50
-    assert store.counts == {"journal_find_many": 1, "journal_put_many": 2}
-    assert {e.state for e in store.inner.journal_find_many("email_sending", [f"k{i}" for i in range(50)])
-            .get("k7", [])} == {"delivered"}
+    assert store.counts == {"journal_claim": 1, "journal_put_many": 1}
+    assert entry_of(store.inner, "k7").state == "delivered"
 
     again = asyncio.run(core.call_many(batch(["k3", "k3", "new"])))
     assert [r.replayed for r in again] == [True, True, False] and len(adapter.calls) == 51
@@ -71,7 +84,7 @@ def test_a_batch_reads_the_journal_once_and_writes_it_twice() -> None:
 def test_a_key_being_settled_does_not_hold_up_the_rest_of_the_batch() -> None:
     store = CountingStore()
     core, adapter = provider([], store)
-    core.journal.write("crashed", "r0", "send_email", "started")  # left by a process that died
+    left_by_a_crash(store.inner, "crashed")
     settling = asyncio.Event()
     order: list[str] = []
 
@@ -95,8 +108,9 @@ def test_a_key_being_settled_does_not_hold_up_the_rest_of_the_batch() -> None:
 
 
 def test_concurrent_sends_of_a_key_a_crash_left_started_reach_the_provider_once() -> None:
-    core, adapter = provider([sleeper(0.05)], SqliteStore(":memory:"))
-    core.journal.write("k", "r0", "send_email", "started")  # left by a process that died
+    store = SqliteStore(":memory:")
+    core, adapter = provider([sleeper(0.05)], store)
+    left_by_a_crash(store, "k")
     asked: list[str] = []
 
     async def reconcile(method: str, payload: Any, c: CallContext) -> None:
@@ -116,12 +130,13 @@ def test_concurrent_sends_of_a_key_a_crash_left_started_reach_the_provider_once(
     first, second = asyncio.run(both())
     assert first.ok and second.ok and second.value == first.value
     assert len(adapter.calls) == 1 and len(asked) == 1  # the second waited for the first's settlement and send
-    assert core.journal.get("k").state == "delivered" and core.journal.inflight == {}
+    assert entry_of(store, "k").state == "delivered" and core.journal.inflight == {}
 
 
 def test_resolve_waits_for_a_settlement_in_progress() -> None:
-    core, adapter = provider([], SqliteStore(":memory:"))
-    core.journal.write("k", "r0", "send_email", "unknown")
+    store = SqliteStore(":memory:")
+    core, adapter = provider([], store)
+    left_by_a_crash(store, "k", "unknown")
     asked: list[str] = []
 
     async def reconcile(method: str, payload: Any, c: CallContext) -> Any:
@@ -144,38 +159,22 @@ def test_a_journal_that_cannot_be_written_sends_nothing_and_keeps_no_claim() -> 
     store = CountingStore()
     core, adapter = provider([], store)
     store.fail_writes = True
-    try:
-        asyncio.run(core.call_many(batch(["k1", "k2"])))
-    except sqlite3.OperationalError:
-        pass
-    else:
-        raise AssertionError("the journal error was swallowed")
+    replies = asyncio.run(core.call_many(batch(["k1", "k2"], timeout_s=0.3)))
+    assert [r.error_kind for r in replies] == [ErrorKind.STORE_UNAVAILABLE] * 2
+    assert not any(r.maybe_delivered for r in replies) and "journal could not be written" in replies[0].error
+    assert store.counts["journal_claim"] > 1  # it waited for the store within the attempt's time
     assert adapter.calls == [] and core.journal.inflight == {}
+    assert core.health.total_calls == 0  # not the provider's fault
 
     store.fail_writes = False
     [reply] = asyncio.run(core.call_many(batch(["k1"])))
     assert reply.ok and len(adapter.calls) == 1
 
 
-def test_the_store_reads_many_keys_in_chunks_and_by_provider() -> None:
-    from actors.durable.store import JournalEntry
-
-    store = SqliteStore(":memory:")
-    keys = [f"k{i}" for i in range(1203)]
-    store.journal_put_many([JournalEntry(capability="email_sending", provider=p, key=k, request_id="r", method="send_email",
-                                         state="delivered", incarnation="i", updated_at=1.0, value={"k": k})
-                            for k in keys for p in ("a", "b")])
-    found = store.journal_find_many("email_sending", [*keys, "missing", "k1"])
-    assert len(found) == 1203 and "missing" not in found and {e.provider for e in found["k1"]} == {"a", "b"}
-    mine = store.journal_find_many("email_sending", keys, provider="b")
-    assert len(mine) == 1203 and all([e.provider for e in entries] == ["b"] for entries in mine.values())
-    assert mine["k1202"][0].value == {"k": "k1202"}
-    assert store.journal_find_many("crm_sync", keys) == {}
-
-
 def test_outcome_unknown_is_not_sent_again_in_a_batch() -> None:
-    core, adapter = provider([], SqliteStore(":memory:"))
-    core.journal.write("doubt", "r0", "send_email", "unknown")  # no reconcile on this adapter, no dedupe at the provider
+    store = SqliteStore(":memory:")
+    core, adapter = provider([], store)
+    left_by_a_crash(store, "doubt", "unknown")  # no reconcile on this adapter, no dedupe at the provider
     replies = asyncio.run(core.call_many(batch(["doubt", "fine"])))
     assert replies[0].error_kind is ErrorKind.OUTCOME_UNKNOWN and replies[0].maybe_delivered
     assert replies[1].ok and [c.idempotency_key for _, _, c in adapter.calls] == ["fine"]

@@ -1,0 +1,94 @@
+"""Where a gateway's state lives: `state.url` read into a location, and the
+store opened there.
+
+- a directory, or `sqlite:///abs/path.db`: the embedded SQLite file (one
+  machine, or nodes that share that directory);
+- `postgresql://user@host:port/db` (or `postgres://`): a PostgreSQL server
+  every node reaches. The password comes from the URL (written there as a
+  `${VAR}` reference, read from the environment when the config loads), or
+  from libpq's own `PGPASSWORD` or `PGPASSFILE` on each node. It never
+  appears in `display`, which is what logs, status and errors show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import msgspec
+
+from actors.durable.store import StateStore
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+class StoreLocation(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Literal["sqlite", "postgresql"]
+    display: str                     # the URL without a password
+    path: str | None = None          # sqlite: the file (":memory:" for tests)
+    conninfo: str | None = None      # postgresql: the URL without a password
+    password: str | None = None      # postgresql: from the URL, if it held one
+
+    @property
+    def directory(self) -> Path | None:
+        """The local directory the state lives in (SQLite only)."""
+        if self.kind != "sqlite" or self.path in (None, ":memory:"):
+            return None
+        return Path(self.path).expanduser().parent
+
+
+class InvalidStateUrl(ValueError):
+    pass
+
+
+def parse_state_url(url: str) -> StoreLocation:
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite://"):]
+        if path == "/:memory:":
+            path = ":memory:"
+        return StoreLocation(kind="sqlite", path=path, display=url)
+    scheme = url.split("://", 1)[0].lower() if "://" in url else None
+    if scheme in POSTGRES_SCHEMES:
+        return _postgres(url)
+    if scheme is not None:
+        raise InvalidStateUrl(f"unsupported state store scheme {scheme!r}: use a directory, sqlite:///path.db "
+                              "or postgresql://user@host:port/db")
+    return StoreLocation(kind="sqlite", path=str(Path(url) / "state.db"), display=url)
+
+
+def _postgres(url: str) -> StoreLocation:
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a port that is not a number
+    except ValueError as exc:
+        raise InvalidStateUrl(f"not a PostgreSQL URL ({exc}): expected postgresql://user@host:port/db") from None
+    if not parts.hostname or not parts.path.strip("/"):
+        raise InvalidStateUrl("a PostgreSQL state URL needs a host and a database: postgresql://user@host:port/db")
+    user = parts.username
+    password = unquote(parts.password) if parts.password is not None else None
+    netloc = (f"{user}@" if user else "") + parts.hostname + (f":{port}" if port else "")
+    clean = urlunsplit(("postgresql", netloc, parts.path, parts.query, ""))
+    return StoreLocation(kind="postgresql", display=clean, conninfo=clean, password=password or None)
+
+
+def without_password(url: str) -> str:
+    """`url` as it may be shown: a PostgreSQL URL loses its password."""
+    try:
+        return parse_state_url(url).display
+    except InvalidStateUrl:
+        return "<an invalid state URL>"
+
+
+def open_store(url: str, namespace: str, *, password: str | None = None, pool_size: int = 4) -> StateStore:
+    """The store at `url`, for the gateway `namespace`. Opening is lazy: the
+    first awaited call connects (and creates or migrates the schema)."""
+    location = parse_state_url(url)
+    if location.kind == "postgresql":
+        from actors.durable.postgres import PostgresStore
+
+        return PostgresStore(location, namespace, password=password or location.password, pool_size=pool_size)
+    from actors.durable.sqlite import SqliteStore
+
+    assert location.path is not None
+    return SqliteStore(location.path, namespace, display=location.display)

@@ -1,0 +1,115 @@
+"""The store's schema, versioned, for SQLite and PostgreSQL.
+
+Each list holds the steps from one version to the next; a store applies
+the ones its database lacks when it first connects, under a lock, so
+several actors starting at once migrate once. Add a step; never edit one
+that shipped.
+
+Every table is keyed by `namespace`: several gateways can share one
+database (PostgreSQL) or one file (`sqlite:///`), each seeing only its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+_SQLITE_V1 = """
+CREATE TABLE keys (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, key TEXT NOT NULL,
+    state TEXT NOT NULL,                 -- running (a claim) | done (the first result)
+    fingerprint TEXT, owner TEXT, lease_until REAL, result BLOB, stored_at REAL NOT NULL,
+    PRIMARY KEY (namespace, capability, key));
+CREATE INDEX keys_age ON keys (namespace, state, stored_at);
+CREATE TABLE journal (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL, key TEXT NOT NULL,
+    request_id TEXT NOT NULL, method TEXT NOT NULL, state TEXT NOT NULL, incarnation TEXT NOT NULL,
+    updated_at REAL NOT NULL, value BLOB, error TEXT,
+    PRIMARY KEY (namespace, capability, key, provider));
+CREATE INDEX journal_ended ON journal (namespace, state, updated_at);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, capability TEXT NOT NULL, method TEXT NOT NULL,
+    payload BLOB NOT NULL, idempotency_key TEXT NOT NULL, request_id TEXT NOT NULL, state TEXT NOT NULL,
+    reason TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, provider TEXT, error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, result BLOB, lease_owner TEXT, lease_until REAL);
+CREATE INDEX outbox_by_state ON outbox (namespace, capability, state, id);
+CREATE INDEX outbox_by_key ON outbox (namespace, capability, idempotency_key);
+CREATE UNIQUE INDEX outbox_live_key ON outbox (namespace, capability, idempotency_key)
+    WHERE state IN ('pending', 'parked');
+CREATE TABLE secrets (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, value BLOB NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (namespace, name));
+CREATE TABLE markers (token TEXT PRIMARY KEY, node TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+def _sqlite_v1(db: sqlite3.Connection, namespace: str) -> None:
+    """The first versioned schema. A file from before versions (tables
+    `results`, `journal`, `outbox` without a namespace: one file per gateway)
+    is carried over into it, its rows given this gateway's namespace: queued
+    and parked requests must survive an upgrade."""
+    legacy = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "results" in legacy:
+        for table in ("journal", "outbox"):
+            db.execute(f"ALTER TABLE {table} RENAME TO legacy_{table}")
+        for index in ("results_age", "outbox_by_state", "outbox_by_key"):
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+    for statement in _SQLITE_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    if "results" not in legacy:
+        return
+    db.execute("INSERT INTO keys (namespace, capability, key, state, result, stored_at) "
+               "SELECT ?, capability, key, 'done', result, stored_at FROM results", (namespace,))
+    db.execute("INSERT INTO journal SELECT ?, capability, provider, key, request_id, method, state, incarnation, "
+               "updated_at, value, error FROM legacy_journal", (namespace,))
+    db.execute("INSERT INTO outbox (id, namespace, capability, method, payload, idempotency_key, request_id, state, "
+               "reason, created_at, updated_at, provider, error, attempts, result) SELECT id, ?, capability, method, "
+               "payload, idempotency_key, request_id, state, reason, created_at, updated_at, provider, error, "
+               "attempts, result FROM legacy_outbox ORDER BY id", (namespace,))
+    for table in ("results", "legacy_journal", "legacy_outbox"):
+        db.execute(f"DROP TABLE {table}")
+
+
+SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_sqlite_v1]
+SQLITE_VERSION = len(SQLITE_MIGRATIONS)
+
+
+# PostgreSQL: tables are prefixed, so the gateway can live in a database (and
+# schema) that holds other things. Times are epoch seconds (double precision),
+# like the callers' clocks; leases are set and compared on the server's clock.
+PG_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE aicmo_keys (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, key TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+        fingerprint TEXT, owner TEXT, lease_until DOUBLE PRECISION, result BYTEA,
+        stored_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, capability, key));
+    CREATE INDEX aicmo_keys_age ON aicmo_keys (namespace, state, stored_at);
+    CREATE INDEX aicmo_keys_owner ON aicmo_keys (namespace, owner) WHERE owner IS NOT NULL;
+    CREATE TABLE aicmo_journal (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL, key TEXT NOT NULL,
+        request_id TEXT NOT NULL, method TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('started', 'delivered', 'failed', 'unknown')),
+        incarnation TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, value BYTEA, error TEXT,
+        PRIMARY KEY (namespace, capability, key, provider));
+    CREATE INDEX aicmo_journal_ended ON aicmo_journal (namespace, state, updated_at);
+    CREATE TABLE aicmo_outbox (
+        id BIGSERIAL PRIMARY KEY, namespace TEXT NOT NULL, capability TEXT NOT NULL, method TEXT NOT NULL,
+        payload BYTEA NOT NULL, idempotency_key TEXT NOT NULL, request_id TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'parked', 'delivered', 'dropped')),
+        reason TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+        provider TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, result BYTEA,
+        lease_owner TEXT, lease_until DOUBLE PRECISION);
+    CREATE INDEX aicmo_outbox_by_state ON aicmo_outbox (namespace, capability, state, id);
+    CREATE INDEX aicmo_outbox_by_key ON aicmo_outbox (namespace, capability, idempotency_key);
+    CREATE UNIQUE INDEX aicmo_outbox_live_key ON aicmo_outbox (namespace, capability, idempotency_key)
+        WHERE state IN ('pending', 'parked');
+    CREATE TABLE aicmo_secrets (
+        namespace TEXT NOT NULL, name TEXT NOT NULL, value BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, name));
+    CREATE TABLE aicmo_markers (token TEXT PRIMARY KEY, node TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+    """,
+]
+PG_VERSION = len(PG_MIGRATIONS)
