@@ -300,7 +300,6 @@ def test_the_self_checks_gauges_stay_exported_between_checks(cluster: dict, chec
 # Last in this module: the traffic it sends would change the counts the tests above expect.
 
 DASHBOARD = ROOT / "config" / "grafana" / "aicmo-gateway.json"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TRAFFIC = """
 import sys, time, ray
 ray.init(address="auto", namespace=sys.argv[1], log_to_driver=False)
@@ -333,11 +332,12 @@ def prometheus(cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     from tests.ops.cluster_host import free_port
 
+    from tests.support.require import require
+
     binary = shutil.which("prometheus")
-    if binary is None:
-        if IN_CI:
-            pytest.fail("CI=true but prometheus is not installed (.ci/system-packages installs it)", pytrace=False)
-        pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
+    require(None if binary else "prometheus is not installed (Debian: apt-get install prometheus; CI runs "
+                                ".ci/system-packages)", "Prometheus")
+    assert binary is not None
     workdir = tmp_path_factory.mktemp("prometheus")
     (workdir / "prometheus.yml").write_text(json.dumps({  # JSON is YAML
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
