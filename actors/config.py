@@ -385,16 +385,46 @@ def _expand(text: str, lookup: Any) -> tuple[str, bool]:
                 continue
             depth -= text[j] == "}"
             j += 1
+        # These messages never quote the text: the field may be a password
+        # (`abc${x`), and the error names the field path instead.
         if depth:
-            raise ValueError(f"unclosed `${{` in {text!r}")
+            raise ValueError(f"a `${{` at character {start + 1} is never closed; write ${{NAME}} or "
+                             "${NAME:-default}, or put the literal text in an environment variable")
         inner = text[start + 2:j - 1]
         name, sep, default = inner.partition(":-")
         if not _ENV_NAME.fullmatch(name):
-            raise ValueError(f"`${{{inner}}}` is not a reference: write ${{NAME}} or ${{NAME:-default}}")
+            raise ValueError(f"the `${{...}}` at character {start + 1} is not a reference: write ${{NAME}} or "
+                             "${NAME:-default}")
         out.append(lookup(name, _expand(default, lookup)[0] if sep else None))
         whole = start == 0 and j == len(text)
         i = j
     return "".join(out), whole
+
+
+def _secret_fields(settings_cls: type[AdapterSettings]) -> set[str]:
+    """Fields typed SecretStr (alone or optional)."""
+    from pydantic import SecretStr
+
+    out = set()
+    for name, field in settings_cls.model_fields.items():
+        annotation = field.annotation
+        if annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ()):
+            out.add(name)
+    return out
+
+
+def _without_value(error: Any, hidden: set[str]) -> str:
+    """A validation message fit to print: for a secret field, any echo of the
+    value a validator put in its message is masked (the path says where)."""
+    message = str(error["msg"])
+    loc = error.get("loc") or ()
+    if not (loc and loc[0] in hidden):
+        return message
+    value = error.get("input")
+    text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    if isinstance(text, str) and len(text) >= 3:
+        message = message.replace(text, "***")
+    return message
 
 
 def _check_providers(data: dict[str, Any], refs: dict[str, str],
@@ -431,7 +461,8 @@ def _check_providers(data: dict[str, Any], refs: dict[str, str],
             try:
                 validated = adapter_cls.Settings.model_validate(settings)
             except ValidationError as exc:
-                problems += [(_path((*base, "settings", *e["loc"])), e["msg"]) for e in exc.errors()]
+                hidden = _secret_fields(adapter_cls.Settings)
+                problems += [(_path((*base, "settings", *e["loc"])), _without_value(e, hidden)) for e in exc.errors()]
                 continue
             prefix = _path((*base, "settings")) + "."
             out[(cap_name, i)] = (validated, {p[len(prefix):]: n for p, n in refs.items() if p.startswith(prefix)})

@@ -102,7 +102,8 @@ class ProviderStatus(Message):
     latency_ms: float | None = None
     latency_ewma_ms: float | None = None
     total_calls: int = 0
-    total_failures: int = 0
+    total_failures: int = 0      # failures counted against health (not refusals of a bad request, not 429s)
+    total_ok: int = 0            # calls the provider served
     last_error: str | None = None
     last_error_kind: ErrorKind | None = None
     last_checked: float | None = None
@@ -113,6 +114,7 @@ class ProviderStatus(Message):
     delivers: bool = True        # False for the noop and outbox adapters: they answer but send nothing
     last_resort: bool = False    # the outbox: queues what no real provider could take
     warnings: list[str] = []     # e.g. TLS verification turned off
+    cleartext: list[str] = []    # settings that send credentials unencrypted over the network (actors/adapters/cleartext.py)
     reachable: bool = True       # False when the actor could not be asked
 
     @classmethod
@@ -125,6 +127,7 @@ class ProviderStatus(Message):
             latency_ewma_ms=h.latency_ewma_ms,
             total_calls=h.total_calls,
             total_failures=h.total_failures,
+            total_ok=h.total_ok,
             last_error=h.last_error,
             last_error_kind=h.last_error_kind,
             last_checked=h.last_checked,

@@ -48,13 +48,21 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+# The most actors a benchmark has at once: the startup benchmark's default
+# gateway (about 30) next to as many bare actors, plus a few.
+BENCH_ACTORS = 64
+
+
 @contextmanager
 def local_ray(num_cpus: int = 2, runtime_env: dict[str, Any] | None = None) -> Iterator[Any]:
     import ray
 
-    # address="local": a private cluster, never a stale one from /tmp/ray.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False, namespace=NAMESPACE, runtime_env=runtime_env)
+    from actors.runtime.local_ray import init_local
+
+    # address="local": a private cluster, never a stale one from /tmp/ray; sized so
+    # Ray's "worker processes have been started" warning does not fire for our actors.
+    init_local(ray, actors=BENCH_ACTORS, num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
+               log_to_driver=False, namespace=NAMESPACE, runtime_env=runtime_env)
     try:
         yield ray
     finally:

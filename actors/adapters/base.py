@@ -62,6 +62,16 @@ class Adapter:
     reaches_network: ClassVar[bool] = True
 
     @classmethod
+    def cleartext_settings(cls, settings: AdapterSettings) -> list[str]:
+        """Settings that make this provider send credentials (or a secret URL)
+        unencrypted over the network: `http://` URLs to a host that is not
+        loopback (actors/adapters/cleartext.py). Adapters with other transports
+        add their own (SMTP: `tls_mode: none` with AUTH)."""
+        from actors.adapters.cleartext import cleartext_urls
+
+        return cleartext_urls(settings)
+
+    @classmethod
     def probes_with(cls, settings: AdapterSettings) -> bool:
         """Whether `probe()` really asks the provider with these settings
         (an optional health URL, say); what self-checks report."""
@@ -101,9 +111,12 @@ class Adapter:
 
     def warnings(self) -> list[str]:
         """Conditions an operator should see in status (e.g. TLS verification off)."""
+        out = []
         if getattr(self.settings, "verify_tls", True) is False:
-            return ["TLS certificate verification is turned off (settings.verify_tls: false)"]
-        return []
+            out.append("TLS certificate verification is turned off (settings.verify_tls: false)")
+        for setting in type(self).cleartext_settings(self.settings):
+            out.append(f"credentials cross the network unencrypted (settings.{setting})")
+        return out
 
     def attach(self, store: Any) -> None:
         """Hand the adapter the gateway's durable store (actors.durable). Only

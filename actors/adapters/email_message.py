@@ -16,7 +16,7 @@ from actors.errors import ProviderError, ProviderRejected
 from actors.messages import CallContext
 from actors.payloads import SendEmail
 
-__all__ = ["RESERVED_HEADERS", "build_message", "custom_headers", "make_message_id", "scrub", "sender_of"]
+__all__ = ["RESERVED_HEADERS", "build_message", "custom_headers", "key_digest", "make_message_id", "scrub", "sender_of"]
 
 # Headers the gateway writes itself from the payload's fields; a payload's
 # `headers` may not set them (a `To` header that differs from the envelope
@@ -29,12 +29,21 @@ RESERVED_HEADERS = frozenset(
 )
 
 
+def key_digest(idempotency_key: str) -> str:
+    """What a recipient may see of an idempotency key: 32 hex of its SHA-256.
+    The key itself may hold things a recipient should not read (callers
+    build keys from addresses and lead ids)."""
+    return hashlib.sha256(f"key:{idempotency_key}".encode()).hexdigest()[:32]
+
+
 def make_message_id(ctx: CallContext, sender: str) -> str:
     """`<hash@sender-domain>`: the same idempotency key always gives the same id
     (from any provider), so a resend is recognisable as the same message. The
-    key is hashed: it may hold things a recipient should not read."""
-    seed = f"key:{ctx.idempotency_key}" if ctx.idempotency_key else f"request:{ctx.request_id}"
-    digest = hashlib.sha256(seed.encode()).hexdigest()[:32]
+    key is hashed (`key_digest`)."""
+    if ctx.idempotency_key:
+        digest = key_digest(ctx.idempotency_key)
+    else:
+        digest = hashlib.sha256(f"request:{ctx.request_id}".encode()).hexdigest()[:32]
     domain = sender.rpartition("@")[2] or "aicmo.invalid"
     return f"<{digest}.aicmo@{domain}>"
 

@@ -41,6 +41,7 @@ import re
 import time
 from datetime import datetime, timezone
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -63,6 +64,9 @@ __all__ = ["GmailApiAdapter", "GmailApiSettings", "build_query", "classify_googl
 
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "dailyLimitExceeded", "quotaExceeded"})
 _RETRY_AFTER_TEXT = re.compile(r"retry after\s+(\d{4}-\d{2}-\d{2}T[\d:.]+Z?)", re.IGNORECASE)
+# Gmail message ids are hexadecimal (e.g. 18c0f5e2a3b4c5d6); letters, digits, - and _
+# cover any URL-safe id a compatible server could use, and nothing that changes a path.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _REFRESH_MARGIN_S = 60.0  # refresh this long before Google says the token expires
 
 
@@ -339,6 +343,11 @@ class GmailApiAdapter(Adapter):
             for item in messages:
                 if not isinstance(item, dict) or not isinstance(item.get("id"), str):
                     raise MalformedResponse(f"{self.provider}: messages.list item without an `id`: {str(item)[:80]}")
+                if not _MESSAGE_ID.fullmatch(item["id"]):
+                    # The id goes into the URL path with our bearer token: one like
+                    # `../../admin/x` would send the token to another endpoint.
+                    raise MalformedResponse(f"{self.provider}: messages.list gave an id that is not a Gmail message "
+                                            f"id: {item['id'][:80]!r}")
                 if item["id"] not in ids:
                     ids.append(item["id"])
             page_token = body.get("nextPageToken")
@@ -347,7 +356,7 @@ class GmailApiAdapter(Adapter):
         return ids[:limit]
 
     async def _message(self, message_id: str, deadline: float) -> dict[str, Any] | None:
-        response = await self._get(self._path(f"/messages/{message_id}"), "messages.get", {"format": "raw"},
+        response = await self._get(self._path(f"/messages/{quote(message_id, safe='')}"), "messages.get", {"format": "raw"},
                                    deadline=deadline)
         if response.status_code == 404:
             return None  # deleted between list and get: not a reply any more

@@ -11,10 +11,18 @@ Sources: developers.hubspot.com .../crm/objects/contacts (batch upsert; the
 the 429 body with `policyName` (DAILY, TEN_SECONDLY_ROLLING, SECONDLY) from
 the usage-details doc as quoted on community.hubspot.com, the
 X-HubSpot-RateLimit-* headers (changelog 2018-11-06; the burst headers
--Max/-Remaining/-Interval-Milliseconds are **unconfirmed**, read when present),
-and /account-info/v3/details (account details, the probe; its current
-reference lists `oauth` as the scope, so a private app without it can point
-`probe_path` at `/crm/v3/objects/contacts?limit=1` instead).
+-Max/-Remaining/-Interval-Milliseconds are **unconfirmed**, read when present).
+
+The probe: `POST /oauth/v2/private-apps/get/access-token-info` with
+`{"tokenKey": <token>}` (HubSpot's private apps guide) answers
+`{userId, hubId, appId, scopes}` and needs no scope of its own, so a private
+app token holding only `crm.objects.contacts.write` (all the upsert needs)
+passes it, and the probe checks that scope is among `scopes`. The older
+default, `GET /account-info/v3/details`, needs the `oauth` scope, so such a
+token failed it and a healthy provider showed an auth problem. OAuth access
+tokens are not private app tokens: set `probe_path` to a free GET their
+scopes allow (e.g. `/crm/v3/objects/contacts?limit=1` with
+`crm.objects.contacts.read`).
 
 Upserting by email lands on the same contact however often it is sent.
 `fields` go in as extra contact properties under their HubSpot internal names;
@@ -46,13 +54,17 @@ from actors.payloads import Payload, UpsertContact
 __all__ = ["HubSpotAdapter", "HubSpotSettings", "hubspot_error", "hubspot_retry_after"]
 
 UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
+TOKEN_INFO_PATH = "/oauth/v2/private-apps/get/access-token-info"
+WRITE_SCOPE = "crm.objects.contacts.write"
 BURST_WINDOW_S = 10.0         # TEN_SECONDLY_ROLLING, when no interval header says otherwise
 
 
 class HubSpotSettings(LookupSettings):
     base_url: str = "https://api.hubapi.com"
     token: SecretStr = Field(description="private app or OAuth access token with crm.objects.contacts.write")
-    probe_path: str = Field("/account-info/v3/details", description="a free GET the probe calls")
+    probe_path: str | None = Field(None, description=(
+        "a free GET the probe calls instead of asking HubSpot which scopes the private app token holds "
+        "(set one for OAuth access tokens)"))
     daily_reset_timezone: str = Field("UTC", description="the account's time zone: the daily limit resets at its midnight")
 
     @field_validator("daily_reset_timezone")
@@ -200,9 +212,27 @@ class HubSpotAdapter(HttpAdapter):
                                          json=self.request_body(payload), secret_headers=("Authorization",)))
 
     async def probe(self) -> None:
-        """A free GET (account details by default): checks the token, sends nothing."""
-        response = await self._send("GET", self.settings.probe_path)
+        """Checks the token and that it may upsert contacts; sends nothing a person sees."""
+        if self.settings.probe_path is not None:
+            response = await self._send("GET", self.settings.probe_path)
+            error = hubspot_error(response, self.name, zone=self.settings.daily_reset_timezone)
+            if error is not None:
+                raise error
+            json_body(response, self.name)
+            return
+        token = self.settings.token.get_secret_value()
+        response = await self._send("POST", TOKEN_INFO_PATH, json={"tokenKey": token})
         error = hubspot_error(response, self.name, zone=self.settings.daily_reset_timezone)
+        if isinstance(error, ProviderRejected):
+            # HubSpot does not know the token as a private app's: a credentials problem, not a payload.
+            raise AuthError(f"{error.message} (not a valid private app token; an OAuth access token needs "
+                            "settings.probe_path)", status=error.status)
         if error is not None:
             raise error
-        json_body(response, self.name)
+        body = json_body(response, self.name)
+        scopes = body.get("scopes") if isinstance(body, dict) else None
+        if not isinstance(scopes, list):
+            raise MalformedResponse(f"{self.name}: the token information has no `scopes` list")
+        if WRITE_SCOPE not in scopes:
+            raise AuthError(f"{self.name}: the private app token lacks the {WRITE_SCOPE} scope "
+                            f"(it has {len(scopes)} other scope(s)); add it to the app", status=response.status_code)

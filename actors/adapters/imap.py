@@ -29,6 +29,7 @@ RFC 5530 response code first, then words) and `_classify_exception`:
     connection refused or reset  -> TransientError
     no answer in time            -> AttemptTimeout
     an untagged reply we cannot read -> MalformedResponse
+    our own AttributeError/TypeError/KeyError -> raised as is (the actor's `crashed`)
 
 The transport is injectable: `transport` is a factory `(host, port, timeout,
 ssl_context) -> client` returning an object with aioimaplib's IMAP4 API
@@ -155,8 +156,13 @@ def _classify_exception(exc: BaseException, stage: str, provider: str, timeout_s
         return TransientError(f"{provider}: IMAP {stage}: {type(exc).__name__}: {exc}")
     if isinstance(exc, aioimaplib.AioImapException):
         return TransientError(f"{provider}: IMAP {stage}: {type(exc).__name__}: {exc}")
-    if isinstance(exc, (ValueError, TypeError, KeyError, IndexError, UnicodeError, AttributeError)):
+    if isinstance(exc, (ValueError, IndexError, UnicodeError)):
+        # What aioimaplib's parser raises on bytes it cannot read: the server's doing.
         return MalformedResponse(f"{provider}: IMAP {stage}: unreadable answer ({type(exc).__name__}: {exc})")
+    if isinstance(exc, (AttributeError, TypeError, KeyError, NameError, AssertionError)):
+        # A bug on our side (or in the client library): it must not be counted as the
+        # provider's malformed answer. Raised as is, the provider actor reports it as `crashed`.
+        raise exc
     return TransientError(f"{provider}: IMAP {stage}: {type(exc).__name__}: {exc}")
 
 

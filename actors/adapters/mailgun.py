@@ -23,8 +23,10 @@ read when present. A domain sending key may only POST messages, so the probe
 cannot use one: set `probe_domain: false` with such a key.
 
 Idempotency: none documented. The gateway's Message-ID (the same one the
-SMTP adapter sets for this request) and `v:idempotency_key` let a message be
-found in Mailgun's events by its request.
+SMTP adapter sets for this request) and `v:idempotency_key_hash` let a
+message be found in Mailgun's events by its request. The variable holds the
+key's digest (`key_digest`, the Message-ID's local part), never the key:
+Mailgun hands `v:` variables to the recipient in X-Mailgun-Variables.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from actors.adapters.http import (
     require,
     send,
 )
-from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
+from actors.adapters.email_message import custom_headers, key_digest, make_message_id, scrub, sender_of
 from actors.errors import AuthError, MalformedResponse, ProviderError, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
@@ -110,7 +112,7 @@ class MailgunAdapter(Adapter):
         for name, value in headers.items():
             form[f"h:{name}"] = value
         if ctx.idempotency_key:
-            form["v:idempotency_key"] = ctx.idempotency_key
+            form["v:idempotency_key_hash"] = key_digest(ctx.idempotency_key)
         if s.test_mode:
             form["o:testmode"] = "yes"
         return form

@@ -35,13 +35,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
 from actors.adapters.base import Adapter
 from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, public_headers
+from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, public_headers, shown_url
 from actors.errors import AuthError, MalformedResponse, RateLimited
 from actors.messages import CallContext
 from actors.payloads import Dispatch, Payload
@@ -120,8 +119,7 @@ class MakeWebhookAdapter(Adapter):
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         out = await super().dry_run(method, payload, ctx)
         if isinstance(payload, Dispatch):
-            parts = urlsplit(self.settings.url.get_secret_value())
-            out["would_send"] = {"method": "POST", "url": f"{parts.scheme}://{parts.netloc}/***",
+            out["would_send"] = {"method": "POST", "url": shown_url(self.settings.url.get_secret_value()),
                                  "headers": public_headers(self._headers()), "json": self._body(payload, ctx)}
         return out
 

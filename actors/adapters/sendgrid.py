@@ -15,8 +15,10 @@ Idempotency: SendGrid documents none. The request carries the gateway's
 `Message-ID` header (the same one the SMTP adapter would set for this
 request) and `custom_args.idempotency_key`, which SendGrid hands back in
 every event webhook, so a delivery can be matched to its request.
-A 2xx without `X-Message-Id` was most likely accepted, but we cannot tell what
-answered: MalformedResponse with maybe_delivered.
+A 2xx without `X-Message-Id` is still an acceptance: SendGrid documents 202
+as "accepted for delivery", and the id is a convenience for its event
+webhooks. It is a delivery whose SendGrid id is unknown (`message_id: None`);
+our own `rfc_message_id` still identifies the message.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic import Field, SecretStr
 from actors.adapters.base import Adapter, AdapterSettings
 from actors.adapters.http import LazyClient, HttpSettings, json_body, make_client, raise_for_status, require, send
 from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
-from actors.errors import AuthError, MalformedResponse, ProviderError
+from actors.errors import AuthError, ProviderError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
 
@@ -106,14 +108,9 @@ class SendGridAdapter(Adapter):
             raise_for_status(response, self.provider)
         except ProviderError as exc:
             raise scrub(exc, self.settings) from None
-        sendgrid_id = response.headers.get("x-message-id")
-        if not sendgrid_id:
-            raise MalformedResponse(
-                f"{self.provider}: HTTP {response.status_code} without an X-Message-Id header; "
-                "SendGrid answers 202 with one: the message may or may not have been queued",
-                status=response.status_code, maybe_delivered=True)
+        sendgrid_id = response.headers.get("x-message-id") or None
         return {
-            "message_id": sendgrid_id,            # what SendGrid's events and activity search use
+            "message_id": sendgrid_id,            # what SendGrid's events and activity search use; None: not given
             "rfc_message_id": body["headers"]["Message-ID"],
             "sandbox": self.settings.sandbox_mode,
         }

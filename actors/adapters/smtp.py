@@ -94,6 +94,9 @@ class SmtpSettings(AdapterSettings):
     max_connections: int = Field(4, ge=1, description="SMTP sessions open at once")
     idle_s: float = Field(30.0, ge=0, description="a session unused this long is closed, not reused")
     quota_retry_after_s: float = Field(QUOTA_RETRY_AFTER_S, ge=0, description="throttle after a daily-quota reply")
+    allow_cleartext_auth: bool = Field(False, description=(
+        "let AUTH (the password or token) cross the network unencrypted with tls_mode: none; "
+        "only for a trusted network. Without it such a config is refused (loopback hosts excepted)"))
 
     @model_validator(mode="after")
     def _check_auth(self) -> "SmtpSettings":
@@ -103,7 +106,19 @@ class SmtpSettings(AdapterSettings):
             raise ValueError(f"auth_method {self.auth_method} needs `password`")
         if (self.password is not None or self.oauth_token is not None) and not self.username:
             raise ValueError("`username` is needed with `password` or `oauth_token`")
+        if self.cleartext_auth and not self.allow_cleartext_auth:
+            raise ValueError(
+                "tls_mode: none with a username would send the password (or token) unencrypted to "
+                f"{self.host}; use tls_mode starttls (587) or implicit (465), or set allow_cleartext_auth: true "
+                "if this network is trusted")
         return self
+
+    @property
+    def cleartext_auth(self) -> bool:
+        """AUTH would cross the network unencrypted."""
+        from actors.adapters.cleartext import is_loopback
+
+        return self.effective_tls_mode == "none" and bool(self.username) and not is_loopback(self.host)
 
     @property
     def effective_tls_mode(self) -> TlsMode:
@@ -139,6 +154,12 @@ def reply_error(code: int, text: str, provider: str, stage: str,
     """An SMTP error reply as our error. A reply is an answer: nothing was delivered."""
     text = " ".join(str(text).split())[:300]
     message = f"{provider}: SMTP {code} at {stage}: {text}"
+    if stage == "auth" and 500 <= code < 600:
+        # A permanent refusal of AUTH (535 bad credentials, but also 538
+        # encryption required, 504 mechanism not supported, 534 too weak)
+        # says our credentials or how we present them must change: never
+        # the payload's fault, always worth the credentials recommendation.
+        return AuthError(message, status=code)
     if code == 550 and "5.4.5" in text:  # daily sending quota exceeded
         return RateLimited(message, retry_after_s=quota_retry_after_s, status=code)
     if code == 421 and "4.3.2" in text:  # "service not available": the server is going down, not pacing us
@@ -305,6 +326,11 @@ class SmtpAdapter(Adapter):
         self._pool = _Pool(settings.max_connections, settings.idle_s)
         self._tls_context: ssl.SSLContext | None = None
         self._ehlo_name = settings.local_hostname or socket.gethostname() or "localhost"
+
+    @classmethod
+    def cleartext_settings(cls, settings: AdapterSettings) -> list[str]:
+        assert isinstance(settings, SmtpSettings)
+        return ["tls_mode"] if settings.cleartext_auth else []
 
     # --- capability methods ----------------------------------------------------------
     async def send_email(self, payload: SendEmail, ctx: CallContext) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 - `client()`: one httpx client per adapter (`http.make_client`).
 - `serve_network()`: the network routing rule of `publish_post`.
 - `public_headers()`: request headers fit to show in a dry run.
+- `shown_url()`: a secret URL fit to show: its origin, the path masked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from actors.adapters.base import AdapterSettings
 from actors.adapters.http import make_client, tls_verify
 from actors.errors import NotSupported
 
-__all__ = ["TlsSettings", "client", "iso_timestamp", "public_headers", "serve_network", "tls_verify"]
+__all__ = ["TlsSettings", "client", "iso_timestamp", "public_headers", "serve_network", "shown_url", "tls_verify"]
 
 SECRET_HEADERS = frozenset({"authorization", "x-make-apikey", "profile-key"})
 
@@ -44,6 +45,15 @@ def serve_network(adapter: str, requested: str | None, served: frozenset[str] | 
 def public_headers(headers: dict[str, str]) -> dict[str, str]:
     """Headers with every credential masked, for dry runs."""
     return {k: ("***" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def shown_url(url: str) -> str:
+    """`https://hook.eu1.make.com/***`: webhook URLs carry their token in the
+    path (Make, Slack, Zapier, most receivers), so only the origin is shown."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/***"
 
 
 def iso_timestamp(epoch_s: float) -> str:

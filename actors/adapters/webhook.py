@@ -24,6 +24,10 @@ Implemented (standard-webhooks/standard-webhooks, spec/standard-webhooks.md):
 Not implemented: asymmetric (`v1a`, ed25519 with `whsk_` keys) signatures;
 the retry schedule itself (the router and its fallback decide retries).
 
+The URLs are secrets (SecretStr): receivers commonly take their token in the
+path (`https://hooks.example.com/T0K3N`), so dry runs, settings and errors
+show only the origin, as for Make.
+
 Probe: only with `health_url` (a GET that should answer 2xx). Without it
 there is nothing to call: any POST to the endpoint is a delivery.
 `probes_with(settings)` says which, for the self-check and the provider actor.
@@ -45,7 +49,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from actors.adapters.base import Adapter
 from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp
+from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, shown_url
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.messages import CallContext
 from actors.payloads import Dispatch, Payload
@@ -118,14 +122,14 @@ def read_webhook_reply(response: Any, provider: str, delivery_id: str) -> dict[s
 
 
 class StandardWebhookSettings(TlsSettings):
-    url: str = Field(description="the receiving endpoint")
+    url: SecretStr = Field(description="the receiving endpoint (a secret: its path often holds a token)")
     secret: SecretStr = Field(description="signing secret, whsec_<base64>")
-    health_url: str | None = Field(None, description="GET this for probe(); without it the probe calls nothing")
+    health_url: SecretStr | None = Field(None, description="GET this for probe(); without it the probe calls nothing")
 
     @field_validator("url", "health_url")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL")
         return value
 
@@ -180,21 +184,22 @@ class StandardWebhookAdapter(Adapter):
 
     async def dispatch(self, payload: Dispatch, ctx: CallContext) -> dict[str, Any]:
         msg_id, headers, raw = self._request(payload, ctx)
-        response = await send(self._http(), "POST", self.settings.url, self.provider, headers=headers, content=raw)
+        response = await send(self._http(), "POST", self.settings.url.get_secret_value(), self.provider,
+                              headers=headers, content=raw)
         return read_webhook_reply(response, self.provider, msg_id)
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         out = await super().dry_run(method, payload, ctx)
         if isinstance(payload, Dispatch):
             _, headers, raw = self._request(payload, ctx)
-            out["would_send"] = {"method": "POST", "url": self.settings.url, "headers": headers,
+            out["would_send"] = {"method": "POST", "url": shown_url(self.settings.url.get_secret_value()), "headers": headers,
                                  "body": raw.decode()}
         return out
 
     async def probe(self) -> None:
         if self.settings.health_url is None:
             return  # nothing to call: see has_probe
-        response = await send(self._http(), "GET", self.settings.health_url, self.provider)
+        response = await send(self._http(), "GET", self.settings.health_url.get_secret_value(), self.provider)
         if response.status_code in (401, 403, 410):
             raise AuthError(f"{self.provider}: HTTP {response.status_code} on settings.health_url: "
                             f"{error_message(response)}", status=response.status_code)

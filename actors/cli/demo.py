@@ -86,6 +86,7 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     from actors.cli import render
     from actors.config import StateConfig, load_config
     from actors.runtime.deploy import deploy, teardown
+    from actors.runtime.local_ray import init_local
     from actors.runtime.specs import build_spec
     from actors.sandbox.stack import SandboxStack
 
@@ -101,10 +102,11 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     cfg = load_config(config_path or DEFAULT_CONFIG, env={**os.environ, **stack.env()})
     namespace = f"{cfg.namespace}-demo"
     cfg = cfg.model_copy(update={"namespace": namespace, "state": StateConfig(url=str(workdir / "state"))})
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace=namespace,
-             logging_level=logging.ERROR, log_to_driver=False)
+    spec = build_spec(cfg, source=str(config_path or DEFAULT_CONFIG))
+    init_local(ray, actors=spec.actor_count, num_cpus=2, include_dashboard=False, namespace=namespace,
+               logging_level=logging.ERROR, log_to_driver=False)
     try:
-        report = deploy(build_spec(cfg, source=str(config_path or DEFAULT_CONFIG)), detached=False)
+        report = deploy(spec, detached=False)
         out.print(f"gateway deployed on a local Ray: {report.summary()}")
         routers = {cap: ray.get_actor(f"router:{cap}", namespace=namespace) for cap in cfg.capabilities}
         tally = Tally()

@@ -65,7 +65,7 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
             notes += p.warnings
             fail = f"{100 * p.total_failures / p.total_calls:.0f}" if p.total_calls else "-"
             table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
-                          f"{p.total_calls - p.total_failures}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
+                          f"{p.total_ok}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
                           _ms(p.latency_ms), _ago(p.last_checked, now), "; ".join(notes))
         console.print(table)
         errors = [op for op in ops if not op.ok][-recent_errors:]

@@ -7,8 +7,9 @@ with its timing, and the outcome. One writer per router (one router per
 capability); files rotate by size (`.1` is the newest rotated file).
 
 Nothing secret or personal is written: idempotency keys and email addresses
-are hashed (actors/ops/privacy.py), error texts are redacted again with every
-secret the router's providers know.
+are hashed with HMAC-SHA256 under the deployment's secret `key`
+(actors/ops/privacy.py), error texts are redacted again with every secret
+the router's providers know.
 
 On the request's path `observe` only appends the frozen `Decision` to a
 buffer; `flush` (run by the router's background task, in a thread) encodes
@@ -19,7 +20,7 @@ A line:
 
     {"at": 1764097000.123, "time": "2025-11-25T19:36:40.123Z", "capability": "email_sending",
      "method": "send_email", "request_id": "9f...", "ok": false, "outcome": "all_providers_failed",
-     "provider": null, "key": "sha256:5c1f...", "dry_run": false, "replayed": false, "outbox_id": null,
+     "provider": null, "key": "hmac:5c1f...", "dry_run": false, "replayed": false, "outbox_id": null,
      "draining": false, "elapsed_ms": 31.2, "candidates": ["smtp", "sendgrid"],
      "skipped": {"mailgun": "cooling down for 12s"},
      "attempts": [{"provider": "smtp", "ok": false, "error_kind": "transient", "error": "...",
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.messages import Decision
-from actors.ops.privacy import hash_key, scrub
+from actors.ops.privacy import UNKNOWN_METHOD, hash_key, method_label, scrub
 
 __all__ = ["AuditLog", "audit_dir", "audit_record", "last_lines"]
 
@@ -65,32 +66,41 @@ def _iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
 
 
-def audit_record(d: Decision, redact: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """One decision as the audit log stores it: keys hashed, texts scrubbed."""
+def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: bytes | None = None) -> dict[str, Any]:
+    """One decision as the audit log stores it: keys hashed, texts scrubbed.
+    A method the capability does not have is recorded as `unknown`, in the
+    texts too (the router's error quotes it)."""
+    method = method_label(d.capability, d.method)
+    if method == UNKNOWN_METHOD and d.method:
+        raw, redact_first = d.method, redact
+
+        def redact(text: str) -> str:  # type: ignore[no-redef]
+            text = text.replace(raw, UNKNOWN_METHOD)
+            return redact_first(text) if redact_first is not None else text
     return {
         "at": round(d.at, 3),
         "time": _iso(d.at),
         "capability": d.capability,
-        "method": d.method,
+        "method": method,
         "request_id": d.request_id,
         "ok": d.ok,
         "outcome": "ok" if d.ok else (str(d.error_kind) if d.error_kind else "failed"),
         "provider": d.provider,
-        "key": hash_key(d.idempotency_key),
+        "key": hash_key(d.idempotency_key, key),
         "dry_run": d.dry_run,
         "replayed": d.replayed,
         "outbox_id": d.outbox_id,
         "draining": d.draining,
         "elapsed_ms": d.elapsed_ms,
         "candidates": list(d.candidates),
-        "skipped": {name: scrub(reason, redact) for name, reason in d.skipped.items()},
+        "skipped": {name: scrub(reason, redact, key) for name, reason in d.skipped.items()},
         "attempts": [
             {"provider": a.provider, "ok": a.ok, "error_kind": str(a.error_kind) if a.error_kind else None,
-             "error": scrub(a.error, redact), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,
+             "error": scrub(a.error, redact, key), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,
              "maybe_delivered": a.maybe_delivered}
             for a in d.attempts
         ],
-        "error": scrub(d.error, redact),
+        "error": scrub(d.error, redact, key),
     }
 
 
@@ -118,13 +128,16 @@ class AuditLog:
     """The audit file of one router."""
 
     def __init__(self, directory: Path, capability: str, *, max_bytes: int = 10_000_000, backups: int = 5,
-                 redact: Callable[[str], str] | None = None):
+                 redact: Callable[[str], str] | None = None, key: bytes | None = None):
+        """`key`: the deployment's secret for the HMAC of keys and addresses;
+        None falls back to unkeyed SHA-256 (tests only)."""
         self.directory = directory
         self.capability = capability
         self.path = directory / f"audit-{capability}.jsonl"
         self.max_bytes = max_bytes
         self.backups = backups
         self._redact = redact
+        self.key = key
         self._buffer: list[Decision] = []
         self.written = 0
         self.dropped = 0
@@ -147,7 +160,7 @@ class AuditLog:
         """Encode and append; may run in a thread. Returns lines written."""
         if not batch:
             return 0
-        text = "".join(json.dumps(audit_record(d, self._redact), separators=(",", ":"), ensure_ascii=False) + "\n"
+        text = "".join(json.dumps(audit_record(d, self._redact, self.key), separators=(",", ":"), ensure_ascii=False) + "\n"
                        for d in batch)
         data = text.encode("utf-8", "replace")
         try:

@@ -186,6 +186,13 @@ def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
     targets = probe_targets(providers)
     findings: list[Finding] = []
     for p in providers:
+        for setting in _cleartext(p):
+            fix = ("set tls_mode to starttls (port 587) or implicit (465)" if setting == "tls_mode"
+                   else f"use an https:// address in {p.config_path}.settings.{setting}")
+            findings.append(Finding(check="provider", status="warning", subject=f"{p.capability}/{p.name}",
+                                    detail=f"{p.adapter}: credentials cross the network unencrypted "
+                                           f"(settings.{setting})", fix=fix))
+    for p in providers:
         if p in targets:
             continue
         why = ("talks to no outside service" if not p.reaches_network or not p.delivers
@@ -210,6 +217,13 @@ def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
         findings.append(Finding(check="provider", status="problem", subject=subject,
                                 detail=f"{p.adapter}: {r.error_kind}: {r.error}", fix=fix))
     return findings
+
+
+def _cleartext(p: Any) -> list[str]:
+    from actors.adapters.registry import get_adapter_class
+
+    cls = get_adapter_class(p.adapter)
+    return cls.cleartext_settings(cls.Settings.model_validate(p.settings))
 
 
 def check_hooks(cfg: Any) -> list[Finding]:

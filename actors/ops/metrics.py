@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import msgspec
 
 from actors.messages import Decision
+from actors.ops.privacy import method_label
 
 __all__ = ["DEFINITIONS", "HEALTH_CODE", "HeldGauges", "MemoryRecorder", "MetricDef", "RayRecorder", "Recorder",
            "RouterMetrics", "exported_name", "outcome_of"]
@@ -209,7 +210,7 @@ class RouterMetrics(Buffered):
     def observe_decision(self, d: Decision) -> None:
         cap = self.capability
         outcome = outcome_of(d.ok, d.error_kind)
-        self.count("aicmo_requests", cap, d.method or "none", d.provider or "none", outcome)
+        self.count("aicmo_requests", cap, method_label(cap, d.method), d.provider or "none", outcome)
         self.observe("aicmo_request_latency_ms", d.elapsed_ms, cap, outcome)
         previous: str | None = None
         first = True

@@ -37,13 +37,7 @@ log = logging.getLogger("aicmo.ops")
 
 
 def _secrets(providers: list[ProviderSpec]) -> list[str]:
-    from pydantic import SecretStr
-
-    out: list[str] = []
-    for p in providers:
-        out += p.env_secrets
-        out += [v.get_secret_value() for v in p.settings.values() if isinstance(v, SecretStr)]
-    return out
+    return [s for p in providers for s in p.secret_values()]
 
 
 class _Background:
@@ -79,7 +73,9 @@ class _Background:
 
 class RouterOps(_Background):
     def __init__(self, spec: CapabilitySpec, recorder: Recorder | None = None,
-                 hook_loader: Callable[[str], Any] | None = None):
+                 hook_loader: Callable[[str], Any] | None = None, audit_key: bytes | None = None):
+        """`audit_key`: the deployment's secret the audit log hashes keys and
+        addresses with (HMAC-SHA256); None falls back to unkeyed hashes."""
         super().__init__()
         self.spec = spec
         self.metrics: RouterMetrics | None = None
@@ -89,7 +85,7 @@ class RouterOps(_Background):
         self.audit: AuditLog | None = None
         if directory is not None:
             self.audit = AuditLog(directory, spec.capability, max_bytes=spec.audit.max_bytes, backups=spec.audit.backups,
-                                  redact=Redactor(_secrets(spec.providers)))
+                                  redact=Redactor(_secrets(spec.providers)), key=audit_key)
         h = spec.hooks
         kw: dict[str, Any] = {"loader": hook_loader} if hook_loader else {}
         self.hooks = HookRunner({"on_success": h.on_success, "on_failure": h.on_failure}, owner=spec.actor_name,

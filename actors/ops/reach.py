@@ -11,6 +11,14 @@ Providers whose adapter talks to no network (`reaches_network` False: `simulated
 and those without a free health check (`has_probe` false) are left out:
 probing them says nothing about a node, or would cost a real request.
 
+A node's task receives only what its probes need (`node_targets`): the
+providers whose actor that node could host (its custom resources cover the
+provider's `placement.resources`; a node that could never run the actor has
+no business holding its credentials), each as a `ProbeTarget` (adapter and
+settings), not the whole spec with its environment secrets, hooks and store.
+What comes back is redacted again by the supervisor, with every secret the
+spec knows.
+
 `probe_specs` is also what `aicmo-gateway doctor` runs on the operator's
 machine, without Ray.
 """
@@ -29,7 +37,8 @@ from actors.messages import ProbeResult
 from actors.policy.recommend import NodeReach
 from actors.runtime.specs import ProviderSpec
 
-__all__ = ["NodeInfo", "NodeProbes", "Reachability", "probe_specs", "probe_targets"]
+__all__ = ["NodeInfo", "NodeProbes", "ProbeTarget", "Reachability", "node_targets", "probe_specs", "probe_target",
+           "probe_targets"]
 
 # Adapters that reach no outside service: a probe from a node says nothing about it.
 
@@ -39,6 +48,7 @@ class NodeInfo(msgspec.Struct, frozen=True, kw_only=True):
     address: str
     hostname: str = ""
     is_head: bool = False
+    resources: dict[str, float] = {}     # the node's total resources, as ray.nodes() gives them
 
     @property
     def label(self) -> str:
@@ -82,27 +92,59 @@ class Reachability(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+class ProbeTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """What a probe needs to build one provider's adapter, and nothing more."""
+
+    name: str
+    capability: str
+    adapter: str
+    settings: dict[str, Any]
+    delivers: bool = True
+
+
 def probe_targets(providers: Sequence[ProviderSpec]) -> list[ProviderSpec]:
     return [p for p in providers if p.has_probe and p.delivers and p.reaches_network]
 
 
-def _build(spec: ProviderSpec) -> Any:
+def probe_target(spec: ProviderSpec) -> ProbeTarget:
+    return ProbeTarget(name=spec.name, capability=spec.capability, adapter=spec.adapter, settings=spec.settings,
+                       delivers=spec.delivers)
+
+
+def can_host(node: NodeInfo, spec: ProviderSpec) -> bool:
+    """Whether Ray could place this provider's actor on `node`: its custom resources are there."""
+    needed = spec.ray_options.get("resources") or {}
+    return all(node.resources.get(name, 0.0) >= amount for name, amount in needed.items())
+
+
+def node_targets(nodes: Sequence[NodeInfo], providers: Sequence[ProviderSpec]) -> dict[str, list[ProbeTarget]]:
+    """node_id -> what that node's probe task receives (nodes with nothing to probe are left out)."""
+    out: dict[str, list[ProbeTarget]] = {}
+    for node in nodes:
+        mine = [probe_target(p) for p in probe_targets(providers) if can_host(node, p)]
+        if mine:
+            out[node.node_id] = mine
+    return out
+
+
+def _build(target: ProbeTarget) -> Any:
     from actors.adapters.registry import get_adapter_class
 
-    cls = get_adapter_class(spec.adapter)
-    return cls(cls.Settings.model_validate(spec.settings), capability=spec.capability, provider=spec.name)
+    cls = get_adapter_class(target.adapter)
+    return cls(cls.Settings.model_validate(target.settings), capability=target.capability, provider=target.name)
 
 
-async def probe_specs(providers: Sequence[ProviderSpec], timeout_s: float) -> list[ProbeResult]:
+async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s: float) -> list[ProbeResult]:
     """Build each provider's adapter here and run its probe, all at once,
     each within `timeout_s`. Errors are sorted into kinds and redacted."""
     from actors.redaction import Redactor
     from actors.runtime.provider import classify
 
-    async def one(spec: ProviderSpec) -> ProbeResult:
+    async def one(given: ProviderSpec | ProbeTarget) -> ProbeResult:
         started = time.monotonic()
         adapter = None
-        redact = Redactor(spec.env_secrets)
+        redact = Redactor(given.secret_values() if isinstance(given, ProviderSpec) else [])
+        spec = given if isinstance(given, ProbeTarget) else probe_target(given)
         try:
             adapter = _build(spec)
             redact = redact.extended(adapter.settings.secret_values())
@@ -128,7 +170,7 @@ async def probe_specs(providers: Sequence[ProviderSpec], timeout_s: float) -> li
     return list(await asyncio.gather(*(one(p) for p in providers)))
 
 
-def _probe_here(providers: list[ProviderSpec], timeout_s: float) -> list[ProbeResult]:
+def _probe_here(providers: list[ProbeTarget], timeout_s: float) -> list[ProbeResult]:
     return asyncio.run(probe_specs(providers, timeout_s))
 
 
@@ -142,9 +184,10 @@ def alive_nodes() -> list[NodeInfo]:
     for n in ray.nodes():
         if not n.get("Alive"):
             continue
+        resources = {k: float(v) for k, v in (n.get("Resources") or {}).items()}
         out.append(NodeInfo(node_id=n["NodeID"], address=n.get("NodeManagerAddress", "?"),
                             hostname=n.get("NodeManagerHostname", ""),
-                            is_head="node:__internal_head__" in (n.get("Resources") or {})))
+                            is_head="node:__internal_head__" in resources, resources=resources))
     return sorted(out, key=lambda x: (not x.is_head, x.address, x.node_id))
 
 
@@ -157,16 +200,19 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
     global _remote_probe
     if _remote_probe is None:
         _remote_probe = ray.remote(num_cpus=0, max_retries=0)(_probe_here)
-    targets = probe_targets(providers)
-    if not targets:
-        return []
+    from actors.redaction import Redactor
+
     nodes = alive_nodes() if nodes is None else nodes
+    per_node = node_targets(nodes, providers)
+    if not per_node:
+        return []
+    redact = Redactor([s for p in providers for s in p.secret_values()])
 
     async def on(node: NodeInfo) -> NodeProbes:
         started = time.monotonic()
         ref = _remote_probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-            name=f"aicmo-probe@{node.node_id[:8]}").remote(targets, probe_timeout_s)
+            name=f"aicmo-probe@{node.node_id[:8]}").remote(per_node[node.node_id], probe_timeout_s)
         try:
             results = await asyncio.wait_for(ref, task_timeout_s)
         except asyncio.TimeoutError:
@@ -177,6 +223,8 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
         except Exception as exc:  # noqa: BLE001 - a node that died mid-check, say
             return NodeProbes(node=node, error=f"the probe task failed: {type(exc).__name__}: {str(exc)[:200]}",
                               elapsed_ms=(time.monotonic() - started) * 1000)
+        # The node redacted with what it was given; the spec knows every secret.
+        results = [msgspec.structs.replace(r, error=redact(r.error)) for r in results]
         return NodeProbes(node=node, results=results, elapsed_ms=(time.monotonic() - started) * 1000)
 
-    return list(await asyncio.gather(*(on(n) for n in nodes)))
+    return list(await asyncio.gather(*(on(n) for n in nodes if n.node_id in per_node)))

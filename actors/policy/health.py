@@ -54,7 +54,8 @@ class HealthSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     latency_ms: float | None = None
     latency_ewma_ms: float | None = None
     total_calls: int = 0
-    total_failures: int = 0
+    total_failures: int = 0                # failures that count against health
+    total_ok: int = 0                      # calls the provider served: what was delivered
     last_error: str | None = None
     last_error_kind: ErrorKind | None = None
     last_checked: float | None = None      # epoch seconds of the last outcome
@@ -169,6 +170,7 @@ def observe(snap: HealthSnapshot, outcome: Outcome, policy: HealthPolicy) -> tup
         latency_ewma_ms=ewma,
         total_calls=snap.total_calls + 1,
         total_failures=snap.total_failures + (0 if outcome.ok else 1),
+        total_ok=snap.total_ok + (1 if outcome.ok else 0),
         last_error=snap.last_error if outcome.ok else outcome.error,
         last_error_kind=snap.last_error_kind if outcome.ok else outcome.error_kind,
         last_checked=outcome.at,

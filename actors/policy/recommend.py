@@ -81,6 +81,11 @@ def for_provider(facts: ProviderFacts, status: ProviderStatus | None, probe: Pro
             f"{status.consecutive_failures} consecutive failures; last: {status.last_error}",
             "the failures are in requests, not connectivity: read `aicmo-gateway status` recent operations for the error")
     if status is not None:
+        for setting in status.cleartext:
+            fix = ("set tls_mode to starttls (port 587) or implicit (465)" if setting == "tls_mode"
+                   else f"use an https:// address in {_setting_ref(facts, setting)}")
+            add("warning", f"{facts.name} sends credentials unencrypted", f"settings.{setting} is not encrypted",
+                f"{fix}; {_redeploy()}")
         for warning in status.warnings:
             if "TLS" in warning:
                 add("warning", f"{facts.name} runs without TLS verification", warning,

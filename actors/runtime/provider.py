@@ -67,7 +67,7 @@ class ProviderCore:
             adapter_cls = get_adapter_class(spec.adapter)
             adapter = adapter_cls(adapter_cls.Settings.model_validate(spec.settings), capability=spec.capability, provider=spec.name)
         self.adapter = adapter
-        self.redact = Redactor([*adapter.settings.secret_values(), *spec.env_secrets])
+        self.redact = Redactor([*adapter.settings.secret_values(), *spec.secret_values()])
         self.policy = spec.health_policy()
         self.health = HealthSnapshot()
         self.in_flight = 0
@@ -422,6 +422,7 @@ class ProviderCore:
             delivers=self.adapter.delivers,
             last_resort=self.adapter.last_resort,
             warnings=self.adapter.warnings(),
+            cleartext=type(self.adapter).cleartext_settings(self.adapter.settings),
         )
         return msgspec.structs.replace(status, health=shown_state(self.health, self._clock()))
 

@@ -132,6 +132,7 @@ class RouterActor:
             consecutive_successes=status.consecutive_successes,
             consecutive_failures=status.consecutive_failures, latency_ms=status.latency_ms,
             latency_ewma_ms=status.latency_ewma_ms, total_calls=status.total_calls, total_failures=status.total_failures,
+            total_ok=status.total_ok,
             last_error=status.last_error, last_error_kind=status.last_error_kind, last_checked=status.last_checked,
             cooldown_until=status.cooldown_until, throttled_until=status.throttled_until)
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from actors.config import GatewayConfig, PolicyConfig
 from actors.adapters.registry import get_adapter_class
 from actors.policy.health import HealthPolicy
-from actors.redaction import SECRET_NAME
+from actors.redaction import MASK, SECRET_NAME
 
 SUPERVISOR_NAME = "supervisor"
 
@@ -114,7 +114,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     config_path: str                 # e.g. capabilities.email_sending.providers[0]
     settings: dict[str, Any]         # the adapter's validated settings, secrets as SecretStr
     env_refs: dict[str, str]         # setting -> environment variable it came from
-    env_secrets: list[str]           # values read from secret-looking environment variables
+    env_secrets: list[SecretStr]     # values read from secret-looking environment variables
     health: dict[str, Any]           # HealthPolicy fields
     max_concurrency: int
     delivers: bool
@@ -135,6 +135,20 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def actor_name(self) -> str:
         return provider_name(self.capability, self.name)
+
+    def secret_values(self) -> list[str]:
+        """Every secret this provider knows, in plain text, for redaction."""
+        out = [v.get_secret_value() for v in self.settings.values() if isinstance(v, SecretStr)]
+        out += [s.get_secret_value() for s in self.env_secrets]
+        return out + ([self.state.password.get_secret_value()] if self.state.password is not None else [])
+
+    def without_secrets(self) -> "ProviderSpec":
+        """This spec fit to hand to a client: every secret setting (SecretStr, or
+        read from a secret-looking environment variable) masked, no env_secrets.
+        (A SecretStr only hides itself from repr: pickled, it travels whole.)"""
+        masked = {k: MASK if isinstance(v, SecretStr) or _secret_ref(self.env_refs.get(k)) else v
+                  for k, v in self.settings.items()}
+        return msgspec.structs.replace(self, settings=masked, env_secrets=[], state=_public_state(self.state))
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(**self.health)
@@ -187,6 +201,26 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def digest(self) -> str:
         return _digest(self)
+
+    @property
+    def actor_count(self) -> int:
+        """The supervisor, a router per capability and an actor per provider."""
+        return 1 + sum(1 + len(c.providers) for c in self.capabilities)
+
+    def without_secrets(self) -> "GatewaySpec":
+        """What the supervisor's `spec()` hands out: no secret of any provider, nor the store's password."""
+        caps = [msgspec.structs.replace(c, providers=[p.without_secrets() for p in c.providers],
+                                        state=_public_state(c.state))
+                for c in self.capabilities]
+        return msgspec.structs.replace(self, capabilities=caps, state=_public_state(self.state))
+
+
+def _public_state(state: StateSpec) -> StateSpec:
+    return msgspec.structs.replace(state, password=None) if state.password is not None else state
+
+
+def _secret_ref(var: str | None) -> bool:
+    return bool(var and SECRET_NAME.search(var))
 
 
 def _plain(value: Any) -> Any:
@@ -261,9 +295,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
             policy = cfg.provider_policy(cap_name, p)
             settings = p.validated_settings
             env_secrets = [
-                str(_plain(getattr(settings, key)))
+                SecretStr(str(_plain(getattr(settings, key))))
                 for key, var in p.env_refs.items()
-                if "." not in key and SECRET_NAME.search(var) and hasattr(settings, key)
+                if "." not in key and _secret_ref(var) and hasattr(settings, key)
             ]
             providers.append(
                 ProviderSpec(

@@ -268,7 +268,8 @@ class SupervisorActor:
         return self._spec.digest
 
     def spec(self) -> GatewaySpec:
-        return self._spec
+        # Any client of the cluster may ask: the spec goes out without secrets.
+        return self._spec.without_secrets()
 
     async def report(self, status: ProviderStatus) -> None:
         self._ensure_loop()

@@ -3,9 +3,13 @@
     POST /crm/v3/objects/contacts/batch/upsert   upsert by email (`idProperty: email`)
     POST /crm/v3/objects/contacts                create; 409 CONFLICT if the email exists
     GET  /crm/v3/objects/contacts?limit=N        list
-    GET  /account-info/v3/details                account details (the adapter's probe)
+    GET  /account-info/v3/details                account details (needs the `oauth` scope)
+    POST /oauth/v2/private-apps/get/access-token-info   {"tokenKey"} -> {userId, hubId, appId, scopes}
+                                                 (no scope needed: the adapter's probe)
 
-Bearer auth; error bodies `{"status": "error", "message", "correlationId",
+Bearer auth; the token holds `scopes` (by default what a private app made
+for this gateway holds: crm.objects.contacts.write and .read), and a call
+its scopes do not allow is a 403 MISSING_SCOPES, as at HubSpot; error bodies `{"status": "error", "message", "correlationId",
 "category"}`; property values must be strings; at most 100 inputs a batch
 (**unconfirmed** at HubSpot); unknown property names are refused when a set
 of known properties is given. Rate limits: a rolling 10-second window
@@ -42,8 +46,10 @@ class HubSpotStandIn(StandIn):
 
     def __init__(self, *, api_key: str = "test-key", seed: int = 0, requests_per_10s: int | None = 100,
                  daily_limit: int | None = None, known_properties: set[str] | None = None,
-                 portal_id: int = 123456, clock: Any = time.time):
+                 portal_id: int = 123456, clock: Any = time.time,
+                 scopes: tuple[str, ...] = ("crm.objects.contacts.write", "crm.objects.contacts.read")):
         super().__init__(api_key=api_key, seed=seed)
+        self.scopes = tuple(scopes)
         self.known_properties = known_properties
         self.portal_id = portal_id
         self.clock = clock
@@ -61,7 +67,25 @@ class HubSpotStandIn(StandIn):
             web.post("/crm/v3/objects/contacts", self._create),
             web.get("/crm/v3/objects/contacts", self._list),
             web.get("/account-info/v3/details", self._details),
+            web.post("/oauth/v2/private-apps/get/access-token-info", self._token_info),
         ]
+
+    # Scopes each route needs (HubSpot's scope reference); the token-info route needs none.
+    NEEDS = {("POST", "/crm/v3/objects/contacts/batch/upsert"): "crm.objects.contacts.write",
+             ("POST", "/crm/v3/objects/contacts"): "crm.objects.contacts.write",
+             ("GET", "/crm/v3/objects/contacts"): "crm.objects.contacts.read",
+             ("GET", "/account-info/v3/details"): "oauth"}
+
+    async def _faulted(self, request: web.Request) -> web.StreamResponse | None:
+        refused = await super()._faulted(request)
+        if refused is not None:
+            return refused
+        needed = self.NEEDS.get((request.method, request.path))
+        if needed is not None and needed not in self.scopes:
+            return self.error(403, f"This app hasn't been granted all required scopes to make this call. "
+                                   f"Read more about required scopes here: https://developers.hubspot.com/scopes. "
+                                   f"requiredGranularScopes: [{needed}]")
+        return None
 
     def error(self, status: int, message: str) -> web.Response:
         return web.json_response({"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
@@ -213,6 +237,12 @@ class HubSpotStandIn(StandIn):
             return self.error(400, "`limit` must be a number")
         results = list(self.contacts.values())[:max(0, limit)]
         return self._json({"results": results})
+
+    async def _token_info(self, request: web.Request) -> web.Response:
+        body = await self._read(request)
+        if not isinstance(body, dict) or body.get("tokenKey") != self.api_key:
+            return self.error(400, "Token not found")
+        return self._json({"userId": 1, "hubId": self.portal_id, "appId": 2, "scopes": list(self.scopes)})
 
     async def _details(self, request: web.Request) -> web.Response:
         return self._json({"portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",

@@ -6,6 +6,8 @@
                                  400 {"message": "…parameter is missing"};
                                  404 {"message": "Domain not found: …"}
     GET  /v4/domains/{name}      {"domain": {…}, "receiving_dns_records": [], "sending_dns_records": []}
+    GET  /v3/domains/{name}      the same: Mailgun still serves it, and its official Python SDK
+                                 (`mailgun` on PyPI, `client.domains.get(domain=…)`) asks this path
     401                          "Forbidden" (text/plain), for a bad key
     429                          {"message": "Too many requests"}
 
@@ -59,7 +61,8 @@ class MailgunStandIn(StandIn):
         self.sent: list[dict[str, Any]] = []
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v3/{domain}/messages", self._send), web.get("/v4/domains/{name}", self._domain)]
+        return [web.post("/v3/{domain}/messages", self._send), web.get("/v4/domains/{name}", self._domain),
+                web.get("/v3/domains/{name}", self._domain)]
 
     # --- Mailgun's formats ----------------------------------------------------------
     def _key(self, request: web.Request) -> str | None:

@@ -89,7 +89,9 @@ def provider_settings(adapter: str, canaries: dict[str, str], servers: dict[str,
             "client_id": "client-id.apps.example.com", "client_secret": c["client_secret"],
             "refresh_token": c["refresh_token"], **quick},
         "make": lambda: {"url": f"{http}/{c['url']}", "api_key": c["api_key"], "rate_limit_wait_s": 1, **quick},
-        "webhook": lambda: {"url": f"{http}/hooks/lead", "secret": c["secret"], "health_url": f"{http}/health", **quick},
+        # Receivers take tokens in the path: the URLs are secret settings, their canary in the path.
+        "webhook": lambda: {"url": f"{http}/hooks/{c['url']}", "secret": c["secret"],
+                            "health_url": f"{http}/health/{c['health_url']}", **quick},
     }
     return by_adapter[adapter]()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -200,6 +201,8 @@ def test_canary_secrets_never_leave_the_gateway(gateway, ray_cluster, tmp_path: 
         # What the gateway wrote: the state directory (SQLite files, the audit
         # log, anything else there) and every log file of this Ray session.
         spec = ray.get(sup.spec.remote(), timeout=60)
+        # Any client may ask the supervisor for the spec: pickled, a SecretStr would travel whole.
+        sources["supervisor spec (pickled)"] = pickle.dumps(spec)
         for path in sorted(Path(spec.state.url).rglob("*")):
             if path.is_file():
                 sources[f"state {path.relative_to(spec.state.url)}"] = path.read_bytes()

@@ -15,6 +15,9 @@ process: the test session has its own cluster).
    node B can reach the stand-in over HTTP, while the head reaches it
    directly. (Ray's own gRPC ignores proxy variables by default.)
 5. writes WORKDIR/ready.json and waits until its stdin closes or SIGTERM.
+
+The invalid request of step 3 runs an `on_failure` hook that raises: the
+only failed hook call, so the hook metrics have a failure to show.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ def config(workdir: Path, receiver) -> dict:
         "supervisor": {"check_interval_s": 0, "drain_interval_s": 0, "sample_interval_s": 2, "probe_timeout_s": 5,
                        "node_probe_timeout_s": 60},
         "metrics": {"flush_interval_s": 0.5},
-        "hooks": {"on_success": "tests.ops.sample_hooks:record_success"},
+        # A hook that raises on failures: the dashboard's "Hook failures" table has a row to show.
+        "hooks": {"on_success": "tests.ops.sample_hooks:record_success", "on_failure": "tests.ops.sample_hooks:explode"},
         "policy": {"health": {"unhealthy_after": 1000}, "routing": {"ranking": "actors.policy.ranking:configured_order"}},
         "capabilities": {
             "email_sending": {"providers": [

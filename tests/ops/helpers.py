@@ -28,7 +28,8 @@ def canary_spec(names: list[str]) -> Any:
 
 
 def wired(scripts: dict[str, list[Any]], state_dir: Path, *, hooks: dict[str, list[str]] | None = None,
-          hook_loader: Any = None, max_bytes: int = 10_000_000, backups: int = 5) -> tuple[Harness, RouterOps, MemoryRecorder]:
+          hook_loader: Any = None, max_bytes: int = 10_000_000, backups: int = 5,
+          audit_key: bytes | None = None) -> tuple[Harness, RouterOps, MemoryRecorder]:
     """A Harness whose router has RouterOps as its observer, writing its audit
     log under `state_dir` and its metrics to a MemoryRecorder."""
     h = Harness(scripts)
@@ -42,7 +43,7 @@ def wired(scripts: dict[str, list[Any]], state_dir: Path, *, hooks: dict[str, li
         h.restart_provider(name)
     router = h.restart_router()
     recorder = MemoryRecorder()
-    ops = RouterOps(spec, recorder=recorder, hook_loader=hook_loader)
+    ops = RouterOps(spec, recorder=recorder, hook_loader=hook_loader, audit_key=audit_key)
     router.observers.append(ops.observe)
     return h, ops, recorder
 

@@ -132,3 +132,44 @@ def test_where_the_audit_log_lives() -> None:
     assert audit_dir("sqlite:///:memory:") is None
     assert audit_dir("postgres://db/aicmo") is None
     assert audit_dir("~/state") == Path.home() / "state" / "audit"
+
+
+def test_a_method_the_capability_does_not_have_is_recorded_as_unknown(tmp_path: Path) -> None:
+    h, ops, _ = wired({"primary": []}, tmp_path)
+    made_up = "lead-4711-for-ann"
+
+    async def scenario() -> None:
+        res = await h.router.invoke(made_up, PAYLOAD)
+        assert not res.ok and res.error.kind == "unknown_method"
+        await ops.flush_audit()
+
+    run(scenario())
+    text = (tmp_path / "audit" / "audit-email_sending.jsonl").read_text()
+    assert made_up not in text
+    (line,) = lines(tmp_path / "audit" / "audit-email_sending.jsonl")
+    assert line["method"] == "unknown" and line["outcome"] == "unknown_method"
+
+
+def test_with_the_deployment_key_hashes_are_hmac_and_a_dictionary_finds_nothing(tmp_path: Path) -> None:
+    import hashlib
+    import hmac
+
+    key = bytes(range(32))
+    h, ops, _ = wired({"primary": [TransientError(f"550 mailbox {ADDRESS} full")], "backup": []}, tmp_path,
+                      audit_key=key)
+    idem = f"lead-{ADDRESS}-welcome"
+
+    async def scenario() -> None:
+        assert (await h.router.invoke("send_email", PAYLOAD, idempotency_key=idem)).ok
+        await ops.flush_audit()
+
+    run(scenario())
+    (line,) = lines(tmp_path / "audit" / "audit-email_sending.jsonl")
+    assert line["key"] == "hmac:" + hmac.new(key, idem.encode(), hashlib.sha256).hexdigest()[:16]
+    assert line["key"] == hash_key(idem, key)  # an operator with the key can still find a request
+    error = line["attempts"][0]["error"]
+    assert hash_address(ADDRESS, key) in error and hash_address(ADDRESS) not in error
+    # Whoever reads the file without the key: hashing likely keys and addresses finds nothing.
+    guesses = [f"lead-{a}-welcome" for a in (ADDRESS, "ann@example.com", "bob@example.com")]
+    assert line["key"] not in {hash_key(g) for g in guesses}
+    assert all(hash_address(a) not in error for a in (ADDRESS, "ann@example.com"))

@@ -294,3 +294,127 @@ def test_the_self_checks_gauges_stay_exported_between_checks(cluster: dict, chec
     text = _scrape(cluster["metrics_port"])
     assert _value(text, "ray_aicmo_capability_served", capability="webhook_dispatch") == 1
     assert len(_series(text, "ray_aicmo_reachable")) == 2  # the receiver, from each of the two nodes
+
+
+# --- the Grafana dashboard against a real Prometheus --------------------------------
+# Last in this module: the traffic it sends would change the counts the tests above expect.
+
+DASHBOARD = ROOT / "config" / "grafana" / "aicmo-gateway.json"
+TRAFFIC = """
+import sys, time, ray
+ray.init(address="auto", namespace=sys.argv[1], log_to_driver=False)
+email, hooks = ray.get_actor("router:email_sending"), ray.get_actor("router:webhook_dispatch")
+until, i = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < until:
+    ray.get([email.invoke.remote("send_email", {"to": [f"p{i}@example.com"], "subject": "Hi", "text": "Hello"}),
+             hooks.invoke.remote("dispatch", {"event": "lead.seen", "data": {"lead": i}}),
+             email.invoke.remote("send_email", {"to": []})])  # refused, and its on_failure hook raises
+    i += 1
+    time.sleep(0.5)
+"""
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    """(panel type, title, PromQL) of every query in the dashboard."""
+    board = json.loads(DASHBOARD.read_text())
+    return [(p["type"], p["title"], t["expr"]) for p in board["panels"] for t in p.get("targets", [])]
+
+
+def as_grafana_sends(expr: str, capability: str) -> str:
+    return expr.replace("$__rate_interval", "1m").replace("$capability", capability)
+
+
+@pytest.fixture(scope="module")
+def prometheus(cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's `prometheus` (installed by .ci/system-packages), on a free
+    port, scraping the head's metrics export port every second."""
+    import shutil
+
+    from tests.ops.cluster_host import free_port
+
+    from tests.support.require import require
+
+    binary = shutil.which("prometheus")
+    require(None if binary else "prometheus is not installed (Debian: apt-get install prometheus; CI runs "
+                                ".ci/system-packages)", "Prometheus")
+    assert binary is not None
+    workdir = tmp_path_factory.mktemp("prometheus")
+    (workdir / "prometheus.yml").write_text(json.dumps({  # JSON is YAML
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "ray", "static_configs": [{"targets": [f"127.0.0.1:{cluster['metrics_port']}"]}]}],
+    }))
+    port = free_port()
+    log = open(workdir / "prometheus.log", "w")
+    server = subprocess.Popen([binary, f"--config.file={workdir / 'prometheus.yml'}",
+                               f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/-/ready", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("prometheus did not start:\n" + (workdir / "prometheus.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def promql(url: str, expr: str) -> list[dict[str, Any]]:
+    from urllib.parse import urlencode
+
+    answer = json.loads(urllib.request.urlopen(f"{url}/api/v1/query?{urlencode({'query': expr})}", timeout=10).read())
+    assert answer["status"] == "success", (expr, answer)
+    return answer["data"]["result"]
+
+
+def has_numbers(result: list[dict[str, Any]]) -> bool:
+    return any(r["value"][1] not in ("NaN", "+Inf", "-Inf") for r in result)
+
+
+def test_every_dashboard_panel_returns_data_from_a_real_prometheus(cluster: dict, check: dict, prometheus: str) -> None:
+    # The gateway serves traffic while Prometheus scrapes: rates, latency
+    # quantiles and the hook failures' increase need counters that move
+    # within their window, as they do in production.
+    driver = subprocess.Popen([sys.executable, "-c", TRAFFIC, cluster["namespace"], "400"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=cluster["env"], cwd=ROOT)
+    try:
+        queries = panel_queries()
+        assert len(queries) == 18
+        # Every panel, with the capability variable at "All", as the dashboard opens.
+        # Ray's agent hands the actors' metrics over every few seconds: retry a while.
+        deadline = time.monotonic() + 240
+        while True:
+            assert driver.poll() is None, driver.stderr.read()[-3000:]  # type: ignore[union-attr]
+            empty = [f"{title}: {expr}" for _, title, expr in queries
+                     if not has_numbers(promql(prometheus, as_grafana_sends(expr, ".*")))]
+            if not empty or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        assert promql(prometheus, 'up{job="ray"}')[0]["value"][1] == "1"
+        assert not empty, "panels without data:\n" + "\n".join(empty)
+        # The top row's stat panels show a number for each capability alone too: a
+        # capability where nothing failed has a 0% failure rate, not "No data".
+        capabilities = {r["metric"]["capability"] for r in promql(prometheus, "ray_aicmo_requests_total")}
+        assert capabilities == {"email_sending", "webhook_dispatch"}
+        for capability in sorted(capabilities):
+            for kind, title, expr in queries:
+                if kind == "stat":
+                    result = promql(prometheus, as_grafana_sends(expr, capability))
+                    assert has_numbers(result), f"{title} for {capability}: no data ({expr})"
+        failed = {t: e for _, t, e in queries}["Failed requests"]
+        assert float(promql(prometheus, as_grafana_sends(failed, "webhook_dispatch"))[0]["value"][1]) == 0.0
+        assert float(promql(prometheus, as_grafana_sends(failed, "email_sending"))[0]["value"][1]) > 0.0
+    finally:
+        driver.terminate()
+        driver.wait(30)

@@ -111,3 +111,20 @@ def test_the_grafana_dashboard_asks_only_for_what_is_exported() -> None:
             "ray_aicmo_provider_health", "ray_aicmo_provider_latency_ms", "ray_aicmo_outbox_depth",
             "ray_aicmo_reachable"} <= used
     assert dash["__inputs"][0]["pluginId"] == "prometheus"
+
+
+def test_a_method_the_capability_does_not_have_is_one_bounded_label(tmp_path: Path) -> None:
+    # A caller controls the method name: an address there must not become a
+    # label, and a thousand made-up names must not become a thousand series.
+    h, ops, rec = wired({"primary": []}, tmp_path)
+
+    async def scenario() -> None:
+        for i in range(20):
+            await h.router.invoke(f"lead{i}@example.com", PAYLOAD)
+        await h.router.invoke("send_email", PAYLOAD)
+        ops.metrics.flush()
+
+    run(scenario())
+    methods = {dict(tags)["method"] for name, tags in rec.counters if name == "aicmo_requests"}
+    assert methods == {"unknown", "send_email"}
+    assert rec.counter("aicmo_requests", method="unknown", outcome="unknown_method") == 20

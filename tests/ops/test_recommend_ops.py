@@ -144,3 +144,27 @@ def test_health_values_in_samples_are_plain_strings() -> None:
     hist = History()
     hist.add(status("smtp", health=Health.THROTTLED), 1.0)
     assert hist.samples("email_sending", "smtp")[0].health == "throttled"
+
+
+def test_each_node_receives_only_the_credentials_of_providers_it_could_host() -> None:
+    import pickle
+
+    from actors.config import parse_config
+    from actors.ops.reach import node_targets
+    from actors.runtime.specs import build_spec
+
+    raw = {"capabilities": {"email_sending": {"providers": [
+        {"name": "egress_only", "adapter": "sendgrid", "placement": {"resources": {"egress": 0.01}},
+         "settings": {"api_key": "${SENDGRID_API_KEY}"}},
+        {"name": "anywhere", "adapter": "mailgun", "settings": {"api_key": "mg-canary-Key-1", "domain": "mg.example.com"}},
+        {"name": "sim", "adapter": "simulated"}]}}}
+    spec = build_spec(parse_config(raw, env={"SENDGRID_API_KEY": "sg-canary-Key-2"}))
+    providers = spec.capabilities[0].providers
+    gateway = NodeInfo(node_id="a" * 56, address="10.0.0.1", resources={"CPU": 4.0, "egress": 1.0})
+    plain = NodeInfo(node_id="b" * 56, address="10.0.0.2", resources={"CPU": 4.0})
+    sent = node_targets([gateway, plain], providers)
+    assert [t.name for t in sent[gateway.node_id]] == ["egress_only", "anywhere"]
+    assert [t.name for t in sent[plain.node_id]] == ["anywhere"]   # it could never run egress_only's actor
+    shipped = pickle.dumps(sent[plain.node_id])
+    assert b"sg-canary-Key-2" not in shipped and b"mg-canary-Key-1" in shipped  # what its own probe needs
+    assert not hasattr(sent[plain.node_id][0], "env_secrets")  # an adapter and its settings, not the whole spec

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from pydantic import SecretStr
 
 from actors.config import json_schema, load_config, parse_config
 from actors.errors import ConfigError
@@ -133,7 +135,9 @@ def test_secrets_never_appear_in_reprs_or_spec_digests() -> None:
     assert canary not in repr(cfg) and canary not in repr(p) and canary not in str(cfg)
     spec = build_spec(cfg)
     assert canary not in spec.digest
-    assert spec.capabilities[0].providers[0].env_secrets == [canary]  # so the actor can redact it
+    provider = spec.capabilities[0].providers[0]
+    assert [s.get_secret_value() for s in provider.env_secrets] == [canary]  # so the actor can redact it
+    assert canary not in repr(provider.env_secrets) and canary in provider.secret_values()
 
 
 def test_json_schema_describes_the_file() -> None:
@@ -155,3 +159,48 @@ def test_placement_reaches_the_actor_options_provider_first() -> None:
     assert a.ray_options == {"num_cpus": 0.0, "resources": {"gateway": 0.01}}
     assert b.ray_options == {"num_cpus": 0.0, "resources": {"smtp_egress": 1}, "memory": 200 * 1024 * 1024}
     assert spec.capabilities[0].ray_options == {"num_cpus": 0.1} and spec.supervisor.ray_options == {"num_cpus": 0.0}
+
+
+@pytest.mark.parametrize("password, piece", [("abc${unclosed", "unclosed"), ("p4ss${zq9 secret}w0rd", "zq9 secret"),
+                                             ("${}x7Secret", "x7Secret")])
+def test_a_config_error_names_the_field_never_the_secret_value(password: str, piece: str) -> None:
+    raw = {"capabilities": {"email_sending": {"providers": [{"name": "smtp", "adapter": "smtp", "settings": {
+        "host": "smtp.example.com", "username": "bot", "password": password}}]}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "gw.yaml", env={})
+    text = str(info.value)
+    assert "capabilities.email_sending.providers[0].settings.password" in text
+    assert password not in text and piece not in text
+
+
+def test_a_validator_that_echoes_a_secret_value_is_masked() -> None:
+    from actors.config import _without_value
+
+    error = {"loc": ("secret",), "msg": "Value error, whsec_Zm9vYmFy is not base64", "input": "whsec_Zm9vYmFy"}
+    assert _without_value(error, {"secret"}) == "Value error, *** is not base64"
+    assert _without_value({**error, "loc": ("url",)}, {"secret"}) == error["msg"]
+
+
+def test_a_spec_handed_out_carries_no_secret() -> None:
+    import pickle
+
+    password, token = "canary-Pa55-4f1e9b", "canary-Tok-77c2a0"
+    raw = {"capabilities": {"email_sending": {"providers": [
+        {"name": "smtp", "adapter": "smtp", "settings": {"host": "smtp.example.com", "username": "bot",
+                                                          "password": password}},
+        {"name": "sim", "adapter": "simulated", "settings": {"ledger": "${LEDGER_TOKEN}"}}]}}}
+    spec = build_spec(parse_config(raw, env={"LEDGER_TOKEN": token}))
+    # The store's password (PostgreSQL's, from ${PGPASSWORD}) rides in every spec too.
+    store = msgspec.structs.replace(spec.state, password=SecretStr("canary-PgPass-91d3"))
+    spec = msgspec.structs.replace(spec, state=store, capabilities=[
+        msgspec.structs.replace(c, state=store, providers=[msgspec.structs.replace(p, state=store) for p in c.providers])
+        for c in spec.capabilities])
+    inside = pickle.dumps(spec)
+    assert password.encode() in inside and token.encode() in inside  # the actors need them
+    assert b"canary-PgPass-91d3" in inside
+    out = spec.without_secrets()
+    shipped = pickle.dumps(out)  # what Ray sends a client that calls the supervisor's spec()
+    assert password.encode() not in shipped and token.encode() not in shipped and b"canary-PgPass-91d3" not in shipped
+    smtp, sim = out.capabilities[0].providers
+    assert smtp.settings["password"] == "***" and smtp.settings["host"] == "smtp.example.com"
+    assert sim.settings["ledger"] == "***" and sim.env_secrets == []

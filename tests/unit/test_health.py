@@ -109,3 +109,8 @@ def test_observe_never_mutates_its_input() -> None:
     before = HealthSnapshot()
     after, _ = observe(before, fail(), POLICY)
     assert before == HealthSnapshot() and after is not before
+
+
+def test_ok_counts_what_was_delivered_not_what_was_not_counted_against_health() -> None:
+    snap, _ = run([fail(ErrorKind.INVALID_REQUEST), fail(ErrorKind.RATE_LIMITED, retry_after=1), ok()])
+    assert (snap.total_calls, snap.total_ok, snap.total_failures) == (3, 1, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import SecretStr
 
 from actors.errors import AuthError, ErrorKind, RateLimited
 from actors.messages import CallContext
@@ -51,7 +52,7 @@ def test_timeout_is_enforced_by_the_provider_actor() -> None:
 
 def test_secrets_are_redacted_from_errors() -> None:
     spec = provider_spec()
-    spec = type(spec)(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "env_secrets": ["pa55-w0rd-canary"]})
+    spec = type(spec)(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "env_secrets": [SecretStr("pa55-w0rd-canary")]})
     core = ProviderCore(spec, ScriptedAdapter([AuthError("login bot:pa55-w0rd-canary refused; Bearer abcdef123")]))
     reply = call(core)
     assert "pa55-w0rd-canary" not in reply.error and "abcdef123" not in reply.error

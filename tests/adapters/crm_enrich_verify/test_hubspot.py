@@ -130,11 +130,41 @@ def test_malformed_answers(answer):
         run(a.upsert_contact(ANN, ctx("upsert_contact")))
 
 
-def test_probe_gets_the_configured_free_endpoint():
-    a, rec = adapter(reply(200, {"portalId": 1}))
+def hubspot_by_scope(scopes):
+    """HubSpot as its docs describe it: the token-info call needs no scope,
+    account details need `oauth`, a contacts list needs contacts.read."""
+    needs = {"/account-info/v3/details": "oauth", "/crm/v3/objects/contacts": "crm.objects.contacts.read"}
+
+    def answer(request):
+        if request.url.path == "/oauth/v2/private-apps/get/access-token-info":
+            return reply(200, {"userId": 1, "hubId": 42, "appId": 7, "scopes": list(scopes)})
+        if needs.get(request.url.path) not in scopes:
+            return reply(403, {"status": "error", "message": "missing scopes", "correlationId": "c",
+                               "category": "MISSING_SCOPES"})
+        return reply(200, {"portalId": 42, "results": []})
+    return answer
+
+
+def test_probe_passes_with_a_private_app_token_that_may_only_write_contacts():
+    a, rec = adapter(hubspot_by_scope(["crm.objects.contacts.write"]))
     run(a.probe())
-    assert rec.last.method == "GET" and rec.last.url.path == "/account-info/v3/details"
-    a, rec = adapter(reply(200, {"results": []}), probe_path="/crm/v3/objects/contacts?limit=1")
+    assert rec.last.method == "POST" and rec.last.url.path == "/oauth/v2/private-apps/get/access-token-info"
+    assert rec.body() == {"tokenKey": SECRET}
+
+
+def test_probe_fails_as_auth_when_the_token_cannot_write_contacts_or_is_unknown():
+    a, _ = adapter(hubspot_by_scope(["crm.objects.contacts.read"]))
+    with pytest.raises(AuthError, match="crm.objects.contacts.write"):
+        run(a.probe())
+    a, _ = adapter(reply(400, {"status": "error", "message": "Token not found", "correlationId": "c",
+                               "category": "VALIDATION_ERROR"}))
+    with pytest.raises(AuthError, match="probe_path") as caught:
+        run(a.probe())
+    assert SECRET not in caught.value.message
+
+
+def test_probe_gets_the_configured_free_endpoint():
+    a, rec = adapter(hubspot_by_scope(["crm.objects.contacts.read"]), probe_path="/crm/v3/objects/contacts?limit=1")
     run(a.probe())
     assert rec.last.url.path == "/crm/v3/objects/contacts" and rec.last.url.params["limit"] == "1"
     a, _ = adapter(reply(401, {"status": "error", "message": "expired", "category": "INVALID_AUTHENTICATION"}))

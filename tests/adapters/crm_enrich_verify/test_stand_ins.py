@@ -166,6 +166,18 @@ def test_hubspot_upsert_creates_then_updates_the_same_contact(sandbox):
     run(a.probe())
 
 
+def test_hubspot_probe_passes_with_a_token_that_may_only_write_contacts(sandbox):
+    sandbox["hubspot"].scopes = ("crm.objects.contacts.write",)
+    try:
+        a = adapter(HubSpotAdapter, sandbox)
+        run(a.probe())
+        run(a.upsert_contact(UpsertContact(email="wo@acme.example"), ctx("upsert_contact")))
+        denied = httpx.get(sandbox.url("hubspot") + "/account-info/v3/details", headers={"Authorization": f"Bearer {KEY}"})
+        assert denied.status_code == 403 and denied.json()["category"] == "MISSING_SCOPES"
+    finally:
+        sandbox["hubspot"].scopes = ("crm.objects.contacts.write", "crm.objects.contacts.read")
+
+
 def test_hubspot_create_conflicts_on_an_existing_email(sandbox):
     a = adapter(HubSpotAdapter, sandbox)
     run(a.upsert_contact(UpsertContact(email="bob@globex.example"), ctx("upsert_contact")))

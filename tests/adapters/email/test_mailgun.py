@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,8 @@ KEY = "key-unit-test-5678"
 EMAIL = SendEmail(to=["ann@example.com", "bob@example.com"], subject="Hi", text="Hello", html="<p>Hello</p>",
                   from_addr="news@example.com", reply_to="sales@example.com", headers={"X-Campaign": "spring"})
 CTX = CallContext(request_id="req-1", method="send_email", idempotency_key="lead-42-welcome")
+# What Mailgun may show the recipient of the key: its digest (the Message-ID's local part).
+KEY_DIGEST = hashlib.sha256(b"key:lead-42-welcome").hexdigest()[:32]
 QUEUED = {"id": "<20240203123456.1.ABCDEF@mg.example.com>", "message": "Queued. Thank you."}
 
 
@@ -91,7 +94,7 @@ def test_request_shape_and_value() -> None:
     assert parse_qsl(request.content.decode()) == [
         ("from", "news@example.com"), ("to", "ann@example.com"), ("to", "bob@example.com"), ("subject", "Hi"),
         ("text", "Hello"), ("html", "<p>Hello</p>"), ("h:Reply-To", "sales@example.com"),
-        ("h:Message-Id", message_id), ("h:X-Campaign", "spring"), ("v:idempotency_key", "lead-42-welcome"),
+        ("h:Message-Id", message_id), ("h:X-Campaign", "spring"), ("v:idempotency_key_hash", KEY_DIGEST),
     ]
     assert value == {"message_id": QUEUED["id"], "rfc_message_id": message_id, "test_mode": False}
 
@@ -108,7 +111,7 @@ def test_eu_region_test_mode_and_no_key_no_variable() -> None:
          SendEmail(to=["ann@example.com"], subject="Hi", text="x"), ctx)
     form = dict(parse_qsl(seen[0].content.decode()))
     assert seen[0].url.host == "api.eu.mailgun.net" and form["o:testmode"] == "yes"
-    assert form["from"] == "bot@example.com" and "v:idempotency_key" not in form and "html" not in form
+    assert form["from"] == "bot@example.com" and "v:idempotency_key_hash" not in form and "html" not in form
 
 
 # --- unit: errors ------------------------------------------------------------------------------
@@ -222,7 +225,9 @@ def test_stand_in_accepts_with_our_message_id(http_sandbox: SandboxRunner) -> No
     (sent,) = http_sandbox["mailgun"].sent
     assert value["message_id"] == value["rfc_message_id"] == sent["id"]
     assert sent["recipients"] == ["ann@example.com", "bob@example.com"]
-    assert sent["form"]["v:idempotency_key"] == "lead-42-welcome" and sent["form"]["h:X-Campaign"] == "spring"
+    assert sent["form"]["v:idempotency_key_hash"] == KEY_DIGEST
+    assert "lead-42-welcome" not in json.dumps(sent["form"])  # the recipient sees v: variables
+    assert sent["form"]["h:X-Campaign"] == "spring"
     asyncio.run(live(http_sandbox).probe())
 
 
@@ -254,3 +259,17 @@ def test_stand_in_reads_multipart_like_mailgun(http_sandbox: SandboxRunner) -> N
     assert response.status_code == 200 and response.json()["message"] == "Queued. Thank you."
     response = asyncio.run(post({"to": "b@example.com", "subject": "s", "text": "t"}))
     assert response.status_code == 400 and response.json() == {"message": "from parameter is missing"}
+
+
+def test_stand_in_answers_mailgun_s_official_sdk(http_sandbox: SandboxRunner) -> None:
+    """The stand-in must accept what Mailgun's own Python SDK sends: domain
+    details at /v3/domains/{name}, messages at /v3/{domain}/messages."""
+    mailgun_client = pytest.importorskip("mailgun.client", reason="the official SDK needs Python 3.11+")
+    with mailgun_client.Client(auth=("api", MAILGUN_KEY), api_url=http_sandbox.url("mailgun")) as client:
+        details = client.domains.get(domain=MAILGUN_DOMAIN)
+        sent = client.messages.create(domain=MAILGUN_DOMAIN, data={
+            "from": f"news@{MAILGUN_DOMAIN}", "to": "ann@example.com", "subject": "Hi", "text": "Hello"})
+    assert details.status_code == 200 and details.json()["domain"]["name"] == MAILGUN_DOMAIN
+    assert sent.status_code == 200 and sent.json()["message"] == "Queued. Thank you."
+    assert [(r.method, r.path) for r in http_sandbox["mailgun"].received] == [
+        ("GET", f"/v3/domains/{MAILGUN_DOMAIN}"), ("POST", f"/v3/{MAILGUN_DOMAIN}/messages")]

@@ -221,6 +221,23 @@ def test_bad_credentials_are_an_auth_error_without_the_password() -> None:
     assert "mail" not in server.commands() and server.commands()[-1] == "close"
 
 
+@pytest.mark.parametrize("code, text", [
+    (538, "5.7.11 Encryption required for requested authentication mechanism"),
+    (504, "5.5.4 Unrecognized authentication type"),
+    (535, "5.7.8 Username and Password not accepted"),
+])
+def test_any_permanent_refusal_at_auth_is_an_auth_error(code: int, text: str) -> None:
+    server = FakeServer()
+    server.fail("auth_plain", aiosmtplib.SMTPAuthenticationError(code, text))
+    error = send_error(adapter(server))
+    assert error.kind is ErrorKind.AUTH and error.status == code and "at auth" in error.message
+    # The probe (what self-checks run) sorts it the same way.
+    server = FakeServer()
+    server.fail("auth_plain", aiosmtplib.SMTPAuthenticationError(code, text))
+    with pytest.raises(AuthError):
+        asyncio.run(adapter(server).probe())
+
+
 def test_starttls_is_required_not_optional() -> None:
     server = FakeServer(starttls=False)
     error = send_error(adapter(server))

@@ -295,6 +295,16 @@ def test_malformed_answers(path, answer, words) -> None:
         fetch(adapter(gmail))
 
 
+@pytest.mark.parametrize("hostile", ["../../admin/x", "..", "m1/../../../oauth2/v1/userinfo", "m1?alt=media",
+                                     "m1#x", "%2e%2e%2fadmin", "m 1", ""])
+def test_a_listed_id_that_is_not_a_message_id_never_reaches_a_url(hostile) -> None:
+    gmail = Gmail(listing={"messages": [{"id": "m1", "threadId": "t1"}, {"id": hostile, "threadId": "t2"}]})
+    with pytest.raises(MalformedResponse, match="not a Gmail message id"):
+        fetch(adapter(gmail))
+    # Only the listing was asked, with the token: nothing went to another path.
+    assert gmail.paths() == ["/gmail/v1/users/me/messages"]
+
+
 def test_an_unreadable_internal_date_falls_back_to_the_date_header() -> None:
     gmail = Gmail(m1=httpx.Response(200, json={"id": "m1", "internalDate": "soon", "raw": b64url(R1)}))
     replies = {r["gmail_id"]: r for r in fetch(adapter(gmail))["replies"]}

@@ -232,6 +232,23 @@ def test_an_unexpected_answer_object_is_malformed() -> None:
         fetch(adapter(factory))
 
 
+@pytest.mark.parametrize("bug", [AttributeError("'NoneType' object has no attribute 'lines'"),
+                                 TypeError("unsupported operand"), KeyError("uid")])
+def test_a_bug_of_ours_is_not_blamed_on_the_provider(bug) -> None:
+    from actors.errors import ErrorKind
+    from actors.runtime.provider import classify
+
+    async def broken(client):
+        raise bug
+
+    factory = two_messages()
+    factory.script["select"] = broken
+    with pytest.raises(type(bug)) as info:
+        fetch(adapter(factory))
+    assert classify(info.value)[0] is ErrorKind.CRASHED  # what the provider actor records
+    assert factory.last.calls[-1][0] == "logout"        # the session is still closed
+
+
 def test_an_xoauth2_failure_challenge_is_explained() -> None:
     challenge = base64.b64encode(json.dumps({"status": "400", "schemes": "Bearer",
                                              "scope": "https://mail.google.com/"}).encode())

@@ -105,6 +105,22 @@ def test_dry_run_sends_nothing_and_shows_the_signed_request() -> None:
     assert SECRET[6:] not in str(out)
 
 
+def test_a_token_in_the_url_path_is_a_secret_everywhere_it_could_show() -> None:
+    from actors.config import parse_config
+
+    token_url = "https://hooks.example.com/services/T0K3N-zq8Wp4"
+    script = Script(answer(200, {}))
+    out = run(adapter(script, url=token_url).call("dispatch", EVENT, ctx("dispatch", dry_run=True)))
+    assert out["would_send"]["url"] == "https://hooks.example.com/***"
+    assert "T0K3N" not in str(out)
+    raw = {"capabilities": {"webhook_dispatch": {"providers": [
+        {"name": "hooks", "adapter": "webhook", "settings": {"url": token_url, "secret": SECRET,
+                                                              "health_url": token_url + "/health"}}]}}}
+    provider = parse_config(raw, env={}).capabilities["webhook_dispatch"].providers[0]
+    assert "T0K3N" not in str(provider.masked_settings()) and "T0K3N" not in repr(provider)
+    assert token_url in provider.validated_settings.secret_values()  # so errors quoting it are redacted
+
+
 def test_dispatch_is_deduplicated_by_receivers() -> None:
     assert "dispatch" in StandardWebhookAdapter.resends_deduplicated
 
