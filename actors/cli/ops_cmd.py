@@ -1,5 +1,5 @@
-"""`aicmo-gateway audit tail` and `aicmo-gateway doctor`: reading the audit
-log, and checking the local setup before anything is deployed."""
+"""`aicmo-gateway audit tail|hash` and `aicmo-gateway doctor`: reading the
+audit log, and checking the local setup before anything is deployed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,24 @@ def _routers(args: argparse.Namespace) -> dict[str, Any]:
     supervisor = get_actor("supervisor", args.namespace)
     names = ray.get(supervisor.registry.remote(), timeout=60)["routers"]
     return {n.split(":", 1)[1]: get_actor(n, args.namespace) for n in names}
+
+
+def cmd_audit_hash(args: argparse.Namespace) -> int:
+    """The audit log never holds a key or an address, only their HMACs under
+    the deployment's secret: this says what to look for."""
+    import ray
+
+    if args.key is None and args.email is None:
+        raise CliError(2, "audit hash needs --key or --email (or both)")
+    connect(args.address, args.namespace)
+    hashes = ray.get(get_actor("supervisor", args.namespace).audit_hashes.remote(args.key, args.email), timeout=60)
+    if args.json:
+        print(json.dumps(hashes))
+    else:
+        for name, value in hashes.items():
+            if value is not None:
+                print(f"{name}: {value}")
+    return 0
 
 
 def cmd_audit_tail(args: argparse.Namespace) -> int:
@@ -125,6 +143,12 @@ def _skipped(check: str, why: str) -> Any:
 def register(sub: Any, cluster: Any) -> None:
     p = sub.add_parser("audit", help="the durable audit log of routing decisions")
     asub = p.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
+    h = asub.add_parser("hash", help="what the audit log writes for an idempotency key or an email address")
+    h.add_argument("--key", help="an idempotency key")
+    h.add_argument("--email", help="an email address")
+    h.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    cluster(h)
+    h.set_defaults(func=cmd_audit_hash)
     t = asub.add_parser("tail", help="the latest routing decisions, oldest first (--follow for new ones)")
     t.add_argument("--capability", help="only this capability's router")
     t.add_argument("-n", "--lines", type=int, default=20, help="how many records to show first (default 20)")

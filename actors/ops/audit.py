@@ -50,15 +50,22 @@ log = logging.getLogger("aicmo.audit")
 MAX_BUFFERED = 100_000
 
 
-def audit_dir(state_url: str) -> Path | None:
-    """Where a gateway with this state store keeps its audit files, or None
-    (an in-memory store, or a store that is not a local file)."""
+def audit_dir(state_url: str, namespace: str | None = None, env: dict[str, str] | None = None) -> Path | None:
+    """Where a gateway with this state store keeps its audit files, on the
+    router's node, or None (an in-memory store). With a database store, the
+    local state directory ($AICMO_STATE_DIR, else the default) of the
+    gateway's `namespace` (None: no audit files)."""
     if ":memory:" in state_url:
         return None
     if state_url.startswith("sqlite:///"):
         return Path(state_url[len("sqlite://"):]).expanduser().parent / "audit"
     if "://" in state_url:
-        return None
+        if namespace is None:
+            return None
+        from actors.runtime.specs import DEFAULT_STATE_DIR
+
+        env = os.environ if env is None else env
+        return Path(env.get("AICMO_STATE_DIR") or DEFAULT_STATE_DIR).expanduser() / namespace / "audit"
     return Path(state_url).expanduser() / "audit"
 
 

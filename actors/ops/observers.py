@@ -81,7 +81,7 @@ class RouterOps(_Background):
         self.metrics: RouterMetrics | None = None
         if spec.metrics.enabled or recorder is not None:
             self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability)
-        directory = audit_dir(spec.state.url) if spec.audit.enabled else None
+        directory = audit_dir(spec.state.url, spec.state.namespace) if spec.audit.enabled else None
         self.audit: AuditLog | None = None
         if directory is not None:
             self.audit = AuditLog(directory, spec.capability, max_bytes=spec.audit.max_bytes, backups=spec.audit.backups,

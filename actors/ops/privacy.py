@@ -42,6 +42,11 @@ def _digest(text: str, n: int, key: bytes | None) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()[:n]
 
 
+# The name of the deployment's secret, kept in the state store, that keys
+# the audit log's HMACs: the same for every router, across restarts.
+AUDIT_SECRET = "audit-hmac"
+
+
 def hash_key(idempotency_key: str | None, key: bytes | None = None) -> str | None:
     """An idempotency key as `hmac:<16 hex>` (HMAC-SHA256 with `key`), or
     `sha256:<16 hex>` without a key (tests only)."""

@@ -9,17 +9,21 @@ which only enqueue on the request's path."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import ray
 
-from actors.durable import StoreHealth
+from actors.durable import StoreHealth, StoreUnavailable
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext, CallReply, CapabilityStatus, InvokeResult, Operation, ProviderStatus, Resolution
 from actors.ops.observers import RouterOps
+from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.health import Health, HealthSnapshot
 from actors.runtime.router_core import RouterCore
 from actors.runtime.specs import CapabilitySpec
+
+log = logging.getLogger("aicmo.router")
 
 __all__ = ["ACTOR_GRACE_S", "ActorUnreachable", "RouterActor", "RouterCore"]
 
@@ -39,6 +43,7 @@ class RouterActor:
         self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many,
                                 owner=ray.get_runtime_context().get_actor_id())
         self._ops = RouterOps(spec)
+        self._key_retry: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
@@ -154,8 +159,28 @@ class RouterActor:
         return self._core.spec.digest
 
     async def ready(self) -> str:
+        await self._load_audit_key()
         self._ops.ensure_started()
         return self._core.spec.actor_name
+
+    async def _load_audit_key(self, timeout_s: float = 10.0) -> None:
+        """The audit log hashes keys and addresses with the deployment's secret,
+        kept in the store. Until the store answers, lines are hashed without
+        it (marked `sha256:`); the key is asked for again in the background."""
+        audit = self._ops.audit
+        if audit is None or audit.key is not None:
+            return
+        try:
+            audit.key = await asyncio.wait_for(self._core.store().secret(AUDIT_SECRET), timeout_s)
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            log.warning("%s: the audit key is not available yet (%s); trying again", self._core.capability, exc)
+            if self._key_retry is None or self._key_retry.done():
+                self._key_retry = asyncio.ensure_future(self._retry_audit_key())
+
+    async def _retry_audit_key(self) -> None:
+        while self._ops.audit is not None and self._ops.audit.key is None:
+            await asyncio.sleep(5.0)
+            await self._load_audit_key()
 
     # --- operations: the audit log, hooks ------------------------------------------
     async def audit_tail(self, n: int = 20) -> dict[str, Any]:

@@ -138,6 +138,15 @@ class SupervisorActor:
             pass  # recorded in the health it returns
         return self.store().health()
 
+    async def audit_hashes(self, idempotency_key: str | None = None, address: str | None = None) -> dict[str, Any]:
+        """What the audit log writes for this key or address (HMAC under the
+        deployment's secret): how an operator finds a request in it."""
+        from actors.ops.privacy import AUDIT_SECRET, hash_address, hash_key
+
+        secret = await self.store().secret(AUDIT_SECRET)
+        return {"key": hash_key(idempotency_key, secret) if idempotency_key is not None else None,
+                "address": hash_address(address, secret) if address is not None else None}
+
     async def prune(self) -> dict[str, int]:
         """Deletes what ended longer ago than `state.retention_s`."""
         before = time.time() - self._spec.state.retention_s

@@ -131,6 +131,9 @@ def test_where_the_audit_log_lives() -> None:
     assert audit_dir("sqlite:///var/lib/aicmo/state.db") == Path("/var/lib/aicmo/audit")
     assert audit_dir("sqlite:///:memory:") is None
     assert audit_dir("postgres://db/aicmo") is None
+    # A database store: the router node's local state directory, per gateway.
+    assert audit_dir("postgresql://u@db/aicmo", "prod", env={"AICMO_STATE_DIR": "/srv/aicmo"}) == Path(
+        "/srv/aicmo/prod/audit")
     assert audit_dir("~/state") == Path.home() / "state" / "audit"
 
 

@@ -100,7 +100,9 @@ def test_the_audit_log_is_read_back_through_the_router(gateway, ray_cluster, tmp
     results = [gw.invoke("email_sending", "send_email", EMAIL, idempotency_key=f"lead-{i}-{ADDRESS}") for i in range(3)]
     tail = ray_cluster.get(router.audit_tail.remote(2), timeout=60)
     assert [r["request_id"] for r in tail["records"]] == [res.request_id for res in results[1:]]
-    assert tail["records"][-1]["key"] == hash_key(f"lead-2-{ADDRESS}")
+    hashed = ray_cluster.get(gw.supervisor.audit_hashes.remote(f"lead-2-{ADDRESS}", ADDRESS), timeout=60)
+    assert tail["records"][-1]["key"] == hashed["key"] and hashed["key"].startswith("hmac:")
+    assert hashed["key"] != hash_key(f"lead-2-{ADDRESS}")  # not the unkeyed hash a dictionary could reverse
     text = Path(tail["path"]).read_text()
     assert ADDRESS not in text and len(text.splitlines()) == 3
     first = ray_cluster.get(router.audit_tail.remote(3), timeout=60)["records"][0]
