@@ -66,7 +66,13 @@ class RoutingConfig(_Model):
     recent_operations: int = Field(10, ge=0, description="size of the router's recent-operations log")
     idempotency_window_s: float = Field(86400.0, ge=0, description="how long a repeated idempotency key returns the first result")
     ranking: str = Field("actors.policy.ranking:by_health", description="dotted path of the ranking policy")
-    unreachable_backoff_s: float = Field(1.0, ge=0, description="how long a dead or restarting provider actor is skipped")
+    unreachable_backoff_s: float = Field(1.0, ge=0, description=(
+        "how long a dead or restarting provider actor is skipped (a restarted one says it is back sooner)"))
+    retry_rounds: int = Field(3, ge=0, description=(
+        "when every provider failed transiently, rounds tried again (with jittered back-off) within the deadline "
+        "and the retry budget; 0 turns them off. With an outbox the request is queued instead"))
+    retry_backoff_ms: float = Field(50.0, ge=0, description="the first round's pause is up to this long (full jitter)")
+    retry_backoff_max_ms: float = Field(1000.0, ge=0, description="each round's pause doubles up to this")
     wait_for_throttle: bool = Field(True, description="when every provider is throttled, wait for the earliest reset if the deadline allows")
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     hedging: HedgingConfig = HedgingConfig()

@@ -23,6 +23,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 class ErrorInfo(Message):
     kind: ErrorKind
     message: str
+    # When a provider is expected free again (every one throttled, cooling
+    # down or restarting): what a caller should wait before trying again.
+    retry_after_s: float | None = None
 
 
 class Attempt(Message):

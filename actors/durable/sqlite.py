@@ -125,9 +125,21 @@ class SqliteStore:
                 _private_file(Path(self.path))
             db = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
                                  check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._synchronous}")
-            _migrate(db, self.namespace)
+            # Actors opening a new file together: switching it to WAL (and the
+            # first migration) can be refused at once, without the busy
+            # timeout's wait, while another connection does the same.
+            give_up = time.monotonic() + self._busy_timeout_s
+            while True:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(f"PRAGMA synchronous={self._synchronous}")
+                    _migrate(db, self.namespace)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() > give_up:
+                        db.close()
+                        raise
+                    time.sleep(0.01)
             self._db = db
         return self._db
 
@@ -433,6 +445,14 @@ class SqliteStore:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (the code is on the exception from Python 3.11)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc)
 
 
 def _private_file(path: Path) -> None:

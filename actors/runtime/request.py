@@ -24,6 +24,7 @@ class Request(msgspec.Struct, kw_only=True):
     draining: bool = False           # delivering an outbox item: the outbox itself is not a candidate
     attempts: list[Attempt] = []
     rounds: int = 0                  # times it waited for a throttled provider and planned again
+    retry_rounds: int = 0            # rounds tried again after every provider failed transiently
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, str] = {}     # provider -> why it was not tried
     deferred: dict[str, str] = {}    # provider -> why it was put last (unhealthy, cooling down)

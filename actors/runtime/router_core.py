@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import deque
@@ -43,7 +44,7 @@ from actors.messages import (
 )
 from actors.payloads import METHODS, PayloadError, validate_payload
 from actors.policy.budget import RetryBudget
-from actors.policy.health import HealthSnapshot
+from actors.policy.health import Health, HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
@@ -62,6 +63,11 @@ MIN_ATTEMPT_S = 0.005
 FEASIBLE_QUANTILE = 0.1
 # How often a router asks a restarting provider actor what happened to a send.
 RESOLVE_RETRY_S = 0.25
+# Failures that may pass by the next round: the provider's or its actor's
+# trouble, not the request's (invalid, auth, unsupported) nor a throttle
+# (whose reset time the plan waits for).
+PASSING_KINDS = frozenset({ErrorKind.TRANSIENT, ErrorKind.TIMEOUT, ErrorKind.UNAVAILABLE, ErrorKind.CRASHED,
+                           ErrorKind.MALFORMED_RESPONSE})
 
 
 Send = Callable[[str, str, Any, CallContext], Awaitable[CallReply]]
@@ -100,7 +106,7 @@ class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Callable[[], float] = time.time, store: StateStore | None = None,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, send_many: SendMany | None = None,
-                 owner: str | None = None):
+                 owner: str | None = None, rng: random.Random | None = None):
         self.spec = spec
         self.capability = spec.capability
         self.routing = spec.routing
@@ -109,6 +115,7 @@ class RouterCore:
         self._resolve = resolve
         self._clock = clock
         self._sleep = sleep
+        self._random = rng or random.Random()
         self._store = store
         self._rank = load_rank_policy(spec.routing.ranking)
         self.providers = {p.name: p for p in spec.providers}
@@ -219,6 +226,37 @@ class RouterCore:
 
     # --- routing -------------------------------------------------------------
     async def _route(self, r: Request, recover: bool) -> InvokeResult:
+        """Plans and tries the providers; when every attempt failed in a way
+        that may pass (a 5xx, a timeout, an actor restarting), tries again in
+        rounds with jittered, growing pauses (Envoy's retry back-off), while
+        the deadline, `routing.retry_rounds` and the retry budget allow."""
+        first = len(r.attempts)
+        result = await self._route_once(r, recover)
+        while self._worth_another_round(r, result, first):
+            pause = self._round_pause(r.retry_rounds)
+            if time.monotonic() + pause >= r.deadline - MIN_ATTEMPT_S or not self.budget.try_withdraw(self._clock()):
+                break
+            r.retry_rounds += 1
+            self._count("retry_rounds")
+            await self._sleep(pause)
+            first = len(r.attempts)
+            result = await self._route_once(r, recover=False)
+        return result
+
+    def _worth_another_round(self, r: Request, result: InvokeResult, first: int) -> bool:
+        if result.ok or result.outbox_id is not None or r.draining or r.retry_rounds >= self.routing.retry_rounds:
+            return False
+        if result.error is None or result.error.kind is not ErrorKind.ALL_PROVIDERS_FAILED:
+            return False
+        tried = [a for a in r.attempts[first:] if a.error_kind is not ErrorKind.CANCELLED]
+        return bool(tried) and all(a.error_kind in PASSING_KINDS for a in tried)
+
+    def _round_pause(self, done: int) -> float:
+        """Full jitter: uniform up to base * 2^rounds, capped."""
+        ceiling = min(self.routing.retry_backoff_max_ms, self.routing.retry_backoff_ms * 2 ** done) / 1000
+        return self._random.uniform(0, ceiling)
+
+    async def _route_once(self, r: Request, recover: bool) -> InvokeResult:
         if r.journal and recover:
             settled = await self._recover(r)
             if settled is not None:
@@ -253,7 +291,7 @@ class RouterCore:
             if provider.last_resort and r.draining:
                 continue
             if provider.last_resort and await self._waited_for_reset(r):
-                return await self._route(r, recover=False)  # a real provider is free again: plan anew
+                return await self._route_once(r, recover=False)  # a real provider is free again: plan anew
             if tried >= self.routing.max_attempts and not provider.last_resort:
                 continue
             remaining = r.deadline - time.monotonic()
@@ -508,8 +546,9 @@ class RouterCore:
         return InvokeResult(ok=True, value=value, provider=name, attempts=r.attempts, replayed=replayed,
                             outbox_id=outbox_id, **r.base)
 
-    def _failed(self, r: Request, kind: ErrorKind, message: str) -> InvokeResult:
-        return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(kind=kind, message=message), **r.base)
+    def _failed(self, r: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> InvokeResult:
+        return InvokeResult(ok=False, attempts=r.attempts,
+                            error=ErrorInfo(kind=kind, message=message, retry_after_s=retry_after_s), **r.base)
 
     def _exhausted(self, r: Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
         attempts = r.attempts
@@ -519,7 +558,8 @@ class RouterCore:
                 "; ".join(f"{n}: {reason}" for n, reason in skipped.items()) or "no provider configured"
             if time.monotonic() >= r.deadline - MIN_ATTEMPT_S or any("cannot answer in the" in v for v in skipped.values()):
                 return self._failed(r, ErrorKind.DEADLINE_EXCEEDED, f"no attempt can finish within the deadline of {r.deadline_s:g}s ({why})")
-            return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})")
+            return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})",
+                                retry_after_s=self._retry_after())
         last = real[-1]
         summary = "; ".join(f"{a.provider}: {a.error_kind}" for a in real)
         if time.monotonic() >= r.deadline - MIN_ATTEMPT_S and last.error_kind is ErrorKind.TIMEOUT:
@@ -527,8 +567,29 @@ class RouterCore:
         if budget_spent:
             return self._failed(r, ErrorKind.RETRY_BUDGET_EXHAUSTED,
                                 f"{len(real)} attempt(s) failed ({summary}) and the retry budget allows no more fallbacks now; "
-                                f"last error: {last.error}")
-        return self._failed(r, ErrorKind.ALL_PROVIDERS_FAILED, f"{len(real)} attempt(s) failed ({summary}); last error: {last.error}")
+                                f"last error: {last.error}", retry_after_s=self._retry_after())
+        rounds = f" in {r.retry_rounds + 1} rounds" if r.retry_rounds else ""
+        throttled = all(a.error_kind is ErrorKind.RATE_LIMITED for a in real)
+        return self._failed(r, ErrorKind.ALL_PROVIDERS_FAILED,
+                            f"{len(real)} attempt(s) failed{rounds} ({summary}); last error: {last.error}",
+                            retry_after_s=self._retry_after() if throttled else None)
+
+    def _retry_after(self) -> float | None:
+        """When the first provider that is throttled, cooling down, unreachable
+        or at its rate limit is free again: what a caller should wait before
+        trying again (None: one is free now, or nothing says when)."""
+        now = self._clock()
+        frees: list[float] = []
+        for c in self._candidates(now):
+            if c.last_resort:
+                continue
+            h = c.health
+            until = max([t for t in (h.throttled_until, c.unreachable_until,
+                                     h.cooldown_until if h.state is Health.UNHEALTHY else None) if t is not None] or [now])
+            frees.append(max(until - now, c.rate_wait_s))
+        if not frees or min(frees) <= 0:
+            return None
+        return round(min(frees), 3)
 
     # --- health ----------------------------------------------------------------
     def _learn(self, view: _View, health: HealthSnapshot) -> None:
@@ -539,6 +600,17 @@ class RouterCore:
     def health_changed(self, name: str, health: HealthSnapshot) -> None:
         if name in self.views:
             self._learn(self.views[name], health)
+
+    def provider_back(self, name: str) -> HealthSnapshot | None:
+        """A provider actor that Ray restarted says it is back: it is tried
+        again at once rather than after `unreachable_backoff_s`. Returns the
+        health this router last had of it (its process died, not the provider
+        it talks to), for the new process to start from; None if none."""
+        view = self.views.get(name)
+        if view is None:
+            return None
+        view.unreachable_until = None
+        return view.health if view.health.total_calls else None
 
     def _candidates(self, now: float) -> list[Candidate]:
         return [

@@ -22,7 +22,9 @@ ADDRESS = "ann.lee@example.com"
 def canary_spec(names: list[str]) -> Any:
     """A capability whose providers' specs know the canary as a secret
     (read from an environment variable whose name says so)."""
-    raw = {"state": {"url": "sqlite:///:memory:"}, "capabilities": {"email_sending": {"providers": [
+    # Scripted providers answer each attempt once, in order: no rounds tried again.
+    raw = {"state": {"url": "sqlite:///:memory:"}, "policy": {"routing": {"retry_rounds": 0}},
+           "capabilities": {"email_sending": {"providers": [
         {"name": n, "adapter": "simulated", "settings": {"ledger": "${CANARY_TOKEN}"}} for n in names]}}}
     return build_spec(parse_config(raw, env={"CANARY_TOKEN": CANARY})).capabilities[0]
 

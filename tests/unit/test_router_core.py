@@ -37,7 +37,7 @@ def test_all_failed_reports_each_kind() -> None:
 
 
 def test_max_attempts_caps_the_fallback_chain() -> None:
-    h = Harness({"a": [TransientError("x")], "b": [TransientError("x")], "c": []}, max_attempts=2)
+    h = Harness({"a": [TransientError("x")], "b": [TransientError("x")], "c": []}, max_attempts=2, retry_rounds=0)
     res = h.invoke()
     assert not res.ok and len(res.attempts) == 2 and not h.adapters["c"].calls
 
@@ -179,7 +179,7 @@ def test_concurrent_repeats_wait_for_the_first() -> None:
 
 
 def test_a_failed_key_may_be_retried() -> None:
-    h = Harness({"a": [TransientError("x"), {"message_id": "second"}]}, max_attempts=1)
+    h = Harness({"a": [TransientError("x"), {"message_id": "second"}]}, max_attempts=1, retry_rounds=0)
 
     async def run():
         return [await h.router.invoke("send_email", EMAIL, idempotency_key="k") for _ in range(2)]
