@@ -20,15 +20,7 @@ from actors.adapters.registry import get_adapter_class
 from actors.policy.health import HealthPolicy
 from actors.redaction import SECRET_NAME
 
-SUPERVISOR_NAME = "supervisor"
-
-
-def router_name(capability: str) -> str:
-    return f"router:{capability}"
-
-
-def provider_name(capability: str, provider: str) -> str:
-    return f"provider:{capability}:{provider}"
+from actors.names import SUPERVISOR_NAME, provider_name, router_name  # noqa: F401 - re-exported for the actors
 
 
 class RetryBudgetSpec(msgspec.Struct, frozen=True, kw_only=True):
