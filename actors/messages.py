@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from actors.errors import ErrorKind
+from actors.errors import ErrorKind, request_error
 from actors.policy.health import Health, HealthSnapshot
 
 
@@ -22,6 +22,9 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 class ErrorInfo(Message):
     kind: ErrorKind
     message: str
+    # When trying again may succeed: the earliest a throttled, cooling-down
+    # or restarting provider (or router) frees up. None: nothing to wait for.
+    retry_after_s: float | None = None
 
 
 class Attempt(Message):
@@ -53,6 +56,20 @@ class InvokeResult(Message):
     # The seed's (success, result, provider_used) tuple.
     def as_tuple(self) -> tuple[bool, Any, str | None]:
         return self.ok, self.value, self.provider
+
+    def raise_for_error(self) -> "InvokeResult":
+        """This result when ok; else raise the GatewayError subclass of its
+        kind (actors.errors.RequestFailed), carrying this result. As httpx's
+        raise_for_status: `value = gw.invoke(...).raise_for_error().value`."""
+        if self.ok:
+            return self
+        raise request_error(self)
+
+    @property
+    def queued(self) -> bool:
+        """Accepted by the outbox, not delivered yet: it will be, once."""
+        return self.ok and self.outbox_id is not None and isinstance(self.value, dict) \
+            and not self.value.get("delivered", True)
 
 
 class CallContext(Message):

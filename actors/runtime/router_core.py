@@ -46,6 +46,7 @@ from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
+from actors.policy.retry_after import retry_hint
 from actors.runtime.coalesce import Coalescer, SendMany, batching
 from actors.runtime.idempotency import IdempotencyRecords
 from actors.runtime.outbox_delivery import OutboxDelivery
@@ -483,18 +484,23 @@ class RouterCore:
         return InvokeResult(ok=True, value=value, provider=name, attempts=r.attempts, replayed=replayed,
                             outbox_id=outbox_id, **r.base)
 
-    def _failed(self, r: Request, kind: ErrorKind, message: str) -> InvokeResult:
-        return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(kind=kind, message=message), **r.base)
+    def _failed(self, r: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> InvokeResult:
+        return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(
+            kind=kind, message=message, retry_after_s=None if retry_after_s is None else round(retry_after_s, 3)), **r.base)
 
     def _exhausted(self, r: Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
         attempts = r.attempts
         real = [a for a in attempts if a.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED)]
+        hint = retry_hint(self._candidates(self._clock()), self._clock())
         if not real:
             why = "; ".join(f"{a.provider}: {a.error}" for a in attempts) or \
                 "; ".join(f"{n}: {reason}" for n, reason in skipped.items()) or "no provider configured"
             if time.monotonic() >= r.deadline - MIN_ATTEMPT_S or any("cannot answer in the" in v for v in skipped.values()):
                 return self._failed(r, ErrorKind.DEADLINE_EXCEEDED, f"no attempt can finish within the deadline of {r.deadline_s:g}s ({why})")
-            return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})")
+            if hint.throttled:
+                return self._failed(r, ErrorKind.RATE_LIMITED, f"every provider is throttled now ({why})", hint.after_s)
+            return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})",
+                                hint.after_s)
         last = real[-1]
         summary = "; ".join(f"{a.provider}: {a.error_kind}" for a in real)
         if time.monotonic() >= r.deadline - MIN_ATTEMPT_S and last.error_kind is ErrorKind.TIMEOUT:
@@ -502,7 +508,10 @@ class RouterCore:
         if budget_spent:
             return self._failed(r, ErrorKind.RETRY_BUDGET_EXHAUSTED,
                                 f"{len(real)} attempt(s) failed ({summary}) and the retry budget allows no more fallbacks now; "
-                                f"last error: {last.error}")
+                                f"last error: {last.error}", hint.after_s)
+        if hint.throttled and all(a.error_kind is ErrorKind.RATE_LIMITED for a in real):
+            return self._failed(r, ErrorKind.RATE_LIMITED, f"every provider is throttled now ({summary}); last error: "
+                                                           f"{last.error}", hint.after_s)
         return self._failed(r, ErrorKind.ALL_PROVIDERS_FAILED, f"{len(real)} attempt(s) failed ({summary}); last error: {last.error}")
 
     # --- health ----------------------------------------------------------------
