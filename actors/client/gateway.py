@@ -110,6 +110,7 @@ class Gateway:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._routers: dict[str, Any] = {}
+        self.resent = 0  # calls (or batches) sent again after the router dropped them
 
     @classmethod
     def connect(cls, namespace: str | None = None, address: str | None = None, **options: Any) -> Gateway:
@@ -162,6 +163,7 @@ class Gateway:
         delay = self.resend.delay_s(call.resends, call.remaining_s())
         if delay is not None:
             call.resends += 1
+            self.resent += 1
         return delay
 
     def invoke(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,

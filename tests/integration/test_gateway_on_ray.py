@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from actors.errors import ErrorKind
+from actors.names import SUPERVISOR_NAME, router_name
 
 pytestmark = pytest.mark.ray
 
@@ -159,7 +160,7 @@ def test_redeploy_keeps_unchanged_actors_and_replaces_changed_ones(ray_cluster, 
         config["capabilities"]["email_sending"]["providers"][1]["settings"]["latency_ms"] = 3
         changed = deploy(build_spec(parse_config(config, env={})), detached=False)
         assert set(changed.replaced) == {"provider:email_sending:backup", "router:email_sending", "supervisor"}
-        router = ray_cluster.get_actor("router:email_sending", namespace="t-redeploy")
+        router = ray_cluster.get_actor(router_name("email_sending"), namespace="t-redeploy")
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
     finally:
         assert len(teardown("t-redeploy")) == 4
@@ -180,7 +181,7 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
               "namespace": "t-repush", "supervisor": supervisor, "state": {"url": str(tmp_path / "state")}}
     try:
         deploy(build_spec(parse_config(config, env={})), detached=False)
-        router = ray_cluster.get_actor("router:email_sending", namespace="t-repush")
+        router = ray_cluster.get_actor(router_name("email_sending"), namespace="t-repush")
         # primary fails once: degraded, pushed to the first supervisor, whose handle it keeps
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
         config["supervisor"] = {**supervisor, "check_jitter_s": 1.0}
@@ -188,7 +189,7 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
         assert changed.replaced == ["supervisor"]
         # and twice: unhealthy, pushed to the handle of a supervisor that is gone, then to the new one
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
-        new_supervisor = ray_cluster.get_actor("supervisor", namespace="t-repush")
+        new_supervisor = ray_cluster.get_actor(SUPERVISOR_NAME, namespace="t-repush")
 
         def heard() -> dict[str, Health]:
             return {s.name: s.health for s in ray_cluster.get(new_supervisor.pushed_reports.remote())}
