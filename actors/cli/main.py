@@ -52,7 +52,7 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from actors.names import router_name
     from actors.runtime.deploy import deploy
-    from actors.runtime.specs import build_spec
+    from actors.runtime.specs import build_http_spec, build_spec
 
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
@@ -61,16 +61,43 @@ def cmd_up(args: argparse.Namespace) -> int:
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
         out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+    http = build_http_spec(cfg)
+    if http is None:
+        if _remove_http(cfg.namespace):
+            out.print("HTTP API removed (http.enabled is off)")
+        return 0
+    from actors.http.deployment import HttpDeployError, deploy_http
+
+    try:
+        url = deploy_http(http, timeout_s=args.timeout)
+    except HttpDeployError as exc:
+        raise CliError(2, str(exc)) from None
+    out.print(f"HTTP API ready at {url} (POST /v1/{{capability}}/{{method}}; docs at {url}/docs)")
     return 0
+
+
+def _remove_http(namespace: str) -> bool:
+    """Remove the gateway's HTTP API if it has one; Serve is not imported
+    (nor started) for a cluster that never ran it."""
+    import ray
+
+    if not any(e["namespace"] == "serve" for e in ray.util.list_named_actors(all_namespaces=True)):
+        return False
+    from actors.http.deployment import remove_http
+
+    return remove_http(namespace)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from actors.runtime.deploy import teardown
 
     connect(args.address, args.namespace)
+    http = _remove_http(args.namespace)
     removed = teardown(args.namespace)
     print(f"removed {len(removed)} actor(s) from namespace {args.namespace!r}" if removed
           else f"nothing to remove in namespace {args.namespace!r}")
+    if http:
+        print("removed its HTTP API (Serve application)")
     return 0
 
 

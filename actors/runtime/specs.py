@@ -158,6 +158,39 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
         return _digest(self)
 
 
+class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What the HTTP ingress (actors/http) is built from. API keys travel
+    only as SHA-256 digests: the keys themselves never leave `up`."""
+
+    namespace: str
+    host: str
+    port: int
+    key_digests: list[str]
+    capabilities: list[str]
+    num_replicas: int = 1
+    max_ongoing_requests: int = 256
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
+    """None when the config leaves the HTTP API off."""
+    http = cfg.http
+    if not http.enabled:
+        return None
+    return HttpSpec(namespace=cfg.namespace, host=http.host, port=http.port,
+                    key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
+                    capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
+                    max_ongoing_requests=http.max_ongoing_requests)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return value.get_secret_value()
