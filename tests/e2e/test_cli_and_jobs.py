@@ -1,101 +1,23 @@
 """As a user would: `ray start --head`, `aicmo-gateway up`, a driver submitted
 with `ray job submit`, `status --json`, `self-check` exit codes, `down`.
 
-The cluster is a separate `ray start` on private ports and a private temp
-dir, so it neither joins nor disturbs the session's test cluster.
+The cluster is the e2e suite's `ray start` on private ports and a private
+temp dir (tests/e2e/conftest.py), so it neither joins nor disturbs the
+session's test cluster.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.cluster import BIN, cli, free_port, run
+
 pytestmark = pytest.mark.e2e
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-
-
-def wait_for_http(url: str, timeout_s: float) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (a 401 without the token): it is up
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[dict[str, str]]:
-    """A `ray start --head` cluster of our own. It runs with --block in a
-    process group of its own and is stopped by signalling that group: `ray
-    stop` would stop every Ray cluster on the machine, the test session's too."""
-    temp_dir = tempfile.mkdtemp(prefix="aicmo-e2e-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    gcs_port, dashboard_port = free_port(), free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token", "AICMO_NAMESPACE": "e2e"}
-    env.pop("RAY_ADDRESS", None)
-    log = open(Path(temp_dir) / "ray-start.log", "w")
-    head = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs_port}", f"--dashboard-port={dashboard_port}",
-         "--dashboard-host=127.0.0.1", "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={temp_dir}",
-         # The job agent's HTTP port is fixed (52365) by default: with the test
-         # session's own cluster holding it, this head's agent could not start
-         # and `ray job submit` would answer "No available agent".
-         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-         "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    info = {"address": f"127.0.0.1:{gcs_port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "temp_dir": temp_dir}
-    env["RAY_ADDRESS"] = info["address"]
-    try:
-        try:
-            wait_for_http(info["dashboard"] + "/api/version", timeout_s=120)
-        except OSError:
-            pytest.fail("ray start did not come up:\n" + (Path(temp_dir) / "ray-start.log").read_text()[-3000:])
-        yield {**info, "env": env}
-    finally:
-        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(head.pid, sig)
-                head.wait(wait_s)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def cli(cluster: dict, *args: str) -> subprocess.CompletedProcess:
-    return run(str(BIN / "aicmo-gateway"), *args, env=cluster["env"])
-
 
 def write_config(path: Path, ledger: Path, error: str | None = None) -> Path:
     broken = {"failure_rate": 1.0, "error": error} if error else {}
@@ -129,16 +51,14 @@ def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> 
     assert up.returncode == 0, up.stderr
     assert "ready" in up.stdout and "router:email_sending" in up.stdout
 
-    # The driver a user submits as a Ray job: it finds the router by name.
+    # The driver a user submits as a Ray job: the README's example, through the client.
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "send_welcome.py").write_text(textwrap.dedent("""\
-        import ray
-        ray.init()
-        router = ray.get_actor("router:email_sending", namespace="e2e")
-        res = ray.get(router.invoke.remote(
-            "send_email", {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"},
-            idempotency_key="lead-42-welcome"))
+        from actors.client import Gateway
+        gw = Gateway.connect(namespace="e2e")
+        res = gw.invoke("email_sending", "send_email", {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"},
+                        idempotency_key="lead-42-welcome", deadline_s=30).raise_for_error()
         print("JOB-RESULT", res.ok, res.provider, res.value["message_id"])
         """))
     # The head's job agent can start after the dashboard answers, on a busy machine
