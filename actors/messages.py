@@ -190,6 +190,20 @@ class Decision(Message):
     draining: bool = False
 
 
+class Ranking(Message):
+    """What a router publishes for clients that send idempotent calls straight
+    to provider actors (actors/client/direct.py). The router stays the
+    authority on health: providers push their health to it, and a client
+    asks again after `valid_for_s` or after any failure."""
+
+    capability: str
+    providers: list[str] = []              # most preferred first; empty: go through the router
+    actor_names: dict[str, str] = {}       # provider -> its actor's name
+    attempt_timeout_s: dict[str, float] = {}
+    dry_run: bool = False                  # the config's default
+    valid_for_s: float = 1.0
+
+
 class CapabilityStatus(Message):
     capability: str
     providers: list[ProviderStatus]          # ranked, most preferred first

@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["overhead", "batching", "resilience", "tail", "startup", "http"]
+BENCHMARKS = ["overhead", "batching", "resilience", "tail", "startup", "http", "direct"]
 
 
 def main(argv: list[str]) -> int:

@@ -23,12 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import ray
 
 from actors.client.cluster import default_namespace, join
+from actors.client.direct import RANKING_TIMEOUT_S, DirectRoutes, eligible
 from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
-from actors.messages import CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
+from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_name
 from actors.payloads import CAPABILITIES
 
@@ -102,9 +104,11 @@ class Gateway:
 
     def __init__(self, namespace: str | None = None, *, resend: ResendPolicy = DEFAULT_RESEND,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] = time.sleep,
-                 async_sleep: Callable[[float], Any] = asyncio.sleep, ray_api: Any = ray):
+                 async_sleep: Callable[[float], Any] = asyncio.sleep, ray_api: Any = ray, direct_reads: bool = False):
         self.namespace = namespace or default_namespace()
         self._ray = ray_api  # the seam tests use to stand in for Ray
+        # Idempotent calls straight to the provider the router ranks first (actors/client/direct.py).
+        self._direct = DirectRoutes(ray_api, self.namespace, clock) if direct_reads else None
         self.resend = resend
         self._clock = clock
         self._sleep = sleep
@@ -169,9 +173,60 @@ class Gateway:
     def invoke(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
                dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
         """One call through the capability's router: an InvokeResult, never an
-        exception for a provider's failure or bad input (see raise_for_error)."""
+        exception for a provider's failure or bad input (see raise_for_error).
+        With direct_reads, an idempotent call goes to the provider the router
+        ranks first, and to the router only if that provider did not serve it."""
         if capability not in CAPABILITIES:
             return _unknown_capability(capability, method)
+        tried: Attempt | None = None
+        if self._direct is not None and eligible(capability, method):
+            served, tried = self._direct_sync(capability, method, payload, dry_run, deadline_s)
+            if served is not None:
+                return served
+            deadline_s = _left(deadline_s, tried)
+        return _with_attempt(tried, self._invoke_router(capability, method, payload, idempotency_key, dry_run,
+                                                        deadline_s))
+
+    def _direct_sync(self, capability: str, method: str, payload: Any, dry_run: bool | None,
+                     deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
+        assert self._direct is not None
+        ranking = self._direct.fresh(capability)
+        if ranking is None:
+            try:
+                ranking = self._ray.get(self._router(capability).ranking.remote(), timeout=RANKING_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
+                return None, None
+            self._direct.store(ranking)
+        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
+        if call is None:
+            return None, None
+        try:
+            reply = self._ray.get(call.handle.call.remote(method, call.payload, call.ctx), timeout=call.wait_s)
+        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
+            return None, self._direct.failed(call, exc=exc)
+        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
+
+    async def _direct_async(self, capability: str, method: str, payload: Any, dry_run: bool | None,
+                            deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
+        assert self._direct is not None
+        ranking = self._direct.fresh(capability)
+        if ranking is None:
+            try:
+                ranking = await asyncio.wait_for(self._router(capability).ranking.remote(), RANKING_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
+                return None, None
+            self._direct.store(ranking)
+        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
+        if call is None:
+            return None, None
+        try:
+            reply = await asyncio.wait_for(call.handle.call.remote(method, call.payload, call.ctx), call.wait_s)
+        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
+            return None, self._direct.failed(call, exc=exc)
+        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
+
+    def _invoke_router(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
+                       dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
         call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
         while True:
             try:
@@ -197,6 +252,17 @@ class Gateway:
         """`invoke` for asyncio code: awaits the router without blocking the loop."""
         if capability not in CAPABILITIES:
             return _unknown_capability(capability, method)
+        tried: Attempt | None = None
+        if self._direct is not None and eligible(capability, method):
+            served, tried = await self._direct_async(capability, method, payload, dry_run, deadline_s)
+            if served is not None:
+                return served
+            deadline_s = _left(deadline_s, tried)
+        return _with_attempt(tried, await self._invoke_router_async(capability, method, payload, idempotency_key,
+                                                                    dry_run, deadline_s))
+
+    async def _invoke_router_async(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
+                                   dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
         call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
         while True:
             try:
@@ -271,6 +337,17 @@ class Gateway:
 
         answers = await asyncio.gather(*(one(cap) for cap in capabilities))
         return {cap: why for cap, why in zip(capabilities, answers, strict=True) if why is not None}
+
+
+def _left(deadline_s: float | None, tried: Attempt | None) -> float | None:
+    """What a failed direct attempt left of the caller's deadline."""
+    if deadline_s is None or tried is None:
+        return deadline_s
+    return max(0.001, deadline_s - tried.latency_ms / 1000)
+
+
+def _with_attempt(tried: Attempt | None, result: InvokeResult) -> InvokeResult:
+    return result if tried is None else msgspec.structs.replace(result, attempts=[tried, *result.attempts])
 
 
 def _method_of(item: Any) -> str:

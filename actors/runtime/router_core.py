@@ -532,6 +532,17 @@ class RouterCore:
             for name, v in self.views.items()
         ]
 
+    def direct_order(self) -> list[str]:
+        """The providers a client may send an idempotent call to itself, most
+        preferred first: those the next request would try first, leaving to
+        the router any half-open trial, provider cooling down, provider under
+        our rate limit (its bucket is here) and the last resort."""
+        now = self._clock()
+        plan = plan_attempts(self._candidates(now), now, self._rank)
+        deferred = {d.name for d in plan.deferred}
+        return [n for n in plan.order if n != plan.trial and n not in deferred and n not in self.buckets
+                and not self.providers[n].last_resort]
+
     def ranked(self, statuses: dict[str, ProviderStatus]) -> CapabilityStatus:
         now = self._clock()
         plan = plan_attempts(self._candidates(now), now, self._rank)

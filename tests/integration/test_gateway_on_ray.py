@@ -200,3 +200,25 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
         assert heard().get("primary") is Health.UNHEALTHY
     finally:
         teardown("t-repush")
+
+
+def test_direct_reads_go_to_the_ranked_provider_and_fall_back_through_the_router(gateway, ray_cluster,
+                                                                                    tmp_path: Path) -> None:
+    from actors.client import Gateway as Client
+
+    ledger = tmp_path / "l.jsonl"
+    gw = gateway({"capabilities": {"email_verification": {"providers": [
+        {"name": "primary", "adapter": "simulated", "settings": {"latency_ms": 1, "ledger": str(ledger), "seed": 1}},
+        {"name": "backup", "adapter": "simulated", "settings": {"latency_ms": 1, "ledger": str(ledger), "seed": 2}}]}}})
+    client = Client(gw.namespace, direct_reads=True)
+    verify = {"email": "ann@example.com"}
+    results = [client.invoke("email_verification", "verify_email", verify) for _ in range(10)]
+    assert all(r.ok and r.provider == "primary" for r in results)
+    assert ray_cluster.get(gw.router("email_verification").recent_operations.remote()) == []  # the router served none
+    assert len(ledger_lines(ledger)) == 10
+
+    ray_cluster.get(gw.provider("email_verification", "primary").inject_fault.remote(failure_rate=1.0))
+    res = client.invoke("email_verification", "verify_email", verify, deadline_s=10)
+    assert res.ok and res.provider == "backup", res
+    assert res.attempts[0].provider == "primary" and res.attempts[0].error_kind is ErrorKind.TRANSIENT
+    assert ray_cluster.get(gw.router("email_verification").recent_operations.remote())   # this one it served

@@ -13,7 +13,7 @@ import ray
 from actors.client import Gateway, ResendPolicy
 from actors.client.resend import client_key
 from actors.errors import ErrorKind, NotDeployed
-from actors.messages import ErrorInfo, InvokeResult
+from actors.messages import CallReply, ErrorInfo, InvokeResult, Ranking
 from tests.unit.fakes import Clock
 
 EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
@@ -50,6 +50,8 @@ class FakeRouter:
                 outcome = router.script.pop(0) if router.script else None
                 if isinstance(outcome, Exception):
                     return outcome
+                if self.name == "ranking":
+                    return router.published
                 if self.name == "invoke_many":
                     return [InvokeResult(ok=True, method=m, idempotency_key=o.get("idempotency_key"))
                             for m, _, o in args[0]]
@@ -58,6 +60,10 @@ class FakeRouter:
 
         self.invoke = Method("invoke")
         self.invoke_many = Method("invoke_many")
+        self.ranking = Method("ranking")
+        self.published = Ranking(capability="email_verification", providers=["zb", "nb"],
+                                 actor_names={"zb": "provider:email_verification:zb", "nb": "provider:email_verification:nb"},
+                                 attempt_timeout_s={"zb": 5.0, "nb": 5.0})
 
 
 class FakeRay:
@@ -224,3 +230,71 @@ def test_raise_for_error_returns_an_ok_result_and_raises_the_kinds_class() -> No
     assert isinstance(exc, RequestFailed) and isinstance(exc, GatewayError)
     assert exc.kind is ErrorKind.RATE_LIMITED and exc.request_id == "r1" and exc.retry_after_s == 3.0
     assert exc.result is failed and "email_sending.send_email: rate_limited" in str(exc)
+
+
+class FakeProvider:
+    """A provider actor's `call`: answers each call with the next reply of `replies`."""
+
+    def __init__(self, replies: list[CallReply]):
+        self.replies = replies
+        self.calls: list[tuple[str, Any, Any]] = []
+        provider = self
+
+        class Call:
+            @staticmethod
+            def remote(method: str, payload: Any, ctx: Any) -> Any:
+                provider.calls.append((method, payload, ctx))
+                return provider.replies.pop(0)
+
+        self.call = Call()
+
+
+def direct_gateway(replies: list[CallReply]) -> tuple[Gateway, FakeRouter, FakeProvider, Clock]:
+    clock = Clock(now=0.0)
+    router = FakeRouter([], clock)
+    provider = FakeProvider(replies)
+    fake = FakeRay({"router:email_verification": router, "router:email_sending": router,
+                    "provider:email_verification:zb": provider})
+    return Gateway("ns", ray_api=fake, clock=clock, direct_reads=True), router, provider, clock
+
+
+VERIFY = {"email": "ann@example.com"}
+
+
+def test_direct_reads_go_to_the_first_ranked_provider_and_ask_for_the_ranking_once_a_second() -> None:
+    gw, router, provider, clock = direct_gateway([CallReply(ok=True, value={"status": "valid"}, latency_ms=1.0)] * 3)
+    first = gw.invoke("email_verification", "verify_email", VERIFY)
+    second = gw.invoke("email_verification", "verify_email", VERIFY)
+    assert first.ok and first.provider == "zb" and first.value == {"status": "valid"} and second.ok
+    assert [c["method"] for c in router.calls] == ["ranking"]          # the router serves none of them
+    assert provider.calls[0][0] == "verify_email" and provider.calls[0][2].timeout_s == 5.0
+    clock.now += 1.5                                                   # the ranking is stale: asked again
+    assert gw.invoke("email_verification", "verify_email", VERIFY).ok
+    assert [c["method"] for c in router.calls] == ["ranking", "ranking"]
+
+
+def test_a_direct_read_the_provider_did_not_serve_goes_to_the_router_listed_first() -> None:
+    gw, router, provider, _ = direct_gateway([CallReply(ok=False, error_kind=ErrorKind.TRANSIENT, error="503")])
+    res = gw.invoke("email_verification", "verify_email", VERIFY, deadline_s=5)
+    assert res.ok and [c["method"] for c in router.calls] == ["ranking", "invoke"]
+    assert res.attempts[0].provider == "zb" and res.attempts[0].error_kind is ErrorKind.TRANSIENT
+    assert router.calls[1]["deadline_s"] <= 5
+    gw.invoke("email_verification", "verify_email", VERIFY)            # after a failure the ranking is asked again
+    assert [c["method"] for c in router.calls][2] == "ranking"
+
+
+@pytest.mark.parametrize("capability, method, payload", [
+    ("email_sending", "send_email", EMAIL),                            # a send: never direct
+    ("email_verification", "verify_email", {"email": "nobody"}),       # invalid: the router says why
+])
+def test_sends_and_invalid_payloads_go_through_the_router(capability: str, method: str, payload: Any) -> None:
+    gw, router, provider, _ = direct_gateway([])
+    gw.invoke(capability, method, payload)
+    assert "invoke" in [c["method"] for c in router.calls] and provider.calls == []
+
+
+def test_an_empty_ranking_leaves_reads_to_the_router() -> None:
+    gw, router, provider, _ = direct_gateway([])
+    router.published = Ranking(capability="email_verification")
+    assert gw.invoke("email_verification", "verify_email", VERIFY).ok
+    assert [c["method"] for c in router.calls] == ["ranking", "invoke"] and provider.calls == []

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-MODULES = ["actors.client", "actors.client.gateway", "actors.client.resend", "actors.client.cluster", "actors.names",
+MODULES = ["actors.client", "actors.client.gateway", "actors.client.resend", "actors.client.cluster", "actors.client.direct", "actors.names",
            "actors.http.app", "actors.http.auth", "actors.http.problems", "actors.http.openapi",
            "actors.policy.retry_after"]
 
