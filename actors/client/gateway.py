@@ -32,7 +32,7 @@ from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_name
-from actors.payloads import CAPABILITIES
+from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
 
@@ -283,6 +283,19 @@ class Gateway:
                 return call.unavailable(why, self.namespace)
             await self._async_sleep(delay)
 
+    # --- typed: the payload's class names the call --------------------------------
+    def call(self, payload: Payload, **options: Any) -> InvokeResult:
+        """`invoke` with a payload Struct of actors.payloads, whose class names
+        the capability and method: `gw.call(SendEmail(to=[...], subject="Hi",
+        text="Hello"), idempotency_key="k")`. Fields are checked as the
+        Struct is built, so a typo fails in the caller, not at the router."""
+        spec = _method_of_payload(payload)
+        return self.invoke(spec.capability, spec.name, payload, **options)
+
+    async def call_async(self, payload: Payload, **options: Any) -> InvokeResult:
+        spec = _method_of_payload(payload)
+        return await self.invoke_async(spec.capability, spec.name, payload, **options)
+
     # --- a batch ------------------------------------------------------------------
     def invoke_many(self, capability: str, requests: Sequence[Any]) -> list[InvokeResult]:
         """Many calls of one capability in one round trip: `requests` are
@@ -337,6 +350,17 @@ class Gateway:
 
         answers = await asyncio.gather(*(one(cap) for cap in capabilities))
         return {cap: why for cap, why in zip(capabilities, answers, strict=True) if why is not None}
+
+
+_BY_PAYLOAD: dict[type, MethodSpec] = {spec.payload: spec for methods in METHODS.values() for spec in methods.values()}
+
+
+def _method_of_payload(payload: Payload) -> MethodSpec:
+    spec = _BY_PAYLOAD.get(type(payload))
+    if spec is None:
+        raise TypeError(f"call() takes a payload Struct of actors.payloads ({', '.join(sorted(t.__name__ for t in _BY_PAYLOAD))}), "
+                        f"got {type(payload).__name__}")
+    return spec
 
 
 def _left(deadline_s: float | None, tried: Attempt | None) -> float | None:

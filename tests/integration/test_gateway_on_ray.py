@@ -222,3 +222,7 @@ def test_direct_reads_go_to_the_ranked_provider_and_fall_back_through_the_router
     assert res.ok and res.provider == "backup", res
     assert res.attempts[0].provider == "primary" and res.attempts[0].error_kind is ErrorKind.TRANSIENT
     assert ray_cluster.get(gw.router("email_verification").recent_operations.remote())   # this one it served
+    from actors.payloads import VerifyEmail
+
+    typed = Client(gw.namespace).call(VerifyEmail(email="bob@example.com"), deadline_s=10)  # a Struct, through Ray
+    assert typed.ok and typed.value["email"] == "bob@example.com"

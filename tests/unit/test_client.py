@@ -298,3 +298,14 @@ def test_an_empty_ranking_leaves_reads_to_the_router() -> None:
     router.published = Ranking(capability="email_verification")
     assert gw.invoke("email_verification", "verify_email", VERIFY).ok
     assert [c["method"] for c in router.calls] == ["ranking", "invoke"] and provider.calls == []
+
+
+def test_call_takes_a_typed_payload_whose_class_names_the_method() -> None:
+    from actors.payloads import SendEmail
+
+    gw, router, _, _ = gateway(["ok"])
+    res = gw.call(SendEmail(to=["ann@example.com"], subject="Hi", text="Hello"), idempotency_key="k1")
+    assert res.ok and router.calls[0]["args"][0] == "send_email" and router.calls[0]["idempotency_key"] == "k1"
+    assert isinstance(router.calls[0]["args"][1], SendEmail)
+    with pytest.raises(TypeError, match="payload Struct"):
+        gw.call({"to": ["ann@example.com"]})   # type: ignore[arg-type]
