@@ -264,6 +264,9 @@ class HttpConfig(_Model):
         "bearer keys accepted in `Authorization: Bearer KEY`; write them as ${ENV} references, e.g. ${AICMO_API_KEY}"))
     num_replicas: int = Field(1, ge=1, description="Serve replicas of the ingress")
     max_ongoing_requests: int = Field(256, ge=1, description="requests one replica handles at once (they wait on routers)")
+    direct_reads: bool = Field(False, description=(
+        "send idempotent calls (verify, enrich, fetch replies, upsert) straight to the provider the router ranks "
+        "first, one Ray hop instead of two; they then skip the router's audit log and request metrics"))
 
     @model_validator(mode="after")
     def _keys_when_enabled(self) -> HttpConfig:

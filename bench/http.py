@@ -40,6 +40,7 @@ VERIFY = {"email": "ann@example.com"}
 LABELS = {
     "echo": "bare Serve echo deployment (the HTTP floor)",
     "http": "HTTP API: POST /v1/email_verification/verify_email",
+    "http_direct": "HTTP API with http.direct_reads (one Ray hop to the provider)",
     "invoke": "Python client `invoke_async` (no HTTP)",
 }
 
@@ -52,12 +53,13 @@ def _free_port() -> int:
 
 def main() -> Path:
     import httpx
+    import msgspec
     from ray import serve
     from starlette.requests import Request
     from starlette.responses import Response
 
     from actors.client import Gateway
-    from actors.http.deployment import deploy_http, remove_http
+    from actors.http.deployment import deploy_http, ingress_app, remove_http
     from actors.runtime.specs import HttpSpec, key_digest
 
     @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
@@ -72,11 +74,15 @@ def main() -> Path:
                              capabilities=["email_verification"])
         url = deploy_http(http_spec)
         serve.run(Echo.bind(), name="bench-echo", route_prefix="/echo", blocking=False)
+        # The same ingress with direct_reads, under a prefix of its own.
+        serve.run(ingress_app(msgspec.structs.replace(http_spec, direct_reads=True)), name="bench-http-direct",
+                  route_prefix="/direct", blocking=False)
         gw = Gateway(spec.namespace)
         try:
             rounds = asyncio.run(_measure(gw, url, key, httpx))
         finally:
             serve.delete("bench-echo")
+            serve.delete("bench-http-direct")
             remove_http(spec.namespace)
             serve.shutdown()
     return report(rounds)
@@ -94,10 +100,14 @@ async def _measure(gw: Any, url: str, key: str, httpx: Any) -> dict[str, list[di
             answer = await client.post("/v1/email_verification/verify_email", json=VERIFY)
             return answer.status_code == 200
 
+        async def http_direct() -> bool:
+            answer = await client.post("/direct/v1/email_verification/verify_email", json=VERIFY)
+            return answer.status_code == 200
+
         async def invoke() -> bool:
             return (await gw.invoke_async("email_verification", "verify_email", VERIFY)).ok
 
-        variants = {"echo": echo, "http": http, "invoke": invoke}
+        variants = {"echo": echo, "http": http, "http_direct": http_direct, "invoke": invoke}
         for fn in variants.values():   # warm up connections, workers and code paths
             assert all(await asyncio.gather(*(fn() for _ in range(100))))
 
@@ -135,6 +145,7 @@ def report(rounds: dict[str, list[dict[str, float]]]) -> Path:
         "http_p50_vs_invoke": paired_ratio(rounds, "http", "invoke", "p50_ms"),
         "http_throughput_vs_echo": paired_ratio(rounds, "http", "echo", "throughput_per_s"),
         "http_throughput_vs_invoke": paired_ratio(rounds, "http", "invoke", "throughput_per_s"),
+        "http_direct_p50_vs_echo": paired_ratio(rounds, "http_direct", "echo", "p50_ms"),
         "ingress_added_p50_vs_echo": median([(h["p50_ms"] - i["p50_ms"]) / e["p50_ms"] for h, i, e in
                                              zip(rounds["http"], rounds["invoke"], rounds["echo"], strict=True)]),
     }
@@ -147,6 +158,8 @@ def report(rounds: dict[str, list[dict[str, float]]]) -> Path:
                why="the HTTP call also makes an invoke's two Ray hops (router, provider), which the echo does not"),
         target("what the ingress adds: (HTTP p50 - invoke p50) / echo p50", ratios["ingress_added_p50_vs_echo"], 1.1,
                False, why="the HTTP path's cost beyond the invoke it makes, against Serve's own floor"),
+        target("HTTP API with direct_reads: p50 / echo p50", ratios["http_direct_p50_vs_echo"], 1.1, False,
+               why="one Ray hop beyond the echo: to the provider the router ranks first"),
         target("HTTP API throughput / echo throughput", ratios["http_throughput_vs_echo"], None, True,
                why=f"vs the client's invoke: {ratios['http_throughput_vs_invoke']:.3f}"),
     ]

@@ -21,7 +21,7 @@ from actors.errors import GatewayError
 from actors.names import HTTP_APP_PREFIX, http_app_name
 from actors.runtime.specs import HttpSpec
 
-__all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "remove_http"]
+__all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "ingress_app", "remove_http"]
 
 
 class HttpDeployError(GatewayError):
@@ -38,12 +38,22 @@ class HttpIngress:
         from actors.client import Gateway
 
         self._spec = spec
-        self._gateway = Gateway(spec.namespace)
+        self._gateway = Gateway(spec.namespace, direct_reads=spec.direct_reads)
 
     def __serve_build_asgi_app__(self) -> Any:
         from actors.http.app import build_app
 
         return build_app(self._gateway, capabilities=self._spec.capabilities, key_digests=self._spec.key_digests)
+
+
+def ingress_app(spec: HttpSpec) -> Any:
+    """The ingress as a Serve application, ready for serve.run."""
+    ingress = serve.deployment(
+        HttpIngress, name="ingress", num_replicas=spec.num_replicas,
+        max_ongoing_requests=spec.max_ongoing_requests,
+        # The ingress waits on routers; like the gateway's actors it reserves no CPU.
+        ray_actor_options={"num_cpus": 0})
+    return ingress.bind(spec)
 
 
 def _wait_healthy(url: str, timeout_s: float) -> None:
@@ -69,13 +79,8 @@ def deploy_http(spec: HttpSpec, timeout_s: float = 120.0) -> str:
     (or update) the ingress, wait until /healthz answers 200; the base URL."""
     name = http_app_name(spec.namespace)
     serve.start(http_options={"host": spec.host, "port": spec.port})
-    ingress = serve.deployment(
-        HttpIngress, name="ingress", num_replicas=spec.num_replicas,
-        max_ongoing_requests=spec.max_ongoing_requests,
-        # The ingress waits on routers; like the gateway's actors it reserves no CPU.
-        ray_actor_options={"num_cpus": 0})
     try:
-        serve.run(ingress.bind(spec), name=name, route_prefix="/", blocking=False)
+        serve.run(ingress_app(spec), name=name, route_prefix="/", blocking=False)
     except RayServeException as exc:  # e.g. another application holds route prefix `/`
         first = str(exc).strip().splitlines()[0]
         holder = next((a for a in serve.status().applications if a.startswith(HTTP_APP_PREFIX) and a != name), None)

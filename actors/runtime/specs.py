@@ -169,6 +169,7 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: list[str]
     num_replicas: int = 1
     max_ongoing_requests: int = 256
+    direct_reads: bool = False
 
     @property
     def url(self) -> str:
@@ -188,7 +189,7 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
     return HttpSpec(namespace=cfg.namespace, host=http.host, port=http.port,
                     key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
-                    max_ongoing_requests=http.max_ongoing_requests)
+                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads)
 
 
 def _plain(value: Any) -> Any:
