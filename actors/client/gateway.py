@@ -20,7 +20,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -59,7 +59,6 @@ class _Call:
     clock: Callable[[], float]
     started: float | None = None
     resends: int = 0
-    drops: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.started is None:
@@ -161,9 +160,8 @@ class Gateway:
                deadline_s: float | None) -> _Call:
         return _Call(capability, method, client_key(capability, method, key, dry_run), dry_run, deadline_s, self._clock)
 
-    def _after_drop(self, call: _Call, why: str) -> float | None:
+    def _after_drop(self, call: _Call) -> float | None:
         self._routers.pop(call.capability, None)  # a replaced router is found again by name
-        call.drops.append(why)
         delay = self.resend.delay_s(call.resends, call.remaining_s())
         if delay is not None:
             call.resends += 1
@@ -242,7 +240,7 @@ class Gateway:
                 why = "its name is not registered (replaced by a redeploy?)"
             except ray.exceptions.GetTimeoutError:
                 return call.unavailable("it gave no answer", self.namespace)
-            delay = self._after_drop(call, why)
+            delay = self._after_drop(call)
             if delay is None:
                 return call.unavailable(why, self.namespace)
             self._sleep(delay)
@@ -278,7 +276,7 @@ class Gateway:
                 why = "its name is not registered (replaced by a redeploy?)"
             except asyncio.TimeoutError:
                 return call.unavailable("it gave no answer", self.namespace)
-            delay = self._after_drop(call, why)
+            delay = self._after_drop(call)
             if delay is None:
                 return call.unavailable(why, self.namespace)
             await self._async_sleep(delay)
@@ -318,7 +316,7 @@ class Gateway:
                 why = "its name is not registered (replaced by a redeploy?)"
             except ray.exceptions.GetTimeoutError:
                 return _unavailable_batch(batch, call, "it gave no answer", self.namespace)
-            delay = self._after_drop(call, why)
+            delay = self._after_drop(call)
             if delay is None:
                 return _unavailable_batch(batch, call, why, self.namespace)
             self._sleep(delay)
