@@ -1,9 +1,10 @@
 """aicmo-gateway: one call per capability, kept working across many providers, on Ray.
 
-Driver scripts need only Ray and the actor names:
+Driver scripts use the client (actors.client):
 
-    router = ray.get_actor("router:email_sending", namespace="aicmo")
-    result = ray.get(router.invoke.remote("send_email", {...}, idempotency_key="lead-42-welcome"))
+    from actors.client import Gateway
+    gw = Gateway.connect(namespace="aicmo")
+    result = gw.invoke("email_sending", "send_email", {...}, idempotency_key="lead-42-welcome")
 
 This module's public surface is the message and error types a caller sees.
 """

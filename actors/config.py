@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
 from actors.adapters.base import AdapterSettings
 from actors.adapters.registry import UnknownAdapter, get_adapter_class
@@ -277,6 +277,37 @@ class PlacementConfig(_Model):
     supervisor: ActorPlacement = ActorPlacement()
 
 
+MIN_API_KEY_LENGTH = 16
+
+
+class HttpConfig(_Model):
+    """The HTTP API on Ray Serve (actors/http): deployed by `up` when enabled."""
+
+    enabled: bool = Field(False, description="deploy the HTTP API (POST /v1/{capability}/{method}) on Ray Serve")
+    host: str = Field("127.0.0.1", description="address Serve's HTTP proxy listens on (0.0.0.0: every interface)")
+    port: int = Field(8000, ge=1, le=65535, description="port Serve's HTTP proxy listens on")
+    api_keys: list[SecretStr] = Field([], description=(
+        "bearer keys accepted in `Authorization: Bearer KEY`; write them as ${ENV} references, e.g. ${AICMO_API_KEY}"))
+    num_replicas: int = Field(1, ge=1, description="Serve replicas of the ingress")
+    max_ongoing_requests: int = Field(256, ge=1, description="requests one replica handles at once (they wait on routers)")
+    direct_reads: bool = Field(False, description=(
+        "send idempotent calls (verify, enrich, fetch replies, upsert) straight to the provider the router ranks "
+        "first, one Ray hop instead of two; they then skip the router's audit log and request metrics"))
+
+    @model_validator(mode="after")
+    def _keys_when_enabled(self) -> HttpConfig:
+        if not self.enabled:
+            return self
+        if not self.api_keys:
+            raise ValueError("http.enabled needs at least one key in http.api_keys (e.g. \"${AICMO_API_KEY}\")")
+        for i, key in enumerate(self.api_keys):
+            value = key.get_secret_value()
+            if len(value) < MIN_API_KEY_LENGTH:
+                raise ValueError(f"http.api_keys[{i}] is {'empty' if not value else 'too short'}: an API key needs "
+                                 f"at least {MIN_API_KEY_LENGTH} characters (is the environment variable it reads set?)")
+        return self
+
+
 class GatewayConfig(_Model):
     namespace: str = Field("aicmo", pattern=_NAME)
     dry_run: bool = False
@@ -287,6 +318,7 @@ class GatewayConfig(_Model):
     audit: AuditConfig = AuditConfig()
     metrics: MetricsConfig = MetricsConfig()
     placement: PlacementConfig = Field(PlacementConfig(), description="where Ray runs the gateway's actors")
+    http: HttpConfig = Field(HttpConfig(), description="the HTTP API on Ray Serve")
     capabilities: dict[str, CapabilityConfig] = Field(min_length=1)
 
     @field_validator("capabilities")

@@ -7,6 +7,21 @@ subclasses; the provider actor turns anything else into `crashed`.
     GatewayError
     ├── ConfigError            invalid config file (carries field paths)
     ├── StoreUnavailable       the state store did not answer
+    ├── ClusterUnreachable     no Ray cluster answers at the address (actors.client.Gateway.connect)
+    ├── NotDeployed            no gateway actor by that name in the namespace
+    ├── RequestFailed          an invoke's result was not ok (InvokeResult.raise_for_error);
+    │   │                      carries the result, its kind, attempts and request_id
+    │   ├── InvalidRequest         invalid_request
+    │   ├── UnknownMethod          unknown_method
+    │   ├── AllProvidersFailed     all_providers_failed
+    │   ├── AllProvidersThrottled  rate_limited (every provider throttled; retry_after_s)
+    │   ├── NoAvailableProvider    no_available_provider
+    │   ├── RetryBudgetExhausted   retry_budget_exhausted
+    │   ├── DeadlineExceeded       deadline_exceeded
+    │   ├── OutcomeUnknown         outcome_unknown (parked as outbox_id)
+    │   ├── GatewayUnavailable     gateway_unavailable (the router could not be reached)
+    │   ├── IdempotencyKeyReused   idempotency_key_reused (the key was used for another request)
+    │   └── StoreDown              store_unavailable (nothing sent; retry with the same key)
     └── ProviderError          one attempt failed at a provider
         ├── TransientError     5xx, connection reset, temporary refusal
         ├── AttemptTimeout     no answer within the attempt's time
@@ -23,6 +38,7 @@ asked, so nothing is known about the provider.
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ErrorKind(str, enum.Enum):
@@ -48,10 +64,17 @@ class ErrorKind(str, enum.Enum):
     # method or payload): refused, nothing sent (Stripe's and the IETF
     # Idempotency-Key draft's rule).
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    # Set by the client, not the router: the capability's router could not be
+    # reached within the deadline (restarting, or not deployed). The request
+    # may have reached it: sending it again with the same idempotency key is safe.
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"
 
     # Attempt-level kinds: returned in Attempt.error_kind.
     TRANSIENT = "transient"
     TIMEOUT = "timeout"
+    # Also a request's error: every real provider is throttled (its 429s, or
+    # our configured rate limit) past what the deadline allows waiting for;
+    # ErrorInfo.retry_after_s says when the first one frees up.
     RATE_LIMITED = "rate_limited"
     AUTH = "auth"
     NOT_SUPPORTED = "not_supported"              # provider cannot serve this request; skipped
@@ -154,6 +177,98 @@ class StoreUnavailable(GatewayError):
         super().__init__(f"the state store {url} is unavailable: {message}")
         self.url = url
         self.message = message
+
+
+class ClusterUnreachable(GatewayError):
+    """`Gateway.connect` found no Ray cluster at the address; the message says what to do."""
+
+
+class NotDeployed(GatewayError):
+    """No gateway actor by the name asked for in the namespace: the gateway
+    (or this capability of it) is not deployed there."""
+
+
+class RequestFailed(GatewayError):
+    """An invoke answered, and its result was not ok: raised by
+    `InvokeResult.raise_for_error()` as the subclass of the result's kind.
+    `result` is the whole InvokeResult (attempts, request_id, outbox_id)."""
+
+    kind: ErrorKind | None = None
+
+    def __init__(self, result: Any):
+        error = result.error
+        super().__init__(f"{result.capability}.{result.method}: {error.kind}: {error.message}" if error
+                         else f"{result.capability}.{result.method} failed")
+        self.result = result
+        if error is not None:
+            self.kind = error.kind
+        self.message = error.message if error else ""
+        self.request_id: str = result.request_id
+        self.attempts: list[Any] = list(result.attempts)
+        self.retry_after_s: float | None = error.retry_after_s if error else None
+
+
+class InvalidRequest(RequestFailed):
+    kind = ErrorKind.INVALID_REQUEST
+
+
+class UnknownMethod(RequestFailed):
+    kind = ErrorKind.UNKNOWN_METHOD
+
+
+class AllProvidersFailed(RequestFailed):
+    kind = ErrorKind.ALL_PROVIDERS_FAILED
+
+
+class AllProvidersThrottled(RequestFailed):
+    kind = ErrorKind.RATE_LIMITED
+
+
+class NoAvailableProvider(RequestFailed):
+    kind = ErrorKind.NO_AVAILABLE_PROVIDER
+
+
+class RetryBudgetExhausted(RequestFailed):
+    kind = ErrorKind.RETRY_BUDGET_EXHAUSTED
+
+
+class DeadlineExceeded(RequestFailed):
+    kind = ErrorKind.DEADLINE_EXCEEDED
+
+
+class OutcomeUnknown(RequestFailed):
+    kind = ErrorKind.OUTCOME_UNKNOWN
+
+
+class GatewayUnavailable(RequestFailed):
+    kind = ErrorKind.GATEWAY_UNAVAILABLE
+
+
+class IdempotencyKeyReused(RequestFailed):
+    kind = ErrorKind.IDEMPOTENCY_KEY_REUSED
+
+
+class StoreDown(RequestFailed):
+    """The result of a request the state store did not answer for (the
+    store's own error, inside the gateway, is StoreUnavailable)."""
+
+    kind = ErrorKind.STORE_UNAVAILABLE
+
+
+# The kinds an InvokeResult's error may have, each with its exception.
+REQUEST_ERROR_BY_KIND: dict[ErrorKind, type[RequestFailed]] = {
+    cls.kind: cls
+    for cls in (InvalidRequest, UnknownMethod, AllProvidersFailed, AllProvidersThrottled, NoAvailableProvider,
+                RetryBudgetExhausted, DeadlineExceeded, OutcomeUnknown, GatewayUnavailable, IdempotencyKeyReused,
+                StoreDown)
+}
+REQUEST_KINDS = frozenset(REQUEST_ERROR_BY_KIND)
+
+
+def request_error(result: Any) -> RequestFailed:
+    """The exception for a failed InvokeResult: the subclass of its kind."""
+    kind = result.error.kind if result.error is not None else None
+    return REQUEST_ERROR_BY_KIND.get(kind, RequestFailed)(result)
 
 
 class ActorUnreachable(Exception):

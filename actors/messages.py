@@ -11,7 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from actors.durable.store import StoreHealth
-from actors.errors import ErrorKind
+from actors.errors import ErrorKind, request_error
 from actors.policy.health import Health, HealthSnapshot
 
 
@@ -23,8 +23,8 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
 class ErrorInfo(Message):
     kind: ErrorKind
     message: str
-    # When a provider is expected free again (every one throttled, cooling
-    # down or restarting): what a caller should wait before trying again.
+    # When trying again may succeed: the earliest a throttled, cooling-down
+    # or restarting provider (or router) frees up. None: nothing to wait for.
     retry_after_s: float | None = None
 
 
@@ -57,6 +57,20 @@ class InvokeResult(Message):
     # The seed's (success, result, provider_used) tuple.
     def as_tuple(self) -> tuple[bool, Any, str | None]:
         return self.ok, self.value, self.provider
+
+    def raise_for_error(self) -> "InvokeResult":
+        """This result when ok; else raise the GatewayError subclass of its
+        kind (actors.errors.RequestFailed), carrying this result. As httpx's
+        raise_for_status: `value = gw.invoke(...).raise_for_error().value`."""
+        if self.ok:
+            return self
+        raise request_error(self)
+
+    @property
+    def queued(self) -> bool:
+        """Accepted by the outbox, not delivered yet: it will be, once."""
+        return self.ok and self.outbox_id is not None and isinstance(self.value, dict) \
+            and not self.value.get("delivered", True)
 
 
 class CallContext(Message):
@@ -178,6 +192,20 @@ class Decision(Message):
     skipped: dict[str, str] = {}
     attempts: list[Attempt] = []
     draining: bool = False
+
+
+class Ranking(Message):
+    """What a router publishes for clients that send idempotent calls straight
+    to provider actors (actors/client/direct.py). The router stays the
+    authority on health: providers push their health to it, and a client
+    asks again after `valid_for_s` or after any failure."""
+
+    capability: str
+    providers: list[str] = []              # most preferred first; empty: go through the router
+    actor_names: dict[str, str] = {}       # provider -> its actor's name
+    attempt_timeout_s: dict[str, float] = {}
+    dry_run: bool = False                  # the config's default
+    valid_for_s: float = 1.0
 
 
 class CapabilityStatus(Message):

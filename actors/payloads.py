@@ -192,6 +192,11 @@ def validate_payload(spec: MethodSpec, payload: Any) -> Payload:
         message = str(exc)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else None
         raise PayloadError(f"{spec.name}: {message}", path) from None
+    except UnicodeEncodeError:
+        # msgspec cannot even name a field whose name is not valid Unicode
+        # (JSON's "\ud800" escape decodes to one): refused like any bad string.
+        path = _bad_unicode_path(payload, "$")
+        raise PayloadError(f"{spec.name}: a string is not valid Unicode (a lone surrogate) - at `{path}`", path) from None
     try:
         # Everything a payload holds is written somewhere (a journal, the
         # outbox, an email): a string that is not valid Unicode is refused here.

@@ -51,7 +51,9 @@ def in_process_router(cap_spec: Any) -> Any:
 
 def main() -> Path:
     with local_ray() as ray:
+        from actors.client import Gateway
         from actors.messages import CallContext
+        from actors.names import provider_name
         from actors.payloads import METHODS as SCHEMAS
         from actors.payloads import validate_payload
 
@@ -60,8 +62,8 @@ def main() -> Path:
             ns = spec.namespace
             variants: dict[str, Any] = {}
             for method, (cap, payload) in METHODS.items():
-                router = ray.get_actor(f"router:{cap}", namespace=ns)
-                provider = ray.get_actor(f"provider:{cap}:primary", namespace=ns)
+                router = Gateway(ns).router(cap)
+                provider = ray.get_actor(provider_name(cap, "primary"), namespace=ns)
                 validated = validate_payload(SCHEMAS[cap][method], payload)
                 journal = method == "send_email"
 

@@ -50,17 +50,20 @@ LABELS = {
 
 def main() -> Path:
     with local_ray() as ray:
+        from actors.client import Gateway
         from actors.messages import CallContext
+        from actors.names import provider_name
         from actors.payloads import METHODS, validate_payload
 
         caps = {"email_verification": {"providers": [simulated("primary", latency_ms=0)]},
                 "email_sending": {"providers": [simulated("primary", latency_ms=0)]}}
         with gateway(caps) as spec:
             ns = spec.namespace
-            router = ray.get_actor("router:email_verification", namespace=ns)
-            provider = ray.get_actor("provider:email_verification:primary", namespace=ns)
-            send_router = ray.get_actor("router:email_sending", namespace=ns)
-            send_provider = ray.get_actor("provider:email_sending:primary", namespace=ns)
+            gw = Gateway(ns)
+            router = gw.router("email_verification")
+            provider = ray.get_actor(provider_name("email_verification", "primary"), namespace=ns)
+            send_router = gw.router("email_sending")
+            send_provider = ray.get_actor(provider_name("email_sending", "primary"), namespace=ns)
 
             @ray.remote(num_cpus=0)
             class Forwarder:

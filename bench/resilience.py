@@ -84,6 +84,7 @@ class Record:
 
 
 def run_scenario(ray: Any, scenario: str, rates: tuple[float, ...]) -> dict[str, Any]:
+    from actors.client import Gateway
     from actors.errors import ErrorKind
     from actors.payloads import METHODS, validate_payload
     from bench.baselines import simulated_providers
@@ -98,7 +99,7 @@ def run_scenario(ray: Any, scenario: str, rates: tuple[float, ...]) -> dict[str,
         for i, (name, policy) in enumerate(GATEWAYS.items()):
             spec = stack.enter_context(gateway({"email_sending": {"providers": specs}}, policy,
                                                namespace=f"aicmo-bench-{i}"))
-            routers[name] = ray.get_actor("router:email_sending", namespace=spec.namespace)
+            routers[name] = Gateway(spec.namespace).router("email_sending")
         seed = ProviderChain("email_sending", simulated_providers("email_sending", specs))
         breaker = BreakerChain(simulated_providers("email_sending", specs), fail_max=3, reset_timeout_s=COOLDOWN_S)
 

@@ -67,12 +67,14 @@ def main() -> Path:
 
 
 def run(ray: Any) -> tuple[dict[str, Any], dict[str, list[dict[str, float]]]]:
+    from actors.client import Gateway
+
     with ExitStack() as stack:
         routers = {}
         for i, (name, (_, specs, policy)) in enumerate(VARIANTS.items()):
             spec = stack.enter_context(gateway({"email_verification": {"providers": specs}}, policy,
                                                namespace=f"aicmo-bench-{i}"))
-            routers[name] = ray.get_actor("router:email_verification", namespace=spec.namespace)
+            routers[name] = Gateway(spec.namespace).router("email_verification")
         samples: dict[str, list[tuple[float, int, int, bool]]] = {name: [] for name in VARIANTS}
 
         def run_round(name: str, n: int, keep: bool) -> dict[str, float]:

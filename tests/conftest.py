@@ -84,24 +84,30 @@ def ray_nodes() -> Iterator[Any]:
 
 
 class Gateway:
-    """A gateway deployed for one test."""
+    """A gateway deployed for one test, reached through the Python client
+    (`client`); provider actors by their name."""
 
     def __init__(self, ray: Any, namespace: str):
+        from actors.client import Gateway as Client
+
         self.ray = ray
         self.namespace = namespace
+        self.client = Client(namespace)
 
     def router(self, capability: str) -> Any:
-        return self.ray.get_actor(f"router:{capability}", namespace=self.namespace)
+        return self.client.router(capability)
 
     def provider(self, capability: str, name: str) -> Any:
-        return self.ray.get_actor(f"provider:{capability}:{name}", namespace=self.namespace)
+        from actors.names import provider_name
+
+        return self.ray.get_actor(provider_name(capability, name), namespace=self.namespace)
 
     @property
     def supervisor(self) -> Any:
-        return self.ray.get_actor("supervisor", namespace=self.namespace)
+        return self.client.supervisor()
 
     def invoke(self, capability: str, method: str, payload: Any, **options: Any) -> Any:
-        return self.ray.get(self.router(capability).invoke.remote(method, payload, **options), timeout=120)
+        return self.client.invoke(capability, method, payload, **options)
 
     def teardown(self) -> None:
         from actors.runtime.deploy import teardown

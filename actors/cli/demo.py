@@ -84,6 +84,7 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     import ray
 
     from actors.cli import render
+    from actors.client import Gateway
     from actors.config import StateConfig, load_config
     from actors.runtime.deploy import deploy, teardown
     from actors.runtime.local_ray import init_local
@@ -108,7 +109,7 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     try:
         report = deploy(spec, detached=False)
         out.print(f"gateway deployed on a local Ray: {report.summary()}")
-        routers = {cap: ray.get_actor(f"router:{cap}", namespace=namespace) for cap in cfg.capabilities}
+        gw = Gateway(namespace)
         tally = Tally()
         sent_ids: dict[int, str] = {}   # lead -> Message-ID of its welcome email (delivered now)
         welcomed: set[int] = set()      # leads whose welcome email was accepted (delivered, or queued)
@@ -119,21 +120,21 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
                 if start <= leads // 2 < start + BATCH:
                     _inject_faults(stack, progress.console)
                 batch = people[start:start + BATCH]
-                sent_ids.update(_run_batch(ray, routers, tally, batch, start, welcomed))
+                sent_ids.update(_run_batch(gw, tally, batch, start, welcomed))
                 progress.update(task, advance=len(batch))
             # An impatient caller sends the first welcome emails again: the keys make them no-ops.
             again = [("send_email", _welcome(p), {"idempotency_key": f"lead-{p['i']}-welcome"})
                      for p in people if p["i"] in welcomed][:20]
-            tally.add("email_sending", ray.get(routers["email_sending"].invoke_many.remote(again)))
-            replies = _replies(ray, routers, tally, stack, people, sent_ids)
+            tally.add("email_sending", gw.invoke_many("email_sending", again))
+            replies = _replies(gw, tally, stack, people, sent_ids)
 
         _print_tally(tally, out)
         out.print(f"replies fetched: {len(replies)}, threaded to a welcome email by In-Reply-To: "
                   f"{sum(1 for r in replies if r.get('in_reply_to') in set(sent_ids.values()))}")
-        supervisor = ray.get_actor("supervisor", namespace=namespace)
+        supervisor = gw.supervisor()
         _wait_for_outbox(ray, supervisor, out)
         out.print()
-        render.status_table(ray.get(supervisor.status_report.remote()), out)
+        render.status_table(gw.status(), out)
         out.print("\n[bold]self-check[/]")
         check = ray.get(supervisor.run_full_check.remote())
         render.self_check(check, out)
@@ -156,12 +157,11 @@ def _welcome(p: dict[str, Any]) -> dict[str, Any]:
             "html": f"<p>Hello {p['first_name']},</p><p>thanks for your interest in our product.</p>"}
 
 
-def _run_batch(ray: Any, routers: dict[str, Any], tally: Tally, batch: list[dict[str, Any]], start: int,
-               welcomed: set[int]) -> dict[int, str]:
+def _run_batch(gw: Any, tally: Tally, batch: list[dict[str, Any]], start: int, welcomed: set[int]) -> dict[int, str]:
     """One batch, stage by stage as a campaign tool would: only verified
     addresses are enriched, stored and mailed."""
     def many(cap: str, requests: list[Any]) -> list[Any]:
-        return tally.add(cap, ray.get(routers[cap].invoke_many.remote(requests))) if requests else []
+        return tally.add(cap, gw.invoke_many(cap, requests)) if requests else []
 
     verdicts = many("email_verification", [("verify_email", {"email": p["email"]}, {}) for p in batch])
     keep = [p for p, v in zip(batch, verdicts, strict=True) if v.ok and v.value.get("status") in ("valid", "risky")]
@@ -190,7 +190,7 @@ def _inject_faults(stack: Any, out: Console) -> None:
     out.print("[yellow]>>> midway: the Apollo enrichment API starts answering 429 (retry after 30 s)[/]")
 
 
-def _replies(ray: Any, routers: dict[str, Any], tally: Tally, stack: Any, people: list[dict[str, Any]],
+def _replies(gw: Any, tally: Tally, stack: Any, people: list[dict[str, Any]],
              sent_ids: dict[int, str]) -> list[dict[str, Any]]:
     """A tenth of the mailed leads answer; the gateway fetches the replies."""
     by_i = {p["i"]: p for p in people}
@@ -207,7 +207,7 @@ def _replies(ray: Any, routers: dict[str, Any], tally: Tally, stack: Any, people
         msg["Date"] = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
         msg.set_content("Thanks! Can we talk next week?\n")
         stack.deliver_reply(bytes(msg))
-    [result] = tally.add("reply_fetching", [ray.get(routers["reply_fetching"].invoke.remote("fetch_replies", {"limit": 200}))])
+    [result] = tally.add("reply_fetching", [gw.invoke("reply_fetching", "fetch_replies", {"limit": 200})])
     return result.value["replies"] if result.ok else []
 
 

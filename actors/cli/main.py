@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from actors.cli.connect import CliError, connect, default_namespace, get_actor, use_token_auth_if_available
+from actors.cli.connect import CliError, connect, default_namespace, supervisor, use_token_auth_if_available
 
 
 def console(stderr: bool = False) -> Console:
@@ -50,8 +50,9 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from actors.names import router_name
     from actors.runtime.deploy import deploy
-    from actors.runtime.specs import build_spec
+    from actors.runtime.specs import build_http_spec, build_spec
 
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
@@ -61,7 +62,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     out = console()
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
-        out.print(f"  router:{cap}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+        out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+    http = build_http_spec(cfg)
+    if http is None:
+        if _remove_http(cfg.namespace):
+            out.print("HTTP API removed (http.enabled is off)")
+        return 0
+    from actors.http.deployment import HttpDeployError, deploy_http
+
+    try:
+        url = deploy_http(http, timeout_s=args.timeout)
+    except HttpDeployError as exc:
+        raise CliError(2, str(exc)) from None
+    out.print(f"HTTP API ready at {url} (POST /v1/{{capability}}/{{method}}; docs at {url}/docs)")
     return 0
 
 
@@ -77,29 +90,42 @@ def _refuse_a_split_store(spec: Any) -> None:
         raise CliError(2, report.explain())
 
 
+def _remove_http(namespace: str) -> bool:
+    """Remove the gateway's HTTP API if it has one; Serve is not imported
+    (nor started) for a cluster that never ran it."""
+    import ray
+
+    if not any(e["namespace"] == "serve" for e in ray.util.list_named_actors(all_namespaces=True)):
+        return False
+    from actors.http.deployment import remove_http
+
+    return remove_http(namespace)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     from actors.runtime.deploy import teardown
 
     connect(args.address, args.namespace)
+    http = _remove_http(args.namespace)
     removed = teardown(args.namespace)
     print(f"removed {len(removed)} actor(s) from namespace {args.namespace!r}" if removed
           else f"nothing to remove in namespace {args.namespace!r}")
+    if http:
+        print("removed its HTTP API (Serve application)")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    import ray
-
     from actors.cli import render
 
-    connect(args.address, args.namespace)
-    supervisor = get_actor("supervisor", args.namespace)
+    gw = connect(args.address, args.namespace)
+    supervisor(gw)  # not deployed: exit 2 with the reason
     if args.json:
-        print(render.as_json(ray.get(supervisor.status_report.remote(), timeout=60)))
+        print(render.as_json(gw.status()))
         return 0
     out = console()
     if not args.watch:
-        render.status_table(ray.get(supervisor.status_report.remote(), timeout=60), out)
+        render.status_table(gw.status(), out)
         return 0
     from rich.console import Group
     from rich.live import Live
@@ -113,12 +139,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not out.is_terminal:  # a pipe or a log: one frame after the other
             while True:
                 out.print(header())
-                render.status_table(ray.get(supervisor.status_report.remote(), timeout=60), out)
+                render.status_table(gw.status(), out)
                 sys.stdout.flush()
                 time.sleep(args.watch)
 
         def frame() -> Any:
-            report = ray.get(supervisor.status_report.remote(), timeout=60)
+            report = gw.status()
             with out.capture() as captured:
                 render.status_table(report, out)
             return Group(header(), Text.from_ansi(captured.get()))
@@ -137,11 +163,10 @@ def cmd_self_check(args: argparse.Namespace) -> int:
 
     from actors.cli import render
 
-    connect(args.address, args.namespace)
-    supervisor = get_actor("supervisor", args.namespace)
-    report = ray.get(supervisor.run_full_check.remote(), timeout=180)
+    sup = supervisor(connect(args.address, args.namespace))
+    report = ray.get(sup.run_full_check.remote(), timeout=180)
     try:
-        reach = msgspec.to_builtins(ray.get(supervisor.reachability.remote(), timeout=30))
+        reach = msgspec.to_builtins(ray.get(sup.reachability.remote(), timeout=30))
     except Exception:  # noqa: BLE001 - a supervisor from before the matrix existed
         reach = None
     if args.json:
@@ -168,18 +193,19 @@ def _payload(text: str) -> Any:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    import ray
-
     from actors.cli import render
+    from actors.errors import NotDeployed
     from actors.payloads import CAPABILITIES
 
     if args.capability not in CAPABILITIES:
         raise CliError(2, f"unknown capability {args.capability!r}; known: {', '.join(CAPABILITIES)}")
     payload = _payload(args.payload)
-    connect(args.address, args.namespace)
-    router = get_actor(f"router:{args.capability}", args.namespace)
-    result = ray.get(router.invoke.remote(args.method, payload, idempotency_key=args.idempotency_key,
-                                          dry_run=True if args.dry_run else None, deadline_s=args.deadline), timeout=600)
+    gw = connect(args.address, args.namespace)
+    try:
+        result = gw.invoke(args.capability, args.method, payload, idempotency_key=args.idempotency_key,
+                           dry_run=True if args.dry_run else None, deadline_s=args.deadline)
+    except NotDeployed as exc:
+        raise CliError(2, str(exc)) from None
     if args.json:
         print(render.as_json(result))
     else:

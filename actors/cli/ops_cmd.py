@@ -9,19 +9,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.cli.connect import CliError, connect, get_actor, use_token_auth_if_available
+from actors.cli.connect import CliError, connect, router, supervisor, use_token_auth_if_available
 
 # --- audit tail --------------------------------------------------------------------
 
 
-def _routers(args: argparse.Namespace) -> dict[str, Any]:
-    import ray
-
+def _routers(gw: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.capability:
-        return {args.capability: get_actor(f"router:{args.capability}", args.namespace)}
-    supervisor = get_actor("supervisor", args.namespace)
-    names = ray.get(supervisor.registry.remote(), timeout=60)["routers"]
-    return {n.split(":", 1)[1]: get_actor(n, args.namespace) for n in names}
+        return {args.capability: router(gw, args.capability)}
+    supervisor(gw)  # not deployed: say so
+    return {cap: router(gw, cap) for cap in gw.capabilities()}
 
 
 def cmd_audit_hash(args: argparse.Namespace) -> int:
@@ -31,8 +28,8 @@ def cmd_audit_hash(args: argparse.Namespace) -> int:
 
     if args.key is None and args.email is None:
         raise CliError(2, "audit hash needs --key or --email (or both)")
-    connect(args.address, args.namespace)
-    hashes = ray.get(get_actor("supervisor", args.namespace).audit_hashes.remote(args.key, args.email), timeout=60)
+    gw = connect(args.address, args.namespace)
+    hashes = ray.get(supervisor(gw).audit_hashes.remote(args.key, args.email), timeout=60)
     if args.json:
         print(json.dumps(hashes))
     else:
@@ -48,8 +45,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     from actors.cli import render
     from actors.cli.main import console
 
-    connect(args.address, args.namespace)
-    routers = _routers(args)
+    routers = _routers(connect(args.address, args.namespace), args)
     out = console()
 
     def show(records: list[dict[str, Any]]) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from actors.cli.connect import CliError, connect, get_actor
+from actors.cli.connect import CliError, connect, supervisor
 
 
 def _age(at: float) -> str:
@@ -26,9 +26,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from actors.cli import render
     from actors.cli.main import console
 
-    connect(args.address, args.namespace)
-    supervisor = get_actor("supervisor", args.namespace)
-    items = ray.get(supervisor.outbox_list.remote(args.capability, args.all), timeout=60)
+    sup = supervisor(connect(args.address, args.namespace))
+    items = ray.get(sup.outbox_list.remote(args.capability, args.all), timeout=60)
     if args.json:
         print(render.as_json(items))
         return 0
@@ -60,9 +59,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from actors.cli import render
     from actors.cli.main import console
 
-    connect(args.address, args.namespace)
-    supervisor = get_actor("supervisor", args.namespace)
-    reports = ray.get(supervisor.outbox_replay.remote(args.ids or None, args.force), timeout=600)
+    sup = supervisor(connect(args.address, args.namespace))
+    reports = ray.get(sup.outbox_replay.remote(args.ids or None, args.force), timeout=600)
     if args.json:
         print(render.as_json(reports))
     else:
@@ -84,9 +82,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_drop(args: argparse.Namespace) -> int:
     import ray
 
-    connect(args.address, args.namespace)
-    supervisor = get_actor("supervisor", args.namespace)
-    items: list[Any] = ray.get(supervisor.outbox_list.remote(None, True), timeout=60)
+    sup = supervisor(connect(args.address, args.namespace))
+    items: list[Any] = ray.get(sup.outbox_list.remote(None, True), timeout=60)
     item = next((i for i in items if i.id == args.id), None)
     if item is None:
         raise CliError(2, f"no outbox item {args.id}")
@@ -100,7 +97,7 @@ def cmd_drop(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("not dropped")
             return 1
-    dropped = ray.get(supervisor.outbox_drop.remote(item.id), timeout=60)
+    dropped = ray.get(sup.outbox_drop.remote(item.id), timeout=60)
     print(f"dropped outbox item {dropped.id}")
     return 0
 

@@ -95,7 +95,7 @@ def _claim_sql(redeliver: bool) -> str:
 
 _CLAIM = {False: _claim_sql(False), True: _claim_sql(True)}
 
-_JOURNAL_CLAIM = f"""
+_JOURNAL_CLAIM = """
     WITH input AS (SELECT * FROM json_to_recordset(%(rows)s::json)
                    AS i(key text, request_id text, method text, incarnation text, updated_at float8)),
     claimed AS (

@@ -156,9 +156,11 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         findings.append(Finding(check="ray", status="ok", subject=target,
                                 detail=f"connected: Ray {ray.__version__}, {len(nodes)} alive node(s)"))
+        from actors.client import Gateway
+        from actors.errors import NotDeployed
+
         try:
-            supervisor = ray.get_actor("supervisor", namespace=namespace)
-            deployed = ray.get(supervisor.digest.remote(), timeout=30)
+            deployed = ray.get(Gateway(namespace).supervisor().digest.remote(), timeout=30)
             if spec_digest is None or deployed == spec_digest:
                 findings.append(Finding(check="gateway", status="ok", subject=namespace,
                                         detail="deployed" + (" and matches this config" if spec_digest else "")))
@@ -166,7 +168,7 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
                 findings.append(Finding(check="gateway", status="info", subject=namespace,
                                         detail="deployed from a different config (or environment)",
                                         fix="`aicmo-gateway up --config <this file>` updates it"))
-        except ValueError:
+        except NotDeployed:
             findings.append(Finding(check="gateway", status="info", subject=namespace, detail="not deployed yet",
                                     fix="`aicmo-gateway up --config <this file>`"))
         if while_connected is not None:

@@ -16,10 +16,9 @@ import ray
 
 from actors.runtime.provider import ProviderActor
 from actors.runtime.router import RouterActor
-from actors.runtime.specs import SUPERVISOR_NAME, GatewaySpec
+from actors.names import SUPERVISOR_NAME, is_gateway_actor
+from actors.runtime.specs import GatewaySpec
 from actors.runtime.supervisor import SupervisorActor
-
-GATEWAY_PREFIXES = ("provider:", "router:")
 
 # Ray ends a non-detached actor once no handle to it is left, name or not:
 # the driver that deployed non-detached actors keeps their handles here.
@@ -120,7 +119,7 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
 def gateway_actor_names(namespace: str) -> list[str]:
     names = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == namespace and (entry["name"] == SUPERVISOR_NAME or entry["name"].startswith(GATEWAY_PREFIXES)):
+        if entry["namespace"] == namespace and is_gateway_actor(entry["name"]):
             names.append(entry["name"])
     return sorted(names)
 

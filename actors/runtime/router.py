@@ -16,7 +16,16 @@ import ray
 
 from actors.durable import StoreHealth, StoreUnavailable
 from actors.errors import ActorUnreachable, ErrorKind
-from actors.messages import CallContext, CallReply, CapabilityStatus, InvokeResult, Operation, ProviderStatus, Resolution
+from actors.messages import (
+    CallContext,
+    CallReply,
+    CapabilityStatus,
+    InvokeResult,
+    Operation,
+    ProviderStatus,
+    Ranking,
+    Resolution,
+)
 from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.health import Health, HealthSnapshot
@@ -25,11 +34,13 @@ from actors.runtime.specs import CapabilitySpec
 
 log = logging.getLogger("aicmo.router")
 
-__all__ = ["ACTOR_GRACE_S", "ActorUnreachable", "RouterActor", "RouterCore"]
+__all__ = ["ACTOR_GRACE_S", "RANKING_VALID_FOR_S", "ActorUnreachable", "RouterActor", "RouterCore"]
 
 # A provider actor enforces the attempt's timeout itself; the router waits a
 # little longer before it decides the actor itself is stuck.
 ACTOR_GRACE_S = 1.0
+# How long a client may use a published ranking before it asks again.
+RANKING_VALID_FOR_S = 1.0
 
 
 @ray.remote
@@ -105,6 +116,14 @@ class RouterActor:
 
     async def replay_outbox(self, ids: list[int], force: bool = False) -> dict[str, Any]:
         return await self._core.replay_outbox(ids, force)
+
+    def ranking(self) -> Ranking:
+        """The providers a client may send idempotent calls to directly, now."""
+        spec = self._core.spec
+        return Ranking(capability=spec.capability, providers=self._core.direct_order(),
+                       actor_names=dict(self._actor_names),
+                       attempt_timeout_s={p.name: p.attempt_timeout_s for p in spec.providers},
+                       dry_run=spec.dry_run, valid_for_s=RANKING_VALID_FOR_S)
 
     def real_provider_available(self) -> bool:
         return self._core.real_provider_available()

@@ -44,10 +44,11 @@ from actors.messages import (
 )
 from actors.payloads import METHODS, PayloadError, validate_payload
 from actors.policy.budget import RetryBudget
-from actors.policy.health import Health, HealthSnapshot
+from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
 from actors.policy.ranking import Candidate, load_rank_policy, plan_attempts
 from actors.policy.ratelimit import TokenBucket
+from actors.policy.retry_after import retry_hint
 from actors.runtime.coalesce import Coalescer, PerTurn, SendMany, batching
 from actors.runtime.idempotency import IdempotencyRecords, Refused, Replayed, fingerprint
 from actors.runtime.outbox_delivery import OutboxDelivery
@@ -547,19 +548,22 @@ class RouterCore:
                             outbox_id=outbox_id, **r.base)
 
     def _failed(self, r: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> InvokeResult:
-        return InvokeResult(ok=False, attempts=r.attempts,
-                            error=ErrorInfo(kind=kind, message=message, retry_after_s=retry_after_s), **r.base)
+        return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(
+            kind=kind, message=message, retry_after_s=None if retry_after_s is None else round(retry_after_s, 3)), **r.base)
 
     def _exhausted(self, r: Request, skipped: dict[str, str], budget_spent: bool) -> InvokeResult:
         attempts = r.attempts
         real = [a for a in attempts if a.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED)]
+        hint = retry_hint(self._candidates(self._clock()), self._clock())
         if not real:
             why = "; ".join(f"{a.provider}: {a.error}" for a in attempts) or \
                 "; ".join(f"{n}: {reason}" for n, reason in skipped.items()) or "no provider configured"
             if time.monotonic() >= r.deadline - MIN_ATTEMPT_S or any("cannot answer in the" in v for v in skipped.values()):
                 return self._failed(r, ErrorKind.DEADLINE_EXCEEDED, f"no attempt can finish within the deadline of {r.deadline_s:g}s ({why})")
+            if hint.throttled:
+                return self._failed(r, ErrorKind.RATE_LIMITED, f"every provider is throttled now ({why})", hint.after_s)
             return self._failed(r, ErrorKind.NO_AVAILABLE_PROVIDER, f"no provider can serve this request now ({why})",
-                                retry_after_s=self._retry_after())
+                                hint.after_s)
         last = real[-1]
         summary = "; ".join(f"{a.provider}: {a.error_kind}" for a in real)
         if time.monotonic() >= r.deadline - MIN_ATTEMPT_S and last.error_kind is ErrorKind.TIMEOUT:
@@ -567,29 +571,13 @@ class RouterCore:
         if budget_spent:
             return self._failed(r, ErrorKind.RETRY_BUDGET_EXHAUSTED,
                                 f"{len(real)} attempt(s) failed ({summary}) and the retry budget allows no more fallbacks now; "
-                                f"last error: {last.error}", retry_after_s=self._retry_after())
+                                f"last error: {last.error}", hint.after_s)
+        if hint.throttled and all(a.error_kind is ErrorKind.RATE_LIMITED for a in real):
+            return self._failed(r, ErrorKind.RATE_LIMITED, f"every provider is throttled now ({summary}); last error: "
+                                                           f"{last.error}", hint.after_s)
         rounds = f" in {r.retry_rounds + 1} rounds" if r.retry_rounds else ""
-        throttled = all(a.error_kind is ErrorKind.RATE_LIMITED for a in real)
         return self._failed(r, ErrorKind.ALL_PROVIDERS_FAILED,
-                            f"{len(real)} attempt(s) failed{rounds} ({summary}); last error: {last.error}",
-                            retry_after_s=self._retry_after() if throttled else None)
-
-    def _retry_after(self) -> float | None:
-        """When the first provider that is throttled, cooling down, unreachable
-        or at its rate limit is free again: what a caller should wait before
-        trying again (None: one is free now, or nothing says when)."""
-        now = self._clock()
-        frees: list[float] = []
-        for c in self._candidates(now):
-            if c.last_resort:
-                continue
-            h = c.health
-            until = max([t for t in (h.throttled_until, c.unreachable_until,
-                                     h.cooldown_until if h.state is Health.UNHEALTHY else None) if t is not None] or [now])
-            frees.append(max(until - now, c.rate_wait_s))
-        if not frees or min(frees) <= 0:
-            return None
-        return round(min(frees), 3)
+                            f"{len(real)} attempt(s) failed{rounds} ({summary}); last error: {last.error}")
 
     # --- health ----------------------------------------------------------------
     def _learn(self, view: _View, health: HealthSnapshot) -> None:
@@ -619,6 +607,17 @@ class RouterCore:
                       rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0)
             for name, v in self.views.items()
         ]
+
+    def direct_order(self) -> list[str]:
+        """The providers a client may send an idempotent call to itself, most
+        preferred first: those the next request would try first, leaving to
+        the router any half-open trial, provider cooling down, provider under
+        our rate limit (its bucket is here) and the last resort."""
+        now = self._clock()
+        plan = plan_attempts(self._candidates(now), now, self._rank)
+        deferred = {d.name for d in plan.deferred}
+        return [n for n in plan.order if n != plan.trial and n not in deferred and n not in self.buckets
+                and not self.providers[n].last_resort]
 
     def ranked(self, statuses: dict[str, ProviderStatus]) -> CapabilityStatus:
         now = self._clock()

@@ -20,15 +20,7 @@ from actors.adapters.registry import get_adapter_class
 from actors.policy.health import HealthPolicy
 from actors.redaction import MASK, SECRET_NAME
 
-SUPERVISOR_NAME = "supervisor"
-
-
-def router_name(capability: str) -> str:
-    return f"router:{capability}"
-
-
-def provider_name(capability: str, provider: str) -> str:
-    return f"provider:{capability}:{provider}"
+from actors.names import SUPERVISOR_NAME, provider_name, router_name  # noqa: F401 - re-exported for the actors
 
 
 class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,6 +216,40 @@ def _public_state(state: StateSpec) -> StateSpec:
 
 def _secret_ref(var: str | None) -> bool:
     return bool(var and SECRET_NAME.search(var))
+
+
+class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What the HTTP ingress (actors/http) is built from. API keys travel
+    only as SHA-256 digests: the keys themselves never leave `up`."""
+
+    namespace: str
+    host: str
+    port: int
+    key_digests: list[str]
+    capabilities: list[str]
+    num_replicas: int = 1
+    max_ongoing_requests: int = 256
+    direct_reads: bool = False
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
+    """None when the config leaves the HTTP API off."""
+    http = cfg.http
+    if not http.enabled:
+        return None
+    return HttpSpec(namespace=cfg.namespace, host=http.host, port=http.port,
+                    key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
+                    capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
+                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads)
 
 
 def _plain(value: Any) -> Any:

@@ -1,52 +1,23 @@
 """As a user would: `ray start --head`, `aicmo-gateway up`, a driver submitted
 with `ray job submit`, `status --json`, `self-check` exit codes, `down`.
 
-The cluster is a separate `ray start` on private ports and a private temp
-dir (tests/support/nodes.py), so it neither joins nor disturbs the session's
-test cluster.
+The cluster is the e2e suite's `ray start` on private ports and a private
+temp dir (tests/e2e/conftest.py), so it neither joins nor disturbs the
+session's test cluster.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.cluster import BIN, cli, free_port, run
+
 pytestmark = pytest.mark.e2e
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def cluster(ray_nodes) -> dict[str, Any]:
-    """A `ray start --head` cluster of our own (tests/support/nodes.py): private
-    ports, temp dir and token, the dashboard on for `ray job submit`, stopped
-    by signalling its processes (`ray stop` would stop every Ray cluster on
-    the machine, the test session's too)."""
-    nodes = ray_nodes(isolated=False, head_cpus=2, dashboard=True, env={"AICMO_NAMESPACE": "e2e"})
-    return {"address": nodes.address, "dashboard": nodes.dashboard_url, "temp_dir": str(nodes.root), "env": nodes.env}
-
-
-def cli(cluster: dict, *args: str) -> subprocess.CompletedProcess:
-    return run(str(BIN / "aicmo-gateway"), *args, env=cluster["env"])
-
 
 def write_config(path: Path, ledger: Path, error: str | None = None) -> Path:
     broken = {"failure_rate": 1.0, "error": error} if error else {}
@@ -80,16 +51,14 @@ def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> 
     assert up.returncode == 0, up.stderr
     assert "ready" in up.stdout and "router:email_sending" in up.stdout
 
-    # The driver a user submits as a Ray job: it finds the router by name.
+    # The driver a user submits as a Ray job: the README's example, through the client.
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     (job_dir / "send_welcome.py").write_text(textwrap.dedent("""\
-        import ray
-        ray.init()
-        router = ray.get_actor("router:email_sending", namespace="e2e")
-        res = ray.get(router.invoke.remote(
-            "send_email", {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"},
-            idempotency_key="lead-42-welcome"))
+        from actors.client import Gateway
+        gw = Gateway.connect(namespace="e2e")
+        res = gw.invoke("email_sending", "send_email", {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"},
+                        idempotency_key="lead-42-welcome", deadline_s=30).raise_for_error()
         print("JOB-RESULT", res.ok, res.provider, res.value["message_id"])
         """))
     # The head's job agent can start after the dashboard answers, on a busy machine

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from actors.names import router_name
 from actors.payloads import METHODS
 
 IDEMPOTENT = {m.name for caps in METHODS.values() for m in caps.values() if m.idempotent}
@@ -115,7 +116,7 @@ class CarefulCaller:
 
     def _router(self, capability: str) -> Any:
         if capability not in self._routers:
-            self._routers[capability] = self.ray.get_actor(f"router:{capability}", namespace=self.namespace)
+            self._routers[capability] = self.ray.get_actor(router_name(capability), namespace=self.namespace)
         return self._routers[capability]
 
     def _send(self, reqs: list[Request]) -> Any:

@@ -53,6 +53,7 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
 
     from actors.config import parse_config
+    from actors.names import SUPERVISOR_NAME, router_name
     from actors.runtime import deploy as deploy_module
     from actors.runtime.specs import build_spec
     from tests.faults.accounting import CarefulCaller, account, mixed_requests, read_ledger, sim, wait_until
@@ -111,7 +112,7 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
         remover.join(timeout=120)
         timings["traffic_s"] = time.monotonic() - traffic_started
 
-        supervisor = ray.get_actor("supervisor", namespace=NAMESPACE)
+        supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
 
         def settled() -> bool:
             try:
@@ -125,7 +126,7 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
         items = ray.get(supervisor.outbox_list.remote(None, True, 100_000), timeout=60)
         verdict = account(requests, results, read_ledger(ledger), items)
         after = placement(ray)
-        counters = {cap: ray.get(ray.get_actor(f"router:{cap}", namespace=NAMESPACE).counters.remote(), timeout=30)
+        counters = {cap: ray.get(ray.get_actor(router_name(cap), namespace=NAMESPACE).counters.remote(), timeout=30)
                     for cap in share}
         timings["total_s"] = time.monotonic() - started
 

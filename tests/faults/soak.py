@@ -36,6 +36,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from actors.names import router_name
+
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMESPACE = "soak"
 EMAIL = {"to": ["lead@example.com"], "subject": "Welcome", "text": "Hello"}
@@ -89,7 +91,7 @@ def p99(values: list[float]) -> float | None:
 class Driver:
     def __init__(self, ray: Any):
         self.ray = ray
-        self.routers = {cap: ray.get_actor(f"router:{cap}", namespace=NAMESPACE) for cap, *_ in MIX}
+        self.routers = {cap: ray.get_actor(router_name(cap), namespace=NAMESPACE) for cap, *_ in MIX}
         self.n = 0
         self.done: list[tuple[float, float, bool]] = []   # (finished at, latency ms, ok)
         self.errors: dict[str, int] = {}

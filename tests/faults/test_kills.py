@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from actors.names import SUPERVISOR_NAME, provider_name, router_name
 from tests.faults.accounting import CarefulCaller, Chaos, account, mixed_requests, read_ledger, request_for, sim, wait_until
 
 pytestmark = pytest.mark.ray
@@ -85,10 +86,10 @@ def test_random_kills_of_every_actor_kind_during_mixed_traffic_lose_and_double_n
     requests = mixed_requests(counts, seed=1)
 
     rng = random.Random(7)
-    providers = [f"provider:{cap}:{name}" for cap in counts for name in ("primary", "backup")
+    providers = [provider_name(cap, name) for cap in counts for name in ("primary", "backup")
                  if cap != "email_verification" or name == "primary"]
-    routers = [f"router:{cap}" for cap in counts]
-    victims = rng.sample(providers, 5) + rng.sample(routers, 4) + ["supervisor", "supervisor"]
+    routers = [router_name(cap) for cap in counts]
+    victims = rng.sample(providers, 5) + rng.sample(routers, 4) + [SUPERVISOR_NAME, SUPERVISOR_NAME]
     rng.shuffle(victims)
     chaos = Chaos(ray, gw.namespace, victims, interval_s=(0.25, 0.6), seed=3, start_after_s=0.5)
 
@@ -101,7 +102,7 @@ def test_random_kills_of_every_actor_kind_during_mixed_traffic_lose_and_double_n
         inject(gw, ray, "webhook_dispatch", ["primary", "backup"], failure_rate=1.0)
         time.sleep(0.7)
         ray.kill(gw.provider("email_sending", "outbox"), no_restart=False)
-        chaos.killed.append((-1.0, "provider:email_sending:outbox"))
+        chaos.killed.append((-1.0, provider_name("email_sending", "outbox")))
         time.sleep(0.8)
         inject(gw, ray, "email_sending", ["primary", "backup"], failure_rate=0.0)
         inject(gw, ray, "webhook_dispatch", ["primary", "backup"], failure_rate=0.0)
@@ -136,8 +137,9 @@ def test_providers_and_the_router_killed_during_batches_lose_and_double_nothing(
             {"name": "backup", "adapter": "simulated", "settings": sim(ledger, seed=61, latency_ms=20)},
             {"name": "outbox", "adapter": "outbox"}]}}})
     requests = [request_for("email_sending", i, "b") for i in range(600)]
-    victims = ["provider:email_sending:primary", "router:email_sending", "provider:email_sending:backup",
-               "provider:email_sending:primary", "router:email_sending"]
+    victims = [provider_name("email_sending", "primary"), router_name("email_sending"),
+               provider_name("email_sending", "backup"), provider_name("email_sending", "primary"),
+               router_name("email_sending")]
     chaos = Chaos(ray, gw.namespace, victims, interval_s=(0.3, 0.6), seed=5, start_after_s=0.4)
     caller = CarefulCaller(ray, gw.namespace, window=80, batch=20)
     chaos.start()
@@ -168,8 +170,8 @@ def test_queued_requests_drained_while_router_provider_and_supervisor_die_are_de
 
     inject(gw, ray, "email_sending", ["primary", "backup"], failure_rate=0.0)
     ray.get(gw.supervisor.ready.remote())  # its loops are running
-    kills = [(20, "router:email_sending"), (60, "provider:email_sending:primary"), (100, "supervisor"),
-             (130, "provider:email_sending:backup")]
+    kills = [(20, router_name("email_sending")), (60, provider_name("email_sending", "primary")),
+             (100, SUPERVISOR_NAME), (130, provider_name("email_sending", "backup"))]
     done = []
     for delivered, name in kills:
         assert wait_until(lambda n=delivered: len(read_ledger(ledger)) >= n, timeout_s=60, interval_s=0.02), \

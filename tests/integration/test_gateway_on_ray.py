@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from actors.errors import ErrorKind
+from actors.names import SUPERVISOR_NAME, router_name
 
 pytestmark = pytest.mark.ray
 
@@ -159,7 +160,7 @@ def test_redeploy_keeps_unchanged_actors_and_replaces_changed_ones(ray_cluster, 
         config["capabilities"]["email_sending"]["providers"][1]["settings"]["latency_ms"] = 3
         changed = deploy(build_spec(parse_config(config, env={})), detached=False)
         assert set(changed.replaced) == {"provider:email_sending:backup", "router:email_sending", "supervisor"}
-        router = ray_cluster.get_actor("router:email_sending", namespace="t-redeploy")
+        router = ray_cluster.get_actor(router_name("email_sending"), namespace="t-redeploy")
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
     finally:
         assert len(teardown("t-redeploy")) == 4
@@ -180,7 +181,7 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
               "namespace": "t-repush", "supervisor": supervisor, "state": {"url": str(tmp_path / "state")}}
     try:
         deploy(build_spec(parse_config(config, env={})), detached=False)
-        router = ray_cluster.get_actor("router:email_sending", namespace="t-repush")
+        router = ray_cluster.get_actor(router_name("email_sending"), namespace="t-repush")
         # primary fails once: degraded, pushed to the first supervisor, whose handle it keeps
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
         config["supervisor"] = {**supervisor, "check_jitter_s": 1.0}
@@ -188,7 +189,7 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
         assert changed.replaced == ["supervisor"]
         # and twice: unhealthy, pushed to the handle of a supervisor that is gone, then to the new one
         assert ray_cluster.get(router.invoke.remote("send_email", EMAIL)).ok
-        new_supervisor = ray_cluster.get_actor("supervisor", namespace="t-repush")
+        new_supervisor = ray_cluster.get_actor(SUPERVISOR_NAME, namespace="t-repush")
 
         def heard() -> dict[str, Health]:
             return {s.name: s.health for s in ray_cluster.get(new_supervisor.pushed_reports.remote())}
@@ -199,3 +200,29 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
         assert heard().get("primary") is Health.UNHEALTHY
     finally:
         teardown("t-repush")
+
+
+def test_direct_reads_go_to_the_ranked_provider_and_fall_back_through_the_router(gateway, ray_cluster,
+                                                                                    tmp_path: Path) -> None:
+    from actors.client import Gateway as Client
+
+    ledger = tmp_path / "l.jsonl"
+    gw = gateway({"capabilities": {"email_verification": {"providers": [
+        {"name": "primary", "adapter": "simulated", "settings": {"latency_ms": 1, "ledger": str(ledger), "seed": 1}},
+        {"name": "backup", "adapter": "simulated", "settings": {"latency_ms": 1, "ledger": str(ledger), "seed": 2}}]}}})
+    client = Client(gw.namespace, direct_reads=True)
+    verify = {"email": "ann@example.com"}
+    results = [client.invoke("email_verification", "verify_email", verify) for _ in range(10)]
+    assert all(r.ok and r.provider == "primary" for r in results)
+    assert ray_cluster.get(gw.router("email_verification").recent_operations.remote()) == []  # the router served none
+    assert len(ledger_lines(ledger)) == 10
+
+    ray_cluster.get(gw.provider("email_verification", "primary").inject_fault.remote(failure_rate=1.0))
+    res = client.invoke("email_verification", "verify_email", verify, deadline_s=10)
+    assert res.ok and res.provider == "backup", res
+    assert res.attempts[0].provider == "primary" and res.attempts[0].error_kind is ErrorKind.TRANSIENT
+    assert ray_cluster.get(gw.router("email_verification").recent_operations.remote())   # this one it served
+    from actors.payloads import VerifyEmail
+
+    typed = Client(gw.namespace).call(VerifyEmail(email="bob@example.com"), deadline_s=10)  # a Struct, through Ray
+    assert typed.ok and typed.value["email"] == "bob@example.com"

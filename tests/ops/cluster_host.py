@@ -65,6 +65,7 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     from actors.config import parse_config
+    from actors.names import router_name
     from actors.runtime.deploy import deploy
     from actors.runtime.specs import build_spec
     from actors.sandbox.base import SandboxRunner
@@ -81,8 +82,8 @@ def main() -> None:
         ray.init(address=cluster.address, namespace="ops-cluster", logging_level=logging.ERROR, log_to_driver=False)
         cfg = parse_config(config(workdir, receiver), "<cluster test>")
         deploy(build_spec(cfg), detached=True, timeout_s=300)
-        email = ray.get_actor("router:email_sending", namespace="ops-cluster")
-        webhook = ray.get_actor("router:webhook_dispatch", namespace="ops-cluster")
+        email = ray.get_actor(router_name("email_sending"), namespace="ops-cluster")
+        webhook = ray.get_actor(router_name("webhook_dispatch"), namespace="ops-cluster")
         def welcome(i: int) -> tuple[str, dict, dict]:
             return ("send_email", {"to": [f"lead{i}@example.com"], "subject": "Hi", "text": "Hello"},
                     {"idempotency_key": f"lead-{i}@example.com-welcome"})

@@ -172,7 +172,8 @@ def test_a_429_throttles_the_provider_without_making_it_unhealthy() -> None:
 
 def test_when_every_provider_is_throttled_the_request_waits_for_the_reset() -> None:
     h = Harness({"a": [RateLimited("429", retry_after_s=2), {"message_id": "after"}]}, max_attempts=1)
-    assert h.invoke().error.kind is ErrorKind.ALL_PROVIDERS_FAILED
+    throttled = h.invoke().error   # every provider answered 429: the request's kind says so, and when to come back
+    assert throttled.kind is ErrorKind.RATE_LIMITED and throttled.retry_after_s == pytest.approx(2, abs=0.01)
     res = h.invoke(deadline_s=10)
     assert res.ok and res.value == {"message_id": "after"} and h.sleeps and sum(h.sleeps) == pytest.approx(2, abs=0.01)
 
@@ -181,7 +182,8 @@ def test_a_throttle_longer_than_the_deadline_is_not_waited_for() -> None:
     h = Harness({"a": [RateLimited("429", retry_after_s=60)]}, max_attempts=1)
     h.invoke()
     res = h.invoke(deadline_s=5)
-    assert res.error.kind is ErrorKind.NO_AVAILABLE_PROVIDER and "throttled" in res.error.message and not h.sleeps
+    assert res.error.kind is ErrorKind.RATE_LIMITED and "throttled" in res.error.message and not h.sleeps
+    assert res.error.retry_after_s == pytest.approx(60, abs=0.01)
 
 
 def test_the_configured_rate_limit_spills_over_to_the_next_provider() -> None:

@@ -62,3 +62,10 @@ def test_invalid_payloads_say_what_and_where(method: str, payload: dict, needle:
 def test_non_objects_are_refused(payload) -> None:
     with pytest.raises(PayloadError, match="takes an object"):
         validate_payload(spec("send_email"), payload)
+
+
+def test_a_field_name_that_is_not_valid_unicode_is_refused_not_raised() -> None:
+    # msgspec's own error for an unknown field cannot encode a lone surrogate in its name.
+    with pytest.raises(PayloadError, match="lone surrogate") as caught:
+        validate_payload(spec("dispatch"), {"event": "x", "data": {}, "\ud800": 1})
+    assert caught.value.path == "$['\\ud800']"

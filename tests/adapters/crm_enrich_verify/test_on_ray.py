@@ -126,7 +126,7 @@ def test_crm_sync(gateway, sandbox):
     hubspot = status(gw, "crm_sync", "hubspot")
     assert hubspot.health is not Health.UNHEALTHY and hubspot.throttled_until > time.time() + 5
     res = upsert()
-    assert res.error.kind is ErrorKind.NO_AVAILABLE_PROVIDER and res.attempts == []
+    assert res.error.kind is ErrorKind.RATE_LIMITED and res.attempts == [] and res.error.retry_after_s > 5
 
 
 def test_lead_enrichment(gateway, sandbox):

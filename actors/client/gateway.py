@@ -1,0 +1,427 @@
+"""`Gateway`: a driver's handle on a deployed gateway, in the style of Ray
+Serve's DeploymentHandle.
+
+    gw = Gateway.connect(namespace="aicmo")
+    res = gw.invoke("email_sending", "send_email", payload, idempotency_key="lead-42-welcome")
+    res.raise_for_error()
+
+It finds each capability's router by name (actors.names), and makes a
+router crash cost latency instead of an exception: a call the router
+dropped (Ray raises ActorUnavailableError or RayActorError: it died or is
+restarting) is sent again with the same idempotency key within the call's
+deadline (actors/client/resend.py). A send the caller gave no key gets one
+made here, so the resend cannot deliver twice. When the router does not come
+back in time the result is `gateway_unavailable`, with the key to retry with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import ray
+
+from actors.client.cluster import default_namespace, join
+from actors.client.direct import RANKING_TIMEOUT_S, DirectRoutes, eligible
+from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy, client_key
+from actors.errors import ErrorKind, NotDeployed
+from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
+from actors.names import SUPERVISOR_NAME, router_name
+from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
+
+__all__ = ["ROUTER_GRACE_S", "Gateway"]
+
+# The router answers within the deadline it was given; past that by this
+# much, the client stops waiting for a router that is alive but stuck.
+ROUTER_GRACE_S = 5.0
+
+DEFAULT_RESEND = ResendPolicy()
+
+# What ray.get raises for a call the router never answered: it died (and is
+# restarting, or was replaced), or it is unreachable for now.
+_DROPPED = (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError)
+
+
+@dataclass
+class _Call:
+    """One call (or one batch) on its way: its key(s), deadline and resends."""
+
+    capability: str
+    method: str
+    key: str | None
+    dry_run: bool | None
+    deadline_s: float | None        # the caller's
+    clock: Callable[[], float]
+    started: float | None = None
+    resends: int = 0
+
+    def __post_init__(self) -> None:
+        if self.started is None:
+            self.started = self.clock()
+
+    def remaining_s(self) -> float:
+        window = self.deadline_s if self.deadline_s is not None else DEFAULT_WINDOW_S
+        return window - (self.clock() - self.started)
+
+    def router_deadline_s(self) -> float | None:
+        """What the router is told: the caller's deadline (None: the config's)
+        on the first send; what is left of the window on a resend."""
+        if self.deadline_s is None and not self.resends:
+            return None
+        return max(0.001, self.remaining_s())
+
+    def wait_s(self) -> float | None:
+        deadline = self.router_deadline_s()
+        return None if deadline is None else deadline + ROUTER_GRACE_S
+
+    def unavailable(self, why: str, namespace: str) -> InvokeResult:
+        again = (f"it may have received the request: send it again with idempotency_key {self.key!r}, which "
+                 "delivers nothing twice" if self.key else "send it again")
+        return InvokeResult(
+            ok=False, capability=self.capability, method=self.method, idempotency_key=self.key,
+            dry_run=bool(self.dry_run), request_id=uuid.uuid4().hex,
+            elapsed_ms=round((self.clock() - self.started) * 1000, 3),
+            error=ErrorInfo(kind=ErrorKind.GATEWAY_UNAVAILABLE, retry_after_s=1.0, message=(
+                f"{router_name(self.capability)} in namespace {namespace!r} did not answer within the deadline "
+                f"({why}; sent {self.resends + 1} time(s)); {again}")))
+
+
+def _unknown_capability(capability: str, method: str) -> InvokeResult:
+    return InvokeResult(ok=False, capability=str(capability), method=str(method), request_id=uuid.uuid4().hex,
+                        error=ErrorInfo(kind=ErrorKind.UNKNOWN_METHOD, message=(
+                            f"there is no capability {str(capability)[:80]!r}; known: {', '.join(CAPABILITIES)}")))
+
+
+class Gateway:
+    """A handle on the gateway deployed in `namespace` of the Ray cluster
+    this process is connected to. Safe to share between threads and tasks."""
+
+    def __init__(self, namespace: str | None = None, *, resend: ResendPolicy = DEFAULT_RESEND,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] = time.sleep,
+                 async_sleep: Callable[[float], Any] = asyncio.sleep, ray_api: Any = ray, direct_reads: bool = False):
+        self.namespace = namespace or default_namespace()
+        self._ray = ray_api  # the seam tests use to stand in for Ray
+        # Idempotent calls straight to the provider the router ranks first (actors/client/direct.py).
+        self._direct = DirectRoutes(ray_api, self.namespace, clock) if direct_reads else None
+        self.resend = resend
+        self._clock = clock
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._routers: dict[str, Any] = {}
+        self.resent = 0  # calls (or batches) sent again after the router dropped them
+
+    @classmethod
+    def connect(cls, namespace: str | None = None, address: str | None = None, **options: Any) -> Gateway:
+        """Join the Ray cluster at `address` (as ray.init: None reads
+        RAY_ADDRESS, else finds the local one) unless this process already is
+        a driver, and return a handle on the gateway in `namespace` (default
+        $AICMO_NAMESPACE, else aicmo). Raises ClusterUnreachable."""
+        namespace = namespace or default_namespace()
+        join(address, namespace)
+        return cls(namespace, **options)
+
+    # --- finding actors ---------------------------------------------------------
+    def _router(self, capability: str) -> Any:
+        handle = self._routers.get(capability)
+        if handle is None:
+            try:
+                handle = self._ray.get_actor(router_name(capability), namespace=self.namespace)
+            except ValueError:
+                raise NotDeployed(f"no actor {router_name(capability)!r} in namespace {self.namespace!r}: is the "
+                                  f"gateway deployed there, with capability {capability}? Deploy it with "
+                                  "`aicmo-gateway up --config <file>`") from None
+            self._routers[capability] = handle
+        return handle
+
+    def router(self, capability: str) -> Any:
+        """The capability's router actor handle (raises NotDeployed)."""
+        return self._router(capability)
+
+    def supervisor(self) -> Any:
+        try:
+            return self._ray.get_actor(SUPERVISOR_NAME, namespace=self.namespace)
+        except ValueError:
+            raise NotDeployed(f"no actor {SUPERVISOR_NAME!r} in namespace {self.namespace!r}: is the gateway "
+                              "deployed? Deploy it with `aicmo-gateway up --config <file>` (or pass --namespace)") from None
+
+    def capabilities(self) -> list[str]:
+        """The capabilities deployed in this namespace (one router each)."""
+        prefix = router_name("")
+        return sorted(e["name"][len(prefix):] for e in self._ray.util.list_named_actors(all_namespaces=True)
+                      if e["namespace"] == self.namespace and e["name"].startswith(prefix))
+
+    # --- one call -----------------------------------------------------------------
+    def _begin(self, capability: str, method: str, key: str | None, dry_run: bool | None,
+               deadline_s: float | None) -> _Call:
+        return _Call(capability, method, client_key(capability, method, key, dry_run), dry_run, deadline_s, self._clock)
+
+    def _after_drop(self, call: _Call) -> float | None:
+        self._routers.pop(call.capability, None)  # a replaced router is found again by name
+        delay = self.resend.delay_s(call.resends, call.remaining_s())
+        if delay is not None:
+            call.resends += 1
+            self.resent += 1
+        return delay
+
+    def invoke(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
+               dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+        """One call through the capability's router: an InvokeResult, never an
+        exception for a provider's failure or bad input (see raise_for_error).
+        With direct_reads, an idempotent call goes to the provider the router
+        ranks first, and to the router only if that provider did not serve it."""
+        if capability not in CAPABILITIES:
+            return _unknown_capability(capability, method)
+        tried: Attempt | None = None
+        if self._direct is not None and eligible(capability, method):
+            served, tried = self._direct_sync(capability, method, payload, dry_run, deadline_s)
+            if served is not None:
+                return served
+            deadline_s = _left(deadline_s, tried)
+        return _with_attempt(tried, self._invoke_router(capability, method, payload, idempotency_key, dry_run,
+                                                        deadline_s))
+
+    def _direct_sync(self, capability: str, method: str, payload: Any, dry_run: bool | None,
+                     deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
+        assert self._direct is not None
+        ranking = self._direct.fresh(capability)
+        if ranking is None:
+            try:
+                ranking = self._ray.get(self._router(capability).ranking.remote(), timeout=RANKING_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
+                return None, None
+            self._direct.store(ranking)
+        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
+        if call is None:
+            return None, None
+        try:
+            reply = self._ray.get(call.handle.call.remote(method, call.payload, call.ctx), timeout=call.wait_s)
+        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
+            return None, self._direct.failed(call, exc=exc)
+        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
+
+    async def _direct_async(self, capability: str, method: str, payload: Any, dry_run: bool | None,
+                            deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
+        assert self._direct is not None
+        ranking = self._direct.fresh(capability)
+        if ranking is None:
+            try:
+                ranking = await asyncio.wait_for(self._router(capability).ranking.remote(), RANKING_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
+                return None, None
+            self._direct.store(ranking)
+        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
+        if call is None:
+            return None, None
+        try:
+            reply = await asyncio.wait_for(call.handle.call.remote(method, call.payload, call.ctx), call.wait_s)
+        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
+            return None, self._direct.failed(call, exc=exc)
+        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
+
+    def _invoke_router(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
+                       dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
+        call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
+        while True:
+            try:
+                router = self._router(capability)
+                ref = router.invoke.remote(method, payload, idempotency_key=call.key, dry_run=dry_run,
+                                           deadline_s=call.router_deadline_s())
+                return self._ray.get(ref, timeout=call.wait_s())
+            except _DROPPED as exc:
+                why = type(exc).__name__
+            except NotDeployed:
+                if not call.resends:
+                    raise
+                why = "its name is not registered (replaced by a redeploy?)"
+            except ray.exceptions.GetTimeoutError:
+                return call.unavailable("it gave no answer", self.namespace)
+            delay = self._after_drop(call)
+            if delay is None:
+                return call.unavailable(why, self.namespace)
+            self._sleep(delay)
+
+    async def invoke_async(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
+                           dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+        """`invoke` for asyncio code: awaits the router without blocking the loop."""
+        if capability not in CAPABILITIES:
+            return _unknown_capability(capability, method)
+        tried: Attempt | None = None
+        if self._direct is not None and eligible(capability, method):
+            served, tried = await self._direct_async(capability, method, payload, dry_run, deadline_s)
+            if served is not None:
+                return served
+            deadline_s = _left(deadline_s, tried)
+        return _with_attempt(tried, await self._invoke_router_async(capability, method, payload, idempotency_key,
+                                                                    dry_run, deadline_s))
+
+    async def _invoke_router_async(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
+                                   dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
+        call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
+        while True:
+            try:
+                router = self._router(capability)
+                ref = router.invoke.remote(method, payload, idempotency_key=call.key, dry_run=dry_run,
+                                           deadline_s=call.router_deadline_s())
+                return await asyncio.wait_for(ref, call.wait_s())
+            except _DROPPED as exc:
+                why = type(exc).__name__
+            except NotDeployed:
+                if not call.resends:
+                    raise
+                why = "its name is not registered (replaced by a redeploy?)"
+            except asyncio.TimeoutError:
+                return call.unavailable("it gave no answer", self.namespace)
+            delay = self._after_drop(call)
+            if delay is None:
+                return call.unavailable(why, self.namespace)
+            await self._async_sleep(delay)
+
+    # --- typed: the payload's class names the call --------------------------------
+    def call(self, payload: Payload, **options: Any) -> InvokeResult:
+        """`invoke` with a payload Struct of actors.payloads, whose class names
+        the capability and method: `gw.call(SendEmail(to=[...], subject="Hi",
+        text="Hello"), idempotency_key="k")`. Fields are checked as the
+        Struct is built, so a typo fails in the caller, not at the router."""
+        spec = _method_of_payload(payload)
+        return self.invoke(spec.capability, spec.name, payload, **options)
+
+    async def call_async(self, payload: Payload, **options: Any) -> InvokeResult:
+        spec = _method_of_payload(payload)
+        return await self.invoke_async(spec.capability, spec.name, payload, **options)
+
+    # --- a batch ------------------------------------------------------------------
+    def invoke_many(self, capability: str, requests: Sequence[Any]) -> list[InvokeResult]:
+        """Many calls of one capability in one round trip: `requests` are
+        `(method, payload, options)` (options as invoke's keywords); the
+        results in the same order. A dropped batch is sent again whole,
+        every send with its key."""
+        if capability not in CAPABILITIES:
+            return [_unknown_capability(capability, _method_of(item)) for item in requests]
+        batch, deadline_s = _keyed(capability, requests)
+        call = _Call(capability, "invoke_many", None, None, deadline_s, self._clock)
+        while True:
+            try:
+                ref = self._router(capability).invoke_many.remote(_with_deadline(batch, call))
+                return self._ray.get(ref, timeout=call.wait_s())
+            except _DROPPED as exc:
+                why = type(exc).__name__
+            except NotDeployed:
+                if not call.resends:
+                    raise
+                why = "its name is not registered (replaced by a redeploy?)"
+            except ray.exceptions.GetTimeoutError:
+                return _unavailable_batch(batch, call, "it gave no answer", self.namespace)
+            delay = self._after_drop(call)
+            if delay is None:
+                return _unavailable_batch(batch, call, why, self.namespace)
+            self._sleep(delay)
+
+    # --- status -------------------------------------------------------------------
+    def status(self, timeout_s: float = 60.0) -> StatusReport:
+        """Every capability with its ranked providers and recent operations."""
+        return self._ray.get(self.supervisor().status_report.remote(), timeout=timeout_s)
+
+    async def status_async(self, timeout_s: float = 60.0) -> StatusReport:
+        return await asyncio.wait_for(self.supervisor().status_report.remote(), timeout_s)
+
+    def capability_status(self, capability: str, timeout_s: float = 30.0) -> CapabilityStatus:
+        return self._ray.get(self._router(capability).status.remote(), timeout=timeout_s)
+
+    async def unanswered_async(self, capabilities: Sequence[str], timeout_s: float = 2.0) -> dict[str, str]:
+        """Which of these capabilities' routers do not answer now, and why (empty: all do)."""
+        async def one(cap: str) -> str | None:
+            try:
+                await asyncio.wait_for(self._router(cap).digest.remote(), timeout_s)
+                return None
+            except NotDeployed:
+                return "not deployed"
+            except asyncio.TimeoutError:
+                return f"no answer within {timeout_s:g}s"
+            except Exception as exc:  # noqa: BLE001 - any failure is an answer for a health check
+                self._routers.pop(cap, None)
+                return type(exc).__name__
+
+        answers = await asyncio.gather(*(one(cap) for cap in capabilities))
+        return {cap: why for cap, why in zip(capabilities, answers, strict=True) if why is not None}
+
+
+_BY_PAYLOAD: dict[type, MethodSpec] = {spec.payload: spec for methods in METHODS.values() for spec in methods.values()}
+
+
+def _method_of_payload(payload: Payload) -> MethodSpec:
+    spec = _BY_PAYLOAD.get(type(payload))
+    if spec is None:
+        raise TypeError(f"call() takes a payload Struct of actors.payloads ({', '.join(sorted(t.__name__ for t in _BY_PAYLOAD))}), "
+                        f"got {type(payload).__name__}")
+    return spec
+
+
+def _left(deadline_s: float | None, tried: Attempt | None) -> float | None:
+    """What a failed direct attempt left of the caller's deadline."""
+    if deadline_s is None or tried is None:
+        return deadline_s
+    return max(0.001, deadline_s - tried.latency_ms / 1000)
+
+
+def _with_attempt(tried: Attempt | None, result: InvokeResult) -> InvokeResult:
+    return result if tried is None else msgspec.structs.replace(result, attempts=[tried, *result.attempts])
+
+
+def _method_of(item: Any) -> str:
+    return str(item[0]) if isinstance(item, (tuple, list)) and item else "?"
+
+
+def _keyed(capability: str, requests: Sequence[Any]) -> tuple[list[Any], float | None]:
+    """The batch with a key added to every send that has none, and the
+    longest deadline any request gave (None: none gave one). A malformed
+    item is passed on as it is: the router answers it invalid_request."""
+    batch: list[Any] = []
+    deadlines: list[float] = []
+    for item in requests:
+        if not (isinstance(item, (tuple, list)) and len(item) in (2, 3)):
+            batch.append(item)
+            continue
+        method, payload, *rest = item
+        options = rest[0] if rest and rest[0] else {}
+        if not isinstance(options, dict):
+            batch.append(item)
+            continue
+        options = dict(options)
+        key = client_key(capability, method, options.get("idempotency_key"), options.get("dry_run"))
+        if key is not None:
+            options["idempotency_key"] = key
+        if isinstance(options.get("deadline_s"), (int, float)) and not isinstance(options["deadline_s"], bool):
+            deadlines.append(float(options["deadline_s"]))
+        batch.append((method, payload, options))
+    return batch, (max(deadlines) if deadlines else None)
+
+
+def _with_deadline(batch: list[Any], call: _Call) -> list[Any]:
+    """On a resend, no request may be given more than what is left of the window."""
+    if not call.resends:
+        return batch
+    left = max(0.001, call.remaining_s())
+    out = []
+    for item in batch:
+        if isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], dict):
+            own = item[2].get("deadline_s")
+            deadline = min(own, left) if isinstance(own, (int, float)) and not isinstance(own, bool) else left
+            item = (item[0], item[1], {**item[2], "deadline_s": deadline})
+        out.append(item)
+    return out
+
+
+def _unavailable_batch(batch: list[Any], call: _Call, why: str, namespace: str) -> list[InvokeResult]:
+    out = []
+    for item in batch:
+        keyed = isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], dict)
+        one = _Call(call.capability, _method_of(item), item[2].get("idempotency_key") if keyed else None,
+                    item[2].get("dry_run") if keyed else None, call.deadline_s, call.clock, started=call.started,
+                    resends=call.resends)
+        out.append(one.unavailable(why, namespace))
+    return out

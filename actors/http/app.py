@@ -1,0 +1,189 @@
+"""The HTTP API as a Starlette app, over anything with the client's async
+surface (actors.client.Gateway: `invoke_async`, `status_async`,
+`unanswered_async`), so it is tested without Ray and served by Ray Serve
+(actors/http/deployment.py).
+
+    POST /v1/{capability}/{method}   the payload as JSON; Authorization: Bearer KEY;
+                                     Idempotency-Key, X-Dry-Run, X-Deadline-S
+    GET  /v1/status                  the status report (key required)
+    GET  /healthz                    200 when every router answers (no key)
+    GET  /openapi.json, /docs        the OpenAPI document and its page
+
+Every call goes through the capability's router, with the client's resend
+after a router crash. Failures are problem documents (problems.py); bad
+headers or JSON get a 400 that names what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from actors.errors import ErrorKind, NotDeployed
+from actors.http.auth import ApiKeys
+from actors.http.openapi import docs_page, openapi_document
+from actors.http.problems import Problem, for_result, problem
+from actors.runtime.router_core import MAX_KEY_LENGTH
+
+__all__ = ["MAX_BODY_BYTES", "build_app"]
+
+log = logging.getLogger("aicmo.http")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+_JSON = "application/json"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+class _BadRequest(Exception):
+    """A header or the body cannot be read: a 400 naming what and where."""
+
+
+def _problem_response(status: int, doc: Problem, headers: dict[str, str]) -> Response:
+    return Response(_encode(doc), status_code=status, headers=headers, media_type="application/problem+json")
+
+
+def _options(request: Request) -> dict[str, Any]:
+    """Idempotency-Key, X-Dry-Run and X-Deadline-S as invoke's keywords."""
+    options: dict[str, Any] = {}
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        # The IETF draft makes it a structured-field string ("..."); a bare token is accepted too.
+        key = key.strip()
+        if len(key) >= 2 and key[0] == key[-1] == '"':
+            key = key[1:-1]
+        if not key:
+            raise _BadRequest("header Idempotency-Key is empty")
+        if len(key) > MAX_KEY_LENGTH:
+            raise _BadRequest(f"header Idempotency-Key is {len(key)} characters long; at most {MAX_KEY_LENGTH}")
+        options["idempotency_key"] = key
+    dry = request.headers.get("x-dry-run")
+    if dry is not None:
+        word = dry.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise _BadRequest(f"header X-Dry-Run must be true or false, got {dry[:40]!r}")
+        options["dry_run"] = word in _TRUE
+    deadline = request.headers.get("x-deadline-s")
+    if deadline is not None:
+        try:
+            seconds = float(deadline)
+        except ValueError:
+            seconds = math.nan
+        if not (0 < seconds < math.inf):
+            raise _BadRequest(f"header X-Deadline-S must be a positive number of seconds, got {deadline[:40]!r}")
+        options["deadline_s"] = seconds
+    return options
+
+
+async def _payload(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _BadRequest(f"the body is {int(declared)} bytes; at most {MAX_BODY_BYTES}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BadRequest(f"the body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise _BadRequest("the body is empty: send the method's payload as a JSON object")
+    try:
+        return _decode(body)
+    except msgspec.DecodeError as exc:
+        raise _BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequence[str]) -> Starlette:
+    keys = ApiKeys(key_digests)
+    served = list(capabilities)
+    openapi = _encode(openapi_document(served))
+    docs = docs_page()
+
+    def denied(request: Request) -> Response | None:
+        why = keys.check(request.headers.get("authorization"))
+        if why is None:
+            return None
+        status, doc, headers = problem("unauthorized", why, instance=request.url.path)
+        return _problem_response(status, doc, {**headers, "WWW-Authenticate": 'Bearer realm="aicmo-gateway"'})
+
+    async def invoke(request: Request) -> Response:
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        capability, method = request.path_params["capability"], request.path_params["method"]
+        where = request.url.path
+        if capability not in served:
+            return _problem_response(*problem(ErrorKind.UNKNOWN_METHOD.value, (
+                f"this gateway has no capability {capability[:80]!r}; it has: {', '.join(served)}"), instance=where))
+        try:
+            options = _options(request)
+            payload = await _payload(request)
+        except _BadRequest as exc:
+            return _problem_response(*problem("malformed_request", str(exc), instance=where))
+        try:
+            result = await gateway.invoke_async(capability, method, payload, **options)
+        except NotDeployed as exc:
+            return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, str(exc), instance=where))
+        if result.ok:
+            return Response(_encode(result), status_code=202 if result.queued else 200, media_type=_JSON)
+        return _problem_response(*for_result(result, instance=where))
+
+    async def status(request: Request) -> Response:
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        try:
+            report = await gateway.status_async()
+        except NotDeployed as exc:
+            return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, str(exc), instance=request.url.path))
+        return Response(_encode(report), media_type=_JSON)
+
+    async def healthz(request: Request) -> Response:
+        silent = await gateway.unanswered_async(served)
+        if silent:
+            detail = "routers that do not answer: " + "; ".join(f"{cap} ({why})" for cap, why in silent.items())
+            return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, detail, instance="/healthz"))
+        return Response(_encode({"status": "ok", "capabilities": served}), media_type=_JSON)
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type=_JSON)
+
+    async def docs_html(request: Request) -> Response:
+        return HTMLResponse(docs)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            status, doc, headers = problem("method_not_allowed", f"{request.method} {request.url.path} is not "
+                                           f"served; allowed: {allowed}", instance=request.url.path)
+            return _problem_response(status, doc, {**headers, "Allow": allowed})
+        return _problem_response(*problem("not_found", f"no endpoint {request.url.path[:200]}: the API is POST "
+                                          "/v1/{capability}/{method}, GET /v1/status, /healthz, /openapi.json, /docs",
+                                          instance=request.url.path))
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        # The payload and headers are not logged: they may hold personal data and the API key.
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, str(exc)[:500])
+        return _problem_response(*problem("internal_error", f"the gateway failed to answer: {type(exc).__name__}",
+                                          instance=request.url.path))
+
+    routes = [
+        Route("/v1/status", status, methods=["GET"]),
+        Route("/v1/{capability}/{method}", invoke, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs_html, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: http_error, 405: http_error, Exception: crashed})

@@ -1,0 +1,64 @@
+"""What the end-to-end tests share: a `ray start --head` cluster of their own
+on free ports (started once per session by tests/e2e/conftest.py), and
+running the CLI and other commands against it as a user would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def cli(cluster: dict, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run(str(BIN / "aicmo-gateway"), *args, env={**cluster["env"], **(env or {})})
+
+
+def wait_for_http(url: str, timeout_s: float) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (a 401 without the token): it is up
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@contextmanager
+def ray_head() -> Iterator[dict]:
+    """A `ray start --head` cluster of our own (tests/support/nodes.py):
+    private ports, temp dir and token file, the dashboard on for `ray job
+    submit`, stopped by signalling its processes (`ray stop` would stop
+    every Ray cluster on the machine, the test session's too)."""
+    from tests.support.nodes import RayNodes
+
+    nodes = RayNodes(head_cpus=2, dashboard=True, env={"AICMO_NAMESPACE": "e2e"})
+    try:
+        nodes.start()
+        yield {"address": nodes.address, "dashboard": nodes.dashboard_url, "temp_dir": str(nodes.root),
+               "env": {**nodes.env, "PATH": f"{BIN}:{os.environ['PATH']}", "AICMO_NAMESPACE": "e2e"}}
+    finally:
+        nodes.shutdown()

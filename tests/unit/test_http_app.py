@@ -1,0 +1,194 @@
+"""The HTTP API without Ray or Serve: the Starlette app over a fake client,
+driven by httpx through its ASGI transport. What reaches the client, every
+status and problem document, keys, headers, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from actors.errors import REQUEST_KINDS, ErrorKind, NotDeployed
+from actors.http.app import build_app
+from actors.http.problems import STATUS_BY_KIND
+from actors.messages import Attempt, ErrorInfo, InvokeResult
+from actors.runtime.specs import key_digest
+
+KEY = "k" * 24
+AUTH = {"Authorization": f"Bearer {KEY}"}
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+
+
+class FakeGateway:
+    """Answers invoke_async with `answer` (an InvokeResult or an exception) and records each call."""
+
+    def __init__(self, answer: Any = None):
+        self.answer = answer if answer is not None else InvokeResult(ok=True, value={"message_id": "m"},
+                                                                      request_id="r1", provider="smtp")
+        self.calls: list[tuple[str, str, Any, dict[str, Any]]] = []
+        self.silent: dict[str, str] = {}
+
+    async def invoke_async(self, capability: str, method: str, payload: Any, **options: Any) -> InvokeResult:
+        self.calls.append((capability, method, payload, options))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    async def status_async(self) -> dict[str, Any]:
+        return {"namespace": "t", "capabilities": []}
+
+    async def unanswered_async(self, capabilities: list[str]) -> dict[str, str]:
+        return self.silent
+
+
+def request(gw: FakeGateway, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    app = build_app(gw, capabilities=["email_sending", "crm_sync"], key_digests=[key_digest("other-key-0123456789"),
+                                                                                   key_digest(KEY)])
+
+    async def go() -> httpx.Response:
+        # As a server would: an exception inside is answered (500), not raised to the client.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
+
+
+def send(gw: FakeGateway, **kwargs: Any) -> httpx.Response:
+    kwargs.setdefault("json", EMAIL)
+    kwargs["headers"] = {**AUTH, **kwargs.get("headers", {})}
+    return request(gw, "POST", "/v1/email_sending/send_email", **kwargs)
+
+
+def test_a_call_reaches_the_client_with_its_headers_and_answers_the_result() -> None:
+    gw = FakeGateway()
+    answer = send(gw, headers={"Idempotency-Key": '"lead-42"', "X-Dry-Run": "false", "X-Deadline-S": "2.5"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["value"] == {"message_id": "m"} and answer.json()["provider"] == "smtp"
+    assert gw.calls == [("email_sending", "send_email", EMAIL,
+                         {"idempotency_key": "lead-42", "dry_run": False, "deadline_s": 2.5})]
+
+
+def test_queued_in_the_outbox_is_202() -> None:
+    gw = FakeGateway(InvokeResult(ok=True, value={"queued": True, "delivered": False, "outbox_id": 7}, outbox_id=7))
+    answer = send(gw)
+    assert answer.status_code == 202 and answer.json()["outbox_id"] == 7
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-0123456789"}, {"Authorization": KEY},
+                                     {"Authorization": "Basic " + KEY}, {"Authorization": "Bearer "}])
+def test_a_missing_or_wrong_key_is_401_and_reaches_nothing(headers: dict[str, str]) -> None:
+    gw = FakeGateway()
+    for answer in (request(gw, "POST", "/v1/email_sending/send_email", json=EMAIL, headers=headers),
+                   request(gw, "GET", "/v1/status", headers=headers)):
+        assert answer.status_code == 401 and answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["www-authenticate"].startswith("Bearer")
+        doc = answer.json()
+        assert doc["kind"] == "unauthorized" and doc["status"] == 401 and KEY not in answer.text
+    assert gw.calls == []
+
+
+@pytest.mark.parametrize("headers, body, where", [
+    ({"X-Deadline-S": "soon"}, None, "X-Deadline-S"),
+    ({"X-Deadline-S": "-1"}, None, "X-Deadline-S"),
+    ({"X-Deadline-S": "inf"}, None, "X-Deadline-S"),
+    ({"X-Dry-Run": "maybe"}, None, "X-Dry-Run"),
+    ({"Idempotency-Key": '""'}, None, "Idempotency-Key"),
+    ({"Idempotency-Key": "k" * 300}, None, "Idempotency-Key"),
+    ({}, b'{"to": [', "not valid JSON"),
+    ({}, b"", "body is empty"),
+])
+def test_unreadable_headers_and_bodies_are_400_naming_what(headers: dict[str, str], body: bytes | None,
+                                                           where: str) -> None:
+    gw = FakeGateway()
+    answer = send(gw, headers=headers, **({"content": body, "json": None} if body is not None else {}))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["kind"] == "malformed_request" and where in answer.json()["detail"]
+    assert gw.calls == []
+
+
+def test_an_unknown_capability_or_endpoint_is_404_and_a_wrong_verb_405() -> None:
+    answer = request(FakeGateway(), "POST", "/v1/emails/send_email", json=EMAIL, headers=AUTH)
+    assert answer.status_code == 404 and answer.json()["kind"] == "unknown_method"
+    assert "email_sending, crm_sync" in answer.json()["detail"]
+    answer = request(FakeGateway(), "GET", "/v2/anything")
+    assert answer.status_code == 404 and answer.json()["kind"] == "not_found"
+    answer = request(FakeGateway(), "GET", "/v1/email_sending/send_email", headers=AUTH)
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
+EXPECTED_STATUS = {
+    "invalid_request": 422, "unknown_method": 404, "rate_limited": 429, "no_available_provider": 503,
+    "retry_budget_exhausted": 503, "gateway_unavailable": 503, "all_providers_failed": 502,
+    "outcome_unknown": 502, "deadline_exceeded": 504, "idempotency_key_reused": 422, "store_unavailable": 503,
+}
+
+
+def test_every_request_kind_has_the_contracts_status() -> None:
+    assert {str(k) for k in REQUEST_KINDS} == set(EXPECTED_STATUS) == set(STATUS_BY_KIND)
+    assert {k: v[0] for k, v in STATUS_BY_KIND.items()} == EXPECTED_STATUS
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_STATUS))
+def test_a_failed_result_is_a_problem_document(kind: str) -> None:
+    attempt = Attempt(provider="smtp", ok=False, error_kind=ErrorKind.TRANSIENT, error="421", latency_ms=3.0)
+    result = InvokeResult(ok=False, request_id="r9", idempotency_key="lead-9", attempts=[attempt],
+                          outbox_id=12 if kind == "outcome_unknown" else None,
+                          error=ErrorInfo(kind=ErrorKind(kind), message=f"{kind} happened", retry_after_s=2.2))
+    answer = send(FakeGateway(result))
+    doc = answer.json()
+    assert answer.status_code == EXPECTED_STATUS[kind] == doc["status"]
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert doc["type"].endswith(kind) and doc["title"] and doc["detail"] == f"{kind} happened"
+    assert doc["kind"] == kind and doc["request_id"] == "r9" and doc["attempts"][0]["provider"] == "smtp"
+    assert doc["instance"] == "/v1/email_sending/send_email"
+    if answer.status_code in (429, 503):
+        assert answer.headers["retry-after"] == "3"          # whole seconds, rounded up
+    else:
+        assert "retry-after" not in answer.headers
+    if kind == "outcome_unknown":
+        assert doc["outbox_id"] == 12
+
+
+def test_a_gateway_not_deployed_is_503_with_retry_after() -> None:
+    answer = send(FakeGateway(NotDeployed("no actor 'router:email_sending' in namespace 't'")))
+    assert answer.status_code == 503 and answer.json()["kind"] == "gateway_unavailable"
+    assert answer.headers["retry-after"] == "1"
+
+
+def test_healthz_needs_no_key_and_says_which_router_is_silent() -> None:
+    gw = FakeGateway()
+    assert request(gw, "GET", "/healthz").json() == {"status": "ok", "capabilities": ["email_sending", "crm_sync"]}
+    gw.silent = {"crm_sync": "no answer within 2s"}
+    answer = request(gw, "GET", "/healthz")
+    assert answer.status_code == 503 and "crm_sync (no answer within 2s)" in answer.json()["detail"]
+
+
+def test_status_with_a_key() -> None:
+    answer = request(FakeGateway(), "GET", "/v1/status", headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["namespace"] == "t"
+
+
+def test_the_openapi_document_is_valid_and_has_one_operation_per_method() -> None:
+    from openapi_spec_validator import validate
+
+    doc = request(FakeGateway(), "GET", "/openapi.json").json()
+    validate(doc)
+    posts = {path for path, item in doc["paths"].items() if "post" in item}
+    assert posts == {"/v1/email_sending/send_email", "/v1/crm_sync/upsert_contact"}
+    send_email = doc["paths"]["/v1/email_sending/send_email"]["post"]
+    schema = doc["components"]["schemas"][send_email["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                                          .rsplit("/", 1)[1]]
+    assert set(schema["required"]) == {"to", "subject"} and schema["additionalProperties"] is False
+    assert {p["name"] for p in send_email["parameters"]} == {"Idempotency-Key", "X-Dry-Run", "X-Deadline-S"}
+    assert {"200", "202", "400", "401", "404", "422", "429", "502", "503", "504"} <= set(send_email["responses"])
+    page = request(FakeGateway(), "GET", "/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+
+
+def test_a_crash_inside_is_a_500_problem_without_the_payload() -> None:
+    answer = send(FakeGateway(RuntimeError("boom")), json={**EMAIL, "text": "secret-text"})
+    assert answer.status_code == 500 and answer.json()["kind"] == "internal_error"
+    assert "secret-text" not in answer.text
