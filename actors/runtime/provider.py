@@ -403,6 +403,15 @@ class ProviderCore:
         return ProbeResult(provider=self.spec.name, capability=self.spec.capability, ok=True, latency_ms=latency,
                            delivers=self.adapter.delivers)
 
+    def resume(self, health: HealthSnapshot) -> bool:
+        """Starts from the health an earlier process of this actor had (its
+        router kept it): a process that crashed says nothing about the
+        provider it talks to. Only before this process has seen an outcome."""
+        if self.health.total_calls or not health.total_calls:
+            return False
+        self.health = health
+        return True
+
     def record(self, outcome: Outcome) -> None:
         self.health, events = observe(self.health, outcome, self.policy)
         for event in events:
@@ -436,6 +445,7 @@ class ProviderActor:
         self._core.on_change = self._push_change
         self._namespace = namespace
         self._peers: dict[str, Any] = {}
+        self._announced = False
         self._ops = ProviderOps(spec, self._core.status)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
@@ -521,7 +531,24 @@ class ProviderActor:
 
     async def ready(self) -> str:
         self._ops.ensure_started()
+        if not self._announced:
+            self._announced = True
+            if ray.get_runtime_context().was_current_actor_reconstructed:
+                asyncio.ensure_future(self._back())
         return self._core.spec.actor_name
+
+    async def _back(self) -> None:
+        """Ray restarted this actor: its router tries it again now, not after
+        its unreachable back-off, and hands back the health it had."""
+        spec = self._core.spec
+        try:
+            health = await self._peer(router_name(spec.capability)).provider_back.remote(spec.name)
+        except Exception:  # noqa: BLE001 - the router not there yet: it learns from the first reply
+            log.warning("%s: could not tell the router it is back", spec.actor_name, exc_info=True)
+            return
+        if health is not None and self._core.resume(health):
+            log.warning("%s: restarted; resuming from the health the router had (%s)", spec.actor_name,
+                        health.state)
 
     def node_id(self) -> str:
         """The Ray node this actor runs on: where its traffic to the provider goes from."""

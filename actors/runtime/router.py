@@ -131,6 +131,10 @@ class RouterActor:
     def health_changed(self, name: str, health: HealthSnapshot) -> None:
         self._core.health_changed(name, health)
 
+    def provider_back(self, name: str) -> HealthSnapshot | None:
+        """Called by a provider actor Ray restarted (see ProviderActor._back)."""
+        return self._core.provider_back(name)
+
     async def status(self, timeout_s: float = 5.0) -> CapabilityStatus:
         async def one(name: str) -> ProviderStatus:
             spec = self._core.providers[name]

@@ -227,7 +227,8 @@ def test_the_python_client_from_a_driver_sync_async_and_raise_for_error(api: dic
     assert out["sync"][0] in email_providers and out["sync"][1] == "driver-sync"
     assert out["async"][0] in email_providers and out["async"][1].startswith("client-")   # the client's key
     assert out["many"] == [True, True, True]
-    assert out["raised"] == ["AllProvidersFailed", "all_providers_failed", True, 1]
+    # Its one provider failed in every round the deadline allowed (at least the first).
+    assert out["raised"][:3] == ["AllProvidersFailed", "all_providers_failed", True] and out["raised"][3] >= 1
     assert "email_sending" in out["capabilities"] and "webhook_dispatch" in out["capabilities"]
     assert delivered(api) == before + 5
 

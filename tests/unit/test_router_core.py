@@ -4,11 +4,12 @@ instances around scripted adapters, reached through the same `send` seam."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 
-from actors.errors import AuthError, ErrorKind, NotSupported, ProviderRejected, TransientError
+from actors.errors import AuthError, ErrorKind, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.policy.health import Health
 from tests.unit.fakes import Clock, sleeper
 from tests.unit.harness import EMAIL, Harness
@@ -229,3 +230,77 @@ def test_a_batch_answered_with_too_few_replies_leaves_no_caller_waiting_and_send
     assert [r.ok for r in results] == [True, True, True] and [r.provider for r in results] == ["a", "a", "a"]
     assert h.calls("a") == 3 and h.calls("b") == 0
     assert "answered a batch of 3 calls with 2 replies" in results[0].attempts[0].error
+
+
+# --- rounds: every provider failed transiently --------------------------------------
+
+def test_when_every_provider_failed_transiently_it_tries_again_in_rounds() -> None:
+    h = Harness({"a": [TransientError("503")] * 2, "b": [TransientError("503")] * 2})
+    res = h.invoke(idempotency_key="round-1")
+    assert res.ok and len(res.attempts) == 5  # two rounds of two failed, the third round's first served
+    assert [a.ok for a in res.attempts] == [False] * 4 + [True]
+    assert len(h.sleeps) == 2 and all(0 <= s <= 0.1 for s in h.sleeps)  # full jitter under 50 ms, then 100 ms
+    assert h.router.counters["retry_rounds"] == 2
+
+
+def test_rounds_stop_at_the_configured_number_and_say_so() -> None:
+    h = Harness({"a": [TransientError("503")] * 5, "b": [TransientError("503")] * 5}, retry_rounds=1)
+    res = h.invoke()
+    assert not res.ok and res.error.kind is ErrorKind.ALL_PROVIDERS_FAILED and len(res.attempts) == 4
+    assert "in 2 rounds" in res.error.message
+
+
+def test_no_round_for_a_failure_that_will_not_pass() -> None:
+    h = Harness({"a": [AuthError("401 bad key")], "b": [ProviderRejected("400 no such field")]})
+    res = h.invoke()
+    assert not res.ok and len(res.attempts) == 2 and h.sleeps == []
+
+
+def test_no_round_past_the_deadline_or_the_retry_budget() -> None:
+    class Longest(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    h = Harness({"a": [TransientError("503")] * 3}, retry_backoff_ms=5000, retry_backoff_max_ms=5000)
+    h.router._random = Longest()  # a 5 s pause: longer than the 1 s deadline
+    res = h.invoke(deadline_s=1)
+    assert not res.ok and len(res.attempts) == 1 and h.sleeps == []
+    budgetless = Harness({"a": [TransientError("503")] * 3}, retry_budget={"percent": 0, "min_per_s": 0})
+    res = budgetless.invoke()
+    assert not res.ok and len(res.attempts) == 1
+
+
+def test_with_an_outbox_the_request_is_queued_rather_than_tried_in_rounds() -> None:
+    h = Harness({"a": [TransientError("503")], "outbox": []})
+    res = h.invoke(idempotency_key="q-1")
+    assert res.ok and res.provider == "outbox" and h.sleeps == []
+
+
+def test_every_provider_throttled_says_when_to_come_back() -> None:
+    h = Harness({"a": [RateLimited("429", retry_after_s=30)], "b": [RateLimited("429", retry_after_s=20)]},
+                wait_for_throttle=False)
+    first = h.invoke()
+    assert not first.ok and first.error.kind is ErrorKind.RATE_LIMITED
+    assert first.error.retry_after_s == pytest.approx(20, abs=0.01)
+    later = h.invoke()  # both still throttled: nothing tried, the earliest reset given
+    assert later.error.kind is ErrorKind.RATE_LIMITED and later.attempts == []
+    assert later.error.retry_after_s == pytest.approx(20, abs=0.01)
+
+
+# --- a provider actor that Ray restarted ----------------------------------------------
+
+def test_a_restarted_provider_is_tried_at_once_and_resumes_its_health() -> None:
+    h = Harness({"a": [], "b": []})
+    for _ in range(6):
+        assert h.invoke().provider == "a"  # a: healthy, six successes
+    known = h.router.views["a"].health
+    h.dead.add("a")
+    res = h.invoke()  # a's actor is gone: b serves, and a is skipped for unreachable_backoff_s
+    assert res.provider == "b" and h.router.views["a"].unreachable_until is not None
+    h.dead.discard("a")
+    fresh = h.restart_provider("a")
+    health = h.router.provider_back("a")  # what ProviderActor._back asks when Ray restarts it
+    assert health == known and h.router.views["a"].unreachable_until is None
+    assert fresh.resume(health) and fresh.health.consecutive_successes == 6
+    assert h.invoke().provider == "a"  # first again: a crash of its actor said nothing about the provider
+    assert not fresh.resume(health)  # only before it has seen an outcome of its own
