@@ -24,9 +24,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## Unit tests only: seconds, no Ray.
+## Every test that needs no Ray (unit, adapters against their stand-ins, the store, faults): about a minute.
+## A test that uses a Ray cluster is marked ray, e2e or nodes (tests/conftest.py refuses one that is not).
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests -m "not ray and not e2e and not nodes" -q
 
 ## Benchmarks: ratios against baselines measured in the same run; results in bench/results/.
 bench: $(STAMP)

@@ -17,6 +17,20 @@ from tests.support.require import require
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# `make test-unit` runs every test but these: a test that starts or joins a
+# Ray cluster must say so with one of them.
+RAY_MARKERS = ("ray", "e2e", "nodes")
+RAY_FIXTURES = ("ray_cluster", "ray_nodes", "gateway")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if set(getattr(item, "fixturenames", ())) & set(RAY_FIXTURES)
+                and not any(item.get_closest_marker(m) for m in RAY_MARKERS)]
+    if unmarked:
+        raise pytest.UsageError("tests that use a Ray cluster without a ray, e2e or nodes marker "
+                                f"(make test-unit would run them): {', '.join(unmarked)}")
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Any]:
