@@ -14,15 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from actors.cli.connect import CliError, connect, default_namespace, supervisor, use_token_auth_if_available
-
-
-def console(stderr: bool = False) -> Console:
-    import os
-
-    return Console(stderr=stderr, highlight=False, width=None if os.isatty(1) else 110)
+from actors.cli.console import console
 
 
 def _load(path: str):

@@ -43,7 +43,7 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     import ray
 
     from actors.cli import render
-    from actors.cli.main import console
+    from actors.cli.console import console
 
     routers = _routers(connect(args.address, args.namespace), args)
     out = console()
@@ -118,7 +118,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ok": problems == 0, "problems": problems, "findings": msgspec.to_builtins(findings)}))
     else:
-        from actors.cli.main import console
+        from actors.cli.console import console
 
         out = console()
         for f in findings:

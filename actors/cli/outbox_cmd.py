@@ -24,7 +24,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from actors.cli import render
-    from actors.cli.main import console
+    from actors.cli.console import console
 
     sup = supervisor(connect(args.address, args.namespace))
     items = ray.get(sup.outbox_list.remote(args.capability, args.all), timeout=60)
@@ -57,7 +57,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import ray
 
     from actors.cli import render
-    from actors.cli.main import console
+    from actors.cli.console import console
 
     sup = supervisor(connect(args.address, args.namespace))
     reports = ray.get(sup.outbox_replay.remote(args.ids or None, args.force), timeout=600)

@@ -3,7 +3,8 @@ journal of each provider, and the outbox. Behind one async interface
 (store.py), implemented by the embedded SQLite file (sqlite.py, one machine)
 and by PostgreSQL (postgres.py, shared by every node of a cluster)."""
 
-from actors.durable.location import StoreLocation, open_store, parse_state_url, without_password
+from actors.durable.location import StoreLocation, parse_state_url, without_password
+from actors.durable.opening import open_store
 from actors.durable.store import (
     Claims,
     JournalEntry,

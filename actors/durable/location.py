@@ -1,5 +1,5 @@
-"""Where a gateway's state lives: `state.url` read into a location, and the
-store opened there.
+"""Where a gateway's state lives: `state.url` read into a location (the store
+is opened there by opening.py).
 
 - a directory, or `sqlite:///abs/path.db`: the embedded SQLite file (one
   machine, or nodes that share that directory);
@@ -17,8 +17,6 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
-
-from actors.durable.store import StateStore
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -78,17 +76,3 @@ def without_password(url: str) -> str:
         return parse_state_url(url).display
     except InvalidStateUrl:
         return "<an invalid state URL>"
-
-
-def open_store(url: str, namespace: str, *, password: str | None = None, pool_size: int = 4) -> StateStore:
-    """The store at `url`, for the gateway `namespace`. Opening is lazy: the
-    first awaited call connects (and creates or migrates the schema)."""
-    location = parse_state_url(url)
-    if location.kind == "postgresql":
-        from actors.durable.postgres import PostgresStore
-
-        return PostgresStore(location, namespace, password=password or location.password, pool_size=pool_size)
-    from actors.durable.sqlite import SqliteStore
-
-    assert location.path is not None
-    return SqliteStore(location.path, namespace, display=location.display)
