@@ -2,7 +2,7 @@
 
 `rank` policies order candidates (most preferred first); `plan_attempts`
 applies availability on top: providers cooling down, throttled or unreachable
-are skipped with a reason, and an UNHEALTHY provider whose cooldown has
+are skipped with a typed reason (policy.skips), and an UNHEALTHY provider whose cooldown has
 passed gets one half-open trial at the front. The policy is pluggable: any
 callable `(Sequence[Candidate]) -> list[Candidate]`, named in config by its
 dotted path (`routing.ranking`).
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from actors.policy.health import Health, HealthSnapshot
+from actors.policy.skips import DEFERRED, Skip, SkipReason
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,14 +29,9 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     last_resort: bool = False                # the outbox: only when no real provider can take it
 
 
-class Skip(msgspec.Struct, frozen=True):
-    name: str
-    reason: str
-
-
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     order: list[str]                 # providers to try, in order
-    skipped: list[Skip]              # providers left out, and why
+    skipped: list[Skip]              # providers left out, and why (policy.skips)
     deferred: list[Skip] = []        # unhealthy ones put at the end of `order`, and why
     trial: str | None = None         # the provider given a half-open trial, if any
     last_resort: bool = False        # nothing was available; trying skipped ones anyway
@@ -79,21 +75,24 @@ def load_rank_policy(dotted: str) -> RankPolicy:
     return policy
 
 
-def _blocked(c: Candidate, now: float) -> tuple[str | None, float | None]:
+def _blocked(c: Candidate, now: float) -> tuple[Skip | None, float | None]:
     """Why a candidate cannot be tried now, and in how many seconds a wait would end
     (only for waits worth sitting out: a throttle or our own rate limit)."""
     h = c.health
     if c.unreachable_until is not None and c.unreachable_until > now:
-        return "actor unreachable (dead or restarting)", None
+        return Skip(c.name, SkipReason.UNREACHABLE, "actor unreachable (dead or restarting)"), None
     if h.throttled_until is not None and h.throttled_until > now:
-        return f"throttled for {h.throttled_until - now:.1f}s more", h.throttled_until - now
+        wait = h.throttled_until - now
+        return Skip(c.name, SkipReason.THROTTLED, f"throttled for {wait:.1f}s more"), wait
     if c.rate_wait_s > 0:
-        return f"at its configured rate limit (next slot in {c.rate_wait_s:.2f}s)", c.rate_wait_s
+        return Skip(c.name, SkipReason.RATE_LIMITED,
+                    f"at its configured rate limit (next slot in {c.rate_wait_s:.2f}s)"), c.rate_wait_s
     if h.state is Health.UNHEALTHY:
         if h.cooldown_until is not None and h.cooldown_until > now:
-            return f"unhealthy, cooling down for {h.cooldown_until - now:.1f}s more", None
+            return Skip(c.name, SkipReason.COOLING_DOWN,
+                        f"unhealthy, cooling down for {h.cooldown_until - now:.1f}s more: tried last"), None
         if c.trial_in_flight:
-            return "unhealthy, a trial request is in flight", None
+            return Skip(c.name, SkipReason.TRIAL_IN_FLIGHT, "unhealthy, a trial request is in flight: tried last"), None
     return None, None
 
 
@@ -112,16 +111,16 @@ def plan_attempts(candidates: Sequence[Candidate], now: float, rank: RankPolicy 
     trial: str | None = None
     waits: list[float] = []
     for c in ranked:
-        reason, wait = _blocked(c, now)
-        if reason is None:
+        skip, wait = _blocked(c, now)
+        if skip is None:
             if c.health.state is Health.UNHEALTHY and trial is None:
                 trial = c.name  # cooldown over: one request tests whether it is back
             else:
                 available.append(c.name)
-        elif reason.startswith("unhealthy"):
-            cooling.append(Skip(c.name, f"{reason}: tried last"))
+        elif skip.reason in DEFERRED:
+            cooling.append(skip)
         else:
-            skipped.append(Skip(c.name, reason))
+            skipped.append(skip)
             if wait is not None:
                 waits.append(wait)
     wait_s = min(waits) if waits else None
@@ -131,5 +130,5 @@ def plan_attempts(candidates: Sequence[Candidate], now: float, rank: RankPolicy 
     # Nothing but unreachable, throttled or rate-limited providers. Try the
     # unreachable ones anyway (a restarted actor may be back); never a
     # throttled or rate-limited one, which would only refuse again.
-    last = [s.name for s in skipped if s.reason.startswith("actor unreachable")]
+    last = [s.name for s in skipped if s.reason is SkipReason.UNREACHABLE]
     return Plan(order=last, skipped=[s for s in skipped if s.name not in last], last_resort=bool(last), wait_s=wait_s)

@@ -15,8 +15,9 @@ import msgspec
 
 from actors.policy.health import Health
 from actors.policy.ranking import Candidate
+from actors.policy.skips import SkipReason
 
-__all__ = ["RetryHint", "retry_hint"]
+__all__ = ["THROTTLES", "RetryHint", "retry_hint"]
 
 
 class RetryHint(msgspec.Struct, frozen=True):
@@ -24,17 +25,21 @@ class RetryHint(msgspec.Struct, frozen=True):
     after_s: float | None          # None: some provider is free now, or nothing says when
 
 
-def _blocked_for(c: Candidate, now: float) -> tuple[str, float] | None:
+def _blocked_for(c: Candidate, now: float) -> tuple[SkipReason, float] | None:
     h = c.health
     if h.throttled_until is not None and h.throttled_until > now:
-        return "throttled", h.throttled_until - now
+        return SkipReason.THROTTLED, h.throttled_until - now
     if c.rate_wait_s > 0:
-        return "throttled", c.rate_wait_s
+        return SkipReason.RATE_LIMITED, c.rate_wait_s
     if c.unreachable_until is not None and c.unreachable_until > now:
-        return "unreachable", c.unreachable_until - now
+        return SkipReason.UNREACHABLE, c.unreachable_until - now
     if h.state is Health.UNHEALTHY and h.cooldown_until is not None and h.cooldown_until > now:
-        return "cooling", h.cooldown_until - now
+        return SkipReason.COOLING_DOWN, h.cooldown_until - now
     return None
+
+
+# Waits that a 429 (HTTP) means: the provider's throttle, or our own rate limit.
+THROTTLES = frozenset({SkipReason.THROTTLED, SkipReason.RATE_LIMITED})
 
 
 def retry_hint(candidates: Sequence[Candidate], now: float) -> RetryHint:
@@ -43,4 +48,4 @@ def retry_hint(candidates: Sequence[Candidate], now: float) -> RetryHint:
     if not real or any(b is None for b in blocked):
         return RetryHint(throttled=False, after_s=None)
     waits = [b for b in blocked if b is not None]
-    return RetryHint(throttled=all(why == "throttled" for why, _ in waits), after_s=min(s for _, s in waits))
+    return RetryHint(throttled=all(why in THROTTLES for why, _ in waits), after_s=min(s for _, s in waits))

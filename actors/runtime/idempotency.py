@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -38,6 +37,7 @@ from actors.durable import KeyClaim, KeyRecord, StateStore, StoreUnavailable
 from actors.durable.retry import within
 from actors.errors import ErrorKind
 from actors.messages import ErrorInfo, InvokeResult
+from actors.runtime.clock import Clock
 from actors.runtime.coalesce import PerTurn
 
 log = logging.getLogger("aicmo.router")
@@ -89,14 +89,14 @@ _NOTHING = InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.ALL_PROVIDERS_F
 
 
 class IdempotencyRecords:
-    def __init__(self, capability: str, window_s: float, clock: Callable[[], float], store: Callable[[], StateStore],
-                 owner: str | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 expire_every: int = 1000):
+    def __init__(self, capability: str, window_s: float, clock: Clock, store: Callable[[], StateStore],
+                 owner: str | None = None, expire_every: int = 1000):
         self.capability = capability
         self.window_s = window_s
-        self._clock = clock
+        self._clock = clock.time
+        self._monotonic = clock.monotonic
         self._store = store
-        self._sleep = sleep
+        self._sleep = clock.sleep
         # "<actor>:<process>": a restarted router drops its predecessor's claims.
         self.owner_id = owner or uuid.uuid4().hex
         self.owner = f"{self.owner_id}:{uuid.uuid4().hex[:12]}"
@@ -137,7 +137,8 @@ class IdempotencyRecords:
                 return Claimed()
             try:
                 record = await within(deadline, lambda: self._claim(KeyClaim(key, fingerprint, redeliver),
-                                                                    deadline), sleep=self._sleep)
+                                                                    deadline), sleep=self._sleep,
+                                     clock=self._monotonic)
             except BaseException:
                 self._end_local(key, _NOTHING)
                 raise
@@ -153,7 +154,7 @@ class IdempotencyRecords:
             # Another router (or a redelivery) holds it right now: wait for it.
             self._end_local(key, _NOTHING)
             wait = min(pause, record.lease_left_s if record.lease_left_s is not None else pause)
-            if time.monotonic() + wait >= deadline:
+            if self._monotonic() + wait >= deadline:
                 return Refused(ErrorKind.DEADLINE_EXCEEDED,
                                f"another request with idempotency key {key!r} is still being handled (by {record.owner}); "
                                "it did not end within this request's deadline. Nothing was sent by this one: "
@@ -174,7 +175,7 @@ class IdempotencyRecords:
         # Every first request waits for the same task, and goes on in the same
         # turn: their claims still form one batch.
         await asyncio.shield(self._predecessors_released)
-        lease_s = max(1.0, deadline - time.monotonic()) + LEASE_GRACE_S
+        lease_s = max(1.0, deadline - self._monotonic()) + LEASE_GRACE_S
         return await self._claims((claim, lease_s))
 
     async def _release_predecessors(self) -> None:
@@ -204,7 +205,8 @@ class IdempotencyRecords:
             return
         row = (key, _encode(result) if worth_keeping(result) else None, fingerprint)
         try:
-            await within(max(deadline, time.monotonic() + 1.0), lambda: self._finishes(row), sleep=self._sleep)
+            await within(max(deadline, self._monotonic() + 1.0), lambda: self._finishes(row), sleep=self._sleep,
+                         clock=self._monotonic)
         except StoreUnavailable as exc:
             # The answer stands; the claim stays until its lease runs out, and a
             # repeat then settles the key from the providers' journals.

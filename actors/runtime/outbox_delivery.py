@@ -10,31 +10,50 @@ one out once they know it was not delivered.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 
-from actors.durable import OutboxItem, StoreUnavailable
+from actors.durable import OutboxItem, StateStore, StoreUnavailable
 from actors.errors import ErrorKind
-from actors.messages import ErrorInfo, InvokeResult
+from actors.messages import ErrorInfo, InvokeResult, Resolution
 from actors.payloads import METHODS, PayloadError, validate_payload
-from actors.policy.ranking import plan_attempts
-
-from actors.runtime.idempotency import LEASE_GRACE_S, Refused, fingerprint
+from actors.runtime.clock import Clock
+from actors.runtime.idempotency import LEASE_GRACE_S, IdempotencyRecords, Refused, fingerprint
 from actors.runtime.request import Request
-
-if TYPE_CHECKING:
-    from actors.runtime.router_core import RouterCore
-
+from actors.runtime.results import failed, store_down, succeeded
+from actors.runtime.specs import ProviderSpec, RoutingSpec
 
 # Items leased per step of a drain round.
 LEASE_CHUNK = 10
 
 
+class Router(Protocol):
+    """What outbox delivery uses of its capability's router (RouterCore's
+    public surface): an item is delivered as a request through `route`."""
+
+    capability: str
+    routing: RoutingSpec
+    providers: dict[str, ProviderSpec]
+    results: IdempotencyRecords
+    clock: Clock
+
+    def store(self) -> StateStore: ...
+
+    def count(self, name: str) -> None: ...
+
+    def real_provider_available(self) -> bool: ...
+
+    async def route(self, r: Request, recover: bool) -> InvokeResult: ...
+
+    async def ask(self, name: str, r: Request) -> Resolution: ...
+
+    def finish(self, started: float, result: InvokeResult, r: Request | None = None) -> InvokeResult: ...
+
+
 class OutboxDelivery:
-    def __init__(self, core: "RouterCore"):
+    def __init__(self, core: Router):
         self.core = core
         # One round at a time per capability: a supervisor restarted mid-drain,
         # or an operator's replay during the periodic drain, must not deliver
@@ -46,12 +65,6 @@ class OutboxDelivery:
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
-
-    def real_provider_available(self) -> bool:
-        core = self.core
-        now = core._clock()
-        plan = plan_attempts(core._candidates(now), now, core._rank)
-        return any(not core.providers[n].last_resort for n in plan.order) and not plan.last_resort
 
     async def drain(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
         """Deliver queued requests through the real providers, oldest first,
@@ -79,7 +92,7 @@ class OutboxDelivery:
                 break
             try:
                 for n_item, item in enumerate(items):
-                    if not ids and not self.real_provider_available():
+                    if not ids and not core.real_provider_available():
                         report["left"] += len(items) - n_item
                         return report
                     result = await self._deliver_item(item)
@@ -91,7 +104,7 @@ class OutboxDelivery:
                         if not ids:
                             report["left"] += len(items) - n_item - 1
                             return report
-                    await core._sleep(1 / rate_per_s)
+                    await core.clock.sleep(1 / rate_per_s)
             finally:
                 await store.outbox_release([item.id for item in items], self.owner)
             if ids:
@@ -109,10 +122,10 @@ class OutboxDelivery:
         except PayloadError as exc:
             return str(exc)
         return Request(spec=spec, payload=payload, key=item.idempotency_key, journal=not spec.idempotent,
-                       deadline=time.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
+                       deadline=self.core.clock.monotonic() + deadline_s, deadline_s=deadline_s, base=base, draining=True)
 
     async def _invalid(self, item: OutboxItem, why: str) -> InvokeResult:
-        await self.core.store().outbox_update(item.id, self.core._clock(), state="parked",
+        await self.core.store().outbox_update(item.id, self.core.clock.time(), state="parked",
                                               error=f"no longer a valid payload: {why}")
         return InvokeResult(ok=False, capability=self.core.capability, method=item.method,
                             idempotency_key=item.idempotency_key, request_id=uuid.uuid4().hex,
@@ -120,7 +133,7 @@ class OutboxDelivery:
 
     async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
         core = self.core
-        started = time.monotonic()
+        started = core.clock.monotonic()
         r = self._item_request(item, core.routing.deadline_s)
         if isinstance(r, str):
             return await self._invalid(item, r)
@@ -130,21 +143,21 @@ class OutboxDelivery:
         # this very key right now (here or at another router) is waited for.
         claim = await core.results.acquire(key, print_, r.deadline, redeliver=True)
         if isinstance(claim, Refused):
-            return core._failed(r, claim.kind, claim.message)
+            return failed(r, claim.kind, claim.message)
         result = InvokeResult(ok=False, **r.base)
         try:
-            result = core._done(started, await core._route(r, recover=True), r)
+            result = core.finish(started, await core.route(r, recover=True), r)
             if result.ok:
                 result = msgspec.structs.replace(result, outbox_id=item.id)
         except StoreUnavailable as exc:
-            result = core._store_down(r, exc)
+            result = store_down(r, exc)
         finally:
             await core.results.release(key, result, print_, r.deadline)
-        store, now = core.store(), core._clock()
+        store, now = core.store(), core.clock.time()
         if result.ok:
             await store.outbox_update(item.id, now, state="delivered", result=msgspec.to_builtins(result.value),
                                       provider=result.provider, attempts=item.attempts + 1)
-            core._count("outbox_delivered")
+            core.count("outbox_delivered")
         elif result.outbox_id is None:  # not parked meanwhile: still pending
             await store.outbox_update(item.id, now, attempts=item.attempts + 1,
                                       error=(result.error.message if result.error else "")[:500])
@@ -168,11 +181,12 @@ class OutboxDelivery:
             r = self._item_request(item, deadline_s)
             if isinstance(r, str):
                 continue
-            resolution = await core._ask(item.provider, r)
-            now = core._clock()
+            resolution = await core.ask(item.provider, r)
+            now = core.clock.time()
             if resolution.state == "delivered":
                 await store.outbox_update(item.id, now, state="delivered", result=resolution.value)
-                await self._keep(r, item, core._succeeded(r, item.provider, resolution.value, replayed=True))
+                await self._keep(r, item, succeeded(r, item.provider, resolution.value, replayed=True,
+                                                     last_resort=core.providers[item.provider].last_resort))
                 report["delivered"].append(item.id)
             elif resolution.state == "not_delivered":
                 await store.outbox_update(item.id, now, state="pending", error="the provider confirmed it was not delivered")
@@ -206,10 +220,10 @@ class OutboxDelivery:
                 assert item is not None
                 found = await store.journal_find_many(core.capability, [item.idempotency_key])
                 await store.journal_put_many([
-                    msgspec.structs.replace(e, state="failed", incarnation="operator", updated_at=core._clock(),
+                    msgspec.structs.replace(e, state="failed", incarnation="operator", updated_at=core.clock.time(),
                                             error="an operator replayed it")
                     for e in found.get(item.idempotency_key, []) if e.state in ("started", "unknown")])
-                await store.outbox_update(item_id, core._clock(), state="pending", error="replayed by an operator")
+                await store.outbox_update(item_id, core.clock.time(), state="pending", error="replayed by an operator")
         pending = [i for i in ids if (item := await store.outbox_get(i)) is not None and item.state == "pending"]
         report = await self._drain(100, 20.0, pending) if pending else {"delivered": [], "failed": []}
         return {**report, "capability": core.capability, "settled": settled}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,11 +59,19 @@ class ScriptedAdapter(Adapter):
 
 
 class Clock:
-    def __init__(self, now: float = 1000.0):
+    """Wall time that moves only when a test moves it (`now`). Its monotonic
+    time is the real one, as providers' timeouts are, unless `virtual`: then
+    it is `now` too, and a test of deadlines never sleeps."""
+
+    def __init__(self, now: float = 1000.0, virtual: bool = False):
         self.now = now
+        self.virtual = virtual
 
     def __call__(self) -> float:
         return self.now
+
+    def monotonic(self) -> float:
+        return self.now if self.virtual else time.monotonic()
 
 
 def sleeper(seconds: float) -> Callable[[], Any]:
@@ -71,3 +80,12 @@ def sleeper(seconds: float) -> Callable[[], Any]:
         return {"message_id": "slow"}
 
     return slow
+
+
+def taking(clock: Clock, seconds: float, value: Any = None) -> Callable[[], Any]:
+    """A script item that takes `seconds` of a virtual clock's time, without sleeping."""
+    def answer() -> Any:
+        clock.now += seconds
+        return {"message_id": "timed"} if value is None else value
+
+    return answer

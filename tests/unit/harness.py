@@ -16,6 +16,7 @@ from actors.runtime.idempotency import fingerprint
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
+from actors.runtime.clock import Clock as RouterClock
 from actors.runtime.provider import ProviderCore
 from actors.runtime.router_core import RouterCore
 from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
@@ -49,8 +50,10 @@ class Harness:
         await asyncio.sleep(0)
 
     def restart_router(self, real_sleep: bool = False) -> RouterCore:
-        self.router = RouterCore(self.spec, self.send, self.resolve, clock=self.clock, store=self.store,
-                                 sleep=asyncio.sleep if real_sleep else self.fake_sleep, send_many=self.send_many)
+        clock = RouterClock(time=self.clock, monotonic=self.clock.monotonic,
+                            sleep=asyncio.sleep if real_sleep else self.fake_sleep)
+        self.router = RouterCore(self.spec, self.send, self.resolve, clock=clock, store=self.store,
+                                 send_many=self.send_many)
         return self.router
 
     def restart_provider(self, name: str) -> ProviderCore:

@@ -6,6 +6,7 @@ import pytest
 
 from actors.policy.health import Health, HealthSnapshot
 from actors.policy.ranking import Candidate, by_health, configured_order, load_rank_policy, plan_attempts
+from actors.policy.skips import SkipReason
 
 NOW = 1000.0
 
@@ -44,7 +45,8 @@ def test_a_primary_that_answered_once_stays_ahead_of_an_untried_backup() -> None
 def test_cooling_down_provider_is_tried_last_with_a_reason() -> None:
     plan = plan_attempts([cand("a", 0, Health.UNHEALTHY, cooldown_until=NOW + 10), cand("b", 1, Health.HEALTHY, 5)], NOW)
     assert plan.order == ["b", "a"] and plan.trial is None and plan.skipped == []
-    assert plan.deferred[0].name == "a" and "cooling down for 10.0s" in plan.deferred[0].reason
+    assert plan.deferred[0].name == "a" and plan.deferred[0].reason is SkipReason.COOLING_DOWN
+    assert "cooling down for 10.0s" in plan.deferred[0].detail
 
 
 def test_after_cooldown_one_half_open_trial_goes_first() -> None:
@@ -55,7 +57,8 @@ def test_after_cooldown_one_half_open_trial_goes_first() -> None:
 def test_only_one_trial_at_a_time() -> None:
     plan = plan_attempts([cand("a", 0, Health.UNHEALTHY, cooldown_until=NOW - 1, trial_in_flight=True),
                           cand("b", 1, Health.HEALTHY, 5)], NOW)
-    assert plan.order == ["b", "a"] and plan.trial is None and "trial" in plan.deferred[0].reason
+    assert plan.order == ["b", "a"] and plan.trial is None and plan.deferred[0].reason is SkipReason.TRIAL_IN_FLIGHT
+    assert "trial" in plan.deferred[0].detail
 
 
 def test_throttled_and_unreachable_are_skipped() -> None:
@@ -63,7 +66,7 @@ def test_throttled_and_unreachable_are_skipped() -> None:
                           cand("u", 1, Health.HEALTHY, 9, unreachable_until=NOW + 1),
                           cand("ok", 2, Health.DEGRADED, 1)], NOW)
     assert plan.order == ["ok"]
-    assert {s.name for s in plan.skipped} == {"t", "u"}
+    assert {(s.name, s.reason) for s in plan.skipped} == {("t", SkipReason.THROTTLED), ("u", SkipReason.UNREACHABLE)}
 
 
 def test_cooling_down_is_tried_but_never_throttled() -> None:

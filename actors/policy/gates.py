@@ -1,0 +1,161 @@
+"""Whether a request tries the next provider of its plan now, as pure code.
+
+The router walks its plan (policy.ranking) one provider at a time; before
+each attempt it builds a `Turn` (a snapshot: the request's time left, its
+attempts so far, the provider's recent speed, the budget and the rate
+limit) and asks each gate in `GATES`, in order. Like tenacity's stop and
+wait strategies, each gate is a small callable reading that one object; it
+answers None (go on) or a verdict:
+
+    Skip(reason, detail)  not this provider (policy.skips); the next one
+    Stop()                the request's deadline has passed: deadline_exceeded
+    Wait(seconds)         sleep, then ask this gate again (a rate-limit slot)
+    Replan(seconds)       sleep, then plan the request anew (a throttle's reset)
+
+Nothing here reads a clock or sleeps: `now` and the time left are in the
+turn, and the router does the waiting. The retry budget and the token
+bucket are pure policy objects given `now`; the gates that pass take from
+them (a withdrawal, a slot), as the attempt that follows uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actors.policy.budget import RetryBudget
+from actors.policy.ratelimit import TokenBucket
+from actors.policy.skips import Skip, SkipReason
+
+__all__ = [
+    "GATES",
+    "MIN_ATTEMPT_S",
+    "Gate",
+    "Replan",
+    "Stop",
+    "Turn",
+    "Verdict",
+    "Wait",
+    "deadline",
+    "feasible",
+    "max_attempts",
+    "outbox_while_draining",
+    "rate_limit",
+    "retry_budget",
+    "wait_for_a_reset",
+]
+
+# Below this much time left, no attempt can finish: answer deadline_exceeded.
+MIN_ATTEMPT_S = 0.005
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One provider's turn in one request's plan: everything a gate reads."""
+
+    name: str
+    last_resort: bool = False            # the outbox
+    draining: bool = False               # the request is an outbox item being delivered
+    tried: int = 0                       # attempts so far that counted (not cancelled, not unsupported)
+    max_attempts: int = 3                # routing.max_attempts
+    remaining_s: float = math.inf        # until the request's deadline
+    fastest_ms: float | None = None      # the provider's fastest recent answers; None: too few seen
+    now: float = 0.0                     # wall time, for the budget and the bucket
+    budget: RetryBudget | None = None    # the router's retry budget
+    bucket: TokenBucket | None = None    # our configured rate limit for this provider, if any
+    alternative: bool = False            # a real provider is left to try after this one
+    wait_for_throttle: bool = True       # routing.wait_for_throttle
+    waits_left: int = 0                  # times the request may still wait for a reset and plan again
+    reset_in_s: float | None = None      # the outbox's turn: when the first throttled real provider frees
+    #                                      up, if no real provider is free now (else None)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The request's deadline has passed: it ends as deadline_exceeded."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Sleep this long, then ask the same gate again."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Replan:
+    """Sleep this long, then plan the request anew."""
+
+    seconds: float
+
+
+Verdict = Skip | Stop | Wait | Replan
+Gate = Callable[[Turn], "Verdict | None"]
+
+
+def outbox_while_draining(t: Turn) -> Verdict | None:
+    """An outbox item being delivered is never queued in the outbox again."""
+    if t.last_resort and t.draining:
+        return Skip(t.name, SkipReason.DRAINING)
+    return None
+
+
+def wait_for_a_reset(t: Turn) -> Verdict | None:
+    """Before a request is queued: if every real provider is only throttled
+    (or at its rate limit) and the earliest reset comes before the deadline,
+    wait for it rather than queue or fail."""
+    if not (t.last_resort and t.wait_for_throttle and t.waits_left > 0) or t.reset_in_s is None:
+        return None
+    if t.reset_in_s > t.remaining_s - MIN_ATTEMPT_S:
+        return None
+    return Replan(t.reset_in_s)
+
+
+def max_attempts(t: Turn) -> Verdict | None:
+    """Real providers are tried at most routing.max_attempts times; the outbox always may be."""
+    if t.tried >= t.max_attempts and not t.last_resort:
+        return Skip(t.name, SkipReason.MAX_ATTEMPTS)
+    return None
+
+
+def deadline(t: Turn) -> Verdict | None:
+    if t.remaining_s < MIN_ATTEMPT_S:
+        return Stop()
+    return None
+
+
+def feasible(t: Turn) -> Verdict | None:
+    """An attempt is not started when even the provider's fastest recent
+    answers would not fit in the time left."""
+    if t.fastest_ms is not None and t.remaining_s * 1000 < t.fastest_ms and not t.last_resort:
+        return Skip(t.name, SkipReason.INFEASIBLE, f"cannot answer in the {t.remaining_s * 1000:.0f} ms left "
+                                                   f"(its fastest recent: {t.fastest_ms:.0f} ms)")
+    return None
+
+
+def retry_budget(t: Turn) -> Verdict | None:
+    """A fallback (any attempt after a request's first) draws on the retry
+    budget; the outbox and outbox deliveries do not."""
+    if t.tried >= 1 and not t.last_resort and not t.draining and t.budget is not None \
+            and not t.budget.try_withdraw(t.now):
+        return Skip(t.name, SkipReason.RETRY_BUDGET,
+                    "retry budget spent: fallbacks are capped to a share of recent traffic")
+    return None
+
+
+def rate_limit(t: Turn) -> Verdict | None:
+    """A slot of the provider's configured rate. With no other real provider
+    left to try, wait for one if the deadline allows."""
+    if t.bucket is None or t.bucket.try_take(t.now):
+        return None
+    wait_s = t.bucket.wait_s(t.now)
+    if not t.alternative and t.wait_for_throttle and wait_s <= t.remaining_s - MIN_ATTEMPT_S:
+        return Wait(wait_s)
+    return Skip(t.name, SkipReason.RATE_LIMITED, "at its configured rate limit")
+
+
+# In this order: a later gate may take from the budget or the bucket only
+# once the earlier ones let the attempt go ahead.
+GATES: tuple[Gate, ...] = (outbox_while_draining, wait_for_a_reset, max_attempts, deadline, feasible, retry_budget,
+                           rate_limit)
