@@ -46,9 +46,8 @@ from actors.payloads import METHODS, PayloadError, validate_payload
 from actors.policy.budget import RetryBudget
 from actors.policy.gates import GATES, MIN_ATTEMPT_S, Replan, Stop, Turn, Verdict, Wait
 from actors.policy.health import HealthSnapshot
-from actors.policy.hedging import HedgePolicy, LatencyWindow, hedge_budget, hedge_delay_s
-from actors.policy.ranking import Candidate, Plan, load_rank_policy, plan_attempts
-from actors.policy.ratelimit import TokenBucket
+from actors.policy.hedging import HedgePolicy, hedge_budget, hedge_delay_s
+from actors.policy.ranking import Plan, load_rank_policy, plan_attempts
 from actors.policy.retry_after import retry_hint
 from actors.policy.skips import UNRECORDED, Skip, SkipReason
 from actors.runtime.clock import SYSTEM_CLOCK, Clock
@@ -59,6 +58,7 @@ from actors.runtime.request import Request, check_options
 from actors.runtime.results import exhausted, failed, store_down, succeeded
 from actors.runtime.specs import CapabilitySpec, open_spec_store
 from actors.runtime.unknown_outcomes import Resolve, Settler
+from actors.runtime.views import ProviderViews
 
 log = logging.getLogger("aicmo.router")
 
@@ -78,15 +78,6 @@ PASSING_KINDS = frozenset({ErrorKind.TRANSIENT, ErrorKind.TIMEOUT, ErrorKind.UNA
 Send = Callable[[str, str, Any, CallContext], Awaitable[CallReply]]
 
 
-class _View(msgspec.Struct):
-    """The router's picture of one provider: the health the provider last
-    reported, plus what only the router can see (the actor's reachability)."""
-
-    health: HealthSnapshot = HealthSnapshot()
-    unreachable_until: float | None = None
-    trial_in_flight: bool = False
-
-
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Clock = SYSTEM_CLOCK, store: StateStore | None = None, send_many: SendMany | None = None,
@@ -101,11 +92,8 @@ class RouterCore:
         self._store = store
         self._rank = load_rank_policy(spec.routing.ranking)
         self.providers = {p.name: p for p in spec.providers}
-        self.views: dict[str, _View] = {p.name: _View() for p in spec.providers}
-        self.latency: dict[str, LatencyWindow] = {p.name: LatencyWindow() for p in spec.providers}
-        self.buckets: dict[str, TokenBucket] = {
-            p.name: TokenBucket(p.rate_limit_per_s, p.rate_limit_burst or max(1.0, p.rate_limit_per_s))
-            for p in spec.providers if p.rate_limit_per_s}
+        self.seen = ProviderViews(spec.providers)
+        self.views, self.latency, self.buckets = self.seen.views, self.seen.latency, self.seen.buckets
         rb = spec.routing.retry_budget
         self.budget = RetryBudget(percent=rb.percent, min_per_s=rb.min_per_s, ttl_s=rb.ttl_s)
         h = spec.routing.hedging
@@ -343,7 +331,7 @@ class RouterCore:
 
         now = self.clock.time()
         return exhausted(r, r.skipped, out_of_time=self.clock.monotonic() >= r.deadline - MIN_ATTEMPT_S,
-                         budget_spent=budget_spent, hint=retry_hint(self._candidates(now), now))
+                         budget_spent=budget_spent, hint=retry_hint(self.seen.candidates(now), now))
 
     def _turn(self, r: Request, plan: Plan, name: str, tried: int, used: set[str]) -> Turn:
         """The snapshot the gates read for provider `name`'s turn, now."""
@@ -352,7 +340,7 @@ class RouterCore:
         window = self.latency[name]
         reset_in_s = None
         if provider.last_resort and not r.draining and self.routing.wait_for_throttle and r.rounds < MAX_RESET_WAITS:
-            fresh = plan_attempts(self._candidates(now), now, self._rank)
+            fresh = plan_attempts(self.seen.candidates(now), now, self._rank)
             if not any(not self.providers[n].last_resort for n in fresh.order):
                 reset_in_s = fresh.wait_s
         bucket = self.buckets.get(name)
@@ -390,9 +378,17 @@ class RouterCore:
                 return plan
             await self.clock.sleep(wait)
 
+    # --- health (views.py) -------------------------------------------------------
+    def health_changed(self, name: str, health: HealthSnapshot) -> None:
+        self.seen.health_changed(name, health)
+
+    def provider_back(self, name: str) -> HealthSnapshot | None:
+        """A provider actor Ray restarted is back (ProviderViews.provider_back)."""
+        return self.seen.provider_back(name)
+
     def _plan_now(self) -> Plan:
         now = self.clock.time()
-        return plan_attempts(self._candidates(now), now, self._rank)
+        return plan_attempts(self.seen.candidates(now), now, self._rank)
 
     def _hedge_partner(self, r: Request, order: list[str], first: str, used: set[str]) -> str | None:
         if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:
@@ -451,7 +447,7 @@ class RouterCore:
             return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,
                              latency_ms=(self.clock.monotonic() - started) * 1000, health=view.health)
         view.unreachable_until = None
-        self._learn(view, reply.health)
+        self.seen.learn(view, reply.health)
         if reply.ok and not reply.replayed and not r.base["dry_run"]:
             # What this router waits for: the provider's time plus the hop.
             self.latency[name].add((self.clock.monotonic() - started) * 1000)
@@ -466,35 +462,6 @@ class RouterCore:
 
     async def replay_outbox(self, ids: list[int], force: bool = False) -> dict[str, Any]:
         return await self.outbox.replay(ids, force)
-
-    # --- health ----------------------------------------------------------------
-    def _learn(self, view: _View, health: HealthSnapshot) -> None:
-        # Replies can arrive out of order; keep the newest picture.
-        if (health.last_checked or 0) >= (view.health.last_checked or 0):
-            view.health = health
-
-    def health_changed(self, name: str, health: HealthSnapshot) -> None:
-        if name in self.views:
-            self._learn(self.views[name], health)
-
-    def provider_back(self, name: str) -> HealthSnapshot | None:
-        """A provider actor that Ray restarted says it is back: it is tried
-        again at once rather than after `unreachable_backoff_s`. Returns the
-        health this router last had of it (its process died, not the provider
-        it talks to), for the new process to start from; None if none."""
-        view = self.views.get(name)
-        if view is None:
-            return None
-        view.unreachable_until = None
-        return view.health if view.health.total_calls else None
-
-    def _candidates(self, now: float) -> list[Candidate]:
-        return [
-            Candidate(name=name, index=self.providers[name].index, health=v.health, unreachable_until=v.unreachable_until,
-                      trial_in_flight=v.trial_in_flight, last_resort=self.providers[name].last_resort,
-                      rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0)
-            for name, v in self.views.items()
-        ]
 
     def direct_order(self) -> list[str]:
         """The providers a client may send an idempotent call to itself, most
