@@ -1,16 +1,31 @@
-"""Error kinds and the typed exceptions that carry them.
+"""Error kinds, and the one hierarchy of exceptions this package raises.
 
 Every outcome is sorted into a closed set of kinds before anything acts on it
-(health, ranking, fallback, recommendations). Adapters raise `ProviderError`
-subclasses; the provider actor turns anything else into `crashed`.
+(health, ranking, fallback, recommendations). Kinds come at two levels, each
+a closed set below: a request's (`InvokeResult.error.kind`, REQUEST_KINDS)
+and an attempt's (`Attempt.error_kind`, ATTEMPT_KINDS); four kinds are both.
+They share one enum, `ErrorKind`, whose string values are what users, the
+CLI and the HTTP API read.
 
-    GatewayError
-    ├── ConfigError            invalid config file (carries field paths)
-    ├── StoreUnavailable       the state store did not answer
-    ├── ClusterUnreachable     no Ray cluster answers at the address (actors.client.Gateway.connect)
-    ├── NotDeployed            no gateway actor by that name in the namespace
-    ├── RequestFailed          an invoke's result was not ok (InvokeResult.raise_for_error);
-    │   │                      carries the result, its kind, attempts and request_id
+Adapters raise `ProviderError` subclasses, translated from their client
+library's exceptions by one table per library (actors/adapters/errormap.py);
+the provider actor turns anything else into `crashed`.
+
+    GatewayError                 every error raised on purpose
+    ├── ConfigError              invalid config file (carries field paths)
+    ├── UnknownAdapter           (also LookupError) no adapter by that name
+    ├── InvalidStateUrl          (also ValueError) state.url names no store we can open
+    ├── PayloadError             (also ValueError) a payload or an option of invoke is invalid
+    ├── HookError                a configured hook cannot be loaded
+    ├── StoreUnavailable         the state store did not answer
+    ├── ClusterUnreachable       no Ray cluster answers at the address (actors.client.Gateway.connect)
+    ├── NotDeployed              no gateway actor by that name in the namespace
+    ├── HttpDeployError          the HTTP API could not be deployed
+    ├── CliError                 ends a CLI command with its exit code
+    ├── ActorUnreachable         the router could not ask a provider actor (carries the attempt's kind)
+    ├── WrongReplyCount          a provider actor answered a batch with too few or too many replies
+    ├── RequestFailed            an invoke's result was not ok (InvokeResult.raise_for_error);
+    │   │                        carries the result, its kind, attempts and request_id
     │   ├── InvalidRequest         invalid_request
     │   ├── UnknownMethod          unknown_method
     │   ├── AllProvidersFailed     all_providers_failed
@@ -22,7 +37,7 @@ subclasses; the provider actor turns anything else into `crashed`.
     │   ├── GatewayUnavailable     gateway_unavailable (the router could not be reached)
     │   ├── IdempotencyKeyReused   idempotency_key_reused (the key was used for another request)
     │   └── StoreDown              store_unavailable (nothing sent; retry with the same key)
-    └── ProviderError          one attempt failed at a provider
+    └── ProviderError            one attempt failed at a provider
         ├── TransientError     5xx, connection reset, temporary refusal
         ├── AttemptTimeout     no answer within the attempt's time
         ├── RateLimited        429 / SMTP 421, 451, 452; carries retry_after_s
@@ -42,7 +57,7 @@ from typing import Any
 
 
 class ErrorKind(str, enum.Enum):
-    # Request-level kinds: returned in InvokeResult.error.
+    # Request-level kinds: returned in InvokeResult.error (REQUEST_KINDS).
     # INVALID_REQUEST is both: as a request's error, the payload failed our
     # validation and no provider was called; as an attempt's, the provider
     # refused the payload (HTTP 400/422).
@@ -69,7 +84,7 @@ class ErrorKind(str, enum.Enum):
     # may have reached it: sending it again with the same idempotency key is safe.
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
 
-    # Attempt-level kinds: returned in Attempt.error_kind.
+    # Attempt-level kinds: returned in Attempt.error_kind (ATTEMPT_KINDS).
     TRANSIENT = "transient"
     TIMEOUT = "timeout"
     # Also a request's error: every real provider is throttled (its 429s, or
@@ -106,6 +121,62 @@ class GatewayError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class UnknownAdapter(GatewayError, LookupError):
+    """No adapter is registered under the name (actors/adapters/registry.py)."""
+
+
+class InvalidStateUrl(GatewayError, ValueError):
+    """`state.url` names no store we can open. The message never quotes the
+    URL: it may hold a password."""
+
+
+class PayloadError(GatewayError, ValueError):
+    """A payload (or an option of invoke) failed validation; `path` is where
+    (e.g. `$.to[0]`). The router answers it as invalid_request."""
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class HookError(GatewayError):
+    """A configured hook cannot be loaded (actors/ops/hooks.py)."""
+
+
+class HttpDeployError(GatewayError):
+    """The HTTP API could not be deployed; the message says why and what to do."""
+
+
+class CliError(GatewayError):
+    """Ends the command with `code` and prints `message` to stderr."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ActorUnreachable(GatewayError):
+    """The provider actor (not the provider) could not be asked. `kind` is
+    the attempt's (unavailable, crashed, timeout). `maybe_delivered`: the
+    call may have run before the actor went away."""
+
+    def __init__(self, kind: ErrorKind, message: str, maybe_delivered: bool = False):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.maybe_delivered = maybe_delivered
+
+
+class WrongReplyCount(GatewayError):
+    """A provider actor answered a batch of `asked` calls with `answered` replies."""
+
+    def __init__(self, asked: int, answered: int):
+        super().__init__(f"answered a batch of {asked} with {answered} replies")
+        self.asked = asked
+        self.answered = answered
+
+
 class ConfigError(GatewayError):
     """A config file failed validation. `problems` holds (field path, message)."""
 
@@ -138,6 +209,13 @@ class ProviderError(GatewayError):
         self.retry_after_s = retry_after_s
         self.status = status
         self.maybe_delivered = maybe_delivered
+
+    def reword(self, message: str) -> "ProviderError":
+        """This error with another message (its `args` too, so str() agrees):
+        the one way an adapter rewrites an error, to redact or to add detail."""
+        self.message = message
+        self.args = (message,)
+        return self
 
 
 class TransientError(ProviderError):
@@ -271,18 +349,14 @@ def request_error(result: Any) -> RequestFailed:
     return REQUEST_ERROR_BY_KIND.get(kind, RequestFailed)(result)
 
 
-class ActorUnreachable(Exception):
-    """The provider actor (not the provider) could not be asked.
-    `maybe_delivered`: the call may have run before the actor went away."""
-
-    def __init__(self, kind: ErrorKind, message: str, maybe_delivered: bool = False):
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.maybe_delivered = maybe_delivered
-
-
 ERROR_BY_KIND: dict[ErrorKind, type[ProviderError]] = {
     cls.kind: cls
     for cls in (TransientError, AttemptTimeout, RateLimited, AuthError, ProviderRejected, NotSupported, MalformedResponse)
 }
+
+# An attempt's kinds (Attempt.error_kind): a provider's failure, or the
+# router's own (its actor unreachable, a hedge cancelled, an outcome unknown,
+# the store unavailable for the journal).
+ATTEMPT_KINDS = frozenset({cls.kind for cls in ERROR_BY_KIND.values()} | {
+    ErrorKind.CRASHED, ErrorKind.UNAVAILABLE, ErrorKind.CANCELLED, ErrorKind.OUTCOME_UNKNOWN,
+    ErrorKind.STORE_UNAVAILABLE})

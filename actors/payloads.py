@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from actors.errors import PayloadError  # noqa: F401 - defined with the one hierarchy, raised here
+
 # An RFC 5322 dot-atom address (letters beyond ASCII allowed, as SMTPUTF8
 # does): no quoted local parts, no comments, nothing a header parser could
 # read as two addresses or a group.
@@ -169,13 +171,6 @@ for _spec in (
 
 CAPABILITIES: tuple[str, ...] = tuple(METHODS)
 
-
-class PayloadError(ValueError):
-    """A payload failed validation; `path` is where (e.g. `$.to[0]`)."""
-
-    def __init__(self, message: str, path: str | None = None):
-        super().__init__(message)
-        self.path = path
 
 
 def validate_payload(spec: MethodSpec, payload: Any) -> Payload:

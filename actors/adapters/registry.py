@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from actors.adapters.base import Adapter
+from actors.errors import UnknownAdapter
 
 ENTRY_POINT_GROUP = "aicmo_gateway.adapters"
 
@@ -47,9 +48,6 @@ BUILTIN: dict[str, str] = {
     "webhook": "actors.adapters.webhook:StandardWebhookAdapter",
 }
 
-
-class UnknownAdapter(LookupError):
-    pass
 
 
 def _import(target: str) -> type[Adapter]:

@@ -36,6 +36,7 @@ from actors.adapters.base import Adapter, AdapterSettings
 from actors.errors import (
     AttemptTimeout,
     AuthError,
+    GatewayError,
     ProviderError,
     ProviderRejected,
     RateLimited,
@@ -301,7 +302,7 @@ class _Pool:
             client.close()
 
 
-class _Stale(Exception):
+class _Stale(GatewayError):
     """A reused session turned out closed before anything was sent."""
 
 

@@ -7,18 +7,10 @@ from typing import Any
 
 from actors.client import Gateway
 from actors.client.cluster import default_namespace, use_token_auth_if_available
-from actors.errors import ClusterUnreachable, NotDeployed
+from actors.errors import CliError, ClusterUnreachable, NotDeployed
 
 __all__ = ["CliError", "connect", "default_namespace", "router", "supervisor", "use_token_auth_if_available"]
 
-
-class CliError(Exception):
-    """Ends the command with `code` and prints `message` to stderr."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def connect(address: str | None, namespace: str) -> Gateway:

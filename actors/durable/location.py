@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 
+from actors.errors import InvalidStateUrl
+
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
@@ -35,9 +37,6 @@ class StoreLocation(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return Path(self.path).expanduser().parent
 
-
-class InvalidStateUrl(ValueError):
-    pass
 
 
 def parse_state_url(url: str) -> StoreLocation:

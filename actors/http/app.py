@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from actors.errors import ErrorKind, NotDeployed
+from actors.errors import ErrorKind, GatewayError, NotDeployed
 from actors.http.auth import ApiKeys
 from actors.http.openapi import docs_page, openapi_document
 from actors.http.problems import Problem, for_result, problem
@@ -45,7 +45,7 @@ _decode = msgspec.json.Decoder().decode
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
-class _BadRequest(Exception):
+class _BadRequest(GatewayError):
     """A header or the body cannot be read: a 400 naming what and where."""
 
 

@@ -17,15 +17,12 @@ from typing import Any
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from actors.errors import GatewayError
+from actors.errors import HttpDeployError
 from actors.names import HTTP_APP_PREFIX, http_app_name
 from actors.runtime.specs import HttpSpec
 
 __all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "ingress_app", "remove_http"]
 
-
-class HttpDeployError(GatewayError):
-    """The HTTP API could not be deployed; the message says why and what to do."""
 
 
 @serve.ingress()

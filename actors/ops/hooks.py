@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from actors.errors import HookError
 from actors.messages import ProviderStatus
 from actors.policy.health import Health
 
@@ -70,9 +71,6 @@ class HookStats(msgspec.Struct, kw_only=True):
     timeouts: int = 0
     last_error: str | None = None
 
-
-class HookError(Exception):
-    pass
 
 
 def load_hook(path: str) -> Callable[[Any], Any]:

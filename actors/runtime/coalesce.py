@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, Generic, TypeVar
 
-from actors.errors import ActorUnreachable, ErrorKind
+from actors.errors import ActorUnreachable, ErrorKind, WrongReplyCount
 from actors.messages import CallContext, CallReply
 
 # Set by invoke_many for the requests it starts: their sends are coalesced.
@@ -30,12 +30,6 @@ SendMany = Callable[[str, list[Call]], Awaitable[list[CallReply]]]
 I = TypeVar("I")
 R = TypeVar("R")
 
-
-class WrongReplyCount(Exception):
-    def __init__(self, asked: int, answered: int):
-        super().__init__(f"answered a batch of {asked} with {answered} replies")
-        self.asked = asked
-        self.answered = answered
 
 
 class PerTurn(Generic[I, R]):
