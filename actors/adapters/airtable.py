@@ -28,7 +28,8 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import json_body, retry_after_s
 from actors.errors import (
     AuthError,
@@ -49,7 +50,7 @@ AIRTABLE_THROTTLE_S = 30.0        # after a 429, "you will need to wait 30 secon
 T = TypeVar("T")
 
 
-class AirtableSettings(LookupSettings):
+class AirtableSettings(HttpSettings):
     base_url: str = "https://api.airtable.com"
     token: SecretStr = Field(description="personal access token with data.records:write on the base")
     base_id: str = Field(min_length=1, description="the base, app...")
@@ -190,7 +191,7 @@ class AirtableAdapter(HttpAdapter):
         if method != "upsert_contact":
             return await super().dry_run(method, payload, ctx)
         assert isinstance(payload, UpsertContact)
-        return self._dry(method, preview("PATCH", self.url(self._path), headers=self.default_headers(),
+        return self.would_send(method, preview("PATCH", self.url(self._path), headers=self.default_headers(),
                                          json=self.request_body([payload]), secret_headers=("Authorization",)))
 
     async def probe(self) -> None:

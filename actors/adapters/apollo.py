@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import error_message, json_body, retry_after_s
 from actors.errors import (
     AuthError,
@@ -59,7 +60,7 @@ _WINDOWS = (
 _PER_WINDOW = re.compile(r"per\s+(minute|hour|day)", re.I)
 
 
-class ApolloSettings(LookupSettings):
+class ApolloSettings(HttpSettings):
     base_url: str = "https://api.apollo.io"
     api_key: SecretStr = Field(description="Apollo API key (a master key is not needed for people/match)")
     params_in: Literal["query", "body"] = Field("query", description="where the match inputs go")
@@ -190,7 +191,7 @@ class ApolloAdapter(HttpAdapter):
             return await super().dry_run(method, payload, ctx)
         assert isinstance(payload, EnrichPerson)
         request = self._request(payload)
-        return self._dry(method, preview("POST", self.url(MATCH_PATH), headers=self.default_headers(),
+        return self.would_send(method, preview("POST", self.url(MATCH_PATH), headers=self.default_headers(),
                                          params=request.get("params"), json=request.get("json"),
                                          secret_headers=("X-Api-Key",)))
 

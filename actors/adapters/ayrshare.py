@@ -43,9 +43,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from actors.adapters.base import Adapter
-from actors.adapters.http import LazyClient, error_message, json_body, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, public_headers, serve_network
+from actors.adapters.http import HttpAdapter, TlsSettings, error_message, json_body, raise_for_status, retry_after_s
+from actors.adapters.previews import public_headers
+from actors.adapters.social_webhook_common import serve_network
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited
 from actors.messages import CallContext
 from actors.payloads import Payload, PublishPost
@@ -159,7 +159,7 @@ def read_post_reply(response: Any, provider: str, rate_limit_wait_s: float) -> d
     return value
 
 
-class AyrshareAdapter(Adapter):
+class AyrshareAdapter(HttpAdapter):
     name = "ayrshare"
     Settings = AyrshareSettings
     capabilities = frozenset({"social_posting"})
@@ -169,12 +169,6 @@ class AyrshareAdapter(Adapter):
 
     settings: AyrshareSettings
 
-    def __init__(self, settings: AyrshareSettings, **kw: Any):
-        super().__init__(settings, **kw)
-        self._client = LazyClient(lambda: client(self.settings, self.transport, base_url=self.settings.base_url))
-
-    def _http(self) -> Any:
-        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
@@ -195,7 +189,7 @@ class AyrshareAdapter(Adapter):
 
     async def publish_post(self, payload: PublishPost, ctx: CallContext) -> dict[str, Any]:
         body = self._body(payload)
-        response = await send(self._http(), "POST", "/api/post", self.provider, headers=self._headers(), json=body)
+        response = await self._send("POST", "/api/post", headers=self._headers(), json=body)
         return read_post_reply(response, self.provider, self.settings.rate_limit_wait_s)
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
@@ -207,7 +201,7 @@ class AyrshareAdapter(Adapter):
 
     async def probe(self) -> None:
         headers = {k: v for k, v in self._headers().items() if k != "Content-Type"}
-        response = await send(self._http(), "GET", "/api/user", self.provider, headers=headers)
+        response = await self._send("GET", "/api/user", headers=headers)
         if response.status_code in (401, 403, 402):
             raise AuthError(f"{self.provider}: HTTP {response.status_code} on /api/user: {error_message(response)}: "
                             f"check settings.api_key (and settings.profile_key)", status=response.status_code)
@@ -226,6 +220,3 @@ class AyrshareAdapter(Adapter):
         if unlinked:
             raise AuthError(f"{self.provider}: the Ayrshare profile has no linked {', '.join(unlinked)} account: "
                             f"link it in the Ayrshare dashboard, or remove it from settings.networks")
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -9,17 +9,49 @@ anything a person sees or that costs money where a free endpoint exists.
 
 Dry run: `call()` sends dry-run requests to `dry_run()`, which does no I/O.
 Adapters override it to show what they would have sent.
+
+Secrets: whatever a provider echoes (NeverBounce repeats the API key in its
+errors, an SMTP server the AUTH line), no secret of the settings leaves an
+adapter in an error. Its entry points (`call`, `probe`, `reconcile` and
+the capability methods such as `send_email`), of this class and of every
+subclass that defines its own, mask them with the same Redactor the provider
+actor applies again to everything that leaves it (actors/redaction.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from actors.errors import NotSupported
+from actors.errors import NotSupported, ProviderError
 from actors.messages import CallContext
-from actors.payloads import Payload
+from actors.payloads import METHODS, Payload
+from actors.redaction import Redactor
+
+T = TypeVar("T")
+# The entry points the provider actor (or a test) calls: what they raise is redacted.
+REDACTED_ENTRY_POINTS = frozenset({"call", "probe", "reconcile", *(m for cap in METHODS.values() for m in cap)})
+
+
+def _redacting(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    if getattr(method, "_redacting", False):
+        return method
+
+    @functools.wraps(method)
+    async def entry_point(self: "Adapter", *args: Any, **kwargs: Any) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except ProviderError as exc:
+            clean = self.redactor(exc.message)
+            if clean != exc.message:
+                exc.reword(clean or "")
+            raise
+
+    entry_point._redacting = True  # type: ignore[attr-defined]
+    return entry_point
 
 
 class AdapterSettings(BaseModel):
@@ -77,12 +109,29 @@ class Adapter:
         (an optional health URL, say); what self-checks report."""
         return cls.has_probe
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in REDACTED_ENTRY_POINTS:
+            if name in cls.__dict__:
+                setattr(cls, name, _redacting(cls.__dict__[name]))
+
     def __init__(self, settings: AdapterSettings, *, capability: str, provider: str, transport: Any = None):
+        """`transport`: the client library's seam (each protocol's adapter
+        names its type: an httpx transport, an SMTP or IMAP client factory)."""
         self.settings = settings
         self.capability = capability
         self.provider = provider
         self.transport = transport
+        self._redactor: Redactor | None = None
 
+    @property
+    def redactor(self) -> Redactor:
+        """Masks the settings' secrets (and credential-shaped text) in a message."""
+        if self._redactor is None:
+            self._redactor = Redactor(self.settings.secret_values())
+        return self._redactor
+
+    @_redacting
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         handler = getattr(self, method, None)
         if handler is None or method.startswith("_"):
@@ -99,9 +148,11 @@ class Adapter:
         return {"dry_run": True, "delivered": False, "provider": self.provider, "method": method, **extra,
                 "would_send": request}
 
+    @_redacting
     async def probe(self) -> None:
         """Raise a ProviderError if the provider cannot take requests now."""
 
+    @_redacting
     async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:
         """After an unknown outcome: was the request with `ctx.idempotency_key`
         delivered? Its value if it was, None if it certainly was not. Raise

@@ -59,7 +59,8 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import json_body, retry_after_s
 from actors.errors import (
     AttemptTimeout,
@@ -108,7 +109,7 @@ def qualification_status(qualification: str | None) -> str:
     return _LOCAL_STATUS.get(_plain(local), "unknown")
 
 
-class DropcontactSettings(LookupSettings):
+class DropcontactSettings(HttpSettings):
     base_url: str = "https://api.dropcontact.com"
     api_key: SecretStr = Field(description="the X-Access-Token")
     poll_interval_s: float = Field(30.0, gt=0, description="wait between two polls of a pending request")
@@ -345,7 +346,7 @@ class DropcontactAdapter(HttpAdapter):
                           json=self.submit_body(self.record(method, payload)), secret_headers=("X-Access-Token",))
         request["then"] = (f"GET {self.url(SUBMIT_PATH)}/<request_id> every {self.settings.poll_interval_s:g}s "
                            f"until ready, within the attempt's time")
-        return self._dry(method, request)
+        return self.would_send(method, request)
 
     async def probe(self) -> None:
         """GET /v1/account/credits: free; checks the key and that credits are left."""

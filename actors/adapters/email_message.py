@@ -11,12 +11,11 @@ import hashlib
 from datetime import datetime, timezone
 from email.message import EmailMessage
 
-from actors.adapters.base import AdapterSettings
-from actors.errors import ProviderError, ProviderRejected
+from actors.errors import ProviderRejected
 from actors.messages import CallContext
 from actors.payloads import SendEmail
 
-__all__ = ["RESERVED_HEADERS", "build_message", "custom_headers", "key_digest", "make_message_id", "scrub", "sender_of"]
+__all__ = ["RESERVED_HEADERS", "build_message", "custom_headers", "key_digest", "make_message_id", "sender_of"]
 
 # Headers the gateway writes itself from the payload's fields; a payload's
 # `headers` may not set them (a `To` header that differs from the envelope
@@ -46,16 +45,6 @@ def make_message_id(ctx: CallContext, sender: str) -> str:
         digest = hashlib.sha256(f"request:{ctx.request_id}".encode()).hexdigest()[:32]
     domain = sender.rpartition("@")[2] or "aicmo.invalid"
     return f"<{digest}.aicmo@{domain}>"
-
-
-def scrub(error: ProviderError, settings: AdapterSettings) -> ProviderError:
-    """Mask any secret of `settings` a server echoed into the error's message.
-    (The provider actor redacts again; this keeps the adapter safe on its own.)"""
-    for secret in settings.secret_values():
-        if secret in error.message:
-            error.message = error.message.replace(secret, "***")
-    error.args = (error.message,)
-    return error
 
 
 def sender_of(payload: SendEmail, default: str | None, provider: str) -> str:

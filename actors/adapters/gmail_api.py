@@ -46,8 +46,7 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from actors.adapters._mail_parsing import iso_utc, parse_reply, parse_time
-from actors.adapters.base import Adapter
-from actors.adapters.http import HttpSettings, error_message, json_body, make_client, retry_after_s, send
+from actors.adapters.http import HttpAdapter, HttpSettings, error_message, json_body, retry_after_s
 from actors.errors import (
     AttemptTimeout,
     AuthError,
@@ -211,7 +210,7 @@ async def _gather_first_error(coros: list[Any]) -> list[Any]:
 
 
 # --- the adapter -------------------------------------------------------------------
-class GmailApiAdapter(Adapter):
+class GmailApiAdapter(HttpAdapter):
     name = "gmail_api"
     Settings = GmailApiSettings
     capabilities = frozenset({"reply_fetching"})
@@ -221,18 +220,12 @@ class GmailApiAdapter(Adapter):
 
     def __init__(self, settings: GmailApiSettings, *, clock: Any = time.monotonic, **kw: Any):
         super().__init__(settings, **kw)
-        self._client: Any = None
         self._clock = clock
         self._token: str | None = settings.access_token.get_secret_value() if settings.access_token else None
         self._token_expires_at: float | None = None  # unknown for a configured token
         self._refreshing: asyncio.Lock | None = None
 
     # --- plumbing ------------------------------------------------------------------
-    def _http(self) -> Any:
-        if self._client is None:
-            self._client = make_client(self.settings, self.transport)
-        return self._client
-
     def _path(self, suffix: str) -> str:
         from urllib.parse import quote
 
@@ -270,7 +263,7 @@ class GmailApiAdapter(Adapter):
             "refresh_token": s.refresh_token.get_secret_value(),
             "grant_type": "refresh_token",
         }
-        response = await send(self._http(), "POST", s.token_url, self.provider, data=form)
+        response = await self._send("POST", s.token_url, data=form)
         if not 200 <= response.status_code < 300:
             error = classify_google_error(response, self.provider, "token refresh")
             if isinstance(error, ProviderRejected):  # any other 4xx from the token endpoint is about credentials
@@ -290,7 +283,7 @@ class GmailApiAdapter(Adapter):
         for attempt in (1, 2):
             if deadline is not None and time.monotonic() >= deadline:
                 raise AttemptTimeout(f"{self.provider}: {what}: the attempt's time ran out")
-            response = await send(self._http(), "GET", path, self.provider, params=params,
+            response = await self._send("GET", path, params=params,
                                   headers={"Authorization": f"Bearer {token}"})
             if response.status_code == 401 and attempt == 1 and self.settings.can_refresh:
                 token = await self._access_token(force_refresh=True, stale=token)
@@ -377,7 +370,7 @@ class GmailApiAdapter(Adapter):
     async def _mark_seen(self, ids: list[str]) -> bool:
         try:
             token = await self._access_token()
-            response = await send(self._http(), "POST", self._path("/messages/batchModify"), self.provider,
+            response = await self._send("POST", self._path("/messages/batchModify"),
                                   json={"ids": ids, "removeLabelIds": ["UNREAD"]},
                                   headers={"Authorization": f"Bearer {token}"})
         except ProviderError:
@@ -416,7 +409,3 @@ class GmailApiAdapter(Adapter):
         if not isinstance(body, dict) or not isinstance(body.get("emailAddress"), str):
             raise MalformedResponse(f"{self.provider}: users.getProfile answered without `emailAddress`")
 
-    async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()

@@ -1,5 +1,8 @@
-"""Shared plumbing for the HTTP adapters: one client per adapter, and the
-translation of httpx exceptions and HTTP statuses into our error kinds.
+"""What every HTTP adapter shares: one base (`HttpAdapter`) that owns the
+adapter's one httpx client (made on first use, with the settings' timeout
+and TLS, closed with the adapter) and sends through the one table of httpx
+exceptions (`HTTPX_ERRORS`); and the translation of HTTP statuses into our
+error kinds (`raise_for_status`).
 
 Each adapter still decides what a provider's body means (Dropcontact and
 NeverBounce report errors inside HTTP 200s); this module handles what every
@@ -12,11 +15,14 @@ from __future__ import annotations
 import email.utils
 import sys
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from actors.adapters.base import AdapterSettings
+from actors.adapters.base import Adapter, AdapterSettings
+from actors.adapters.errormap import RAISE, ExceptionMap
+from actors.adapters.tls import httpx_verify
 from actors.errors import (
     AttemptTimeout,
     AuthError,
@@ -27,31 +33,30 @@ from actors.errors import (
     TransientError,
 )
 
+if TYPE_CHECKING:
+    import httpx
 
-class HttpSettings(AdapterSettings):
-    base_url: str
+    HttpTransport = httpx.AsyncBaseTransport   # httpx.MockTransport(handler) in tests
+
+__all__ = ["HTTPX_ERRORS", "HttpAdapter", "HttpSettings", "TlsSettings", "error_message", "json_body", "load_httpx",
+           "make_client", "raise_for_status", "require", "retry_after_s", "send"]
+
+
+class TlsSettings(AdapterSettings):
+    """An HTTP client's settings, for adapters that post to a full URL of their own (webhooks)."""
+
     timeout_s: float = Field(default=15.0, gt=0, description="the most one HTTP request may take")
     verify_tls: bool = Field(default=True, description="verify the server's TLS certificate")
     ca_file: str | None = Field(default=None, description="PEM file of extra CAs to trust (private endpoints, tests)")
 
 
-def tls_verify(settings: Any) -> Any:
-    """What httpx's `verify=` gets: off, the system CAs, or the system CAs
-    plus `settings.ca_file` (so a private or test CA is trusted without
-    turning verification off)."""
-    if not settings.verify_tls:
-        return False
-    ca_file = getattr(settings, "ca_file", None)
-    if not ca_file:
-        return True
-    import ssl
+class HttpSettings(AdapterSettings):
+    """An HTTP API's settings: its base URL, then the client's."""
 
-    try:
-        context = ssl.create_default_context()
-        context.load_verify_locations(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise TransientError(f"cannot load the CA file {ca_file!r} (settings.ca_file): {exc}") from None
-    return context
+    base_url: str
+    timeout_s: float = TlsSettings.model_fields["timeout_s"]
+    verify_tls: bool = TlsSettings.model_fields["verify_tls"]
+    ca_file: str | None = TlsSettings.model_fields["ca_file"]
 
 
 def load_httpx() -> Any:
@@ -70,35 +75,59 @@ def load_httpx() -> Any:
 
 
 def make_client(settings: Any, transport: Any = None, headers: dict[str, str] | None = None,
-                base_url: str | None = None):
+                base_url: str | None = None, auth: Any = None, provider: str = "http") -> "httpx.AsyncClient":
     """One client per adapter. Redirects are not followed: a provider that
     moved answers 3xx, which is an error to report, not a hop to take."""
     return load_httpx().AsyncClient(
         base_url=settings.base_url if base_url is None else base_url,
         timeout=settings.timeout_s,
-        verify=tls_verify(settings),
+        verify=httpx_verify(settings, provider),
         transport=transport,
         headers=headers or {},
+        auth=auth,
         follow_redirects=False,
     )
 
 
-class LazyClient:
-    """An adapter's one client: made on first use (so httpx is imported only
-    by the provider actors that talk HTTP), reused, closed with the adapter."""
+class HttpAdapter(Adapter):
+    """The base of every adapter that talks HTTP. It owns the adapter's one
+    client: made on first use (so httpx is imported only by the provider
+    actors that talk HTTP) from `client_options()`, reused, closed with the
+    adapter. `_send` makes one request with transport failures translated
+    (HTTPX_ERRORS); statuses and bodies are the subclass's to read
+    (`raise_for_status`, `json_body`, `require`). Secrets in what it raises
+    are masked by Adapter (base.py)."""
 
-    def __init__(self, make: Any):
-        self._make = make
+    transport: "HttpTransport | None"
+
+    def __init__(self, settings: AdapterSettings, **kw: Any):
+        super().__init__(settings, **kw)
         self._client: Any = None
 
-    def get(self) -> Any:
+    def default_headers(self) -> dict[str, str]:
+        """Headers of every request (auth, content type)."""
+        return {}
+
+    def client_options(self) -> dict[str, Any]:
+        """The client's base URL (`settings.base_url`, or none for adapters
+        that post to a full URL), headers and auth."""
+        return {"base_url": getattr(self.settings, "base_url", ""), "headers": self.default_headers()}
+
+    @property
+    def http(self) -> "httpx.AsyncClient":
         if self._client is None:
-            self._client = self._make()
+            self._client = make_client(self.settings, self.transport, provider=self.provider, **self.client_options())
         return self._client
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+    def url(self, path: str) -> str:
+        return getattr(self.settings, "base_url", "").rstrip("/") + path
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> "httpx.Response":
+        return await send(self.http, method, url, self.provider, **kwargs)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
             await client.aclose()
 
 
@@ -192,22 +221,71 @@ def require(body: Any, key: str, provider: str, kind: type = str) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class HttpCall:
+    """What a rule of HTTPX_ERRORS knows of the request that failed."""
+
+    provider: str
+    client: Any
+
+
+def _connect_timeout(exc: BaseException, at: HttpCall) -> ProviderError:
+    # The request was never written: nothing can have been delivered.
+    return AttemptTimeout(f"{at.provider}: {type(exc).__name__}: could not connect in time")
+
+
+def _timeout(exc: BaseException, at: HttpCall) -> ProviderError:
+    return AttemptTimeout(f"{at.provider}: {type(exc).__name__} after {at.client.timeout.read}s", maybe_delivered=True)
+
+
+def _cannot_connect(exc: BaseException, at: HttpCall) -> ProviderError:
+    return TransientError(f"{at.provider}: cannot connect: {exc}")
+
+
+def _after_sending(exc: BaseException, at: HttpCall) -> ProviderError:
+    # Read errors and protocol errors come after the request went out.
+    return TransientError(f"{at.provider}: {type(exc).__name__}: {exc}", maybe_delivered=True)
+
+
+# Every exception httpx exports. Those left RAISE are not raised by a
+# request of ours (we neither follow redirects, stream, nor raise for
+# status: statuses are read by raise_for_status below), or mean a bug.
+HTTPX_ERRORS: ExceptionMap[HttpCall] = ExceptionMap("httpx", {
+    "ConnectTimeout": _connect_timeout,
+    "PoolTimeout": _connect_timeout,
+    "ReadTimeout": _timeout,
+    "WriteTimeout": _timeout,
+    "TimeoutException": _timeout,
+    "ConnectError": _cannot_connect,
+    "ReadError": _after_sending,
+    "WriteError": _after_sending,
+    "CloseError": _after_sending,
+    "NetworkError": _after_sending,
+    "RemoteProtocolError": _after_sending,
+    "LocalProtocolError": _after_sending,
+    "ProtocolError": _after_sending,
+    "ProxyError": _after_sending,
+    "UnsupportedProtocol": _after_sending,
+    "TransportError": _after_sending,
+    "DecodingError": RAISE,
+    "TooManyRedirects": RAISE,
+    "RequestError": RAISE,
+    "HTTPStatusError": RAISE,
+    "HTTPError": RAISE,
+    "InvalidURL": RAISE,
+    "CookieConflict": RAISE,
+    "StreamError": RAISE,
+    "StreamConsumed": RAISE,
+    "StreamClosed": RAISE,
+    "ResponseNotRead": RAISE,
+    "RequestNotRead": RAISE,
+})
+
+
 async def send(client: Any, method: str, url: str, provider: str, **kwargs: Any) -> Any:
     """One HTTP request, with transport failures translated. Statuses are left to the caller."""
-    httpx = load_httpx()
-
+    load_httpx()
     try:
         return await client.request(method, url, **kwargs)
-    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        # The request was never written: nothing can have been delivered.
-        raise AttemptTimeout(f"{provider}: {type(exc).__name__}: could not connect in time") from None
-    except httpx.TimeoutException as exc:
-        raise AttemptTimeout(f"{provider}: {type(exc).__name__} after {client.timeout.read}s",
-                             maybe_delivered=True) from None
-    except httpx.ConnectError as exc:
-        raise TransientError(f"{provider}: cannot connect: {exc}") from None
-    except httpx.TransportError as exc:
-        # Read errors and protocol errors come after the request went out.
-        raise TransientError(f"{provider}: {type(exc).__name__}: {exc}", maybe_delivered=True) from None
-    except ProviderError:
-        raise
+    except Exception as exc:  # noqa: BLE001 - sorted by the table; what it does not cover is raised as is
+        raise HTTPX_ERRORS.translate(exc, HttpCall(provider, client)) from None

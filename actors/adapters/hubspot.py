@@ -38,7 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import json_body, retry_after_s
 from actors.errors import (
     AuthError,
@@ -59,7 +60,7 @@ WRITE_SCOPE = "crm.objects.contacts.write"
 BURST_WINDOW_S = 10.0         # TEN_SECONDLY_ROLLING, when no interval header says otherwise
 
 
-class HubSpotSettings(LookupSettings):
+class HubSpotSettings(HttpSettings):
     base_url: str = "https://api.hubapi.com"
     token: SecretStr = Field(description="private app or OAuth access token with crm.objects.contacts.write")
     probe_path: str | None = Field(None, description=(
@@ -208,7 +209,7 @@ class HubSpotAdapter(HttpAdapter):
         if method != "upsert_contact":
             return await super().dry_run(method, payload, ctx)
         assert isinstance(payload, UpsertContact)
-        return self._dry(method, preview("POST", self.url(UPSERT_PATH), headers=self.default_headers(),
+        return self.would_send(method, preview("POST", self.url(UPSERT_PATH), headers=self.default_headers(),
                                          json=self.request_body(payload), secret_headers=("Authorization",)))
 
     async def probe(self) -> None:

@@ -43,9 +43,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from actors.adapters.base import Adapter
-from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, public_headers, serve_network
+from actors.adapters.http import HttpAdapter, TlsSettings, error_message, raise_for_status, retry_after_s
+from actors.adapters.previews import public_headers
+from actors.adapters.social_webhook_common import serve_network
 from actors.errors import AuthError, MalformedResponse, RateLimited
 from actors.messages import CallContext
 from actors.payloads import Payload, PublishPost
@@ -140,7 +140,7 @@ def read_post_reply(response: Any, author: str, provider: str) -> dict[str, Any]
     raise MalformedResponse(f"{provider}: unexpected HTTP {status}", status=status)  # 1xx/3xx
 
 
-class LinkedInAdapter(Adapter):
+class LinkedInAdapter(HttpAdapter):
     name = "linkedin"
     Settings = LinkedInSettings
     capabilities = frozenset({"social_posting"})
@@ -150,12 +150,6 @@ class LinkedInAdapter(Adapter):
 
     settings: LinkedInSettings
 
-    def __init__(self, settings: LinkedInSettings, **kw: Any):
-        super().__init__(settings, **kw)
-        self._client = LazyClient(lambda: client(self.settings, self.transport, base_url=self.settings.base_url))
-
-    def _http(self) -> Any:
-        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -188,7 +182,7 @@ class LinkedInAdapter(Adapter):
     async def publish_post(self, payload: PublishPost, ctx: CallContext) -> dict[str, Any]:
         serve_network(self.provider, payload.network, {NETWORK})
         body, extra = self._body(payload)
-        response = await send(self._http(), "POST", "/rest/posts", self.provider, headers=self._headers(), json=body)
+        response = await self._send("POST", "/rest/posts", headers=self._headers(), json=body)
         return {**read_post_reply(response, self.settings.author, self.provider), **extra}
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
@@ -203,7 +197,7 @@ class LinkedInAdapter(Adapter):
 
     async def probe(self) -> None:
         headers = {"Authorization": f"Bearer {self.settings.access_token.get_secret_value()}"}
-        response = await send(self._http(), "GET", self.settings.probe_path, self.provider, headers=headers)
+        response = await self._send("GET", self.settings.probe_path, headers=headers)
         if response.status_code == 403:
             raise AuthError(f"{self.provider}: HTTP 403 on {self.settings.probe_path}: {error_message(response)}: "
                             f"the probe needs the openid and profile scopes; give the token those or set "
@@ -215,6 +209,3 @@ class LinkedInAdapter(Adapter):
         if not isinstance(_json(response), dict):
             raise MalformedResponse(f"{self.provider}: {self.settings.probe_path} did not answer a JSON object",
                                     status=response.status_code)
-
-    async def close(self) -> None:
-        await self._client.aclose()

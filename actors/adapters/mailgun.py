@@ -36,18 +36,9 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.base import Adapter, AdapterSettings
-from actors.adapters.http import (
-    HttpSettings,
-    LazyClient,
-    json_body,
-    load_httpx,
-    make_client,
-    raise_for_status,
-    require,
-    send,
-)
-from actors.adapters.email_message import custom_headers, key_digest, make_message_id, scrub, sender_of
+from actors.adapters.base import AdapterSettings
+from actors.adapters.email_message import custom_headers, key_digest, make_message_id, sender_of
+from actors.adapters.http import HttpAdapter, HttpSettings, json_body, load_httpx, raise_for_status, require
 from actors.errors import AuthError, MalformedResponse, ProviderError, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
@@ -64,7 +55,7 @@ class MailgunSettings(HttpSettings):
     probe_domain: bool = Field(True, description="probe with GET /v4/domains/{domain}; false for a domain sending key")
 
 
-class MailgunAdapter(Adapter):
+class MailgunAdapter(HttpAdapter):
     name: ClassVar[str] = "mailgun"
     Settings: ClassVar[type[AdapterSettings]] = MailgunSettings
     capabilities: ClassVar[frozenset[str]] = frozenset({"email_sending"})
@@ -76,7 +67,6 @@ class MailgunAdapter(Adapter):
 
     def __init__(self, settings: MailgunSettings, **kw: Any):
         super().__init__(settings, **kw)
-        self._client = LazyClient(self._make_client)
         self.has_probe = self.probes_with(settings)  # type: ignore[misc]
 
     @classmethod
@@ -84,13 +74,9 @@ class MailgunAdapter(Adapter):
         # A domain sending key can only send: there is nothing free to ask.
         return bool(settings.probe_domain)
 
-    def _make_client(self) -> Any:
-        http = make_client(self.settings, self.transport, headers={"Accept": "application/json"})
-        http.auth = load_httpx().BasicAuth("api", self.settings.api_key.get_secret_value())
-        return http
-
-    def _http(self) -> Any:
-        return self._client.get()
+    def client_options(self) -> dict[str, Any]:
+        return {**super().client_options(), "headers": {"Accept": "application/json"},
+                "auth": load_httpx().BasicAuth("api", self.settings.api_key.get_secret_value())}
 
     @property
     def _send_path(self) -> str:
@@ -128,12 +114,9 @@ class MailgunAdapter(Adapter):
     # --- capability methods -------------------------------------------------------------
     async def send_email(self, payload: SendEmail, ctx: CallContext) -> dict[str, Any]:
         form = self.form(payload, ctx)
-        try:
-            response = await send(self._http(), "POST", self._send_path, self.provider, data=form,
-                                  timeout=min(self.settings.timeout_s, ctx.timeout_s))
-            self._check(response)
-        except ProviderError as exc:
-            raise scrub(exc, self.settings) from None
+        response = await self._send("POST", self._send_path, data=form,
+                                    timeout=min(self.settings.timeout_s, ctx.timeout_s))
+        self._check(response)
         try:
             mailgun_id = require(json_body(response, self.provider), "id", self.provider)
         except ProviderError as exc:
@@ -158,14 +141,8 @@ class MailgunAdapter(Adapter):
         if not self.settings.probe_domain:
             return
         path = f"/v4/domains/{quote(self.settings.domain, safe='')}"
-        try:
-            response = await send(self._http(), "GET", path, self.provider)
-            self._check(response)
-            domain = require(json_body(response, self.provider), "domain", self.provider, dict)
-        except ProviderError as exc:
-            raise scrub(exc, self.settings) from None
+        response = await self._send("GET", path)
+        self._check(response)
+        domain = require(json_body(response, self.provider), "domain", self.provider, dict)
         if domain.get("is_disabled") is True or domain.get("state") == "disabled":
             raise AuthError(f"{self.provider}: domain {self.settings.domain!r} is disabled in Mailgun")
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -38,9 +38,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from actors.adapters.base import Adapter
-from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, public_headers, shown_url
+from actors.adapters.http import HttpAdapter, TlsSettings, error_message, raise_for_status, retry_after_s
+from actors.adapters.previews import public_headers, shown_url
+from actors.adapters.social_webhook_common import iso_timestamp
 from actors.errors import AuthError, MalformedResponse, RateLimited
 from actors.messages import CallContext
 from actors.payloads import Dispatch, Payload
@@ -82,7 +82,7 @@ def read_hook_reply(response: Any, provider: str, delivery_id: str, rate_limit_w
     raise MalformedResponse(f"{provider}: unexpected HTTP {status}", status=status)
 
 
-class MakeWebhookAdapter(Adapter):
+class MakeWebhookAdapter(HttpAdapter):
     name = "make"
     Settings = MakeSettings
     capabilities = frozenset({"webhook_dispatch"})
@@ -95,10 +95,7 @@ class MakeWebhookAdapter(Adapter):
     def __init__(self, settings: MakeSettings, *, clock: Callable[[], float] = time.time, **kw: Any):
         super().__init__(settings, **kw)
         self._clock = clock
-        self._client = LazyClient(lambda: client(self.settings, self.transport))
 
-    def _http(self) -> Any:
-        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -112,7 +109,7 @@ class MakeWebhookAdapter(Adapter):
 
     async def dispatch(self, payload: Dispatch, ctx: CallContext) -> dict[str, Any]:
         body = self._body(payload, ctx)
-        response = await send(self._http(), "POST", self.settings.url.get_secret_value(), self.provider,
+        response = await self._send("POST", self.settings.url.get_secret_value(),
                               headers=self._headers(), json=body)
         return read_hook_reply(response, self.provider, body["id"], self.settings.rate_limit_wait_s)
 
@@ -125,6 +122,3 @@ class MakeWebhookAdapter(Adapter):
 
     async def probe(self) -> None:
         """Nothing to call: see `has_probe`."""
-
-    async def close(self) -> None:
-        await self._client.aclose()

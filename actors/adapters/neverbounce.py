@@ -27,7 +27,7 @@ Result mapping (NeverBounce result -> contract status):
     unknown     unknown
     anything new unknown  (kept in `provider_result`)
 
-NeverBounce echoes the API key in some error messages; it is scrubbed.
+NeverBounce echoes the API key in some error messages; it is masked (base.py).
 Each check spends a credit: nothing is deduplicated.
 """
 
@@ -37,7 +37,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import error_message, json_body, retry_after_s
 from actors.errors import (
     AuthError,
@@ -66,7 +67,7 @@ _APP_ERRORS: dict[str, type[ProviderError]] = {
 }
 
 
-class NeverBounceSettings(LookupSettings):
+class NeverBounceSettings(HttpSettings):
     base_url: str = "https://api.neverbounce.com"
     api_key: SecretStr
 
@@ -116,11 +117,7 @@ class NeverBounceAdapter(HttpAdapter):
         return {"key": self.settings.api_key.get_secret_value(), "email": payload.email}
 
     def _error(self, response: Any) -> ProviderError | None:
-        error = neverbounce_error(response, self.name)
-        if error is not None:
-            error.message = self._scrub(error.message)
-            error.args = (error.message,)
-        return error
+        return neverbounce_error(response, self.name)
 
     async def verify_email(self, payload: VerifyEmail, ctx: CallContext) -> dict[str, Any]:
         response = await self._send("GET", CHECK_PATH, params=self.params(payload))
@@ -130,7 +127,7 @@ class NeverBounceAdapter(HttpAdapter):
         body = json_body(response, self.name)
         result = body.get("result")
         if not isinstance(result, str) or not result:
-            raise MalformedResponse(f"{self.name}: a success without a `result`: {self._scrub(str(body)[:120])!r}")
+            raise MalformedResponse(f"{self.name}: a success without a `result`: {self.redactor(str(body)[:120])!r}")
         flags = body.get("flags")
         suggestion = body.get("suggested_correction")
         return {"email": payload.email, "status": RESULT.get(result.lower(), "unknown"), "provider_result": result,
@@ -141,7 +138,7 @@ class NeverBounceAdapter(HttpAdapter):
         if method != "verify_email":
             return await super().dry_run(method, payload, ctx)
         assert isinstance(payload, VerifyEmail)
-        return self._dry(method, preview("GET", self.url(CHECK_PATH), params=self.params(payload),
+        return self.would_send(method, preview("GET", self.url(CHECK_PATH), params=self.params(payload),
                                          secret_params=("key",)))
 
     async def probe(self) -> None:

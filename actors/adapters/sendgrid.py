@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.base import Adapter, AdapterSettings
-from actors.adapters.http import LazyClient, HttpSettings, json_body, make_client, raise_for_status, require, send
-from actors.adapters.email_message import custom_headers, make_message_id, scrub, sender_of
-from actors.errors import AuthError, ProviderError
+from actors.adapters.base import AdapterSettings
+from actors.adapters.email_message import custom_headers, make_message_id, sender_of
+from actors.adapters.http import HttpAdapter, HttpSettings, json_body, raise_for_status, require
+from actors.errors import AuthError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
 
@@ -48,7 +48,7 @@ class SendGridSettings(HttpSettings):
     sandbox_mode: bool = Field(False, description="SendGrid validates the request and sends nothing")
 
 
-class SendGridAdapter(Adapter):
+class SendGridAdapter(HttpAdapter):
     name: ClassVar[str] = "sendgrid"
     Settings: ClassVar[type[AdapterSettings]] = SendGridSettings
     capabilities: ClassVar[frozenset[str]] = frozenset({"email_sending"})
@@ -58,15 +58,11 @@ class SendGridAdapter(Adapter):
 
     settings: SendGridSettings
 
-    def __init__(self, settings: SendGridSettings, **kw: Any):
-        super().__init__(settings, **kw)
-        self._client = LazyClient(lambda: make_client(self.settings, self.transport, headers={
+    def default_headers(self) -> dict[str, str]:
+        return {
             "Authorization": f"Bearer {self.settings.api_key.get_secret_value()}",
             "Accept": "application/json",  # SendGrid answers 406 without it
-        }))
-
-    def _http(self) -> Any:
-        return self._client.get()
+        }
 
     # --- the request ---------------------------------------------------------------
     def body(self, payload: SendEmail, ctx: CallContext) -> dict[str, Any]:
@@ -102,12 +98,8 @@ class SendGridAdapter(Adapter):
     # --- capability methods -----------------------------------------------------------
     async def send_email(self, payload: SendEmail, ctx: CallContext) -> dict[str, Any]:
         body = self.body(payload, ctx)
-        try:
-            response = await send(self._http(), "POST", SEND_PATH, self.provider, json=body,
-                                  timeout=min(self.settings.timeout_s, ctx.timeout_s))
-            raise_for_status(response, self.provider)
-        except ProviderError as exc:
-            raise scrub(exc, self.settings) from None
+        response = await self._send("POST", SEND_PATH, json=body, timeout=min(self.settings.timeout_s, ctx.timeout_s))
+        raise_for_status(response, self.provider)
         sendgrid_id = response.headers.get("x-message-id") or None
         return {
             "message_id": sendgrid_id,            # what SendGrid's events and activity search use; None: not given
@@ -126,16 +118,10 @@ class SendGridAdapter(Adapter):
 
     async def probe(self) -> None:
         """GET /v3/scopes: free, sends nothing, and shows the key may send mail."""
-        try:
-            response = await send(self._http(), "GET", SCOPES_PATH, self.provider)
-            raise_for_status(response, self.provider)
-            scopes = require(json_body(response, self.provider), "scopes", self.provider, list)
-        except ProviderError as exc:
-            raise scrub(exc, self.settings) from None
+        response = await self._send("GET", SCOPES_PATH)
+        raise_for_status(response, self.provider)
+        scopes = require(json_body(response, self.provider), "scopes", self.provider, list)
         if "mail.send" not in scopes:
             raise AuthError(f"{self.provider}: the API key lacks the mail.send permission "
                             f"(it has {len(scopes)} other scope(s)); give it Mail Send access",
                             status=response.status_code)
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -3,16 +3,9 @@
     connect ─ EHLO ─ STARTTLS (587) ─ EHLO ─ AUTH ─┬─ MAIL ─ RCPT… ─ DATA ─ payload ─ 250
     connect with TLS (465) ─ EHLO ─────────────────┘        (reused for the next message)
 
-Sessions are kept open and reused (a TLS handshake plus AUTH per message
-would triple the latency), at most `max_connections` at once, each dropped
-after `idle_s` without use. A reused session the server has meanwhile closed
-is noticed at MAIL, before anything was sent, and replaced once.
-
-Where a failure happened decides whether the message may have gone out: only
-from the DATA command on can the server hold the message although we saw no
-250. aiosmtplib sends DATA and the payload in one call, so we cannot tell a
-timeout while waiting for the 354 from one after the payload; both count as
-`maybe_delivered` (the safe side: parked, never sent twice by us).
+Sessions are kept open and reused (smtp_session.py). Where a failure
+happened decides whether the message may have gone out: replies and
+aiosmtplib's exceptions become our kinds by the tables of smtp_errors.py.
 
 SMTP has no idempotency. The gateway sets the `Message-ID` itself, derived
 from the idempotency key (or the request id), so a resend carries the same id
@@ -26,57 +19,36 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from actors.adapters.base import Adapter, AdapterSettings
-from actors.errors import (
-    AttemptTimeout,
-    AuthError,
-    GatewayError,
-    ProviderError,
-    ProviderRejected,
-    RateLimited,
-    TransientError,
-)
+from actors.adapters.email_message import RESERVED_HEADERS, build_message, make_message_id, sender_of
+from actors.adapters.smtp_errors import QUOTA_RETRY_AFTER_S, map_exception, reply_error
+from actors.adapters.smtp_session import Deadline, Progress, SessionPool, SmtpClient, SmtpClientFactory, StaleSession
+from actors.adapters.tls import client_context
+from actors.errors import AuthError, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload, SendEmail
 
 __all__ = [
+    "QUOTA_RETRY_AFTER_S",
+    "RESERVED_HEADERS",
     "GmailSettings",
     "GmailSmtpAdapter",
-    "RESERVED_HEADERS",
     "SmtpAdapter",
     "SmtpSettings",
     "build_message",
     "make_message_id",
+    "map_exception",
     "reply_error",
-    "scrub",
     "sender_of",
 ]
-
-from actors.adapters.email_message import (  # noqa: E402 - re-exported for the other email adapters
-    RESERVED_HEADERS,
-    build_message,
-    make_message_id,
-    scrub,
-    sender_of,
-)
 
 # --- settings ----------------------------------------------------------------
 
 TlsMode = Literal["starttls", "implicit", "none"]
-
-# Gmail (and others) answer `550 5.4.5 Daily user sending quota exceeded`
-# when the account's rolling 24-hour quota is used up, and then refuse mail
-# for up to 24 h. The reply does not say when the window frees up, so the
-# provider is throttled for an hour: long enough that other providers take
-# the traffic instead of each request finding out again, short enough to
-# notice soon after the oldest messages leave the window.
-QUOTA_RETRY_AFTER_S = 3600.0
 
 
 class SmtpSettings(AdapterSettings):
@@ -131,181 +103,6 @@ class SmtpSettings(AdapterSettings):
         return "implicit" if self.port == 465 else "starttls"
 
 
-# --- errors: one table, one mapper ---------------------------------------------
-
-# SMTP reply code -> error kind. 535 bad credentials, 534 mechanism too weak /
-# app password needed (Gmail), 530 authentication required; 454 temporary
-# authentication (or TLS) failure; 421 service not available / try later,
-# 450 mailbox busy / receiving too fast, 451 local error / try later,
-# 452 too many recipients or insufficient storage: all "come back later".
-_REPLY_KIND: dict[int, type[ProviderError]] = {
-    535: AuthError,
-    534: AuthError,
-    530: AuthError,
-    454: TransientError,
-    421: RateLimited,
-    450: RateLimited,
-    451: RateLimited,
-    452: RateLimited,
-}
-
-
-def reply_error(code: int, text: str, provider: str, stage: str,
-                quota_retry_after_s: float = QUOTA_RETRY_AFTER_S) -> ProviderError:
-    """An SMTP error reply as our error. A reply is an answer: nothing was delivered."""
-    text = " ".join(str(text).split())[:300]
-    message = f"{provider}: SMTP {code} at {stage}: {text}"
-    if stage == "auth" and 500 <= code < 600:
-        # A permanent refusal of AUTH (535 bad credentials, but also 538
-        # encryption required, 504 mechanism not supported, 534 too weak)
-        # says our credentials or how we present them must change: never
-        # the payload's fault, always worth the credentials recommendation.
-        return AuthError(message, status=code)
-    if code == 550 and "5.4.5" in text:  # daily sending quota exceeded
-        return RateLimited(message, retry_after_s=quota_retry_after_s, status=code)
-    if code == 421 and "4.3.2" in text:  # "service not available": the server is going down, not pacing us
-        return TransientError(message, status=code)
-    kind = _REPLY_KIND.get(code)
-    if kind is not None:
-        return kind(message, status=code)
-    if 500 <= code < 600:
-        return ProviderRejected(message, status=code)
-    return TransientError(message, status=code)
-
-
-def map_exception(exc: BaseException, provider: str, stage: str, settings: SmtpSettings) -> ProviderError:
-    """Translate what aiosmtplib (or the network) raised at `stage` into our error."""
-    import aiosmtplib
-
-    if isinstance(exc, ProviderError):
-        return exc
-    after_data = stage == "data"
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        first = exc.recipients[0] if exc.recipients else None
-        if first is None:
-            return ProviderRejected(f"{provider}: every recipient was refused")
-        error = reply_error(first.code, first.message, provider, "rcpt", settings.quota_retry_after_s)
-        if len(exc.recipients) > 1:
-            error.message += f" (and {len(exc.recipients) - 1} more recipient(s) refused)"
-            error.args = (error.message,)
-        return error
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return reply_error(exc.code, exc.message, provider, stage, settings.quota_retry_after_s)
-    if isinstance(exc, aiosmtplib.SMTPConnectTimeoutError):
-        return AttemptTimeout(f"{provider}: no connection to {settings.host}:{settings.port} in time")
-    cause = (exc.__cause__ or exc) if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
-    if isinstance(cause, ssl.SSLCertVerificationError) or isinstance(exc, ssl.SSLCertVerificationError):
-        detail = getattr(cause, "verify_message", None) or cause
-        return TransientError(f"{provider}: TLS certificate of {settings.host} not trusted: {detail} "
-                              "(check `ca_file`, or the host name)")
-    if isinstance(cause, ssl.SSLError):
-        return TransientError(f"{provider}: TLS failed at {stage}: {cause}")
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
-        # Refused, unreachable, reset during the greeting: nothing was sent.
-        return TransientError(f"{provider}: cannot connect to {settings.host}:{settings.port}: {cause}")
-    if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError, asyncio.TimeoutError)):
-        where = "after the message data was sent" if after_data else f"at {stage}"
-        detail = f" ({exc})" if str(exc) else ""
-        return AttemptTimeout(f"{provider}: no SMTP reply in time {where}{detail}", maybe_delivered=after_data)
-    if isinstance(exc, (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError)):
-        where = "after the message data was sent" if after_data else f"at {stage}"
-        return TransientError(f"{provider}: connection lost {where}: {exc}", maybe_delivered=after_data)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        return ProviderRejected(f"{provider}: {exc}")
-    if isinstance(exc, aiosmtplib.SMTPException):
-        text = str(exc)
-        if stage == "auth" or "AUTH" in text:
-            return AuthError(f"{provider}: {text}")
-        return TransientError(f"{provider}: {text} (at {stage})", maybe_delivered=after_data)
-    if isinstance(exc, ValueError):  # aiosmtplib refuses an address it cannot send safely
-        return ProviderRejected(f"{provider}: {exc}")
-    raise exc
-
-
-# --- sessions --------------------------------------------------------------------
-
-
-@dataclass
-class _Progress:
-    """How far one attempt got; decides whether a failure may have delivered."""
-
-    stage: str = "connect"
-
-
-class _Deadline:
-    """The attempt's time, ending a little before the provider actor's own
-    timeout would cancel us: our timeout knows the stage, a cancel does not."""
-
-    def __init__(self, timeout_s: float, command_timeout_s: float):
-        margin = min(0.25, timeout_s * 0.1)
-        self._ends = time.monotonic() + timeout_s - margin
-        self._command = command_timeout_s
-
-    def left(self, stage: str) -> float:
-        left = self._ends - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"attempt time used up before {stage}")
-        return min(self._command, left)
-
-
-@dataclass
-class _Pool:
-    """At most `size` sessions in use; idle ones kept for reuse while fresh."""
-
-    size: int
-    idle_s: float
-    idle: list[tuple[Any, float]] = field(default_factory=list)
-    slots: asyncio.Semaphore | None = None
-
-    async def take(self, deadline: _Deadline) -> Any | None:
-        """Wait for a slot (held until `give_back` or `discard`); return a fresh
-        idle session, or None: the caller opens one."""
-        if self.slots is None:
-            self.slots = asyncio.Semaphore(self.size)
-        await asyncio.wait_for(self.slots.acquire(), deadline.left("a free SMTP session"))
-        now = time.monotonic()
-        while self.idle:
-            client, since = self.idle.pop()
-            if now - since <= self.idle_s and client.is_connected:
-                return client
-            client.close()
-        return None
-
-    def give_back(self, client: Any) -> None:
-        self.idle.append((client, time.monotonic()))
-        for old, _ in self.idle[:-self.size]:
-            old.close()
-        del self.idle[:-self.size]
-        self._free()
-
-    def discard(self, client: Any | None) -> None:
-        if client is not None:
-            client.close()
-        self._free()
-
-    def drop_idle(self) -> None:
-        idle, self.idle = self.idle, []
-        for client, _ in idle:
-            client.close()
-
-    def _free(self) -> None:
-        assert self.slots is not None
-        self.slots.release()
-
-    async def close(self) -> None:
-        idle, self.idle = self.idle, []
-        for client, _ in idle:
-            try:
-                await asyncio.wait_for(client.quit(), 2.0)
-            except Exception:  # noqa: BLE001 - closing anyway
-                pass
-            client.close()
-
-
-class _Stale(GatewayError):
-    """A reused session turned out closed before anything was sent."""
-
-
 # --- the adapter ---------------------------------------------------------------------
 
 
@@ -320,11 +117,11 @@ class SmtpAdapter(Adapter):
     settings: SmtpSettings
 
     def __init__(self, settings: SmtpSettings, *, capability: str, provider: str,
-                 transport: Callable[..., Any] | None = None):
+                 transport: SmtpClientFactory | None = None):
         """`transport`: a factory taking aiosmtplib.SMTP's keyword arguments and
         returning a client with its interface (unit tests pass a fake)."""
         super().__init__(settings, capability=capability, provider=provider, transport=transport)
-        self._pool = _Pool(settings.max_connections, settings.idle_s)
+        self._pool = SessionPool(settings.max_connections, settings.idle_s)
         self._tls_context: ssl.SSLContext | None = None
         self._ehlo_name = settings.local_hostname or socket.gethostname() or "localhost"
 
@@ -341,22 +138,22 @@ class SmtpAdapter(Adapter):
         data = msg.as_bytes()
         recipients = list(payload.to)
         options = ["SMTPUTF8"] if msg.policy.utf8 else []
-        deadline = _Deadline(ctx.timeout_s, s.timeout_s)
+        deadline = Deadline(ctx.timeout_s, s.timeout_s)
         for _ in range(2):
-            progress = _Progress(stage="waiting for a session")
+            progress = Progress(stage="waiting for a session")
             try:
                 client = await self._pool.take(deadline)
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                raise scrub(map_exception(exc, self.provider, progress.stage, s), s) from None
+                raise map_exception(exc, self.provider, progress.stage, s) from None
             reused = client is not None
             try:
                 if client is None:
                     client = await self._open(deadline, progress)
                 accepted, refused = await self._transaction(client, sender, recipients, data, options,
                                                             deadline, progress, reused)
-            except _Stale:
+            except StaleSession:
                 # The server closed the idle session (so likely the others too).
                 self._pool.discard(client)
                 self._pool.drop_idle()
@@ -365,7 +162,7 @@ class SmtpAdapter(Adapter):
                 self._pool.discard(client)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                raise scrub(map_exception(exc, self.provider, progress.stage, s), s) from None
+                raise map_exception(exc, self.provider, progress.stage, s) from None
             self._pool.give_back(client)
             # Plain str: the header object is a str subclass msgspec cannot encode.
             message_id = str(msg["Message-ID"])
@@ -385,7 +182,7 @@ class SmtpAdapter(Adapter):
         return username if username and "@" in username else None
 
     async def _transaction(self, client: Any, sender: str, recipients: list[str], data: bytes,
-                           options: list[str], deadline: _Deadline, progress: _Progress,
+                           options: list[str], deadline: Deadline, progress: Progress,
                            reused: bool) -> tuple[list[str], dict[str, str]]:
         import aiosmtplib
 
@@ -395,7 +192,7 @@ class SmtpAdapter(Adapter):
                               timeout=deadline.left("MAIL"))
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError) as exc:
             if reused:
-                raise _Stale() from exc
+                raise StaleSession() from exc
             raise
         progress.stage = "rcpt"
         accepted: list[str] = []
@@ -416,7 +213,7 @@ class SmtpAdapter(Adapter):
         return accepted, refused
 
     # --- sessions ------------------------------------------------------------------------
-    def _client(self, timeout_s: float) -> Any:
+    def _client(self, timeout_s: float) -> SmtpClient:
         s = self.settings
         mode = s.effective_tls_mode
         kwargs = dict(hostname=s.host, port=s.port, use_tls=mode == "implicit", start_tls=False,
@@ -431,18 +228,10 @@ class SmtpAdapter(Adapter):
     def _tls(self) -> ssl.SSLContext:
         if self._tls_context is None:
             s = self.settings
-            try:
-                context = ssl.create_default_context(cafile=s.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise TransientError(f"{self.provider}: cannot load `ca_file` {s.ca_file!r}: {exc}") from None
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if not s.verify_tls:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._tls_context = context
+            self._tls_context = client_context(self.provider, verify_tls=s.verify_tls, ca_file=s.ca_file)
         return self._tls_context
 
-    async def _open(self, deadline: _Deadline, progress: _Progress) -> Any:
+    async def _open(self, deadline: Deadline, progress: Progress) -> Any:
         """Connect, EHLO, TLS, AUTH: a session ready for MAIL."""
         progress.stage = "connect"
         client = self._client(deadline.left("connect"))
@@ -464,7 +253,7 @@ class SmtpAdapter(Adapter):
             raise
         return client
 
-    async def _authenticate(self, client: Any, deadline: _Deadline) -> None:
+    async def _authenticate(self, client: Any, deadline: Deadline) -> None:
         s = self.settings
         if not s.username:
             return  # a relay that trusts this network
@@ -495,8 +284,8 @@ class SmtpAdapter(Adapter):
     # --- the rest of the interface --------------------------------------------------
     async def probe(self) -> None:
         """Connect, EHLO, TLS, AUTH, NOOP, QUIT on a session of its own: nothing is sent."""
-        progress = _Progress()
-        deadline = _Deadline(max(self.settings.timeout_s, 1.0), self.settings.timeout_s)
+        progress = Progress()
+        deadline = Deadline(max(self.settings.timeout_s, 1.0), self.settings.timeout_s)
         client = None
         try:
             client = await self._open(deadline, progress)
@@ -507,7 +296,7 @@ class SmtpAdapter(Adapter):
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise scrub(map_exception(exc, self.provider, progress.stage, self.settings), self.settings) from None
+            raise map_exception(exc, self.provider, progress.stage, self.settings) from None
         finally:
             if client is not None:
                 client.close()

@@ -47,9 +47,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from actors.adapters.base import Adapter
-from actors.adapters.http import LazyClient, error_message, raise_for_status, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, iso_timestamp, shown_url
+from actors.adapters.http import HttpAdapter, TlsSettings, error_message, raise_for_status, retry_after_s
+from actors.adapters.previews import shown_url
+from actors.adapters.social_webhook_common import iso_timestamp
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.messages import CallContext
 from actors.payloads import Dispatch, Payload
@@ -140,7 +140,7 @@ class StandardWebhookSettings(TlsSettings):
         return value
 
 
-class StandardWebhookAdapter(Adapter):
+class StandardWebhookAdapter(HttpAdapter):
     name = "webhook"
     Settings = StandardWebhookSettings
     capabilities = frozenset({"webhook_dispatch"})
@@ -155,15 +155,12 @@ class StandardWebhookAdapter(Adapter):
         self.has_probe = self.probes_with(settings)  # type: ignore[misc]  # see the module docstring
         self._key = decode_secret(settings.secret.get_secret_value())
         self._clock = clock
-        self._client = LazyClient(lambda: client(self.settings, self.transport))
 
     @classmethod
     def probes_with(cls, settings: StandardWebhookSettings) -> bool:
         """Whether an adapter built from these settings really probes."""
         return settings.health_url is not None
 
-    def _http(self) -> Any:
-        return self._client.get()
 
     def _request(self, payload: Dispatch, ctx: CallContext) -> tuple[str, dict[str, str], bytes]:
         msg_id = message_id(ctx)
@@ -184,7 +181,7 @@ class StandardWebhookAdapter(Adapter):
 
     async def dispatch(self, payload: Dispatch, ctx: CallContext) -> dict[str, Any]:
         msg_id, headers, raw = self._request(payload, ctx)
-        response = await send(self._http(), "POST", self.settings.url.get_secret_value(), self.provider,
+        response = await self._send("POST", self.settings.url.get_secret_value(),
                               headers=headers, content=raw)
         return read_webhook_reply(response, self.provider, msg_id)
 
@@ -199,7 +196,7 @@ class StandardWebhookAdapter(Adapter):
     async def probe(self) -> None:
         if self.settings.health_url is None:
             return  # nothing to call: see has_probe
-        response = await send(self._http(), "GET", self.settings.health_url.get_secret_value(), self.provider)
+        response = await self._send("GET", self.settings.health_url.get_secret_value())
         if response.status_code in (401, 403, 410):
             raise AuthError(f"{self.provider}: HTTP {response.status_code} on settings.health_url: "
                             f"{error_message(response)}", status=response.status_code)
@@ -217,6 +214,3 @@ class StandardWebhookAdapter(Adapter):
             out.append(f"the webhook signing secret is {len(self._key)} bytes; Standard Webhooks asks for 24 to 64 "
                        f"(settings.secret)")
         return out
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -45,9 +45,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.base import Adapter
-from actors.adapters.http import LazyClient, error_message, json_body, raise_for_status, require, retry_after_s, send
-from actors.adapters.social_webhook_common import TlsSettings, client, public_headers, serve_network
+from actors.adapters.http import HttpAdapter, TlsSettings, error_message, json_body, raise_for_status, require, retry_after_s
+from actors.adapters.previews import public_headers
+from actors.adapters.social_webhook_common import serve_network
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited
 from actors.messages import CallContext
 from actors.payloads import Payload, PublishPost
@@ -144,7 +144,7 @@ class XSettings(TlsSettings):
     max_length: int = Field(280, ge=1, description="weighted length limit checked before sending")
 
 
-class XAdapter(Adapter):
+class XAdapter(HttpAdapter):
     name = "x"
     Settings = XSettings
     capabilities = frozenset({"social_posting"})
@@ -157,10 +157,7 @@ class XAdapter(Adapter):
     def __init__(self, settings: XSettings, *, clock: Callable[[], float] = time.time, **kw: Any):
         super().__init__(settings, **kw)
         self._clock = clock
-        self._client = LazyClient(lambda: client(self.settings, self.transport, base_url=self.settings.base_url))
 
-    def _http(self) -> Any:
-        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.access_token.get_secret_value()}",
@@ -182,7 +179,7 @@ class XAdapter(Adapter):
     async def publish_post(self, payload: PublishPost, ctx: CallContext) -> dict[str, Any]:
         serve_network(self.provider, payload.network, {NETWORK})
         body, extra = self._body(payload)
-        response = await send(self._http(), "POST", "/2/tweets", self.provider, headers=self._headers(), json=body)
+        response = await self._send("POST", "/2/tweets", headers=self._headers(), json=body)
         return {**read_tweet_reply(response, self.provider, self._clock()), **extra}
 
     async def dry_run(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
@@ -196,7 +193,7 @@ class XAdapter(Adapter):
         return out
 
     async def probe(self) -> None:
-        response = await send(self._http(), "GET", "/2/users/me", self.provider, headers=self._headers())
+        response = await self._send("GET", "/2/users/me", headers=self._headers())
         status = response.status_code
         if status in (401, 403):
             raise AuthError(f"{self.provider}: HTTP {status} on /2/users/me: {error_message(response)}: check "
@@ -207,6 +204,3 @@ class XAdapter(Adapter):
         raise_for_status(response, self.provider)
         data = require(json_body(response, self.provider), "data", self.provider, dict)
         require(data, "id", self.provider, str)
-
-    async def close(self) -> None:
-        await self._client.aclose()

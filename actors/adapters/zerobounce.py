@@ -42,7 +42,8 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from actors.adapters.crm_enrich_verify_http import HttpAdapter, LookupSettings, preview
+from actors.adapters.http import HttpAdapter, HttpSettings
+from actors.adapters.previews import preview
 from actors.adapters.http import error_message, json_body, retry_after_s
 from actors.errors import (
     AuthError,
@@ -73,7 +74,7 @@ def zerobounce_status(status: str, sub_status: str | None = None) -> str:
     return STATUS.get(status, "unknown")
 
 
-class ZeroBounceSettings(LookupSettings):
+class ZeroBounceSettings(HttpSettings):
     base_url: str = "https://api.zerobounce.net"
     api_key: SecretStr
     ip_address: str = Field("", description="the IP the address signed up from; blank is allowed")
@@ -120,11 +121,7 @@ class ZeroBounceAdapter(HttpAdapter):
                 "ip_address": self.settings.ip_address}
 
     def _error(self, response: Any) -> ProviderError | None:
-        error = zerobounce_error(response, self.name, self.settings.rate_limit_block_s)
-        if error is not None:
-            error.message = self._scrub(error.message)
-            error.args = (error.message,)
-        return error
+        return zerobounce_error(response, self.name, self.settings.rate_limit_block_s)
 
     async def verify_email(self, payload: VerifyEmail, ctx: CallContext) -> dict[str, Any]:
         response = await self._send("GET", VALIDATE_PATH, params=self.params(payload))
@@ -147,7 +144,7 @@ class ZeroBounceAdapter(HttpAdapter):
         if method != "verify_email":
             return await super().dry_run(method, payload, ctx)
         assert isinstance(payload, VerifyEmail)
-        return self._dry(method, preview("GET", self.url(VALIDATE_PATH), params=self.params(payload),
+        return self.would_send(method, preview("GET", self.url(VALIDATE_PATH), params=self.params(payload),
                                          secret_params=("api_key",)))
 
     async def probe(self) -> None:

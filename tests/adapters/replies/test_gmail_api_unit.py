@@ -395,7 +395,7 @@ def test_ca_file_is_trusted_for_tls(tmp_path) -> None:
 
     run(scenario())
     with pytest.raises(TransientError, match="cannot load the CA file"):
-        adapter(Gmail(), ca_file=str(tmp_path / "missing.pem"))._http()
+        adapter(Gmail(), ca_file=str(tmp_path / "missing.pem")).http
 
 
 def test_concurrent_calls_share_one_refresh() -> None:

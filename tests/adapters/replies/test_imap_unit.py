@@ -343,7 +343,7 @@ def test_encode_mailbox_quotes_and_escapes() -> None:
 
 def test_an_unreadable_ca_file_is_reported_not_raised() -> None:
     factory = FakeFactory()
-    with pytest.raises(TransientError, match="cannot load `ca_file`"):
+    with pytest.raises(TransientError, match="cannot load the CA file"):
         fetch(adapter(factory, ca_file="/nonexistent/ca.pem"))
     assert factory.clients == []
 
