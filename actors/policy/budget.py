@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 @dataclass
 class RetryBudget:
+    # Finagle and Envoy keep 20% for retries of one service; a fallback here
+    # goes to another provider, and three providers failing independently at
+    # 30% need one for 39% of requests. 50% still holds an outage of every
+    # provider to 1.5x the load instead of max_attempts x (bench/resilience.py).
     percent: float = 50.0
     min_per_s: float = 5.0
     ttl_s: float = 10.0

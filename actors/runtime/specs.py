@@ -15,12 +15,18 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 
-from actors.config import GatewayConfig, PolicyConfig
 from actors.adapters.registry import get_adapter_class
+from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConfig, PolicyConfig, RoutingConfig, StateConfig
 from actors.policy.health import HealthPolicy
 from actors.redaction import MASK, SECRET_NAME
 
 from actors.names import SUPERVISOR_NAME, provider_name, router_name  # noqa: F401 - re-exported for the actors
+
+
+def _default(model: Any, name: str) -> Any:
+    """A config field's default: the one home of each default (defaults on
+    specs only let an older spec, without the field, still decode)."""
+    return model.model_fields[name].get_default(call_default_factory=True)
 
 
 class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,9 +35,9 @@ class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
     url: str                         # a directory, sqlite:///file, or postgresql://... without a password
     namespace: str                   # the gateway's: several can share one database
     password: SecretStr | None = None  # PostgreSQL's, when the URL held one (from ${VAR})
-    retention_s: float = 7 * 86400.0   # ended journal entries and outbox items are kept this long
-    prune_interval_s: float = 600.0
-    pool_size: int = 4               # PostgreSQL connections per actor process
+    retention_s: float = _default(StateConfig, "retention_s")   # ended journal entries and outbox items are kept this long
+    prune_interval_s: float = _default(StateConfig, "prune_interval_s")
+    pool_size: int = _default(StateConfig, "pool_size")          # PostgreSQL connections per actor process
 
     @property
     def display(self) -> str:
@@ -58,7 +64,7 @@ class HedgingSpec(msgspec.Struct, frozen=True, kw_only=True):
     budget_percent: float
     min_samples: int
     min_delay_ms: float
-    max_delay_factor: float = 3.0
+    max_delay_factor: float = _default(HedgingConfig, "max_delay_factor")
 
 
 class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,9 +76,9 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     ranking: str
     unreachable_backoff_s: float
     wait_for_throttle: bool
-    retry_rounds: int = 3
-    retry_backoff_ms: float = 50.0
-    retry_backoff_max_ms: float = 1000.0
+    retry_rounds: int = _default(RoutingConfig, "retry_rounds")
+    retry_backoff_ms: float = _default(RoutingConfig, "retry_backoff_ms")
+    retry_backoff_max_ms: float = _default(RoutingConfig, "retry_backoff_max_ms")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
 
@@ -83,8 +89,8 @@ class HooksSpec(msgspec.Struct, frozen=True, kw_only=True):
     on_success: list[str] = []
     on_failure: list[str] = []
     on_health_change: list[str] = []
-    timeout_s: float = 5.0
-    queue_size: int = 10000
+    timeout_s: float = _default(HooksConfig, "timeout_s")
+    queue_size: int = _default(HooksConfig, "queue_size")
 
 
 class AuditSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,9 +102,8 @@ class AuditSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = False
-    latency_buckets_ms: list[float] = msgspec.field(
-        default_factory=lambda: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000])
-    flush_interval_s: float = 1.0
+    latency_buckets_ms: list[float] = msgspec.field(default_factory=lambda: _default(MetricsConfig, "latency_buckets_ms"))
+    flush_interval_s: float = _default(MetricsConfig, "flush_interval_s")
 
 
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -116,7 +121,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     has_probe: bool
     auth_settings: list[str]
     state: StateSpec                 # the durable store (journal, outbox)
-    attempt_timeout_s: float = 10.0  # the most one attempt here may take (policy.routing, per provider)
+    attempt_timeout_s: float = _default(RoutingConfig, "attempt_timeout_s")  # the most one attempt here may take
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
     reaches_network: bool = True     # False: talks to no outside service (simulated, noop, outbox)
     ray_options: dict[str, Any] = {}  # placement: resources, num_cpus, memory

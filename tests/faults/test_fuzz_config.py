@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from actors.config import GatewayConfig, _path, load_config, parse_config
+from actors.config import GatewayConfig, field_path, load_config, parse_config
 from actors.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,8 +126,8 @@ def test_an_unknown_key_anywhere_in_a_shipped_config_is_reported_at_its_path(pat
             node = node[part]
         assume(key not in node)
         result = parse(replaced(raw, where, {**node, key: 1}), env)
-        assert isinstance(result, ConfigError), f"{_path((*where, key))} was accepted"
-        expected = _path((*where, key))
+        assert isinstance(result, ConfigError), f"{field_path((*where, key))} was accepted"
+        expected = field_path((*where, key))
         assert any(p == expected or p.startswith(expected + ".") for p, _ in result.problems), (expected, result.problems)
 
     check()
@@ -143,8 +143,8 @@ def test_a_mapping_where_a_value_belongs_is_reported_at_its_path(path: Path) -> 
     @given(where=st.sampled_from(scalars))
     def check(where: tuple[Any, ...]) -> None:
         result = parse(replaced(raw, where, {"junk": [1]}), env)
-        assert isinstance(result, ConfigError), f"{_path(where)} took a mapping"
-        expected = _path(where)
+        assert isinstance(result, ConfigError), f"{field_path(where)} took a mapping"
+        expected = field_path(where)
         assert any(p == expected or p.startswith(expected + ".") or p.startswith(expected + "[")
                    for p, _ in result.problems), (expected, result.problems)
 

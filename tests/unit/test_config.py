@@ -174,11 +174,11 @@ def test_a_config_error_names_the_field_never_the_secret_value(password: str, pi
 
 
 def test_a_validator_that_echoes_a_secret_value_is_masked() -> None:
-    from actors.config import _without_value
+    from actors.config import without_value
 
     error = {"loc": ("secret",), "msg": "Value error, whsec_Zm9vYmFy is not base64", "input": "whsec_Zm9vYmFy"}
-    assert _without_value(error, {"secret"}) == "Value error, *** is not base64"
-    assert _without_value({**error, "loc": ("url",)}, {"secret"}) == error["msg"]
+    assert without_value(error, {"secret"}) == "Value error, *** is not base64"
+    assert without_value({**error, "loc": ("url",)}, {"secret"}) == error["msg"]
 
 
 def test_a_spec_handed_out_carries_no_secret() -> None:

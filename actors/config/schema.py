@@ -1,30 +1,23 @@
-"""The gateway config: YAML in, validated pydantic models out.
+"""The gateway config's schema: pydantic models, validated field by field.
 
 Layers of policy, inner wins: the built-in defaults, the file's top-level
-`policy`, a capability's `policy`, a provider's `policy`. `${NAME}` (or
-`${NAME:-default}`, where the default may hold another reference) reads an
-environment variable at load time; which
-setting came from which variable is remembered, so a self-check can say
-"check SMTP_PASSWORD" rather than "check the config". Every error names the
-file and the field path, e.g. `capabilities.email_sending.providers[0].settings.port`.
+`policy`, a capability's `policy`, a provider's `policy` (`merge_policies`).
+Reading a file and `${NAME}` references is loading.py's and env.py's.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from actors.adapters.base import AdapterSettings
-from actors.adapters.registry import UnknownAdapter, get_adapter_class
-from actors.errors import ConfigError
 from actors.payloads import CAPABILITIES
+from actors.policy.budget import RetryBudget
+from actors.policy.health import HealthPolicy
+from actors.policy.hedging import HedgePolicy
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = r"^[a-z0-9][a-z0-9_\-]*$"
 
 
@@ -32,31 +25,35 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Defaults of policy settings live with the policy (actors/policy), the one
+# home of each; the fields here only bound and describe them.
+_HEALTH = HealthPolicy()
+_BUDGET = RetryBudget()
+_HEDGE = HedgePolicy()
+
+
 class HealthConfig(_Model):
-    healthy_after: int = Field(5, ge=1, description="consecutive successes before DEGRADED becomes HEALTHY")
-    unhealthy_after: int = Field(3, ge=1, description="consecutive failures before a provider is UNHEALTHY")
-    cooldown_s: float = Field(30.0, ge=0, description="how long an UNHEALTHY provider is skipped before a trial")
-    latency_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of the newest latency")
-    default_throttle_s: float = Field(1.0, ge=0, description="throttle time after a 429 that named no reset")
+    healthy_after: int = Field(_HEALTH.healthy_after, ge=1, description="consecutive successes before DEGRADED becomes HEALTHY")
+    unhealthy_after: int = Field(_HEALTH.unhealthy_after, ge=1, description="consecutive failures before a provider is UNHEALTHY")
+    cooldown_s: float = Field(_HEALTH.cooldown_s, ge=0, description="how long an UNHEALTHY provider is skipped before a trial")
+    latency_alpha: float = Field(_HEALTH.latency_alpha, gt=0, le=1, description="EWMA weight of the newest latency")
+    default_throttle_s: float = Field(_HEALTH.default_throttle_s, ge=0, description="throttle time after a 429 that named no reset")
 
 
 class RetryBudgetConfig(_Model):
-    # Finagle and Envoy keep 20% for retries of one service; a fallback here
-    # goes to another provider, and three providers failing independently at
-    # 30% need one for 39% of requests. 50% still holds an outage of every
-    # provider to 1.5x the load instead of max_attempts x (bench/resilience.py).
-    percent: float = Field(50.0, ge=0, le=100, description="fallback attempts allowed, as a share of recent requests")
-    min_per_s: float = Field(5.0, ge=0, description="fallback attempts always allowed per second, whatever the traffic")
-    ttl_s: float = Field(10.0, gt=0, description="the window recent traffic is counted over")
+    # Why 50%: see actors/policy/budget.py, the default's home.
+    percent: float = Field(_BUDGET.percent, ge=0, le=100, description="fallback attempts allowed, as a share of recent requests")
+    min_per_s: float = Field(_BUDGET.min_per_s, ge=0, description="fallback attempts always allowed per second, whatever the traffic")
+    ttl_s: float = Field(_BUDGET.ttl_s, gt=0, description="the window recent traffic is counted over")
 
 
 class HedgingConfig(_Model):
     enabled: bool = Field(False, description="hedge idempotent methods (enrich, verify, fetch replies, upsert)")
-    quantile: float = Field(0.95, gt=0, lt=1, description="hedge after the first provider's recent latency at this quantile")
+    quantile: float = Field(_HEDGE.quantile, gt=0, lt=1, description="hedge after the first provider's recent latency at this quantile")
     budget_percent: float = Field(10.0, ge=0, le=100, description="hedges allowed, as a share of recent requests")
-    min_samples: int = Field(20, ge=1, description="latencies seen before hedging starts")
-    min_delay_ms: float = Field(5.0, ge=0, description="never hedge sooner than this")
-    max_delay_factor: float = Field(3.0, ge=1, description="never wait longer than this many times the median before hedging")
+    min_samples: int = Field(_HEDGE.min_samples, ge=1, description="latencies seen before hedging starts")
+    min_delay_ms: float = Field(_HEDGE.min_delay_ms, ge=0, description="never hedge sooner than this")
+    max_delay_factor: float = Field(_HEDGE.max_delay_factor, ge=1, description="never wait longer than this many times the median before hedging")
 
 
 class RoutingConfig(_Model):
@@ -243,7 +240,8 @@ class StateConfig(_Model):
     @field_validator("url")
     @classmethod
     def _known_store(cls, url: str | None) -> str | None:
-        from actors.durable.location import InvalidStateUrl, parse_state_url
+        from actors.durable.location import parse_state_url
+        from actors.errors import InvalidStateUrl
 
         if url is not None:
             try:
@@ -334,230 +332,3 @@ class GatewayConfig(_Model):
 
     def capability_policy(self, capability: str) -> PolicyConfig:
         return merge_policies(self.policy, self.capabilities[capability].policy)
-
-
-def _path(loc: tuple[Any, ...] | list[Any]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-# YAML aliases make a document a graph: it is walked as a tree, so a cycle
-# is refused and so is a "billion laughs" expansion past this many values.
-MAX_VALUES = 100_000
-
-
-def interpolate_env(node: Any, env: dict[str, str], loc: tuple[Any, ...] = (), refs: dict[str, str] | None = None,
-                    problems: list[tuple[str, str]] | None = None, _above: tuple[int, ...] = (),
-                    _budget: list[int] | None = None) -> Any:
-    """Replace `${NAME}` in strings; record path -> NAME; report unset variables by path."""
-    refs = {} if refs is None else refs
-    problems = [] if problems is None else problems
-    budget = [MAX_VALUES] if _budget is None else _budget
-    budget[0] -= 1
-    if budget[0] == -1:
-        problems.append((_path(loc), f"the document holds over {MAX_VALUES} values once its YAML aliases are expanded"))
-    if budget[0] < 0:
-        return None
-    if isinstance(node, (dict, list)):
-        if id(node) in _above:
-            problems.append((_path(loc), "the document refers to itself here (a YAML alias cycle)"))
-            return None
-        above = (*_above, id(node))
-        if isinstance(node, dict):
-            return {k: interpolate_env(v, env, (*loc, k), refs, problems, above, budget) for k, v in node.items()}
-        return [interpolate_env(v, env, (*loc, i), refs, problems, above, budget) for i, v in enumerate(node)]
-    if isinstance(node, str) and "${" in node:
-        path = _path(loc)
-        names: list[str] = []
-
-        def lookup(name: str, default: str | None) -> str:
-            names.append(name)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append((path, f"environment variable {name} is not set"))
-            return ""
-
-        try:
-            value, whole = _expand(node, lookup)
-        except ValueError as exc:
-            problems.append((path, str(exc)))
-            return node
-        if names:
-            refs[path] = names[0]  # the outermost: the variable a user sets
-        # `port: ${SMTP_PORT}` should become a number: let YAML type a whole-value reference.
-        if whole and value and not value.startswith(("'", '"')):
-            try:
-                typed = yaml.safe_load(value)
-                if isinstance(typed, (int, float, bool)):
-                    return typed
-            except yaml.YAMLError:
-                pass
-        return value
-    return node
-
-
-def _expand(text: str, lookup: Any) -> tuple[str, bool]:
-    """Expand `${NAME}` and `${NAME:-default}`, where a default may itself hold
-    references (`${SMTP_PORT:-${SANDBOX_PORT:-18125}}`). Returns the text and
-    whether the reference was the whole value."""
-    out: list[str] = []
-    i = 0
-    whole = False
-    while i < len(text):
-        start = text.find("${", i)
-        if start < 0:
-            out.append(text[i:])
-            break
-        out.append(text[i:start])
-        depth, j = 1, start + 2
-        while j < len(text) and depth:
-            if text.startswith("${", j):
-                depth, j = depth + 1, j + 2
-                continue
-            depth -= text[j] == "}"
-            j += 1
-        # These messages never quote the text: the field may be a password
-        # (`abc${x`), and the error names the field path instead.
-        if depth:
-            raise ValueError(f"a `${{` at character {start + 1} is never closed; write ${{NAME}} or "
-                             "${NAME:-default}, or put the literal text in an environment variable")
-        inner = text[start + 2:j - 1]
-        name, sep, default = inner.partition(":-")
-        if not _ENV_NAME.fullmatch(name):
-            raise ValueError(f"the `${{...}}` at character {start + 1} is not a reference: write ${{NAME}} or "
-                             "${NAME:-default}")
-        out.append(lookup(name, _expand(default, lookup)[0] if sep else None))
-        whole = start == 0 and j == len(text)
-        i = j
-    return "".join(out), whole
-
-
-def _secret_fields(settings_cls: type[AdapterSettings]) -> set[str]:
-    """Fields typed SecretStr (alone or optional)."""
-    from pydantic import SecretStr
-
-    out = set()
-    for name, field in settings_cls.model_fields.items():
-        annotation = field.annotation
-        if annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ()):
-            out.add(name)
-    return out
-
-
-def _without_value(error: Any, hidden: set[str]) -> str:
-    """A validation message fit to print: for a secret field, any echo of the
-    value a validator put in its message is masked (the path says where)."""
-    message = str(error["msg"])
-    loc = error.get("loc") or ()
-    if not (loc and loc[0] in hidden):
-        return message
-    value = error.get("input")
-    text = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-    if isinstance(text, str) and len(text) >= 3:
-        message = message.replace(text, "***")
-    return message
-
-
-def _check_providers(data: dict[str, Any], refs: dict[str, str],
-                     problems: list[tuple[str, str]]) -> dict[tuple[str, int], tuple[AdapterSettings, dict[str, str]]]:
-    """Validate each provider's settings against its adapter, straight from the raw data,
-    so these problems are reported together with the model's own."""
-    out: dict[tuple[str, int], tuple[AdapterSettings, dict[str, str]]] = {}
-    caps = data.get("capabilities")
-    if not isinstance(caps, dict):
-        return out
-    for cap_name, cap in caps.items():
-        if not isinstance(cap, dict) or not isinstance(cap.get("providers"), list) or cap_name not in CAPABILITIES:
-            continue
-        for i, provider in enumerate(cap["providers"]):
-            if not isinstance(provider, dict) or not isinstance(provider.get("adapter"), str):
-                continue
-            base = ("capabilities", cap_name, "providers", i)
-            try:
-                adapter_cls = get_adapter_class(provider["adapter"])
-            except UnknownAdapter as exc:
-                problems.append((_path((*base, "adapter")), str(exc)))
-                continue
-            except Exception as exc:  # an adapter module that fails to import
-                problems.append((_path((*base, "adapter")), f"adapter {provider['adapter']!r} failed to load: {exc}"))
-                continue
-            if adapter_cls.capabilities and cap_name not in adapter_cls.capabilities:
-                problems.append((_path((*base, "adapter")),
-                                 f"adapter {provider['adapter']!r} does not serve {cap_name}; "
-                                 f"it serves {', '.join(sorted(adapter_cls.capabilities))}"))
-                continue
-            settings = provider.get("settings") or {}
-            if not isinstance(settings, dict):
-                continue  # the model reports it
-            try:
-                validated = adapter_cls.Settings.model_validate(settings)
-            except ValidationError as exc:
-                hidden = _secret_fields(adapter_cls.Settings)
-                problems += [(_path((*base, "settings", *e["loc"])), _without_value(e, hidden)) for e in exc.errors()]
-                continue
-            prefix = _path((*base, "settings")) + "."
-            out[(cap_name, i)] = (validated, {p[len(prefix):]: n for p, n in refs.items() if p.startswith(prefix)})
-    return out
-
-
-def parse_config(raw: Any, source: str = "<config>", env: dict[str, str] | None = None) -> GatewayConfig:
-    env = dict(os.environ) if env is None else env
-    if not isinstance(raw, dict):
-        raise ConfigError(source, [("", f"expected a mapping at the top level, got {type(raw).__name__}")])
-    refs: dict[str, str] = {}
-    problems: list[tuple[str, str]] = []
-    data = interpolate_env(raw, env, (), refs, problems)
-    raw_caps = data.get("capabilities")
-    for name in raw_caps if isinstance(raw_caps, dict) else {}:
-        if name not in CAPABILITIES:
-            problems.append((f"capabilities.{name}", f"unknown capability; known: {', '.join(CAPABILITIES)}"))
-    cfg: GatewayConfig | None = None
-    try:
-        cfg = GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        problems += [(_path(e["loc"]), e["msg"]) for e in exc.errors()
-                     if not (len(e["loc"]) >= 2 and e["loc"][0] == "capabilities" and e["loc"][1] not in CAPABILITIES)]
-    validated = _check_providers(data, refs, problems)
-    if cfg is not None:
-        from actors.policy.ranking import load_rank_policy
-
-        for cap_name in cfg.capabilities:
-            try:
-                load_rank_policy(cfg.capability_policy(cap_name).routing.ranking)
-            except ValueError as exc:
-                problems.append((f"capabilities.{cap_name}.policy.routing.ranking", str(exc)))
-    if problems or cfg is None:
-        raise ConfigError(source, list(dict.fromkeys(problems)))
-    for cap_name, cap in cfg.capabilities.items():
-        for i, provider in enumerate(cap.providers):
-            provider._validated, provider._env_refs = validated[(cap_name, i)]
-    return cfg
-
-
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(str(path), [("", f"cannot read the file: {exc.strerror}")]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(path), [("", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
-    return parse_config(raw, str(path), env)
-
-
-def json_schema() -> dict[str, Any]:
-    schema = GatewayConfig.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "aicmo-gateway config"
-    return schema
