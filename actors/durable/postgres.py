@@ -28,10 +28,26 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
-
 from actors.durable.location import StoreLocation
-from actors.durable.schema import PG_MIGRATIONS, PG_VERSION
+from actors.durable.postgres_sql import (
+    CLAIM,
+    DECIDE_ROUNDS,
+    FINISH_DROP,
+    FINISH_STORE,
+    JOURNAL_CLAIM,
+    JOURNAL_COLUMNS,
+    JOURNAL_PUT,
+    NOW,
+    OUTBOX,
+    OUTBOX_COLUMNS,
+    RELEASE,
+    blob,
+    encode,
+    migrate,
+    outbox_item,
+    rows_json,
+    unblob,
+)
 from actors.durable.store import (
     OUTBOX_FIELDS,
     Claims,
@@ -44,137 +60,6 @@ from actors.durable.store import (
     StoreUnavailable,
 )
 from actors.durable.tracking import HealthTracker
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder().decode
-
-# pg_advisory_xact_lock's key for schema migrations: actors starting together migrate once.
-_MIGRATION_LOCK = 0x61_69_63_6D_6F  # "aicmo"
-_NOW = "extract(epoch from clock_timestamp())::float8"
-_OUTBOX_COLUMNS = ("id", "capability", "method", "payload", "idempotency_key", "request_id", "state", "reason",
-                   "created_at", "updated_at", "provider", "error", "attempts", "result", "lease_owner")
-_OUTBOX = ", ".join(_OUTBOX_COLUMNS)
-_JOURNAL_COLUMNS = ("capability", "provider", "key", "request_id", "method", "state", "incarnation", "updated_at",
-                    "value", "error")
-_JOURNAL = ", ".join(_JOURNAL_COLUMNS)
-# How often a key that was neither won nor seen (a competing insert committed
-# during the statement) is asked about again before we give up on the store.
-_DECIDE_ROUNDS = 5
-
-
-def _claim_sql(redeliver: bool) -> str:
-    """One statement: claim the keys that are free, and return, for every key,
-    whether it was won and, if not, the record that holds it. Rows are
-    taken in key order, so two statements racing over the same keys wait for
-    each other instead of deadlocking."""
-    if redeliver:  # delivering from the outbox: take over a stored result, keep it
-        takeover = "k.state = 'done' OR k.owner = excluded.owner OR k.lease_until <= excluded.stored_at"
-        keep = "k.result"
-    else:
-        takeover = ("(k.state = 'done' AND k.stored_at < %(fresh)s) OR (k.state = 'running' AND "
-                    "(k.owner = excluded.owner OR k.lease_until <= excluded.stored_at))")
-        keep = "CASE WHEN k.state = 'done' THEN NULL ELSE k.result END"
-    return f"""
-    WITH now_ AS (SELECT {_NOW} AS t),
-    input AS (SELECT * FROM json_to_recordset(%(rows)s::json) AS i(key text, fingerprint text)),
-    claimed AS (
-        INSERT INTO aicmo_keys AS k (namespace, capability, key, state, fingerprint, owner, lease_until, result,
-                                     stored_at)
-        SELECT %(ns)s, %(cap)s, input.key, 'running', input.fingerprint, %(owner)s, now_.t + %(lease)s, NULL, now_.t
-        FROM input, now_ ORDER BY input.key
-        ON CONFLICT (namespace, capability, key) DO UPDATE SET state = 'running', fingerprint = excluded.fingerprint,
-            owner = excluded.owner, lease_until = excluded.lease_until, result = {keep}
-        WHERE {takeover}
-        RETURNING k.key, k.xmax = 0 AS fresh)
-    SELECT key, true, NULL, NULL, NULL, NULL::bytea, NULL::float8, NULL::float8, fresh FROM claimed
-    UNION ALL
-    SELECT k.key, false, k.state, k.fingerprint, k.owner, k.result, k.stored_at, k.lease_until - now_.t, NULL::bool
-    FROM input JOIN aicmo_keys k ON k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = input.key, now_
-    WHERE input.key NOT IN (SELECT key FROM claimed)"""
-
-
-_CLAIM = {False: _claim_sql(False), True: _claim_sql(True)}
-
-_JOURNAL_CLAIM = """
-    WITH input AS (SELECT * FROM json_to_recordset(%(rows)s::json)
-                   AS i(key text, request_id text, method text, incarnation text, updated_at float8)),
-    claimed AS (
-        INSERT INTO aicmo_journal AS j (namespace, capability, provider, key, request_id, method, state, incarnation,
-                                        updated_at, value, error)
-        SELECT %(ns)s, %(cap)s, %(prov)s, key, request_id, method, 'started', incarnation, updated_at, NULL, NULL
-        FROM input ORDER BY key
-        ON CONFLICT (namespace, capability, key, provider) DO UPDATE SET request_id = excluded.request_id,
-            method = excluded.method, state = 'started', incarnation = excluded.incarnation,
-            updated_at = excluded.updated_at, value = NULL, error = NULL
-        WHERE j.state = 'failed'
-        RETURNING j.key)
-    SELECT key, true, NULL, NULL, NULL, NULL, NULL::float8, NULL::bytea, NULL FROM claimed
-    UNION ALL
-    SELECT j.key, false, j.request_id, j.method, j.state, j.incarnation, j.updated_at, j.value, j.error
-    FROM input JOIN aicmo_journal j ON j.namespace = %(ns)s AND j.capability = %(cap)s AND j.key = input.key
-                                   AND j.provider = %(prov)s
-    WHERE input.key NOT IN (SELECT key FROM claimed)"""
-
-_JOURNAL_PUT = f"""
-    INSERT INTO aicmo_journal AS j (namespace, {_JOURNAL})
-    SELECT %(ns)s, capability, provider, key, request_id, method, state, incarnation, updated_at,
-           decode(value, 'base64'), error
-    FROM json_to_recordset(%(rows)s::json) AS i(capability text, provider text, key text, request_id text,
-                                                 method text, state text, incarnation text, updated_at float8,
-                                                 value text, error text)
-    ORDER BY i.capability, i.key, i.provider
-    ON CONFLICT (namespace, capability, key, provider) DO UPDATE SET request_id = excluded.request_id,
-        method = excluded.method, state = excluded.state, incarnation = excluded.incarnation,
-        updated_at = excluded.updated_at, value = excluded.value, error = excluded.error"""
-
-_FINISH_STORE = """
-    INSERT INTO aicmo_keys AS k (namespace, capability, key, state, fingerprint, owner, lease_until, result, stored_at)
-    SELECT %(ns)s, %(cap)s, i.key, 'done', i.fp, NULL, NULL, decode(i.result, 'base64'), %(now)s
-    FROM json_to_recordset(%(rows)s::json) AS i(key text, result text, fp text) ORDER BY i.key
-    ON CONFLICT (namespace, capability, key) DO UPDATE SET state = 'done', owner = NULL, lease_until = NULL,
-        result = excluded.result, stored_at = excluded.stored_at,
-        fingerprint = coalesce(k.fingerprint, excluded.fingerprint)
-    WHERE k.owner = %(owner)s"""
-
-# A claim that ends without a result: dropped, or, where a redelivery took
-# over a stored result, that result put back. The two touch disjoint rows.
-_FINISH_DROP = """
-    WITH dropped AS (DELETE FROM aicmo_keys k USING unnest(%(keys)s::text[]) AS i(key)
-                     WHERE k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = i.key
-                       AND k.owner = %(owner)s AND k.result IS NULL RETURNING k.key)
-    UPDATE aicmo_keys k SET state = 'done', owner = NULL, lease_until = NULL FROM unnest(%(keys)s::text[]) AS i(key)
-    WHERE k.namespace = %(ns)s AND k.capability = %(cap)s AND k.key = i.key AND k.owner = %(owner)s
-      AND k.result IS NOT NULL"""
-
-_RELEASE = """
-    WITH ended AS (UPDATE aicmo_keys SET lease_until = 0 WHERE namespace = %(ns)s AND state = 'running'
-                   AND starts_with(owner, %(prefix)s) RETURNING key)
-    SELECT count(*) FROM ended"""
-
-
-# Many rows go to the server as one JSON document (bytes as base64): one
-# parameter, encoded by msgspec, instead of an array per column dumped in Python.
-_json_rows = msgspec.json.Encoder().encode
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    return _json_rows(rows).decode()
-
-
-def _blob(value: Any) -> bytes | None:
-    return None if value is None else _encode(value)
-
-
-def _unblob(value: bytes | None) -> Any:
-    return None if value is None else _decode(bytes(value))
-
-
-def _item(row: Sequence[Any]) -> OutboxItem:
-    fields = dict(zip(_OUTBOX_COLUMNS, row, strict=True))
-    fields["payload"] = _unblob(fields["payload"])
-    fields["result"] = _unblob(fields["result"])
-    return OutboxItem(**fields)
-
 
 class PostgresStore:
     kind = "postgresql"
@@ -241,7 +126,7 @@ class PostgresStore:
             try:
                 await pool.open(wait=False)
                 async with pool.connection(timeout=self._wait_s) as conn:
-                    await _migrate(conn)
+                    await migrate(conn)
             except (psycopg.Error, OSError) as exc:  # PoolTimeout is a psycopg.Error too
                 await pool.close()
                 why = await self._why_no_connection() if type(exc).__module__.startswith("psycopg_pool") else None
@@ -282,12 +167,12 @@ class PostgresStore:
         resumed: list[str] = []
         for redeliver in (False, True):
             wanted = {c.key: c for c in claims if c.redeliver is redeliver}
-            for _ in range(_DECIDE_ROUNDS):
+            for _ in range(DECIDE_ROUNDS):
                 if not wanted:
                     break
-                rows = await self._fetch(_CLAIM[redeliver], {
+                rows = await self._fetch(CLAIM[redeliver], {
                     "ns": self.namespace, "cap": capability, "owner": owner, "lease": lease_s, "fresh": fresh_after,
-                    "rows": _json([{"key": c.key, "fingerprint": c.fingerprint} for c in wanted.values()])})
+                    "rows": rows_json([{"key": c.key, "fingerprint": c.fingerprint} for c in wanted.values()])})
                 for row in rows:
                     if not row[1]:
                         lost[row[0]] = self._record(row)
@@ -300,7 +185,7 @@ class PostgresStore:
 
     async def get_keys(self, capability: str, keys: Sequence[str]) -> dict[str, KeyRecord]:
         rows = await self._fetch(
-            f"SELECT k.key, false, state, fingerprint, owner, result, stored_at, lease_until - {_NOW} "
+            f"SELECT k.key, false, state, fingerprint, owner, result, stored_at, lease_until - {NOW} "
             "FROM unnest(%s::text[]) AS i(key) JOIN aicmo_keys k ON k.namespace = %s AND k.capability = %s "
             "AND k.key = i.key", (list(dict.fromkeys(keys)), self.namespace, capability))
         return {row[0]: self._record(row) for row in rows}
@@ -311,13 +196,13 @@ class PostgresStore:
         dropped = list(dict.fromkeys(key for key, result, _ in rows if result is None))
         base = {"ns": self.namespace, "cap": capability, "owner": owner}
         if stored:
-            await self._fetch(_FINISH_STORE, {**base, "now": now, "rows": _json([
+            await self._fetch(FINISH_STORE, {**base, "now": now, "rows": rows_json([
                 {"key": key, "result": result, "fp": fp} for key, (result, fp) in stored.items()])})
         if dropped:
-            await self._fetch(_FINISH_DROP, {**base, "keys": dropped})
+            await self._fetch(FINISH_DROP, {**base, "keys": dropped})
 
     async def release_claims(self, owner_prefix: str) -> int:
-        [(n,)] = await self._fetch(_RELEASE, {"ns": self.namespace, "prefix": owner_prefix})
+        [(n,)] = await self._fetch(RELEASE, {"ns": self.namespace, "prefix": owner_prefix})
         return int(n)
 
     async def expire_keys(self, before: float) -> int:
@@ -328,8 +213,8 @@ class PostgresStore:
     # --- journal -------------------------------------------------------------------
     @staticmethod
     def _entry(row: Sequence[Any]) -> JournalEntry:
-        fields = dict(zip(_JOURNAL_COLUMNS, row, strict=True))
-        fields["value"] = _unblob(fields["value"])
+        fields = dict(zip(JOURNAL_COLUMNS, row, strict=True))
+        fields["value"] = unblob(fields["value"])
         return JournalEntry(**fields)
 
     async def journal_claim(self, entries: Sequence[JournalEntry]) -> dict[str, JournalEntry]:
@@ -338,16 +223,16 @@ class PostgresStore:
         capability, provider = entries[0].capability, entries[0].provider
         wanted = {e.key: e for e in entries}
         taken: dict[str, JournalEntry] = {}
-        for _ in range(_DECIDE_ROUNDS):
-            rows = await self._fetch(_JOURNAL_CLAIM, {
-                "ns": self.namespace, "cap": capability, "prov": provider, "rows": _json([
+        for _ in range(DECIDE_ROUNDS):
+            rows = await self._fetch(JOURNAL_CLAIM, {
+                "ns": self.namespace, "cap": capability, "prov": provider, "rows": rows_json([
                     {"key": e.key, "request_id": e.request_id, "method": e.method, "incarnation": e.incarnation,
                      "updated_at": e.updated_at} for e in wanted.values()])})
             for key, won, request_id, method, state, incarnation, updated_at, value, error in rows:
                 if not won:
                     taken[key] = JournalEntry(capability=capability, provider=provider, key=key, request_id=request_id,
                                               method=method, state=state, incarnation=incarnation,
-                                              updated_at=updated_at, value=_unblob(value), error=error)
+                                              updated_at=updated_at, value=unblob(value), error=error)
                 wanted.pop(key, None)
             if not wanted:
                 return taken
@@ -356,7 +241,7 @@ class PostgresStore:
     async def journal_find_many(self, capability: str, keys: Sequence[str],
                                 provider: str | None = None) -> dict[str, list[JournalEntry]]:
         # Joined with the keys, so the planner walks the primary key whatever its statistics say.
-        sql = (f"SELECT {', '.join('j.' + c for c in _JOURNAL_COLUMNS)} FROM unnest(%s::text[]) AS i(key) "
+        sql = (f"SELECT {', '.join('j.' + c for c in JOURNAL_COLUMNS)} FROM unnest(%s::text[]) AS i(key) "
                "JOIN aicmo_journal j ON j.namespace = %s AND j.capability = %s AND j.key = i.key")
         params: tuple[Any, ...] = (list(dict.fromkeys(keys)), self.namespace, capability)
         if provider is not None:
@@ -371,76 +256,76 @@ class PostgresStore:
         latest = list({(e.capability, e.provider, e.key): e for e in entries}.values())  # one row per key
         if not latest:
             return
-        await self._fetch(_JOURNAL_PUT, {"ns": self.namespace, "rows": _json([
+        await self._fetch(JOURNAL_PUT, {"ns": self.namespace, "rows": rows_json([
             {"capability": e.capability, "provider": e.provider, "key": e.key, "request_id": e.request_id,
              "method": e.method, "state": e.state, "incarnation": e.incarnation, "updated_at": e.updated_at,
-             "value": _blob(e.value), "error": e.error} for e in latest])})
+             "value": blob(e.value), "error": e.error} for e in latest])})
 
     # --- outbox --------------------------------------------------------------------
     async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,
                          request_id: str, reason: OutboxReason, now: float, provider: str | None = None,
                          error: str | None = None) -> OutboxItem:
         state = "pending" if reason == "queued" else "parked"
-        for _ in range(_DECIDE_ROUNDS):
+        for _ in range(DECIDE_ROUNDS):
             rows = await self._fetch(
                 f"INSERT INTO aicmo_outbox (namespace, capability, method, payload, idempotency_key, request_id, state, "
                 f"reason, created_at, updated_at, provider, error) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                 f"ON CONFLICT (namespace, capability, idempotency_key) WHERE state IN ('pending', 'parked') "
-                f"DO NOTHING RETURNING {_OUTBOX}",
-                (self.namespace, capability, method, _encode(payload), idempotency_key, request_id, state, reason,
+                f"DO NOTHING RETURNING {OUTBOX}",
+                (self.namespace, capability, method, encode(payload), idempotency_key, request_id, state, reason,
                  now, now, provider, error))
             if not rows:  # the key has a live item: that one is this request
                 rows = await self._fetch(
-                    f"SELECT {_OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND capability = %s "
+                    f"SELECT {OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND capability = %s "
                     "AND idempotency_key = %s AND state IN ('pending', 'parked')",
                     (self.namespace, capability, idempotency_key))
             if rows:
-                return _item(rows[0])
+                return outbox_item(rows[0])
         raise self._unavailable(RuntimeError("the outbox item was neither added nor found"))
 
     async def outbox_get(self, item_id: int) -> OutboxItem | None:
-        rows = await self._fetch(f"SELECT {_OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND id = %s",
+        rows = await self._fetch(f"SELECT {OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND id = %s",
                                  (self.namespace, item_id))
-        return _item(rows[0]) if rows else None
+        return outbox_item(rows[0]) if rows else None
 
     async def outbox_find(self, capability: str, key: str) -> OutboxItem | None:
-        rows = await self._fetch(f"SELECT {_OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND capability = %s "
+        rows = await self._fetch(f"SELECT {OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND capability = %s "
                                  "AND idempotency_key = %s ORDER BY id DESC LIMIT 1", (self.namespace, capability, key))
-        return _item(rows[0]) if rows else None
+        return outbox_item(rows[0]) if rows else None
 
     async def outbox_list(self, capability: str | None = None, states: tuple[str, ...] = ("pending", "parked"),
                           limit: int = 1000) -> list[OutboxItem]:
-        sql = f"SELECT {_OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND state = ANY(%s)"
+        sql = f"SELECT {OUTBOX} FROM aicmo_outbox WHERE namespace = %s AND state = ANY(%s)"
         params: tuple[Any, ...] = (self.namespace, list(states))
         if capability is not None:
             sql, params = sql + " AND capability = %s", (*params, capability)
-        return [_item(r) for r in await self._fetch(sql + " ORDER BY id LIMIT %s", (*params, limit))]
+        return [outbox_item(r) for r in await self._fetch(sql + " ORDER BY id LIMIT %s", (*params, limit))]
 
     async def outbox_update(self, item_id: int, now: float, **fields: Any) -> OutboxItem | None:
         unknown = set(fields) - OUTBOX_FIELDS
         if unknown:
             raise ValueError(f"unknown outbox fields {sorted(unknown)}")
         sets = "".join(f"{name} = %s, " for name in fields)  # names checked against OUTBOX_FIELDS above
-        values = [_blob(v) if k in ("payload", "result") else v for k, v in fields.items()]
+        values = [blob(v) if k in ("payload", "result") else v for k, v in fields.items()]
         rows = await self._fetch(f"UPDATE aicmo_outbox SET {sets}updated_at = %s, lease_owner = NULL, "
-                                 f"lease_until = NULL WHERE namespace = %s AND id = %s RETURNING {_OUTBOX}",
+                                 f"lease_until = NULL WHERE namespace = %s AND id = %s RETURNING {OUTBOX}",
                                  (*values, now, self.namespace, item_id))
-        return _item(rows[0]) if rows else None
+        return outbox_item(rows[0]) if rows else None
 
     async def outbox_lease(self, capability: str, owner: str, lease_s: float, limit: int,
                            ids: Sequence[int] | None = None) -> list[OutboxItem]:
         only = "AND id = ANY(%(ids)s)" if ids is not None else ""
         rows = await self._fetch(
-            f"""WITH now_ AS (SELECT {_NOW} AS t),
+            f"""WITH now_ AS (SELECT {NOW} AS t),
             picked AS (SELECT id FROM aicmo_outbox, now_ WHERE namespace = %(ns)s AND capability = %(cap)s
                        AND state = 'pending' AND (lease_until IS NULL OR lease_until <= now_.t) {only}
                        ORDER BY id LIMIT %(limit)s FOR UPDATE OF aicmo_outbox SKIP LOCKED)
             UPDATE aicmo_outbox o SET lease_owner = %(owner)s, lease_until = (SELECT t FROM now_) + %(lease)s
             FROM picked WHERE o.id = picked.id
-            RETURNING {', '.join('o.' + c for c in _OUTBOX_COLUMNS)}""",
+            RETURNING {', '.join('o.' + c for c in OUTBOX_COLUMNS)}""",
             {"ns": self.namespace, "cap": capability, "owner": owner, "lease": lease_s, "limit": limit,
              "ids": list(ids or [])})
-        return sorted((_item(r) for r in rows), key=lambda item: item.id)
+        return sorted((outbox_item(r) for r in rows), key=lambda item: item.id)
 
     async def outbox_release(self, ids: Sequence[int], owner: str) -> None:
         if ids:
@@ -454,7 +339,7 @@ class PostgresStore:
 
     # --- gateway-wide ----------------------------------------------------------------
     async def secret(self, name: str) -> bytes:
-        for _ in range(_DECIDE_ROUNDS):
+        for _ in range(DECIDE_ROUNDS):
             await self._fetch("INSERT INTO aicmo_secrets (namespace, name, value, created_at) VALUES (%s, %s, %s, %s) "
                               "ON CONFLICT DO NOTHING", (self.namespace, name, random_bytes.token_bytes(32),
                                                          self._clock()))
@@ -494,20 +379,3 @@ class PostgresStore:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-
-async def _migrate(conn: Any) -> None:
-    """Brings the database to the current schema under an advisory lock held
-    for the transaction: actors that start together wait for the first."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        await conn.execute("CREATE TABLE IF NOT EXISTS aicmo_schema (version INTEGER NOT NULL, "
-                           "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM aicmo_schema")
-        (version,) = await cur.fetchone()
-        if version > PG_VERSION:
-            raise RuntimeError(f"the database's gateway schema is version {version}, newer than this gateway "
-                               f"knows ({PG_VERSION}): upgrade aicmo-gateway on every node")
-        for step in range(version, PG_VERSION):
-            await conn.execute(PG_MIGRATIONS[step])
-            await conn.execute("INSERT INTO aicmo_schema (version) VALUES (%s)", (step + 1,))
