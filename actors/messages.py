@@ -109,6 +109,15 @@ class Resolution(Message):
     error: str | None = None
 
 
+# ProviderStatus carries a HealthSnapshot's fields flat, `health` being its
+# state as shown: the shape users read (`status --json`, the HTTP API's
+# /v1/status, `ProviderStatus.health == "healthy"`). Embedding the snapshot
+# would nest them under `health` and change that shape; instead the copy in
+# both directions goes through this one list (tests/unit/test_status_shape.py
+# fails if the two structs drift apart).
+HEALTH_FIELDS: tuple[str, ...] = tuple(f for f in HealthSnapshot.__struct_fields__ if f != "state")
+
+
 class ProviderStatus(Message):
     name: str
     capability: str
@@ -136,22 +145,13 @@ class ProviderStatus(Message):
 
     @classmethod
     def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":
-        return cls(
-            health=h.state,
-            consecutive_successes=h.consecutive_successes,
-            consecutive_failures=h.consecutive_failures,
-            latency_ms=h.latency_ms,
-            latency_ewma_ms=h.latency_ewma_ms,
-            total_calls=h.total_calls,
-            total_failures=h.total_failures,
-            total_ok=h.total_ok,
-            last_error=h.last_error,
-            last_error_kind=h.last_error_kind,
-            last_checked=h.last_checked,
-            cooldown_until=h.cooldown_until,
-            throttled_until=h.throttled_until,
-            **fields,
-        )
+        return cls(health=h.state, **{f: getattr(h, f) for f in HEALTH_FIELDS}, **fields)
+
+    def health_snapshot(self, state: Health | None = None) -> HealthSnapshot:
+        """The HealthSnapshot this status shows; `state` instead of the shown
+        one (THROTTLED is only ever shown, never stored)."""
+        return HealthSnapshot(state=self.health if state is None else state,
+                              **{f: getattr(self, f) for f in HEALTH_FIELDS})
 
 
 class Operation(Message):

@@ -138,7 +138,7 @@ async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s
     """Build each provider's adapter here and run its probe, all at once,
     each within `timeout_s`. Errors are sorted into kinds and redacted."""
     from actors.redaction import Redactor
-    from actors.runtime.provider import classify
+    from actors.runtime.provider_core import classify
 
     async def one(given: ProviderSpec | ProbeTarget) -> ProbeResult:
         started = time.monotonic()

@@ -155,14 +155,7 @@ class RouterActor:
     @staticmethod
     def _health_of(status: ProviderStatus, known: HealthSnapshot) -> HealthSnapshot:
         # THROTTLED is only shown, never stored: keep the state we knew.
-        return HealthSnapshot(
-            state=known.state if status.health is Health.THROTTLED else status.health,
-            consecutive_successes=status.consecutive_successes,
-            consecutive_failures=status.consecutive_failures, latency_ms=status.latency_ms,
-            latency_ewma_ms=status.latency_ewma_ms, total_calls=status.total_calls, total_failures=status.total_failures,
-            total_ok=status.total_ok,
-            last_error=status.last_error, last_error_kind=status.last_error_kind, last_checked=status.last_checked,
-            cooldown_until=status.cooldown_until, throttled_until=status.throttled_until)
+        return status.health_snapshot(known.state if status.health is Health.THROTTLED else None)
 
     def node_id(self) -> str:
         """The Ray node this router runs on."""

@@ -17,7 +17,7 @@ from actors.adapters.http import HTTPX_ERRORS, HttpCall
 from actors.adapters.imap_session import AIOIMAPLIB_ERRORS, ImapCall
 from actors.adapters.smtp import SmtpSettings
 from actors.adapters.smtp_errors import AIOSMTPLIB_ERRORS, SmtpCall
-from actors.errors import AttemptTimeout, MalformedResponse, ProviderError, ProviderRejected, TransientError
+from actors.errors import AttemptTimeout, MalformedResponse, ProviderRejected, TransientError
 
 TABLES: dict[str, tuple[ExceptionMap, list[str]]] = {
     "httpx": (HTTPX_ERRORS, ["httpx"]),

@@ -17,7 +17,7 @@ from actors.durable.sqlite import SqliteStore
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
 from actors.runtime.clock import Clock as RouterClock
-from actors.runtime.provider import ProviderCore
+from actors.runtime.provider_core import ProviderCore
 from actors.runtime.router_core import RouterCore
 from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
 

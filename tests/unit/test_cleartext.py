@@ -12,7 +12,7 @@ from actors.config import parse_config
 from actors.errors import ConfigError
 from actors.messages import ProbeResult, ProviderStatus
 from actors.ops.doctor import check_providers
-from actors.runtime.provider import ProviderCore
+from actors.runtime.provider_core import ProviderCore
 from actors.runtime.specs import build_spec
 from actors.runtime.supervisor import build_self_check
 

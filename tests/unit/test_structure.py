@@ -1,14 +1,18 @@
 """Structural rules of the package, checked from its source: no import
 cycles inside `actors/` (imports at any depth count: inside functions and
 under TYPE_CHECKING too, since a cycle hidden in a function is still two
-modules that need each other)."""
+modules that need each other), and no module past 500 lines (one past it
+holds two layers: split it by layer)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2] / "actors"
+MAX_LINES = 500
 
 
 def _modules() -> dict[str, Path]:
@@ -91,3 +95,9 @@ def test_no_import_cycles_inside_actors() -> None:
     graph = import_graph()
     assert len(graph) > 100 and "actors.runtime.router_core" in graph["actors.runtime.router"]
     assert cycles(graph) == []
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_no_module_past_500_lines(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(ROOT.parent)} has {lines} lines: split it by layer"

@@ -236,7 +236,7 @@ def test_an_unexpected_answer_object_is_malformed() -> None:
                                  TypeError("unsupported operand"), KeyError("uid")])
 def test_a_bug_of_ours_is_not_blamed_on_the_provider(bug) -> None:
     from actors.errors import ErrorKind
-    from actors.runtime.provider import classify
+    from actors.runtime.provider_core import classify
 
     async def broken(client):
         raise bug

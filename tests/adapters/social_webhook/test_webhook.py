@@ -171,7 +171,7 @@ def test_a_short_secret_is_a_warning() -> None:
 
 
 def test_the_provider_actor_counts_a_real_health_check_only() -> None:
-    from actors.runtime.provider import ProviderCore
+    from actors.runtime.provider_core import ProviderCore
     from tests.unit.fakes import provider_spec
 
     for health_url, counted in ((None, 0), ("https://hooks.example.com/health", 1)):
