@@ -211,6 +211,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from actors import sandbox
+
+    if sandbox.missing():
+        raise CliError(2, sandbox.install_hint("`aicmo-gateway sandbox`"))
     from actors.sandbox.stack import SandboxStack
 
     try:
@@ -239,6 +243,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from actors import sandbox
+
+    if sandbox.missing():
+        raise CliError(2, sandbox.install_hint("`aicmo-gateway demo`"))
     from actors.cli.demo import run_demo
 
     return run_demo(leads=args.leads, config_path=args.config)
