@@ -70,7 +70,7 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     ranking: str
     unreachable_backoff_s: float
     wait_for_throttle: bool
-    retry_rounds: int = 3
+    retry_rounds: int = 5
     retry_backoff_ms: float = 50.0
     retry_backoff_max_ms: float = 1000.0
     retry_budget: RetryBudgetSpec
