@@ -1,7 +1,7 @@
 """What the end-to-end tests share: a `ray start --head` cluster of their own
 on free ports (tests/support/nodes.py, started once per session by
-tests/e2e/conftest.py), and
-running the CLI and other commands against it as a user would."""
+tests/e2e/conftest.py), and running the CLI and other commands against it
+as a user would."""
 
 from __future__ import annotations
 
