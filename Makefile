@@ -34,9 +34,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 ## The long soak: ten minutes at 80% of measured saturation; RSS of every gateway actor and p99 over time,
-## plotted with the verdict in tests/faults/results/soak.png (MINUTES=2 make soak for a short one).
+## plotted with the verdict in tests/faults/results/soak-<store>.png (MINUTES=2 make soak for a short one;
+## STORE=postgresql make soak on a real PostgreSQL).
 soak: $(STAMP)
-	$(BIN)/python -m tests.faults.soak --minutes $(or $(MINUTES),10)
+	$(BIN)/python -m tests.faults.soak --minutes $(or $(MINUTES),10) --store $(or $(STORE),sqlite)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

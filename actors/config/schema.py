@@ -65,7 +65,7 @@ class RoutingConfig(_Model):
     ranking: str = Field("actors.policy.ranking:by_health", description="dotted path of the ranking policy")
     unreachable_backoff_s: float = Field(1.0, ge=0, description=(
         "how long a dead or restarting provider actor is skipped (a restarted one says it is back sooner)"))
-    retry_rounds: int = Field(3, ge=0, description=(
+    retry_rounds: int = Field(5, ge=0, description=(
         "when every provider failed transiently, rounds tried again (with jittered back-off) within the deadline "
         "and the retry budget; 0 turns them off. With an outbox the request is queued instead"))
     retry_backoff_ms: float = Field(50.0, ge=0, description="the first round's pause is up to this long (full jitter)")

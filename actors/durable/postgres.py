@@ -76,6 +76,8 @@ class PostgresStore:
         self._clock = clock
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
+        self._diagnosing: asyncio.Lock | None = None
+        self._diagnosis: tuple[float, str] | None = None
         self.tracker = HealthTracker(self.url, self.kind)
 
     # --- plumbing ------------------------------------------------------------------
@@ -90,21 +92,37 @@ class PostgresStore:
         self.tracker.failed(message, self._clock())
         return StoreUnavailable(self.url, message)
 
-    async def _why_no_connection(self) -> str:
-        """The pool says only that it got no connection in time; one direct
+    async def _why_no_connection(self, pool: Any = None) -> str:
+        """The pool says only that it got no connection in time. With
+        connections of its own, they were all busy; with none, one direct
         attempt says why (refused, the password, no such database), which is
-        what an operator needs to read."""
+        what an operator needs to read. One attempt at a time, its answer
+        kept a few seconds: under load, a connection per failed request
+        would exhaust the server's max_connections."""
         import psycopg
 
-        kwargs: dict[str, Any] = {"connect_timeout": max(1, round(self._wait_s))}
-        if self._password:
-            kwargs["password"] = self._password
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
-        except (psycopg.Error, OSError) as exc:
-            return " ".join(str(exc).split())
-        await conn.close()
-        return f"the server answers, but all {self._pool_size} connections of this actor stayed busy"
+        if pool is not None:
+            stats = pool.get_stats()
+            if stats.get("pool_size", 0) > 0:
+                return (f"all {stats['pool_size']} connections of this actor stayed busy "
+                        f"({stats.get('requests_waiting', 0)} requests waiting): the server is slow or overloaded")
+        if self._diagnosing is None:
+            self._diagnosing = asyncio.Lock()
+        async with self._diagnosing:
+            if self._diagnosis is not None and time.monotonic() - self._diagnosis[0] < 5.0:
+                return self._diagnosis[1]
+            kwargs: dict[str, Any] = {"connect_timeout": max(1, round(self._wait_s))}
+            if self._password:
+                kwargs["password"] = self._password
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+            except (psycopg.Error, OSError) as exc:
+                why = " ".join(str(exc).split())
+            else:
+                await conn.close()
+                why = "the server answers now; this actor's pool had no connection in time"
+            self._diagnosis = (time.monotonic(), why)
+            return why
 
     async def _open(self) -> Any:
         if self._pool is not None:
@@ -146,7 +164,7 @@ class PostgresStore:
                 rows = await cur.fetchall() if cur.description is not None else []
         except (psycopg.OperationalError, psycopg.InterfaceError, OSError) as exc:
             # The pool's own errors (PoolTimeout, TooManyRequests) say only "no connection".
-            why = await self._why_no_connection() if type(exc).__module__.startswith("psycopg_pool") else None
+            why = await self._why_no_connection(pool) if type(exc).__module__.startswith("psycopg_pool") else None
             raise self._unavailable(exc, why) from None
         finally:
             self.tracker.busy(time.perf_counter() - started)

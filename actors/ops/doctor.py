@@ -271,6 +271,10 @@ def check_state_dir(state_url: str) -> list[Finding]:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     if os.access(probe, os.W_OK):
+        if path.exists() and path.stat().st_mode & 0o077:
+            return [Finding(check="state", status="warning", subject=str(path),
+                            detail=f"other users may read it (mode {path.stat().st_mode & 0o777:o}): it holds payloads "
+                                   "and results", fix=f"chmod 700 {path}")]
         return [Finding(check="state", status="ok", subject=str(path),
                         detail="writable here (the actors use this path on their own nodes)")]
     return [Finding(check="state", status="warning", subject=str(path), detail=f"{probe} is not writable here",

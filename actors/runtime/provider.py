@@ -24,6 +24,16 @@ from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, router_name
 log = logging.getLogger("aicmo.provider")
 
 
+def _reconstructed() -> bool:
+    """Whether Ray restarted this actor (the property reads a deprecated
+    one of its own on the way: its warning would go to every worker's log)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+
+
 @ray.remote
 class ProviderActor:
     def __init__(self, spec: ProviderSpec, namespace: str):
@@ -121,7 +131,7 @@ class ProviderActor:
         self._ops.ensure_started()
         if not self._announced:
             self._announced = True
-            if ray.get_runtime_context().was_current_actor_reconstructed:
+            if _reconstructed():
                 asyncio.ensure_future(self._back())
         return self._core.spec.actor_name
 

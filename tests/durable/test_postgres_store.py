@@ -77,3 +77,34 @@ def test_the_store_comes_back_with_a_restarted_server(postgres: Any, postgres_da
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_busy_pool_is_explained_without_opening_more_connections(postgres_database: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.durable import parse_state_url
+    from actors.durable.postgres import PostgresStore
+
+    connects: list[str] = []
+    real_connect = psycopg.AsyncConnection.connect
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        connects.append("direct")
+        return await real_connect(*args, **kwargs)
+
+    async def scenario() -> list[BaseException]:
+        store = PostgresStore(parse_state_url(postgres_database.url), "ns", password=postgres_database.password,
+                              pool_size=1, wait_s=0.3)
+        await store.ping()
+        monkeypatch.setattr(psycopg.AsyncConnection, "connect", counted)
+        slow = asyncio.ensure_future(store._fetch("SELECT pg_sleep(1.5)"))  # holds the pool's only connection
+        await asyncio.sleep(0.1)
+        waiting = await asyncio.gather(*(store.ping() for _ in range(20)), return_exceptions=True)
+        await slow
+        await store.close()
+        return waiting
+
+    errors = asyncio.run(scenario())
+    # Twenty requests that got no connection opened none of their own to say why: under
+    # load that would exhaust the server's max_connections.
+    assert connects == []
+    assert all(isinstance(e, StoreUnavailable) and "stayed busy" in str(e) for e in errors)

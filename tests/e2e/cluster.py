@@ -1,6 +1,7 @@
 """What the end-to-end tests share: a `ray start --head` cluster of their own
-on free ports (started once per session by tests/e2e/conftest.py), and
-running the CLI and other commands against it as a user would."""
+on free ports (tests/support/nodes.py, started once per session by
+tests/e2e/conftest.py), and running the CLI and other commands against it
+as a user would."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,23 +28,6 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240, cwd
 
 def cli(cluster: dict, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return run(str(BIN / "aicmo-gateway"), *args, env={**cluster["env"], **(env or {})})
-
-
-def wait_for_http(url: str, timeout_s: float) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (a 401 without the token): it is up
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @contextmanager

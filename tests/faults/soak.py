@@ -14,16 +14,23 @@ p99 latency of the requests finished in the interval. The verdict:
   of the first third after warm-up, and no interval's p99 passes 4x the
   overall median.
 
-Writes tests/faults/results/soak.json and soak.png (RSS and p99 over time)
-and prints the verdict; exits 0 when both hold.
+The state store is the embedded SQLite file (`--store sqlite`, the default)
+or a real PostgreSQL server started for the run (`--store postgresql`,
+tests/support/postgres.py). Results expire after a two-minute idempotency
+window and ended journal and outbox rows are pruned after a minute, so the
+store's size is sampled too: it must level off, not grow with the traffic.
 
-    .venv/bin/python -m tests.faults.soak [--minutes 10] [--interval 10]
+Writes tests/faults/results/soak-<store>.json and .png (RSS, p99 and the
+store's size over time) and prints the verdict; exits 0 when both hold.
+
+    .venv/bin/python -m tests.faults.soak [--minutes 10] [--interval 10] [--store sqlite|postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -45,12 +52,19 @@ MIX = [("email_sending", "send_email", EMAIL, True), ("crm_sync", "upsert_contac
        ("email_verification", "verify_email", {"email": "lead@example.com"}, False)]
 
 
-def config(state_dir: str) -> dict[str, Any]:
+# Short enough that expiry and pruning run many times within a soak.
+WINDOW_S = 120.0
+RETENTION_S = 60.0
+
+
+def config(state_url: str) -> dict[str, Any]:
     def sim(seed: int, failure_rate: float = 0.0) -> dict[str, Any]:
         return {"latency_ms": 4, "latency_jitter_ms": 3, "failure_rate": failure_rate, "seed": seed}
 
     return {
-        "namespace": NAMESPACE, "state": {"url": state_dir},
+        "namespace": NAMESPACE,
+        "state": {"url": state_url, "retention_s": RETENTION_S, "prune_interval_s": 20},
+        "policy": {"routing": {"idempotency_window_s": WINDOW_S}},
         "supervisor": {"check_interval_s": 30, "check_jitter_s": 5, "drain_interval_s": 2},
         "capabilities": {
             "email_sending": {"providers": [
@@ -176,7 +190,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     samples = report["samples"]
     t = [s["t_s"] / 60 for s in samples]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (ax1, ax2, ax4) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     kinds = sorted({k for s in samples for k in s["rss_by_kind_mb"]})
     for kind in kinds:
         ax1.plot(t, [s["rss_by_kind_mb"].get(kind, 0) for s in samples], label=f"{kind} actors")
@@ -185,13 +199,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("RSS (MB)")
     v = report["verdict"]
     ax1.set_title(f"soak: {report['rate_per_s']:.0f} req/s (80% of {report['saturation_per_s']:.0f}) for "
-                  f"{report['minutes']:g} min; RSS growth {v.get('rss_growth', 0) * 100:.1f}%, "
+                  f"{report['minutes']:g} min on {report.get('store', 'sqlite')}; RSS growth {v.get('rss_growth', 0) * 100:.1f}%, "
                   f"p99 last/first third {v.get('p99_last_over_first', 0):.2f}: {'PASS' if v['ok'] else 'FAIL'}")
     ax1.legend(loc="upper left", fontsize=8)
     ax2.plot(t, [s["p99_ms"] for s in samples], label="p99", color="tab:red")
     ax2.plot(t, [s["p50_ms"] for s in samples], label="p50", color="tab:blue")
     ax2.set_ylabel("latency (ms)")
-    ax2.set_xlabel("minutes")
+    ax4.plot(t, [s.get("store_mb") for s in samples], label=f"{report.get('store', 'sqlite')} store size",
+             color="tab:purple")
+    ax4.set_ylabel("store (MB)")
+    ax4.set_xlabel("minutes")
+    ax4.legend(loc="upper left", fontsize=8)
     ax3 = ax2.twinx()
     ax3.plot(t, [s["rate_per_s"] for s in samples], label="answered req/s", color="tab:green", alpha=0.5)
     ax3.set_ylabel("req/s")
@@ -201,7 +219,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float) -> dict[str, Any]:
+async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
+               store_mb: Any = lambda: None) -> dict[str, Any]:
     from actors.runtime.deploy import gateway_actor_names
 
     driver = Driver(ray)
@@ -237,12 +256,13 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float)
             "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
             "p99_ms": round(p99(latencies), 2) if latencies else None,
             "rss_total_mb": round(sum(by_kind.values()), 1), "rss_by_kind_mb": {k: round(v, 1) for k, v in by_kind.items()},
-            "actors": len(pids),
+            "actors": len(pids), "store_mb": store_mb(),
         }
         last[0] = now
         samples.append(sample)
         print(f"  {sample['t_s']:7.1f}s  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
-              f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)", flush=True)
+              f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)  "
+              f"store {sample['store_mb']} MB", flush=True)
 
     await driver.open_loop(rate, minutes * 60, tick, interval_s)
     warmup_s = max(interval_s, minutes * 60 / 5)
@@ -256,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long to soak at 80%% of saturation (default 10)")
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--saturation-seconds", type=float, default=8.0, help="length of each saturation probe")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where soak.json and soak.png go")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where soak-<store>.json and .png go")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default=os.environ.get("STORE", "sqlite"),
+                        help="the state store (default: $STORE, else sqlite)")
     args = parser.parse_args(argv)
     if "RAY_TMPDIR" not in os.environ:
         os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="aicmo-soak-", dir="/tmp")
@@ -268,20 +290,22 @@ def main(argv: list[str] | None = None) -> int:
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-soak-state-")
     load_before = os.getloadavg()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    try:
-        deploy(build_spec(parse_config(config(state_dir), "<soak>", env={})), detached=False)
-        report = asyncio.run(soak(ray, args.minutes, args.interval, args.saturation_seconds))
-    finally:
-        ray.shutdown()
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, state_dir, ignore_errors=True)
+        state_url, store_mb = _store(stack, args.store, state_dir)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+        stack.callback(ray.shutdown)
+        deploy(build_spec(parse_config(config(state_url), "<soak>", env={})), detached=False)
+        report = asyncio.run(soak(ray, args.minutes, args.interval, args.saturation_seconds, store_mb))
+    report["store"] = args.store
     # The machine's load around the run: other work on it shows in the latencies.
     report["run"] = {"id": uuid.uuid4().hex[:8], "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
                      "loadavg_before": [round(x, 2) for x in load_before],
                      "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soak.json").write_text(json.dumps(report, indent=2))
-    plot(report, args.out / "soak.png")
+    name = f"soak-{args.store}"
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    plot(report, args.out / f"{name}.png")
     v = report["verdict"]
     print(json.dumps(v, indent=2))
     busiest = max(report["run"]["loadavg_before"][0], report["run"]["loadavg_after"][0])
@@ -290,8 +314,37 @@ def main(argv: list[str] | None = None) -> int:
               "the latencies measure other work too; run the soak on a quiet machine to judge p99")
     print(f"{'PASS' if v['ok'] else 'FAIL'}: RSS growth {v.get('rss_growth', float('nan')) * 100:.1f}% (<= 10%), "
           f"p99 {v.get('p99_first_third_ms')} -> {v.get('p99_last_third_ms')} ms (steady: last third <= 1.5x first); "
-          f"{report['requests']} requests, errors {report['errors']}; plot {args.out / 'soak.png'}")
+          f"store {report['store']}: {_size(report, 0)} -> {_size(report, -1)} MB; "
+          f"{report['requests']} requests, errors {report['errors']}; plot {args.out / (name + '.png')}")
     return 0 if v["ok"] else 1
+
+
+def _store(stack: contextlib.ExitStack, kind: str, state_dir: str) -> tuple[str, Any]:
+    """The state URL, and a function giving the store's size on disk in MB."""
+    if kind == "sqlite":
+        def sqlite_mb() -> float:
+            files = Path(state_dir).glob("**/state.db*")
+            return round(sum(f.stat().st_size for f in files if f.is_file()) / 2**20, 2)
+
+        return state_dir, sqlite_mb
+    from tests.support.postgres import PostgresServer
+
+    server = stack.enter_context(PostgresServer())
+    db = server.create_database("soak")
+
+    def postgres_mb() -> float:
+        import psycopg
+
+        with psycopg.connect(db.conninfo) as conn:
+            (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return round(size / 2**20, 2)
+
+    return db.url.replace(f"{server.user}@", f"{server.user}:{db.password}@", 1), postgres_mb
+
+
+def _size(report: dict[str, Any], i: int) -> Any:
+    steady = [s for s in report["samples"] if s.get("store_mb") is not None]
+    return steady[i]["store_mb"] if steady else None
 
 
 if __name__ == "__main__":

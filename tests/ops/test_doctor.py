@@ -132,3 +132,19 @@ def test_exit_codes(tmp_path: Path, receiver: Any) -> None:
 
     missing = doctor("--config", str(tmp_path / "nope.yaml"), "--no-ray", env={})
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_the_state_directory_check_warns_when_others_can_read_it(tmp_path: Path) -> None:
+    from actors.ops.doctor import check_state_dir
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    [ok] = check_state_dir(str(private))
+    assert ok.status == "ok"
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    [warning] = check_state_dir(str(shared))
+    assert warning.status == "warning" and "755" in warning.detail and warning.fix == f"chmod 700 {shared}"
+    [remote] = check_state_dir("postgresql://aicmo@db/aicmo")
+    assert remote.status == "info"
