@@ -156,6 +156,7 @@ class OutlierPolicy:
     slow_request_volume: int = 20             # live calls needed to judge a provider
     slow_peer_volume: int = 5                 # live calls a peer needs to count in the baseline
     probe_volume: int = 3                     # probes needed, of the provider and of a peer
+    probe_recent: int = 5                     # only the latest probes count: a slowdown shows in 3 of them
 
 
 class Sample(msgspec.Struct, frozen=True, array_like=True):
@@ -411,7 +412,10 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
 
     judged = [v.name for v in views if not states[v.name].ejected(now)]
     live = {v.name: _counted(v.samples, Source.LIVE, since(v.name, policy.window_s)) for v in views}
-    probes = {v.name: _counted(v.samples, Source.PROBE, since(v.name, policy.probe_window_s)) for v in views}
+    # The latest probe_recent only: with probes every 15 s a 15-minute window
+    # holds 60, and half of them would have to be slow before the median moved.
+    probes = {v.name: _counted(v.samples, Source.PROBE, since(v.name, policy.probe_window_s))[-max(1, policy.probe_recent):]
+              for v in views}
     live_judged = {n: live[n] for n in judged}
 
     found: dict[str, tuple[EjectReason, Evidence]] = {}

@@ -122,6 +122,16 @@ def test_with_no_live_traffic_at_its_peers_the_probes_compare_them() -> None:
     assert isinstance(event, Ejected) and event.reason is EjectReason.SLOW_CALLS and event.evidence.source is Source.PROBE
 
 
+def test_only_the_latest_probes_count_so_a_slowdown_shows_soon() -> None:
+    # ten quick probes, then three slow ones: the latest five decide
+    probes = calls(50, n=10, source=Source.PROBE, start=NOW - 600, step=15) + \
+        calls(500, n=3, source=Source.PROBE, start=NOW - 45, step=15)
+    peers = [view(n, calls(50, n=13, source=Source.PROBE, start=NOW - 600, step=40, seed=i)) for i, n in enumerate("ab")]
+    [event] = sweep([view("x", probes), *peers], NOW, POLICY).events
+    assert event.evidence.source is Source.PROBE and event.evidence.requests == 5 and event.evidence.slow_calls == 3
+    assert sweep([view("x", probes), *peers], NOW, OutlierPolicy(probe_recent=13)).events == []
+
+
 def test_live_calls_are_never_compared_with_probes() -> None:
     # the slow one's live calls against the peers' quick probes: no verdict
     peers = [view(n, calls(40, n=3, source=Source.PROBE, start=NOW - 600, step=60)) for n in "ab"]
