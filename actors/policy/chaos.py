@@ -118,7 +118,8 @@ def new_fault(capability: str, provider: str, *, duration_s: float, now: float, 
     maps each capability to its real providers (not the outbox)."""
     problems: list[tuple[FaultProblem, str]] = []
     if not policy.allowed:
-        problems.append((FaultProblem.FORBIDDEN, "fault injection is forbidden by this gateway's config (chaos.allowed: false)"))
+        problems.append((FaultProblem.FORBIDDEN,
+                         "fault injection is forbidden by this gateway's config (chaos.allowed: false)"))
     if known is not None and provider not in known.get(capability, ()):
         problems.append((FaultProblem.UNKNOWN_PROVIDER, f"no provider {provider!r} under capability {capability!r}"))
     kind: ErrorKind = ErrorKind.TRANSIENT
@@ -148,7 +149,8 @@ def new_fault(capability: str, provider: str, *, duration_s: float, now: float, 
         problems.append((FaultProblem.RETRY_AFTER_WITHOUT_RATE_LIMIT,
                          "a retry-after goes with --error rate_limited, as a number of seconds"))
     if rate == 0 and delay == 0:
-        problems.append((FaultProblem.NOTHING_TO_INJECT, "give a failure rate (--fail), an error (--error) or a latency (--latency-ms)"))
+        problems.append((FaultProblem.NOTHING_TO_INJECT,
+                         "give a failure rate (--fail), an error (--error) or a latency (--latency-ms)"))
     if problems:
         raise InvalidFault(problems)
     return Fault(id=fault_id, capability=capability, provider=provider, fail_rate=float(rate), error=kind,

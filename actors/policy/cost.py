@@ -194,7 +194,8 @@ def rollover(spend: Spend, per: Period, at: float) -> tuple[Spend, list[CostEven
             [PeriodTurned(at=at, previous=spend, period_start=new_start)])
 
 
-def account(spend: Spend, charge: Charge, at: float, *, price: Price | None, quota: Quota | None) -> tuple[Spend, list[CostEvent]]:
+def account(spend: Spend, charge: Charge, at: float, *, price: Price | None,
+            quota: Quota | None) -> tuple[Spend, list[CostEvent]]:
     """Fold one attempt's charge into the spend, turning the period first if
     it is over. The only writer of `Spend`."""
     per = quota.per if quota is not None else Period.MONTH

@@ -80,8 +80,8 @@ from actors.policy.skips import SkipReason
 __all__ = [
     "EjectReason", "Ejected", "EjectionState", "Evidence", "OutcomeWindow", "OutlierEvent", "OutlierPolicy",
     "OutlierRoute", "PanicEnded", "PanicStarted", "ProviderView", "ReturnReason", "Returned", "Sample", "Source",
-    "SpareReason", "Spared", "Sweep", "demote", "ejection_s", "ejection_skips", "in_panic", "max_ejected", "route", "sample_of",
-    "sweep",
+    "SpareReason", "Spared", "Sweep", "demote", "ejection_s", "ejection_skips", "in_panic", "max_ejected", "route",
+    "sample_of", "sweep",
 ]
 
 
@@ -423,7 +423,8 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
                              (EjectReason.SUCCESS_RATE, _success_rate_outliers(live_judged, policy))):
         for n, ev in outliers.items():
             found.setdefault(n, (reason, ev))
-    slow = _slow_call_verdicts({Source.LIVE: live, Source.PROBE: probes}, judged, policy)
+    # An ejected provider is no peer: its calls are those that got it ejected.
+    slow = _slow_call_verdicts({Source.LIVE: live_judged, Source.PROBE: {n: probes[n] for n in judged}}, judged, policy)
     for n, (is_outlier, ev) in slow.items():
         if is_outlier:
             found.setdefault(n, (EjectReason.SLOW_CALLS, ev))

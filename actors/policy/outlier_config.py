@@ -24,7 +24,8 @@ class _Model(BaseModel):
 
 
 class SuccessRateConfig(_Model):
-    enabled: bool = Field(_D.sr_enabled, description="eject a provider whose success rate is below mean - stdev_factor x stdev of its peers'")
+    enabled: bool = Field(_D.sr_enabled, description=(
+        "eject a provider whose success rate is below mean - stdev_factor x stdev of its peers'"))
     minimum_hosts: int = Field(_D.sr_minimum_hosts, ge=1, description=(
         "providers with request_volume calls needed to judge any (below 5, a factor of 1.9 can eject nobody)"))
     request_volume: int = Field(_D.sr_request_volume, ge=1, description="calls within outlier.window_s a provider needs to count")

@@ -258,6 +258,15 @@ def test_the_cap_counts_providers_already_ejected() -> None:
     assert kinds(result.events) == [("Spared", "slow")]
 
 
+def test_an_ejected_provider_is_no_peer() -> None:
+    # x's slow calls would raise the bar for b (median of 500 and 50): they do not count
+    out = dict(ejections=1, total_ejections=1, ejected_at=NOW - 5, ejected_until=NOW + 25, reason=EjectReason.SLOW_CALLS)
+    result = sweep([view("x", calls(500), **out), view("a", calls(50)), view("b", calls(300))], NOW,
+                   OutlierPolicy(max_ejection_percent=100))
+    assert kinds(result.events) == [("Ejected", "b"), ("PanicStarted", "")]   # one of three left in rotation
+    assert result.events[0].evidence.peer_median_ms < 60
+
+
 def test_failures_go_before_slowness_when_only_one_may_go() -> None:
     failing = tuple(Sample(NOW - 30 + i, False, None) for i in range(40))
     result = sweep([view("slow", calls(900)), view("failing", failing), view("a", calls(50)), view("b", calls(50))],
