@@ -155,14 +155,14 @@ def _row(r: Run) -> str:
             f"{f(r.p99_after_first_ms)} | {f(r.longest_ejection_s or None, 's')} |")
 
 
-def main(seed: int = 7) -> Path:
+def main(seed: int = 7, results: Path = RESULTS) -> Path:
     runs = [simulate(s, eject=e, seed=seed) for s in (TEN_X, TEN_X_LONG, ALIKE) for e in (False, True)]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "outlier_sim.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "outlier_sim.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     header = ("| scenario | ejection | requests | share served by the primary | p50 ms | p99 ms | ejections | "
               "first ejection after the slowdown | share after it | p99 after it, ms | longest ejection |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    table = RESULTS / "outlier_sim.md"
+    table = results / "outlier_sim.md"
     table.write_text(
         "# Outlier ejection, simulated (pure, seeded; bench/outlier_sim.py)\n\n"
         f"Seed {seed}; {TEN_X.duration_s:.0f} s (or 30 min) at {TEN_X.rate_per_s:.0f} requests/s; three providers at "

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench.outlier_sim import ALIKE, TEN_X, percentile, simulate
+import json
+from pathlib import Path
+
+from bench.outlier_sim import ALIKE, TEN_X, main, percentile, simulate
 
 
 def test_without_ejection_the_slow_primary_keeps_every_request() -> None:
@@ -39,3 +42,12 @@ def test_the_same_seed_gives_the_same_run() -> None:
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([1.0, 2.0], 100) == 2.0
     assert percentile([], 50) != percentile([], 50)   # nan
+
+
+def test_main_writes_the_table_and_the_figures(tmp_path: Path) -> None:
+    table = main(results=tmp_path)
+    text = table.read_text()
+    assert "| primary turns 10x slower | off | 5400 | 100.0% |" in text and text.count("\n| ") == 8
+    runs = json.loads((tmp_path / "outlier_sim.json").read_text())
+    assert [(r["scenario"], r["eject"]) for r in runs][:2] == [("primary turns 10x slower", False),
+                                                              ("primary turns 10x slower", True)]
