@@ -10,6 +10,10 @@ audit log, error messages) and may be reworded freely: nothing parses it
       RATE_LIMITED     our configured rate limit for it has no free slot: left out
       COOLING_DOWN     unhealthy, its cooldown not over: tried last
       TRIAL_IN_FLIGHT  unhealthy, another request is its half-open trial: tried last
+      QUOTA_EXHAUSTED  its quota for the period is spent or its balance is near
+                       zero (policy.cost): left out, never counted against health
+      OUTLIER_EJECTED  outlier ejection took it out of rotation for a while
+                       (policy.outlier): tried after every provider not ejected
     from the gates (policy.gates), this request's turn at it:
       DRAINING         the outbox, while its own items are delivered
       MAX_ATTEMPTS     the request has had routing.max_attempts tries
@@ -37,13 +41,15 @@ class SkipReason(str, enum.Enum):
     MAX_ATTEMPTS = "max_attempts"
     INFEASIBLE = "infeasible"
     RETRY_BUDGET = "retry_budget"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    OUTLIER_EJECTED = "outlier_ejected"
 
     def __str__(self) -> str:
         return self.value
 
 
 # Unhealthy providers are not left out but put at the end of the order.
-DEFERRED = frozenset({SkipReason.COOLING_DOWN, SkipReason.TRIAL_IN_FLIGHT})
+DEFERRED = frozenset({SkipReason.COOLING_DOWN, SkipReason.TRIAL_IN_FLIGHT, SkipReason.OUTLIER_EJECTED})
 # Turns passed over without a word in the request's record (its Decision's
 # `skipped`): the plan already shows them, and they say nothing of the provider.
 UNRECORDED = frozenset({SkipReason.DRAINING, SkipReason.MAX_ATTEMPTS})

@@ -1,0 +1,53 @@
+"""The outlier simulation (bench/outlier_sim.py): pure and seeded, so its
+figures are facts a test can hold, in a fraction of a second."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import json
+from pathlib import Path
+
+from bench.outlier_sim import ALIKE, TEN_X, main, percentile, simulate
+
+
+def test_without_ejection_the_slow_primary_keeps_every_request() -> None:
+    run = simulate(TEN_X, eject=False)
+    assert run.slow_share == 1.0 and run.ejections == 0 and run.p99_ms > 500
+
+
+def test_with_ejection_it_serves_a_small_share_and_the_p99_falls() -> None:
+    before, after = simulate(TEN_X, eject=False), simulate(TEN_X, eject=True)
+    assert after.first_ejection_after_s is not None and after.first_ejection_after_s <= 45
+    assert after.slow_share < 0.15 and after.slow_share_after_first < 0.05
+    assert after.p50_ms < 60 and after.p99_ms < before.p99_ms
+    assert after.longest_ejection_s > 30     # ejected again, for longer
+
+
+def test_over_a_longer_run_the_share_keeps_falling() -> None:
+    short, long = simulate(TEN_X, eject=True), simulate(dataclasses.replace(TEN_X, duration_s=1800), eject=True)
+    assert long.slow_share_after_first < short.slow_share_after_first
+    assert long.longest_ejection_s == 300    # max_ejection_time_s
+
+
+def test_providers_alike_are_never_ejected_and_ejection_changes_nothing() -> None:
+    off, on = simulate(ALIKE, eject=False), simulate(ALIKE, eject=True)
+    assert on.ejections == 0 and on.served == off.served and on.p99_ms == off.p99_ms
+
+
+def test_the_same_seed_gives_the_same_run() -> None:
+    assert simulate(TEN_X, eject=True, seed=3) == simulate(TEN_X, eject=True, seed=3)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([1.0, 2.0], 100) == 2.0
+    assert percentile([], 50) != percentile([], 50)   # nan
+
+
+def test_main_writes_the_table_and_the_figures(tmp_path: Path) -> None:
+    table = main(results=tmp_path)
+    text = table.read_text()
+    assert "| primary turns 10x slower | off | 5400 | 100.0% |" in text and text.count("\n| ") == 8
+    runs = json.loads((tmp_path / "outlier_sim.json").read_text())
+    assert [(r["scenario"], r["eject"]) for r in runs][:2] == [("primary turns 10x slower", False),
+                                                              ("primary turns 10x slower", True)]
