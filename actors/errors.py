@@ -16,6 +16,7 @@ the provider actor turns anything else into `crashed`.
     ├── UnknownAdapter           (also LookupError) no adapter by that name
     ├── InvalidStateUrl          (also ValueError) state.url names no store we can open
     ├── PayloadError             (also ValueError) a payload or an option of invoke is invalid
+    ├── InvalidFault             (also ValueError) a live fault to inject is invalid (policy.chaos)
     ├── HookError                a configured hook cannot be loaded
     ├── StoreUnavailable         the state store did not answer
     ├── ClusterUnreachable       no Ray cluster answers at the address (actors.client.Gateway.connect)
@@ -128,6 +129,15 @@ class UnknownAdapter(GatewayError, LookupError):
 class InvalidStateUrl(GatewayError, ValueError):
     """`state.url` names no store we can open. The message never quotes the
     URL: it may hold a password."""
+
+
+class InvalidFault(GatewayError, ValueError):
+    """Every problem of a fault to inject, each a typed problem (a
+    `policy.chaos.FaultProblem`) and a message for people."""
+
+    def __init__(self, problems: list[tuple[Any, str]]):
+        self.problems = problems
+        super().__init__("; ".join(message for _, message in problems))
 
 
 class PayloadError(GatewayError, ValueError):

@@ -9,7 +9,7 @@ seed's `plan_attempts`, `by_health` ranking), whose latency is drawn from
 its distribution; health is folded by the seed's `observe`; every provider
 is probed alike every `probe_interval_s`; outlier sweeps run every
 `interval_s` and, when ejection is on, their ejections demote the provider
-(`outlier.route` + `outlier.demote`), as the wiring will do in the router.
+(`outlier_route.route` + `outlier_route.demote`), as the wiring will do in the router.
 
 It measures what the issue asks: the share of requests the slow provider
 serves and the p99 latency from the slowdown on, without and with
@@ -29,8 +29,16 @@ from pathlib import Path
 
 from actors.policy.health import Health, HealthPolicy, HealthSnapshot, Outcome, observe
 from actors.policy.outlier import (
-    EjectionState, Ejected, OutcomeWindow, OutlierPolicy, ProviderView, Sample, Source, demote, route, sweep,
+    Ejected,
+    EjectionState,
+    OutcomeWindow,
+    OutlierPolicy,
+    ProviderView,
+    Sample,
+    Source,
+    sweep,
 )
+from actors.policy.outlier_route import demote, route
 from actors.policy.ranking import Candidate, by_health, plan_attempts
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -33,7 +33,7 @@ from typing import Protocol
 
 import msgspec
 
-from actors.errors import ErrorKind
+from actors.errors import ErrorKind, InvalidFault
 
 __all__ = [
     "INJECTABLE_KINDS", "ChaosAction", "ChaosBook", "ChaosDecision", "ChaosEvent", "ChaosPolicy", "Fault",
@@ -95,14 +95,6 @@ class FaultProblem(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-class InvalidFault(ValueError):
-    """Every problem of a fault, each a typed problem and a message for people."""
-
-    def __init__(self, problems: list[tuple[FaultProblem, str]]):
-        self.problems = problems
-        super().__init__("; ".join(message for _, message in problems))
 
 
 def _finite(x: float) -> bool:

@@ -47,10 +47,11 @@ cluster becomes too low, Envoy will disregard health status and balance ...
 amongst all hosts", default 50%. Here: when fewer than
 `panic_threshold_percent` of a capability's providers are in rotation
 (neither ejected nor out for their health), ejections are disregarded
-(`route`), so ejection cannot turn a partial outage into a total one.
+(`outlier_route.route`), so ejection cannot turn a partial outage into a
+total one.
 
 What ejection does to a request: an ejected provider is tried only after
-every provider that is not (`demote`), never dropped: a slow provider that
+every provider that is not (`outlier_route.demote`), never dropped: a slow provider that
 still answers is better than a failed request.
 
 Envoy compares hosts that share traffic. The seed's ranking sends every
@@ -74,14 +75,11 @@ from dataclasses import dataclass, field
 import msgspec
 
 from actors.errors import COUNTS_AGAINST_HEALTH, ErrorKind
-from actors.policy.ranking import Candidate, RankPolicy, Skip
-from actors.policy.skips import SkipReason
 
 __all__ = [
     "EjectReason", "Ejected", "EjectionState", "Evidence", "OutcomeWindow", "OutlierEvent", "OutlierPolicy",
-    "OutlierRoute", "PanicEnded", "PanicStarted", "ProviderView", "ReturnReason", "Returned", "Sample", "Source",
-    "SpareReason", "Spared", "Sweep", "demote", "ejection_s", "ejection_skips", "in_panic", "max_ejected", "route",
-    "sample_of", "sweep",
+    "PanicEnded", "PanicStarted", "ProviderView", "ReturnReason", "Returned", "Sample", "Source",
+    "SpareReason", "Spared", "Sweep", "ejection_s", "in_panic", "max_ejected", "sample_of", "sweep",
 ]
 
 
@@ -465,45 +463,3 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
     elif was_panic and not panic:
         events.append(PanicEnded(at=now, available=total - out, total=total))
     return Sweep(states=states, events=events, panic=panic)
-
-
-class OutlierRoute(msgspec.Struct, frozen=True, kw_only=True):
-    """What a router does with ejections for one request."""
-
-    ejected: frozenset[str]     # ejected now
-    demoted: frozenset[str]     # tried after the rest: `ejected`, or nobody in panic
-    panic: bool
-
-
-def route(states: Mapping[str, EjectionState], now: float, unavailable: Collection[str],
-          policy: OutlierPolicy) -> OutlierRoute:
-    """Ejections as of `now` (an ejection may have ended since the last
-    sweep), and whether the capability is in panic: then they are ignored.
-    `states` holds every real provider of the capability (not the outbox);
-    `unavailable` names those out for their health."""
-    if not policy.enabled:
-        return OutlierRoute(ejected=frozenset(), demoted=frozenset(), panic=False)
-    ejected = frozenset(n for n, st in states.items() if st.ejected(now))
-    out = len(ejected | (set(unavailable) & set(states)))
-    panic = in_panic(len(states), out, policy)
-    return OutlierRoute(ejected=ejected, demoted=frozenset() if panic else ejected, panic=panic)
-
-
-def demote(rank: RankPolicy, demoted: Collection[str]) -> RankPolicy:
-    """A ranking policy that ranks as `rank` does, then moves the demoted
-    providers after the others, keeping their order among themselves."""
-    if not demoted:
-        return rank
-    names = frozenset(demoted)
-
-    def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
-        order = rank(candidates)
-        return [c for c in order if c.name not in names] + [c for c in order if c.name in names]
-
-    return ranked
-
-
-def ejection_skips(r: OutlierRoute, states: Mapping[str, EjectionState], now: float) -> list[Skip]:
-    """The demoted providers as `Skip` entries for a plan's `deferred` list,
-    with the typed reason; the time left is in the state (`ejected_until`)."""
-    return [Skip(name, SkipReason.OUTLIER_EJECTED) for name in sorted(r.demoted) if states[name].ejected(now)]

@@ -10,10 +10,28 @@ import pytest
 from actors.errors import ErrorKind
 from actors.policy.health import Health, HealthSnapshot
 from actors.policy.outlier import (
-    EjectReason, Ejected, EjectionState, OutcomeWindow, OutlierEvent, OutlierPolicy, PanicEnded, PanicStarted,
-    ProviderView, ReturnReason, Returned, Sample, Source, SpareReason, Spared, demote, ejection_s, ejection_skips,
-    in_panic, max_ejected, route, sample_of, sweep,
+    Ejected,
+    EjectionState,
+    EjectReason,
+    OutcomeWindow,
+    OutlierEvent,
+    OutlierPolicy,
+    PanicEnded,
+    PanicStarted,
+    ProviderView,
+    Returned,
+    ReturnReason,
+    Sample,
+    Source,
+    Spared,
+    SpareReason,
+    ejection_s,
+    in_panic,
+    max_ejected,
+    sample_of,
+    sweep,
 )
+from actors.policy.outlier_route import demote, ejection_skips, route
 from actors.policy.ranking import Candidate, by_health, plan_attempts
 from actors.policy.skips import SkipReason
 

@@ -1,0 +1,58 @@
+"""What a router does with the ejections of `policy.outlier` for one
+request: which providers are ejected now, whether the capability is in
+panic (then ejections are ignored), and a ranking that tries the ejected
+after the rest. Pure code: `now` is passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+import msgspec
+
+from actors.policy.outlier import EjectionState, OutlierPolicy, in_panic
+from actors.policy.ranking import Candidate, RankPolicy, Skip
+from actors.policy.skips import SkipReason
+
+__all__ = ["OutlierRoute", "demote", "ejection_skips", "route"]
+
+
+class OutlierRoute(msgspec.Struct, frozen=True, kw_only=True):
+    """What a router does with ejections for one request."""
+
+    ejected: frozenset[str]     # ejected now
+    demoted: frozenset[str]     # tried after the rest: `ejected`, or nobody in panic
+    panic: bool
+
+
+def route(states: Mapping[str, EjectionState], now: float, unavailable: Collection[str],
+          policy: OutlierPolicy) -> OutlierRoute:
+    """Ejections as of `now` (an ejection may have ended since the last
+    sweep), and whether the capability is in panic: then they are ignored.
+    `states` holds every real provider of the capability (not the outbox);
+    `unavailable` names those out for their health."""
+    if not policy.enabled:
+        return OutlierRoute(ejected=frozenset(), demoted=frozenset(), panic=False)
+    ejected = frozenset(n for n, st in states.items() if st.ejected(now))
+    out = len(ejected | (set(unavailable) & set(states)))
+    panic = in_panic(len(states), out, policy)
+    return OutlierRoute(ejected=ejected, demoted=frozenset() if panic else ejected, panic=panic)
+
+
+def demote(rank: RankPolicy, demoted: Collection[str]) -> RankPolicy:
+    """A ranking policy that ranks as `rank` does, then moves the demoted
+    providers after the others, keeping their order among themselves."""
+    if not demoted:
+        return rank
+    names = frozenset(demoted)
+
+    def ranked(candidates: Sequence[Candidate]) -> list[Candidate]:
+        order = rank(candidates)
+        return [c for c in order if c.name not in names] + [c for c in order if c.name in names]
+
+    return ranked
+
+
+def ejection_skips(r: OutlierRoute, states: Mapping[str, EjectionState], now: float) -> list[Skip]:
+    """The demoted providers as `Skip` entries for a plan's `deferred` list,
+    with the typed reason; the time left is in the state (`ejected_until`)."""
+    return [Skip(name, SkipReason.OUTLIER_EJECTED) for name in sorted(r.demoted) if states[name].ejected(now)]
