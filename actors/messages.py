@@ -37,6 +37,7 @@ class Attempt(Message):
     trial: bool = False          # a half-open trial of a provider that was unhealthy
     hedge: bool = False          # a backup sent while another attempt was still running
     maybe_delivered: bool = False  # it failed, but the provider may have acted on it
+    injected: bool = False       # a live fault (`aicmo-gateway chaos inject`) acted on it; a failure it made sent nothing
 
 
 class InvokeResult(Message):
@@ -99,6 +100,7 @@ class CallReply(Message):
     health: HealthSnapshot = HealthSnapshot()
     maybe_delivered: bool = False  # failed, but the provider may have acted on it
     replayed: bool = False         # answered from the journal: delivered earlier, not sent again
+    injected: bool = False         # a live fault acted on it (actors/runtime/faults.py); its failure sent nothing
 
 
 class Resolution(Message):
@@ -116,6 +118,17 @@ class Resolution(Message):
 # both directions goes through this one list (tests/unit/test_status_shape.py
 # fails if the two structs drift apart).
 HEALTH_FIELDS: tuple[str, ...] = tuple(f for f in HealthSnapshot.__struct_fields__ if f != "state")
+
+
+class FaultStatus(Message):
+    """The live fault on a provider, as `status` shows it (policy.chaos.Fault has it all)."""
+
+    id: str
+    fail_rate: float
+    error: ErrorKind
+    latency_ms: float
+    expires_at: float
+    injected_by: str
 
 
 class ProviderStatus(Message):
@@ -142,6 +155,7 @@ class ProviderStatus(Message):
     warnings: list[str] = []     # e.g. TLS verification turned off
     cleartext: list[str] = []    # settings that send credentials unencrypted over the network (actors/adapters/cleartext.py)
     reachable: bool = True       # False when the actor could not be asked
+    fault: FaultStatus | None = None  # a live fault (`aicmo-gateway chaos inject`); gone when it expires
 
     @classmethod
     def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":

@@ -32,6 +32,7 @@ from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus,
 from actors.payloads import Payload
 from actors.policy.health import HealthChanged, HealthSnapshot, Outcome, observe, shown_state
 from actors.redaction import Redactor
+from actors.runtime.faults import NOTHING, LiveFault, injected
 from actors.runtime.journal import DeliveryJournal, OutcomeWriter
 from actors.runtime.specs import ProviderSpec, open_spec_store
 
@@ -77,6 +78,7 @@ class ProviderCore:
         self.journal = DeliveryJournal(spec.capability, spec.name, self.store, clock)
         self.outcomes = OutcomeWriter(self.journal, sleep)
         self.on_change: Any = None  # called with the new status when the state changes
+        self.faults = LiveFault(spec.actor_name, clock, sleep)  # `chaos inject`: applied before the adapter
         if adapter.last_resort:
             adapter.attach(self.store())
 
@@ -290,10 +292,12 @@ class ProviderCore:
         started = time.monotonic()
         self.in_flight += 1
         entered = [False]  # whether the adapter got the request: before that, nothing can have been sent
+        acted = NOTHING
         try:
+            acted = await self.faults.before(ctx.timeout_s)  # a live fault's delay; its failure is raised
             # Waiting for a free slot counts against the attempt's time: the
             # router budgeted this much for the whole attempt.
-            value = await asyncio.wait_for(self._limited(method, payload, ctx, entered), ctx.timeout_s)
+            value = await asyncio.wait_for(self._limited(method, payload, ctx, entered), ctx.timeout_s - acted.delay_s)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a kind
@@ -304,7 +308,7 @@ class ProviderCore:
             if not ctx.dry_run:
                 self.record(Outcome(at=self._clock(), ok=False, latency_ms=latency, error_kind=kind, error=message, retry_after_s=retry_after))
             return CallReply(ok=False, error_kind=kind, error=message, latency_ms=latency, retry_after_s=retry_after,
-                             health=self.health, maybe_delivered=maybe_delivered)
+                             health=self.health, maybe_delivered=maybe_delivered, injected=injected(exc, acted))
         finally:
             self.in_flight -= 1
         latency = (time.monotonic() - started) * 1000
@@ -315,7 +319,7 @@ class ProviderCore:
         value = msgspec.to_builtins(value, enc_hook=str)
         if ctx.dry_run:  # what it would have sent may hold a secret read from the environment
             value = self.redact.value(value)
-        return CallReply(ok=True, value=value, latency_ms=latency, health=self.health)
+        return CallReply(ok=True, value=value, latency_ms=latency, health=self.health, injected=acted.injected)
 
     async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:
         assert self._limit is not None
@@ -431,5 +435,6 @@ class ProviderCore:
             last_resort=self.adapter.last_resort,
             warnings=self.adapter.warnings(),
             cleartext=type(self.adapter).cleartext_settings(self.adapter.settings),
+            fault=self.faults.shown(),
         )
         return msgspec.structs.replace(status, health=shown_state(self.health, self._clock()))

@@ -313,7 +313,7 @@ class RouterCore:
                 used.add(attempt_name)
                 r.attempts.append(Attempt(provider=attempt_name, ok=reply.ok, error_kind=reply.error_kind, error=reply.error,
                                           latency_ms=round(reply.latency_ms, 3), trial=(attempt_name == plan.trial),
-                                          hedge=hedge, maybe_delivered=reply.maybe_delivered))
+                                          hedge=hedge, maybe_delivered=reply.maybe_delivered, injected=reply.injected))
                 if reply.error_kind not in (ErrorKind.NOT_SUPPORTED, ErrorKind.CANCELLED):
                     tried += 1
             winner = next(((n, rep) for n, rep, _ in outcomes if rep.ok), None)
