@@ -104,7 +104,7 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
         "attempts": [
             {"provider": a.provider, "ok": a.ok, "error_kind": str(a.error_kind) if a.error_kind else None,
              "error": scrub(a.error, redact, key), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,
-             "maybe_delivered": a.maybe_delivered}
+             "maybe_delivered": a.maybe_delivered, "injected": a.injected}
             for a in d.attempts
         ],
         "error": scrub(d.error, redact, key),
@@ -145,7 +145,7 @@ class AuditLog:
         self.backups = backups
         self._redact = redact
         self.key = key
-        self._buffer: list[Decision] = []
+        self._buffer: list[Decision | dict[str, Any]] = []
         self.written = 0
         self.dropped = 0
         self.last_error: str | None = None
@@ -157,18 +157,25 @@ class AuditLog:
             return
         self._buffer.append(decision)
 
+    def note(self, record: dict[str, Any]) -> None:
+        """A record that is not a decision (a chaos event: actors/ops/chaos_audit.py), written as it is."""
+        if len(self._buffer) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        self._buffer.append(record)
+
     # --- off it ------------------------------------------------------------------
-    def take(self) -> list[Decision]:
+    def take(self) -> list[Decision | dict[str, Any]]:
         """What is buffered, handed over for a write (call from the event loop's thread)."""
         batch, self._buffer = self._buffer, []
         return batch
 
-    def write(self, batch: list[Decision]) -> int:
+    def write(self, batch: list[Decision | dict[str, Any]]) -> int:
         """Encode and append; may run in a thread. Returns lines written."""
         if not batch:
             return 0
-        text = "".join(json.dumps(audit_record(d, self._redact, self.key), separators=(",", ":"), ensure_ascii=False) + "\n"
-                       for d in batch)
+        text = "".join(json.dumps(audit_record(d, self._redact, self.key) if isinstance(d, Decision) else d,
+                                  separators=(",", ":"), ensure_ascii=False) + "\n" for d in batch)
         data = text.encode("utf-8", "replace")
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -17,6 +17,8 @@ recorded; `config/grafana/aicmo-gateway.json` is a dashboard over them.
 | `ray_aicmo_reachable` | gauge | capability, provider, node (1 its probe passes from that node) | supervisor |
 | `ray_aicmo_capability_served` | gauge | capability (1 a provider that delivers passed its check) | supervisor |
 | `ray_aicmo_hook_calls_total` | counter | event, hook, outcome (ok, error, timeout) | router, provider |
+| `ray_aicmo_chaos_fault_active` | gauge | capability, provider (1 while a live fault is set: `chaos inject`) | provider |
+| `ray_aicmo_chaos_applied_total` | counter | capability, provider, action (delay, fail) | provider |
 
 `outcome` is `ok` or an error kind (`all_providers_failed`, `transient`, ...);
 `provider` is `none` when no provider served the request.
@@ -71,6 +73,10 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
     MetricDef("aicmo_capability_served", "gauge", "1 when a provider that delivers passed the last check",
               ("capability",)),
     MetricDef("aicmo_hook_calls", "counter", "Hook calls by outcome", ("event", "hook", "outcome")),
+    MetricDef("aicmo_chaos_fault_active", "gauge", "1 while a live fault (chaos inject) is set on the provider",
+              ("capability", "provider")),
+    MetricDef("aicmo_chaos_applied", "counter", "Attempts a live fault acted on, by what it did",
+              ("capability", "provider", "action")),
 ]}
 
 HEALTH_CODE = {"unknown": 0, "unhealthy": 1, "throttled": 2, "degraded": 3, "healthy": 4}

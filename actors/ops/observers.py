@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.messages import CallReply, Decision, ProviderStatus
 from actors.ops.audit import AuditLog, audit_dir
+from actors.ops.chaos_audit import ChaosAudit
 from actors.ops.hooks import HealthChange, HookRunner
 from actors.ops.metrics import (
     HEALTH_CODE,
@@ -93,6 +94,7 @@ class RouterOps(_Background):
         self.interval_s = min(spec.audit.flush_interval_s if self.audit else 60.0,
                               spec.metrics.flush_interval_s if self.metrics else 60.0)
         self._write_lock: asyncio.Lock | None = None
+        self.chaos = ChaosAudit(self.audit)  # live faults: injected, cleared, expired (chaos_audit.py)
 
     def _hook_result(self, event: str, path: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -108,6 +110,7 @@ class RouterOps(_Background):
         self.hooks.submit("on_success" if decision.ok else "on_failure", decision)
 
     async def tick(self) -> None:
+        self.chaos.sweep(time.time())
         if self.metrics is not None:
             self.metrics.flush()
         await self.flush_audit()
@@ -174,6 +177,12 @@ class ProviderOps(_Background):
         rec = self.buffer.recorder
         rec.set("aicmo_provider_health", HEALTH_CODE.get(str(status.health), 0), self._tags)
         rec.set("aicmo_provider_in_flight", status.in_flight, self._tags)
+        rec.set("aicmo_chaos_fault_active", 1 if status.fault is not None else 0, self._tags)
+
+    def chaos_applied(self, action: str) -> None:
+        """A live fault acted on an attempt (faults.LiveFault.on_applied): `delay` or `fail`."""
+        if self.buffer is not None:
+            self.buffer.count("aicmo_chaos_applied", self.spec.capability, self.spec.name, action)
 
     async def tick(self) -> None:
         if self.buffer is None:

@@ -17,6 +17,7 @@ import ray
 from actors.durable import StoreHealth
 from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus, Resolution
 from actors.payloads import Payload
+from actors.policy.chaos import Fault
 from actors.policy.health import HealthSnapshot
 from actors.runtime.provider_core import ProviderCore
 from actors.runtime.specs import SUPERVISOR_NAME, ProviderSpec, router_name
@@ -45,6 +46,7 @@ class ProviderActor:
         self._peers: dict[str, Any] = {}
         self._announced = False
         self._ops = ProviderOps(spec, self._core.status)
+        self._core.faults.on_applied = self._ops.chaos_applied
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
@@ -155,6 +157,17 @@ class ProviderActor:
     async def ops_report(self) -> dict[str, Any]:
         """Its on_health_change hooks: calls, failures, load errors."""
         return self._ops.report()
+
+    def set_fault(self, fault: Fault | None) -> Fault | None:
+        """Sets the live fault (`chaos inject`, through the supervisor), or clears
+        it with None; returns the active one it replaced. Memory only: a
+        restarted actor has none."""
+        self._ops.ensure_started()  # its gauge follows on the ops round
+        return self._core.faults.set(fault)
+
+    def fault(self) -> Fault | None:
+        """The live fault, while it lasts."""
+        return self._core.faults.current()
 
     def inject_fault(self, **changes: Any) -> dict[str, Any]:
         """Change a simulated provider's behaviour at run time (demo and fault tests)."""

@@ -28,6 +28,7 @@ from actors.messages import (
 )
 from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
+from actors.policy.chaos import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
 from actors.runtime.router_core import RouterCore
 from actors.runtime.specs import CapabilitySpec
@@ -199,6 +200,12 @@ class RouterActor:
             await self._load_audit_key()
 
     # --- operations: the audit log, hooks ------------------------------------------
+    def chaos_event(self, event: ChaosEvent) -> None:
+        """A live fault the supervisor injected or cleared on one of this
+        capability's providers: into the audit log (its expiry too, later)."""
+        self._ops.ensure_started()
+        self._ops.chaos.note(event)
+
     async def audit_tail(self, n: int = 20) -> dict[str, Any]:
         """The last `n` audit records (oldest first) and a cursor for `audit_since`."""
         if self._ops.audit is None:
