@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from actors.adapters.base import AdapterSettings
 from actors.payloads import CAPABILITIES
 from actors.policy.budget import RetryBudget
+from actors.policy.chaos_config import ChaosConfig
 from actors.policy.health import HealthPolicy
 from actors.policy.hedging import HedgePolicy
 
@@ -317,6 +318,7 @@ class GatewayConfig(_Model):
     metrics: MetricsConfig = MetricsConfig()
     placement: PlacementConfig = Field(PlacementConfig(), description="where Ray runs the gateway's actors")
     http: HttpConfig = Field(HttpConfig(), description="the HTTP API on Ray Serve")
+    chaos: ChaosConfig = Field(ChaosConfig(), description="live fault injection (`aicmo-gateway chaos inject`)")
     capabilities: dict[str, CapabilityConfig] = Field(min_length=1)
 
     @field_validator("capabilities")

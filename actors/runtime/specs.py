@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from actors.adapters.registry import get_adapter_class
 from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConfig, PolicyConfig, RoutingConfig, StateConfig
+from actors.policy.chaos import ChaosPolicy
 from actors.policy.health import HealthPolicy
 from actors.redaction import MASK, SECRET_NAME
 
@@ -197,6 +198,7 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     supervisor: SupervisorSpec
     state: StateSpec
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
+    chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # `chaos inject` allowed, and its bounds
 
     @property
     def digest(self) -> str:
@@ -388,4 +390,5 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         ),
         state=state,
         metrics=metrics,
+        chaos=cfg.chaos.to_policy(),
     )

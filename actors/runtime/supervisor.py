@@ -52,6 +52,8 @@ from actors.policy.recommend import (
     for_store,
     for_trends,
 )
+from actors.policy.chaos import Fault, FaultCleared, FaultInjected
+from actors.runtime import chaos_control
 from actors.runtime.specs import GatewaySpec, ProviderSpec, open_spec_store, router_name
 
 log = logging.getLogger("aicmo.supervisor")
@@ -268,6 +270,19 @@ class SupervisorActor:
             router = ray.get_actor(router_name(cap), namespace=self._spec.namespace)
             reports.append(await router.replay_outbox.remote(cap_ids, force))
         return reports
+
+    # --- live faults (chaos_control.py) ---------------------------------------------
+    def _actor(self, name: str) -> Any:
+        return ray.get_actor(name, namespace=self._spec.namespace)
+
+    async def chaos_inject(self, fault: Fault) -> FaultInjected:
+        return await chaos_control.inject(self._spec, fault, self._actor)
+
+    async def chaos_clear(self, by: str, capability: str | None = None, provider: str | None = None) -> list[FaultCleared]:
+        return await chaos_control.clear(self._spec, time.time(), by, self._actor, capability, provider)
+
+    async def chaos_list(self) -> list[Fault]:
+        return await chaos_control.faults(self._spec, self._actor)
 
     async def ready(self) -> str:
         self._ensure_loop()
