@@ -312,10 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config_schema)
 
     # Commands that live in modules of their own.
-    from actors.cli import ops_cmd, outbox_cmd
+    from actors.cli import chaos_cmd, ops_cmd, outbox_cmd
 
     outbox_cmd.register(sub, cluster)
     ops_cmd.register(sub, cluster)
+    chaos_cmd.register(sub, cluster)
     return parser
 
 

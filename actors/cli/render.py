@@ -38,6 +38,7 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
     them: health, success/calls, latency, and why a provider would be skipped
     now; then the capability's latest errors."""
     now = time.time()
+    chaos_line(report, console, now)
     for cap in report.capabilities:
         ops = list(cap.recent_operations)
         ok = sum(1 for op in ops if op.ok)
@@ -73,6 +74,28 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
             console.print(f"  [red]error[/] {_ago(op.at, now)}: {op.method} {op.error_kind}: {(op.error or '')[:140]}",
                           highlight=False)
         console.print()
+
+
+def fault_text(f: Any, now: float | None = None) -> str:
+    """A fault (or a status' FaultStatus) in a few words: `100% transient, +0 ms, until 14:05:10 UTC (4m left), by ann@ops-1`."""
+    now = time.time() if now is None else now
+    parts = []
+    if f.fail_rate:
+        parts.append(f"{f.fail_rate:.0%} {f.error}")
+    if f.latency_ms:
+        parts.append(f"+{f.latency_ms:.0f} ms")
+    left = max(0.0, f.expires_at - now)
+    until = time.strftime("%H:%M:%S", time.gmtime(f.expires_at))
+    return f"{', '.join(parts)} until {until} UTC ({left:.0f}s left), by {f.injected_by}"
+
+
+def chaos_line(report: StatusReport, console: Console, now: float) -> None:
+    """`chaos: 1 active fault (email_sending/resend: 30% transient until 14:05:10 UTC (...), by ann@ops-1)`."""
+    faults = [f"{c.capability}/{p.name}: {fault_text(p.fault, now)}" for c in report.capabilities for p in c.providers
+              if p.fault is not None]
+    if faults:
+        console.print(f"[bold magenta]chaos[/]: {len(faults)} active fault{'s' if len(faults) > 1 else ''} "
+                      f"({'; '.join(faults)})", highlight=False)
 
 
 def reachability_table(reach: Any, console: Console) -> None:
@@ -134,6 +157,11 @@ def self_check(report: SelfCheckReport, console: Console, reach: Any = None) -> 
 def audit_line(rec: dict[str, Any]) -> str:
     """One audit record on one line."""
     at = time.strftime("%H:%M:%S", time.localtime(rec.get("at", 0))) + f".{int(rec.get('at', 0) * 1000) % 1000:03d}"
+    if rec.get("type") == "chaos":  # a live fault injected, cleared or expired (actors/ops/chaos_audit.py)
+        f = rec.get("fault") or {}
+        return (f"{at} {rec.get('capability')}/{rec.get('provider')} chaos {rec.get('event')} fault {f.get('id')}: "
+                f"fail {f.get('fail_rate', 0):.0%} {f.get('error')}, +{f.get('latency_ms', 0):.0f} ms"
+                + (f" by {rec['by']}" if rec.get("by") else ""))
     head = f"{at} {rec.get('capability')}.{rec.get('method')}"
     if rec.get("ok"):
         head += f" ok via {rec.get('provider')}"

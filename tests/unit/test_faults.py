@@ -1,0 +1,211 @@
+"""Live faults at the provider (actors/runtime/faults.py) and in the audit
+log (actors/ops/chaos_audit.py), without Ray: ProviderCore with a scripted
+adapter, a router over in-process providers, the audit file, the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.cli.render import audit_line, status_table
+from actors.errors import ErrorKind
+from actors.messages import CallContext, CapabilityStatus, StatusReport
+from actors.ops.audit import AuditLog
+from actors.ops.chaos_audit import ChaosAudit
+from actors.ops.metrics import MemoryRecorder
+from actors.ops.observers import ProviderOps
+from actors.payloads import SendEmail
+from actors.policy.chaos import Fault, FaultCleared, FaultInjected, new_fault
+from actors.policy.health import Health
+from actors.runtime.provider_core import ProviderCore
+from tests.unit.fakes import Clock, ScriptedAdapter, provider_spec
+from tests.unit.harness import EMAIL, Harness
+
+PAYLOAD = SendEmail(to=["a@b.co"], subject="s", text="t")
+OK = {"message_id": "m"}
+
+
+def fault(provider: str = "p", now: float = 1000.0, for_s: float = 5.0, **kw: Any) -> Fault:
+    return new_fault("email_sending", provider, duration_s=for_s, now=now, by="ann@ops-1", fault_id="f1", **kw)
+
+
+class Sleeps:
+    """An injected sleep that records and returns at once."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+
+def core_with(script: list[Any], clock: Clock | None = None, sleeps: Sleeps | None = None) -> ProviderCore:
+    return ProviderCore(provider_spec(), ScriptedAdapter(script), clock=clock or Clock(), sleep=sleeps or Sleeps())
+
+
+def call(core: ProviderCore, **kw: Any):
+    ctx = CallContext(request_id="r1", method="send_email", **{"timeout_s": 1.0, **kw})
+    return asyncio.run(core.call("send_email", PAYLOAD, ctx))
+
+
+def test_a_fault_fails_calls_without_calling_the_adapter() -> None:
+    core = core_with([OK] * 3)
+    core.faults.set(fault(fail_rate=1.0))
+    replies = [call(core) for _ in range(3)]
+    assert [(r.ok, r.error_kind, r.injected, r.maybe_delivered) for r in replies] == [
+        (False, ErrorKind.TRANSIENT, True, False)] * 3
+    assert core.adapter.calls == []                              # nothing was sent
+    assert core.health.total_failures == 3 and core.health.state is Health.UNHEALTHY  # health reacts as to a real one
+    assert "injected fault f1" in (replies[0].error or "")
+
+
+def test_rate_limited_carries_its_retry_after_and_crashed_is_its_own_kind() -> None:
+    core = core_with([])
+    core.faults.set(fault(error="rate_limited", retry_after_s=30))
+    reply = call(core)
+    assert reply.error_kind is ErrorKind.RATE_LIMITED and reply.retry_after_s == 30
+    assert core.health.throttled_until == 1030
+    core.faults.set(fault(error="crashed"))
+    assert call(core).error_kind is ErrorKind.CRASHED
+
+
+def test_a_delay_within_the_attempt_then_the_adapter_answers() -> None:
+    sleeps = Sleeps()
+    core = core_with([OK], sleeps=sleeps)
+    core.faults.set(fault(latency_ms=300))
+    reply = call(core, timeout_s=1.0)
+    assert reply.ok and reply.injected and sleeps.slept == [0.3] and len(core.adapter.calls) == 1
+
+
+def test_a_delay_past_the_attempt_timeout_becomes_a_timeout_bounded_by_it() -> None:
+    sleeps = Sleeps()
+    core = core_with([OK], sleeps=sleeps)
+    core.faults.set(fault(latency_ms=5000))
+    reply = call(core, timeout_s=0.5)
+    assert sleeps.slept == [0.5]                                 # bounded by the attempt's time, not 5 s
+    assert (reply.ok, reply.error_kind, reply.injected, reply.maybe_delivered) == (False, ErrorKind.TIMEOUT, True, False)
+    assert core.adapter.calls == []
+
+
+def test_without_a_fault_or_at_rate_zero_nothing_is_injected() -> None:
+    core = core_with([OK, OK])
+    assert call(core).injected is False
+    core.faults.set(fault(fail_rate=0.5))
+    core.faults.rng = random.Random(0)  # draws 0.844...: passes
+    reply = call(core)
+    assert reply.ok and not reply.injected and len(core.adapter.calls) == 2
+
+
+def test_the_fault_ends_by_itself_at_its_expiry() -> None:
+    clock = Clock(1000.0)
+    core = core_with([OK], clock=clock)
+    core.faults.set(fault(fail_rate=1.0, for_s=5))
+    assert core.status().fault is not None and core.status().fault.error is ErrorKind.TRANSIENT
+    assert not call(core).ok
+    clock.now = 1005.0
+    reply = call(core)
+    assert reply.ok and not reply.injected and core.faults.fault is None and core.status().fault is None
+
+
+def test_set_returns_the_fault_it_replaced_and_none_clears() -> None:
+    core = core_with([])
+    first = fault(fail_rate=1.0)
+    assert core.faults.set(first) is None
+    assert core.faults.set(None) == first and core.status().fault is None
+
+
+def test_status_shows_the_fault_in_its_json_shape() -> None:
+    core = core_with([])
+    core.faults.set(fault(fail_rate=0.3, latency_ms=50))
+    shown = core.status().to_dict()["fault"]
+    assert shown == {"id": "f1", "fail_rate": 0.3, "error": "transient", "latency_ms": 50.0, "expires_at": 1005.0,
+                     "injected_by": "ann@ops-1"}
+
+
+def test_an_injected_timeout_on_a_keyed_send_is_never_parked_and_journaled_failed() -> None:
+    h = Harness({"a": [OK], "b": [OK]})
+    h.providers["a"].faults.set(fault("a", error="timeout", now=h.clock()))
+    res = h.invoke(EMAIL, idempotency_key="k1")
+    assert res.ok and res.provider == "b" and res.outbox_id is None
+    assert [(a.provider, a.error_kind, a.injected, a.maybe_delivered) for a in res.attempts] == [
+        ("a", ErrorKind.TIMEOUT, True, False), ("b", None, False, False)]
+    assert h.calls("a") == 0
+    [entry] = h.db.journal_find_many("email_sending", ["k1"], provider="a")["k1"]
+    assert entry.state == "failed"                               # nothing was sent: not "unknown"
+
+
+def test_with_no_other_provider_an_injected_timeout_fails_the_request_but_never_parks_it() -> None:
+    h = Harness({"a": [OK] * 10})
+    h.providers["a"].faults.set(fault("a", error="timeout", now=h.clock(), for_s=3600))
+    res = h.invoke(EMAIL, idempotency_key="k2")
+    assert not res.ok and res.error.kind is not ErrorKind.OUTCOME_UNKNOWN and res.outbox_id is None
+    assert h.calls("a") == 0 and all(a.injected and not a.maybe_delivered for a in res.attempts)
+
+
+def test_the_router_audits_injected_cleared_and_expired(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, "email_sending")
+    chaos = ChaosAudit(log)
+    f = fault(fail_rate=1.0, for_s=5)
+    chaos.note(FaultInjected(fault=f))
+    g = fault("q", error="auth", for_s=60)
+    chaos.note(FaultInjected(fault=g))
+    chaos.note(FaultCleared(fault=g, at=1010.0, by="bob@ops-2"))
+    assert chaos.sweep(1004.0) == []
+    assert [e.fault.id for e in chaos.sweep(1005.0)] == ["f1"]
+    assert chaos.sweep(2000.0) == [] and chaos.book.faults == {}
+    log.flush()
+    records = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(r["type"], r["event"], r["provider"], r["by"], r["at"]) for r in records] == [
+        ("chaos", "injected", "p", "ann@ops-1", 1000.0), ("chaos", "injected", "q", "ann@ops-1", 1000.0),
+        ("chaos", "cleared", "q", "bob@ops-2", 1010.0), ("chaos", "expired", "p", None, 1005.0)]
+    assert records[0]["fault"]["fail_rate"] == 1.0 and records[0]["fault"]["error"] == "transient"
+    assert "chaos expired fault f1" in audit_line(records[3])
+
+
+def test_metrics_count_what_a_fault_did_and_show_it_active() -> None:
+    recorder = MemoryRecorder()
+    core = core_with([OK])
+    ops = ProviderOps(core.spec, core.status, recorder=recorder)
+    core.faults.on_applied = ops.chaos_applied
+    core.faults.set(fault(latency_ms=10))
+    call(core)
+    core.faults.set(fault(fail_rate=1.0))
+    call(core)
+    call(core)
+    asyncio.run(ops.tick())
+    assert recorder.counter("aicmo_chaos_applied", action="delay") == 1
+    assert recorder.counter("aicmo_chaos_applied", action="fail") == 2
+    active = {dict(t)["provider"]: v for (n, t), v in recorder.gauges.items() if n == "aicmo_chaos_fault_active"}
+    assert active == {"p": 1}
+    core.faults.set(None)
+    asyncio.run(ops.tick())
+    active = {dict(t)["provider"]: v for (n, t), v in recorder.gauges.items() if n == "aicmo_chaos_fault_active"}
+    assert active == {"p": 0}
+
+
+def test_status_prints_a_chaos_line() -> None:
+    from rich.console import Console
+
+    core = core_with([])
+    core.faults.set(fault(fail_rate=0.3, for_s=3600, now=__import__("time").time()))
+    report = StatusReport(namespace="n", generated_at=0, capabilities=[
+        CapabilityStatus(capability="email_sending", providers=[core.status()])])
+    console = Console(record=True, width=300)
+    status_table(report, console)
+    text = console.export_text()
+    assert "chaos: 1 active fault (email_sending/p: 30% transient until" in text and "by ann@ops-1" in text
+
+
+@pytest.mark.parametrize("raw", [{"chaos": {"allowed": False}}, {}])
+def test_the_config_reaches_the_spec(raw: dict) -> None:
+    from actors.config import parse_config
+    from actors.runtime.specs import build_spec
+
+    cfg = parse_config({**raw, "capabilities": {"email_sending": {"providers": [
+        {"name": "a", "adapter": "simulated"}]}}}, env={})
+    assert build_spec(cfg).chaos.allowed is (raw == {})
