@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from actors.ops.audit import AuditLog, _iso
-from actors.policy.chaos import ChaosBook, ChaosEvent, FaultCleared, FaultInjected, expire, inject
+from actors.policy.chaos import ChaosBook, ChaosEvent, Fault, FaultCleared, FaultInjected, expire, inject
 
 __all__ = ["ChaosAudit", "chaos_record"]
 
@@ -53,6 +53,13 @@ class ChaosAudit:
             kept = {k: f for k, f in self.book.faults.items() if (k, f.id) != (event.fault.key, event.fault.id)}
             self.book = ChaosBook(kept)
         self._write(event)
+
+    def adopt(self, fault: Fault) -> None:
+        """A fault a provider actor holds that this router did not hear of
+        (the router was restarted or redeployed since): its expiry is
+        audited, its injection was already."""
+        if fault.key not in self.book.faults:
+            self.book, _ = inject(self.book, fault)
 
     def sweep(self, now: float) -> list[ChaosEvent]:
         """Writes an `expired` record for each fault past its time."""

@@ -178,7 +178,18 @@ class RouterActor:
     async def ready(self) -> str:
         await self._load_audit_key()
         self._ops.ensure_started()
+        asyncio.ensure_future(self._adopt_faults())
         return self._core.spec.actor_name
+
+    async def _adopt_faults(self, timeout_s: float = 5.0) -> None:
+        """Live faults its providers hold from before this router started: audited when they expire."""
+        for name, spec in self._core.providers.items():
+            try:
+                fault = None if spec.last_resort else await asyncio.wait_for(self._handle(name).fault.remote(), timeout_s)
+            except Exception:  # noqa: BLE001 - not answering: restarting, and a restart ends its fault
+                continue
+            if fault is not None:
+                self._ops.chaos.adopt(fault)
 
     async def _load_audit_key(self, timeout_s: float = 10.0) -> None:
         """The audit log hashes keys and addresses with the deployment's secret,

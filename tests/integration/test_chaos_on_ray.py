@@ -63,6 +63,17 @@ def test_a_fault_on_the_primary_moves_traffic_and_ends_by_itself(gateway, ray_cl
     tail = ray.get(router.audit_tail.remote(50))["records"]
     assert any(a.get("injected") for r in tail if r.get("type") != "chaos" for a in r["attempts"])
 
+    # A router restarted meanwhile learns the fault from its provider, so its expiry is still audited.
+    ray.kill(router, no_restart=False)
+    deadline = time.time() + 60
+    while True:
+        try:
+            ray.get(router.ready.remote(), timeout=30)
+            break
+        except Exception:  # noqa: BLE001 - restarting
+            assert time.time() < deadline
+            time.sleep(0.5)
+
     # Gone by itself after its time: from the provider, status, the list; audited as expired.
     time.sleep(max(0.0, fault.expires_at - time.time()) + 1.5)
     deadline = time.time() + 10

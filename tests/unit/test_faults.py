@@ -167,6 +167,17 @@ def test_the_router_audits_injected_cleared_and_expired(tmp_path: Path) -> None:
     assert "chaos expired fault f1" in audit_line(records[3])
 
 
+def test_a_restarted_router_adopts_the_faults_its_providers_hold_and_audits_only_their_expiry(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, "email_sending")
+    chaos = ChaosAudit(log)
+    f = fault(fail_rate=1.0, for_s=5)
+    chaos.adopt(f)
+    chaos.adopt(f)
+    assert [e.fault.id for e in chaos.sweep(1005.0)] == ["f1"]
+    log.flush()
+    assert [json.loads(line)["event"] for line in log.path.read_text().splitlines()] == ["expired"]
+
+
 def test_metrics_count_what_a_fault_did_and_show_it_active() -> None:
     recorder = MemoryRecorder()
     core = core_with([OK])
