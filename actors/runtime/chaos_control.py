@@ -36,7 +36,7 @@ async def inject(spec: GatewaySpec, fault: Fault, actor: Lookup) -> FaultInjecte
     """Sets `fault` on its provider actor and has the router audit it.
     Validated again here (InvalidFault): the config that forbids it is the
     deployed one, whatever the client read."""
-    new_fault(fault.capability, fault.provider, duration_s=fault.expires_at - fault.injected_at,
+    new_fault(fault.capability, fault.provider, duration_s=round(fault.expires_at - fault.injected_at, 6),
               now=fault.injected_at, by=fault.injected_by, fault_id=fault.id, fail_rate=fault.fail_rate,
               latency_ms=fault.latency_ms, error=fault.error, delay_rate=fault.delay_rate,
               retry_after_s=fault.retry_after_s, policy=spec.chaos, known=known_providers(spec))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -220,3 +221,74 @@ def test_the_config_reaches_the_spec(raw: dict) -> None:
     cfg = parse_config({**raw, "capabilities": {"email_sending": {"providers": [
         {"name": "a", "adapter": "simulated"}]}}}, env={})
     assert build_spec(cfg).chaos.allowed is (raw == {})
+
+
+class _Remote:
+    """An actor method reached as `.remote(...)`, answered by a plain function, awaited like Ray's refs."""
+
+    def __init__(self, fn: Any):
+        self._fn = fn
+
+    def remote(self, *args: Any) -> Any:
+        async def answer() -> Any:
+            return self._fn(*args)
+
+        return answer()
+
+
+class _Actors:
+    """Provider cores and routers' ChaosAudits behind the names the supervisor looks up."""
+
+    def __init__(self, spec: Any) -> None:
+        from actors.names import provider_name, router_name
+
+        self.cores = {provider_name(c.capability, p.name): core_with([]) for c in spec.capabilities for p in c.providers}
+        self.audits = {router_name(c.capability): ChaosAudit(None) for c in spec.capabilities}
+        self.events: list[Any] = []
+
+    def __call__(self, name: str) -> Any:
+        if name in self.cores:
+            faults = self.cores[name].faults
+            return type("P", (), {"set_fault": _Remote(faults.set), "fault": _Remote(faults.current)})()
+        audit = self.audits[name]
+        return type("R", (), {"chaos_event": _Remote(lambda e: (self.events.append(e), audit.note(e)))})()
+
+
+def _gateway_spec(**chaos: Any) -> Any:
+    from actors.config import parse_config
+    from actors.runtime.specs import build_spec
+
+    return build_spec(parse_config({"chaos": chaos, "capabilities": {"email_sending": {"providers": [
+        {"name": "p", "adapter": "simulated"}, {"name": "outbox", "adapter": "outbox"}]}}}, env={}))
+
+
+def test_the_supervisor_sets_lists_and_clears_faults_through_the_actors() -> None:
+    from actors.runtime import chaos_control
+
+    spec = _gateway_spec()
+    actors = _Actors(spec)
+    assert chaos_control.known_providers(spec) == {"email_sending": ["p"]}  # never the outbox
+    f = fault(fail_rate=1.0, for_s=3600, now=__import__("time").time())
+    event = asyncio.run(chaos_control.inject(spec, f, actors))
+    assert event == FaultInjected(fault=f) and actors.events == [event]
+    assert asyncio.run(chaos_control.faults(spec, actors)) == [f]
+    cleared = asyncio.run(chaos_control.clear(spec, 2000.0, "bob@ops-2", actors, "email_sending"))
+    assert [(e.fault.id, e.by) for e in cleared] == [("f1", "bob@ops-2")] and actors.events[-1] == cleared[0]
+    assert asyncio.run(chaos_control.faults(spec, actors)) == []
+    assert asyncio.run(chaos_control.clear(spec, 2000.0, "bob@ops-2", actors)) == []
+
+
+@pytest.mark.parametrize(("chaos", "provider", "says"), [
+    ({"allowed": False}, "p", "fault injection is forbidden by this gateway's config (chaos.allowed: false)"),
+    ({}, "outbox", "no provider 'outbox' under capability 'email_sending'"),
+    ({"max_duration_s": 60}, "p", "--for must be more than 0 and at most 60 s"),
+])
+def test_the_supervisor_checks_a_fault_against_the_deployed_config(chaos: dict, provider: str, says: str) -> None:
+    from actors.errors import InvalidFault
+    from actors.runtime import chaos_control
+
+    spec = _gateway_spec(**chaos)
+    actors = _Actors(spec)
+    with pytest.raises(InvalidFault, match=re.escape(says)):
+        asyncio.run(chaos_control.inject(spec, fault(provider, fail_rate=1.0, for_s=600), actors))
+    assert actors.events == [] and all(core.faults.fault is None for core in actors.cores.values())
