@@ -152,6 +152,12 @@ class Adapter:
     async def probe(self) -> None:
         """Raise a ProviderError if the provider cannot take requests now."""
 
+    async def balance(self) -> float | None:
+        """The provider's live balance in calls (credits left), for those
+        whose API tells it; None: no balance to read. Near zero, the provider
+        is skipped like a spent quota (actors/runtime/spending.py)."""
+        return None
+
     @_redacting
     async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:
         """After an unknown outcome: was the request with `ctx.idempotency_key`
