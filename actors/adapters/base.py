@@ -33,7 +33,7 @@ from actors.redaction import Redactor
 
 T = TypeVar("T")
 # The entry points the provider actor (or a test) calls: what they raise is redacted.
-REDACTED_ENTRY_POINTS = frozenset({"call", "probe", "reconcile", *(m for cap in METHODS.values() for m in cap)})
+REDACTED_ENTRY_POINTS = frozenset({"call", "probe", "reconcile", "balance", *(m for cap in METHODS.values() for m in cap)})
 
 
 def _redacting(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

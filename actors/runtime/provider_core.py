@@ -400,6 +400,7 @@ class ProviderCore:
             return ProbeResult(provider=self.spec.name, capability=self.spec.capability, ok=False, error_kind=kind,
                                error=message, latency_ms=latency, delivers=self.adapter.delivers)
         latency = (time.monotonic() - started) * 1000
+        self.spending.balance_due_now()  # a passing probe: read the live balance on the next round too
         if self.adapter.has_probe:
             # A passing probe counts as a success, so a provider that cooled
             # down can come back without risking a real request.

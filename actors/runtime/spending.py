@@ -208,6 +208,10 @@ class Spending:
                 row[0], row[1], row[2] = row[0] + calls, row[1] + maybe, row[2] + amount
             raise
 
+    def balance_due_now(self) -> None:
+        """After a passing probe: the loop reads the balance on its next round."""
+        self._balance_due = 0.0
+
     async def read_balance(self) -> float | None:
         """Reads the provider's live balance (its credits), keeps it in the
         store, and folds it in: near zero, it is treated like a spent quota."""
@@ -218,6 +222,8 @@ class Spending:
         now = self._clock()
         self.balance = Balance(remaining=float(remaining), at=now, lifetime_calls_at=self.spend.lifetime_calls)
         try:
+            if self.loaded:  # the stored counter the reading is kept against must hold this process's calls
+                await self.flush()
             await self._store().balance_put(self.spec.capability, self.spec.name, float(remaining), now)
         except StoreUnavailable as exc:
             log.warning("%s: balance not stored: %s", self.spec.actor_name, exc)
