@@ -71,6 +71,10 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
     MetricDef("aicmo_capability_served", "gauge", "1 when a provider that delivers passed the last check",
               ("capability",)),
     MetricDef("aicmo_hook_calls", "counter", "Hook calls by outcome", ("event", "hook", "outcome")),
+    MetricDef("aicmo_provider_spend", "counter", "Spend on charged calls, in the provider's currency",
+              ("capability", "provider", "currency")),
+    MetricDef("aicmo_provider_quota_left", "gauge", "Calls left in the provider's quota this period",
+              ("capability", "provider")),
 ]}
 
 HEALTH_CODE = {"unknown": 0, "unhealthy": 1, "throttled": 2, "degraded": 3, "healthy": 4}

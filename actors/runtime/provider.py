@@ -46,6 +46,7 @@ class ProviderActor:
         self._announced = False
         self._ops = ProviderOps(spec, self._core.status)
         self._core.spending.status_of, self._core.spending.on_flip = self._core.status, self._push_quota
+        self._core.spending.on_spend = self._ops.spent
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001

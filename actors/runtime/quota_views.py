@@ -15,16 +15,18 @@ import msgspec
 
 from actors.durable import StateStore
 from actors.durable.store import SpendRow
-from actors.messages import CallReply, ProviderStatus
+from actors.messages import CallReply, ProviderStatus, Recommendation
 from actors.policy.cost import (
     Balance,
     CostPolicy,
     CostView,
     Exhaustion,
     Period,
+    QuotaStatus,
     Spend,
     period_bounds,
     plan_within_quota,
+    quota_recommendations,
     quota_retry_after_s,
     quota_status,
 )
@@ -33,7 +35,7 @@ from actors.policy.retry_after import RetryHint, retry_hint
 from actors.policy.skips import SkipReason
 from actors.runtime.specs import ProviderSpec
 
-__all__ = ["QuotaViews", "metered", "quota_hint", "quota_plan"]
+__all__ = ["QuotaViews", "metered", "quota_checks", "quota_hint", "quota_plan"]
 
 
 def metered(spec: ProviderSpec) -> bool:
@@ -140,3 +142,25 @@ def quota_hint(candidates: Sequence[Candidate], now: float) -> RetryHint:
     if hint.after_s is None:
         return hint
     return RetryHint(throttled=False, after_s=min(hint.after_s, after) if after is not None else hint.after_s)
+
+
+def quota_checks(providers: Sequence[ProviderSpec], statuses: dict[str, ProviderStatus],
+                 now: float) -> list[Recommendation]:
+    """What `self-check` says of each provider's quota and balance
+    (`cost.quota_recommendations`): a warning from warn_percent (80%) of a
+    quota on, critical once spent or the balance is near zero, each with its fix."""
+    out: list[Recommendation] = []
+    for spec in providers:
+        s = statuses.get(spec.name)
+        if s is None or not s.reachable or (s.quota_limit is None and s.balance_left is None):
+            continue
+        per = spec.quota.per if spec.quota is not None else Period.MONTH
+        used = (s.quota_limit or 0) - (s.quota_left or 0)
+        warn = spec.quota is not None and used * 100 >= spec.quota.warn_percent * spec.quota.limit
+        start, end = period_bounds(per, now)
+        status = QuotaStatus(spend=s.spend, currency=s.currency, calls=used, maybe_calls=0, period=per,
+                             period_start=start, period_end=s.quota_period_end or end, quota_limit=s.quota_limit,
+                             quota_left=s.quota_left, balance_left=s.balance_left,
+                             exhausted=Exhaustion(s.quota_exhausted) if s.quota_exhausted else None, warning=warn)
+        out += quota_recommendations(spec.capability, spec.name, spec.config_path, status, now)
+    return out
