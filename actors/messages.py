@@ -101,6 +101,8 @@ class CallReply(Message):
     maybe_delivered: bool = False  # failed, but the provider may have acted on it
     replayed: bool = False         # answered from the journal: delivered earlier, not sent again
     injected: bool = False         # a live fault acted on it (actors/runtime/faults.py); its failure sent nothing
+    quota_exhausted: str | None = None   # quota | balance: the provider's quota is spent (actors/runtime/spending.py)
+    quota_resets_at: float | None = None  # when a spent quota's period turns
 
 
 class Resolution(Message):
@@ -156,6 +158,13 @@ class ProviderStatus(Message):
     cleartext: list[str] = []    # settings that send credentials unencrypted over the network (actors/adapters/cleartext.py)
     reachable: bool = True       # False when the actor could not be asked
     fault: FaultStatus | None = None  # a live fault (`aicmo-gateway chaos inject`); gone when it expires
+    spend: float = 0.0           # this period's charged calls, in `currency` (actors/policy/cost.py)
+    currency: str | None = None
+    quota_left: int | None = None        # None without a quota
+    quota_limit: int | None = None
+    quota_period_end: float | None = None
+    balance_left: float | None = None    # the live balance less the calls since it was read
+    quota_exhausted: str | None = None   # quota | balance: skipped as quota_exhausted
 
     @classmethod
     def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":

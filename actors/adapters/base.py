@@ -33,7 +33,7 @@ from actors.redaction import Redactor
 
 T = TypeVar("T")
 # The entry points the provider actor (or a test) calls: what they raise is redacted.
-REDACTED_ENTRY_POINTS = frozenset({"call", "probe", "reconcile", *(m for cap in METHODS.values() for m in cap)})
+REDACTED_ENTRY_POINTS = frozenset({"call", "probe", "reconcile", "balance", *(m for cap in METHODS.values() for m in cap)})
 
 
 def _redacting(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -151,6 +151,12 @@ class Adapter:
     @_redacting
     async def probe(self) -> None:
         """Raise a ProviderError if the provider cannot take requests now."""
+
+    async def balance(self) -> float | None:
+        """The provider's live balance in calls (credits left), for those
+        whose API tells it; None: no balance to read. Near zero, the provider
+        is skipped like a spent quota (actors/runtime/spending.py)."""
+        return None
 
     @_redacting
     async def reconcile(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any] | None:

@@ -143,7 +143,26 @@ class NeverBounceAdapter(HttpAdapter):
 
     async def probe(self) -> None:
         """GET /v4/account/info: free; checks the key (an HTTP-200 auth_failure otherwise)."""
+        await self._account()
+
+    async def balance(self) -> float | None:
+        """The credits left, paid and free (GET /v4/account/info, free): the
+        live balance read by the provider actor (actors/runtime/spending.py).
+        v4.2 answers `credits_info: {paid_credits_remaining, free_credits_remaining}`,
+        v4 `credits` and `free_credits_remaining`."""
+        body = await self._account()
+        info = body.get("credits_info") if isinstance(body.get("credits_info"), dict) else body
+        paid = info.get("paid_credits_remaining", info.get("credits"))
+        free = info.get("free_credits_remaining", 0)
+        try:
+            return float(paid) + float(free or 0)
+        except (TypeError, ValueError):
+            raise MalformedResponse(f"{self.name}: account info holds no credits: {str(body)[:120]!r}") from None
+
+    async def _account(self) -> dict[str, Any]:
         response = await self._send("GET", ACCOUNT_PATH, params={"key": self.settings.api_key.get_secret_value()})
         error = self._error(response)
         if error is not None:
             raise error
+        body = json_body(response, self.name)
+        return body if isinstance(body, dict) else {}

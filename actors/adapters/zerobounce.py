@@ -149,6 +149,11 @@ class ZeroBounceAdapter(HttpAdapter):
 
     async def probe(self) -> None:
         """GET /v2/getcredits: free. -1 means a bad key; 0 means no validation can succeed."""
+        await self.balance(zero_is_throttle=True)
+
+    async def balance(self, zero_is_throttle: bool = False) -> float | None:
+        """The credits left (GET /v2/getcredits, free): the live balance
+        read by the provider actor (actors/runtime/spending.py)."""
         response = await self._send("GET", CREDITS_PATH, params={"api_key": self.settings.api_key.get_secret_value()})
         error = self._error(response)
         if error is not None:
@@ -163,6 +168,7 @@ class ZeroBounceAdapter(HttpAdapter):
             raise MalformedResponse(f"{self.name}: getcredits answered {str(body)[:120]!r}")
         if credits < 0:
             raise AuthError(f"{self.name}: getcredits says the API key is not valid (Credits: {raw})")
-        if credits == 0:
+        if credits == 0 and zero_is_throttle:
             raise RateLimited(f"{self.name}: no credits left: buy credits to validate again",
                               retry_after_s=self.settings.no_credits_retry_after_s)
+        return credits

@@ -63,7 +63,7 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
                 notes.append("delivers nothing" if not p.last_resort else "outbox: queues for later")
             if p.last_error and p.consecutive_failures:
                 notes.append(f"last error ({p.last_error_kind}): {p.last_error[:80]}")
-            notes += p.warnings
+            notes += p.warnings + spend_note(p)
             fail = f"{100 * p.total_failures / p.total_calls:.0f}" if p.total_calls else "-"
             table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
                           f"{p.total_ok}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
@@ -96,6 +96,17 @@ def chaos_line(report: StatusReport, console: Console, now: float) -> None:
     if faults:
         console.print(f"[bold magenta]chaos[/]: {len(faults)} active fault{'s' if len(faults) > 1 else ''} "
                       f"({'; '.join(faults)})", highlight=False)
+def spend_note(p: Any) -> list[str]:
+    """"spent 80.00 USD, 1,204 calls left until Jun 01 00:00 UTC" (cost and quotas), or nothing."""
+    if p.currency is None and p.quota_limit is None and p.balance_left is None:
+        return []
+    parts = [f"spent {p.spend:.2f} {p.currency or ''}".rstrip()]
+    if p.quota_limit is not None:
+        until = time.strftime("%b %d %H:%M UTC", time.gmtime(p.quota_period_end)) if p.quota_period_end else ""
+        parts.append(f"{p.quota_left:,} calls left until {until}".rstrip())
+    if p.balance_left is not None:
+        parts.append(f"balance {p.balance_left:,.0f} calls")
+    return [", ".join(parts) + (f" (quota_exhausted: {p.quota_exhausted})" if p.quota_exhausted else "")]
 
 
 def reachability_table(reach: Any, console: Console) -> None:

@@ -16,6 +16,7 @@ from actors.adapters.base import AdapterSettings
 from actors.payloads import CAPABILITIES
 from actors.policy.budget import RetryBudget
 from actors.policy.chaos_config import ChaosConfig
+from actors.policy.cost_config import BalanceConfig, CostConfig, QuotaConfig
 from actors.policy.health import HealthPolicy
 from actors.policy.hedging import HedgePolicy
 
@@ -159,6 +160,9 @@ class ProviderConfig(_Model):
     policy: PolicyConfig = PolicyConfig()
     enabled: bool = True
     placement: ActorPlacement | None = Field(None, description="this provider's actor only (default: placement.providers)")
+    cost: CostConfig | None = Field(None, description="what a call costs: {per_call: 0.008, currency: USD}")
+    quota: QuotaConfig | None = Field(None, description="calls allowed per UTC period: {limit: 10000, per: month}")
+    balance: BalanceConfig = Field(BalanceConfig(), description="reading the provider's live balance, where it has one")
 
     # The adapter's validated settings (secrets as SecretStr) and the
     # environment variables settings came from; filled in by `load_config`.

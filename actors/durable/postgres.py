@@ -48,6 +48,7 @@ from actors.durable.postgres_sql import (
     rows_json,
     unblob,
 )
+from actors.durable.postgres_spend import PostgresSpend
 from actors.durable.store import (
     OUTBOX_FIELDS,
     Claims,
@@ -61,7 +62,7 @@ from actors.durable.store import (
 )
 from actors.durable.tracking import HealthTracker
 
-class PostgresStore:
+class PostgresStore(PostgresSpend):
     kind = "postgresql"
 
     def __init__(self, location: StoreLocation, namespace: str, *, password: str | None = None, pool_size: int = 4,
@@ -385,7 +386,7 @@ class PostgresStore:
                SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM o)""",
             {"ns": self.namespace, "journal": journal_before, "outbox": outbox_before,
              "markers": self._clock() - 3600})
-        return {"journal": int(journal), "outbox": int(outbox)}
+        return {"journal": int(journal), "outbox": int(outbox), "spend": await self.prune_spend()}
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")

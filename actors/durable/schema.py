@@ -71,7 +71,32 @@ def _sqlite_v1(db: sqlite3.Connection, namespace: str) -> None:
         db.execute(f"DROP TABLE {table}")
 
 
-SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_sqlite_v1]
+_SQLITE_V2 = """
+CREATE TABLE spend (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL,
+    period TEXT NOT NULL,                 -- hour | day | month
+    period_start REAL NOT NULL,           -- UTC epoch seconds (cost.period_bounds)
+    calls INTEGER NOT NULL DEFAULT 0, maybe_calls INTEGER NOT NULL DEFAULT 0,
+    amount_nanos INTEGER NOT NULL DEFAULT 0,   -- spend x 1e9: exact, and addable in SQL
+    currency TEXT, updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, capability, provider, period, period_start));
+CREATE TABLE provider_meter (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL,
+    lifetime_calls INTEGER NOT NULL DEFAULT 0,
+    balance_remaining REAL, balance_at REAL, balance_calls_at INTEGER,
+    PRIMARY KEY (namespace, capability, provider));
+"""
+
+
+def _sqlite_v2(db: sqlite3.Connection, namespace: str) -> None:
+    """Spend per provider and period, and each provider's lifetime calls and
+    live balance (cost and quotas)."""
+    for statement in _SQLITE_V2.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_sqlite_v1, _sqlite_v2]
 SQLITE_VERSION = len(SQLITE_MIGRATIONS)
 
 
@@ -109,6 +134,21 @@ PG_MIGRATIONS: list[str] = [
         namespace TEXT NOT NULL, name TEXT NOT NULL, value BYTEA NOT NULL, created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, name));
     CREATE TABLE aicmo_markers (token TEXT PRIMARY KEY, node TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+    """,
+    """
+    CREATE TABLE aicmo_spend (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL,
+        period TEXT NOT NULL CHECK (period IN ('hour', 'day', 'month')),
+        period_start DOUBLE PRECISION NOT NULL,
+        calls BIGINT NOT NULL DEFAULT 0, maybe_calls BIGINT NOT NULL DEFAULT 0,
+        amount_nanos BIGINT NOT NULL DEFAULT 0,
+        currency TEXT, updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, capability, provider, period, period_start));
+    CREATE TABLE aicmo_provider_meter (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL,
+        lifetime_calls BIGINT NOT NULL DEFAULT 0,
+        balance_remaining DOUBLE PRECISION, balance_at DOUBLE PRECISION, balance_calls_at BIGINT,
+        PRIMARY KEY (namespace, capability, provider));
     """,
 ]
 PG_VERSION = len(PG_MIGRATIONS)

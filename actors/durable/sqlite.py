@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from actors.durable.schema import SQLITE_MIGRATIONS, SQLITE_VERSION
+from actors.durable.sqlite_spend import SqliteSpend, prune_spend
 from actors.durable.store import (
     OUTBOX_FIELDS,
     Claims,
@@ -90,7 +91,7 @@ def on_thread(method: Callable[..., T]) -> Callable[..., Any]:
     return run
 
 
-class SqliteStore:
+class SqliteStore(SqliteSpend):
     kind = "sqlite"
 
     def __init__(self, path: str, namespace: str = "default", *, display: str | None = None,
@@ -428,7 +429,8 @@ class SqliteStore:
             outbox = db.execute("DELETE FROM outbox WHERE namespace=? AND state IN ('delivered','dropped') "
                                 "AND updated_at<?", (self.namespace, outbox_before)).rowcount
             db.execute("DELETE FROM markers WHERE created_at<?", (self._clock() - 3600,))
-        return {"journal": journal, "outbox": outbox}
+            spend = prune_spend(db, self.namespace, self._clock())
+        return {"journal": journal, "outbox": outbox, "spend": spend}
 
     @on_thread
     def ping(self) -> None:

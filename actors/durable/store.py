@@ -39,8 +39,8 @@ import msgspec
 
 from actors.errors import StoreUnavailable
 
-__all__ = ["OUTBOX_FIELDS", "Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth",
-           "StoreUnavailable"]
+__all__ = ["OUTBOX_FIELDS", "Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
+           "StateStore", "StoreHealth", "StoreUnavailable"]
 
 JournalState = Literal["started", "delivered", "failed", "unknown"]
 OutboxState = Literal["pending", "parked", "delivered", "dropped"]
@@ -124,6 +124,44 @@ class StoreHealth(msgspec.Struct, frozen=True, kw_only=True):
     round_trips: int = 0             # statements or transactions sent so far
     busy_s: float = 0.0              # time spent waiting for them (a SQLite lock included)
     unjournaled: int = 0             # a provider's outcomes waiting for the store to answer again
+
+
+class SpendDelta(msgspec.Struct, frozen=True, kw_only=True):
+    """Calls a provider actor made since its last flush, for one period
+    (actors/policy/cost.py): added to the stored counts, never written over
+    them, so a flush retried after a lost answer can only over-count."""
+
+    capability: str
+    provider: str
+    period: str                      # hour | day | month
+    period_start: float              # UTC epoch seconds (cost.period_bounds)
+    calls: int = 0                   # charged
+    maybe_calls: int = 0             # maybe charged
+    amount_nanos: int = 0            # spend x 1e9: exact, and addable in SQL
+    currency: str | None = None
+    at: float = 0.0
+
+
+class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's spend in the period holding the time asked about, with
+    its lifetime call counter and its last live balance reading."""
+
+    capability: str
+    provider: str
+    period: str | None               # None: a balance reading, no spend yet
+    period_start: float | None
+    calls: int = 0
+    maybe_calls: int = 0
+    amount_nanos: int = 0
+    currency: str | None = None
+    lifetime_calls: int = 0
+    balance_remaining: float | None = None
+    balance_at: float | None = None
+    balance_calls_at: int | None = None   # lifetime_calls when the balance was read
+
+
+# Spend rows are kept this long after their period ended (a year of months).
+SPEND_RETENTION_S = 400 * 86400
 
 
 class StateStore(Protocol):
@@ -214,7 +252,26 @@ class StateStore(Protocol):
     async def prune(self, *, journal_before: float, outbox_before: float) -> dict[str, int]:
         """Deletes journal entries that ended (`delivered`, `failed`) and
         outbox items that ended (`delivered`, `dropped`) before the given
-        times. Entries still in doubt are kept whatever their age."""
+        times. Entries still in doubt are kept whatever their age. Spend rows
+        of periods that ended more than SPEND_RETENTION_S ago go too."""
+        ...
+
+    # spend: each provider actor's own rows (actors/runtime/spending.py)
+    async def spend_add(self, deltas: Sequence[SpendDelta]) -> None:
+        """Adds each delta to its period's row and to its provider's lifetime
+        counter, in one transaction (rows made as needed)."""
+        ...
+
+    async def spend_get(self, capability: str | None = None, at: float | None = None) -> list[SpendRow]:
+        """Per provider (and period kind), the newest period starting at or
+        before `at` (now by default), with the lifetime counter and the last
+        balance; a provider with a balance reading but no spend has one row
+        with `period` None."""
+        ...
+
+    async def balance_put(self, capability: str, provider: str, remaining: float, at: float) -> None:
+        """Keeps a live balance reading, noting the lifetime counter it was
+        read against (the store's own, so the two agree)."""
         ...
 
     async def ping(self) -> None: ...

@@ -77,6 +77,10 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
               ("capability", "provider")),
     MetricDef("aicmo_chaos_applied", "counter", "Attempts a live fault acted on, by what it did",
               ("capability", "provider", "action")),
+    MetricDef("aicmo_provider_spend", "counter", "Spend on charged calls, in the provider's currency",
+              ("capability", "provider", "currency")),
+    MetricDef("aicmo_provider_quota_left", "gauge", "Calls left in the provider's quota this period",
+              ("capability", "provider")),
 ]}
 
 HEALTH_CODE = {"unknown": 0, "unhealthy": 1, "throttled": 2, "degraded": 3, "healthy": 4}

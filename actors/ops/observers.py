@@ -162,6 +162,12 @@ class ProviderOps(_Background):
             self.buffer.observe("aicmo_provider_latency_ms", reply.latency_ms, self.spec.capability, self.spec.name,
                                 outcome_of(reply.ok, reply.error_kind))
 
+    def spent(self, amount: float) -> None:
+        """A charged call's price (actors/runtime/spending.py), in the provider's currency."""
+        if self.buffer is not None and self.spec.price is not None:
+            self.buffer.count("aicmo_provider_spend", self.spec.capability, self.spec.name, self.spec.price.currency,
+                              value=amount)
+
     def health_changed(self, status: ProviderStatus) -> None:
         """Called by ProviderCore.on_change, on every change of stored state."""
         self.ensure_started()
@@ -177,6 +183,8 @@ class ProviderOps(_Background):
         rec = self.buffer.recorder
         rec.set("aicmo_provider_health", HEALTH_CODE.get(str(status.health), 0), self._tags)
         rec.set("aicmo_provider_in_flight", status.in_flight, self._tags)
+        if status.quota_left is not None:
+            rec.set("aicmo_provider_quota_left", status.quota_left, self._tags)
         rec.set("aicmo_chaos_fault_active", 1 if status.fault is not None else 0, self._tags)
 
     def chaos_applied(self, action: str) -> None:

@@ -47,6 +47,8 @@ class ProviderActor:
         self._announced = False
         self._ops = ProviderOps(spec, self._core.status)
         self._core.faults.on_applied = self._ops.chaos_applied
+        self._core.spending.status_of, self._core.spending.on_flip = self._core.status, self._push_quota
+        self._core.spending.on_spend = self._ops.spent
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
@@ -66,6 +68,16 @@ class ProviderActor:
         self._ops.health_changed(status)  # gauges and on_health_change hooks: enqueued only
         for name in (SUPERVISOR_NAME, router_name(status.capability)):
             self._tell(name, status, resend=True)
+
+    def _push_quota(self, status: ProviderStatus) -> None:
+        """Its quota or balance was spent, or is back: the router plans with it
+        (actors/runtime/quota_views.py); fire and forget, like health."""
+        for name in (SUPERVISOR_NAME, router_name(status.capability)):
+            try:
+                peer = self._peer(name)
+                (peer.report if name == SUPERVISOR_NAME else peer.quota_changed).remote(status)
+            except Exception:  # noqa: BLE001 - not deployed yet, or gone: replies and status tell it later
+                self._peers.pop(name, None)
 
     def _tell(self, name: str, status: ProviderStatus, resend: bool) -> None:
         try:
@@ -131,6 +143,7 @@ class ProviderActor:
 
     async def ready(self) -> str:
         self._ops.ensure_started()
+        self._core.spending.start()  # loads this period's spend from the store, then flushes every second
         if not self._announced:
             self._announced = True
             if _reconstructed():

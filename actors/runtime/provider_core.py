@@ -34,6 +34,7 @@ from actors.policy.health import HealthChanged, HealthSnapshot, Outcome, observe
 from actors.redaction import Redactor
 from actors.runtime.faults import NOTHING, LiveFault, injected
 from actors.runtime.journal import DeliveryJournal, OutcomeWriter
+from actors.runtime.spending import Spending
 from actors.runtime.specs import ProviderSpec, open_spec_store
 
 log = logging.getLogger("aicmo.provider")
@@ -79,6 +80,7 @@ class ProviderCore:
         self.outcomes = OutcomeWriter(self.journal, sleep)
         self.on_change: Any = None  # called with the new status when the state changes
         self.faults = LiveFault(spec.actor_name, clock, sleep)  # `chaos inject`: applied before the adapter
+        self.spending = Spending(spec, adapter, self.store, clock)  # spend and quota (spending.py)
         if adapter.last_resort:
             adapter.attach(self.store())
 
@@ -299,19 +301,23 @@ class ProviderCore:
             # router budgeted this much for the whole attempt.
             value = await asyncio.wait_for(self._limited(method, payload, ctx, entered), ctx.timeout_s - acted.delay_s)
         except asyncio.CancelledError:
+            self.spending.charge(False, ErrorKind.CANCELLED, free=ctx.dry_run or not entered[0])
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a kind
             kind, message, retry_after, maybe_delivered = classify(exc)
+            self.spending.charge(False, kind, free=ctx.dry_run or not entered[0])
             maybe_delivered = maybe_delivered and entered[0]
             latency = (time.monotonic() - started) * 1000
             message = self.redact(f"{self.spec.name}: {message}" if not message.startswith(self.spec.name) else message)
             if not ctx.dry_run:
                 self.record(Outcome(at=self._clock(), ok=False, latency_ms=latency, error_kind=kind, error=message, retry_after_s=retry_after))
             return CallReply(ok=False, error_kind=kind, error=message, latency_ms=latency, retry_after_s=retry_after,
-                             health=self.health, maybe_delivered=maybe_delivered, injected=injected(exc, acted))
+                             health=self.health, maybe_delivered=maybe_delivered, injected=injected(exc, acted),
+                             **self.spending.stamp())
         finally:
             self.in_flight -= 1
         latency = (time.monotonic() - started) * 1000
+        self.spending.charge(True, None, free=ctx.dry_run)
         if not ctx.dry_run:  # a dry run says nothing about the provider's health
             self.record(Outcome(at=self._clock(), ok=True, latency_ms=latency))
         # Values travel and are journaled: plain data only (a header object
@@ -319,7 +325,8 @@ class ProviderCore:
         value = msgspec.to_builtins(value, enc_hook=str)
         if ctx.dry_run:  # what it would have sent may hold a secret read from the environment
             value = self.redact.value(value)
-        return CallReply(ok=True, value=value, latency_ms=latency, health=self.health, injected=acted.injected)
+        return CallReply(ok=True, value=value, latency_ms=latency, health=self.health, injected=acted.injected,
+                         **self.spending.stamp())
 
     async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:
         assert self._limit is not None
@@ -399,6 +406,7 @@ class ProviderCore:
             return ProbeResult(provider=self.spec.name, capability=self.spec.capability, ok=False, error_kind=kind,
                                error=message, latency_ms=latency, delivers=self.adapter.delivers)
         latency = (time.monotonic() - started) * 1000
+        self.spending.balance_due_now()  # a passing probe: read the live balance on the next round too
         if self.adapter.has_probe:
             # A passing probe counts as a success, so a provider that cooled
             # down can come back without risking a real request.
@@ -437,4 +445,4 @@ class ProviderCore:
             cleartext=type(self.adapter).cleartext_settings(self.adapter.settings),
             fault=self.faults.shown(),
         )
-        return msgspec.structs.replace(status, health=shown_state(self.health, self._clock()))
+        return self.spending.into(msgspec.structs.replace(status, health=shown_state(self.health, self._clock())))

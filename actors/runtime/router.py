@@ -30,6 +30,7 @@ from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.chaos import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
+from actors.runtime.quota_views import metered
 from actors.runtime.router_core import RouterCore
 from actors.runtime.specs import CapabilitySpec
 
@@ -132,6 +133,10 @@ class RouterActor:
     def health_changed(self, name: str, health: HealthSnapshot) -> None:
         self._core.health_changed(name, health)
 
+    def quota_changed(self, status: ProviderStatus) -> None:
+        """A provider's quota or balance was spent, or is back (spending.py)."""
+        self._core.seen.quotas.learn_status(status.name, status)
+
     def provider_back(self, name: str) -> HealthSnapshot | None:
         """Called by a provider actor Ray restarted (see ProviderActor._back)."""
         return self._core.provider_back(name)
@@ -142,6 +147,7 @@ class RouterActor:
             try:
                 status = await asyncio.wait_for(self._handle(name).status.remote(), timeout_s)
                 self._core.health_changed(name, self._health_of(status, self._core.views[name].health))
+                self._core.seen.quotas.learn_status(name, status)
                 return status
             except Exception as exc:  # noqa: BLE001 - a dead actor is a status, not an error
                 self._handles.pop(name, None)
@@ -177,6 +183,7 @@ class RouterActor:
 
     async def ready(self) -> str:
         await self._load_audit_key()
+        await self._load_quotas()
         self._ops.ensure_started()
         asyncio.ensure_future(self._adopt_faults())
         return self._core.spec.actor_name
@@ -204,6 +211,17 @@ class RouterActor:
             log.warning("%s: the audit key is not available yet (%s); trying again", self._core.capability, exc)
             if self._key_retry is None or self._key_retry.done():
                 self._key_retry = asyncio.ensure_future(self._retry_audit_key())
+
+    async def _load_quotas(self, timeout_s: float = 10.0) -> None:
+        """Which providers' quotas are spent, from the store, before the first
+        reply says (a restarted router must not send one call past a limit)."""
+        core = self._core
+        if not any(metered(p) for p in core.spec.providers) or core.seen.quotas.learned:
+            return
+        try:
+            await asyncio.wait_for(core.seen.quotas.load(core.store(), core.capability, core.clock.time()), timeout_s)
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            log.warning("%s: quotas not loaded from the store (%s); replies will tell", core.capability, exc)
 
     async def _retry_audit_key(self) -> None:
         while self._ops.audit is not None and self._ops.audit.key is None:

@@ -47,13 +47,13 @@ from actors.policy.budget import RetryBudget
 from actors.policy.gates import GATES, MIN_ATTEMPT_S, Replan, Stop, Turn, Verdict, Wait
 from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import HedgePolicy, hedge_budget, hedge_delay_s
-from actors.policy.ranking import Plan, load_rank_policy, plan_attempts
-from actors.policy.retry_after import retry_hint
+from actors.policy.ranking import Plan, load_rank_policy
 from actors.policy.skips import UNRECORDED, Skip, SkipReason
 from actors.runtime.clock import SYSTEM_CLOCK, Clock
 from actors.runtime.coalesce import Coalescer, SendMany, batching
 from actors.runtime.idempotency import IdempotencyRecords, Refused, Replayed, fingerprint
 from actors.runtime.outbox_delivery import OutboxDelivery
+from actors.runtime.quota_views import quota_hint, quota_plan
 from actors.runtime.request import Request, check_options
 from actors.runtime.results import exhausted, failed, store_down, succeeded
 from actors.runtime.specs import CapabilitySpec, open_spec_store
@@ -331,7 +331,7 @@ class RouterCore:
 
         now = self.clock.time()
         return exhausted(r, r.skipped, out_of_time=self.clock.monotonic() >= r.deadline - MIN_ATTEMPT_S,
-                         budget_spent=budget_spent, hint=retry_hint(self.seen.candidates(now), now))
+                         budget_spent=budget_spent, hint=quota_hint(self.seen.candidates(now), now))
 
     def _turn(self, r: Request, plan: Plan, name: str, tried: int, used: set[str]) -> Turn:
         """The snapshot the gates read for provider `name`'s turn, now."""
@@ -340,7 +340,7 @@ class RouterCore:
         window = self.latency[name]
         reset_in_s = None
         if provider.last_resort and not r.draining and self.routing.wait_for_throttle and r.rounds < MAX_RESET_WAITS:
-            fresh = plan_attempts(self.seen.candidates(now), now, self._rank)
+            fresh = quota_plan(self.seen.candidates(now), now, self._rank)
             if not any(not self.providers[n].last_resort for n in fresh.order):
                 reset_in_s = fresh.wait_s
         bucket = self.buckets.get(name)
@@ -388,7 +388,7 @@ class RouterCore:
 
     def _plan_now(self) -> Plan:
         now = self.clock.time()
-        return plan_attempts(self.seen.candidates(now), now, self._rank)
+        return quota_plan(self.seen.candidates(now), now, self._rank)
 
     def _hedge_partner(self, r: Request, order: list[str], first: str, used: set[str]) -> str | None:
         if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:
@@ -448,6 +448,7 @@ class RouterCore:
                              latency_ms=(self.clock.monotonic() - started) * 1000, health=view.health)
         view.unreachable_until = None
         self.seen.learn(view, reply.health)
+        self.seen.quotas.learn(name, reply)
         if reply.ok and not reply.replayed and not r.base["dry_run"]:
             # What this router waits for: the provider's time plus the hop.
             self.latency[name].add((self.clock.monotonic() - started) * 1000)

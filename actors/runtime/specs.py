@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from actors.adapters.registry import get_adapter_class
 from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConfig, PolicyConfig, RoutingConfig, StateConfig
 from actors.policy.chaos import ChaosPolicy
+from actors.policy.cost import Price, Quota
 from actors.policy.health import HealthPolicy
 from actors.redaction import MASK, SECRET_NAME
 
@@ -107,6 +108,12 @@ class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
     flush_interval_s: float = _default(MetricsConfig, "flush_interval_s")
 
 
+class BalanceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    check: bool = True               # read the live balance, where the adapter can
+    near_zero: float = 10.0          # at or below this many calls: treated as a spent quota
+    interval_s: float = 300.0
+
+
 class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     capability: str
@@ -132,6 +139,9 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True
     hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # on_health_change only
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
+    price: Price | None = None       # cost and quota (actors/policy/cost.py, actors/runtime/spending.py)
+    quota: Quota | None = None
+    balance: BalanceSpec = msgspec.field(default_factory=BalanceSpec)
 
     @property
     def actor_name(self) -> str:
@@ -361,6 +371,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     hooks=HooksSpec(on_health_change=hooks.on_health_change, timeout_s=hooks.timeout_s,
                                     queue_size=hooks.queue_size),
                     metrics=metrics,
+                    price=p.cost.to_price() if p.cost is not None else None,
+                    quota=p.quota.to_quota() if p.quota is not None else None,
+                    balance=BalanceSpec(**p.balance.model_dump()),
                 )
             )
         caps.append(

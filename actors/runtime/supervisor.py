@@ -54,6 +54,7 @@ from actors.policy.recommend import (
 )
 from actors.policy.chaos import Fault, FaultCleared, FaultInjected
 from actors.runtime import chaos_control
+from actors.runtime.quota_views import quota_checks
 from actors.runtime.specs import GatewaySpec, ProviderSpec, open_spec_store, router_name
 
 log = logging.getLogger("aicmo.supervisor")
@@ -88,6 +89,7 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
                 recommendations += for_reachability(f, reach.reach_of(cap.capability, f.name))
         recommendations += for_capability(cap.capability, facts, usable, cap_statuses, cap_trends)
         recommendations += for_trends(facts, cap_trends)
+        recommendations += quota_checks(cap.providers, cap_statuses, now)
     for capability, actor, report in ops:
         recommendations += for_ops(capability, actor, report)
     if store is not None:

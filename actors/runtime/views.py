@@ -10,10 +10,12 @@ from collections.abc import Sequence
 
 import msgspec
 
+from actors.policy.cost import CostedCandidate
 from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import LatencyWindow
 from actors.policy.ranking import Candidate
 from actors.policy.ratelimit import TokenBucket
+from actors.runtime.quota_views import QuotaViews
 from actors.runtime.specs import ProviderSpec
 
 __all__ = ["ProviderViews", "View"]
@@ -36,6 +38,7 @@ class ProviderViews:
         self.buckets: dict[str, TokenBucket] = {
             p.name: TokenBucket(p.rate_limit_per_s, p.rate_limit_burst or max(1.0, p.rate_limit_per_s))
             for p in providers if p.rate_limit_per_s}
+        self.quotas = QuotaViews(providers)
 
     @staticmethod
     def learn(view: View, health: HealthSnapshot) -> None:
@@ -60,8 +63,10 @@ class ProviderViews:
 
     def candidates(self, now: float) -> list[Candidate]:
         return [
-            Candidate(name=name, index=self.providers[name].index, health=v.health, unreachable_until=v.unreachable_until,
-                      trial_in_flight=v.trial_in_flight, last_resort=self.providers[name].last_resort,
-                      rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0)
+            CostedCandidate(name=name, index=self.providers[name].index, health=v.health,
+                            unreachable_until=v.unreachable_until, trial_in_flight=v.trial_in_flight,
+                            last_resort=self.providers[name].last_resort,
+                            rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0,
+                            cost=self.quotas.view(name, now))
             for name, v in self.views.items()
         ]

@@ -14,6 +14,7 @@ import pytest
 
 from actors.durable import KeyClaim, StoreUnavailable
 from actors.durable.sqlite import SqliteStore
+from actors.durable.schema import SQLITE_VERSION
 
 CAP = "email_sending"
 
@@ -92,7 +93,7 @@ def test_a_file_from_before_schema_versions_keeps_its_queue_and_results(tmp_path
         assert fresh.id == 8  # ids go on after the old ones
 
     asyncio.run(scenario())
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
 
 
 def test_a_file_it_cannot_open_is_a_store_unavailable_with_its_health(tmp_path: Path) -> None:

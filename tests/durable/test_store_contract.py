@@ -366,7 +366,7 @@ def test_pruning_keeps_what_is_still_in_doubt(make_store: Callable[..., StateSto
         await store.outbox_update(items[1].id, 100.0, state="dropped")
         await store.outbox_update(items[2].id, 900.0, state="delivered")
         pruned = await store.prune(journal_before=500.0, outbox_before=500.0)
-        assert pruned == {"journal": 2, "outbox": 2}
+        assert pruned == {"journal": 2, "outbox": 2, "spend": 0}
         left = await store.journal_find_many(CAP, ["old-delivered", "old-failed", "old-started", "old-unknown",
                                                    "new-delivered"])
         assert set(left) == {"old-started", "old-unknown", "new-delivered"}

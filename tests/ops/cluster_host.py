@@ -51,7 +51,8 @@ def config(workdir: Path, receiver) -> dict:
         "capabilities": {
             "email_sending": {"providers": [
                 {"name": "primary", "adapter": "simulated", "settings": {**sim, "failure_rate": 1.0}},
-                {"name": "backup", "adapter": "simulated", "settings": sim},
+                {"name": "backup", "adapter": "simulated", "settings": sim,  # spend and quota metrics
+                 "cost": {"per_call": 0.001, "currency": "USD"}, "quota": {"limit": 100000, "per": "month"}},
                 {"name": "outbox", "adapter": "outbox"}]},
             "webhook_dispatch": {"providers": [
                 {"name": "receiver", "adapter": "webhook",

@@ -349,3 +349,62 @@ def test_neverbounce_errors_come_inside_200s(sandbox):
     assert all(r.status == 200 for r in stand_in.received)
     stand_in.referrer_locked = False
     run(good.probe())
+
+
+# --- live balances (actors/runtime/spending.py reads them) --------------------------
+
+def test_verifiers_read_their_live_balance_from_the_stand_ins(sandbox):
+    zb, nb = sandbox["zerobounce"], sandbox["neverbounce"]
+    zb.credits, nb.credits = 12, 7
+    assert run(adapter(ZeroBounceAdapter, sandbox).balance()) == 12.0
+    assert run(adapter(NeverBounceAdapter, sandbox).balance()) == 7.0
+    run(adapter(ZeroBounceAdapter, sandbox).verify_email(VerifyEmail(email="ann@acme.example"), ctx("verify_email")))
+    assert run(adapter(ZeroBounceAdapter, sandbox).balance()) == 11.0  # a validation spent a credit
+    zb.credits = 0  # no credits: a balance of zero (the probe calls it a throttle; the balance just says 0)
+    assert run(adapter(ZeroBounceAdapter, sandbox).balance()) == 0.0
+    with pytest.raises(RateLimited):
+        run(adapter(ZeroBounceAdapter, sandbox).probe())
+    with pytest.raises(AuthError):
+        run(adapter(ZeroBounceAdapter, sandbox, api_key="wrong-key-77").balance())
+    with pytest.raises(AuthError):
+        run(adapter(NeverBounceAdapter, sandbox, api_key="wrong-key-77").balance())
+
+
+def test_a_verifier_whose_balance_is_near_zero_is_treated_as_spent(sandbox, tmp_path):
+    """The provider actor's logic (no Ray) over the ZeroBounce stand-in: a
+    balance at or below `near_zero` is a spent quota, back once a reading shows more."""
+    from actors.config import parse_config
+    from actors.durable.sqlite import SqliteStore
+    from actors.runtime.provider_core import ProviderCore
+    from actors.runtime.specs import build_spec
+
+    cfg = parse_config({"state": {"url": str(tmp_path)}, "capabilities": {"email_verification": {"providers": [
+        {"name": "zb", "adapter": "zerobounce", "settings": {"api_key": KEY, "base_url": sandbox.url("zerobounce")},
+         "balance": {"near_zero": 10}}]}}}, "<test>", env={})
+    [spec] = build_spec(cfg).capabilities[0].providers
+    store = SqliteStore(str(tmp_path / "s.db"))
+    zb = sandbox["zerobounce"]
+
+    async def scenario() -> list:
+        core = ProviderCore(spec, store=store, clock=CLOCK)
+        CREATED.append(core.adapter)
+        flips = []
+        core.spending.on_flip, core.spending.status_of = flips.append, core.status
+        zb.credits = 12
+        await core.spending.read_balance()
+        assert core.status().balance_left == 12.0 and core.status().quota_exhausted is None
+        for i in range(2):  # 12 - 2 calls = 10 left: near zero
+            reply = await core.call("verify_email", VerifyEmail(email=f"a{i}@acme.example"), ctx("verify_email"))
+            assert reply.ok
+        assert core.status().quota_exhausted == "balance" and reply.quota_exhausted == "balance"
+        assert core.health.total_failures == 0  # a spent balance is not a failure
+        zb.credits = 500  # someone bought credits
+        await core.spending.read_balance()
+        assert core.status().quota_exhausted is None and core.status().balance_left == 500.0
+        await core.spending.close()
+        [row] = await store.spend_get("email_verification")
+        assert (row.balance_remaining, row.lifetime_calls, row.balance_calls_at) == (500.0, 2, 2)
+        await store.close()
+        return [s.quota_exhausted for s in flips]
+
+    assert run(scenario()) == ["balance", None]
