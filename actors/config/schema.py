@@ -17,6 +17,7 @@ from actors.payloads import CAPABILITIES
 from actors.policy.budget import RetryBudget
 from actors.policy.health import HealthPolicy
 from actors.policy.hedging import HedgePolicy
+from actors.policy.outlier_config import OutlierConfig
 
 _NAME = r"^[a-z0-9][a-z0-9_\-]*$"
 
@@ -134,6 +135,7 @@ class PolicyConfig(_Model):
     health: HealthConfig = HealthConfig()
     routing: RoutingConfig = RoutingConfig()
     provider: ProviderLimitsConfig = ProviderLimitsConfig()
+    outlier: OutlierConfig = OutlierConfig()   # read per capability (capability_policy): peers are compared
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
