@@ -145,30 +145,31 @@ class AuditLog:
         self.backups = backups
         self._redact = redact
         self.key = key
-        self._buffer: list[Decision] = []
+        self._buffer: list[Decision | dict[str, Any]] = []
         self.written = 0
         self.dropped = 0
         self.last_error: str | None = None
 
     # --- on the request's path -----------------------------------------------
-    def observe(self, decision: Decision) -> None:
+    def observe(self, decision: Decision | dict[str, Any]) -> None:
+        """A decision, or a record of another type (an outlier event: {"type": "outlier", ...})."""
         if len(self._buffer) >= MAX_BUFFERED:
             self.dropped += 1
             return
         self._buffer.append(decision)
 
     # --- off it ------------------------------------------------------------------
-    def take(self) -> list[Decision]:
+    def take(self) -> list[Decision | dict[str, Any]]:
         """What is buffered, handed over for a write (call from the event loop's thread)."""
         batch, self._buffer = self._buffer, []
         return batch
 
-    def write(self, batch: list[Decision]) -> int:
+    def write(self, batch: list[Decision | dict[str, Any]]) -> int:
         """Encode and append; may run in a thread. Returns lines written."""
         if not batch:
             return 0
-        text = "".join(json.dumps(audit_record(d, self._redact, self.key), separators=(",", ":"), ensure_ascii=False) + "\n"
-                       for d in batch)
+        text = "".join(json.dumps(audit_record(d, self._redact, self.key) if isinstance(d, Decision) else d,
+                                  separators=(",", ":"), ensure_ascii=False) + "\n" for d in batch)
         data = text.encode("utf-8", "replace")
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)

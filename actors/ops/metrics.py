@@ -17,6 +17,9 @@ recorded; `config/grafana/aicmo-gateway.json` is a dashboard over them.
 | `ray_aicmo_reachable` | gauge | capability, provider, node (1 its probe passes from that node) | supervisor |
 | `ray_aicmo_capability_served` | gauge | capability (1 a provider that delivers passed its check) | supervisor |
 | `ray_aicmo_hook_calls_total` | counter | event, hook, outcome (ok, error, timeout) | router, provider |
+| `ray_aicmo_outlier_ejections_total` | counter | capability, provider, reason (failure_percentage, success_rate, slow_calls) | router |
+| `ray_aicmo_outlier_ejected` | gauge | capability, provider (1 while ejected) | router |
+| `ray_aicmo_outlier_panic` | gauge | capability (1 while ejections are ignored) | router |
 
 `outcome` is `ok` or an error kind (`all_providers_failed`, `transient`, ...);
 `provider` is `none` when no provider served the request.
@@ -71,6 +74,11 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
     MetricDef("aicmo_capability_served", "gauge", "1 when a provider that delivers passed the last check",
               ("capability",)),
     MetricDef("aicmo_hook_calls", "counter", "Hook calls by outcome", ("event", "hook", "outcome")),
+    MetricDef("aicmo_outlier_ejections", "counter", "Providers ejected as outliers against their peers",
+              ("capability", "provider", "reason")),
+    MetricDef("aicmo_outlier_ejected", "gauge", "1 while the provider is ejected as an outlier", ("capability", "provider")),
+    MetricDef("aicmo_outlier_panic", "gauge", "1 while too few providers are in rotation and ejections are ignored",
+              ("capability",)),
 ]}
 
 HEALTH_CODE = {"unknown": 0, "unhealthy": 1, "throttled": 2, "degraded": 3, "healthy": 4}
