@@ -185,3 +185,26 @@ def test_ejection_off_never_demotes() -> None:
     h.restart_router()
     assert with_slow_probes(h) == []
     assert h.invoke().provider == "a"
+
+
+def test_the_status_table_shows_an_ejected_provider_and_panic() -> None:
+    import time as _time
+
+    from rich.console import Console
+
+    from actors.cli.render import status_table
+    from actors.messages import CapabilityStatus, StatusReport
+
+    def printed(panic: bool) -> str:
+        console = Console(record=True, width=250)
+        slow = ProviderStatus(name="slow", capability="email_sending", adapter="simulated",
+                              ejected_until=_time.time() + 25.4, ejection_reason="slow_calls", ejections=1)
+        fast = ProviderStatus(name="fast", capability="email_sending", adapter="simulated")
+        status_table(StatusReport(namespace="aicmo", generated_at=0.0, capabilities=[
+            CapabilityStatus(capability="email_sending", providers=[fast, slow], panic=panic)]), console)
+        return console.export_text()
+
+    text = printed(False)
+    row = next(line for line in text.splitlines() if " slow " in line)
+    assert "EJECTED 25s (slow_calls)" in row and "EJECTED" not in next(line for line in text.splitlines() if " fast " in line)
+    assert "panic" not in text and "outlier panic" in printed(True)
