@@ -208,3 +208,31 @@ def test_the_status_table_shows_an_ejected_provider_and_panic() -> None:
     row = next(line for line in text.splitlines() if " slow " in line)
     assert "EJECTED 25s (slow_calls)" in row and "EJECTED" not in next(line for line in text.splitlines() if " fast " in line)
     assert "panic" not in text and "outlier panic" in printed(True)
+
+
+def test_the_sweep_task_takes_probes_from_statuses_sweeps_and_publishes_surviving_a_dead_actor() -> None:
+    h = Harness({"a": [], "b": [], "c": []})
+    outliers = h.router.outliers
+    published: list[list[Any]] = []
+    rounds = {"n": 0}
+
+    async def sleep(_: float) -> None:
+        rounds["n"] += 1
+        if rounds["n"] > 2:
+            raise asyncio.CancelledError
+        h.clock.now += outliers.policy.interval_s
+
+    outliers.clock = dataclasses.replace(h.router.clock, sleep=sleep)
+
+    async def fetch(name: str) -> ProviderStatus:
+        if name == "c" and rounds["n"] == 1:
+            raise RuntimeError("c's actor did not answer")
+        return ProviderStatus(name=name, capability="email_sending", adapter="simulated",
+                              probe_samples=probes(h.clock(), 100.0 if name == "a" else 10.0))
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(outliers.run(lambda: h.router.seen.candidates(h.clock()), fetch, published.append))
+    # Round 1: c's probes missing, a and b alone (b's 5 probes are a peer): a already ejected.
+    assert [[(type(e).__name__, getattr(e, "name", None)) for e in events] for events in published] == [
+        [("Ejected", "a")], []]
+    assert outliers.sweeps == 2 and outliers.ejected(h.clock()) == {"a": True, "b": False, "c": False}
