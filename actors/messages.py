@@ -13,6 +13,7 @@ import msgspec
 from actors.durable.store import StoreHealth
 from actors.errors import ErrorKind, request_error
 from actors.policy.health import Health, HealthSnapshot
+from actors.policy.outlier import Sample
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,6 +166,10 @@ class ProviderStatus(Message):
     quota_period_end: float | None = None
     balance_left: float | None = None    # the live balance less the calls since it was read
     quota_exhausted: str | None = None   # quota | balance: skipped as quota_exhausted
+    probe_samples: list[Sample] = []     # its latest health-check probes (outlier ejection compares them)
+    ejected_until: float | None = None   # outlier ejection: out of rotation until then (None: in rotation)
+    ejection_reason: str | None = None   # failure_percentage | success_rate | slow_calls
+    ejections: int = 0                   # the ejection-time multiplier (ejections in a row, decays when well)
 
     @classmethod
     def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":
@@ -236,6 +241,7 @@ class CapabilityStatus(Message):
     providers: list[ProviderStatus]          # ranked, most preferred first
     recent_operations: list[Operation] = []
     skipped: dict[str, str] = {}             # provider -> why the router would skip it now
+    panic: bool = False                      # outlier ejection: too few providers in rotation, ejections ignored
 
 
 class StatusReport(Message):

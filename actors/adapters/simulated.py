@@ -160,6 +160,9 @@ class SimulatedAdapter(Adapter):
             os.close(fd)
 
     async def probe(self) -> None:
+        # A slow provider's health check is as slow as its calls (outlier ejection compares probes).
+        if self.settings.latency_ms > 0:
+            await self._sleep(self.settings.latency_ms / 1000)
         # A flaky provider's health check is as flaky as its traffic.
         if self.settings.failure_rate and self._random.random() < self.settings.failure_rate:
             self._raise()

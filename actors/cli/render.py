@@ -43,6 +43,7 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
         ops = list(cap.recent_operations)
         ok = sum(1 for op in ops if op.ok)
         title = f"[bold]{cap.capability}[/]" + (f"  last {len(ops)} requests: {ok} ok, {len(ops) - ok} failed" if ops else "")
+        title += "  [bold red]outlier panic: ejections ignored[/]" if getattr(cap, "panic", False) else ""
         table = Table(title=title, title_justify="left", expand=False)
         for col, justify in (("#", "right"), ("provider", "left"), ("adapter", "left"), ("health", "left"),
                              ("ok/calls", "right"), ("fail %", "right"), ("ewma ms", "right"), ("last ms", "right"),
@@ -51,6 +52,8 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
         for rank, p in enumerate(cap.providers, 1):
             health = _health(p)
             notes = []
+            ejected = f" [bold red]EJECTED {p.ejected_until - now:.0f}s ({p.ejection_reason})[/]" if (
+                getattr(p, "ejected_until", None) and p.ejected_until > now) else ""
             if cap.skipped.get(p.name):
                 notes.append(f"skipped: {cap.skipped[p.name]}")
             if not p.reachable:
@@ -65,7 +68,7 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
                 notes.append(f"last error ({p.last_error_kind}): {p.last_error[:80]}")
             notes += p.warnings + spend_note(p)
             fail = f"{100 * p.total_failures / p.total_calls:.0f}" if p.total_calls else "-"
-            table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]",
+            table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]{ejected}",
                           f"{p.total_ok}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
                           _ms(p.latency_ms), _ago(p.last_checked, now), "; ".join(notes))
         console.print(table)
@@ -173,6 +176,9 @@ def audit_line(rec: dict[str, Any]) -> str:
         return (f"{at} {rec.get('capability')}/{rec.get('provider')} chaos {rec.get('event')} fault {f.get('id')}: "
                 f"fail {f.get('fail_rate', 0):.0%} {f.get('error')}, +{f.get('latency_ms', 0):.0f} ms"
                 + (f" by {rec['by']}" if rec.get("by") else ""))
+    if rec.get("type") == "outlier":  # an outlier ejection event (actors/runtime/outliers.py)
+        return f"{at} {rec.get('capability')} outlier {rec.get('event')} " + " ".join(
+            f"{k}={rec[k]}" for k in ("name", "reason", "until", "ejections", "available", "total") if k in rec)
     head = f"{at} {rec.get('capability')}.{rec.get('method')}"
     if rec.get("ok"):
         head += f" ok via {rec.get('provider')}"

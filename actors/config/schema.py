@@ -19,6 +19,7 @@ from actors.policy.chaos_config import ChaosConfig
 from actors.policy.cost_config import BalanceConfig, CostConfig, QuotaConfig
 from actors.policy.health import HealthPolicy
 from actors.policy.hedging import HedgePolicy
+from actors.policy.outlier_config import OutlierConfig
 
 _NAME = r"^[a-z0-9][a-z0-9_\-]*$"
 
@@ -136,6 +137,7 @@ class PolicyConfig(_Model):
     health: HealthConfig = HealthConfig()
     routing: RoutingConfig = RoutingConfig()
     provider: ProviderLimitsConfig = ProviderLimitsConfig()
+    outlier: OutlierConfig = OutlierConfig()   # read per capability (capability_policy): peers are compared
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -151,7 +151,8 @@ class AuditLog:
         self.last_error: str | None = None
 
     # --- on the request's path -----------------------------------------------
-    def observe(self, decision: Decision) -> None:
+    def observe(self, decision: Decision | dict[str, Any]) -> None:
+        """A decision, or a record of another type (an outlier event: {"type": "outlier", ...})."""
         if len(self._buffer) >= MAX_BUFFERED:
             self.dropped += 1
             return

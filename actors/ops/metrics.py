@@ -19,6 +19,9 @@ recorded; `config/grafana/aicmo-gateway.json` is a dashboard over them.
 | `ray_aicmo_hook_calls_total` | counter | event, hook, outcome (ok, error, timeout) | router, provider |
 | `ray_aicmo_chaos_fault_active` | gauge | capability, provider (1 while a live fault is set: `chaos inject`) | provider |
 | `ray_aicmo_chaos_applied_total` | counter | capability, provider, action (delay, fail) | provider |
+| `ray_aicmo_outlier_ejections_total` | counter | capability, provider, reason (failure_percentage, success_rate, slow_calls) | router |
+| `ray_aicmo_outlier_ejected` | gauge | capability, provider (1 while ejected) | router |
+| `ray_aicmo_outlier_panic` | gauge | capability (1 while ejections are ignored) | router |
 
 `outcome` is `ok` or an error kind (`all_providers_failed`, `transient`, ...);
 `provider` is `none` when no provider served the request.
@@ -81,6 +84,11 @@ DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
               ("capability", "provider", "currency")),
     MetricDef("aicmo_provider_quota_left", "gauge", "Calls left in the provider's quota this period",
               ("capability", "provider")),
+    MetricDef("aicmo_outlier_ejections", "counter", "Providers ejected as outliers against their peers",
+              ("capability", "provider", "reason")),
+    MetricDef("aicmo_outlier_ejected", "gauge", "1 while the provider is ejected as an outlier", ("capability", "provider")),
+    MetricDef("aicmo_outlier_panic", "gauge", "1 while too few providers are in rotation and ejections are ignored",
+              ("capability",)),
 ]}
 
 HEALTH_CODE = {"unknown": 0, "unhealthy": 1, "throttled": 2, "degraded": 3, "healthy": 4}

@@ -23,13 +23,16 @@ from actors.ops.hooks import HealthChange, HookRunner
 from actors.ops.metrics import (
     HEALTH_CODE,
     Buffered,
+    HeldGauges,
     RayRecorder,
     Recorder,
     RouterMetrics,
     outcome_of,
 )
 from actors.policy.health import Health
+from actors.policy.outlier import Ejected, OutlierEvent
 from actors.redaction import Redactor
+from actors.runtime.outliers import outlier_record
 from actors.runtime.specs import CapabilitySpec, ProviderSpec
 
 __all__ = ["ProviderOps", "RouterOps"]
@@ -95,6 +98,21 @@ class RouterOps(_Background):
                               spec.metrics.flush_interval_s if self.metrics else 60.0)
         self._write_lock: asyncio.Lock | None = None
         self.chaos = ChaosAudit(self.audit)  # live faults: injected, cleared, expired (chaos_audit.py)
+        self.gauges = HeldGauges(self.metrics.recorder) if self.metrics is not None else None
+
+    def outliers(self, events: list[OutlierEvent], ejected: dict[str, bool], panic: bool) -> None:
+        """After each outlier sweep: its events to the audit log and the metrics, the gauges set."""
+        self.ensure_started()
+        cap = self.spec.capability
+        for e in events:
+            if self.audit is not None:
+                self.audit.observe(outlier_record(e, cap))
+            if self.metrics is not None and isinstance(e, Ejected):
+                self.metrics.count("aicmo_outlier_ejections", cap, e.name, str(e.reason))
+        if self.gauges is not None:
+            for name, on in ejected.items():
+                self.gauges.set("aicmo_outlier_ejected", float(on), {"capability": cap, "provider": name})
+            self.gauges.set("aicmo_outlier_panic", float(panic), {"capability": cap})
 
     def _hook_result(self, event: str, path: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -113,6 +131,8 @@ class RouterOps(_Background):
         self.chaos.sweep(time.time())
         if self.metrics is not None:
             self.metrics.flush()
+        if self.gauges is not None:
+            self.gauges.refresh()
         await self.flush_audit()
 
     async def flush_audit(self) -> None:

@@ -35,6 +35,7 @@ from actors.redaction import Redactor
 from actors.runtime.faults import NOTHING, LiveFault, injected
 from actors.runtime.journal import DeliveryJournal, OutcomeWriter
 from actors.runtime.spending import Spending
+from actors.runtime.outliers import PROBES_KEPT, OutcomeWindow, probe_sample
 from actors.runtime.specs import ProviderSpec, open_spec_store
 
 log = logging.getLogger("aicmo.provider")
@@ -81,6 +82,7 @@ class ProviderCore:
         self.on_change: Any = None  # called with the new status when the state changes
         self.faults = LiveFault(spec.actor_name, clock, sleep)  # `chaos inject`: applied before the adapter
         self.spending = Spending(spec, adapter, self.store, clock)  # spend and quota (spending.py)
+        self.probes = OutcomeWindow(probe_size=PROBES_KEPT)  # reported in status(), for outlier ejection
         if adapter.last_resort:
             adapter.attach(self.store())
 
@@ -403,6 +405,7 @@ class ProviderCore:
             message = self.redact(message)
             if self.adapter.has_probe:
                 self.record(Outcome(at=self._clock(), ok=False, latency_ms=latency, error_kind=kind, error=message, retry_after_s=retry_after))
+                self._probed(probe_sample(self._clock(), False, latency, kind))
             return ProbeResult(provider=self.spec.name, capability=self.spec.capability, ok=False, error_kind=kind,
                                error=message, latency_ms=latency, delivers=self.adapter.delivers)
         latency = (time.monotonic() - started) * 1000
@@ -411,6 +414,7 @@ class ProviderCore:
             # A passing probe counts as a success, so a provider that cooled
             # down can come back without risking a real request.
             self.record(Outcome(at=self._clock(), ok=True, latency_ms=latency))
+            self._probed(probe_sample(self._clock(), True, latency))
         return ProbeResult(provider=self.spec.name, capability=self.spec.capability, ok=True, latency_ms=latency,
                            delivers=self.adapter.delivers)
 
@@ -431,6 +435,10 @@ class ProviderCore:
                 if self.on_change is not None:
                     self.on_change(self.status())
 
+    def _probed(self, sample: Any) -> None:
+        if sample is not None:
+            self.probes.add(sample)
+
     def status(self) -> ProviderStatus:
         status = ProviderStatus.from_health(
             self.health,
@@ -444,5 +452,6 @@ class ProviderCore:
             warnings=self.adapter.warnings(),
             cleartext=type(self.adapter).cleartext_settings(self.adapter.settings),
             fault=self.faults.shown(),
+            probe_samples=list(self.probes.samples()),
         )
         return self.spending.into(msgspec.structs.replace(status, health=shown_state(self.health, self._clock())))

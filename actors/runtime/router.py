@@ -57,6 +57,7 @@ class RouterActor:
                                 owner=ray.get_runtime_context().get_actor_id())
         self._ops = RouterOps(spec)
         self._key_retry: asyncio.Future[None] | None = None
+        self._outlier_task: asyncio.Task[None] | None = None
         self._core.observers.append(self._ops.observe)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
@@ -148,6 +149,7 @@ class RouterActor:
                 status = await asyncio.wait_for(self._handle(name).status.remote(), timeout_s)
                 self._core.health_changed(name, self._health_of(status, self._core.views[name].health))
                 self._core.seen.quotas.learn_status(name, status)
+                self._core.outliers.probes(name, status.probe_samples)
                 return status
             except Exception as exc:  # noqa: BLE001 - a dead actor is a status, not an error
                 self._handles.pop(name, None)
@@ -176,7 +178,7 @@ class RouterActor:
         return list(self._core.recent)
 
     def counters(self) -> dict[str, int]:
-        return dict(self._core.counters)
+        return {**self._core.counters, "outlier_sweeps": self._core.outliers.sweeps}
 
     def digest(self) -> str:
         return self._core.spec.digest
@@ -186,6 +188,12 @@ class RouterActor:
         await self._load_quotas()
         self._ops.ensure_started()
         asyncio.ensure_future(self._adopt_faults())
+        if self._outlier_task is None and self._core.outliers.policy.enabled:  # the outlier sweep (outliers.py)
+            outliers = self._core.outliers
+            self._outlier_task = asyncio.ensure_future(outliers.run(
+                lambda: self._core.seen.candidates(self._core.clock.time()),
+                lambda name: self._call_provider(name, "status", (), 5.0),
+                lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
         return self._core.spec.actor_name
 
     async def _adopt_faults(self, timeout_s: float = 5.0) -> None:

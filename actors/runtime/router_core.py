@@ -54,6 +54,7 @@ from actors.runtime.coalesce import Coalescer, SendMany, batching
 from actors.runtime.idempotency import IdempotencyRecords, Refused, Replayed, fingerprint
 from actors.runtime.outbox_delivery import OutboxDelivery
 from actors.runtime.quota_views import quota_hint, quota_plan
+from actors.runtime.outliers import Outliers
 from actors.runtime.request import Request, check_options
 from actors.runtime.results import exhausted, failed, store_down, succeeded
 from actors.runtime.specs import CapabilitySpec, open_spec_store
@@ -109,6 +110,7 @@ class RouterCore:
         # hooks): on the request's path, so they must only enqueue.
         self.observers: list[Callable[[Decision], None]] = []
         self.outbox = OutboxDelivery(self)
+        self.outliers = Outliers(spec, clock)  # outlier ejection (outliers.py): windows, states, the plan's demotion
 
     # --- the surface outbox delivery uses (outbox_delivery.Router) ---------------
     def store(self) -> StateStore:
@@ -388,7 +390,7 @@ class RouterCore:
 
     def _plan_now(self) -> Plan:
         now = self.clock.time()
-        return quota_plan(self.seen.candidates(now), now, self._rank)
+        return self.outliers.plan(self.seen.candidates(now), now, self._rank, planner=quota_plan)
 
     def _hedge_partner(self, r: Request, order: list[str], first: str, used: set[str]) -> str | None:
         if not (r.spec.idempotent and self.routing.hedging.enabled) or r.draining:
@@ -449,6 +451,7 @@ class RouterCore:
         view.unreachable_until = None
         self.seen.learn(view, reply.health)
         self.seen.quotas.learn(name, reply)
+        self.outliers.observe(name, reply, r.base["dry_run"])
         if reply.ok and not reply.replayed and not r.base["dry_run"]:
             # What this router waits for: the provider's time plus the hop.
             self.latency[name].add((self.clock.monotonic() - started) * 1000)
@@ -477,9 +480,9 @@ class RouterCore:
     def ranked(self, statuses: dict[str, ProviderStatus]) -> CapabilityStatus:
         plan = self._plan_now()
         order = [*plan.order, *(s.name for s in plan.skipped if s.name not in plan.order)]
-        return CapabilityStatus(
+        return self.outliers.annotate(CapabilityStatus(
             capability=self.capability,
             providers=[statuses[name] for name in order if name in statuses],
             recent_operations=list(self.recent),
             skipped={s.name: s.detail for s in [*plan.skipped, *plan.deferred]},
-        )
+        ))

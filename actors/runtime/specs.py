@@ -20,6 +20,7 @@ from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConf
 from actors.policy.chaos import ChaosPolicy
 from actors.policy.cost import Price, Quota
 from actors.policy.health import HealthPolicy
+from actors.policy.outlier import OutlierPolicy
 from actors.redaction import MASK, SECRET_NAME
 
 from actors.names import SUPERVISOR_NAME, provider_name, router_name  # noqa: F401 - re-exported for the actors
@@ -179,6 +180,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     audit: AuditSpec = msgspec.field(default_factory=AuditSpec)
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     ray_options: dict[str, Any] = {}  # the router's placement
+    outlier: OutlierPolicy = msgspec.field(default_factory=OutlierPolicy)  # policy.outlier, per capability
 
     @property
     def actor_name(self) -> str:
@@ -387,6 +389,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 audit=audit,
                 metrics=metrics,
                 ray_options=cfg.placement.routers.ray_options(),
+                outlier=cfg.capability_policy(cap_name).outlier.to_policy(),
             )
         )
     s = cfg.supervisor

@@ -1,0 +1,176 @@
+"""A router's outlier ejection (policy.outlier, policy.outlier_route), wired:
+the one owner of its capability's outcome windows and ejection states.
+
+- `observe`: each attempt's outcome becomes a live sample (`sample_of`
+  decides what counts; a cancelled hedge never gets here, an unreachable
+  actor is not passed, a replayed or dry-run reply says nothing);
+- `probes`: the latest health-check probes a provider actor reports in its
+  `ProviderStatus.probe_samples`, each taken once;
+- `sweep`: the only writer of the `EjectionState`s (through `outlier.sweep`),
+  run every `interval_s` by `run`, the router actor's background task;
+- `plan`: `plan_attempts` with the ejected demoted after the others (never
+  dropped; ignored in panic), listed in the plan's `deferred`;
+- `annotate`: ejections and panic in the capability's status.
+
+Only real providers are judged: not the outbox, nor one that delivers
+nothing (noop). Ejections are not persisted: a restarted router finds the
+outlier again within a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from actors.errors import ErrorKind
+from actors.messages import CallReply, CapabilityStatus, ProviderStatus
+from actors.policy.health import Health
+from actors.policy.outlier import (
+    EjectionState,
+    OutcomeWindow,
+    OutlierEvent,
+    ProviderView,
+    Sample,
+    Source,
+    sample_of,
+    sweep,
+)
+from actors.policy.outlier_route import demote, ejection_skips, route
+from actors.policy.ranking import Candidate, Plan, RankPolicy, plan_attempts
+from actors.policy.skips import Skip
+from actors.runtime.clock import Clock
+from actors.runtime.specs import CapabilitySpec
+
+__all__ = ["PROBES_KEPT", "Outliers", "outlier_record", "probe_sample"]
+
+log = logging.getLogger("aicmo.outliers")
+
+# Probes a provider actor keeps and reports (the policy reads the latest `probe_recent`, 5 by default).
+PROBES_KEPT = 10
+
+
+def probe_sample(at: float, ok: bool, latency_ms: float, error_kind: ErrorKind | None = None) -> Sample | None:
+    """A health-check probe's outcome as a sample (provider_core keeps them)."""
+    return sample_of(at=at, ok=ok, latency_ms=latency_ms, error_kind=error_kind, source=Source.PROBE)
+
+
+def outlier_record(event: OutlierEvent, capability: str) -> dict[str, Any]:
+    """An event as an audit line: {"type": "outlier", "event": "Ejected", ...}."""
+    fields = msgspec.to_builtins(event)
+    name = fields.pop("type", type(event).__name__)
+    at = float(fields.get("at", time.time()))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+    return {"type": "outlier", "event": name, "capability": capability, **fields, "at": round(at, 3), "time": stamp}
+
+
+class Outliers:
+    def __init__(self, spec: CapabilitySpec, clock: Clock):
+        self.capability = spec.capability
+        self.policy = spec.outlier
+        self.clock = clock
+        names = [p.name for p in spec.providers if not p.last_resort and p.delivers]
+        self.windows = {n: OutcomeWindow() for n in names}
+        self.states = {n: EjectionState() for n in names}
+        self.panic = False
+        self.sweeps = 0
+        self._probe_seen: dict[str, float] = {}
+
+    # --- samples ---------------------------------------------------------------
+    def observe(self, name: str, reply: CallReply, dry_run: bool) -> None:
+        """An attempt's reply from the provider actor (not an unreachable actor)."""
+        window = self.windows.get(name)
+        if window is None or reply.replayed or dry_run:
+            return
+        s = sample_of(at=self.clock.time(), ok=reply.ok, latency_ms=reply.latency_ms, error_kind=reply.error_kind)
+        if s is not None:
+            window.add(s)
+
+    def probes(self, name: str, samples: Sequence[Sample]) -> int:
+        """Adds the probes newer than the last one taken; returns how many."""
+        window = self.windows.get(name)
+        if window is None:
+            return 0
+        seen = self._probe_seen.get(name, float("-inf"))
+        fresh = [s for s in samples if s.source is Source.PROBE and s.at > seen]
+        for s in sorted(fresh, key=lambda s: s.at):
+            window.add(s)
+        if fresh:
+            self._probe_seen[name] = max(s.at for s in fresh)
+        return len(fresh)
+
+    # --- the sweep (the only writer of the states) ---------------------------------
+    @staticmethod
+    def _unavailable(candidates: Sequence[Candidate], now: float) -> set[str]:
+        """Out for their health: unhealthy (cooling down or on trial) or an actor not reached."""
+        return {c.name for c in candidates
+                if c.health.state is Health.UNHEALTHY or (c.unreachable_until is not None and c.unreachable_until > now)}
+
+    def sweep(self, candidates: Sequence[Candidate]) -> list[OutlierEvent]:
+        now = self.clock.time()
+        out = self._unavailable(candidates, now)
+        views = [ProviderView(name=n, samples=w.samples(), state=self.states[n], available=n not in out)
+                 for n, w in self.windows.items()]
+        result = sweep(views, now, self.policy, was_panic=self.panic)
+        self.states.update(result.states)
+        self.panic = result.panic
+        self.sweeps += 1
+        return list(result.events)
+
+    async def run(self, candidates: Callable[[], Sequence[Candidate]],
+                  fetch: Callable[[str], Awaitable[ProviderStatus]],
+                  publish: Callable[[list[OutlierEvent]], None]) -> None:
+        """The router's background task: every interval_s, take the providers'
+        latest probes (`fetch`: a provider's status), sweep, publish the events."""
+        while True:
+            await self.clock.sleep(self.policy.interval_s)
+            try:
+                statuses = await asyncio.gather(*(fetch(n) for n in self.windows), return_exceptions=True)
+                for name, status in zip(self.windows, statuses, strict=True):
+                    if isinstance(status, ProviderStatus):
+                        self.probes(name, status.probe_samples)
+                events = self.sweep(candidates())
+                for e in events:
+                    log.warning("%s: outlier %s", self.capability, e)
+                publish(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad round must not end ejection
+                log.exception("%s: outlier sweep failed", self.capability)
+
+    # --- what a request and the status see -------------------------------------------
+    def plan(self, candidates: Sequence[Candidate], now: float, rank: RankPolicy,
+             planner: Callable[[Sequence[Candidate], float, RankPolicy], Plan] = plan_attempts) -> Plan:
+        """`planner`'s plan (`plan_attempts`, or one that also skips spent
+        quotas), the ejected tried after every provider not ejected."""
+        if not self.policy.enabled or not any(st.ejected_until is not None for st in self.states.values()):
+            return planner(candidates, now, rank)
+        r = route(self.states, now, self._unavailable(candidates, now), self.policy)
+        plan = planner(candidates, now, demote(rank, r.demoted))
+        skips = [Skip(s.name, s.reason, self._detail(s.name, now)) for s in ejection_skips(r, self.states, now)]
+        return msgspec.structs.replace(plan, deferred=[*plan.deferred, *skips]) if skips else plan
+
+    def _detail(self, name: str, now: float) -> str:
+        st = self.states[name]
+        return f"ejected ({st.reason}) for {max(0.0, (st.ejected_until or now) - now):.0f}s more: tried after the rest"
+
+    def ejected(self, now: float) -> dict[str, bool]:
+        return {n: st.ejected(now) for n, st in self.states.items()}
+
+    def annotate(self, status: CapabilityStatus) -> CapabilityStatus:
+        now = self.clock.time()
+
+        def one(p: ProviderStatus) -> ProviderStatus:
+            st = self.states.get(p.name)
+            if st is None:
+                return p
+            on = st.ejected(now)
+            return msgspec.structs.replace(p, ejected_until=st.ejected_until if on else None,
+                                           ejection_reason=str(st.reason) if on and st.reason else None,
+                                           ejections=st.ejections)
+
+        return msgspec.structs.replace(status, providers=[one(p) for p in status.providers], panic=self.panic)

@@ -1,0 +1,87 @@
+"""Outlier ejection on a real local Ray cluster: three simulated providers,
+the primary ten times slower than its peers and never failing. The
+supervisor probes every half second (the peers serve no live traffic: the
+seed's ranking sends everything to the primary, so probes are what compares
+them), the router sweeps every half second."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.ray
+
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+INTERVAL_S = 0.5
+
+
+def config(primary_ms: float, peer_ms: float = 10.0) -> dict[str, Any]:
+    def sim(name: str, latency_ms: float, seed: int) -> dict[str, Any]:
+        return {"name": name, "adapter": "simulated", "settings": {"latency_ms": latency_ms, "seed": seed}}
+
+    return {
+        "supervisor": {"check_interval_s": INTERVAL_S, "check_jitter_s": 0, "drain_interval_s": 0,
+                       "probe_all_nodes": False, "sample_interval_s": 0},
+        "audit": {"flush_interval_s": 0.2},
+        "policy": {"outlier": {"interval_s": INTERVAL_S, "base_ejection_time_s": 120, "max_ejection_time_s": 300}},
+        "capabilities": {"email_sending": {"providers": [
+            sim("primary", primary_ms, 1), sim("backup", peer_ms, 2), sim("third", peer_ms, 3)]}},
+    }
+
+
+def statuses(ray: Any, router: Any) -> dict[str, Any]:
+    return {p.name: p for p in ray.get(router.status.remote(), timeout=30).providers}
+
+
+def outlier_records(ray: Any, router: Any) -> list[dict[str, Any]]:
+    return [r for r in ray.get(router.audit_tail.remote(200), timeout=30)["records"] if r.get("type") == "outlier"]
+
+
+def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gateway, ray_cluster) -> None:
+    gw = gateway(config(primary_ms=100.0))
+    router = gw.router("email_sending")
+    before = [ray_cluster.get(router.invoke.remote("send_email", EMAIL), timeout=30) for _ in range(5)]
+    assert all(r.ok and r.provider == "primary" for r in before)  # the seed's ranking: the primary first
+    started = time.monotonic()
+    while "primary" not in {n for n, p in statuses(ray_cluster, router).items() if p.ejected_until}:
+        assert time.monotonic() - started < 30, "the slow primary was not ejected"
+        time.sleep(0.2)
+    # Three probes of each (the policy's probe_volume) at the check interval, then a sweep; on a busy
+    # 2-core machine a self-check takes longer than its interval, hence the margin.
+    took_s = time.monotonic() - started
+    shown = statuses(ray_cluster, router)
+    p = shown["primary"]
+    assert p.ejection_reason == "slow_calls" and p.ejections == 1 and p.ejected_until > time.time()
+    assert all(shown[n].ejected_until is None for n in ("backup", "third"))
+    cap = ray_cluster.get(router.status.remote(), timeout=30)
+    assert cap.providers[-1].name == "primary" and not cap.panic and "ejected (slow_calls)" in cap.skipped["primary"]
+
+    after = ray_cluster.get([router.invoke.remote("send_email", EMAIL) for _ in range(40)], timeout=60)
+    assert all(r.ok for r in after)
+    share = sum(r.provider == "primary" for r in after) / len(after)
+    assert share < 0.10, share
+
+    ray_cluster.get(router.flush_ops.remote(), timeout=30)
+    ejected = [r for r in outlier_records(ray_cluster, router) if r["event"] == "Ejected"]
+    assert [(r["name"], r["reason"], r["capability"]) for r in ejected] == [("primary", "slow_calls", "email_sending")]
+    ev = ejected[0]["evidence"]
+    assert ev["source"] == "probe" and ev["median_ms"] >= 100 and ev["peer_median_ms"] < 50, (ev, took_s)
+
+
+def test_providers_alike_are_never_ejected(gateway, ray_cluster) -> None:
+    gw = gateway(config(primary_ms=10.0))
+    router = gw.router("email_sending")
+    started = time.monotonic()
+    served: list[Any] = []
+    # Long enough for several probes of each provider and several sweeps.
+    while time.monotonic() - started < 5 or min(len(p.probe_samples) for p in statuses(ray_cluster, router).values()) < 3:
+        assert time.monotonic() - started < 30, "the providers were not probed"
+        served += ray_cluster.get([router.invoke.remote("send_email", EMAIL) for _ in range(5)], timeout=30)
+        time.sleep(0.2)
+    assert all(r.ok for r in served)
+    assert ray_cluster.get(router.counters.remote(), timeout=30)["outlier_sweeps"] >= 3
+    assert all(p.ejected_until is None and p.ejections == 0 for p in statuses(ray_cluster, router).values())
+    ray_cluster.get(router.flush_ops.remote(), timeout=30)
+    assert outlier_records(ray_cluster, router) == []
