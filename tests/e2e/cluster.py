@@ -42,6 +42,7 @@ def ray_head() -> Iterator[dict]:
     try:
         nodes.start()
         yield {"address": nodes.address, "dashboard": nodes.dashboard_url, "temp_dir": str(nodes.root),
+               "metrics_port": nodes.nodes["head"].metrics_port,
                "env": {**nodes.env, "PATH": f"{BIN}:{os.environ['PATH']}", "AICMO_NAMESPACE": "e2e"}}
     finally:
         nodes.shutdown()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,14 @@ pytestmark = pytest.mark.e2e
 
 NS = "e2e-chaos"
 EMAIL = '{"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}'
+
+
+def metric(port: int, name: str, **match: str) -> float:
+    """The sum of a metric's series whose labels include `match`, on Ray's
+    Prometheus endpoint of the head."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in match.items()))
 
 
 def write_config(path: Path, allowed: bool) -> Path:
@@ -69,6 +79,17 @@ def test_chaos_inject_list_status_clear_and_forbidden(cluster: dict, tmp_path: P
         by_name = {p["name"]: p for c in shown["capabilities"] for p in c["providers"]}
         assert by_name["primary"]["fault"]["id"] == fault["id"] and by_name["backup"]["fault"] is None
         assert set(by_name["primary"]["fault"]) == {"id", "fail_rate", "error", "latency_ms", "expires_at", "injected_by"}
+
+        # The metrics, as Ray's Prometheus endpoint on the head shows them (workers report about every 10 s).
+        labels = {"capability": "email_sending", "provider": "primary"}
+        deadline = time.monotonic() + 90
+        while True:
+            applied = metric(cluster["metrics_port"], "ray_aicmo_chaos_applied_total", action="fail", **labels)
+            active = metric(cluster["metrics_port"], "ray_aicmo_chaos_fault_active", **labels)
+            if (applied >= 1 and active == 1) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert applied >= 1 and active == 1, (applied, active)
 
         audit = run("audit", "tail", "-n", "20")
         assert audit.returncode == 0 and f"chaos injected fault {fault['id']}" in audit.stdout

@@ -128,6 +128,7 @@ class Node:
     is_head: bool
     process: subprocess.Popen[bytes] = field(repr=False)
     mount_ns: str = field(repr=False, default="")
+    metrics_port: int = 0  # where this node's Ray serves Prometheus metrics (`--metrics-export-port`)
 
     @property
     def alive(self) -> bool:
@@ -406,7 +407,7 @@ class RayNodes:
                                        env=node_env, cwd=PROJECT_ROOT, start_new_session=True)
         node = Node(name=name, node_id="", resources={"CPU": float(num_cpus), **resources},
                     private_dirs=private_dirs, temp_dir=temp_dir, log_file=log_file, is_head=name == "head",
-                    process=process)
+                    process=process, metrics_port=metrics)
         self.nodes[name] = node
         try:
             if command is not ray_args:
