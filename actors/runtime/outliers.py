@@ -8,9 +8,10 @@ the one owner of its capability's outcome windows and ejection states.
   `ProviderStatus.probe_samples`, each taken once;
 - `sweep`: the only writer of the `EjectionState`s (through `outlier.sweep`),
   run every `interval_s` by `run`, the router actor's background task;
-- `plan`: `plan_attempts` with the ejected demoted after the others (never
-  dropped; ignored in panic), listed in the plan's `deferred`;
-- `annotate`: ejections and panic in the capability's status.
+- `plan`: `plan_attempts` with the ejected and those on probation demoted
+  after the others (never dropped; ignored in panic), listed in the plan's
+  `deferred`;
+- `annotate`: ejections, probation and panic in the capability's status.
 
 Only real providers are judged: not the outbox, nor one that delivers
 nothing (noop). Ejections are not persisted: a restarted router finds the
@@ -145,7 +146,8 @@ class Outliers:
     # --- what a request and the status see -------------------------------------------
     def plan(self, candidates: Sequence[Candidate], now: float, rank: RankPolicy) -> Plan:
         """`plan_attempts`, the ejected tried after every provider not ejected."""
-        if not self.policy.enabled or not any(st.ejected_until is not None for st in self.states.values()):
+        if not self.policy.enabled or not any(st.ejected_until is not None or st.on_probation
+                                              for st in self.states.values()):
             return plan_attempts(candidates, now, rank)
         r = route(self.states, now, self._unavailable(candidates, now), self.policy)
         plan = plan_attempts(candidates, now, demote(rank, r.demoted))
@@ -154,6 +156,8 @@ class Outliers:
 
     def _detail(self, name: str, now: float) -> str:
         st = self.states[name]
+        if not st.ejected(now):
+            return f"on probation after an ejection ({st.reason}): tried after the rest until a sweep clears it"
         return f"ejected ({st.reason}) for {max(0.0, (st.ejected_until or now) - now):.0f}s more: tried after the rest"
 
     def ejected(self, now: float) -> dict[str, bool]:
@@ -167,8 +171,9 @@ class Outliers:
             if st is None:
                 return p
             on = st.ejected(now)
+            probation = st.on_probation and not on
             return msgspec.structs.replace(p, ejected_until=st.ejected_until if on else None,
-                                           ejection_reason=str(st.reason) if on and st.reason else None,
-                                           ejections=st.ejections)
+                                           ejection_reason=str(st.reason) if (on or probation) and st.reason else None,
+                                           ejections=st.ejections, on_probation=probation)
 
         return msgspec.structs.replace(status, providers=[one(p) for p in status.providers], panic=self.panic)
