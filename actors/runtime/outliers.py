@@ -171,7 +171,8 @@ class Outliers:
             if st is None:
                 return p
             on = st.ejected(now)
-            probation = st.on_probation and not on
+            # an ejection over since the last sweep is on probation already for a request (outlier_route.route)
+            probation = not on and (st.on_probation or (st.ejected_until is not None and self.policy.probation))
             return msgspec.structs.replace(p, ejected_until=st.ejected_until if on else None,
                                            ejection_reason=str(st.reason) if (on or probation) and st.reason else None,
                                            ejections=st.ejections, on_probation=probation)

@@ -247,12 +247,14 @@ def test_after_its_ejection_a_provider_is_on_probation_in_the_plan_the_status_an
     h = Harness({"a": [], "b": [], "c": []})
     with_slow_probes(h)
     h.clock.now += 31
+    statuses = {n: ProviderStatus(name=n, capability="email_sending", adapter="simulated") for n in "abc"}
+    between = {p.name: p for p in h.router.ranked(statuses).providers}["a"]   # served, not yet swept
+    assert between.on_probation and between.ejected_until is None and between.ejection_reason == "slow_calls"
     events = h.router.outliers.sweep(h.router.seen.candidates(h.clock()))
     assert [type(e).__name__ for e in events] == ["Returned"] and h.router.outliers.states["a"].on_probation
     plan = h.router._plan_now()
     assert plan.order[-1] == "a" and [(s.name, s.reason) for s in plan.deferred] == [("a", SkipReason.OUTLIER_PROBATION)]
     assert h.invoke().provider != "a"
-    statuses = {n: ProviderStatus(name=n, capability="email_sending", adapter="simulated") for n in "abc"}
     cap = h.router.ranked(statuses)
     by = {p.name: p for p in cap.providers}
     assert by["a"].on_probation and by["a"].ejected_until is None and by["a"].ejection_reason == "slow_calls"
