@@ -168,7 +168,8 @@ class ProviderStatus(Message):
     quota_exhausted: str | None = None   # quota | balance: skipped as quota_exhausted
     probe_samples: list[Sample] = []     # its latest health-check probes (outlier ejection compares them)
     ejected_until: float | None = None   # outlier ejection: out of rotation until then (None: in rotation)
-    ejection_reason: str | None = None   # failure_percentage | success_rate | slow_calls
+    ejection_reason: str | None = None   # failure_percentage | success_rate | slow_calls (ejected or on probation)
+    on_probation: bool = False           # its ejection is over; tried after the rest until a sweep clears it
     ejections: int = 0                   # the ejection-time multiplier (ejections in a row, decays when well)
 
     @classmethod

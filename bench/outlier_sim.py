@@ -22,6 +22,7 @@ The figures are the baseline the runtime wiring is measured against.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,7 @@ class Run:
     scenario: str
     eject: bool
     seed: int
+    probation: bool = True                        # policy.outlier.probation (when eject)
     requests: int = 0                             # from the slowdown on, like every figure below
     served: dict[str, int] = field(default_factory=dict)
     slow_share: float = 0.0
@@ -88,8 +90,9 @@ class Run:
     longest_ejection_s: float = 0.0
 
 
-def simulate(scenario: Scenario, *, eject: bool, seed: int = 7, policy: OutlierPolicy | None = None) -> Run:
-    policy = policy or OutlierPolicy()
+def simulate(scenario: Scenario, *, eject: bool, seed: int = 7, policy: OutlierPolicy | None = None,
+             probation: bool = True) -> Run:
+    policy = dataclasses.replace(policy or OutlierPolicy(), probation=probation)
     rng = random.Random(seed)
     health_policy = HealthPolicy()
     names = list(scenario.providers)
@@ -97,7 +100,7 @@ def simulate(scenario: Scenario, *, eject: bool, seed: int = 7, policy: OutlierP
     windows = {n: OutcomeWindow() for n in names}
     states = {n: EjectionState() for n in names}
     panic = False
-    run = Run(scenario=scenario.name, eject=eject, seed=seed, served={n: 0 for n in names})
+    run = Run(scenario=scenario.name, eject=eject, seed=seed, probation=probation, served={n: 0 for n in names})
     served_at: list[tuple[float, str, float]] = []
 
     def latency(name: str, at: float) -> float:
@@ -158,13 +161,15 @@ def _row(r: Run) -> str:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}%"
 
-    return (f"| {r.scenario} | {'on' if r.eject else 'off'} | {r.requests} | {pct(r.slow_share)} | {f(r.p50_ms)} | "
+    variant = ("on" if r.probation else "on, no probation") if r.eject else "off"
+    return (f"| {r.scenario} | {variant} | {r.requests} | {pct(r.slow_share)} | {f(r.p50_ms)} | "
             f"{f(r.p99_ms)} | {r.ejections} | {f(r.first_ejection_after_s, 's')} | {pct(r.slow_share_after_first)} | "
             f"{f(r.p99_after_first_ms)} | {f(r.longest_ejection_s or None, 's')} |")
 
 
 def main(seed: int = 7, results: Path = RESULTS) -> Path:
-    runs = [simulate(s, eject=e, seed=seed) for s in (TEN_X, TEN_X_LONG, ALIKE) for e in (False, True)]
+    runs = [simulate(s, eject=e, seed=seed, probation=p) for s in (TEN_X, TEN_X_LONG, ALIKE)
+            for e, p in ((False, True), (True, True), (True, False))]
     results.mkdir(parents=True, exist_ok=True)
     (results / "outlier_sim.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     header = ("| scenario | ejection | requests | share served by the primary | p50 ms | p99 ms | ejections | "
@@ -176,7 +181,8 @@ def main(seed: int = 7, results: Path = RESULTS) -> Path:
         f"Seed {seed}; {TEN_X.duration_s:.0f} s (or 30 min) at {TEN_X.rate_per_s:.0f} requests/s; three providers at "
         f"{TEN_X.median_ms:.0f} ms (log-normal, sigma {TEN_X.sigma}), the primary {TEN_X.slow_factor:.0f}x slower from "
         f"t={TEN_X.slowdown_at_s:.0f} s, never failing; probes every {TEN_X.probe_interval_s:.0f} s; ranking by_health; "
-        "default OutlierPolicy. Every figure counts the requests from the slowdown on.\n\n"
+        "default OutlierPolicy ('on, no probation': policy.outlier.probation off, a returned provider fully back at "
+        "once). Every figure counts the requests from the slowdown on.\n\n"
         f"{header}\n" + "\n".join(_row(r) for r in runs) + "\n")
     return table
 

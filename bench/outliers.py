@@ -4,7 +4,8 @@ streak) turns ten times slower after a warm-up and never fails. Two
 gateways are deployed side by side and driven with the same open-loop
 schedule (RATE requests/s), one with outlier ejection off (the baseline),
 one with it on (`policy.outlier` defaults: sweeps every 10 s, ejections of
-30 s x ejections in a row, up to 300 s); the supervisor probes every
+30 s x ejections in a row, up to 300 s, probation after a return); the
+supervisor probes every
 PROBE_S. Reported, per variant, from the slowdown on: the slow provider's
 share of requests and the p50/p99 latency as the driver sees it, before the
 first ejection, after it, and over the whole run; the first ejection's
@@ -148,8 +149,9 @@ def main() -> Path:
         f"({SLOW_MS:g} ms) after {WARMUP_S:g} s and never fails. {RATE:g} requests/s per variant, open loop, both "
         f"gateways driven at once on one local Ray (2 CPUs), {RUN_S:g} s after the slowdown. Latency end to end as "
         "the driver sees it (Ray hops included).",
-        f"First ejection {first:.1f} s after the slowdown; {on['ejections']} ejection(s) in the run (each return "
-        "costs about a sweep of slow traffic before the next, longer, ejection). 'before' / 'after' split both "
+        f"First ejection {first:.1f} s after the slowdown; {on['ejections']} ejection(s) in the run (a returned "
+        "provider is on probation, policy.outlier.probation: still tried after the rest until a sweep judges it on "
+        "its probes, then reinstated or, still slow, ejected again for longer). 'before' / 'after' split both "
         "variants at the on-variant's first ejection." if first is not None else "No ejection happened.",
         "The peers serve no live traffic before the ejection (the seed's ranking sends every request to the "
         "primary), so the slowdown is seen in the health-check probes (policy.outlier.slow_calls.probe_*).",

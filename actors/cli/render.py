@@ -54,6 +54,8 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
             notes = []
             ejected = f" [bold red]EJECTED {p.ejected_until - now:.0f}s ({p.ejection_reason})[/]" if (
                 getattr(p, "ejected_until", None) and p.ejected_until > now) else ""
+            if not ejected and getattr(p, "on_probation", False):
+                ejected = f" [bold yellow]PROBATION ({p.ejection_reason})[/]"
             if cap.skipped.get(p.name):
                 notes.append(f"skipped: {cap.skipped[p.name]}")
             if not p.reachable:

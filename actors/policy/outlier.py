@@ -42,6 +42,27 @@ detection", "Ejection algorithm") describes it, and what we keep:
    served before that no longer count (`EjectionState.counted_since`), as
    Envoy's per-interval counters are reset at each sweep.
 
+Probation after a return (`probation`, on by default), in the spirit of
+Envoy's slow start (`slow_start_config` of the round-robin and
+least-request balancers: an endpoint's weight ramps up over
+`slow_start_window`, by `aggression`, from `min_weight_percent`) but
+simpler. Why: the seed's ranking sends every request to the best-ranked
+provider, and a returned provider is ranked first again (its success
+streak is the longest: a slow provider never fails), so without probation
+it serves all live traffic until the next sweep ejects it again (about
+`interval_s` of slow requests at each return: more than 1% of them, the
+p99). How ours differs: there is no weight to ramp (one provider takes
+everything), and a time window would end on the clock, not on evidence. A
+returned provider is `on_probation`: still demoted (tried after the
+providers in rotation, never dropped, ignored in panic like an ejection;
+it counts as in rotation for the cap and the panic threshold) until a
+sweep with enough evidence to judge it (live calls or probes, the same
+criteria and volumes as the multiplier's decay) finds it no outlier:
+then `Reinstated`, fully back. Found an outlier again, it is re-ejected as
+without probation (the multiplier grows). Its evidence is mostly probes,
+as it gets little live traffic: with probes every 60 s that takes
+`probe_volume` probes, about three minutes.
+
 Envoy's "Panic threshold": "if the percentage of available hosts in the
 cluster becomes too low, Envoy will disregard health status and balance ...
 amongst all hosts", default 50%. Here: when fewer than
@@ -65,7 +86,6 @@ Nothing here reads a clock or a random number: `now` is passed in.
 
 from __future__ import annotations
 
-import enum
 import math
 import statistics
 from collections import deque
@@ -75,44 +95,28 @@ from dataclasses import dataclass, field
 import msgspec
 
 from actors.errors import COUNTS_AGAINST_HEALTH, ErrorKind
+from actors.policy.outlier_events import (
+    EjectReason,
+    Ejected,
+    Evidence,
+    OutlierEvent,
+    PanicEnded,
+    PanicStarted,
+    ReinstateReason,
+    Reinstated,
+    ReturnReason,
+    Returned,
+    Source,
+    SpareReason,
+    Spared,
+)
 
 __all__ = [
     "EjectReason", "Ejected", "EjectionState", "Evidence", "OutcomeWindow", "OutlierEvent", "OutlierPolicy",
-    "PanicEnded", "PanicStarted", "ProviderView", "ReturnReason", "Returned", "Sample", "Source",
-    "SpareReason", "Spared", "Sweep", "ejection_s", "in_panic", "max_ejected", "sample_of", "sweep",
+    "PanicEnded", "PanicStarted", "ProviderView", "ReinstateReason", "Reinstated", "ReturnReason", "Returned",
+    "Sample", "Source", "SpareReason", "Spared", "Sweep", "ejection_s", "in_panic", "max_ejected", "on_probation",
+    "sample_of", "sweep",
 ]
-
-
-class Source(str, enum.Enum):
-    LIVE = "live"     # a request's attempt
-    PROBE = "probe"   # a health-check probe (the supervisor's self-check)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class EjectReason(str, enum.Enum):
-    FAILURE_PERCENTAGE = "failure_percentage"
-    SUCCESS_RATE = "success_rate"
-    SLOW_CALLS = "slow_calls"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class ReturnReason(str, enum.Enum):
-    TIME_SERVED = "time_served"   # its ejection time is over
-    DISABLED = "disabled"         # outlier ejection was turned off
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class SpareReason(str, enum.Enum):
-    MAX_EJECTED = "max_ejected"   # an outlier, left in: max_ejection_percent is reached
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Failures worse than slowness: when the cap leaves room for one ejection
@@ -131,6 +135,7 @@ class OutlierPolicy:
     max_ejection_percent: float = 50.0        # Envoy: 10%, which floors to 0 of 2..4 providers
     always_eject_one: bool = True             # Envoy's always_eject_one_host
     panic_threshold_percent: float = 50.0     # Envoy's default healthy_panic_threshold
+    probation: bool = True                    # a returned provider stays demoted until a judged sweep clears it
     # Success rate against the peers (Envoy's defaults). Of n values none
     # lies more than sqrt(n-1) population standard deviations below their
     # mean, so a factor of 1.9 can eject nothing among fewer than five
@@ -210,8 +215,10 @@ class EjectionState(msgspec.Struct, frozen=True, kw_only=True):
     total_ejections: int = 0            # ever, for metrics
     ejected_at: float | None = None
     ejected_until: float | None = None
-    reason: EjectReason | None = None   # why it is ejected now
+    reason: EjectReason | None = None   # why it is ejected now (kept while on probation: why it was)
     counted_since: float | None = None  # samples before this (its last return) do not count
+    on_probation: bool = False          # returned, still demoted until a sweep that can judge it clears it
+    returned_from: float | None = None  # on probation: when the ejection it served began
 
     def ejected(self, now: float) -> bool:
         return self.ejected_until is not None and now < self.ejected_until
@@ -224,64 +231,6 @@ class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
     samples: tuple[Sample, ...] = ()
     state: EjectionState = EjectionState()
     available: bool = True   # False: out for its health (cooling down, unreachable); counts toward panic
-
-
-class Evidence(msgspec.Struct, frozen=True, kw_only=True):
-    """The numbers a criterion read. `threshold` is what it compared with:
-    a success rate (0..1), a failure percentage, or a latency in ms."""
-
-    source: Source
-    requests: int
-    failures: int = 0
-    success_rate: float | None = None
-    threshold: float | None = None
-    median_ms: float | None = None
-    peer_median_ms: float | None = None
-    slow_calls: int = 0
-    slow_call_rate: float | None = None
-
-
-class Ejected(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    name: str
-    at: float
-    until: float
-    reason: EjectReason
-    evidence: Evidence
-    ejections: int           # the multiplier this ejection used
-
-
-class Returned(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    name: str
-    at: float
-    reason: ReturnReason
-    ejected_at: float | None
-
-
-class Spared(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """An outlier left in rotation, and why."""
-
-    name: str
-    at: float
-    reason: SpareReason
-    outlier: EjectReason
-    evidence: Evidence
-    ejected: int             # providers ejected when it was found
-    max_ejected: int
-
-
-class PanicStarted(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    at: float
-    available: int
-    total: int
-
-
-class PanicEnded(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    at: float
-    available: int
-    total: int
-
-
-OutlierEvent = Ejected | Returned | Spared | PanicStarted | PanicEnded
 
 
 class Sweep(msgspec.Struct, frozen=True, kw_only=True):
@@ -313,6 +262,14 @@ def _max_multiplier(policy: OutlierPolicy) -> int:
     if policy.base_ejection_time_s <= 0:
         return 1
     return max(1, math.ceil(policy.max_ejection_time_s / policy.base_ejection_time_s))
+
+
+def _reinstated(st: EjectionState) -> EjectionState:
+    return msgspec.structs.replace(st, on_probation=False, returned_from=None, reason=None)
+
+
+def on_probation(states: Mapping[str, EjectionState]) -> frozenset[str]:
+    return frozenset(n for n, st in states.items() if st.on_probation and st.ejected_until is None)
 
 
 def _counted(samples: Iterable[Sample], source: Source, since: float) -> list[Sample]:
@@ -398,7 +355,13 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
         if st.ejected_until is not None and (not st.ejected(now) or not policy.enabled):
             reason = ReturnReason.TIME_SERVED if not st.ejected(now) else ReturnReason.DISABLED
             events.append(Returned(name=v.name, at=now, reason=reason, ejected_at=st.ejected_at))
-            st = msgspec.structs.replace(st, ejected_at=None, ejected_until=None, reason=None, counted_since=now)
+            probation = reason is ReturnReason.TIME_SERVED and policy.probation
+            st = msgspec.structs.replace(st, ejected_at=None, ejected_until=None, counted_since=now,
+                                         reason=st.reason if probation else None, on_probation=probation,
+                                         returned_from=st.ejected_at if probation else None)
+        elif st.on_probation and not (policy.enabled and policy.probation):
+            events.append(Reinstated(name=v.name, at=now, reason=ReinstateReason.DISABLED, ejected_at=st.returned_from))
+            st = _reinstated(st)
         states[v.name] = st
     total = len(views)
     if not policy.enabled:
@@ -444,17 +407,28 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
         multiplier = min(st.ejections + 1, top)
         until = now + ejection_s(multiplier, policy)
         states[name] = msgspec.structs.replace(st, ejections=multiplier, total_ejections=st.total_ejections + 1,
-                                               ejected_at=now, ejected_until=until, reason=reason)
+                                               ejected_at=now, ejected_until=until, reason=reason,
+                                               on_probation=False, returned_from=None)
         events.append(Ejected(name=name, at=now, until=until, reason=reason, evidence=ev, ejections=multiplier))
         ejected_now += 1
 
     # Envoy: "If the host is healthy during that check, the ejection time
     # multiplier is decremented." Healthy = judged on enough calls, no outlier.
     evidence_of = {n for n in judged if len(live[n]) >= min(policy.fp_request_volume, policy.sr_request_volume)} | set(slow)
-    for name in evidence_of:
+    # Probation ends at the same kind of sweep: judged, no outlier.
+    for name in sorted(evidence_of):
         st = states[name]
-        if name not in found and st.ejections > 0:
-            states[name] = msgspec.structs.replace(st, ejections=st.ejections - 1)
+        if name in found:
+            continue
+        if st.ejections > 0:
+            st = msgspec.structs.replace(st, ejections=st.ejections - 1)
+        if st.on_probation:
+            cleared = slow[name][1] if name in slow else Evidence(
+                source=Source.LIVE, requests=len(live[name]), failures=sum(not x.ok for x in live[name]))
+            events.append(Reinstated(name=name, at=now, reason=ReinstateReason.CLEARED, ejected_at=st.returned_from,
+                                     evidence=cleared))
+            st = _reinstated(st)
+        states[name] = st
 
     out = sum(1 for v in views if states[v.name].ejected(now) or not v.available)
     panic = in_panic(total, out, policy)

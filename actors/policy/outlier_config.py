@@ -71,6 +71,10 @@ class OutlierConfig(_Model):
     always_eject_one: bool = Field(_D.always_eject_one, description="allow one ejection even when the percent floors to none")
     panic_threshold_percent: float = Field(_D.panic_threshold_percent, ge=0, le=100, description=(
         "when fewer providers than this share are in rotation (ejected or unhealthy), ejections are disregarded"))
+    probation: bool = Field(_D.probation, description=(
+        "a provider whose ejection is over stays tried after the rest until a sweep with enough calls or probes "
+        "to judge it finds it no outlier (else it is ejected again); off: it is fully back at once, as in Envoy. "
+        "Inspired by Envoy's slow_start_config, gated on evidence rather than on a time window"))
     success_rate: SuccessRateConfig = SuccessRateConfig()
     failure_percentage: FailurePercentageConfig = FailurePercentageConfig()
     slow_calls: SlowCallConfig = SlowCallConfig()
@@ -87,7 +91,7 @@ class OutlierConfig(_Model):
             enabled=self.enabled, interval_s=self.interval_s, window_s=self.window_s, probe_window_s=self.probe_window_s,
             base_ejection_time_s=self.base_ejection_time_s, max_ejection_time_s=self.max_ejection_time_s,
             max_ejection_percent=self.max_ejection_percent, always_eject_one=self.always_eject_one,
-            panic_threshold_percent=self.panic_threshold_percent,
+            panic_threshold_percent=self.panic_threshold_percent, probation=self.probation,
             sr_enabled=sr.enabled, sr_minimum_hosts=sr.minimum_hosts, sr_request_volume=sr.request_volume,
             sr_stdev_factor=sr.stdev_factor,
             fp_enabled=fp.enabled, fp_threshold_percent=fp.threshold_percent, fp_minimum_hosts=fp.minimum_hosts,

@@ -1,7 +1,7 @@
 """What a router does with the ejections of `policy.outlier` for one
-request: which providers are ejected now, whether the capability is in
-panic (then ejections are ignored), and a ranking that tries the ejected
-after the rest. Pure code: `now` is passed in."""
+request: which providers are ejected now or on probation after a return,
+whether the capability is in panic (then both are ignored), and a ranking
+that tries them after the rest. Pure code: `now` is passed in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
-from actors.policy.outlier import EjectionState, OutlierPolicy, in_panic
+from actors.policy.outlier import EjectionState, OutlierPolicy, in_panic, on_probation
 from actors.policy.ranking import Candidate, RankPolicy, Skip
 from actors.policy.skips import SkipReason
 
@@ -20,8 +20,9 @@ class OutlierRoute(msgspec.Struct, frozen=True, kw_only=True):
     """What a router does with ejections for one request."""
 
     ejected: frozenset[str]     # ejected now
-    demoted: frozenset[str]     # tried after the rest: `ejected`, or nobody in panic
+    demoted: frozenset[str]     # tried after the rest: `ejected` and `probation`, or nobody in panic
     panic: bool
+    probation: frozenset[str] = frozenset()   # returned, not yet cleared by a judged sweep (in rotation for panic)
 
 
 def route(states: Mapping[str, EjectionState], now: float, unavailable: Collection[str],
@@ -33,9 +34,13 @@ def route(states: Mapping[str, EjectionState], now: float, unavailable: Collecti
     if not policy.enabled:
         return OutlierRoute(ejected=frozenset(), demoted=frozenset(), panic=False)
     ejected = frozenset(n for n, st in states.items() if st.ejected(now))
+    # An ejection over since the last sweep: on probation from now (the sweep will say so).
+    probation = (on_probation(states) | {n for n, st in states.items() if st.ejected_until is not None} - ejected
+                 if policy.probation else frozenset())
     out = len(ejected | (set(unavailable) & set(states)))
     panic = in_panic(len(states), out, policy)
-    return OutlierRoute(ejected=ejected, demoted=frozenset() if panic else ejected, panic=panic)
+    return OutlierRoute(ejected=ejected, demoted=frozenset() if panic else ejected | probation, panic=panic,
+                        probation=frozenset(probation))
 
 
 def demote(rank: RankPolicy, demoted: Collection[str]) -> RankPolicy:
@@ -55,4 +60,5 @@ def demote(rank: RankPolicy, demoted: Collection[str]) -> RankPolicy:
 def ejection_skips(r: OutlierRoute, states: Mapping[str, EjectionState], now: float) -> list[Skip]:
     """The demoted providers as `Skip` entries for a plan's `deferred` list,
     with the typed reason; the time left is in the state (`ejected_until`)."""
-    return [Skip(name, SkipReason.OUTLIER_EJECTED) for name in sorted(r.demoted) if states[name].ejected(now)]
+    return [Skip(name, SkipReason.OUTLIER_EJECTED if states[name].ejected(now) else SkipReason.OUTLIER_PROBATION)
+            for name in sorted(r.demoted)]

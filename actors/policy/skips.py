@@ -14,6 +14,8 @@ audit log, error messages) and may be reworded freely: nothing parses it
                        zero (policy.cost): left out, never counted against health
       OUTLIER_EJECTED  outlier ejection took it out of rotation for a while
                        (policy.outlier): tried after every provider not ejected
+      OUTLIER_PROBATION its ejection is over, but no sweep has cleared it yet
+                       (policy.outlier.probation): tried after the rest too
     from the gates (policy.gates), this request's turn at it:
       DRAINING         the outbox, while its own items are delivered
       MAX_ATTEMPTS     the request has had routing.max_attempts tries
@@ -43,13 +45,15 @@ class SkipReason(str, enum.Enum):
     RETRY_BUDGET = "retry_budget"
     QUOTA_EXHAUSTED = "quota_exhausted"
     OUTLIER_EJECTED = "outlier_ejected"
+    OUTLIER_PROBATION = "outlier_probation"
 
     def __str__(self) -> str:
         return self.value
 
 
 # Unhealthy providers are not left out but put at the end of the order.
-DEFERRED = frozenset({SkipReason.COOLING_DOWN, SkipReason.TRIAL_IN_FLIGHT, SkipReason.OUTLIER_EJECTED})
+DEFERRED = frozenset({SkipReason.COOLING_DOWN, SkipReason.TRIAL_IN_FLIGHT, SkipReason.OUTLIER_EJECTED,
+                      SkipReason.OUTLIER_PROBATION})
 # Turns passed over without a word in the request's record (its Decision's
 # `skipped`): the plan already shows them, and they say nothing of the provider.
 UNRECORDED = frozenset({SkipReason.DRAINING, SkipReason.MAX_ATTEMPTS})

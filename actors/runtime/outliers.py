@@ -8,9 +8,10 @@ the one owner of its capability's outcome windows and ejection states.
   `ProviderStatus.probe_samples`, each taken once;
 - `sweep`: the only writer of the `EjectionState`s (through `outlier.sweep`),
   run every `interval_s` by `run`, the router actor's background task;
-- `plan`: `plan_attempts` with the ejected demoted after the others (never
-  dropped; ignored in panic), listed in the plan's `deferred`;
-- `annotate`: ejections and panic in the capability's status.
+- `plan`: `plan_attempts` with the ejected and those on probation demoted
+  after the others (never dropped; ignored in panic), listed in the plan's
+  `deferred`;
+- `annotate`: ejections, probation and panic in the capability's status.
 
 Only real providers are judged: not the outbox, nor one that delivers
 nothing (noop). Ejections are not persisted: a restarted router finds the
@@ -146,8 +147,9 @@ class Outliers:
     def plan(self, candidates: Sequence[Candidate], now: float, rank: RankPolicy,
              planner: Callable[[Sequence[Candidate], float, RankPolicy], Plan] = plan_attempts) -> Plan:
         """`planner`'s plan (`plan_attempts`, or one that also skips spent
-        quotas), the ejected tried after every provider not ejected."""
-        if not self.policy.enabled or not any(st.ejected_until is not None for st in self.states.values()):
+        quotas), the ejected and those on probation tried after every other provider."""
+        if not self.policy.enabled or not any(st.ejected_until is not None or st.on_probation
+                                              for st in self.states.values()):
             return planner(candidates, now, rank)
         r = route(self.states, now, self._unavailable(candidates, now), self.policy)
         plan = planner(candidates, now, demote(rank, r.demoted))
@@ -156,6 +158,8 @@ class Outliers:
 
     def _detail(self, name: str, now: float) -> str:
         st = self.states[name]
+        if not st.ejected(now):
+            return f"on probation after an ejection ({st.reason}): tried after the rest until a sweep clears it"
         return f"ejected ({st.reason}) for {max(0.0, (st.ejected_until or now) - now):.0f}s more: tried after the rest"
 
     def ejected(self, now: float) -> dict[str, bool]:
@@ -169,8 +173,10 @@ class Outliers:
             if st is None:
                 return p
             on = st.ejected(now)
+            # an ejection over since the last sweep is on probation already for a request (outlier_route.route)
+            probation = not on and (st.on_probation or (st.ejected_until is not None and self.policy.probation))
             return msgspec.structs.replace(p, ejected_until=st.ejected_until if on else None,
-                                           ejection_reason=str(st.reason) if on and st.reason else None,
-                                           ejections=st.ejections)
+                                           ejection_reason=str(st.reason) if (on or probation) and st.reason else None,
+                                           ejections=st.ejections, on_probation=probation)
 
         return msgspec.structs.replace(status, providers=[one(p) for p in status.providers], panic=self.panic)

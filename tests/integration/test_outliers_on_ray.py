@@ -17,7 +17,7 @@ EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
 INTERVAL_S = 0.5
 
 
-def config(primary_ms: float, peer_ms: float = 10.0) -> dict[str, Any]:
+def config(primary_ms: float, peer_ms: float = 10.0, base_ejection_time_s: float = 120) -> dict[str, Any]:
     def sim(name: str, latency_ms: float, seed: int) -> dict[str, Any]:
         return {"name": name, "adapter": "simulated", "settings": {"latency_ms": latency_ms, "seed": seed}}
 
@@ -25,7 +25,8 @@ def config(primary_ms: float, peer_ms: float = 10.0) -> dict[str, Any]:
         "supervisor": {"check_interval_s": INTERVAL_S, "check_jitter_s": 0, "drain_interval_s": 0,
                        "probe_all_nodes": False, "sample_interval_s": 0},
         "audit": {"flush_interval_s": 0.2},
-        "policy": {"outlier": {"interval_s": INTERVAL_S, "base_ejection_time_s": 120, "max_ejection_time_s": 300}},
+        "policy": {"outlier": {"interval_s": INTERVAL_S, "base_ejection_time_s": base_ejection_time_s,
+                                 "max_ejection_time_s": 300}},
         "capabilities": {"email_sending": {"providers": [
             sim("primary", primary_ms, 1), sim("backup", peer_ms, 2), sim("third", peer_ms, 3)]}},
     }
@@ -85,3 +86,30 @@ def test_providers_alike_are_never_ejected(gateway, ray_cluster) -> None:
     assert all(p.ejected_until is None and p.ejections == 0 for p in statuses(ray_cluster, router).values())
     ray_cluster.get(router.flush_ops.remote(), timeout=30)
     assert outlier_records(ray_cluster, router) == []
+
+
+def test_a_returned_slow_provider_is_on_probation_and_ejected_again_without_serving(gateway, ray_cluster) -> None:
+    gw = gateway(config(primary_ms=100.0, base_ejection_time_s=2))
+    router = gw.router("email_sending")
+    started = time.monotonic()
+    served: list[Any] = []
+    seen_probation = False
+    # Ejected (2 s), returned on probation, judged on fresh probes, ejected again (4 s).
+    while max(p.ejections for p in statuses(ray_cluster, router).values()) < 2:
+        assert time.monotonic() - started < 60, "the slow primary was not ejected twice"
+        cap = ray_cluster.get(router.status.remote(), timeout=30)
+        shown = next(p for p in cap.providers if p.name == "primary")
+        if shown.on_probation:
+            seen_probation = True
+            assert shown.ejected_until is None and shown.ejection_reason == "slow_calls"
+            assert cap.providers[-1].name == "primary" and "on probation" in cap.skipped["primary"]
+        if shown.ejected_until or shown.on_probation:
+            served += ray_cluster.get([router.invoke.remote("send_email", EMAIL) for _ in range(5)], timeout=30)
+        time.sleep(0.1)
+    assert all(r.ok for r in served) and served
+    assert sum(r.provider == "primary" for r in served) == 0   # neither while ejected nor on probation
+    ray_cluster.get(router.flush_ops.remote(), timeout=30)
+    events = [(r["event"], r.get("name")) for r in outlier_records(ray_cluster, router)]
+    assert events[:3] == [("Ejected", "primary"), ("Returned", "primary"), ("Ejected", "primary")], events
+    assert ("Reinstated", "primary") not in events
+    assert seen_probation, "the status never showed the primary on probation"

@@ -236,3 +236,38 @@ def test_the_sweep_task_takes_probes_from_statuses_sweeps_and_publishes_survivin
     assert [[(type(e).__name__, getattr(e, "name", None)) for e in events] for events in published] == [
         [("Ejected", "a")], []]
     assert outliers.sweeps == 2 and outliers.ejected(h.clock()) == {"a": True, "b": False, "c": False}
+
+
+def test_after_its_ejection_a_provider_is_on_probation_in_the_plan_the_status_and_the_table() -> None:
+    from rich.console import Console
+
+    from actors.cli.render import status_table
+    from actors.messages import StatusReport
+
+    h = Harness({"a": [], "b": [], "c": []})
+    with_slow_probes(h)
+    h.clock.now += 31
+    statuses = {n: ProviderStatus(name=n, capability="email_sending", adapter="simulated") for n in "abc"}
+    between = {p.name: p for p in h.router.ranked(statuses).providers}["a"]   # served, not yet swept
+    assert between.on_probation and between.ejected_until is None and between.ejection_reason == "slow_calls"
+    events = h.router.outliers.sweep(h.router.seen.candidates(h.clock()))
+    assert [type(e).__name__ for e in events] == ["Returned"] and h.router.outliers.states["a"].on_probation
+    plan = h.router._plan_now()
+    assert plan.order[-1] == "a" and [(s.name, s.reason) for s in plan.deferred] == [("a", SkipReason.OUTLIER_PROBATION)]
+    assert h.invoke().provider != "a"
+    cap = h.router.ranked(statuses)
+    by = {p.name: p for p in cap.providers}
+    assert by["a"].on_probation and by["a"].ejected_until is None and by["a"].ejection_reason == "slow_calls"
+    assert not by["b"].on_probation and "on probation" in cap.skipped["a"]
+    console = Console(record=True, width=250)
+    status_table(StatusReport(namespace="aicmo", generated_at=0.0, capabilities=[cap]), console)
+    row = next(line for line in console.export_text().splitlines() if " a " in line)
+    assert "PROBATION (slow_calls)" in row and "EJECTED" not in row
+    # fast probes since the return: the next sweep clears it
+    now = h.clock()
+    for name in h.router.outliers.windows:
+        h.router.outliers.probes(name, [Sample(now + i, True, 10.0, Source.PROBE) for i in range(1, 4)])
+    h.clock.now += 10
+    events = h.router.outliers.sweep(h.router.seen.candidates(h.clock()))
+    assert [(type(e).__name__, e.name) for e in events] == [("Reinstated", "a")]
+    assert h.router._plan_now().deferred == [] and not h.router.outliers.states["a"].on_probation

@@ -25,9 +25,20 @@ def test_with_ejection_it_serves_a_small_share_and_the_p99_falls() -> None:
 
 
 def test_over_a_longer_run_the_share_keeps_falling() -> None:
-    short, long = simulate(TEN_X, eject=True), simulate(dataclasses.replace(TEN_X, duration_s=1800), eject=True)
+    short, long = (simulate(TEN_X, eject=True, probation=False),
+                   simulate(dataclasses.replace(TEN_X, duration_s=1800), eject=True, probation=False))
     assert long.slow_share_after_first < short.slow_share_after_first
     assert long.longest_ejection_s == 300    # max_ejection_time_s
+
+
+def test_with_probation_a_returned_provider_serves_nothing_while_still_slow() -> None:
+    without, with_ = simulate(TEN_X, eject=True, probation=False), simulate(TEN_X, eject=True)
+    assert with_.first_ejection_after_s == without.first_ejection_after_s
+    assert without.slow_share_after_first > 0.01 and with_.slow_share_after_first == 0.0
+    assert with_.p99_after_first_ms < 100 < without.p99_after_first_ms
+    assert with_.ejections == without.ejections     # re-ejected by its probes, each time for longer
+    assert simulate(ALIKE, eject=True) == dataclasses.replace(simulate(ALIKE, eject=True, probation=False),
+                                                              probation=True)
 
 
 def test_providers_alike_are_never_ejected_and_ejection_changes_nothing() -> None:
@@ -47,7 +58,8 @@ def test_percentile_is_nearest_rank() -> None:
 def test_main_writes_the_table_and_the_figures(tmp_path: Path) -> None:
     table = main(results=tmp_path)
     text = table.read_text()
-    assert "| primary turns 10x slower | off | 5400 | 100.0% |" in text and text.count("\n| ") == 8
+    assert "| primary turns 10x slower | off | 5400 | 100.0% |" in text and text.count("\n| ") == 11
+    assert "| primary turns 10x slower | on, no probation | 5400 |" in text
     runs = json.loads((tmp_path / "outlier_sim.json").read_text())
     assert [(r["scenario"], r["eject"]) for r in runs][:2] == [("primary turns 10x slower", False),
                                                               ("primary turns 10x slower", True)]
