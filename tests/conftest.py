@@ -60,14 +60,23 @@ def postgres_database(postgres: Any, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
+def ray_metrics_port() -> int:
+    """Where the session's Ray cluster serves Prometheus metrics: a test sees
+    a metric as an operator's scraper would."""
+    from tests.support.nodes import free_ports
+
+    return free_ports(1)[0]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(ray_metrics_port: int) -> Iterator[Any]:
     import logging
 
     import ray
 
     # address="local": never join a stale cluster named in /tmp/ray/ray_current_cluster.
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False, namespace="aicmo-tests")
+             log_to_driver=False, namespace="aicmo-tests", _metrics_export_port=ray_metrics_port)
     yield ray
     ray.shutdown()
 

@@ -7,6 +7,7 @@ them), the router sweeps every half second."""
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -40,7 +41,15 @@ def outlier_records(ray: Any, router: Any) -> list[dict[str, Any]]:
     return [r for r in ray.get(router.audit_tail.remote(200), timeout=30)["records"] if r.get("type") == "outlier"]
 
 
-def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gateway, ray_cluster) -> None:
+def counted(port: int, name: str, **match: str) -> float:
+    """The sum of a counter's series whose labels include `match`, on Ray's Prometheus endpoint."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in match.items()))
+
+
+def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gateway, ray_cluster,
+                                                                          ray_metrics_port) -> None:
     gw = gateway(config(primary_ms=100.0))
     router = gw.router("email_sending")
     before = [ray_cluster.get(router.invoke.remote("send_email", EMAIL), timeout=30) for _ in range(5)]
@@ -69,6 +78,14 @@ def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gatewa
     assert [(r["name"], r["reason"], r["capability"]) for r in ejected] == [("primary", "slow_calls", "email_sending")]
     ev = ejected[0]["evidence"]
     assert ev["source"] == "probe" and ev["median_ms"] >= 100 and ev["peer_median_ms"] < 50, (ev, took_s)
+
+    # The ejection as an operator's scraper sees it (workers report their metrics about every 10 s).
+    labels = {"capability": "email_sending", "provider": "primary", "reason": "slow_calls"}
+    deadline = time.monotonic() + 60
+    while (n := counted(ray_metrics_port, "ray_aicmo_outlier_ejections_total", **labels)) < 1 \
+            and time.monotonic() < deadline:
+        time.sleep(2)
+    assert n >= 1, n
 
 
 def test_providers_alike_are_never_ejected(gateway, ray_cluster) -> None:

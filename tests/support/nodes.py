@@ -243,7 +243,7 @@ class RayNodes:
         if reason:
             raise NodeError(reason)
         _live.add(self)
-        ports = _free_ports(3)
+        ports = free_ports(3)
         self.gcs_port, self.dashboard_port, client_port = ports
         try:
             self._start_node(
@@ -382,7 +382,7 @@ class RayNodes:
         # Fixed defaults collide with other clusters on this machine (the agent's 52365 above all:
         # `ray job submit` then finds "No available agent"); worker ports are left to the kernel
         # (0 and 0), which no pre-picked range can beat for freedom from races.
-        node_manager, object_manager, agent_http, agent_grpc, runtime_env, metrics = _free_ports(6)
+        node_manager, object_manager, agent_http, agent_grpc, runtime_env, metrics = free_ports(6)
         ray_args = [
             str(BIN / "ray"), "start", "--block", *role_args, f"--node-name={name}",
             f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}", f"--temp-dir={temp_dir}",
@@ -494,7 +494,7 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """n distinct free ports: all sockets stay bound until the last is picked,
     so the kernel cannot hand out one port twice."""
     with contextlib.ExitStack() as stack:
