@@ -386,7 +386,7 @@ class RouterCore:
 
     def provider_back(self, name: str) -> HealthSnapshot | None:
         """A provider actor Ray restarted is back (ProviderViews.provider_back)."""
-        return self.seen.provider_back(name)
+        return self.seen.provider_back(name, self.clock.time())
 
     def _plan_now(self) -> Plan:
         now = self.clock.time()
@@ -437,12 +437,12 @@ class RouterCore:
         view = self.views[name]
         remaining = max(MIN_ATTEMPT_S, r.deadline - self.clock.monotonic())
         ctx = r.context(min(self.providers[name].attempt_timeout_s, remaining))
-        started = self.clock.monotonic()
+        started, sent_at = self.clock.monotonic(), self.clock.time()
         send = self._coalescer.send if self._coalescer is not None and batching.get() else self._send
         try:
             reply = await send(name, r.spec.name, r.payload, ctx)
         except ActorUnreachable as exc:
-            view.unreachable_until = self.clock.time() + self.routing.unreachable_backoff_s
+            view.unreachable(sent_at, self.clock.time(), self.routing.unreachable_backoff_s)
             return CallReply(ok=False, error_kind=exc.kind, error=exc.message, maybe_delivered=exc.maybe_delivered,
                              latency_ms=(self.clock.monotonic() - started) * 1000, health=view.health)
         except ProviderError as exc:

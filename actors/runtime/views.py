@@ -28,6 +28,15 @@ class View(msgspec.Struct):
     health: HealthSnapshot = HealthSnapshot()
     unreachable_until: float | None = None
     trial_in_flight: bool = False
+    back_at: float = 0.0  # when its restarted actor said it is back (provider_back)
+
+    def unreachable(self, sent_at: float, now: float, backoff_s: float) -> None:
+        """An attempt sent at `sent_at` found the actor dead or restarting. A
+        call sent to the process before a restart can fail after the new one
+        said it is back (Ray reports the old one's death late): that says
+        nothing of the new process, which stays in the plan."""
+        if sent_at >= self.back_at:
+            self.unreachable_until = now + backoff_s
 
 
 class ProviderViews:
@@ -50,7 +59,7 @@ class ProviderViews:
         if name in self.views:
             self.learn(self.views[name], health)
 
-    def provider_back(self, name: str) -> HealthSnapshot | None:
+    def provider_back(self, name: str, now: float) -> HealthSnapshot | None:
         """A provider actor that Ray restarted says it is back: it is tried
         again at once rather than after `unreachable_backoff_s`. Returns the
         health this router last had of it (its process died, not the provider
@@ -59,6 +68,7 @@ class ProviderViews:
         if view is None:
             return None
         view.unreachable_until = None
+        view.back_at = now
         return view.health if view.health.total_calls else None
 
     def candidates(self, now: float) -> list[Candidate]:

@@ -304,3 +304,13 @@ def test_a_restarted_provider_is_tried_at_once_and_resumes_its_health() -> None:
     assert fresh.resume(health) and fresh.health.consecutive_successes == 6
     assert h.invoke().provider == "a"  # first again: a crash of its actor said nothing about the provider
     assert not fresh.resume(health)  # only before it has seen an outcome of its own
+
+
+def test_a_late_failure_of_a_call_to_the_process_before_a_restart_leaves_the_new_one_in_the_plan() -> None:
+    from actors.runtime.views import View
+
+    view = View(back_at=100.0)  # its restarted actor said it is back at t=100
+    view.unreachable(sent_at=99.5, now=101.0, backoff_s=1.0)  # sent to the old process, its death reported late
+    assert view.unreachable_until is None
+    view.unreachable(sent_at=100.5, now=101.0, backoff_s=1.0)  # sent to the new one: it is unreachable too
+    assert view.unreachable_until == 102.0
