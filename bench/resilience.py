@@ -14,6 +14,9 @@ of the attempts' own latencies, measured at the adapter for every variant).
 
 Targets (issue 6): success within 0.5 points of the theory; with one
 provider hard down, at most 1.05 attempts per request after the warm-up.
+The theory is one pass over the providers; since issue 10 the router tries
+again in rounds when every provider failed transiently, so it may do better
+than one pass: the target is the shortfall, theory − success.
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def run_scenario(ray: Any, scenario: str, rates: tuple[float, ...]) -> dict[str,
 WHY = {
     ("independent", "gateway_budget20"): "By design: this scenario needs fallbacks for 39% of requests, and a "
                                          "20% budget refuses the rest (retry_budget_exhausted).",
+    ("independent", "gateway"): "Above one pass's theory: when every provider failed, the router tries again "
+                                "in rounds (routing.retry_rounds) within the deadline and the retry budget.",
 }
 
 
@@ -189,8 +194,8 @@ def main() -> Path:
                           f"{s['in_providers_p50_ms']:.1f} / {s['in_providers_p99_ms']:.1f}", f"{s['overhead_p50_ms']:.1f}"])
         for v in (GATEWAYS if name == "independent" else ["gateway"]):
             g = res["variants"][v]
-            targets.append(target(f"resilience {name}: success − theory, {LABELS[v]} (points)",
-                                  abs(g["success"] - res["theory"]) * 100, 0.5, False, "{:.2f}",
+            targets.append(target(f"resilience {name}: shortfall from theory (theory − success), {LABELS[v]} (points)",
+                                  (res["theory"] - g["success"]) * 100, 0.5, False, "{:+.2f}",
                                   f"{g['success'] * 100:.2f}% vs {res['theory'] * 100:.2f}% over {g['requests']} requests; "
                                   f"failures: {failure_text(g['failures_by_kind'])}. {WHY.get((name, v), '')}".strip()))
     g = results["one_down"]["variants"]["gateway"]

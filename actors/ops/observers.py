@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.messages import CallReply, Decision, ProviderStatus
@@ -99,6 +99,9 @@ class RouterOps(_Background):
         self._write_lock: asyncio.Lock | None = None
         self.chaos = ChaosAudit(self.audit)  # live faults: injected, cleared, expired (chaos_audit.py)
         self.gauges = HeldGauges(self.metrics.recorder) if self.metrics is not None else None
+        # Lines are hashed as they are written, under the deployment's key in the store: the router
+        # sets this to load it before the first write, so an idle router never opens the store.
+        self.audit_key_loader: Callable[[], Awaitable[None]] | None = None
 
     def outliers(self, events: list[OutlierEvent], ejected: dict[str, bool], panic: bool) -> None:
         """After each outlier sweep: its events to the audit log and the metrics, the gauges set."""
@@ -144,6 +147,8 @@ class RouterOps(_Background):
         async with self._write_lock:
             batch = self.audit.take()
             if batch:
+                if self.audit.key is None and self.audit_key_loader is not None:
+                    await self.audit_key_loader()
                 await asyncio.to_thread(self.audit.write, batch)
 
     def report(self) -> dict[str, Any]:

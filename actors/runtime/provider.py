@@ -143,7 +143,7 @@ class ProviderActor:
 
     async def ready(self) -> str:
         self._ops.ensure_started()
-        self._core.spending.start()  # loads this period's spend from the store, then flushes every second
+        self._core.spending.start(eager=False)  # loads this period's spend from the store, then flushes every second
         if not self._announced:
             self._announced = True
             if _reconstructed():

@@ -40,11 +40,7 @@ __all__ = ["QuotaViews", "metered", "quota_checks", "quota_hint", "quota_plan"]
 
 def metered(spec: ProviderSpec) -> bool:
     """Whether the provider actor keeps spend for it (spending.Spending.active)."""
-    from actors.adapters.base import Adapter
-    from actors.adapters.registry import get_adapter_class
-
-    reads_balance = spec.balance.check and get_adapter_class(spec.adapter).balance is not Adapter.balance
-    return spec.price is not None or spec.quota is not None or reads_balance
+    return spec.price is not None or spec.quota is not None or (spec.balance.check and spec.balance.readable)
 
 
 class QuotaViews:

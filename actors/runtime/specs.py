@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from pydantic import SecretStr
 
+from actors.adapters.base import Adapter
 from actors.adapters.registry import get_adapter_class
 from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConfig, PolicyConfig, RoutingConfig, StateConfig
 from actors.policy.chaos import ChaosPolicy
@@ -111,6 +112,7 @@ class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 class BalanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     check: bool = True               # read the live balance, where the adapter can
+    readable: bool = False           # the adapter can (it has balance()): known here, so routers import no adapter
     near_zero: float = 10.0          # at or below this many calls: treated as a spent quota
     interval_s: float = 300.0
 
@@ -375,7 +377,8 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     metrics=metrics,
                     price=p.cost.to_price() if p.cost is not None else None,
                     quota=p.quota.to_quota() if p.quota is not None else None,
-                    balance=BalanceSpec(**p.balance.model_dump()),
+                    balance=BalanceSpec(**p.balance.model_dump(),
+                                        readable=adapter_cls.balance is not Adapter.balance),
                 )
             )
         caps.append(

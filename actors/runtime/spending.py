@@ -144,9 +144,14 @@ class Spending:
                 log.exception("%s: pushing the quota change failed", self.spec.actor_name)
 
     # --- the store (off the request's path) ----------------------------------------
-    def start(self) -> None:
-        """Starts the load-and-flush loop once, in the running event loop."""
+    def start(self, *, eager: bool = True) -> None:
+        """Starts the load-and-flush loop once, in the running event loop.
+        A provider metered only for its live balance waits for its first call
+        or passing probe (`eager=False` when the actor starts): an idle one
+        opens neither the store nor its provider's HTTP client."""
         if not self.active or (self._task is not None and not self._task.done()):
+            return
+        if not eager and self.price is None and self.quota is None:
             return
         try:
             self._task = asyncio.ensure_future(self._run())
@@ -211,6 +216,7 @@ class Spending:
     def balance_due_now(self) -> None:
         """After a passing probe: the loop reads the balance on its next round."""
         self._balance_due = 0.0
+        self.start()
 
     async def read_balance(self) -> float | None:
         """Reads the provider's live balance (its credits), keeps it in the

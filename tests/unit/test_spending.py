@@ -180,3 +180,30 @@ def test_by_cost_loads_by_its_contract_name_and_refuses_mixed_currencies() -> No
     # Under another ranking, prices in two currencies are fine (nothing compares them).
     spec(priced("a", "0.01"), {**priced("b", "0.01"), "cost": {"per_call": "0.01", "currency": "EUR"}},
          ranking="actors.policy.ranking:by_health")
+
+
+def test_a_provider_metered_only_for_its_balance_starts_metering_with_its_first_call_or_passing_probe() -> None:
+    """An idle provider opens neither the store nor its HTTP client at start (memory, start-up time)."""
+    from actors.adapters.base import Adapter
+    from actors.runtime.spending import Spending
+
+    class WithBalance(ScriptedAdapter):
+        async def balance(self) -> float | None:
+            return 500.0
+
+    cap = spec({"name": "zb", "adapter": "simulated"})
+    provider = cap.providers[0]
+
+    async def run() -> list[bool]:
+        seen = []
+        for begin in ("call", "probe"):
+            spending = Spending(provider, WithBalance([]), lambda: None, Clock(HOUR0))  # type: ignore[arg-type]
+            assert spending.reads_balance and spending.active and type(spending.adapter).balance is not Adapter.balance
+            spending.start(eager=False)  # what ProviderActor.ready does
+            seen.append(spending._task is None)
+            spending.charge(True, None) if begin == "call" else spending.balance_due_now()
+            seen.append(spending._task is not None)
+            spending._task.cancel()
+        return seen
+
+    assert asyncio.run(run()) == [True, True, True, True]
