@@ -77,7 +77,8 @@ def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gatewa
     ejected = [r for r in outlier_records(ray_cluster, router) if r["event"] == "Ejected"]
     assert [(r["name"], r["reason"], r["capability"]) for r in ejected] == [("primary", "slow_calls", "email_sending")]
     ev = ejected[0]["evidence"]
-    assert ev["source"] == "probe" and ev["median_ms"] >= 100 and ev["peer_median_ms"] < 50, (ev, took_s)
+    # About the primary's 100 ms (a timer may round a hair under), the peers' 10 ms under the 5x bar.
+    assert ev["source"] == "probe" and ev["median_ms"] >= 90 and ev["peer_median_ms"] < 50, (ev, took_s)
 
     # The ejection as an operator's scraper sees it (workers report their metrics about every 10 s).
     labels = {"capability": "email_sending", "provider": "primary", "reason": "slow_calls"}
