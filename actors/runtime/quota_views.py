@@ -35,12 +35,7 @@ from actors.policy.retry_after import RetryHint, retry_hint
 from actors.policy.skips import SkipReason
 from actors.runtime.specs import ProviderSpec
 
-__all__ = ["QuotaViews", "metered", "quota_checks", "quota_hint", "quota_plan"]
-
-
-def metered(spec: ProviderSpec) -> bool:
-    """Whether the provider actor keeps spend for it (spending.Spending.active)."""
-    return spec.price is not None or spec.quota is not None or (spec.balance.check and spec.balance.readable)
+__all__ = ["QuotaViews", "quota_checks", "quota_hint", "quota_plan"]
 
 
 class QuotaViews:
@@ -85,7 +80,7 @@ class QuotaViews:
         for row in await store.spend_get(capability, now):
             rows.setdefault(row.provider, []).append(row)
         for name, spec in self.specs.items():
-            if name in self.learned or name not in rows or not metered(spec):
+            if name in self.learned or name not in rows or not spec.metered:
                 continue
             per = spec.quota.per if spec.quota is not None else Period.MONTH
             row = next((r for r in rows[name] if r.period == str(per)), rows[name][0])

@@ -30,7 +30,6 @@ from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.chaos import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
-from actors.runtime.quota_views import metered
 from actors.runtime.router_core import RouterCore
 from actors.runtime.specs import CapabilitySpec
 
@@ -235,7 +234,7 @@ class RouterActor:
         Asked before its first request, not at start: an idle router never
         opens the store (`up` starts every router at once)."""
         core = self._core
-        if not any(metered(p) for p in core.spec.providers) or core.seen.quotas.learned:
+        if not any(p.metered for p in core.spec.providers) or core.seen.quotas.learned:
             return
         try:
             await asyncio.wait_for(core.seen.quotas.load(core.store(), core.capability, core.clock.time()), timeout_s)

@@ -147,6 +147,16 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     balance: BalanceSpec = msgspec.field(default_factory=BalanceSpec)
 
     @property
+    def reads_balance(self) -> bool:
+        """Its live balance is read: its adapter can, and the config did not say not to."""
+        return self.balance.check and self.balance.readable
+
+    @property
+    def metered(self) -> bool:
+        """Its provider actor keeps spend for it (a price, a quota or a live balance)."""
+        return self.price is not None or self.quota is not None or self.reads_balance
+
+    @property
     def actor_name(self) -> str:
         return provider_name(self.capability, self.name)
 

@@ -48,14 +48,9 @@ from actors.runtime.specs import ProviderSpec
 
 log = logging.getLogger("aicmo.spending")
 
-__all__ = ["NANOS", "Spending", "meters_balance"]
+__all__ = ["NANOS", "Spending"]
 
 NANOS = Decimal(1_000_000_000)
-
-
-def meters_balance(spec: ProviderSpec, adapter: Adapter) -> bool:
-    """Whether the provider's live balance is read: its adapter can, and the config did not say not to."""
-    return spec.balance.check and type(adapter).balance is not Adapter.balance
 
 
 class Spending:
@@ -66,8 +61,8 @@ class Spending:
         self.spec = spec
         self.adapter = adapter
         self.price, self.quota = spec.price, spec.quota
-        self.reads_balance = meters_balance(spec, adapter)
-        self.active = self.price is not None or self.quota is not None or self.reads_balance
+        self.reads_balance = spec.reads_balance
+        self.active = spec.metered
         self.policy = CostPolicy(near_zero=spec.balance.near_zero)
         self.per = self.quota.per if self.quota is not None else Period.MONTH
         self._store = store

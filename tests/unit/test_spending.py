@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors.config import parse_config
@@ -192,7 +193,8 @@ def test_a_provider_metered_only_for_its_balance_starts_metering_with_its_first_
             return 500.0
 
     cap = spec({"name": "zb", "adapter": "simulated"})
-    provider = cap.providers[0]
+    simulated = cap.providers[0]  # as build_spec writes it for an adapter with a balance (zerobounce, neverbounce)
+    provider = msgspec.structs.replace(simulated, balance=msgspec.structs.replace(simulated.balance, readable=True))
 
     async def run() -> list[bool]:
         seen = []
