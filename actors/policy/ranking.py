@@ -59,11 +59,11 @@ def by_health(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 def by_cost(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The cheapest provider with quota left first (actors/policy/cost.py);
+    """The cheapest provider with quota left first (actors/policy/cost/quota.py);
     re-exported here, lazily (cost imports this module), so the contract's
     `actors.policy.ranking:by_cost` loads. Looked up by name at the call,
     as `load_rank_policy` does: this module does not depend on cost."""
-    return importlib.import_module("actors.policy.cost").by_cost(candidates)
+    return importlib.import_module("actors.policy.cost.quota").by_cost(candidates)
 
 
 def configured_order(candidates: Sequence[Candidate]) -> list[Candidate]:

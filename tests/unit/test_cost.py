@@ -12,12 +12,12 @@ import yaml
 from pydantic import ValidationError
 
 from actors.errors import ErrorKind
-from actors.policy.cost import (
+from actors.policy.cost.config import BalanceConfig, CostConfig, QuotaConfig, currency_problems
+from actors.policy.cost.quota import (
     CHARGE_BY_KIND, Balance, Charge, CostEvent, CostPolicy, CostView, CostedCandidate, Exhaustion, Period, PeriodTurned,
     Price, Quota, QuotaExhausted, QuotaWarning, Spend, account, balance_left, by_cost, charge_of, cost_view,
     period_bounds, plan_within_quota, quota_recommendations, quota_retry_after_s, quota_skips, quota_status, rollover,
 )
-from actors.policy.cost_config import BalanceConfig, CostConfig, QuotaConfig, currency_problems
 from actors.policy.health import Health, HealthSnapshot
 from actors.policy.ranking import Candidate, by_health, load_rank_policy, plan_attempts
 from actors.policy.skips import SkipReason

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from actors.adapters.airtable import MAX_RECORDS_PER_REQUEST, AirtableAdapter, chunks
+from actors.adapters.crm.airtable import MAX_RECORDS_PER_REQUEST, AirtableAdapter, chunks
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import UpsertContact
 from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run

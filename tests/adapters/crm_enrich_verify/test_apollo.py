@@ -7,7 +7,7 @@ import datetime as dt
 import httpx
 import pytest
 
-from actors.adapters.apollo import ApolloAdapter, apollo_retry_after, normalise_person
+from actors.adapters.enrichment.apollo import ApolloAdapter, apollo_retry_after, normalise_person
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import EnrichPerson
 from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run

@@ -10,13 +10,13 @@ import sys
 import httpx
 import pytest
 
-from actors.adapters.airtable import AirtableAdapter
-from actors.adapters.apollo import ApolloAdapter
-from actors.adapters.dropcontact import DropcontactAdapter
-from actors.adapters.hubspot import HubSpotAdapter
-from actors.adapters.neverbounce import NeverBounceAdapter
+from actors.adapters.crm.airtable import AirtableAdapter
+from actors.adapters.crm.hubspot import HubSpotAdapter
+from actors.adapters.enrichment.apollo import ApolloAdapter
+from actors.adapters.enrichment.dropcontact import DropcontactAdapter
 from actors.adapters.registry import get_adapter_class
-from actors.adapters.zerobounce import ZeroBounceAdapter
+from actors.adapters.verification.neverbounce import NeverBounceAdapter
+from actors.adapters.verification.zerobounce import ZeroBounceAdapter
 from actors.errors import AttemptTimeout, ProviderError, TransientError
 from actors.payloads import EnrichPerson, UpsertContact, VerifyEmail
 from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from actors.adapters.dropcontact import DropcontactAdapter, qualification_status
+from actors.adapters.enrichment.dropcontact import DropcontactAdapter, qualification_status
 from actors.errors import (
     AttemptTimeout,
     AuthError,

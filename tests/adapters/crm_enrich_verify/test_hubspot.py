@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from actors.adapters.hubspot import HubSpotAdapter, HubSpotSettings, hubspot_retry_after
+from actors.adapters.crm.hubspot import HubSpotAdapter, HubSpotSettings, hubspot_retry_after
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import UpsertContact
 from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run

@@ -10,18 +10,18 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.adapters.airtable import AirtableAdapter
-from actors.adapters.apollo import ApolloAdapter
-from actors.adapters.dropcontact import DropcontactAdapter
-from actors.adapters.hubspot import HubSpotAdapter
-from actors.adapters.neverbounce import NeverBounceAdapter
-from actors.adapters.zerobounce import ZeroBounceAdapter
+from actors.adapters.crm.airtable import AirtableAdapter
+from actors.adapters.crm.hubspot import HubSpotAdapter
+from actors.adapters.enrichment.apollo import ApolloAdapter
+from actors.adapters.enrichment.dropcontact import DropcontactAdapter
+from actors.adapters.verification.neverbounce import NeverBounceAdapter
+from actors.adapters.verification.zerobounce import ZeroBounceAdapter
 from actors.errors import AttemptTimeout, AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import EnrichPerson, UpsertContact, VerifyEmail
 from actors.sandbox.airtable import AirtableStandIn
 from actors.sandbox.apollo import ApolloStandIn
 from actors.sandbox.base import Faults, SandboxRunner
-from actors.sandbox.crm_enrich_verify_common import classify
+from actors.sandbox.contacts import classify
 from actors.sandbox.dropcontact import DropcontactStandIn, qualification
 from actors.sandbox.hubspot import HubSpotStandIn
 from actors.sandbox.neverbounce import NeverBounceStandIn
@@ -351,7 +351,7 @@ def test_neverbounce_errors_come_inside_200s(sandbox):
     run(good.probe())
 
 
-# --- live balances (actors/runtime/spending.py reads them) --------------------------
+# --- live balances (actors/provider/spending.py reads them) --------------------------
 
 def test_verifiers_read_their_live_balance_from_the_stand_ins(sandbox):
     zb, nb = sandbox["zerobounce"], sandbox["neverbounce"]
@@ -375,8 +375,8 @@ def test_a_verifier_whose_balance_is_near_zero_is_treated_as_spent(sandbox, tmp_
     balance at or below `near_zero` is a spent quota, back once a reading shows more."""
     from actors.config import parse_config
     from actors.durable.sqlite import SqliteStore
-    from actors.runtime.provider_core import ProviderCore
-    from actors.runtime.specs import build_spec
+    from actors.provider.core import ProviderCore
+    from actors.specs import build_spec
 
     cfg = parse_config({"state": {"url": str(tmp_path)}, "capabilities": {"email_verification": {"providers": [
         {"name": "zb", "adapter": "zerobounce", "settings": {"api_key": KEY, "base_url": sandbox.url("zerobounce")},

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.adapters.neverbounce import NeverBounceAdapter
-from actors.adapters.zerobounce import ZeroBounceAdapter, zerobounce_status
+from actors.adapters.verification.neverbounce import NeverBounceAdapter
+from actors.adapters.verification.zerobounce import ZeroBounceAdapter, zerobounce_status
 from actors.errors import (
     AuthError,
     ErrorKind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.adapters.ayrshare import AyrshareAdapter
+from actors.adapters.social.ayrshare import AyrshareAdapter
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
 from tests.adapters.social_webhook.helpers import Script, answer, build, ctx, raises, run

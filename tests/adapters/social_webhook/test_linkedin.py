@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from actors.adapters.linkedin import LinkedInAdapter, escape_little
+from actors.adapters.social.linkedin import LinkedInAdapter, escape_little
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
 from tests.adapters.social_webhook.helpers import Script, answer, build, ctx, raises, run

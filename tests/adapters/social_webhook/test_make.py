@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from actors.adapters.make import MakeWebhookAdapter
+from actors.adapters.webhooks.make import MakeWebhookAdapter
 from actors.errors import AttemptTimeout, AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import Dispatch
 from tests.adapters.social_webhook.helpers import Script, answer, ctx, raises, run

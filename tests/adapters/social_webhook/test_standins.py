@@ -7,11 +7,11 @@ import time
 import httpx
 import pytest
 
-from actors.adapters.ayrshare import AyrshareAdapter
-from actors.adapters.linkedin import LinkedInAdapter
-from actors.adapters.make import MakeWebhookAdapter
-from actors.adapters.webhook import StandardWebhookAdapter
-from actors.adapters.x import XAdapter
+from actors.adapters.social.ayrshare import AyrshareAdapter
+from actors.adapters.social.linkedin import LinkedInAdapter
+from actors.adapters.social.x import XAdapter
+from actors.adapters.webhooks.make import MakeWebhookAdapter
+from actors.adapters.webhooks.webhook import StandardWebhookAdapter
 from actors.errors import AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import Dispatch, PublishPost
 from tests.adapters.social_webhook.helpers import build, ctx, raises, reset_all, run

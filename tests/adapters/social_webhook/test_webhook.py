@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from actors.adapters.webhook import StandardWebhookAdapter, decode_secret, message_id, sign
+from actors.adapters.webhooks.webhook import StandardWebhookAdapter, decode_secret, message_id, sign
 from actors.errors import AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import Dispatch
 from actors.sandbox.webhook import WebhookReceiverStandIn
@@ -171,7 +171,7 @@ def test_a_short_secret_is_a_warning() -> None:
 
 
 def test_the_provider_actor_counts_a_real_health_check_only() -> None:
-    from actors.runtime.provider_core import ProviderCore
+    from actors.provider.core import ProviderCore
     from tests.unit.fakes import provider_spec
 
     for health_url, counted in ((None, 0), ("https://hooks.example.com/health", 1)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.adapters.x import XAdapter, weighted_length, x_retry_after
+from actors.adapters.social.x import XAdapter, weighted_length, x_retry_after
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
 from tests.adapters.social_webhook.helpers import Script, answer, ctx, raises, run
