@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import msgspec
 
-from actors.policy.cost.quota import CostedCandidate
 from actors.policy.health import HealthSnapshot
 from actors.policy.hedging import LatencyWindow
 from actors.policy.ranking import Candidate
@@ -73,7 +72,7 @@ class ProviderViews:
 
     def candidates(self, now: float) -> list[Candidate]:
         return [
-            CostedCandidate(name=name, index=self.providers[name].index, health=v.health,
+            Candidate(name=name, index=self.providers[name].index, health=v.health,
                             unreachable_until=v.unreachable_until, trial_in_flight=v.trial_in_flight,
                             last_resort=self.providers[name].last_resort,
                             rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0,

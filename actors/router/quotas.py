@@ -107,14 +107,14 @@ def quota_plan(candidates: Sequence[Candidate], now: float, rank: RankPolicy) ->
     plan = plan_within_quota(candidates, now, rank)
     if not any(s.reason is SkipReason.QUOTA_EXHAUSTED for s in plan.skipped):
         return plan
-    views = {c.name: getattr(c, "cost", None) for c in candidates}
+    views = {c.name: c.cost for c in candidates}
     skipped = [msgspec.structs.replace(s, detail=f"quota_exhausted: {_until(views[s.name].resets_at)}")
                if s.reason is SkipReason.QUOTA_EXHAUSTED and not s.detail else s for s in plan.skipped]
     return msgspec.structs.replace(plan, skipped=skipped)
 
 
 def _spent(c: Candidate) -> bool:
-    view = getattr(c, "cost", None)
+    view = c.cost
     return not c.last_resort and view is not None and view.exhausted is not None
 
 

@@ -28,25 +28,22 @@ semantics its SQL must match (docs/cost-outliers-chaos.md).
 `Balance` reading, less the calls made since it was read, at or below
 `near_zero` credits is treated like a spent quota (`Exhaustion.BALANCE`).
 
-**How cost reaches the ranking** without changing `ranking.Candidate`:
-`CostedCandidate` is a `Candidate` subclass with one more field, `cost`
-(a `CostView`, None when nothing is known); every existing policy reads it
-as a plain `Candidate`. The router builds `CostedCandidate`s (the view
-comes from the provider's status, see `quota_status` and `cost_view`) and
-calls `plan_within_quota` instead of `plan_attempts`, whatever the ranking:
-a spent quota is a hard limit under any ranking, skipped with the typed
+**How cost reaches the ranking**: a `Candidate` (actors/policy/candidate.py)
+carries a `cost` field (a `CostView`, None when nothing is known) that every
+other policy ignores. The router fills it in (the view comes from the
+provider's status, see `quota_status` and `cost_view`) and calls
+`plan_within_quota` instead of `plan_attempts`, whatever the ranking: a
+spent quota is a hard limit under any ranking, skipped with the typed
 reason `quota_exhausted` and never counted against health. The ranking
-`by_cost` (named `actors.policy.ranking:by_cost` in the contract; the
-wiring re-exports it there, lazily, since this module imports ranking) puts
-the cheapest first among the providers the health rules allow; a plain
-`Candidate` or a `cost` of None has an unknown price and ranks after every
-priced provider (write `per_call: 0` for a free one).
+`by_cost` (actors/policy/ranking.py, named `actors.policy.ranking:by_cost`
+in the contract, and re-exported here) puts the cheapest first among the
+providers the health rules allow; a `cost` of None has an unknown price and
+ranks after every priced provider (write `per_call: 0` for a free one).
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -55,13 +52,13 @@ from decimal import Decimal
 import msgspec
 
 from actors.errors import ErrorKind
-from actors.policy.health import Health
-from actors.policy.ranking import Candidate, Plan, RankPolicy, Skip, by_health, plan_attempts
+from actors.policy.candidate import Candidate, CostView, Exhaustion
+from actors.policy.ranking import Plan, RankPolicy, Skip, by_cost, by_health, plan_attempts
 from actors.policy.recommendation import Recommendation
 from actors.policy.skips import SkipReason
 
 __all__ = [
-    "CHARGE_BY_KIND", "Balance", "Charge", "CostEvent", "CostPolicy", "CostView", "CostedCandidate", "Exhaustion",
+    "CHARGE_BY_KIND", "Balance", "Charge", "CostEvent", "CostPolicy", "CostView", "Exhaustion",
     "Period", "PeriodTurned", "Price", "Quota", "QuotaExhausted", "QuotaStatus", "QuotaWarning", "Spend", "account",
     "balance_left", "by_cost", "charge_of", "cost_view", "period_bounds", "plan_within_quota", "quota_recommendations",
     "quota_retry_after_s", "quota_skips", "quota_status", "rollover",
@@ -234,14 +231,6 @@ def balance_left(balance: Balance, spend: Spend) -> float:
     return balance.remaining - max(0, spend.lifetime_calls - balance.lifetime_calls_at)
 
 
-class Exhaustion(str, enum.Enum):
-    QUOTA = "quota"       # the period's quota is used up
-    BALANCE = "balance"   # the provider's live balance is near zero
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True)
 class CostPolicy:
     near_zero: float = 10.0      # a balance at or below this many calls is spent (calls in flight, stale reading)
@@ -285,16 +274,6 @@ def quota_status(spend: Spend | None, now: float, *, price: Price | None, quota:
     )
 
 
-class CostView(msgspec.Struct, frozen=True, kw_only=True):
-    """What the ranking reads of a provider's cost."""
-
-    per_call: float | None = None       # None: unknown price
-    currency: str | None = None
-    exhausted: Exhaustion | None = None
-    resets_at: float | None = None      # when a spent quota comes back (None for a balance: the next reading says)
-    quota_left: int | None = None
-
-
 def cost_view(status: QuotaStatus, price: Price | None) -> CostView:
     return CostView(
         per_call=float(price.per_call) if price is not None else None,
@@ -305,32 +284,6 @@ def cost_view(status: QuotaStatus, price: Price | None) -> CostView:
     )
 
 
-class CostedCandidate(Candidate, frozen=True, kw_only=True):
-    cost: CostView | None = None
-
-
-def _cost(c: Candidate) -> CostView | None:
-    return c.cost if isinstance(c, CostedCandidate) else None
-
-
-def by_cost(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The cheapest provider with quota left among those the health rules
-    allow, first; ties by the seed's key (`by_health`'s order).
-
-    Order: quota left before spent (spent ones are skipped by
-    `plan_within_quota`; here they only go last), then not UNHEALTHY before
-    UNHEALTHY (plan_attempts defers those cooling down and gives one a
-    trial), then the price (unknown last), then by_health's order."""
-    seed = {id(c): i for i, c in enumerate(by_health(candidates))}
-
-    def key(c: Candidate) -> tuple:
-        view = _cost(c)
-        price = view.per_call if view is not None and view.per_call is not None else math.inf
-        return (view is not None and view.exhausted is not None, c.health.state is Health.UNHEALTHY, price, seed[id(c)])
-
-    return sorted(candidates, key=key)
-
-
 def quota_skips(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[Skip]]:
     """The candidates that may be tried, and the skips of those whose quota
     (or balance) is spent, with the typed reason. The last resort (the
@@ -338,7 +291,7 @@ def quota_skips(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[
     kept: list[Candidate] = []
     skipped: list[Skip] = []
     for c in candidates:
-        view = _cost(c)
+        view = c.cost
         if view is not None and view.exhausted is not None and not c.last_resort:
             skipped.append(Skip(c.name, SkipReason.QUOTA_EXHAUSTED))
         else:
@@ -361,7 +314,7 @@ def quota_retry_after_s(candidates: Sequence[Candidate], now: float) -> float | 
     period turns (a Retry-After). None when some provider has quota left,
     or a spent balance is all that blocks (only the next reading can tell)."""
     real = [c for c in candidates if not c.last_resort]
-    views = [_cost(c) for c in real]
+    views = [c.cost for c in real]
     if not real or any(v is None or v.exhausted is None for v in views):
         return None
     resets = [v.resets_at for v in views if v is not None and v.resets_at is not None]
