@@ -11,7 +11,7 @@ from actors.adapters.webhooks.webhook import StandardWebhookAdapter, decode_secr
 from actors.errors import AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import Dispatch
 from actors.sandbox.webhook import WebhookReceiverStandIn
-from tests.adapters.social_webhook.helpers import Script, answer, ctx, raises, run
+from tests.adapters.script import Script, answer, ctx, raises, run
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 URL = "https://hooks.example.com/aicmo"

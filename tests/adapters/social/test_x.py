@@ -7,7 +7,7 @@ import pytest
 from actors.adapters.social.x import XAdapter, weighted_length, x_retry_after
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
-from tests.adapters.social_webhook.helpers import Script, answer, ctx, raises, run
+from tests.adapters.script import Script, answer, ctx, raises, run
 
 TOKEN = "x-user-token-8c1d0e"
 NOW = 1_800_000_000.0

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from actors.adapters.crm.hubspot import HubSpotAdapter, HubSpotSettings, hubspot_retry_after
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import UpsertContact
-from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run
+from tests.adapters.recorder import SECRET, Recorder, ctx, make, reply, run
 
 ANN = UpsertContact(email="ann@acme.example", first_name="Ann", last_name="Lee", company="Acme",
                     fields={"lifecyclestage": "lead", "hs_lead_score": 7, "newsletter": True})

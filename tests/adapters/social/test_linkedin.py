@@ -8,7 +8,7 @@ import pytest
 from actors.adapters.social.linkedin import LinkedInAdapter, escape_little
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
-from tests.adapters.social_webhook.helpers import Script, answer, build, ctx, raises, run
+from tests.adapters.script import Script, answer, build, ctx, raises, run
 
 TOKEN = "li-secret-token-5f2a9c"
 PERSON = "urn:li:person:abc123"

@@ -1,4 +1,5 @@
-"""What all six adapters share: dry runs send nothing, transport failures map to
+"""What the six HTTP adapters of crm_sync, lead_enrichment and
+email_verification share: dry runs send nothing, transport failures map to
 kinds, secrets stay out of errors, one client reused and closed, defaults
 point at the real providers, httpx is imported only when used."""
 
@@ -19,7 +20,7 @@ from actors.adapters.verification.neverbounce import NeverBounceAdapter
 from actors.adapters.verification.zerobounce import ZeroBounceAdapter
 from actors.errors import AttemptTimeout, ProviderError, TransientError
 from actors.payloads import EnrichPerson, UpsertContact, VerifyEmail
-from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run
+from tests.adapters.recorder import SECRET, Recorder, ctx, make, reply, run
 
 CASES = [
     (AirtableAdapter, "upsert_contact", UpsertContact(email="ann@acme.example", first_name="Ann"),

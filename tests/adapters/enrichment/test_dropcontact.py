@@ -16,7 +16,7 @@ from actors.errors import (
     TransientError,
 )
 from actors.payloads import EnrichPerson, VerifyEmail
-from tests.adapters.crm_enrich_verify.helpers import SECRET, FakeClock, Recorder, ctx, reply, run
+from tests.adapters.recorder import SECRET, FakeClock, Recorder, ctx, reply, run
 
 SUBMITTED = reply(200, {"credits_left": 99, "request_id": "qzmxkpvlrtdnhwa", "error": False, "success": True})
 NOT_READY = reply(200, {"error": False, "reason": "Request not ready yet, try again in 30 seconds", "success": False})

@@ -10,7 +10,7 @@ import pytest
 from actors.adapters.enrichment.apollo import ApolloAdapter, apollo_retry_after, normalise_person
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import EnrichPerson
-from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run
+from tests.adapters.recorder import SECRET, Recorder, ctx, make, reply, run
 
 PERSON = {"id": "p1", "first_name": "Tim", "last_name": "Zheng", "name": "Tim Zheng", "title": "Founder & CEO",
           "linkedin_url": "http://www.linkedin.com/in/tim-zheng-677ba010", "email": "tim@apollo.io",

@@ -16,7 +16,7 @@ from actors.errors import (
     TransientError,
 )
 from actors.payloads import VerifyEmail
-from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run
+from tests.adapters.recorder import SECRET, Recorder, ctx, make, reply, run
 
 ADDR = VerifyEmail(email="ann@acme.example")
 

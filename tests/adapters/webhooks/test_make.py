@@ -8,7 +8,7 @@ import pytest
 from actors.adapters.webhooks.make import MakeWebhookAdapter
 from actors.errors import AttemptTimeout, AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import Dispatch
-from tests.adapters.social_webhook.helpers import Script, answer, ctx, raises, run
+from tests.adapters.script import Script, answer, ctx, raises, run
 
 TOKEN = "k3q9zt5w1hookprivate"
 URL = f"https://hook.eu1.make.com/{TOKEN}"

@@ -7,7 +7,7 @@ import pytest
 from actors.adapters.social.ayrshare import AyrshareAdapter
 from actors.errors import AuthError, MalformedResponse, NotSupported, ProviderRejected, RateLimited, TransientError
 from actors.payloads import PublishPost
-from tests.adapters.social_webhook.helpers import Script, answer, build, ctx, raises, run
+from tests.adapters.script import Script, answer, build, ctx, raises, run
 
 KEY = "ayr-api-key-77e0b1"
 PROFILE = "ayr-profile-key-0c4d"

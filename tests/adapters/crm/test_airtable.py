@@ -8,7 +8,7 @@ import pytest
 from actors.adapters.crm.airtable import MAX_RECORDS_PER_REQUEST, AirtableAdapter, chunks
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import UpsertContact
-from tests.adapters.crm_enrich_verify.helpers import SECRET, Recorder, ctx, make, reply, run
+from tests.adapters.recorder import SECRET, Recorder, ctx, make, reply, run
 
 SETTINGS = {"token": SECRET, "base_id": "appBASE123", "table": "tblContacts"}
 ANN = UpsertContact(email="ann@acme.example", first_name="Ann", last_name="Lee", company="Acme",
