@@ -13,7 +13,8 @@ import msgspec
 from actors.durable.store import StoreHealth
 from actors.errors import ErrorKind, request_error
 from actors.policy.health import Health, HealthSnapshot
-from actors.policy.outlier import Sample
+from actors.policy.outliers.detection import Sample
+from actors.policy.recommendation import Recommendation  # noqa: F401 - re-exported (SelfCheckReport carries it)
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,8 +102,8 @@ class CallReply(Message):
     health: HealthSnapshot = HealthSnapshot()
     maybe_delivered: bool = False  # failed, but the provider may have acted on it
     replayed: bool = False         # answered from the journal: delivered earlier, not sent again
-    injected: bool = False         # a live fault acted on it (actors/runtime/faults.py); its failure sent nothing
-    quota_exhausted: str | None = None   # quota | balance: the provider's quota is spent (actors/runtime/spending.py)
+    injected: bool = False         # a live fault acted on it (actors/provider/faults.py); its failure sent nothing
+    quota_exhausted: str | None = None   # quota | balance: the provider's quota is spent (actors/provider/spending.py)
     quota_resets_at: float | None = None  # when a spent quota's period turns
 
 
@@ -159,7 +160,7 @@ class ProviderStatus(Message):
     cleartext: list[str] = []    # settings that send credentials unencrypted over the network (actors/adapters/cleartext.py)
     reachable: bool = True       # False when the actor could not be asked
     fault: FaultStatus | None = None  # a live fault (`aicmo-gateway chaos inject`); gone when it expires
-    spend: float = 0.0           # this period's charged calls, in `currency` (actors/policy/cost.py)
+    spend: float = 0.0           # this period's charged calls, in `currency` (actors/policy/cost/quota.py)
     currency: str | None = None
     quota_left: int | None = None        # None without a quota
     quota_limit: int | None = None
@@ -260,15 +261,6 @@ class ProbeResult(Message):
     error: str | None = None
     latency_ms: float = 0.0
     delivers: bool = True
-
-
-class Recommendation(Message):
-    severity: str            # "critical", "warning", "info"
-    capability: str
-    provider: str | None
-    problem: str
-    evidence: str
-    fix: str
 
 
 class CapabilityCheck(Message):

@@ -204,6 +204,25 @@ def validate_payload(spec: MethodSpec, payload: Any) -> Payload:
 
 _encode_json = msgspec.json.Encoder().encode
 
+# The longest idempotency key `invoke` (and the HTTP API's Idempotency-Key) takes.
+MAX_KEY_LENGTH = 256
+
+
+def check_options(idempotency_key: Any, deadline_s: Any) -> None:
+    """The options of `invoke`, refused with a PayloadError that says why."""
+    if idempotency_key is not None:
+        if not (isinstance(idempotency_key, str) and idempotency_key.strip()):
+            raise PayloadError("idempotency_key must be a non-empty string")
+        if len(idempotency_key) > MAX_KEY_LENGTH:
+            raise PayloadError(f"idempotency_key is {len(idempotency_key)} characters long; at most {MAX_KEY_LENGTH}")
+        try:
+            idempotency_key.encode()
+        except UnicodeEncodeError:
+            raise PayloadError("idempotency_key is not valid Unicode (a lone surrogate)") from None
+    if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float))
+                                   or not 0 < deadline_s < float("inf")):
+        raise PayloadError(f"deadline_s must be a positive number of seconds, got {str(deadline_s)[:40]!r}")
+
 
 def _bad_unicode_path(node: Any, path: str) -> str:
     if isinstance(node, str):

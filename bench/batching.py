@@ -35,8 +35,8 @@ METHODS = {
 
 
 def in_process_router(cap_spec: Any) -> Any:
-    from actors.runtime.provider_core import ProviderCore
-    from actors.runtime.router_core import RouterCore
+    from actors.provider.core import ProviderCore
+    from actors.router.core import RouterCore
 
     providers = {p.name: ProviderCore(p) for p in cap_spec.providers}
 

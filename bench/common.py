@@ -57,7 +57,7 @@ BENCH_ACTORS = 64
 def local_ray(num_cpus: int = 2, runtime_env: dict[str, Any] | None = None) -> Iterator[Any]:
     import ray
 
-    from actors.runtime.local_ray import init_local
+    from actors.deploy.local_ray import init_local
 
     # address="local": a private cluster, never a stale one from /tmp/ray; sized so
     # Ray's "worker processes have been started" warning does not fire for our actors.
@@ -90,8 +90,8 @@ def gateway(capabilities: dict[str, Any], policy: dict[str, Any] | None = None,
     state in a temporary directory (or at `state_url`); yield its spec;
     remove it afterwards."""
     from actors.config import parse_config
-    from actors.runtime.deploy import deploy, teardown
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy, teardown
+    from actors.specs import build_spec
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-bench-state-")
     try:

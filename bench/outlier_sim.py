@@ -9,7 +9,7 @@ seed's `plan_attempts`, `by_health` ranking), whose latency is drawn from
 its distribution; health is folded by the seed's `observe`; every provider
 is probed alike every `probe_interval_s`; outlier sweeps run every
 `interval_s` and, when ejection is on, their ejections demote the provider
-(`outlier_route.route` + `outlier_route.demote`), as the wiring will do in the router.
+(`demotion.who_to_demote` + `demotion.demote`), as the wiring will do in the router.
 
 It measures what the issue asks: the share of requests the slow provider
 serves and the p99 latency from the slowdown on, without and with
@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from actors.policy.health import Health, HealthPolicy, HealthSnapshot, Outcome, observe
-from actors.policy.outlier import (
+from actors.policy.outliers.demotion import demote, who_to_demote
+from actors.policy.outliers.detection import (
     Ejected,
     EjectionState,
     OutcomeWindow,
@@ -39,7 +40,6 @@ from actors.policy.outlier import (
     Source,
     sweep,
 )
-from actors.policy.outlier_route import demote, route
 from actors.policy.ranking import Candidate, by_health, plan_attempts
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,7 +132,7 @@ def simulate(scenario: Scenario, *, eject: bool, seed: int = 7, policy: OutlierP
         candidates = [Candidate(name=n, index=i_, health=health[n]) for i_, n in enumerate(names)]
         rank = by_health
         if eject:
-            r = route(states, now, [n for n in names if health[n].state is Health.UNHEALTHY], policy)
+            r = who_to_demote(states, now, [n for n in names if health[n].state is Health.UNHEALTHY], policy)
             rank = demote(by_health, r.demoted)
         name = plan_attempts(candidates, now, rank=rank).order[0]
         ms = latency(name, now)

@@ -55,8 +55,8 @@ def config(namespace: str, state_dir: str, enabled: bool) -> dict[str, Any]:
 @contextmanager
 def deployed(namespace: str, enabled: bool) -> Any:
     from actors.config import parse_config
-    from actors.runtime.deploy import deploy, teardown
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy, teardown
+    from actors.specs import build_spec
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-bench-state-")
     try:

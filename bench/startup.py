@@ -35,8 +35,8 @@ DEFAULT_CONFIG = ROOT / "config" / "default.yaml"
 NAMESPACE = "aicmo-bench-up"
 ROUNDS = 1
 # Imported one after another in a fresh bare actor, to attribute memory.
-IMPORT_STEPS = ["msgspec", "pydantic", "yaml", "sqlite3", "actors.payloads", "actors.config", "actors.runtime.provider",
-                "actors.runtime.router", "httpx", "aiohttp", "aiosmtplib", "aioimaplib"]
+IMPORT_STEPS = ["msgspec", "pydantic", "yaml", "sqlite3", "actors.payloads", "actors.config", "actors.provider.actor",
+                "actors.router.actor", "httpx", "aiohttp", "aiosmtplib", "aioimaplib"]
 
 
 def load_default(state_dir: str) -> dict[str, Any]:
@@ -71,13 +71,13 @@ def main() -> Path:
 
 def run(ray: Any, state_dir: str) -> dict[str, Any]:
     from actors.config import parse_config
-    from actors.runtime.deploy import (
+    from actors.deploy.gateway import (
         PROVIDER_OPTIONS,
         deploy,
         gateway_actor_names,
         teardown,
     )
-    from actors.runtime.specs import build_spec
+    from actors.specs import build_spec
 
     raw = load_default(state_dir)
     spec = build_spec(parse_config(raw, str(DEFAULT_CONFIG), env={}))

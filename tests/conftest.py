@@ -133,7 +133,7 @@ class Gateway:
         return self.client.invoke(capability, method, payload, **options)
 
     def teardown(self) -> None:
-        from actors.runtime.deploy import teardown
+        from actors.deploy.gateway import teardown
 
         teardown(self.namespace)
 
@@ -144,9 +144,9 @@ def gateway(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     actors with a state directory of their own, removed after the test.
     Deploying again into the same namespace keeps its state (a restart)."""
     from actors.config import parse_config
-    from actors.runtime.deploy import deploy as deploy_spec
-    from actors.runtime.deploy import teardown
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy as deploy_spec
+    from actors.deploy.gateway import teardown
+    from actors.specs import build_spec
 
     namespaces: dict[str, str] = {}
 

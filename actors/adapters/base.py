@@ -155,7 +155,7 @@ class Adapter:
     async def balance(self) -> float | None:
         """The provider's live balance in calls (credits left), for those
         whose API tells it; None: no balance to read. Near zero, the provider
-        is skipped like a spent quota (actors/runtime/spending.py)."""
+        is skipped like a spent quota (actors/provider/spending.py)."""
         return None
 
     @_redacting

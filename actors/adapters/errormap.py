@@ -17,13 +17,14 @@ its table does not name: a new library version forces a decision.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from actors.errors import ProviderError
+from actors.errors import ErrorKind, ProviderError
 
-__all__ = ["RAISE", "ExceptionMap", "Rule"]
+__all__ = ["RAISE", "ExceptionMap", "Rule", "classify"]
 
 W = TypeVar("W")  # what a rule needs to know of the call: provider, stage, settings
 
@@ -61,3 +62,14 @@ class ExceptionMap(Generic[W]):
         if rule is None:
             raise exc
         return rule(exc, where)
+
+
+def classify(exc: BaseException) -> tuple[ErrorKind, str, float | None, bool]:
+    """Sort an exception raised by an attempt into our closed set of kinds:
+    (kind, message, retry_after_s, maybe_delivered)."""
+    if isinstance(exc, ProviderError):
+        return exc.kind, exc.message, exc.retry_after_s, exc.maybe_delivered
+    if isinstance(exc, asyncio.TimeoutError):
+        # Cut off mid-call: the adapter may have sent the request already.
+        return ErrorKind.TIMEOUT, "no answer within the attempt's time", None, True
+    return ErrorKind.CRASHED, f"adapter raised {type(exc).__name__}: {exc}", None, True

@@ -24,30 +24,30 @@ BUILTIN: dict[str, str] = {
     "simulated": "actors.adapters.simulated:SimulatedAdapter",
     "outbox": "actors.adapters.outbox:OutboxAdapter",
     # email_sending
-    "smtp": "actors.adapters.smtp:SmtpAdapter",
-    "gmail": "actors.adapters.smtp:GmailSmtpAdapter",
-    "sendgrid": "actors.adapters.sendgrid:SendGridAdapter",
-    "mailgun": "actors.adapters.mailgun:MailgunAdapter",
+    "smtp": "actors.adapters.email.smtp:SmtpAdapter",
+    "gmail": "actors.adapters.email.smtp:GmailSmtpAdapter",
+    "sendgrid": "actors.adapters.email.sendgrid:SendGridAdapter",
+    "mailgun": "actors.adapters.email.mailgun:MailgunAdapter",
     # social_posting
-    "linkedin": "actors.adapters.linkedin:LinkedInAdapter",
-    "x": "actors.adapters.x:XAdapter",
-    "ayrshare": "actors.adapters.ayrshare:AyrshareAdapter",
+    "linkedin": "actors.adapters.social.linkedin:LinkedInAdapter",
+    "x": "actors.adapters.social.x:XAdapter",
+    "ayrshare": "actors.adapters.social.ayrshare:AyrshareAdapter",
     # crm_sync
-    "airtable": "actors.adapters.airtable:AirtableAdapter",
-    "hubspot": "actors.adapters.hubspot:HubSpotAdapter",
-    # lead_enrichment and email_verification
-    "apollo": "actors.adapters.apollo:ApolloAdapter",
-    "dropcontact": "actors.adapters.dropcontact:DropcontactAdapter",
-    "zerobounce": "actors.adapters.zerobounce:ZeroBounceAdapter",
-    "neverbounce": "actors.adapters.neverbounce:NeverBounceAdapter",
+    "airtable": "actors.adapters.crm.airtable:AirtableAdapter",
+    "hubspot": "actors.adapters.crm.hubspot:HubSpotAdapter",
+    # lead_enrichment
+    "apollo": "actors.adapters.enrichment.apollo:ApolloAdapter",
+    "dropcontact": "actors.adapters.enrichment.dropcontact:DropcontactAdapter",
+    # email_verification
+    "zerobounce": "actors.adapters.verification.zerobounce:ZeroBounceAdapter",
+    "neverbounce": "actors.adapters.verification.neverbounce:NeverBounceAdapter",
     # reply_fetching
-    "imap": "actors.adapters.imap:ImapAdapter",
-    "gmail_api": "actors.adapters.gmail_api:GmailApiAdapter",
+    "imap": "actors.adapters.replies.imap:ImapAdapter",
+    "gmail_api": "actors.adapters.replies.gmail_api:GmailApiAdapter",
     # webhook_dispatch
-    "make": "actors.adapters.make:MakeWebhookAdapter",
-    "webhook": "actors.adapters.webhook:StandardWebhookAdapter",
+    "make": "actors.adapters.webhooks.make:MakeWebhookAdapter",
+    "webhook": "actors.adapters.webhooks.webhook:StandardWebhookAdapter",
 }
-
 
 
 def _import(target: str) -> type[Adapter]:

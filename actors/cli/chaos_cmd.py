@@ -1,6 +1,6 @@
 """`aicmo-gateway chaos inject|list|clear`: live faults on a running
-gateway, for game days (policy: actors/policy/chaos.py; where they live:
-actors/runtime/faults.py and chaos_control.py).
+gateway, for game days (policy: actors/policy/chaos/faults.py; where they live:
+actors/provider/faults.py and chaos_control.py).
 
     aicmo-gateway chaos inject email_sending resend --fail 0.3 --for 600
     aicmo-gateway chaos inject email_sending resend --latency-ms 800 --error timeout --for 60
@@ -23,7 +23,7 @@ from typing import Any
 from actors.cli.connect import CliError, connect, supervisor
 from actors.cli.render import fault_text as describe
 from actors.errors import InvalidFault
-from actors.policy.chaos import Fault, FaultProblem, new_fault
+from actors.policy.chaos.faults import Fault, FaultProblem, new_fault
 
 __all__ = ["register", "who"]
 
@@ -60,7 +60,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     import ray
 
     from actors.cli import render
-    from actors.runtime.chaos_control import known_providers
+    from actors.supervisor.chaos_control import known_providers
 
     sup = supervisor(connect(args.address, args.namespace))
     spec = _spec(sup)
@@ -108,7 +108,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     import ray
 
     from actors.cli import render
-    from actors.runtime.chaos_control import known_providers
+    from actors.supervisor.chaos_control import known_providers
 
     sup = supervisor(connect(args.address, args.namespace))
     if args.capability is not None:

@@ -86,9 +86,9 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     from actors.cli import render
     from actors.client import Gateway
     from actors.config import StateConfig, load_config
-    from actors.runtime.deploy import deploy, teardown
-    from actors.runtime.local_ray import init_local
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy, teardown
+    from actors.deploy.local_ray import init_local
+    from actors.specs import build_spec
     from actors.sandbox.stack import SandboxStack
 
     started = time.monotonic()

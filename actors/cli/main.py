@@ -44,8 +44,8 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from actors.names import router_name
-    from actors.runtime.deploy import deploy
-    from actors.runtime.specs import build_http_spec, build_spec
+    from actors.deploy.gateway import deploy
+    from actors.specs import build_http_spec, build_spec
 
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
@@ -96,7 +96,7 @@ def _remove_http(namespace: str) -> bool:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from actors.runtime.deploy import teardown
+    from actors.deploy.gateway import teardown
 
     connect(args.address, args.namespace)
     http = _remove_http(args.namespace)

@@ -100,7 +100,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         raise CliError(2, f"cannot read {args.config}: {exc.strerror or exc}") from None
     spec = None
     if cfg is not None:
-        from actors.runtime.specs import build_spec
+        from actors.specs import build_spec
 
         spec = build_spec(cfg, source=str(Path(args.config).resolve()))
     if args.no_ray:

@@ -178,7 +178,7 @@ def audit_line(rec: dict[str, Any]) -> str:
         return (f"{at} {rec.get('capability')}/{rec.get('provider')} chaos {rec.get('event')} fault {f.get('id')}: "
                 f"fail {f.get('fail_rate', 0):.0%} {f.get('error')}, +{f.get('latency_ms', 0):.0f} ms"
                 + (f" by {rec['by']}" if rec.get("by") else ""))
-    if rec.get("type") == "outlier":  # an outlier ejection event (actors/runtime/outliers.py)
+    if rec.get("type") == "outlier":  # an outlier ejection event (actors/router/ejection.py)
         return f"{at} {rec.get('capability')} outlier {rec.get('event')} " + " ".join(
             f"{k}={rec[k]}" for k in ("name", "reason", "until", "ejections", "available", "total") if k in rec)
     head = f"{at} {rec.get('capability')}.{rec.get('method')}"

@@ -115,7 +115,7 @@ def parse_config(raw: Any, source: str = "<config>", env: dict[str, str] | None 
             except ValueError as exc:
                 problems.append((f"capabilities.{cap_name}.policy.routing.ranking", str(exc)))
             if cfg.capability_policy(cap_name).routing.ranking.endswith(":by_cost"):  # one currency to compare
-                from actors.policy.cost_config import currency_problems
+                from actors.policy.cost.config import currency_problems
 
                 costs = {p.name: p.cost for p in cfg.capabilities[cap_name].providers}
                 problems += [(f"capabilities.{cap_name}.providers", m) for m in currency_problems(costs)]

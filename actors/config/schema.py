@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from actors.adapters.base import AdapterSettings
 from actors.payloads import CAPABILITIES
 from actors.policy.budget import RetryBudget
-from actors.policy.chaos_config import ChaosConfig
-from actors.policy.cost_config import BalanceConfig, CostConfig, QuotaConfig
+from actors.policy.chaos.config import ChaosConfig
+from actors.policy.cost.config import BalanceConfig, CostConfig, QuotaConfig
 from actors.policy.health import HealthPolicy
 from actors.policy.hedging import HedgePolicy
-from actors.policy.outlier_config import OutlierConfig
+from actors.policy.outliers.config import OutlierConfig
 
 _NAME = r"^[a-z0-9][a-z0-9_\-]*$"
 

@@ -128,7 +128,7 @@ class StoreHealth(msgspec.Struct, frozen=True, kw_only=True):
 
 class SpendDelta(msgspec.Struct, frozen=True, kw_only=True):
     """Calls a provider actor made since its last flush, for one period
-    (actors/policy/cost.py): added to the stored counts, never written over
+    (actors/policy/cost/quota.py): added to the stored counts, never written over
     them, so a flush retried after a lost answer can only over-count."""
 
     capability: str
@@ -256,7 +256,7 @@ class StateStore(Protocol):
         of periods that ended more than SPEND_RETENTION_S ago go too."""
         ...
 
-    # spend: each provider actor's own rows (actors/runtime/spending.py)
+    # spend: each provider actor's own rows (actors/provider/spending.py)
     async def spend_add(self, deltas: Sequence[SpendDelta]) -> None:
         """Adds each delta to its period's row and to its provider's lifetime
         counter, in one transaction (rows made as needed)."""

@@ -32,7 +32,7 @@ from actors.errors import ErrorKind, GatewayError, NotDeployed
 from actors.http.auth import ApiKeys
 from actors.http.openapi import docs_page, openapi_document
 from actors.http.problems import Problem, for_result, problem
-from actors.runtime.request import MAX_KEY_LENGTH
+from actors.payloads import MAX_KEY_LENGTH
 
 __all__ = ["MAX_BODY_BYTES", "build_app"]
 

@@ -38,10 +38,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from actors.messages import Decision
 from actors.ops.privacy import UNKNOWN_METHOD, hash_key, method_label, scrub
+from actors.policy.outliers.events import OutlierEvent
 
-__all__ = ["AuditLog", "audit_dir", "audit_record", "last_lines"]
+__all__ = ["AuditLog", "audit_dir", "audit_record", "last_lines", "outlier_record"]
 
 log = logging.getLogger("aicmo.audit")
 
@@ -62,7 +65,7 @@ def audit_dir(state_url: str, namespace: str | None = None, env: dict[str, str] 
     if "://" in state_url:
         if namespace is None:
             return None
-        from actors.runtime.specs import DEFAULT_STATE_DIR
+        from actors.specs import DEFAULT_STATE_DIR
 
         env = os.environ if env is None else env
         return Path(env.get("AICMO_STATE_DIR") or DEFAULT_STATE_DIR).expanduser() / namespace / "audit"
@@ -109,6 +112,15 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
         ],
         "error": scrub(d.error, redact, key),
     }
+
+
+def outlier_record(event: OutlierEvent, capability: str) -> dict[str, Any]:
+    """An event as an audit line: {"type": "outlier", "event": "Ejected", ...}."""
+    fields = msgspec.to_builtins(event)
+    name = fields.pop("type", type(event).__name__)
+    at = float(fields.get("at", time.time()))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+    return {"type": "outlier", "event": name, "capability": capability, **fields, "at": round(at, 3), "time": stamp}
 
 
 def last_lines(path: Path, n: int, block: int = 65536) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from actors.ops.audit import AuditLog, _iso
-from actors.policy.chaos import ChaosBook, ChaosEvent, Fault, FaultCleared, FaultInjected, expire, inject
+from actors.policy.chaos.faults import ChaosBook, ChaosEvent, Fault, FaultCleared, FaultInjected, expire, inject
 
 __all__ = ["ChaosAudit", "chaos_record"]
 

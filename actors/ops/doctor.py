@@ -181,8 +181,7 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
 def check_providers(spec: Any, timeout_s: float = 10.0) -> list[Finding]:
     from actors.errors import ErrorKind
     from actors.ops.reach import probe_specs, probe_targets
-    from actors.policy.recommend import for_provider
-    from actors.runtime.supervisor import facts_of
+    from actors.ops.recommend import facts_of, for_provider
 
     providers = [p for c in spec.capabilities for p in c.providers]
     targets = probe_targets(providers)

@@ -20,7 +20,7 @@ import msgspec
 
 from actors.errors import ErrorKind
 from actors.messages import ProviderStatus
-from actors.policy.recommend import ProviderTrend, slower_than_peers
+from actors.ops.recommend import ProviderTrend, slower_than_peers
 
 __all__ = ["History", "Sample", "union_length"]
 

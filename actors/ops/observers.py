@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.messages import CallReply, Decision, ProviderStatus
-from actors.ops.audit import AuditLog, audit_dir
+from actors.ops.audit import AuditLog, audit_dir, outlier_record
 from actors.ops.chaos_audit import ChaosAudit
 from actors.ops.hooks import HealthChange, HookRunner
 from actors.ops.metrics import (
@@ -30,10 +30,9 @@ from actors.ops.metrics import (
     outcome_of,
 )
 from actors.policy.health import Health
-from actors.policy.outlier import Ejected, OutlierEvent
+from actors.policy.outliers.detection import Ejected, OutlierEvent
 from actors.redaction import Redactor
-from actors.runtime.outliers import outlier_record
-from actors.runtime.specs import CapabilitySpec, ProviderSpec
+from actors.specs import CapabilitySpec, ProviderSpec
 
 __all__ = ["ProviderOps", "RouterOps"]
 
@@ -188,7 +187,7 @@ class ProviderOps(_Background):
                                 outcome_of(reply.ok, reply.error_kind))
 
     def spent(self, amount: float) -> None:
-        """A charged call's price (actors/runtime/spending.py), in the provider's currency."""
+        """A charged call's price (actors/provider/spending.py), in the provider's currency."""
         if self.buffer is not None and self.spec.price is not None:
             self.buffer.count("aicmo_provider_spend", self.spec.capability, self.spec.name, self.spec.price.currency,
                               value=amount)

@@ -34,8 +34,8 @@ import msgspec
 
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult
-from actors.policy.recommend import NodeReach
-from actors.runtime.specs import ProviderSpec
+from actors.ops.recommend import NodeReach
+from actors.specs import ProviderSpec
 
 __all__ = ["NodeInfo", "NodeProbes", "ProbeTarget", "Reachability", "node_targets", "probe_specs", "probe_target",
            "probe_targets"]
@@ -138,7 +138,7 @@ async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s
     """Build each provider's adapter here and run its probe, all at once,
     each within `timeout_s`. Errors are sorted into kinds and redacted."""
     from actors.redaction import Redactor
-    from actors.runtime.provider_core import classify
+    from actors.adapters.errormap import classify
 
     async def one(given: ProviderSpec | ProbeTarget) -> ProbeResult:
         started = time.monotonic()

@@ -31,7 +31,7 @@ import msgspec
 
 from actors.messages import Recommendation
 from actors.ops.reach import NodeInfo
-from actors.runtime.specs import GatewaySpec, StateSpec
+from actors.specs import GatewaySpec, StateSpec
 
 __all__ = ["NodeView", "SharedStoreReport", "check_shared_store", "hosting_nodes", "may_host"]
 
@@ -119,7 +119,7 @@ def _alive_with_resources() -> list[tuple[NodeInfo, dict[str, float]]]:
 # --- the tasks, run on the nodes ------------------------------------------------------
 def _write_marker(state: StateSpec, token: str, node: str) -> str | None:
     """Runs on the writer node: the error, or None."""
-    from actors.runtime.specs import open_spec_store
+    from actors.specs import open_spec_store
 
     async def write() -> None:
         store = open_spec_store(state)
@@ -138,7 +138,7 @@ def _write_marker(state: StateSpec, token: str, node: str) -> str | None:
 def _look_for_marker(state: StateSpec, token: str) -> tuple[bool, str]:
     """Runs on every other node: (seen, why not)."""
     from actors.durable import parse_state_url
-    from actors.runtime.specs import open_spec_store
+    from actors.specs import open_spec_store
 
     location = parse_state_url(state.url)
     if location.kind == "sqlite" and location.path not in (None, ":memory:"):

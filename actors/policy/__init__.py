@@ -1,1 +1,10 @@
-"""Pure policy: health transitions, ranking, recommendations. No Ray, no I/O, no clock."""
+"""Pure policy: no Ray, no I/O, no clock calls; tested with hand-built snapshots.
+
+Health transitions (`health.py`), what a plan knows of one provider
+(`candidate.py`), ranking and the plan (`ranking.py`), typed skips
+(`skips.py`), the gates before each attempt (`gates.py`), the retry budget,
+hedging, rate limits, retry hints, the recommendation type; and in
+subpackages, cost and quotas (`cost/`), outlier ejection (`outliers/`), live
+faults (`chaos/`). It imports only errors, payloads and the clock's types
+(tests/unit/test_structure.py).
+"""

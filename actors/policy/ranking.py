@@ -5,28 +5,22 @@ applies availability on top: providers cooling down, throttled or unreachable
 are skipped with a typed reason (policy.skips), and an UNHEALTHY provider whose cooldown has
 passed gets one half-open trial at the front. The policy is pluggable: any
 callable `(Sequence[Candidate]) -> list[Candidate]`, named in config by its
-dotted path (`routing.ranking`).
+dotted path (`routing.ranking`): `by_health` (the default), `by_cost`,
+`configured_order`. A `Candidate` is defined in policy/candidate.py (and
+importable from here).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Sequence
 
 import msgspec
 
-from actors.policy.health import Health, HealthSnapshot
+from actors.policy.candidate import Candidate
+from actors.policy.health import Health
 from actors.policy.skips import DEFERRED, Skip, SkipReason
-
-
-class Candidate(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    index: int                               # configured order, 0 first
-    health: HealthSnapshot
-    unreachable_until: float | None = None   # the router saw the actor dead or restarting
-    trial_in_flight: bool = False
-    rate_wait_s: float = 0.0                 # until our own rate limit for it has a free slot
-    last_resort: bool = False                # the outbox: only when no real provider can take it
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,11 +53,22 @@ def by_health(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 def by_cost(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The cheapest provider with quota left first (actors/policy/cost.py);
-    re-exported here, lazily (cost imports this module), so the contract's
-    `actors.policy.ranking:by_cost` loads. Looked up by name at the call,
-    as `load_rank_policy` does: this module does not depend on cost."""
-    return importlib.import_module("actors.policy.cost").by_cost(candidates)
+    """The cheapest provider with quota left among those the health rules
+    allow, first; ties by the seed's key (`by_health`'s order). The price
+    and quota are each candidate's `cost` (policy.cost makes them).
+
+    Order: quota left before spent (spent ones are skipped by
+    `cost.plan_within_quota`; here they only go last), then not UNHEALTHY
+    before UNHEALTHY (plan_attempts defers those cooling down and gives one
+    a trial), then the price (unknown last), then by_health's order."""
+    seed = {id(c): i for i, c in enumerate(by_health(candidates))}
+
+    def key(c: Candidate) -> tuple:
+        view = c.cost
+        price = view.per_call if view is not None and view.per_call is not None else math.inf
+        return (view is not None and view.exhausted is not None, c.health.state is Health.UNHEALTHY, price, seed[id(c)])
+
+    return sorted(candidates, key=key)
 
 
 def configured_order(candidates: Sequence[Candidate]) -> list[Candidate]:

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.sandbox.base import StandIn
-from actors.sandbox.crm_enrich_verify_common import PEOPLE, find_person
+from actors.sandbox.contacts import PEOPLE, find_person
 
 __all__ = ["ApolloStandIn"]
 

@@ -16,6 +16,7 @@ import asyncio
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -223,3 +224,37 @@ class SandboxRunner:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class SlidingWindow:
+    """At most `limit` events in any `window_s`; `limit` None means no limit."""
+
+    def __init__(self, limit: int | None, window_s: float, clock: Any = time.time):
+        self.limit = limit
+        self.window_s = window_s
+        self.clock = clock
+        self.events: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self.events and self.events[0] <= now - self.window_s:
+            self.events.popleft()
+
+    def allow(self) -> bool:
+        """Count one event if the window has room; False (and nothing counted) if it has none."""
+        if self.limit is None:
+            return True
+        now = self.clock()
+        self._trim(now)
+        if len(self.events) >= self.limit:
+            return False
+        self.events.append(now)
+        return True
+
+    def remaining(self) -> int | None:
+        if self.limit is None:
+            return None
+        self._trim(self.clock())
+        return max(0, self.limit - len(self.events))
+
+    def reset(self) -> None:
+        self.events.clear()

@@ -16,7 +16,7 @@ Error bodies: `{"error": true, "reason", "success": false}`, and
 15 kB a record (400). Records come back with only the populated fields;
 `email` is a list of {email, qualification} where the qualification
 (`nominative@pro`, `catch_all@pro`, ...; French labels with `language: fr`)
-follows the address rules in crm_enrich_verify_common.
+follows the address rules in contacts.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.sandbox.base import StandIn
-from actors.sandbox.crm_enrich_verify_common import PEOPLE, classify, find_person, is_free_domain
+from actors.sandbox.contacts import PEOPLE, classify, find_person, is_free_domain
 
 __all__ = ["DropcontactStandIn", "qualification"]
 

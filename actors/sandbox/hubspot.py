@@ -29,8 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.sandbox.base import StandIn
-from actors.sandbox.crm_enrich_verify_common import SlidingWindow
+from actors.sandbox.base import SlidingWindow, StandIn
 
 __all__ = ["HubSpotStandIn"]
 

@@ -8,7 +8,7 @@ documents: auth_failure (the message repeats the key, as NeverBounce's does),
 bad_referrer (with `referrer_locked`), throttle_triggered (a 429 fault, or
 over `checks_per_s`), temp_unavail (a down or failing stand-in),
 general_failure (a missing parameter). Results follow the address rules in
-crm_enrich_verify_common: valid, invalid, disposable, catchall, unknown as
+contacts.py: valid, invalid, disposable, catchall, unknown as
 named; a role address is valid with the role_account flag; spamtrap, toxic
 and do-not-contact addresses are invalid; abuse is valid.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.sandbox.base import StandIn
-from actors.sandbox.crm_enrich_verify_common import SlidingWindow, classify, is_free_domain
+from actors.sandbox.base import SlidingWindow, StandIn
+from actors.sandbox.contacts import classify, is_free_domain
 
 __all__ = ["NeverBounceStandIn"]
 

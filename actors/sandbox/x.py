@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.adapters.x import weighted_length
+from actors.adapters.social.x import weighted_length
 from actors.sandbox.base import StandIn
 
 __all__ = ["XStandIn"]

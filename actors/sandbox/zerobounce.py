@@ -7,7 +7,7 @@ The key is the `api_key` query parameter. A bad key (or no credits left) is
 an error inside an HTTP 200, as ZeroBounce's clients describe it:
 `{"error": "Invalid API key or your account ran out of credits"}` from
 validate, `{"Credits": "-1"}` from getcredits. Statuses follow the address
-rules in crm_enrich_verify_common:
+rules in contacts.py:
 
     valid -> valid            catchall -> catch-all       spamtrap -> spamtrap
     invalid -> invalid / mailbox_not_found                abuse -> abuse
@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.sandbox.base import StandIn
-from actors.sandbox.crm_enrich_verify_common import SlidingWindow, classify, is_free_domain
+from actors.sandbox.base import SlidingWindow, StandIn
+from actors.sandbox.contacts import classify, is_free_domain
 
 __all__ = ["ZeroBounceStandIn"]
 

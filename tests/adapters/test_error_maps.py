@@ -12,11 +12,11 @@ from types import ModuleType
 
 import pytest
 
+from actors.adapters.email.smtp import SmtpSettings
+from actors.adapters.email.smtp_errors import AIOSMTPLIB_ERRORS, SmtpCall
 from actors.adapters.errormap import RAISE, ExceptionMap
 from actors.adapters.http import HTTPX_ERRORS, HttpCall
-from actors.adapters.imap_session import AIOIMAPLIB_ERRORS, ImapCall
-from actors.adapters.smtp import SmtpSettings
-from actors.adapters.smtp_errors import AIOSMTPLIB_ERRORS, SmtpCall
+from actors.adapters.replies.imap_session import AIOIMAPLIB_ERRORS, ImapCall
 from actors.errors import AttemptTimeout, MalformedResponse, ProviderRejected, TransientError
 
 TABLES: dict[str, tuple[ExceptionMap, list[str]]] = {

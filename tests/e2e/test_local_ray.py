@@ -1,6 +1,6 @@
 """The private local Ray the demo and the benchmarks start: no "N PYTHON
 worker processes have been started ... the maximum expected startup
-concurrency" warning for a gateway's worth of actors (actors/runtime/local_ray.py).
+concurrency" warning for a gateway's worth of actors (actors/deploy/local_ray.py).
 Each run is a process of its own: one ray.init per process."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ SCRIPT = """
 import logging, sys, time
 from pathlib import Path
 import ray
-from actors.runtime.local_ray import init_local
+from actors.deploy.local_ray import init_local
 actors = 24
 if sys.argv[1] == "sized":
     init_local(ray, actors=actors, num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)

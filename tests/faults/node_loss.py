@@ -54,8 +54,8 @@ def run(n_requests: int, work: Path) -> dict[str, Any]:
 
     from actors.config import parse_config
     from actors.names import SUPERVISOR_NAME, router_name
-    from actors.runtime import deploy as deploy_module
-    from actors.runtime.specs import build_spec
+    from actors.deploy import gateway as deploy_module
+    from actors.specs import build_spec
     from tests.faults.accounting import CarefulCaller, account, mixed_requests, read_ledger, sim, wait_until
 
     timings: dict[str, float] = {}

@@ -221,7 +221,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
                store_mb: Any = lambda: None) -> dict[str, Any]:
-    from actors.runtime.deploy import gateway_actor_names
+    from actors.deploy.gateway import gateway_actor_names
 
     driver = Driver(ray)
     await driver.closed_loop(8, 3.0)  # warm the actors and their connections up
@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from actors.config import parse_config
-    from actors.runtime.deploy import deploy
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy
+    from actors.specs import build_spec
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-soak-state-")
     load_before = os.getloadavg()

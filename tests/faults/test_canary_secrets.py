@@ -256,8 +256,8 @@ def cli_outputs(ray: Any, namespace: str) -> dict[str, str]:
 
 def _core(adapter: str, settings: dict[str, Any], env: dict[str, str], transport: Any = None) -> Any:
     from actors.durable.sqlite import SqliteStore
-    from actors.runtime.provider_core import ProviderCore
-    from actors.runtime.specs import build_spec
+    from actors.provider.core import ProviderCore
+    from actors.specs import build_spec
 
     cap = sorted(get_adapter_class(adapter).capabilities)[0]
     raw = {"capabilities": {cap: {"providers": [{"name": adapter, "adapter": adapter, "settings": settings}]}}}

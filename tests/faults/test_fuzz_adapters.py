@@ -30,8 +30,8 @@ from actors.durable.sqlite import SqliteStore
 from actors.errors import ErrorKind
 from actors.messages import CallContext
 from actors.payloads import METHODS, validate_payload
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.specs import build_spec
+from actors.provider.core import ProviderCore
+from actors.specs import build_spec
 from tests.faults.canaries import provider_settings, secret_fields, webhook_secret
 from tests.faults.strategies import CLEAN_ADDRESS, CLEAN_TEXT, HEADER_NAME, one_line, valid_payloads
 

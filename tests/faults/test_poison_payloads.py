@@ -13,9 +13,9 @@ from typing import Any
 from actors.config import parse_config
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ErrorKind, TransientError
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.router_core import RouterCore
-from actors.runtime.specs import build_spec
+from actors.provider.core import ProviderCore
+from actors.router.core import RouterCore
+from actors.specs import build_spec
 from tests.unit.harness import EMAIL, Harness
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ErrorKind
-from actors.policy.chaos import new_fault
+from actors.policy.chaos.faults import new_fault
 
 pytestmark = pytest.mark.ray
 

@@ -147,8 +147,8 @@ def test_supervisor_reports_status_and_self_check(gateway, ray_cluster, tmp_path
 
 def test_redeploy_keeps_unchanged_actors_and_replaces_changed_ones(ray_cluster, tmp_path: Path) -> None:
     from actors.config import parse_config
-    from actors.runtime.deploy import deploy, teardown
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy, teardown
+    from actors.specs import build_spec
 
     config = {**email_config(tmp_path / "l.jsonl"), "namespace": "t-redeploy", "supervisor": {"check_interval_s": 0},
               "state": {"url": str(tmp_path / "state")}}
@@ -171,8 +171,8 @@ def test_a_supervisor_replaced_by_a_redeploy_still_hears_the_providers_it_kept(r
     a report to a supervisor that a redeploy replaced is sent again to the new one."""
     from actors.config import parse_config
     from actors.policy.health import Health
-    from actors.runtime.deploy import deploy, teardown
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy, teardown
+    from actors.specs import build_spec
 
     # No sampling: the new supervisor learns of the provider only by its push.
     supervisor = {"check_interval_s": 0, "drain_interval_s": 0, "sample_interval_s": 0}

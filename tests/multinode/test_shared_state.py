@@ -42,7 +42,7 @@ EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
 PRELUDE = """
 import sys, os, time
 sys.path.insert(0, os.getcwd())
-from actors.runtime.specs import router_name
+from actors.specs import router_name
 """
 
 

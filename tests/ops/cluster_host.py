@@ -67,8 +67,8 @@ def main() -> None:
 
     from actors.config import parse_config
     from actors.names import router_name
-    from actors.runtime.deploy import deploy
-    from actors.runtime.specs import build_spec
+    from actors.deploy.gateway import deploy
+    from actors.specs import build_spec
     from actors.sandbox.base import SandboxRunner
     from actors.sandbox.webhook import WebhookReceiverStandIn
 

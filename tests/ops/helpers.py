@@ -12,7 +12,7 @@ import msgspec
 from actors.config import parse_config
 from actors.ops.metrics import MemoryRecorder
 from actors.ops.observers import RouterOps
-from actors.runtime.specs import AuditSpec, build_spec
+from actors.specs import AuditSpec, build_spec
 from tests.unit.harness import Harness
 
 CANARY = "canary-Zt4Qx9-SECRET-do-not-log"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from actors.ops.doctor import check_config, check_providers
-from actors.runtime.specs import build_spec
+from actors.specs import build_spec
 
 BIN = Path(sys.executable).parent
 

@@ -8,15 +8,10 @@ from actors.errors import ErrorKind
 from actors.messages import ProbeResult, ProviderStatus
 from actors.ops.history import History, union_length
 from actors.ops.reach import NodeInfo, NodeProbes, Reachability
+from actors.ops.recommend import NodeReach, facts_of, for_ops, for_reachability, for_trends
 from actors.policy.health import Health
-from actors.policy.recommend import (
-    NodeReach,
-    for_ops,
-    for_reachability,
-    for_trends,
-)
-from actors.runtime.specs import build_spec
-from actors.runtime.supervisor import build_self_check, facts_of
+from actors.specs import build_spec
+from actors.supervisor.actor import build_self_check
 
 RAW = {"capabilities": {
     "email_sending": {"providers": [
@@ -151,7 +146,7 @@ def test_each_node_receives_only_the_credentials_of_providers_it_could_host() ->
 
     from actors.config import parse_config
     from actors.ops.reach import node_targets
-    from actors.runtime.specs import build_spec
+    from actors.specs import build_spec
 
     raw = {"capabilities": {"email_sending": {"providers": [
         {"name": "egress_only", "adapter": "sendgrid", "placement": {"resources": {"egress": 0.01}},

@@ -10,7 +10,7 @@ from typing import Any
 from actors.adapters.base import Adapter, AdapterSettings
 from actors.config import parse_config
 from actors.messages import CallContext
-from actors.runtime.specs import CapabilitySpec, ProviderSpec, build_spec
+from actors.specs import CapabilitySpec, ProviderSpec, build_spec
 
 
 def capability_spec(providers: list[str], capability: str = "email_sending", provider_policy: dict[str, dict] | None = None,

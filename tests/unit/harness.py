@@ -10,15 +10,15 @@ import asyncio
 from typing import Any
 
 from actors.adapters.outbox import OutboxAdapter
+from actors.clock import Clock as RouterClock
 from actors.durable import JournalEntry, KeyClaim
-from actors.payloads import METHODS, validate_payload
-from actors.runtime.idempotency import fingerprint
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ActorUnreachable, ErrorKind
 from actors.messages import CallContext
-from actors.runtime.clock import Clock as RouterClock
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.router_core import RouterCore
+from actors.payloads import METHODS, validate_payload
+from actors.provider.core import ProviderCore
+from actors.router.core import RouterCore
+from actors.router.idempotency import fingerprint
 from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
 
 EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}

@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from actors.errors import ErrorKind
-from actors.policy.chaos import (
+from actors.policy.chaos.config import ChaosConfig
+from actors.policy.chaos.faults import (
     INJECTABLE_KINDS, ChaosAction, ChaosBook, ChaosDecision, ChaosEvent, ChaosPolicy, Fault, FaultCleared,
     FaultExpired, FaultInjected, FaultProblem, InvalidFault, active, apply, clear, expire, inject, new_fault,
 )
-from actors.policy.chaos_config import ChaosConfig
 
 NOW = 1_000.0
 KNOWN = {"email_sending": ["resend", "smtp"], "email_verification": ["zerobounce"]}

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from actors.adapters.email.smtp import SmtpAdapter, SmtpSettings
 from actors.adapters.registry import get_adapter_class
-from actors.adapters.smtp import SmtpAdapter, SmtpSettings
 from actors.config import parse_config
 from actors.errors import ConfigError
 from actors.messages import ProbeResult, ProviderStatus
 from actors.ops.doctor import check_providers
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.specs import build_spec
-from actors.runtime.supervisor import build_self_check
+from actors.provider.core import ProviderCore
+from actors.specs import build_spec
+from actors.supervisor.actor import build_self_check
 
 SMTP = {"host": "mail.example.com", "port": 25, "tls_mode": "none", "username": "bot", "password": "pw-Zq81"}
 

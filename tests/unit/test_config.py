@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from actors.config import json_schema, load_config, parse_config
 from actors.errors import ConfigError
-from actors.runtime.specs import build_spec
+from actors.specs import build_spec
 
 
 def one_provider(settings: dict[str, Any] | None = None, **provider: Any) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def test_json_schema_describes_the_file() -> None:
 
 
 def test_placement_reaches_the_actor_options_provider_first() -> None:
-    from actors.runtime.specs import build_spec
+    from actors.specs import build_spec
 
     raw = {"placement": {"providers": {"resources": {"gateway": 0.01}}, "routers": {"num_cpus": 0.1}},
            "capabilities": {"email_sending": {"providers": [

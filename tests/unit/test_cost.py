@@ -12,12 +12,12 @@ import yaml
 from pydantic import ValidationError
 
 from actors.errors import ErrorKind
-from actors.policy.cost import (
-    CHARGE_BY_KIND, Balance, Charge, CostEvent, CostPolicy, CostView, CostedCandidate, Exhaustion, Period, PeriodTurned,
+from actors.policy.cost.config import BalanceConfig, CostConfig, QuotaConfig, currency_problems
+from actors.policy.cost.quota import (
+    CHARGE_BY_KIND, Balance, Charge, CostEvent, CostPolicy, CostView, Exhaustion, Period, PeriodTurned,
     Price, Quota, QuotaExhausted, QuotaWarning, Spend, account, balance_left, by_cost, charge_of, cost_view,
     period_bounds, plan_within_quota, quota_recommendations, quota_retry_after_s, quota_skips, quota_status, rollover,
 )
-from actors.policy.cost_config import BalanceConfig, CostConfig, QuotaConfig, currency_problems
 from actors.policy.health import Health, HealthSnapshot
 from actors.policy.ranking import Candidate, by_health, load_rank_policy, plan_attempts
 from actors.policy.skips import SkipReason
@@ -188,7 +188,7 @@ def cand(name: str, index: int, price: float | None = None, *, state: Health = H
     if plain:
         return Candidate(name=name, index=index, health=snap, last_resort=last_resort)
     view = CostView(per_call=price, currency="USD" if price is not None else None, exhausted=exhausted, resets_at=resets_at)
-    return CostedCandidate(name=name, index=index, health=snap, cost=view, last_resort=last_resort)
+    return Candidate(name=name, index=index, health=snap, cost=view, last_resort=last_resort)
 
 
 def names(cs) -> list[str]:
@@ -218,7 +218,10 @@ def test_ties_by_the_seeds_key() -> None:
 
 
 def test_by_cost_is_a_rank_policy() -> None:
+    # every path a config could name for it: the contract's, the old module's, the new module's
+    assert load_rank_policy("actors.policy.ranking:by_cost") is by_cost
     assert load_rank_policy("actors.policy.cost:by_cost") is by_cost
+    assert load_rank_policy("actors.policy.cost.quota:by_cost") is by_cost
     plan = plan_attempts([cand("dear", 0, 0.01), cand("cheap", 1, 0.002)], NOW, rank=by_cost)
     assert plan.order == ["cheap", "dear"]
 

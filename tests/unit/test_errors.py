@@ -9,8 +9,8 @@ import inspect
 import pkgutil
 
 import actors
-import actors.errors as errors
 from actors.errors import ATTEMPT_KINDS, REQUEST_KINDS, ErrorKind, GatewayError
+import actors.errors as errors
 
 # What users, the CLI and the HTTP API read: renaming one breaks them.
 WIRE_VALUES = {
@@ -59,7 +59,7 @@ def test_the_old_homes_of_moved_errors_still_name_them() -> None:
     from actors.http.deployment import HttpDeployError
     from actors.ops.hooks import HookError
     from actors.payloads import PayloadError
-    from actors.runtime.coalesce import WrongReplyCount
+    from actors.router.coalesce import WrongReplyCount
 
     assert {UnknownAdapter, CliError, InvalidStateUrl, HttpDeployError, HookError, PayloadError, WrongReplyCount} <= \
         {v for v in vars(errors).values() if inspect.isclass(v)}

@@ -1,4 +1,4 @@
-"""Live faults at the provider (actors/runtime/faults.py) and in the audit
+"""Live faults at the provider (actors/provider/faults.py) and in the audit
 log (actors/ops/chaos_audit.py), without Ray: ProviderCore with a scripted
 adapter, a router over in-process providers, the audit file, the metrics."""
 
@@ -21,9 +21,9 @@ from actors.ops.chaos_audit import ChaosAudit
 from actors.ops.metrics import MemoryRecorder
 from actors.ops.observers import ProviderOps
 from actors.payloads import SendEmail
-from actors.policy.chaos import Fault, FaultCleared, FaultInjected, new_fault
+from actors.policy.chaos.faults import Fault, FaultCleared, FaultInjected, new_fault
 from actors.policy.health import Health
-from actors.runtime.provider_core import ProviderCore
+from actors.provider.core import ProviderCore
 from tests.unit.fakes import Clock, ScriptedAdapter, provider_spec
 from tests.unit.harness import EMAIL, Harness
 
@@ -216,7 +216,7 @@ def test_status_prints_a_chaos_line() -> None:
 @pytest.mark.parametrize("raw", [{"chaos": {"allowed": False}}, {}])
 def test_the_config_reaches_the_spec(raw: dict) -> None:
     from actors.config import parse_config
-    from actors.runtime.specs import build_spec
+    from actors.specs import build_spec
 
     cfg = parse_config({**raw, "capabilities": {"email_sending": {"providers": [
         {"name": "a", "adapter": "simulated"}]}}}, env={})
@@ -256,14 +256,14 @@ class _Actors:
 
 def _gateway_spec(**chaos: Any) -> Any:
     from actors.config import parse_config
-    from actors.runtime.specs import build_spec
+    from actors.specs import build_spec
 
     return build_spec(parse_config({"chaos": chaos, "capabilities": {"email_sending": {"providers": [
         {"name": "p", "adapter": "simulated"}, {"name": "outbox", "adapter": "outbox"}]}}}, env={}))
 
 
 def test_the_supervisor_sets_lists_and_clears_faults_through_the_actors() -> None:
-    from actors.runtime import chaos_control
+    from actors.supervisor import chaos_control
 
     spec = _gateway_spec()
     actors = _Actors(spec)
@@ -285,7 +285,7 @@ def test_the_supervisor_sets_lists_and_clears_faults_through_the_actors() -> Non
 ])
 def test_the_supervisor_checks_a_fault_against_the_deployed_config(chaos: dict, provider: str, says: str) -> None:
     from actors.errors import InvalidFault
-    from actors.runtime import chaos_control
+    from actors.supervisor import chaos_control
 
     spec = _gateway_spec(**chaos)
     actors = _Actors(spec)

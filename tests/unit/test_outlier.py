@@ -9,29 +9,29 @@ import pytest
 
 from actors.errors import ErrorKind
 from actors.policy.health import Health, HealthSnapshot
-from actors.policy.outlier import (
+from actors.policy.outliers.demotion import demote, ejection_skips, who_to_demote
+from actors.policy.outliers.detection import (
+    EjectReason,
     Ejected,
     EjectionState,
-    EjectReason,
     OutcomeWindow,
     OutlierEvent,
     OutlierPolicy,
     PanicEnded,
     PanicStarted,
     ProviderView,
-    Returned,
     ReturnReason,
+    Returned,
     Sample,
     Source,
-    Spared,
     SpareReason,
+    Spared,
     ejection_s,
     in_panic,
     max_ejected,
     sample_of,
     sweep,
 )
-from actors.policy.outlier_route import demote, ejection_skips, route
 from actors.policy.ranking import Candidate, by_health, plan_attempts
 from actors.policy.skips import SkipReason
 
@@ -320,21 +320,21 @@ EJECTED = EjectionState(ejections=1, ejected_at=NOW - 1, ejected_until=NOW + 29,
 
 
 def test_route_demotes_the_ejected() -> None:
-    r = route({"slow": EJECTED, "a": EjectionState(), "b": EjectionState()}, NOW, (), POLICY)
+    r = who_to_demote({"slow": EJECTED, "a": EjectionState(), "b": EjectionState()}, NOW, (), POLICY)
     assert r.ejected == {"slow"} and r.demoted == {"slow"} and not r.panic
 
 
 def test_route_in_panic_disregards_ejections() -> None:
-    r = route({"slow": EJECTED, "a": EjectionState()}, NOW, {"a"}, POLICY)
+    r = who_to_demote({"slow": EJECTED, "a": EjectionState()}, NOW, {"a"}, POLICY)
     assert r.ejected == {"slow"} and r.demoted == frozenset() and r.panic
 
 
 def test_an_ejection_over_between_sweeps_is_over() -> None:
-    assert route({"slow": EJECTED, "a": EjectionState()}, NOW + 29, (), POLICY).ejected == frozenset()
+    assert who_to_demote({"slow": EJECTED, "a": EjectionState()}, NOW + 29, (), POLICY).ejected == frozenset()
 
 
 def test_route_when_disabled_demotes_nobody() -> None:
-    r = route({"slow": EJECTED, "a": EjectionState()}, NOW, (), OutlierPolicy(enabled=False))
+    r = who_to_demote({"slow": EJECTED, "a": EjectionState()}, NOW, (), OutlierPolicy(enabled=False))
     assert r.demoted == frozenset() and not r.panic
 
 
@@ -352,7 +352,7 @@ def test_demoted_providers_are_tried_after_the_rest_but_before_those_cooling_dow
 
 def test_ejection_skips_carry_the_typed_reason() -> None:
     states = {"slow": EJECTED, "a": EjectionState()}
-    [skip] = ejection_skips(route(states, NOW, (), POLICY), states, NOW)
+    [skip] = ejection_skips(who_to_demote(states, NOW, (), POLICY), states, NOW)
     assert skip.name == "slow" and skip.reason is SkipReason.OUTLIER_EJECTED and skip.reason == "outlier_ejected"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from actors.policy.outlier import OutlierPolicy
-from actors.policy.outlier_config import OutlierConfig
+from actors.policy.outliers.config import OutlierConfig
+from actors.policy.outliers.detection import OutlierPolicy
 
 
 def test_the_defaults_are_the_policy_defaults() -> None:

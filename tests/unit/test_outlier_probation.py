@@ -6,25 +6,25 @@ from __future__ import annotations
 
 import msgspec
 
-from actors.policy.outlier import (
-    EjectionState,
+from actors.ops.audit import outlier_record
+from actors.policy.outliers.config import OutlierConfig
+from actors.policy.outliers.demotion import ejection_skips, who_to_demote
+from actors.policy.outliers.detection import (
     EjectReason,
+    EjectionState,
     Evidence,
     OutlierEvent,
     OutlierPolicy,
     ProviderView,
-    Reinstated,
     ReinstateReason,
-    Returned,
+    Reinstated,
     ReturnReason,
+    Returned,
     Sample,
     Source,
     sweep,
 )
-from actors.policy.outlier_config import OutlierConfig
-from actors.policy.outlier_route import ejection_skips, route
 from actors.policy.skips import SkipReason
-from actors.runtime.outliers import outlier_record
 
 NOW = 10_000.0
 POLICY = OutlierPolicy()
@@ -60,7 +60,7 @@ def test_a_returned_provider_is_demoted_until_a_judged_sweep_clears_it() -> None
     st = returned()
     assert st.on_probation and st.reason is EjectReason.SLOW_CALLS and st.counted_since == NOW
     assert not st.ejected(NOW) and st.returned_from == NOW - 30
-    r = route({"x": st, "a": EjectionState(), "b": EjectionState()}, NOW + 1, (), POLICY)
+    r = who_to_demote({"x": st, "a": EjectionState(), "b": EjectionState()}, NOW + 1, (), POLICY)
     assert r.ejected == frozenset() and r.probation == {"x"} and r.demoted == {"x"} and not r.panic
     [skip] = ejection_skips(r, {"x": st, "a": EjectionState(), "b": EjectionState()}, NOW + 1)
     assert skip.name == "x" and skip.reason is SkipReason.OUTLIER_PROBATION
@@ -75,7 +75,7 @@ def test_a_returned_provider_is_demoted_until_a_judged_sweep_clears_it() -> None
     assert event.evidence.slow_calls == 0 and event.evidence.requests == 3
     back = cleared.states["x"]
     assert not back.on_probation and back.reason is None and back.returned_from is None and back.ejections == 0
-    assert route({"x": back, "a": EjectionState()}, NOW + 21, (), POLICY).demoted == frozenset()
+    assert who_to_demote({"x": back, "a": EjectionState()}, NOW + 21, (), POLICY).demoted == frozenset()
 
 
 def test_live_calls_can_clear_it_too() -> None:
@@ -103,7 +103,7 @@ def test_still_slow_it_is_ejected_again_for_longer() -> None:
 def test_probation_off_gives_the_provider_back_at_once() -> None:
     st = returned(NO_PROBATION)
     assert not st.on_probation and st.reason is None and st.returned_from is None and st.counted_since == NOW
-    r = route({"x": st, "a": EjectionState(), "b": EjectionState()}, NOW + 1, (), NO_PROBATION)
+    r = who_to_demote({"x": st, "a": EjectionState(), "b": EjectionState()}, NOW + 1, (), NO_PROBATION)
     assert r.demoted == frozenset() and r.probation == frozenset()
     # judged later: no Reinstated event, only the multiplier's decay
     later = sweep(views(st, probes(50, NOW + 1, 3)), NOW + 20, NO_PROBATION)
@@ -112,26 +112,26 @@ def test_probation_off_gives_the_provider_back_at_once() -> None:
 
 def test_an_ejection_over_between_sweeps_is_on_probation_at_once() -> None:
     states = {"x": SERVED, "a": EjectionState(), "b": EjectionState()}
-    r = route(states, NOW + 1, (), POLICY)
+    r = who_to_demote(states, NOW + 1, (), POLICY)
     assert r.ejected == frozenset() and r.demoted == {"x"}
     assert ejection_skips(r, states, NOW + 1)[0].reason is SkipReason.OUTLIER_PROBATION
-    assert route(states, NOW + 1, (), NO_PROBATION).demoted == frozenset()
+    assert who_to_demote(states, NOW + 1, (), NO_PROBATION).demoted == frozenset()
 
 
 def test_providers_never_ejected_have_no_probation() -> None:
     result = sweep(views(EjectionState(), probes(50, NOW - 20, 3)), NOW, POLICY)
     assert result.events == [] and not any(st.on_probation for st in result.states.values())
-    assert route(result.states, NOW, (), POLICY).probation == frozenset()
+    assert who_to_demote(result.states, NOW, (), POLICY).probation == frozenset()
 
 
 def test_panic_ignores_the_probation_demotion_and_probation_is_in_rotation() -> None:
     st = returned()
     ejected = EjectionState(ejections=1, ejected_at=NOW, ejected_until=NOW + 30, reason=EjectReason.SLOW_CALLS)
     # x on probation, a out for its health, b ejected: one of three in rotation: panic, nobody demoted
-    r = route({"x": st, "a": EjectionState(), "b": ejected}, NOW + 1, {"a"}, POLICY)
+    r = who_to_demote({"x": st, "a": EjectionState(), "b": ejected}, NOW + 1, {"a"}, POLICY)
     assert r.panic and r.demoted == frozenset() and r.probation == {"x"}
     # x on probation, a out for its health: x counts as in rotation (50%, no panic), and is demoted
-    r = route({"x": st, "a": EjectionState()}, NOW + 1, {"a"}, POLICY)
+    r = who_to_demote({"x": st, "a": EjectionState()}, NOW + 1, {"a"}, POLICY)
     assert not r.panic and r.demoted == {"x"}
     # the sweep's panic likewise does not count probation as out
     result = sweep([ProviderView(name="x", state=st), ProviderView(name="a", available=False)], NOW + 1, POLICY)

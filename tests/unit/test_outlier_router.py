@@ -1,4 +1,4 @@
-"""Outlier ejection wired into a router (actors/runtime/outliers.py), with
+"""Outlier ejection wired into a router (actors/router/ejection.py), with
 in-process providers (the Harness) and a clock that moves only when told:
 samples from attempts and probes, the sweep, the plan's demotion, panic,
 status, audit records and metrics."""
@@ -18,13 +18,12 @@ from actors.cli.render import audit_line
 from actors.config import parse_config
 from actors.errors import ErrorKind, RateLimited, TransientError
 from actors.messages import ProviderStatus
-from actors.ops.audit import AuditLog
+from actors.ops.audit import AuditLog, outlier_record
 from actors.policy.health import Health, HealthSnapshot
-from actors.policy.outlier import EjectReason, Ejected, PanicStarted, Sample, Source
+from actors.policy.outliers.detection import EjectReason, Ejected, PanicStarted, Sample, Source
 from actors.policy.skips import SkipReason
-from actors.runtime.outliers import outlier_record
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.specs import build_spec
+from actors.provider.core import ProviderCore
+from actors.specs import build_spec
 from tests.ops.helpers import wired
 from tests.unit.fakes import Clock, ScriptedAdapter
 from tests.unit.harness import Harness

@@ -10,8 +10,10 @@ import types
 
 import pytest
 
-MODULES = ["actors.policy.skips", "actors.policy.outlier", "actors.policy.outlier_route", "actors.policy.outlier_config",
-           "actors.policy.cost", "actors.policy.cost_config", "actors.policy.chaos", "actors.policy.chaos_config"]
+MODULES = ["actors.policy.skips", "actors.policy.candidate", "actors.policy.recommendation",
+           "actors.policy.outliers.detection", "actors.policy.outliers.demotion", "actors.policy.outliers.config",
+           "actors.policy.cost.quota", "actors.policy.cost.config", "actors.policy.chaos.faults",
+           "actors.policy.chaos.config"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -24,8 +26,9 @@ def test_all_lists_exactly_the_public_names(name: str) -> None:
     assert module.__all__ == sorted(module.__all__, key=lambda m: (not m.isupper(), m))
 
 
-@pytest.mark.parametrize("name", ["actors.policy.skips", "actors.policy.outlier", "actors.policy.outlier_route", "actors.policy.cost",
-                                  "actors.policy.chaos"])
+@pytest.mark.parametrize("name", ["actors.policy.skips", "actors.policy.candidate", "actors.policy.ranking",
+                                  "actors.policy.outliers.detection", "actors.policy.outliers.demotion",
+                                  "actors.policy.cost.quota", "actors.policy.chaos.faults"])
 def test_pure_policy_imports_neither_ray_nor_pydantic(name: str) -> None:
     module = importlib.import_module(name)
     imported = {v.__name__.split(".")[0] for v in vars(module).values() if isinstance(v, types.ModuleType)}

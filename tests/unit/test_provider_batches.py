@@ -14,7 +14,7 @@ from actors.durable.sqlite import SqliteStore
 from actors.errors import ErrorKind
 from actors.messages import CallContext
 from actors.payloads import SendEmail
-from actors.runtime.provider_core import ProviderCore
+from actors.provider.core import ProviderCore
 from tests.unit.fakes import ScriptedAdapter, capability_spec, sleeper
 from tests.unit.harness import EMAIL
 

@@ -11,7 +11,7 @@ from actors.errors import AuthError, ErrorKind, RateLimited
 from actors.messages import CallContext
 from actors.payloads import SendEmail
 from actors.policy.health import Health
-from actors.runtime.provider_core import ProviderCore
+from actors.provider.core import ProviderCore
 from tests.unit.fakes import Clock, ScriptedAdapter, provider_spec, sleeper
 
 PAYLOAD = SendEmail(to=["a@b.co"], subject="s", text="t")

@@ -6,8 +6,8 @@ from actors.config import parse_config
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult, ProviderStatus
 from actors.policy.health import Health
-from actors.runtime.specs import build_spec
-from actors.runtime.supervisor import build_self_check
+from actors.specs import build_spec
+from actors.supervisor.actor import build_self_check
 
 RAW = {"capabilities": {
     "email_sending": {"providers": [
@@ -56,8 +56,8 @@ def test_auth_fix_points_at_config_path_and_env_var() -> None:
                                                               "settings": {"ledger": "${SMTP_PASSWORD}"}}]}}}
     spec = build_spec(parse_config(raw, env={"SMTP_PASSWORD": "x"}))
     facts = spec.capabilities[0].providers[0]
-    from actors.policy.recommend import for_provider
-    from actors.runtime.supervisor import facts_of
+    from actors.ops.recommend import for_provider
+    from actors.ops.recommend import facts_of
 
     f = facts_of(facts)
     f = type(f)(**{**{k: getattr(f, k) for k in f.__struct_fields__}, "auth_settings": ["ledger"]})

@@ -307,7 +307,7 @@ def test_a_restarted_provider_is_tried_at_once_and_resumes_its_health() -> None:
 
 
 def test_a_late_failure_of_a_call_to_the_process_before_a_restart_leaves_the_new_one_in_the_plan() -> None:
-    from actors.runtime.views import View
+    from actors.router.provider_views import View
 
     view = View(back_at=100.0)  # its restarted actor said it is back at t=100
     view.unreachable(sent_at=99.5, now=101.0, backoff_s=1.0)  # sent to the old process, its death reported late

@@ -1,6 +1,6 @@
 """Cost and quotas in the runtime, without Ray: provider cores metering
 their spend into a real SQLite store, a router core planning over them
-(actors/runtime/spending.py, quota_views.py)."""
+(actors/provider/spending.py, actors/router/quotas.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from typing import Any
 import msgspec
 import pytest
 
+from actors.clock import Clock as RouterClock
 from actors.config import parse_config
 from actors.durable.sqlite import SqliteStore
 from actors.errors import ConfigError, ErrorKind, TransientError
 from actors.messages import ProviderStatus
+from actors.ops.quota_findings import quota_checks
 from actors.policy.ranking import load_rank_policy
-from actors.runtime.clock import Clock as RouterClock
-from actors.runtime.provider_core import ProviderCore
-from actors.runtime.quota_views import quota_checks
-from actors.runtime.router_core import RouterCore
-from actors.runtime.specs import build_spec
+from actors.provider.core import ProviderCore
+from actors.router.core import RouterCore
+from actors.specs import build_spec
 from tests.unit.fakes import Clock, ScriptedAdapter
 
 CAP = "email_verification"
@@ -186,7 +186,7 @@ def test_by_cost_loads_by_its_contract_name_and_refuses_mixed_currencies() -> No
 def test_a_provider_metered_only_for_its_balance_starts_metering_with_its_first_call_or_passing_probe() -> None:
     """An idle provider opens neither the store nor its HTTP client at start (memory, start-up time)."""
     from actors.adapters.base import Adapter
-    from actors.runtime.spending import Spending
+    from actors.provider.spending import Spending
 
     class WithBalance(ScriptedAdapter):
         async def balance(self) -> float | None:

@@ -13,8 +13,8 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from actors.adapters.mailgun import MailgunAdapter, MailgunSettings
-from actors.adapters.smtp import make_message_id
+from actors.adapters.email.mailgun import MailgunAdapter, MailgunSettings
+from actors.adapters.email.smtp import make_message_id
 from actors.errors import (
     AttemptTimeout,
     AuthError,

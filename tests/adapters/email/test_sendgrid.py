@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.adapters.sendgrid import SendGridAdapter, SendGridSettings
-from actors.adapters.smtp import make_message_id
+from actors.adapters.email.sendgrid import SendGridAdapter, SendGridSettings
+from actors.adapters.email.smtp import make_message_id
 from actors.errors import (
     AttemptTimeout,
     AuthError,

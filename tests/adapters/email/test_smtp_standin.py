@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actors.adapters.smtp import SmtpAdapter, SmtpSettings
+from actors.adapters.email.smtp import SmtpAdapter, SmtpSettings
 from actors.errors import AttemptTimeout, AuthError, ErrorKind, ProviderError, RateLimited, TransientError
 from actors.messages import CallContext
 from actors.payloads import SendEmail

@@ -11,7 +11,7 @@ import aiosmtplib
 import pytest
 from pydantic import ValidationError
 
-from actors.adapters.smtp import (
+from actors.adapters.email.smtp import (
     QUOTA_RETRY_AFTER_S,
     GmailSettings,
     GmailSmtpAdapter,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from actors.adapters.gmail_api import GmailApiAdapter, build_query
+from actors.adapters.replies.gmail_api import GmailApiAdapter, build_query
 from actors.errors import AuthError, MalformedResponse, ProviderRejected, RateLimited, TransientError
 from actors.payloads import FetchReplies
 from tests.adapters.replies.helpers import at, b64url, ctx, message, run

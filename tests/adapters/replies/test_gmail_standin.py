@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from actors.adapters.gmail_api import GmailApiAdapter
+from actors.adapters.replies.gmail_api import GmailApiAdapter
 from actors.errors import AuthError, RateLimited
 from actors.payloads import FetchReplies
 from actors.sandbox.base import Faults

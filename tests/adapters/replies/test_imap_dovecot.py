@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from actors.adapters.imap import ImapAdapter
+from actors.adapters.replies.imap import ImapAdapter
 from actors.errors import AuthError, ProviderRejected, RateLimited, TransientError
 from actors.payloads import FetchReplies
 from tests.adapters.replies.helpers import PASSWORD, USER, ctx, run, seed, start_dovecot

@@ -11,7 +11,7 @@ import ssl
 import pytest
 from pydantic import ValidationError
 
-from actors.adapters.imap import (
+from actors.adapters.replies.imap import (
     ImapAdapter,
     encode_mailbox,
     imap_date,
@@ -236,7 +236,7 @@ def test_an_unexpected_answer_object_is_malformed() -> None:
                                  TypeError("unsupported operand"), KeyError("uid")])
 def test_a_bug_of_ours_is_not_blamed_on_the_provider(bug) -> None:
     from actors.errors import ErrorKind
-    from actors.runtime.provider_core import classify
+    from actors.adapters.errormap import classify
 
     async def broken(client):
         raise bug
@@ -352,7 +352,7 @@ def test_registry_names_and_lazy_client_imports() -> None:
     import subprocess
     import sys
 
-    from actors.adapters.gmail_api import GmailApiAdapter
+    from actors.adapters.replies.gmail_api import GmailApiAdapter
     from actors.adapters.registry import get_adapter_class
 
     assert get_adapter_class("imap") is ImapAdapter and get_adapter_class("gmail_api") is GmailApiAdapter

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.adapters._mail_parsing import html_to_text, iso_utc, parse_reply, parse_time
+from actors.adapters.replies._mail_parsing import html_to_text, iso_utc, parse_reply, parse_time
 from tests.adapters.replies.helpers import corpus, message
 
 CONTRACT_KEYS = {"message_id", "from_addr", "subject", "text", "in_reply_to", "received_at"}

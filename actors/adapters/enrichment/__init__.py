@@ -1,0 +1,1 @@
+"""lead_enrichment: Apollo, Dropcontact (which also verifies addresses)."""

@@ -1,0 +1,1 @@
+"""email_verification: ZeroBounce, NeverBounce."""

@@ -1,0 +1,135 @@
+"""Creating, updating and removing the gateway's actors on a Ray cluster.
+
+`deploy` is idempotent: an actor whose spec digest matches is left alone
+(it keeps its health), a changed one is replaced, one no longer in the
+config is removed. Order matters: supervisor, then providers, then routers,
+so that every actor finds the ones it talks to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.names import SUPERVISOR_NAME, is_gateway_actor
+from actors.provider.actor import ProviderActor
+from actors.router.actor import RouterActor
+from actors.specs import GatewaySpec
+from actors.supervisor.actor import SupervisorActor
+
+# Ray ends a non-detached actor once no handle to it is left, name or not:
+# the driver that deployed non-detached actors keeps their handles here.
+_ATTACHED: dict[str, Any] = {}
+
+# Actors mostly wait on the network: they reserve no CPU, so ~25 of them fit
+# on a 2-core machine. Ray restarts a crashed actor under the same name.
+# Providers never have a call retried by Ray: a retry could send twice; the
+# router falls back instead.
+_COMMON: dict[str, Any] = dict(num_cpus=0, max_restarts=-1, max_concurrency=1000)
+PROVIDER_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=0)
+ROUTER_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=0)
+SUPERVISOR_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=-1)
+
+
+@dataclass
+class DeployReport:
+    created: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{len(getattr(self, k))} {k}" for k in ("created", "replaced", "unchanged", "removed")]
+        return ", ".join(parts) + f" in {self.seconds:.1f}s"
+
+
+def _existing(name: str, namespace: str) -> Any | None:
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+
+
+def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, detached: bool, *args: Any) -> Any:
+    opts = dict(options, name=name, namespace=namespace)
+    if detached:
+        opts["lifetime"] = "detached"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return actor_cls.options(**opts).remote(*args)
+        except ValueError:
+            # The name of an actor we just killed is released asynchronously.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
+            report: DeployReport, *args: Any) -> Any:
+    handle = _existing(name, namespace)
+    if handle is not None:
+        try:
+            if ray.get(handle.digest.remote(), timeout=30) == digest:
+                report.unchanged.append(name)
+                return handle
+        except Exception:  # noqa: BLE001 - an actor that cannot answer is replaced
+            pass
+        ray.kill(handle, no_restart=True)
+        report.replaced.append(name)
+    else:
+        report.created.append(name)
+    handle = _create(actor_cls, options, name, namespace, detached, *args)
+    if not detached:
+        _ATTACHED[f"{namespace}/{name}"] = handle
+    return handle
+
+
+def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0) -> DeployReport:
+    started = time.monotonic()
+    report = DeployReport()
+    ns = spec.namespace
+    handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
+                       spec.digest, ns, detached, report, spec)]
+    wanted = {SUPERVISOR_NAME}
+    for cap in spec.capabilities:
+        replaced_before = len(report.replaced) + len(report.created)
+        for p in cap.providers:
+            wanted.add(p.actor_name)
+            handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
+                                   detached, report, p, ns))
+        # A router holds handles to its providers: replace it when any of them was.
+        digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
+        wanted.add(cap.actor_name)
+        handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
+                               report, cap, ns))
+    for name in gateway_actor_names(ns):
+        if name not in wanted:
+            ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
+            report.removed.append(name)
+    ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def gateway_actor_names(namespace: str) -> list[str]:
+    names = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == namespace and is_gateway_actor(entry["name"]):
+            names.append(entry["name"])
+    return sorted(names)
+
+
+def teardown(namespace: str) -> list[str]:
+    removed = []
+    for name in gateway_actor_names(namespace):
+        handle = _existing(name, namespace)
+        if handle is not None:
+            ray.kill(handle, no_restart=True)
+            removed.append(name)
+        _ATTACHED.pop(f"{namespace}/{name}", None)
+    return removed

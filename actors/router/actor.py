@@ -1,0 +1,287 @@
+"""The router actor: one per capability, a thin Ray shell around RouterCore
+(core.py). It reaches provider actors by name, turns Ray's failures
+into `ActorUnreachable` (never a crashed router), and answers status.
+
+It also hooks up operations (actors/ops): every finished request's Decision
+goes to the audit log, the metrics and the on_success/on_failure hooks,
+which only enqueue on the request's path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from actors.durable import StoreHealth, StoreUnavailable
+from actors.errors import ActorUnreachable, ErrorKind
+from actors.messages import (
+    CallContext,
+    CallReply,
+    CapabilityStatus,
+    InvokeResult,
+    Operation,
+    ProviderStatus,
+    Ranking,
+    Resolution,
+)
+from actors.ops.observers import RouterOps
+from actors.ops.privacy import AUDIT_SECRET
+from actors.policy.chaos.faults import ChaosEvent
+from actors.policy.health import Health, HealthSnapshot
+from actors.router.core import RouterCore
+from actors.specs import CapabilitySpec
+
+log = logging.getLogger("aicmo.router")
+
+__all__ = ["ACTOR_GRACE_S", "RANKING_VALID_FOR_S", "ActorUnreachable", "RouterActor", "RouterCore"]
+
+# A provider actor enforces the attempt's timeout itself; the router waits a
+# little longer before it decides the actor itself is stuck.
+ACTOR_GRACE_S = 1.0
+# How long a client may use a published ranking before it asks again.
+RANKING_VALID_FOR_S = 1.0
+
+
+@ray.remote
+class RouterActor:
+    def __init__(self, spec: CapabilitySpec, namespace: str):
+        self._namespace = namespace
+        self._actor_names = {p.name: p.actor_name for p in spec.providers}
+        self._handles: dict[str, Any] = {}
+        # Claims it leaves in the store carry its actor id: its next
+        # incarnation (Ray restarts it under the same id) drops them first.
+        self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many,
+                                owner=ray.get_runtime_context().get_actor_id())
+        self._ops = RouterOps(spec)
+        self._key_retry: asyncio.Future[None] | None = None
+        self._quotas: asyncio.Future[None] | None = None
+        self._outlier_task: asyncio.Task[None] | None = None
+        self._core.observers.append(self._ops.observe)
+        self._ops.audit_key_loader = self._audit_key_before_write
+        try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
+            ray.get_runtime_context().current_actor.ready.remote()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _handle(self, name: str) -> Any:
+        if name not in self._handles:
+            self._handles[name] = ray.get_actor(self._actor_names[name], namespace=self._namespace)
+        return self._handles[name]
+
+    async def _call_provider(self, name: str, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
+        try:
+            ref = getattr(self._handle(name), method).remote(*args)
+        except ValueError as exc:  # no actor by that name (removed, or not yet created): nothing was sent
+            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor not found: {exc}") from None
+        try:
+            return await asyncio.wait_for(ref, timeout_s)
+        except asyncio.TimeoutError:
+            ray.cancel(ref)
+            raise ActorUnreachable(ErrorKind.TIMEOUT, f"{name}: provider actor gave no answer within {timeout_s:.2f}s",
+                                   maybe_delivered=True) from None
+        except asyncio.CancelledError:
+            ray.cancel(ref)  # a hedge that lost: stop the work at the provider too
+            raise
+        except ray.exceptions.ActorUnavailableError as exc:
+            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor is restarting or unreachable: "
+                                   f"{type(exc).__name__}", maybe_delivered=True) from None
+        except ray.exceptions.RayActorError as exc:
+            self._handles.pop(name, None)  # it may come back under the same name
+            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died: {type(exc).__name__}",
+                                   maybe_delivered=True) from None
+        except ray.exceptions.RayTaskError as exc:
+            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor failed: {exc.cause!r}",
+                                   maybe_delivered=True) from None
+
+    async def _send(self, name: str, method: str, payload: Any, ctx: CallContext) -> CallReply:
+        return await self._call_provider(name, "call", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
+
+    async def _send_many(self, name: str, calls: list[tuple[str, Any, CallContext]]) -> list[CallReply]:
+        timeout_s = max(ctx.timeout_s for _, _, ctx in calls) + ACTOR_GRACE_S
+        return await self._call_provider(name, "call_many", (calls,), timeout_s)
+
+    async def _resolve(self, name: str, method: str, payload: Any, ctx: CallContext) -> Resolution:
+        return await self._call_provider(name, "resolve", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
+
+    async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
+                     dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+        await self._quotas_known()
+        return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run, deadline_s=deadline_s)
+
+    async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
+        await self._quotas_known()
+        return await self._core.invoke_many(requests)
+
+    async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
+        return await self._core.drain_outbox(limit, rate_per_s, ids)
+
+    async def settle_parked(self, ids: list[int] | None = None) -> dict[str, Any]:
+        return await self._core.settle_parked(ids)
+
+    async def replay_outbox(self, ids: list[int], force: bool = False) -> dict[str, Any]:
+        return await self._core.replay_outbox(ids, force)
+
+    def ranking(self) -> Ranking:
+        """The providers a client may send idempotent calls to directly, now."""
+        spec = self._core.spec
+        return Ranking(capability=spec.capability, providers=self._core.direct_order(),
+                       actor_names=dict(self._actor_names),
+                       attempt_timeout_s={p.name: p.attempt_timeout_s for p in spec.providers},
+                       dry_run=spec.dry_run, valid_for_s=RANKING_VALID_FOR_S)
+
+    def real_provider_available(self) -> bool:
+        return self._core.real_provider_available()
+
+    def health_changed(self, name: str, health: HealthSnapshot) -> None:
+        self._core.health_changed(name, health)
+
+    def quota_changed(self, status: ProviderStatus) -> None:
+        """A provider's quota or balance was spent, or is back (spending.py)."""
+        self._core.seen.quotas.learn_status(status.name, status)
+
+    def provider_back(self, name: str) -> HealthSnapshot | None:
+        """Called by a provider actor Ray restarted (see ProviderActor._back)."""
+        return self._core.provider_back(name)
+
+    async def status(self, timeout_s: float = 5.0) -> CapabilityStatus:
+        async def one(name: str) -> ProviderStatus:
+            spec = self._core.providers[name]
+            try:
+                status = await asyncio.wait_for(self._handle(name).status.remote(), timeout_s)
+                self._core.health_changed(name, self._health_of(status, self._core.views[name].health))
+                self._core.seen.quotas.learn_status(name, status)
+                self._core.outliers.probes(name, status.probe_samples)
+                return status
+            except Exception as exc:  # noqa: BLE001 - a dead actor is a status, not an error
+                self._handles.pop(name, None)
+                view = self._core.views[name]
+                return ProviderStatus.from_health(view.health, name=name, capability=spec.capability, adapter=spec.adapter,
+                                                  reachable=False, delivers=spec.delivers, last_resort=spec.last_resort,
+                                                  warnings=[f"provider actor did not answer: {type(exc).__name__}"])
+
+        statuses = await asyncio.gather(*(one(n) for n in self._actor_names))
+        return self._core.ranked({s.name: s for s in statuses})
+
+    @staticmethod
+    def _health_of(status: ProviderStatus, known: HealthSnapshot) -> HealthSnapshot:
+        # THROTTLED is only shown, never stored: keep the state we knew.
+        return status.health_snapshot(known.state if status.health is Health.THROTTLED else None)
+
+    def node_id(self) -> str:
+        """The Ray node this router runs on."""
+        return ray.get_runtime_context().get_node_id()
+
+    def store_health(self) -> StoreHealth:
+        """The state store as this router has seen it (round trips included)."""
+        return self._core.store().health()
+
+    def recent_operations(self) -> list[Operation]:
+        return list(self._core.recent)
+
+    def counters(self) -> dict[str, int]:
+        return {**self._core.counters, "outlier_sweeps": self._core.outliers.sweeps}
+
+    def digest(self) -> str:
+        return self._core.spec.digest
+
+    async def ready(self) -> str:
+        self._ops.ensure_started()
+        asyncio.ensure_future(self._adopt_faults())
+        if self._outlier_task is None and self._core.outliers.policy.enabled:  # the outlier sweep (ejection.py)
+            outliers = self._core.outliers
+            self._outlier_task = asyncio.ensure_future(outliers.run(
+                lambda: self._core.seen.candidates(self._core.clock.time()),
+                lambda name: self._call_provider(name, "status", (), 5.0),
+                lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
+        return self._core.spec.actor_name
+
+    async def _adopt_faults(self, timeout_s: float = 5.0) -> None:
+        """Live faults its providers hold from before this router started: audited when they expire."""
+        for name, spec in self._core.providers.items():
+            try:
+                fault = None if spec.last_resort else await asyncio.wait_for(self._handle(name).fault.remote(), timeout_s)
+            except Exception:  # noqa: BLE001 - not answering: restarting, and a restart ends its fault
+                continue
+            if fault is not None:
+                self._ops.chaos.adopt(fault)
+
+    async def _load_audit_key(self, timeout_s: float = 10.0) -> None:
+        """The audit log hashes keys and addresses with the deployment's secret,
+        kept in the store. Until the store answers, lines are hashed without
+        it (marked `sha256:`); the key is asked for again in the background."""
+        audit = self._ops.audit
+        if audit is None or audit.key is not None:
+            return
+        try:
+            audit.key = await asyncio.wait_for(self._core.store().secret(AUDIT_SECRET), timeout_s)
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            log.warning("%s: the audit key is not available yet (%s); trying again", self._core.capability, exc)
+            if self._key_retry is None or self._key_retry.done():
+                self._key_retry = asyncio.ensure_future(self._retry_audit_key())
+
+    async def _quotas_known(self) -> None:
+        """Requests wait for the one load of spent quotas (`_load_quotas`), started by the first."""
+        if self._quotas is None:
+            self._quotas = asyncio.ensure_future(self._load_quotas())
+        if not self._quotas.done():
+            await asyncio.shield(self._quotas)
+
+    async def _load_quotas(self, timeout_s: float = 10.0) -> None:
+        """Which providers' quotas are spent, from the store, before the first
+        reply says (a restarted router must not send one call past a limit).
+        Asked before its first request, not at start: an idle router never
+        opens the store (`up` starts every router at once)."""
+        core = self._core
+        if not any(p.metered for p in core.spec.providers) or core.seen.quotas.learned:
+            return
+        try:
+            await asyncio.wait_for(core.seen.quotas.load(core.store(), core.capability, core.clock.time()), timeout_s)
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            log.warning("%s: quotas not loaded from the store (%s); replies will tell", core.capability, exc)
+
+    async def _audit_key_before_write(self) -> None:
+        """The audit key, loaded before the first line is written rather than
+        at start: a router opens the store only once it has work (`up` of the
+        default config: 9 s instead of 12, 3 MB less per router)."""
+        if self._key_retry is None or self._key_retry.done():
+            await self._load_audit_key()
+
+    async def _retry_audit_key(self) -> None:
+        while self._ops.audit is not None and self._ops.audit.key is None:
+            await asyncio.sleep(5.0)
+            await self._load_audit_key()
+
+    # --- operations: the audit log, hooks ------------------------------------------
+    def chaos_event(self, event: ChaosEvent) -> None:
+        """A live fault the supervisor injected or cleared on one of this
+        capability's providers: into the audit log (its expiry too, later)."""
+        self._ops.ensure_started()
+        self._ops.chaos.note(event)
+
+    async def audit_tail(self, n: int = 20) -> dict[str, Any]:
+        """The last `n` audit records (oldest first) and a cursor for `audit_since`."""
+        if self._ops.audit is None:
+            return {"records": [], "cursor": None, "path": None}
+        await self._ops.flush_audit()
+        records, cursor = await asyncio.to_thread(self._ops.audit.tail, n)
+        return {"records": records, "cursor": cursor, "path": str(self._ops.audit.path)}
+
+    async def audit_since(self, cursor: dict[str, int] | None, limit: int = 1000) -> dict[str, Any]:
+        if self._ops.audit is None:
+            return {"records": [], "cursor": None, "path": None}
+        await self._ops.flush_audit()
+        records, cursor = await asyncio.to_thread(self._ops.audit.since, cursor, limit)
+        return {"records": records, "cursor": cursor, "path": str(self._ops.audit.path)}
+
+    async def ops_report(self) -> dict[str, Any]:
+        """Hooks (calls, failures, load errors) and the audit log (path, lines, errors)."""
+        return self._ops.report()
+
+    async def flush_ops(self) -> None:
+        """Write what is buffered now (tests, shutdown)."""
+        if self._ops.metrics is not None:
+            self._ops.metrics.flush()
+        await self._ops.flush_audit()
+        await self._ops.hooks.drain()

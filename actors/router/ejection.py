@@ -1,0 +1,162 @@
+"""A router's outlier ejection (policy/outliers: detection, demotion), wired:
+the one owner of its capability's outcome windows and ejection states.
+
+- `observe`: each attempt's outcome becomes a live sample (`sample_of`
+  decides what counts; a cancelled hedge never gets here, an unreachable
+  actor is not passed, a replayed or dry-run reply says nothing);
+- `probes`: the latest health-check probes a provider actor reports in its
+  `ProviderStatus.probe_samples`, each taken once;
+- `sweep`: the only writer of the `EjectionState`s (through `outlier.sweep`),
+  run every `interval_s` by `run`, the router actor's background task;
+- `plan`: `plan_attempts` with the ejected and those on probation demoted
+  after the others (never dropped; ignored in panic), listed in the plan's
+  `deferred`;
+- `annotate`: ejections, probation and panic in the capability's status.
+
+Only real providers are judged: not the outbox, nor one that delivers
+nothing (noop). Ejections are not persisted: a restarted router finds the
+outlier again within a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+
+from actors.clock import Clock
+from actors.messages import CallReply, CapabilityStatus, ProviderStatus
+from actors.policy.health import Health
+from actors.policy.outliers.demotion import demote, ejection_skips, who_to_demote
+from actors.policy.outliers.detection import (
+    EjectionState,
+    OutcomeWindow,
+    OutlierEvent,
+    ProviderView,
+    Sample,
+    Source,
+    sample_of,
+    sweep,
+)
+from actors.policy.ranking import Candidate, Plan, RankPolicy, plan_attempts
+from actors.policy.skips import Skip
+from actors.specs import CapabilitySpec
+
+__all__ = ["Outliers"]
+
+log = logging.getLogger("aicmo.outliers")
+
+
+class Outliers:
+    def __init__(self, spec: CapabilitySpec, clock: Clock):
+        self.capability = spec.capability
+        self.policy = spec.outlier
+        self.clock = clock
+        names = [p.name for p in spec.providers if not p.last_resort and p.delivers]
+        self.windows = {n: OutcomeWindow() for n in names}
+        self.states = {n: EjectionState() for n in names}
+        self.panic = False
+        self.sweeps = 0
+        self._probe_seen: dict[str, float] = {}
+
+    # --- samples ---------------------------------------------------------------
+    def observe(self, name: str, reply: CallReply, dry_run: bool) -> None:
+        """An attempt's reply from the provider actor (not an unreachable actor)."""
+        window = self.windows.get(name)
+        if window is None or reply.replayed or dry_run:
+            return
+        s = sample_of(at=self.clock.time(), ok=reply.ok, latency_ms=reply.latency_ms, error_kind=reply.error_kind)
+        if s is not None:
+            window.add(s)
+
+    def probes(self, name: str, samples: Sequence[Sample]) -> int:
+        """Adds the probes newer than the last one taken; returns how many."""
+        window = self.windows.get(name)
+        if window is None:
+            return 0
+        seen = self._probe_seen.get(name, float("-inf"))
+        fresh = [s for s in samples if s.source is Source.PROBE and s.at > seen]
+        for s in sorted(fresh, key=lambda s: s.at):
+            window.add(s)
+        if fresh:
+            self._probe_seen[name] = max(s.at for s in fresh)
+        return len(fresh)
+
+    # --- the sweep (the only writer of the states) ---------------------------------
+    @staticmethod
+    def _unavailable(candidates: Sequence[Candidate], now: float) -> set[str]:
+        """Out for their health: unhealthy (cooling down or on trial) or an actor not reached."""
+        return {c.name for c in candidates
+                if c.health.state is Health.UNHEALTHY or (c.unreachable_until is not None and c.unreachable_until > now)}
+
+    def sweep(self, candidates: Sequence[Candidate]) -> list[OutlierEvent]:
+        now = self.clock.time()
+        out = self._unavailable(candidates, now)
+        views = [ProviderView(name=n, samples=w.samples(), state=self.states[n], available=n not in out)
+                 for n, w in self.windows.items()]
+        result = sweep(views, now, self.policy, was_panic=self.panic)
+        self.states.update(result.states)
+        self.panic = result.panic
+        self.sweeps += 1
+        return list(result.events)
+
+    async def run(self, candidates: Callable[[], Sequence[Candidate]],
+                  fetch: Callable[[str], Awaitable[ProviderStatus]],
+                  publish: Callable[[list[OutlierEvent]], None]) -> None:
+        """The router's background task: every interval_s, take the providers'
+        latest probes (`fetch`: a provider's status), sweep, publish the events."""
+        while True:
+            await self.clock.sleep(self.policy.interval_s)
+            try:
+                statuses = await asyncio.gather(*(fetch(n) for n in self.windows), return_exceptions=True)
+                for name, status in zip(self.windows, statuses, strict=True):
+                    if isinstance(status, ProviderStatus):
+                        self.probes(name, status.probe_samples)
+                events = self.sweep(candidates())
+                for e in events:
+                    log.warning("%s: outlier %s", self.capability, e)
+                publish(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad round must not end ejection
+                log.exception("%s: outlier sweep failed", self.capability)
+
+    # --- what a request and the status see -------------------------------------------
+    def plan(self, candidates: Sequence[Candidate], now: float, rank: RankPolicy,
+             planner: Callable[[Sequence[Candidate], float, RankPolicy], Plan] = plan_attempts) -> Plan:
+        """`planner`'s plan (`plan_attempts`, or one that also skips spent
+        quotas), the ejected and those on probation tried after every other provider."""
+        if not self.policy.enabled or not any(st.ejected_until is not None or st.on_probation
+                                              for st in self.states.values()):
+            return planner(candidates, now, rank)
+        r = who_to_demote(self.states, now, self._unavailable(candidates, now), self.policy)
+        plan = planner(candidates, now, demote(rank, r.demoted))
+        skips = [Skip(s.name, s.reason, self._detail(s.name, now)) for s in ejection_skips(r, self.states, now)]
+        return msgspec.structs.replace(plan, deferred=[*plan.deferred, *skips]) if skips else plan
+
+    def _detail(self, name: str, now: float) -> str:
+        st = self.states[name]
+        if not st.ejected(now):
+            return f"on probation after an ejection ({st.reason}): tried after the rest until a sweep clears it"
+        return f"ejected ({st.reason}) for {max(0.0, (st.ejected_until or now) - now):.0f}s more: tried after the rest"
+
+    def ejected(self, now: float) -> dict[str, bool]:
+        return {n: st.ejected(now) for n, st in self.states.items()}
+
+    def annotate(self, status: CapabilityStatus) -> CapabilityStatus:
+        now = self.clock.time()
+
+        def one(p: ProviderStatus) -> ProviderStatus:
+            st = self.states.get(p.name)
+            if st is None:
+                return p
+            on = st.ejected(now)
+            # an ejection over since the last sweep is on probation already for a request (demotion.who_to_demote)
+            probation = not on and (st.on_probation or (st.ejected_until is not None and self.policy.probation))
+            return msgspec.structs.replace(p, ejected_until=st.ejected_until if on else None,
+                                           ejection_reason=str(st.reason) if (on or probation) and st.reason else None,
+                                           ejections=st.ejections, on_probation=probation)
+
+        return msgspec.structs.replace(status, providers=[one(p) for p in status.providers], panic=self.panic)

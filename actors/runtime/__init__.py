@@ -1,1 +1,0 @@
-"""The Ray side: provider, router and supervisor actors, and deploying them."""
