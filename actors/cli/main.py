@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.cli.connect import CliError, connect, default_namespace, supervisor, use_token_auth_if_available
+from actors.cli.connect import CliError, connect, default_namespace, supervisor
 from actors.cli.console import console
 
 
@@ -322,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    use_token_auth_if_available()
     try:
         return args.func(args)
     except CliError as exc:
