@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from actors.cli import sandbox_env
 from actors.cli.connect import CliError, connect, default_namespace, supervisor
 from actors.cli.console import console
 
@@ -47,6 +48,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from actors.runtime.deploy import deploy
     from actors.runtime.specs import build_http_spec, build_spec
 
+    sandbox_env.use_for(args.config)
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
     spec = build_spec(cfg, source=str(Path(args.config).resolve()))
@@ -206,42 +208,6 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    """Run the stand-ins config/default.yaml points at, on their fixed ports."""
-    import signal
-    import threading
-
-    from actors import sandbox
-
-    if sandbox.missing():
-        raise CliError(2, sandbox.install_hint("`aicmo-gateway sandbox`"))
-    from actors.sandbox.stack import SandboxStack
-
-    try:
-        stack = SandboxStack(fixed_ports=True).start()
-    except (OSError, RuntimeError) as exc:
-        raise CliError(2, f"cannot start the stand-ins: {exc} (is another sandbox running? its ports are 18101-18993)") from None
-    env_file = stack.root / "sandbox.env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.env().items())))
-    out = console()
-    out.print(f"stand-ins for every provider of config/default.yaml are up ({len(stack.http)} HTTP APIs, SMTP, "
-              + ("Dovecot IMAP)" if stack.imap else f"no IMAP: {stack.imap_unavailable})"))
-    for name, s in sorted(stack.http.items()):
-        out.print(f"  {name:<12} {s.base_url}")
-    out.print(f"  {'smtp':<12} 127.0.0.1:{stack.smtp.port} (STARTTLS)")
-    out.print(f"\nIn another terminal:  source {env_file}  (TLS CA files and ports), then\n"
-              f"  aicmo-gateway up --config config/default.yaml\nCtrl-C stops them.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     from actors import sandbox
 
@@ -267,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="gateway config to run the demo on (default: the embedded config/default.yaml)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sandbox", help="run local stand-ins of every provider (what config/default.yaml talks to)")
-    p.set_defaults(func=cmd_sandbox)
+    from actors.cli import sandbox_cmd
+
+    sandbox_cmd.register(sub)
 
     p = sub.add_parser("up", help="deploy or update the gateway's detached actors and wait until ready")
     p.add_argument("--config", required=True, help="gateway config file (YAML)")

@@ -94,6 +94,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         check_state_dir,
     )
 
+    from actors.cli import sandbox_env
+
+    sandbox_env.use_for(args.config)
     try:
         findings, cfg = check_config(args.config)
     except OSError as exc:

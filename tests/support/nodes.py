@@ -61,7 +61,6 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -186,6 +185,7 @@ class RayNodes:
         health_check_period_ms: int = 1000,
         health_check_failure_threshold: int = 5,
         auth: str = "token",
+        head_env: dict[str, str] | None = None,
     ):
         if auth not in ("token", "off", "disabled"):
             raise ValueError(f"auth must be token, off or disabled, not {auth!r}")
@@ -196,6 +196,7 @@ class RayNodes:
         self.dashboard = dashboard
         self.object_store_mb = object_store_mb
         self.extra_env = dict(env or {})
+        self.head_env = dict(head_env or {})   # for the head's `ray start` alone, as `VAR=value ray start --head`
         self.health_env = {"RAY_health_check_period_ms": str(health_check_period_ms),
                            "RAY_health_check_failure_threshold": str(health_check_failure_threshold)}
         # Short: Ray's Unix socket paths (under the temp dir) must fit in 107 bytes.
@@ -204,9 +205,9 @@ class RayNodes:
         self.home = self.root / "home"
         self.token_file = self.home / ".ray" / "auth_token"
         self.token_file.parent.mkdir(parents=True)
-        if auth != "off":
-            self.token_file.write_text(secrets.token_hex(32))
-            self.token_file.chmod(0o600)
+        if auth != "off":  # made as a user makes one (`make demo`'s local Ray writes the same file)
+            subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
+                           timeout=120, env={**_inherited_env(), "HOME": str(self.home)})
         self.nodes: dict[str, Node] = {}
         self.removed: dict[str, Node] = {}
         self.gcs_port = 0
@@ -273,7 +274,7 @@ class RayNodes:
                          *([f"--dashboard-port={self.dashboard_port}", f"--dashboard-host={_HOST}"]
                            if self.dashboard else [])],
                 num_cpus=self.head_cpus, resources=self.head_resources, private_dirs=self.head_private_dirs,
-                env=self.health_env, timeout_s=timeout_s)
+                env={**self.health_env, **self.head_env}, timeout_s=timeout_s)
             if self.dashboard:
                 _wait_for_http(f"{self.dashboard_url}/api/version", self.head, timeout_s)
         except BaseException:
