@@ -10,10 +10,10 @@ A call the router dropped (it crashed or is restarting) is sent again with
 the same idempotency key within the call's deadline: see gateway.py.
 """
 
-from actors.client.cluster import use_token_auth_if_available
+from actors.client.cluster import use_token_auth_if_available as _use_token_auth
 
 # Before anything imports ray: Ray reads RAY_AUTH_MODE once, at import (see cluster.py).
-use_token_auth_if_available()
+_use_token_auth()
 
 from actors.client.gateway import Gateway  # noqa: E402 - after the auth mode is decided
 from actors.client.resend import ResendPolicy  # noqa: E402
