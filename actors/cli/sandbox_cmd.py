@@ -125,7 +125,7 @@ def _stop() -> int:
     return 0
 
 
-def register(sub: Any, cluster: Any = None) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("sandbox", help="run local stand-ins of every provider (what config/default.yaml talks to)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--detach", action="store_true",

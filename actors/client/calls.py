@@ -8,7 +8,8 @@ straight-line code and never touches Ray's `get`, asyncio or a sleep:
     Await(submit)  send now (`submit()` finds the actor and calls `.remote`,
                    returning what to wait on and for how long); the answer,
                    or the exception, comes back at the `yield`. A wait that
-                   timed out comes back as `NoAnswer`, whichever shell waited
+                   timed out comes back as a plain TimeoutError, whichever
+                   shell waited (ray's GetTimeoutError, asyncio's)
     Sleep(delay_s) pause before going on
 
 `run` drives one with `ray.get` and a blocking sleep (`Gateway.invoke`,
@@ -42,7 +43,7 @@ from actors.errors import ErrorKind, NotDeployed
 from actors.messages import ErrorInfo, InvokeResult
 from actors.names import router_name
 
-__all__ = ["DROPPED", "NOT_REGISTERED", "ROUTER_GRACE_S", "Await", "GaveUp", "NoAnswer", "RouterCall", "Sleep",
+__all__ = ["DROPPED", "NOT_REGISTERED", "ROUTER_GRACE_S", "Await", "GaveUp", "RouterCall", "Sleep",
            "Steps", "router_call", "run", "run_async"]
 
 T = TypeVar("T")
@@ -55,11 +56,6 @@ ROUTER_GRACE_S = 5.0
 # restarting, or was replaced), or it is unreachable for now.
 DROPPED = (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError)
 NOT_REGISTERED = "its name is not registered (replaced by a redeploy?)"
-
-
-class NoAnswer(TimeoutError):
-    """The awaited answer did not come within its wait (ray's GetTimeoutError
-    or asyncio's TimeoutError, as the shell met it)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ def run(steps: Steps[T], get: Callable[[Any, float | None], Any], sleep: Callabl
             ref, timeout = step.submit()
             answer = get(ref, timeout)
         except timeouts:
-            error = NoAnswer()
+            error = TimeoutError("no answer within the wait")
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the protocol, which decides
             error = exc
 
@@ -124,8 +120,8 @@ async def run_async(steps: Steps[T], sleep: Callable[[float], Any]) -> T:
         try:
             ref, timeout = step.submit()
             answer = await asyncio.wait_for(ref, timeout)
-        except asyncio.TimeoutError:
-            error = NoAnswer()
+        except asyncio.TimeoutError:   # not the builtin one before Python 3.11
+            error = TimeoutError("no answer within the wait")
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the protocol, which decides
             error = exc
 
@@ -190,7 +186,7 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
             if not call.resends:
                 raise
             why = NOT_REGISTERED
-        except NoAnswer:
+        except TimeoutError:
             return GaveUp("it gave no answer")
         forget()
         delay = policy.delay_s(call.resends, call.remaining_s())

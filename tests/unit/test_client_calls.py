@@ -14,7 +14,6 @@ from actors.client.calls import (
     NOT_REGISTERED,
     Await,
     GaveUp,
-    NoAnswer,
     RouterCall,
     Sleep,
     router_call,
@@ -107,7 +106,7 @@ def test_not_deployed_is_raised_on_the_first_send_and_a_drop_on_a_resend() -> No
 
 def test_no_answer_within_the_wait_gives_up_at_once() -> None:
     clock, events = Clock(), []
-    answer, seen = drive(steps_of(call(clock), Script(NoAnswer()), events), clock)
+    answer, seen = drive(steps_of(call(clock), Script(TimeoutError()), events), clock)
     assert answer == GaveUp("it gave no answer") and len(seen) == 1 and events == []
 
 
@@ -176,7 +175,7 @@ def test_each_shell_turns_its_own_timeout_into_no_answer() -> None:
     def waits_for(ref: Any) -> Any:      # a protocol of one step, to see what the shell throws in
         try:
             return (yield Await(lambda: (ref, 0.01)))
-        except NoAnswer:
+        except TimeoutError:
             return GaveUp("it gave no answer")
 
     async def never() -> Any:
@@ -234,7 +233,7 @@ def test_a_direct_read_without_a_ranking_is_left_to_the_router() -> None:
 
 def test_a_provider_that_gives_no_answer_is_a_timed_out_attempt_for_the_router_to_list() -> None:
     clock = Clock()
-    routes = DirectRoutes(Actors(Handle(NoAnswer())), "ns", clock)
+    routes = DirectRoutes(Actors(Handle(TimeoutError())), "ns", clock)
     (served, tried), _ = read(routes, RANKING, clock)
     assert served is None and tried.provider == "zb" and tried.error_kind is ErrorKind.TIMEOUT
     assert routes.fresh("email_verification") is None        # asked again next time
