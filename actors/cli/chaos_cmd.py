@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from actors.cli.connect import CliError, connect, supervisor
+from actors.cli.options import finish, printed_json
 from actors.cli.render import fault_text as describe
 from actors.errors import InvalidFault
 from actors.policy.chaos.faults import Fault, FaultProblem, new_fault
@@ -59,7 +60,6 @@ def _invalid(exc: BaseException) -> InvalidFault | None:
 def cmd_inject(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.cli import render
     from actors.supervisor.chaos_control import known_providers
 
     sup = supervisor(connect(args.address, args.namespace))
@@ -77,8 +77,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
         if invalid is None:
             raise
         raise CliError(2, _problems(invalid, False, spec.chaos.max_duration_s)) from None
-    if args.json:
-        print(render.as_json(event))
+    if printed_json(args, event):
         return 0
     print(f"fault {fault.id} on {fault.key}: {describe(fault)}")
     if event.replaced is not None:
@@ -90,12 +89,9 @@ def cmd_inject(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.cli import render
-
     sup = supervisor(connect(args.address, args.namespace))
     faults: list[Fault] = ray.get(sup.chaos_list.remote(), timeout=60)
-    if args.json:
-        print(render.as_json(faults))
+    if printed_json(args, faults):
         return 0
     if not faults:
         print("no active fault")
@@ -107,7 +103,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_clear(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.cli import render
     from actors.supervisor.chaos_control import known_providers
 
     sup = supervisor(connect(args.address, args.namespace))
@@ -119,8 +114,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
             raise CliError(2, f"no provider {args.provider!r} under capability {args.capability!r}; "
                               f"it has: {', '.join(known[args.capability])}")
     cleared = ray.get(sup.chaos_clear.remote(who(), args.capability, args.provider), timeout=60)
-    if args.json:
-        print(render.as_json(cleared))
+    if printed_json(args, cleared):
         return 0
     if not cleared:
         print("no active fault to clear")
@@ -129,7 +123,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, cluster: Any) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("chaos", help="live faults on a running provider, for game days (inject, list, clear)")
     csub = p.add_subparsers(dest="chaos_command", required=True, metavar="SUBCOMMAND")
     inj = csub.add_parser("inject", help="fail or slow down one provider's calls for a bounded time")
@@ -141,16 +135,9 @@ def register(sub: Any, cluster: Any) -> None:
                      "timeout, rate_limited, auth, malformed_response, crashed")
     inj.add_argument("--for", dest="for_s", type=float, metavar="SECONDS",
                      help="how long the fault lasts (required); it ends by itself")
-    inj.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(inj)
-    inj.set_defaults(func=cmd_inject)
-    ls = csub.add_parser("list", help="the active faults")
-    ls.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(ls)
-    ls.set_defaults(func=cmd_list)
+    finish(inj, cmd_inject, json=True)
+    finish(csub.add_parser("list", help="the active faults"), cmd_list, json=True)
     cl = csub.add_parser("clear", help="remove the faults of one provider, of a capability, or all")
     cl.add_argument("capability", nargs="?")
     cl.add_argument("provider", nargs="?")
-    cl.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(cl)
-    cl.set_defaults(func=cmd_clear)
+    finish(cl, cmd_clear, json=True)

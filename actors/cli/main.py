@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from actors.cli.connect import CliError, connect, default_namespace, supervisor, use_token_auth_if_available
+from actors.cli import sandbox_env
+from actors.cli.connect import CliError, connect, supervisor
 from actors.cli.console import console
+from actors.cli.options import finish, json_option, printed_json
 
 
 def _load(path: str):
@@ -47,6 +49,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from actors.deploy.gateway import deploy
     from actors.specs import build_http_spec, build_spec
 
+    sandbox_env.use_for(args.config)
     cfg = _load(args.config)
     connect(args.address, cfg.namespace)
     spec = build_spec(cfg, source=str(Path(args.config).resolve()))
@@ -113,8 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     gw = connect(args.address, args.namespace)
     supervisor(gw)  # not deployed: exit 2 with the reason
-    if args.json:
-        print(render.as_json(gw.status()))
+    if printed_json(args, gw.status()):
         return 0
     out = console()
     if not args.watch:
@@ -162,11 +164,7 @@ def cmd_self_check(args: argparse.Namespace) -> int:
         reach = msgspec.to_builtins(ray.get(sup.reachability.remote(), timeout=30))
     except Exception:  # noqa: BLE001 - a supervisor from before the matrix existed
         reach = None
-    if args.json:
-        doc = msgspec.to_builtins(report)
-        doc["reachability"] = reach
-        print(render.as_json(doc))
-    else:
+    if not printed_json(args, {**msgspec.to_builtins(report), "reachability": reach}):
         render.self_check(report, console(), reach=reach)
     return 0 if report.ok else 1
 
@@ -199,47 +197,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
                            dry_run=True if args.dry_run else None, deadline_s=args.deadline)
     except NotDeployed as exc:
         raise CliError(2, str(exc)) from None
-    if args.json:
-        print(render.as_json(result))
-    else:
+    if not printed_json(args, result):
         render.invoke_result(result, console())
     return 0 if result.ok else 1
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    """Run the stand-ins config/default.yaml points at, on their fixed ports."""
-    import signal
-    import threading
-
-    from actors import sandbox
-
-    if sandbox.missing():
-        raise CliError(2, sandbox.install_hint("`aicmo-gateway sandbox`"))
-    from actors.sandbox.stack import SandboxStack
-
-    try:
-        stack = SandboxStack(fixed_ports=True).start()
-    except (OSError, RuntimeError) as exc:
-        raise CliError(2, f"cannot start the stand-ins: {exc} (is another sandbox running? its ports are 18101-18993)") from None
-    env_file = stack.root / "sandbox.env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(stack.env().items())))
-    out = console()
-    out.print(f"stand-ins for every provider of config/default.yaml are up ({len(stack.http)} HTTP APIs, SMTP, "
-              + ("Dovecot IMAP)" if stack.imap else f"no IMAP: {stack.imap_unavailable})"))
-    for name, s in sorted(stack.http.items()):
-        out.print(f"  {name:<12} {s.base_url}")
-    out.print(f"  {'smtp':<12} 127.0.0.1:{stack.smtp.port} (STARTTLS)")
-    out.print(f"\nIn another terminal:  source {env_file}  (TLS CA files and ports), then\n"
-              f"  aicmo-gateway up --config config/default.yaml\nCtrl-C stops them.")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -256,41 +216,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aicmo-gateway", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cluster(p: argparse.ArgumentParser, namespace: bool = True) -> None:
-        p.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else the running local cluster)")
-        if namespace:
-            p.add_argument("--namespace", default=default_namespace(),
-                           help="gateway namespace (default: $AICMO_NAMESPACE, else aicmo)")
-
     p = sub.add_parser("demo", help="run the main job on a local Ray with stand-in providers and injected faults")
     p.add_argument("--leads", type=int, default=200, help="how many leads the campaign processes (default 200)")
     p.add_argument("--config", help="gateway config to run the demo on (default: the embedded config/default.yaml)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sandbox", help="run local stand-ins of every provider (what config/default.yaml talks to)")
-    p.set_defaults(func=cmd_sandbox)
+    from actors.cli import sandbox_cmd
+
+    sandbox_cmd.register(sub)
 
     p = sub.add_parser("up", help="deploy or update the gateway's detached actors and wait until ready")
     p.add_argument("--config", required=True, help="gateway config file (YAML)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the actors to be ready")
-    cluster(p, namespace=False)
-    p.set_defaults(func=cmd_up)
+    finish(p, cmd_up, namespace=False)
 
-    p = sub.add_parser("down", help="remove the gateway's actors")
-    cluster(p)
-    p.set_defaults(func=cmd_down)
+    finish(sub.add_parser("down", help="remove the gateway's actors"), cmd_down)
 
     p = sub.add_parser("status", help="health of every capability and provider")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    json_option(p)
     p.add_argument("--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
                    help="refresh every SECONDS (default 2)")
-    cluster(p)
-    p.set_defaults(func=cmd_status)
+    finish(p, cmd_status)
 
-    p = sub.add_parser("self-check", help="probe every provider; print problems and fixes (exit 1 if a capability is unserved)")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(p)
-    p.set_defaults(func=cmd_self_check)
+    finish(sub.add_parser("self-check", help="probe every provider; print problems and fixes (exit 1 if a capability is "
+                                            "unserved)"), cmd_self_check, json=True)
 
     p = sub.add_parser("invoke", help="one call through a capability's router")
     p.add_argument("capability")
@@ -299,9 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="reach the adapter but send nothing")
     p.add_argument("--idempotency-key", help="a repeat within the window returns the first result")
     p.add_argument("--deadline", type=float, help="overall deadline in seconds")
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(p)
-    p.set_defaults(func=cmd_invoke)
+    finish(p, cmd_invoke, json=True)
 
     p = sub.add_parser("config", help="validate a config file, or print its JSON Schema")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
@@ -314,15 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that live in modules of their own.
     from actors.cli import chaos_cmd, ops_cmd, outbox_cmd
 
-    outbox_cmd.register(sub, cluster)
-    ops_cmd.register(sub, cluster)
-    chaos_cmd.register(sub, cluster)
+    outbox_cmd.register(sub)
+    ops_cmd.register(sub)
+    chaos_cmd.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    use_token_auth_if_available()
     try:
         return args.func(args)
     except CliError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.cli.connect import CliError, connect, router, supervisor, use_token_auth_if_available
+from actors.cli.options import finish, json_option
 
 # --- audit tail --------------------------------------------------------------------
 
@@ -94,6 +95,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         check_state_dir,
     )
 
+    from actors.cli import sandbox_env
+
+    sandbox_env.use_for(args.config)
     try:
         findings, cfg = check_config(args.config)
     except OSError as exc:
@@ -136,28 +140,23 @@ def _skipped(check: str, why: str) -> Any:
     return Finding(check=check, status="info", subject="skipped", detail=why)
 
 
-def register(sub: Any, cluster: Any) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("audit", help="the durable audit log of routing decisions")
     asub = p.add_subparsers(dest="audit_command", required=True, metavar="SUBCOMMAND")
     h = asub.add_parser("hash", help="what the audit log writes for an idempotency key or an email address")
     h.add_argument("--key", help="an idempotency key")
     h.add_argument("--email", help="an email address")
-    h.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(h)
-    h.set_defaults(func=cmd_audit_hash)
+    finish(h, cmd_audit_hash, json=True)
     t = asub.add_parser("tail", help="the latest routing decisions, oldest first (--follow for new ones)")
     t.add_argument("--capability", help="only this capability's router")
     t.add_argument("-n", "--lines", type=int, default=20, help="how many records to show first (default 20)")
     t.add_argument("--follow", "-f", action="store_true", help="keep printing new records (Ctrl-C to stop)")
     t.add_argument("--interval", type=float, default=1.0, help="seconds between polls with --follow (default 1)")
-    t.add_argument("--json", action="store_true", help="one JSON record per line, as stored")
-    cluster(t)
-    t.set_defaults(func=cmd_audit_tail)
+    json_option(t, help="one JSON record per line, as stored")
+    finish(t, cmd_audit_tail)
 
     d = sub.add_parser("doctor", help="check the local setup before deploying: config, environment, Ray, providers")
     d.add_argument("--config", required=True, help="gateway config file (YAML)")
     d.add_argument("--no-ray", action="store_true", help="skip the cluster checks")
     d.add_argument("--timeout", type=float, default=10.0, help="seconds each provider's health check may take")
-    d.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(d)
-    d.set_defaults(func=cmd_doctor)
+    finish(d, cmd_doctor, json=True)

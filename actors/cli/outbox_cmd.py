@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from actors.cli.connect import CliError, connect, supervisor
+from actors.cli.options import finish, printed_json
 
 
 def _age(at: float) -> str:
@@ -23,13 +24,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     import ray
     from rich.table import Table
 
-    from actors.cli import render
     from actors.cli.console import console
 
     sup = supervisor(connect(args.address, args.namespace))
     items = ray.get(sup.outbox_list.remote(args.capability, args.all), timeout=60)
-    if args.json:
-        print(render.as_json(items))
+    if printed_json(args, items):
         return 0
     out = console()
     if not items:
@@ -56,14 +55,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import ray
 
-    from actors.cli import render
     from actors.cli.console import console
 
     sup = supervisor(connect(args.address, args.namespace))
     reports = ray.get(sup.outbox_replay.remote(args.ids or None, args.force), timeout=600)
-    if args.json:
-        print(render.as_json(reports))
-    else:
+    if not printed_json(args, reports):
         out = console()
         if not reports:
             out.print("nothing to replay" + (f": no queued or parked item among {args.ids}" if args.ids else ""))
@@ -102,24 +98,19 @@ def cmd_drop(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any, cluster: Any) -> None:
+def register(sub: Any) -> None:
     p = sub.add_parser("outbox", help="requests queued for later delivery, or parked with an unknown outcome")
     osub = p.add_subparsers(dest="outbox_command", required=True, metavar="SUBCOMMAND")
     ls = osub.add_parser("list", help="queued and parked requests, oldest first")
     ls.add_argument("--capability", help="only this capability")
     ls.add_argument("--all", action="store_true", help="also delivered and dropped items")
-    ls.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(ls)
-    ls.set_defaults(func=cmd_list)
+    finish(ls, cmd_list, json=True)
     rp = osub.add_parser("replay", help="deliver queued items now (all, or the IDs given)")
     rp.add_argument("ids", nargs="*", type=int, metavar="ID")
     rp.add_argument("--force", action="store_true",
                     help="a parked item whose outcome is still unknown was NOT delivered (you checked): send it")
-    rp.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    cluster(rp)
-    rp.set_defaults(func=cmd_replay)
+    finish(rp, cmd_replay, json=True)
     dp = osub.add_parser("drop", help="never deliver this item (asks for confirmation)")
     dp.add_argument("id", type=int, metavar="ID")
     dp.add_argument("--yes", action="store_true", help="do not ask")
-    cluster(dp)
-    dp.set_defaults(func=cmd_drop)
+    finish(dp, cmd_drop)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from actors.messages import InvokeResult, SelfCheckReport, StatusReport
 
@@ -33,52 +36,81 @@ def _health(p: Any) -> str:
     return p.health.value if hasattr(p.health, "value") else str(p.health)
 
 
+# Under the tables when some provider has them: what the `other` column counts.
+OTHER_LEGEND = ("other: calls the provider answered 429 (throttled) or refused as the request's fault (invalid, "
+                "not supported): neither ok nor counted against its health")
+
+
+def _provider_cell(p: Any) -> str:
+    return p.name if p.adapter == p.name else f"{p.name} [dim]({p.adapter})[/]"
+
+
+def provider_notes(p: Any, skipped: str | None, now: float) -> list[str]:
+    """Why the router would skip the provider now, and what else an operator
+    should know of it, each a few words."""
+    notes = []
+    if skipped:
+        notes.append(f"skipped: {skipped}")
+    if not p.reachable:
+        notes.append("actor not answering")
+    if p.throttled_until and p.throttled_until > now and not skipped:
+        notes.append(f"throttled {p.throttled_until - now:.0f}s")
+    if p.cooldown_until and p.cooldown_until > now and not skipped:
+        notes.append(f"cooling down {p.cooldown_until - now:.0f}s")
+    if not p.delivers:
+        notes.append("delivers nothing" if not p.last_resort else "last resort: queues for later")
+    if p.last_error and p.consecutive_failures:
+        error = p.last_error.removeprefix(f"{p.name}: ")
+        notes.append(f"last error ({p.last_error_kind}): {error[:80]}")
+    return notes + list(p.warnings) + spend_note(p)
+
+
 def status_table(report: StatusReport, console: Console, recent_errors: int = 3) -> None:
     """One table per capability, providers in the order the router would try
-    them: health, success/calls, latency, and why a provider would be skipped
-    now; then the capability's latest errors."""
+    them: health, every call counted (ok + failed + other = calls), latency;
+    then, one line each, why a provider would be skipped now and what else
+    to know of it, and the capability's latest errors. The notes are lines
+    under the table, not a column, so a long one wraps across the terminal's
+    width (80 columns fit the table)."""
     now = time.time()
     chaos_line(report, console, now)
+    any_other = False
     for cap in report.capabilities:
         ops = list(cap.recent_operations)
         ok = sum(1 for op in ops if op.ok)
         title = f"[bold]{cap.capability}[/]" + (f"  last {len(ops)} requests: {ok} ok, {len(ops) - ok} failed" if ops else "")
         title += "  [bold red]outlier panic: ejections ignored[/]" if getattr(cap, "panic", False) else ""
-        table = Table(title=title, title_justify="left", expand=False)
-        for col, justify in (("#", "right"), ("provider", "left"), ("adapter", "left"), ("health", "left"),
-                             ("ok/calls", "right"), ("fail %", "right"), ("ewma ms", "right"), ("last ms", "right"),
-                             ("checked", "left"), ("note", "left")):
+        table = Table(title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD, show_edge=False,
+                      collapse_padding=True)
+        for col, justify in (("#", "right"), ("provider", "left"), ("health", "left"), ("calls", "right"),
+                             ("ok", "right"), ("failed", "right"), ("other", "right"), ("ewma ms", "right"),
+                             ("checked", "left")):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        notes: list[str] = []
         for rank, p in enumerate(cap.providers, 1):
             health = _health(p)
-            notes = []
             ejected = f" [bold red]EJECTED {p.ejected_until - now:.0f}s ({p.ejection_reason})[/]" if (
                 getattr(p, "ejected_until", None) and p.ejected_until > now) else ""
             if not ejected and getattr(p, "on_probation", False):
                 ejected = f" [bold yellow]PROBATION ({p.ejection_reason})[/]"
-            if cap.skipped.get(p.name):
-                notes.append(f"skipped: {cap.skipped[p.name]}")
-            if not p.reachable:
-                notes.append("actor not answering")
-            if p.throttled_until and p.throttled_until > now and not cap.skipped.get(p.name):
-                notes.append(f"throttled {p.throttled_until - now:.0f}s")
-            if p.cooldown_until and p.cooldown_until > now and not cap.skipped.get(p.name):
-                notes.append(f"cooling down {p.cooldown_until - now:.0f}s")
-            if not p.delivers:
-                notes.append("delivers nothing" if not p.last_resort else "outbox: queues for later")
-            if p.last_error and p.consecutive_failures:
-                notes.append(f"last error ({p.last_error_kind}): {p.last_error[:80]}")
-            notes += p.warnings + spend_note(p)
-            fail = f"{100 * p.total_failures / p.total_calls:.0f}" if p.total_calls else "-"
-            table.add_row(str(rank), p.name, p.adapter, f"[{HEALTH_STYLE.get(health, '')}]{health}[/]{ejected}",
-                          f"{p.total_ok}/{p.total_calls}", fail, _ms(p.latency_ewma_ms),
-                          _ms(p.latency_ms), _ago(p.last_checked, now), "; ".join(notes))
+            other = p.total_calls - p.total_ok - p.total_failures
+            any_other = any_other or other > 0
+            table.add_row(str(rank), _provider_cell(p), f"[{HEALTH_STYLE.get(health, '')}]{health}[/]{ejected}",
+                          str(p.total_calls), str(p.total_ok), str(p.total_failures), str(other),
+                          _ms(p.latency_ewma_ms), _ago(p.last_checked, now))
+            said = provider_notes(p, cap.skipped.get(p.name), now)
+            if said:
+                notes.append(f"{rank} {p.name}: " + "; ".join(said))
         console.print(table)
+        for line in notes:  # wrapped lines indented under their provider
+            console.print(Padding(Text(line), (0, 0, 0, 2)), highlight=False)
         errors = [op for op in ops if not op.ok][-recent_errors:]
         for op in errors:
-            console.print(f"  [red]error[/] {_ago(op.at, now)}: {op.method} {op.error_kind}: {(op.error or '')[:140]}",
-                          highlight=False)
+            line = Text.assemble(("error", "red"), f" {_ago(op.at, now)}: {op.method} {op.error_kind}: {(op.error or '')[:140]}")
+            console.print(Padding(line, (0, 0, 0, 2)), highlight=False)
         console.print()
+    if any_other:
+        console.print(OTHER_LEGEND, style="dim", highlight=False)
 
 
 def fault_text(f: Any, now: float | None = None) -> str:

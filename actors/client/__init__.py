@@ -10,9 +10,14 @@ A call the router dropped (it crashed or is restarting) is sent again with
 the same idempotency key within the call's deadline: see gateway.py.
 """
 
-from actors.client.gateway import Gateway
-from actors.client.resend import ResendPolicy
-from actors.errors import (
+from actors.client.cluster import use_token_auth_if_available as _use_token_auth
+
+# Before anything imports ray: Ray reads RAY_AUTH_MODE once, at import (see cluster.py).
+_use_token_auth()
+
+from actors.client.gateway import Gateway  # noqa: E402 - after the auth mode is decided
+from actors.client.resend import ResendPolicy  # noqa: E402
+from actors.errors import (  # noqa: E402
     AllProvidersFailed,
     AllProvidersThrottled,
     ClusterUnreachable,
@@ -29,7 +34,7 @@ from actors.errors import (
     StoreDown,
     UnknownMethod,
 )
-from actors.messages import Attempt, ErrorInfo, InvokeResult
+from actors.messages import Attempt, ErrorInfo, InvokeResult  # noqa: E402
 
 __all__ = [
     "AllProvidersFailed",

@@ -5,27 +5,61 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 
 from actors.errors import ClusterUnreachable
 
-__all__ = ["default_namespace", "join", "use_token_auth_if_available"]
+__all__ = ["default_namespace", "join", "token_at_hand", "use_token_auth_if_available"]
 
 
 def default_namespace() -> str:
     return os.environ.get("AICMO_NAMESPACE") or "aicmo"
 
 
+def token_at_hand(env: dict[str, str] | None = None) -> bool:
+    """A Ray token this process would send: RAY_AUTH_TOKEN, the file at
+    RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (where Ray looks, in that order)."""
+    env = os.environ if env is None else env
+    token_file = env.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(env.get("RAY_AUTH_TOKEN")) or os.path.exists(token_file)
+
+
 def use_token_auth_if_available() -> None:
-    """Ray 2.60 clusters started with `ray start --head` require a token, and a
-    client sends it only with RAY_AUTH_MODE=token (ray.init(address="auto")
-    works without; an explicit address and `ray job submit` do not). A token
-    client also works against a cluster with auth off, so turn it on whenever a
-    token is at hand and the user has not chosen. Must run before Ray reads it."""
-    if "RAY_AUTH_MODE" in os.environ:
+    """Send the token whenever one is at hand and the user has not chosen
+    (RAY_AUTH_MODE unset). Ray 2.60 sends it only in token mode, which a
+    driver that names an address (`--address`, RAY_ADDRESS) must ask for
+    itself, and `ray start --head` turns token auth on when it finds a token.
+    A token client also works against a cluster with auth off (measured: the
+    README's auth table), so this never hurts.
+
+    Ray reads RAY_AUTH_MODE once, when `ray` is imported (its RayConfig), so
+    this runs before: at the import of actors.client (the CLI and drivers
+    import it before anything imports ray). A driver that imported ray first
+    gets Ray's config refreshed, as Ray itself does when it turns token mode
+    on (authentication_token_setup._enable_token_auth). A process already
+    connected (a Ray worker, a job's driver, a Serve replica) is left alone:
+    its mode is its cluster's."""
+    if "RAY_AUTH_MODE" in os.environ or not token_at_hand():
         return
-    token_file = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(token_file):
+    if "ray" not in sys.modules:
         os.environ["RAY_AUTH_MODE"] = "token"
+        return
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    _refresh_ray_config()
+
+
+def _refresh_ray_config() -> None:
+    """Make an imported Ray read RAY_AUTH_MODE again. Ray's own call; without
+    it (another Ray version), connecting says what to set."""
+    try:
+        from ray._raylet import Config
+    except ImportError:
+        return
+    Config.initialize("")
 
 
 def _check_reachable(target: str, timeout_s: float = 3.0) -> None:
@@ -60,5 +94,6 @@ def join(address: str | None, namespace: str) -> None:
         raise ClusterUnreachable(
             f"cannot reach a Ray cluster at {target!r}: {first}\n"
             "  start one with `ray start --head`, or pass --address / set RAY_ADDRESS.\n"
-            "  If the cluster uses token auth (Ray's default), the token must be in ~/.ray/auth_token "
-            "or RAY_AUTH_TOKEN.") from None
+            "  If the cluster uses token auth (`ray start --head` turns it on when it finds a token), its token "
+            "must be in ~/.ray/auth_token here (`ray get-auth-token` on the head prints it), or in RAY_AUTH_TOKEN "
+            "or the file RAY_AUTH_TOKEN_PATH names.") from None

@@ -23,11 +23,12 @@ from typing import Any
 
 import ray
 
+from actors.client.calls import Await, Steps
 from actors.errors import ErrorKind
 from actors.messages import Attempt, CallContext, CallReply, InvokeResult, Ranking
 from actors.payloads import METHODS, Payload, PayloadError, validate_payload
 
-__all__ = ["RANKING_TIMEOUT_S", "DirectCall", "DirectRoutes", "eligible"]
+__all__ = ["RANKING_TIMEOUT_S", "DirectCall", "DirectRoutes", "direct_read", "eligible"]
 
 # Asking a router for its ranking: a router that takes longer is left to serve the call itself.
 RANKING_TIMEOUT_S = 2.0
@@ -129,3 +130,26 @@ class DirectRoutes:
             kind, why = ErrorKind.CRASHED, f"provider actor failed: {type(exc).__name__}"
         return Attempt(provider=call.provider, ok=False, error_kind=kind, error=f"{call.provider}: {why} (sent directly)",
                        latency_ms=elapsed_ms, maybe_delivered=True)
+
+
+def direct_read(routes: DirectRoutes, ranking: Callable[[], Any], capability: str, method: str, payload: Any,
+                dry_run: bool | None, deadline_s: float | None) -> Steps[tuple[InvokeResult | None, Attempt | None]]:
+    """The steps of a direct read (actors/client/calls.py): the ranking (held,
+    or asked of the router with `ranking()`), then the call to its first
+    provider. Returns (the result, None) when the provider served it; else
+    (None, the failed attempt or None) and the router is to serve it."""
+    held = routes.fresh(capability)
+    if held is None:
+        try:
+            held = yield Await(lambda: (ranking(), RANKING_TIMEOUT_S))
+        except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
+            return None, None
+        routes.store(held)
+    call = routes.prepare(held, method, payload, dry_run, deadline_s)
+    if call is None:
+        return None, None
+    try:
+        reply = yield Await(lambda: (call.handle.call.remote(method, call.payload, call.ctx), call.wait_s))
+    except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
+        return None, routes.failed(call, exc=exc)
+    return (routes.served(call, reply), None) if reply.ok else (None, routes.failed(call, reply))

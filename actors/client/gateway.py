@@ -9,7 +9,7 @@ It finds each capability's router by name (actors.names), and makes a
 router crash cost latency instead of an exception: a call the router
 dropped (Ray raises ActorUnavailableError or RayActorError: it died or is
 restarting) is sent again with the same idempotency key within the call's
-deadline (actors/client/resend.py). A send the caller gave no key gets one
+deadline (actors/client/calls.py, resend.py). A send the caller gave no key gets one
 made here, so the resend cannot deliver twice. When the router does not come
 back in time the result is `gateway_unavailable`, with the key to retry with.
 """
@@ -20,15 +20,15 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import ray
 
+from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
-from actors.client.direct import RANKING_TIMEOUT_S, DirectRoutes, eligible
-from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy, client_key
+from actors.client.direct import DirectRoutes, direct_read, eligible
+from actors.client.resend import ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_name
@@ -36,59 +36,7 @@ from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
 
-# The router answers within the deadline it was given; past that by this
-# much, the client stops waiting for a router that is alive but stuck.
-ROUTER_GRACE_S = 5.0
-
 DEFAULT_RESEND = ResendPolicy()
-
-# What ray.get raises for a call the router never answered: it died (and is
-# restarting, or was replaced), or it is unreachable for now.
-_DROPPED = (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError)
-
-
-@dataclass
-class _Call:
-    """One call (or one batch) on its way: its key(s), deadline and resends."""
-
-    capability: str
-    method: str
-    key: str | None
-    dry_run: bool | None
-    deadline_s: float | None        # the caller's
-    clock: Callable[[], float]
-    started: float | None = None
-    resends: int = 0
-
-    def __post_init__(self) -> None:
-        if self.started is None:
-            self.started = self.clock()
-
-    def remaining_s(self) -> float:
-        window = self.deadline_s if self.deadline_s is not None else DEFAULT_WINDOW_S
-        return window - (self.clock() - self.started)
-
-    def router_deadline_s(self) -> float | None:
-        """What the router is told: the caller's deadline (None: the config's)
-        on the first send; what is left of the window on a resend."""
-        if self.deadline_s is None and not self.resends:
-            return None
-        return max(0.001, self.remaining_s())
-
-    def wait_s(self) -> float | None:
-        deadline = self.router_deadline_s()
-        return None if deadline is None else deadline + ROUTER_GRACE_S
-
-    def unavailable(self, why: str, namespace: str) -> InvokeResult:
-        again = (f"it may have received the request: send it again with idempotency_key {self.key!r}, which "
-                 "delivers nothing twice" if self.key else "send it again")
-        return InvokeResult(
-            ok=False, capability=self.capability, method=self.method, idempotency_key=self.key,
-            dry_run=bool(self.dry_run), request_id=uuid.uuid4().hex,
-            elapsed_ms=round((self.clock() - self.started) * 1000, 3),
-            error=ErrorInfo(kind=ErrorKind.GATEWAY_UNAVAILABLE, retry_after_s=1.0, message=(
-                f"{router_name(self.capability)} in namespace {namespace!r} did not answer within the deadline "
-                f"({why}; sent {self.resends + 1} time(s)); {again}")))
 
 
 def _unknown_capability(capability: str, method: str) -> InvokeResult:
@@ -155,18 +103,42 @@ class Gateway:
         return sorted(e["name"][len(prefix):] for e in self._ray.util.list_named_actors(all_namespaces=True)
                       if e["namespace"] == self.namespace and e["name"].startswith(prefix))
 
-    # --- one call -----------------------------------------------------------------
-    def _begin(self, capability: str, method: str, key: str | None, dry_run: bool | None,
-               deadline_s: float | None) -> _Call:
-        return _Call(capability, method, client_key(capability, method, key, dry_run), dry_run, deadline_s, self._clock)
+    # --- one call: its steps (actors/client/calls.py), run by a sync or an async shell -------
+    def _run(self, steps: Steps[Any]) -> Any:
+        return run(steps, lambda ref, timeout: self._ray.get(ref, timeout=timeout), self._sleep,
+                   (ray.exceptions.GetTimeoutError,))
 
-    def _after_drop(self, call: _Call) -> float | None:
-        self._routers.pop(call.capability, None)  # a replaced router is found again by name
-        delay = self.resend.delay_s(call.resends, call.remaining_s())
-        if delay is not None:
-            call.resends += 1
-            self.resent += 1
-        return delay
+    def _to_router(self, call: RouterCall, send: Any) -> Steps[Any]:
+        """`router_call`, its drops forgetting the cached handle and counted in `resent`."""
+        return router_call(call, send, self.resend, forget=lambda: self._routers.pop(call.capability, None),
+                           resent=self._count_resend)
+
+    def _count_resend(self) -> None:
+        self.resent += 1
+
+    def _invoke_steps(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
+                      dry_run: bool | None, deadline_s: float | None) -> Steps[InvokeResult]:
+        """With direct_reads, an idempotent call first goes to the provider the
+        router ranks first; to the router when that provider did not serve it."""
+        if capability not in CAPABILITIES:
+            return _unknown_capability(capability, method)
+        tried: Attempt | None = None
+        if self._direct is not None and eligible(capability, method):
+            served, tried = yield from direct_read(self._direct, lambda: self._router(capability).ranking.remote(),
+                                                   capability, method, payload, dry_run, deadline_s)
+            if served is not None:
+                return served
+            deadline_s = _left(deadline_s, tried)
+        call = RouterCall(capability, method, client_key(capability, method, idempotency_key, dry_run), dry_run,
+                          deadline_s, self._clock)
+
+        def send(c: RouterCall) -> Any:
+            return self._router(capability).invoke.remote(method, payload, idempotency_key=c.key, dry_run=dry_run,
+                                                          deadline_s=c.router_deadline_s())
+
+        answer = yield from self._to_router(call, send)
+        return _with_attempt(tried, call.unavailable(answer.why, self.namespace) if isinstance(answer, GaveUp)
+                             else answer)
 
     def invoke(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
                dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
@@ -174,112 +146,13 @@ class Gateway:
         exception for a provider's failure or bad input (see raise_for_error).
         With direct_reads, an idempotent call goes to the provider the router
         ranks first, and to the router only if that provider did not serve it."""
-        if capability not in CAPABILITIES:
-            return _unknown_capability(capability, method)
-        tried: Attempt | None = None
-        if self._direct is not None and eligible(capability, method):
-            served, tried = self._direct_sync(capability, method, payload, dry_run, deadline_s)
-            if served is not None:
-                return served
-            deadline_s = _left(deadline_s, tried)
-        return _with_attempt(tried, self._invoke_router(capability, method, payload, idempotency_key, dry_run,
-                                                        deadline_s))
-
-    def _direct_sync(self, capability: str, method: str, payload: Any, dry_run: bool | None,
-                     deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
-        assert self._direct is not None
-        ranking = self._direct.fresh(capability)
-        if ranking is None:
-            try:
-                ranking = self._ray.get(self._router(capability).ranking.remote(), timeout=RANKING_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
-                return None, None
-            self._direct.store(ranking)
-        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
-        if call is None:
-            return None, None
-        try:
-            reply = self._ray.get(call.handle.call.remote(method, call.payload, call.ctx), timeout=call.wait_s)
-        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
-            return None, self._direct.failed(call, exc=exc)
-        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
-
-    async def _direct_async(self, capability: str, method: str, payload: Any, dry_run: bool | None,
-                            deadline_s: float | None) -> tuple[InvokeResult | None, Attempt | None]:
-        assert self._direct is not None
-        ranking = self._direct.fresh(capability)
-        if ranking is None:
-            try:
-                ranking = await asyncio.wait_for(self._router(capability).ranking.remote(), RANKING_TIMEOUT_S)
-            except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
-                return None, None
-            self._direct.store(ranking)
-        call = self._direct.prepare(ranking, method, payload, dry_run, deadline_s)
-        if call is None:
-            return None, None
-        try:
-            reply = await asyncio.wait_for(call.handle.call.remote(method, call.payload, call.ctx), call.wait_s)
-        except Exception as exc:  # noqa: BLE001 - any failure goes to the router, listed first
-            return None, self._direct.failed(call, exc=exc)
-        return (self._direct.served(call, reply), None) if reply.ok else (None, self._direct.failed(call, reply))
-
-    def _invoke_router(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
-                       dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
-        call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
-        while True:
-            try:
-                router = self._router(capability)
-                ref = router.invoke.remote(method, payload, idempotency_key=call.key, dry_run=dry_run,
-                                           deadline_s=call.router_deadline_s())
-                return self._ray.get(ref, timeout=call.wait_s())
-            except _DROPPED as exc:
-                why = type(exc).__name__
-            except NotDeployed:
-                if not call.resends:
-                    raise
-                why = "its name is not registered (replaced by a redeploy?)"
-            except ray.exceptions.GetTimeoutError:
-                return call.unavailable("it gave no answer", self.namespace)
-            delay = self._after_drop(call)
-            if delay is None:
-                return call.unavailable(why, self.namespace)
-            self._sleep(delay)
+        return self._run(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s))
 
     async def invoke_async(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
                            dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
         """`invoke` for asyncio code: awaits the router without blocking the loop."""
-        if capability not in CAPABILITIES:
-            return _unknown_capability(capability, method)
-        tried: Attempt | None = None
-        if self._direct is not None and eligible(capability, method):
-            served, tried = await self._direct_async(capability, method, payload, dry_run, deadline_s)
-            if served is not None:
-                return served
-            deadline_s = _left(deadline_s, tried)
-        return _with_attempt(tried, await self._invoke_router_async(capability, method, payload, idempotency_key,
-                                                                    dry_run, deadline_s))
-
-    async def _invoke_router_async(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
-                                   dry_run: bool | None, deadline_s: float | None) -> InvokeResult:
-        call = self._begin(capability, method, idempotency_key, dry_run, deadline_s)
-        while True:
-            try:
-                router = self._router(capability)
-                ref = router.invoke.remote(method, payload, idempotency_key=call.key, dry_run=dry_run,
-                                           deadline_s=call.router_deadline_s())
-                return await asyncio.wait_for(ref, call.wait_s())
-            except _DROPPED as exc:
-                why = type(exc).__name__
-            except NotDeployed:
-                if not call.resends:
-                    raise
-                why = "its name is not registered (replaced by a redeploy?)"
-            except asyncio.TimeoutError:
-                return call.unavailable("it gave no answer", self.namespace)
-            delay = self._after_drop(call)
-            if delay is None:
-                return call.unavailable(why, self.namespace)
-            await self._async_sleep(delay)
+        return await run_async(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s),
+                               self._async_sleep)
 
     # --- typed: the payload's class names the call --------------------------------
     def call(self, payload: Payload, **options: Any) -> InvokeResult:
@@ -303,23 +176,10 @@ class Gateway:
         if capability not in CAPABILITIES:
             return [_unknown_capability(capability, _method_of(item)) for item in requests]
         batch, deadline_s = _keyed(capability, requests)
-        call = _Call(capability, "invoke_many", None, None, deadline_s, self._clock)
-        while True:
-            try:
-                ref = self._router(capability).invoke_many.remote(_with_deadline(batch, call))
-                return self._ray.get(ref, timeout=call.wait_s())
-            except _DROPPED as exc:
-                why = type(exc).__name__
-            except NotDeployed:
-                if not call.resends:
-                    raise
-                why = "its name is not registered (replaced by a redeploy?)"
-            except ray.exceptions.GetTimeoutError:
-                return _unavailable_batch(batch, call, "it gave no answer", self.namespace)
-            delay = self._after_drop(call)
-            if delay is None:
-                return _unavailable_batch(batch, call, why, self.namespace)
-            self._sleep(delay)
+        call = RouterCall(capability, "invoke_many", None, None, deadline_s, self._clock)
+        answer = self._run(self._to_router(
+            call, lambda c: self._router(capability).invoke_many.remote(_with_deadline(batch, c))))
+        return _unavailable_batch(batch, call, answer.why, self.namespace) if isinstance(answer, GaveUp) else answer
 
     # --- status -------------------------------------------------------------------
     def status(self, timeout_s: float = 60.0) -> StatusReport:
@@ -401,7 +261,7 @@ def _keyed(capability: str, requests: Sequence[Any]) -> tuple[list[Any], float |
     return batch, (max(deadlines) if deadlines else None)
 
 
-def _with_deadline(batch: list[Any], call: _Call) -> list[Any]:
+def _with_deadline(batch: list[Any], call: RouterCall) -> list[Any]:
     """On a resend, no request may be given more than what is left of the window."""
     if not call.resends:
         return batch
@@ -416,11 +276,11 @@ def _with_deadline(batch: list[Any], call: _Call) -> list[Any]:
     return out
 
 
-def _unavailable_batch(batch: list[Any], call: _Call, why: str, namespace: str) -> list[InvokeResult]:
+def _unavailable_batch(batch: list[Any], call: RouterCall, why: str, namespace: str) -> list[InvokeResult]:
     out = []
     for item in batch:
         keyed = isinstance(item, tuple) and len(item) == 3 and isinstance(item[2], dict)
-        one = _Call(call.capability, _method_of(item), item[2].get("idempotency_key") if keyed else None,
+        one = RouterCall(call.capability, _method_of(item), item[2].get("idempotency_key") if keyed else None,
                     item[2].get("dry_run") if keyed else None, call.deadline_s, call.clock, started=call.started,
                     resends=call.resends)
         out.append(one.unavailable(why, namespace))

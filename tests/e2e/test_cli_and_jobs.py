@@ -63,9 +63,10 @@ def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> 
         """))
     # The head's job agent can start after the dashboard answers, on a busy machine
     # well after: Ray then says "No available agent to submit job". Ask again.
+    # `ray job submit` sends the token only in token mode, as the README tells its user.
     for _ in range(10):
         job = run(str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--working-dir", str(job_dir),
-                  "--", "python", "send_welcome.py", env=cluster["env"])
+                  "--", "python", "send_welcome.py", env={**cluster["env"], "RAY_AUTH_MODE": "token"})
         if "No available agent" not in job.stdout + job.stderr:
             break
         time.sleep(3)

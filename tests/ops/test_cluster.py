@@ -207,11 +207,11 @@ def test_status_is_a_readable_table(cluster: dict) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "email_sending" in out and "webhook_dispatch" in out
-    for column in ("provider", "health", "ok/calls", "ewma ms", "note"):
+    for column in ("provider", "health", "calls", "ok", "failed", "other", "ewma ms", "checked"):
         assert column in out
-    # Calls include the self-checks' probes.
-    assert re.search(r"backup\s+│ simulated\s+│ healthy\s+│\s+(\d+)/\1 ", out), out
-    assert re.search(r"primary\s+│ simulated\s+│ degraded\s+│\s+0/\d+ ", out), out
+    # Calls (ok + failed + other) include the self-checks' probes.
+    assert re.search(r"backup \(simulated\)\s+healthy\s+(\d+)\s+\1\s+0\s+0 ", out), out
+    assert re.search(r"primary \(simulated\)\s+degraded\s+\d+\s+0\s+[1-9]", out), out
     assert "last error" in out and "(transient)" in out  # the note may wrap in a narrow table
     assert "error" in out and "invalid_request" in out  # the latest failed request, under the table
 

@@ -26,11 +26,19 @@ whose nodes are children of one Python process and share its view of files):
 - on ports nobody else uses: every port Ray would otherwise take from a fixed
   default (GCS 6379, client server 10001, dashboard 8265, agent 52365, ...) is
   a free one picked here; worker ports are left to the kernel;
-- with token authentication (Ray 2.60's default for `ray start`), from a token
-  file of this cluster's own (RAY_AUTH_TOKEN_PATH), never ~/.ray/auth_token;
+- with token authentication as on a user's machine: a HOME of this cluster's
+  own holds `.ray/auth_token` (never the real ~/.ray/auth_token), and
+  `RAY_AUTH_MODE` is not set, so `ray start --head` turns token auth on
+  because it finds the token, as Ray 2.60 does (`auth="off"`: no token, so
+  Ray starts with auth off; `auth="disabled"`: RAY_AUTH_MODE=disabled on the
+  nodes and in `env`, a token in HOME all the same). `env`, what a user's
+  shell holds, has no RAY_AUTH_MODE unless disabled: the gateway's CLI and
+  client must find the token themselves. Plain Ray drivers with an explicit
+  address (`run_driver`, the GCS queries here) set RAY_AUTH_MODE=token, as
+  Ray requires of them;
 - with every Ray file under one temporary directory (--temp-dir, RAY_TMPDIR),
-  so it never writes /tmp/ray/ray_current_cluster, which `ray.init("auto")`
-  and `aicmo-gateway` without an address read.
+  so it never writes /tmp/ray/ray_current_cluster; `ray.init("auto")` and
+  `aicmo-gateway` without an address, given `env`, find this cluster's own.
 
 All nodes advertise the machine's IP (Ray turns 127.0.0.1 into it), so Ray
 attaches every driver to the head, whichever namespace the driver runs in.
@@ -53,7 +61,6 @@ import contextlib
 import functools
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -177,20 +184,30 @@ class RayNodes:
         env: dict[str, str] | None = None,
         health_check_period_ms: int = 1000,
         health_check_failure_threshold: int = 5,
+        auth: str = "token",
+        head_env: dict[str, str] | None = None,
     ):
+        if auth not in ("token", "off", "disabled"):
+            raise ValueError(f"auth must be token, off or disabled, not {auth!r}")
+        self.auth = auth
         self.head_cpus = head_cpus
         self.head_resources = dict(head_resources or {})
         self.head_private_dirs = tuple(Path(d) for d in head_private_dirs)
         self.dashboard = dashboard
         self.object_store_mb = object_store_mb
         self.extra_env = dict(env or {})
+        self.head_env = dict(head_env or {})   # for the head's `ray start` alone, as `VAR=value ray start --head`
         self.health_env = {"RAY_health_check_period_ms": str(health_check_period_ms),
                            "RAY_health_check_failure_threshold": str(health_check_failure_threshold)}
         # Short: Ray's Unix socket paths (under the temp dir) must fit in 107 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="aicmo-nodes-", dir="/tmp"))
-        self.token_file = self.root / "auth_token"
-        self.token_file.write_text(secrets.token_hex(32))
-        self.token_file.chmod(0o600)
+        # The cluster's user's HOME: `ray start`, the CLI and drivers find the token in it as on a machine.
+        self.home = self.root / "home"
+        self.token_file = self.home / ".ray" / "auth_token"
+        self.token_file.parent.mkdir(parents=True)
+        if auth != "off":  # made as a user makes one (`make demo`'s local Ray writes the same file)
+            subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
+                           timeout=120, env={**_inherited_env(), "HOME": str(self.home)})
         self.nodes: dict[str, Node] = {}
         self.removed: dict[str, Node] = {}
         self.gcs_port = 0
@@ -224,13 +241,18 @@ class RayNodes:
         python_path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         return {
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN_PATH": str(self.token_file),
+            "HOME": str(self.home),
+            **({"RAY_AUTH_MODE": "disabled"} if self.auth == "disabled" else {}),
             "RAY_TMPDIR": str(self.root),
             # Workers import the gateway and tests.* from the project (they start in the node's cwd).
             "PYTHONPATH": python_path,
             "RAY_USAGE_STATS_ENABLED": "0",
         }
+
+    def _plain_driver_env(self) -> dict[str, str]:
+        """`env` for a plain Ray driver: one that names the address (RAY_ADDRESS) sends
+        the token only with RAY_AUTH_MODE=token (Ray 2.60), which such a user must set."""
+        return {**self.env, **({"RAY_AUTH_MODE": "token"} if self.auth == "token" else {})}
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self, timeout_s: float = 120) -> RayNodes:
@@ -252,7 +274,7 @@ class RayNodes:
                          *([f"--dashboard-port={self.dashboard_port}", f"--dashboard-host={_HOST}"]
                            if self.dashboard else [])],
                 num_cpus=self.head_cpus, resources=self.head_resources, private_dirs=self.head_private_dirs,
-                env=self.health_env, timeout_s=timeout_s)
+                env={**self.health_env, **self.head_env}, timeout_s=timeout_s)
             if self.dashboard:
                 _wait_for_http(f"{self.dashboard_url}/api/version", self.head, timeout_s)
         except BaseException:
@@ -339,7 +361,8 @@ class RayNodes:
             (scratch / "args.json").write_text(json.dumps(args))
             script = scratch / "driver.py"
             script.write_text(_DRIVER_PRELUDE + textwrap.dedent(code))
-            run_env = {**self.env, **(env or {}), "AICMO_DRIVER_DIR": str(scratch), "AICMO_DRIVER_NAMESPACE": namespace}
+            run_env = {**self._plain_driver_env(), **(env or {}), "AICMO_DRIVER_DIR": str(scratch),
+                       "AICMO_DRIVER_NAMESPACE": namespace}
             try:
                 done = subprocess.run([*self._view(on), sys.executable, str(script)], capture_output=True, text=True, env=run_env,
                                       cwd=PROJECT_ROOT, timeout=timeout_s, start_new_session=True)
@@ -374,7 +397,10 @@ class RayNodes:
                     private_dirs: tuple[Path, ...], env: dict[str, str], timeout_s: float) -> Node:
         if private_dirs and _namespace_problem():
             raise NodeError(f"node {name!r} needs private directories: {_namespace_problem()}")
-        temp_dir = self.root / name
+        # The head's is RAY_TMPDIR/ray, Ray's default temp dir for every process given `env`: there
+        # `ray start --head` writes ray_current_cluster, so `ray.init("auto")` and `aicmo-gateway`
+        # without an address find this cluster, as on the head machine (and never /tmp/ray's).
+        temp_dir = self.root / ("ray" if name == "head" else name)
         temp_dir.mkdir(exist_ok=True)
         for d in private_dirs:
             d.mkdir(parents=True, exist_ok=True)  # a mount point must exist
@@ -401,7 +427,10 @@ class RayNodes:
                             'shift; exec "$@"')
             command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount_script, "sh",
                        *map(str, private_dirs), "--", *ray_args]
-        node_env = {**_inherited_env(), **self._ray_env(), **self.extra_env, **env}
+        # A worker node's `ray start --address` does not turn token mode on by itself (only the head's does,
+        # on finding a token): Ray asks RAY_AUTH_MODE=token of whoever adds a node to a token cluster.
+        joins = {"RAY_AUTH_MODE": "token"} if name != "head" and self.auth == "token" else {}
+        node_env = {**_inherited_env(), **self._ray_env(), **joins, **self.extra_env, **env}
         with open(log_file, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=node_env, cwd=PROJECT_ROOT, start_new_session=True)
@@ -448,7 +477,7 @@ class RayNodes:
         process must not load Ray's token settings: the session's own cluster
         runs in it); with `wait`, poll until that holds."""
         done = subprocess.run([sys.executable, "-c", _GCS_QUERY, self.address, json.dumps(wait), str(timeout_s)],
-                              capture_output=True, text=True, env=self.env, timeout=timeout_s + 30)
+                              capture_output=True, text=True, env=self._plain_driver_env(), timeout=timeout_s + 30)
         if done.returncode != 0:
             raise NodeError(f"asking the GCS at {self.address} for nodes failed: {done.stderr.strip()[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,106 @@
+"""The README's "Deploying on a Ray cluster" block, run as written, as a
+newcomer runs it after `make demo`: a HOME where a Ray token was made first
+(`ray get-auth-token --generate`, as a local `ray.init()` would), nothing of
+Ray's in the environment (no RAY_AUTH_MODE), then every line of the block
+in order. The block is read from README.md, so the two cannot drift apart.
+
+Its first line, `ray start --head` (with the variables it sets), is the
+cluster of this module (tests/support/nodes.py: private ports and temp
+dir, which is what the machine's /tmp/ray is to a user, so `aicmo-gateway`
+without an address finds it as on the head). Between the block's `invoke`
+and its `down`, the README's Python client example runs as a driver script
+(`Gateway.connect()`, the address from RAY_ADDRESS).
+
+Twice: with token authentication on (Ray turns it on because `ray start`
+finds the token), and with RAY_AUTH_MODE=disabled on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cluster import BIN
+from tests.support.nodes import RayNodes
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_WARNING = "worker processes have been started"
+RAY_START = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*=\S+\s+)*)ray start --head\b")
+
+
+def readme_block(heading: str, lang: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"\n{heading}\n", 1)[1]
+    return section.split(f"```{lang}\n", 1)[1].split("\n```", 1)[0]
+
+
+def walkthrough() -> tuple[dict[str, str], list[str]]:
+    """The variables the block's `ray start --head` sets, and its other lines."""
+    first, *rest = [line for line in readme_block("## Deploying on a Ray cluster", "bash").splitlines() if line.strip()]
+    found = RAY_START.match(first)
+    assert found, f"the walkthrough no longer starts with `ray start --head`: {first!r}"
+    head_env = dict(word.split("=", 1) for word in shlex.split(found.group(1)))
+    return head_env, rest
+
+
+@pytest.fixture(scope="module", params=["token", "disabled"])
+def machine(request: pytest.FixtureRequest) -> Iterator[dict]:
+    head_env, lines = walkthrough()
+    nodes = RayNodes(head_cpus=2, auth=request.param, head_env=head_env)
+    try:
+        nodes.start()
+        # What the user's shell holds: HOME (with the token) and, for `disabled`, RAY_AUTH_MODE.
+        # RAY_TMPDIR stands for the machine's /tmp (where `ray start` tells `auto` about the cluster).
+        env = {k: v for k, v in nodes.env.items() if k != "RAY_ADDRESS" and not k.startswith("AICMO_")}
+        assert ("RAY_AUTH_MODE" in env) == (request.param == "disabled")
+        yield {"auth": request.param, "nodes": nodes, "env": env, "lines": lines}
+    finally:
+        subprocess.run([str(BIN / "aicmo-gateway"), "sandbox", "--stop"], env=nodes.env, capture_output=True,
+                       timeout=60)
+        nodes.shutdown()
+
+
+def shell(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def python_client_example(env: dict[str, str], address: str) -> subprocess.CompletedProcess[str]:
+    script = readme_block("### The Python client", "python") + (
+        "\nimport json\nprint('DRIVER', json.dumps({'first': res.provider, 'batch_ok': sum(r.ok for r in results)}))\n")
+    return subprocess.run([str(BIN / "python"), "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**env, "RAY_ADDRESS": address})
+
+
+def test_the_readme_walkthrough_works_as_written(machine: dict) -> None:
+    nodes, env = machine["nodes"], machine["env"]
+    head_log = nodes.head.log_tail(1_000_000)
+    assert ("Token authentication is enabled" in head_log) == (machine["auth"] == "token"), head_log[-2000:]
+
+    outputs: list[str] = []
+    for line in machine["lines"]:
+        if line.startswith("aicmo-gateway down"):
+            driver = python_client_example(env, nodes.address)
+            outputs.append(driver.stdout + driver.stderr)
+            assert driver.returncode == 0, outputs[-1][-4000:]
+            facts = json.loads(driver.stdout.split("DRIVER ", 1)[1])
+            assert facts == {"first": "smtp_primary", "batch_ok": 100}
+        done = shell(line, env)
+        outputs.append(done.stdout + done.stderr)
+        assert done.returncode == 0, f"{line}\n{outputs[-1][-4000:]}"
+        if line.startswith("aicmo-gateway up "):
+            assert "using the settings of the sandbox running here" in done.stderr, done.stderr
+        if line.startswith("aicmo-gateway invoke email_sending"):
+            # The primary served it: the sandbox's TLS CA was found, no fallback to SendGrid.
+            assert "ok via smtp_primary" in done.stdout, done.stdout
+
+    everything = "\n".join(outputs)
+    assert WORKER_WARNING not in everything
+    assert "InvalidAuthToken" not in everything and "Unauthenticated" not in everything

@@ -1,0 +1,239 @@
+"""The client's call protocols as steps (actors/client/calls.py, direct.py),
+driven by hand and by both shells: no Ray cluster, no clock but the test's,
+no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import ray
+
+from actors.client.calls import (
+    NOT_REGISTERED,
+    Await,
+    GaveUp,
+    RouterCall,
+    Sleep,
+    router_call,
+    run,
+    run_async,
+)
+from actors.client.direct import DirectRoutes, direct_read
+from actors.client.resend import ResendPolicy
+from actors.errors import ErrorKind, NotDeployed
+from actors.messages import CallReply, Ranking
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Script:
+    """What the router does with each send: an exception (raised where the
+    call waits) or an answer. Records the deadline each send told it."""
+
+    def __init__(self, *outcomes: Any):
+        self.outcomes = list(outcomes)
+        self.deadlines: list[float | None] = []
+
+    def send(self, call: RouterCall) -> Any:
+        self.deadlines.append(call.router_deadline_s())
+        return self.outcomes.pop(0)
+
+
+def steps_of(call: RouterCall, script: Script, events: list[str]) -> Any:
+    return router_call(call, script.send, ResendPolicy(), forget=lambda: events.append("forget"),
+                       resent=lambda: events.append("resent"))
+
+
+def drive(steps: Any, clock: Clock) -> tuple[Any, list[Any]]:
+    """Run the steps by hand: an Await's outcome is thrown in when it is an exception."""
+    seen: list[Any] = []
+    answer: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(answer) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value, seen
+        answer, error = None, None
+        seen.append(step)
+        if isinstance(step, Sleep):
+            clock.now += step.delay_s
+            continue
+        ref, _ = step.submit()
+        if isinstance(ref, BaseException):
+            error = ref
+        else:
+            answer = ref
+
+
+def call(clock: Clock, deadline_s: float | None = 5.0) -> RouterCall:
+    return RouterCall("email_sending", "send_email", "k1", None, deadline_s, clock)
+
+
+def test_an_answer_on_the_first_send_ends_the_call() -> None:
+    clock, events = Clock(), []
+    answer, seen = drive(steps_of(call(clock), Script("answer"), events), clock)
+    assert answer == "answer" and [type(s) for s in seen] == [Await] and events == []
+
+
+def test_a_dropped_call_is_sent_again_after_growing_pauses_with_what_is_left_of_the_deadline() -> None:
+    clock, events = Clock(), []
+    script = Script(ray.exceptions.ActorDiedError(), ray.exceptions.ActorUnavailableError("restarting", None), "ok")
+    c = call(clock)
+    answer, seen = drive(steps_of(c, script, events), clock)
+    assert answer == "ok" and c.resends == 2
+    assert [s.delay_s for s in seen if isinstance(s, Sleep)] == [0.05, 0.1]
+    assert events == ["forget", "resent", "forget", "resent"]
+    assert script.deadlines == [5.0, pytest.approx(4.95), pytest.approx(4.85)]
+
+
+def test_not_deployed_is_raised_on_the_first_send_and_a_drop_on_a_resend() -> None:
+    clock = Clock()
+    with pytest.raises(NotDeployed):
+        drive(steps_of(call(clock), Script(NotDeployed("no router")), []), clock)
+    script = Script(ray.exceptions.ActorDiedError(), *[NotDeployed("gone")] * 100)
+    answer, _ = drive(steps_of(call(clock, deadline_s=1.0), script, []), clock)
+    assert answer == GaveUp(NOT_REGISTERED)
+
+
+def test_no_answer_within_the_wait_gives_up_at_once() -> None:
+    clock, events = Clock(), []
+    answer, seen = drive(steps_of(call(clock), Script(TimeoutError()), events), clock)
+    assert answer == GaveUp("it gave no answer") and len(seen) == 1 and events == []
+
+
+def test_a_drop_with_no_time_left_for_an_answer_gives_up_naming_why() -> None:
+    clock, events = Clock(), []
+    c = call(clock, deadline_s=0.06)
+    answer, seen = drive(steps_of(c, Script(ray.exceptions.ActorDiedError()), events), clock)
+    assert answer == GaveUp("ActorDiedError") and c.resends == 0 and events == ["forget"]
+
+
+def test_any_other_failure_reaches_the_caller() -> None:
+    clock = Clock()
+    with pytest.raises(KeyError):
+        drive(steps_of(call(clock), Script(KeyError("x")), []), clock)
+
+
+def test_the_wait_is_the_routers_deadline_plus_grace_and_none_without_a_deadline() -> None:
+    clock = Clock()
+    steps = steps_of(call(clock, deadline_s=None), Script("ok"), [])
+    step = next(steps)
+    assert step.submit() == ("ok", None)
+    steps = steps_of(call(clock, deadline_s=2.0), Script("ok"), [])
+    assert next(steps).submit() == ("ok", 7.0)
+
+
+def test_both_shells_run_the_same_steps_to_the_same_end() -> None:
+    def script() -> Script:
+        return Script(ray.exceptions.ActorDiedError(), "ok")
+
+    clock, slept = Clock(), []
+
+    def get(ref: Any, timeout: float | None) -> Any:
+        if isinstance(ref, BaseException):
+            raise ref
+        return ref
+
+    assert run(steps_of(call(clock), script(), []), get, slept.append, (ray.exceptions.GetTimeoutError,)) == "ok"
+
+    async def awaited() -> Any:
+        loop = asyncio.get_running_loop()
+
+        def send(c: RouterCall) -> Any:   # an ObjectRef is awaitable: a future stands in for it
+            outcome = s.send(c)
+            future = loop.create_future()
+            future.set_exception(outcome) if isinstance(outcome, BaseException) else future.set_result(outcome)
+            return future
+
+        async def sleep(delay: float) -> None:
+            slept.append(delay)
+
+        s = script()
+        return await run_async(router_call(call(clock), send, ResendPolicy()), sleep)
+
+    assert asyncio.run(awaited()) == "ok" and slept == [0.05, 0.05]
+
+
+def test_each_shell_turns_its_own_timeout_into_no_answer() -> None:
+    clock = Clock()
+
+    def get(ref: Any, timeout: float | None) -> Any:
+        raise ray.exceptions.GetTimeoutError("late")
+
+    assert run(steps_of(call(clock), Script("ref"), []), get, lambda s: None,
+               (ray.exceptions.GetTimeoutError,)) == GaveUp("it gave no answer")
+
+    def waits_for(ref: Any) -> Any:      # a protocol of one step, to see what the shell throws in
+        try:
+            return (yield Await(lambda: (ref, 0.01)))
+        except TimeoutError:
+            return GaveUp("it gave no answer")
+
+    async def never() -> Any:
+        return await run_async(waits_for(asyncio.get_running_loop().create_future()), asyncio.sleep)
+
+    assert asyncio.run(never()) == GaveUp("it gave no answer")
+
+
+# --- direct reads --------------------------------------------------------------------------
+RANKING = Ranking(capability="email_verification", providers=["zb"], actor_names={"zb": "provider:email_verification:zb"},
+                  attempt_timeout_s={"zb": 5.0})
+
+
+class Handle:
+    def __init__(self, outcome: Any):
+        handle = self
+
+        class Call:
+            @staticmethod
+            def remote(method: str, payload: Any, ctx: Any) -> Any:
+                handle.ctx = ctx
+                return outcome
+
+        self.call = Call()
+
+
+class Actors:
+    def __init__(self, handle: Handle):
+        self.handle = handle
+
+    def get_actor(self, name: str, namespace: str) -> Any:
+        return self.handle
+
+
+def read(routes: DirectRoutes, ranking: Any, clock: Clock) -> Any:
+    return drive(direct_read(routes, lambda: ranking, "email_verification", "verify_email",
+                             {"email": "ann@example.com"}, None, None), clock)
+
+
+def test_a_direct_read_asks_for_the_ranking_then_calls_its_first_provider() -> None:
+    clock = Clock()
+    routes = DirectRoutes(Actors(Handle(CallReply(ok=True, value={"status": "valid"}, latency_ms=1.0))), "ns", clock)
+    (served, tried), seen = read(routes, RANKING, clock)
+    assert served.ok and served.provider == "zb" and tried is None and len(seen) == 2
+    (served, tried), seen = read(routes, RuntimeError("not asked"), clock)     # held: not asked again
+    assert served.ok and len(seen) == 1
+
+
+def test_a_direct_read_without_a_ranking_is_left_to_the_router() -> None:
+    clock = Clock()
+    routes = DirectRoutes(Actors(Handle("unused")), "ns", clock)
+    assert read(routes, ray.exceptions.ActorDiedError(), clock)[0] == (None, None)
+    assert read(routes, Ranking(capability="email_verification"), clock)[0] == (None, None)
+
+
+def test_a_provider_that_gives_no_answer_is_a_timed_out_attempt_for_the_router_to_list() -> None:
+    clock = Clock()
+    routes = DirectRoutes(Actors(Handle(TimeoutError())), "ns", clock)
+    (served, tried), _ = read(routes, RANKING, clock)
+    assert served is None and tried.provider == "zb" and tried.error_kind is ErrorKind.TIMEOUT
+    assert routes.fresh("email_verification") is None        # asked again next time
