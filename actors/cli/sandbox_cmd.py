@@ -91,7 +91,7 @@ def _detach() -> int:
     log_file = _log_path()
     log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(log_file, "wb") as log:
-        child = subprocess.Popen([sys.executable, "-m", "actors.cli.main", "sandbox"], stdin=subprocess.DEVNULL,
+        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + DETACH_WAIT_S
     while True:
@@ -132,3 +132,11 @@ def register(sub: Any) -> None:
                       help="run them in the background; return once they listen")
     mode.add_argument("--stop", action="store_true", help="stop the sandbox running here")
     p.set_defaults(func=cmd_sandbox)
+
+
+if __name__ == "__main__":  # the detached child `_detach` starts
+    try:
+        sys.exit(_serve())
+    except CliError as exc:
+        print(f"aicmo-gateway sandbox: {exc.message}", file=sys.stderr)
+        sys.exit(exc.code)
