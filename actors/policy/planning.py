@@ -102,10 +102,16 @@ class Draft(msgspec.Struct, frozen=True, kw_only=True):
 Step = Callable[[PlanInput, Draft], Draft]
 
 
+def _index(c: Candidate) -> int:
+    return c.index
+
+
 def start(inp: PlanInput) -> Draft:
     """Every real provider in, in the order given; the last resorts apart."""
-    return Draft(ranked=[c for c in inp.candidates if not c.last_resort],
-                 resorts=[c.name for c in sorted(inp.candidates, key=lambda c: c.index) if c.last_resort])
+    ranked = [c for c in inp.candidates if not c.last_resort]
+    if len(ranked) == len(inp.candidates):
+        return Draft(ranked=ranked, resorts=[])
+    return Draft(ranked=ranked, resorts=[c.name for c in sorted(inp.candidates, key=_index) if c.last_resort])
 
 
 # --- the steps, in order --------------------------------------------------------------------------

@@ -23,8 +23,17 @@ from actors.clock import Clock
 from actors.errors import ActorUnreachable, ErrorKind, ProviderError
 from actors.messages import Attempt, CallContext, CallReply, InvokeResult
 from actors.policy.budget import RetryBudget
-from actors.policy.gates import GATES, MAX_RESET_WAITS, MIN_ATTEMPT_S, Stop, Turn, Verdict, Wait, fastest_ms, \
-    wait_for_reset
+from actors.policy.gates import (
+    GATES,
+    MAX_RESET_WAITS,
+    MIN_ATTEMPT_S,
+    Stop,
+    Turn,
+    Verdict,
+    Wait,
+    fastest_ms,
+    wait_for_reset,
+)
 from actors.policy.hedging import HedgePolicy, hedge_after_s, hedge_budget, hedge_partner, may_send_hedge
 from actors.policy.planning import Plan
 from actors.policy.skips import UNRECORDED, Skip, SkipReason
