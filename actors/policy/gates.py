@@ -1,6 +1,6 @@
 """Whether a request tries the next provider of its plan now, as pure code.
 
-The router walks its plan (policy.ranking) one provider at a time; before
+The router walks its plan (policy.planning) one provider at a time; before
 each attempt it builds a `Turn` (a snapshot: the request's time left, its
 attempts so far, the provider's recent speed, the budget and the rate
 limit) and asks each gate in `GATES`, in order. Like tenacity's stop and

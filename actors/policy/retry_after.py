@@ -1,5 +1,5 @@
 """When a request that no provider could take may succeed if sent again,
-as pure code over the router's candidates (policy.ranking.Candidate).
+as pure code over the router's candidates (policy.candidate.Candidate).
 
 A caller told "every provider is throttled" (HTTP 429) or "none available
 now" (503) gets a Retry-After: the earliest moment a real provider that was
