@@ -19,6 +19,7 @@ from actors.messages import (
     ProviderStatus,
     Recommendation,
     SelfCheckReport,
+    SkipInfo,
     StatusReport,
 )
 from actors.payloads import CAPABILITIES, METHODS
@@ -40,5 +41,6 @@ __all__ = [
     "ProviderStatus",
     "Recommendation",
     "SelfCheckReport",
+    "SkipInfo",
     "StatusReport",
 ]

@@ -15,6 +15,7 @@ from actors.errors import ErrorKind, request_error
 from actors.policy.health import Health, HealthSnapshot
 from actors.policy.outliers.detection import Sample
 from actors.policy.recommendation import Recommendation  # noqa: F401 - re-exported (SelfCheckReport carries it)
+from actors.policy.skips import SkipReason
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +43,16 @@ class Attempt(Message):
     injected: bool = False       # a live fault (`aicmo-gateway chaos inject`) acted on it; a failure it made sent nothing
 
 
+class SkipInfo(Message):
+    """A provider a request did not try, and why: `reason` is one of the
+    closed set of policy/skips.py (`cooling_down`, `quota_exhausted`, ...),
+    for programs; `detail` says it in words, for people."""
+
+    provider: str
+    reason: SkipReason
+    detail: str = ""
+
+
 class InvokeResult(Message):
     ok: bool
     value: Any = None
@@ -56,6 +67,7 @@ class InvokeResult(Message):
     method: str = ""
     replayed: bool = False       # a repeated idempotency key: this is the first result, nothing was sent again
     outbox_id: int | None = None  # the request is in the outbox: queued for delivery, or parked (outcome unknown)
+    skips: list[SkipInfo] = []   # providers of its plan it did not try, each with its typed reason
 
     # The seed's (success, result, provider_used) tuple.
     def as_tuple(self) -> tuple[bool, Any, str | None]:
@@ -219,9 +231,10 @@ class Decision(Message):
     outbox_id: int | None = None
     elapsed_ms: float = 0.0
     candidates: list[str] = []
-    skipped: dict[str, str] = {}
+    skipped: dict[str, str] = {}         # provider -> why it was not tried, in words (as `skips` has it)
     attempts: list[Attempt] = []
     draining: bool = False
+    skips: list[SkipInfo] = []           # the same providers, each with its typed reason and the words
 
 
 class Ranking(Message):

@@ -40,7 +40,8 @@ from actors.policy.outliers.detection import (
     Source,
     sweep,
 )
-from actors.policy.ranking import Candidate, by_health, plan_attempts
+from actors.policy.planning import plan_attempts
+from actors.policy.ranking import Candidate, by_health
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,10 +22,16 @@ A line:
      "method": "send_email", "request_id": "9f...", "ok": false, "outcome": "all_providers_failed",
      "provider": null, "key": "hmac:5c1f...", "dry_run": false, "replayed": false, "outbox_id": null,
      "draining": false, "elapsed_ms": 31.2, "candidates": ["smtp", "sendgrid"],
-     "skipped": {"mailgun": "cooling down for 12s"},
+     "skipped": {"mailgun": "throttled for 12.0s more"},
+     "skips": [{"provider": "mailgun", "reason": "throttled", "detail": "throttled for 12.0s more"}],
      "attempts": [{"provider": "smtp", "ok": false, "error_kind": "transient", "error": "...",
                    "latency_ms": 12.1, "trial": false, "hedge": false, "maybe_delivered": false}, ...],
      "error": "every provider failed ..."}
+
+`skips` carries each skipped provider's typed reason (actors/policy/skips.py:
+`throttled`, `quota_exhausted`, `retry_budget`, ...) beside the words,
+as the request's `InvokeResult.skips` does; `skipped` (provider -> words) is
+kept for the readers written before it.
 """
 
 from __future__ import annotations
@@ -104,6 +110,8 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
         "elapsed_ms": d.elapsed_ms,
         "candidates": list(d.candidates),
         "skipped": {name: scrub(reason, redact, key) for name, reason in d.skipped.items()},
+        "skips": [{"provider": s.provider, "reason": str(s.reason), "detail": scrub(s.detail, redact, key)}
+                  for s in d.skips],
         "attempts": [
             {"provider": a.provider, "ok": a.ok, "error_kind": str(a.error_kind) if a.error_kind else None,
              "error": scrub(a.error, redact, key), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,

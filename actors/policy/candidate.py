@@ -1,6 +1,6 @@
 """What a plan knows of one provider: a `Candidate`, the snapshot every
-ranking policy, the plan (policy.ranking), the quota skips (policy.cost),
-outlier demotion and the retry hints read.
+ranking policy (policy.ranking), the plan's steps (policy.planning: spent
+quotas, outlier demotion, availability) and the retry hints read.
 
 It lives below all of them so that none imports another for it: `cost` is
 a field with a default (None: nothing known of its price or quota), which

@@ -1,6 +1,6 @@
 """Whether a request tries the next provider of its plan now, as pure code.
 
-The router walks its plan (policy.ranking) one provider at a time; before
+The router walks its plan (policy.planning) one provider at a time; before
 each attempt it builds a `Turn` (a snapshot: the request's time left, its
 attempts so far, the provider's recent speed, the budget and the rate
 limit) and asks each gate in `GATES`, in order. Like tenacity's stop and
@@ -10,7 +10,15 @@ answers None (go on) or a verdict:
     Skip(reason, detail)  not this provider (policy.skips); the next one
     Stop()                the request's deadline has passed: deadline_exceeded
     Wait(seconds)         sleep, then ask this gate again (a rate-limit slot)
-    Replan(seconds)       sleep, then plan the request anew (a throttle's reset)
+    Replan(seconds)       a Wait with `replan`: sleep, then plan the request
+                          anew (a throttle's reset)
+
+Waiting for a throttle is decided here and only here, as one verdict,
+`Wait`: for a slot of our own rate limit (`rate_limit`), or for the reset
+of every real provider's throttle (`wait_for_reset`), which the router asks
+both before a request's first attempt (the plan has no real provider to
+try: `Plan.reset_in_s`) and at the outbox's turn (`wait_for_a_reset`, at
+most MAX_RESET_WAITS times a request). The router only sleeps.
 
 Nothing here reads a clock or sleeps: `now` and the time left are in the
 turn, and the router does the waiting. The retry budget and the token
@@ -25,11 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.policy.budget import RetryBudget
+from actors.policy.hedging import LatencyWindow
 from actors.policy.ratelimit import TokenBucket
 from actors.policy.skips import Skip, SkipReason
 
 __all__ = [
+    "FEASIBLE_MIN_SAMPLES",
+    "FEASIBLE_QUANTILE",
     "GATES",
+    "MAX_RESET_WAITS",
     "MIN_ATTEMPT_S",
     "Gate",
     "Replan",
@@ -38,16 +50,25 @@ __all__ = [
     "Verdict",
     "Wait",
     "deadline",
+    "fastest_ms",
     "feasible",
     "max_attempts",
     "outbox_while_draining",
     "rate_limit",
     "retry_budget",
     "wait_for_a_reset",
+    "wait_for_reset",
 ]
 
 # Below this much time left, no attempt can finish: answer deadline_exceeded.
 MIN_ATTEMPT_S = 0.005
+# An attempt is not started when even the provider's fastest recent answers
+# (this quantile of its latency, once this many are known) would not fit in the time left.
+FEASIBLE_QUANTILE = 0.1
+FEASIBLE_MIN_SAMPLES = 10
+# Times a request that had its turn at the outbox waits for a throttled
+# provider's reset and plans again (a wait before its first attempt is bounded by the deadline alone).
+MAX_RESET_WAITS = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +81,7 @@ class Turn:
     tried: int = 0                       # attempts so far that counted (not cancelled, not unsupported)
     max_attempts: int = 3                # routing.max_attempts
     remaining_s: float = math.inf        # until the request's deadline
-    fastest_ms: float | None = None      # the provider's fastest recent answers; None: too few seen
+    fastest_ms: float | None = None      # the provider's fastest recent answers (`fastest_ms`); None: too few seen
     now: float = 0.0                     # wall time, for the budget and the bucket
     budget: RetryBudget | None = None    # the router's retry budget
     bucket: TokenBucket | None = None    # our configured rate limit for this provider, if any
@@ -78,20 +99,35 @@ class Stop:
 
 @dataclass(frozen=True)
 class Wait:
-    """Sleep this long, then ask the same gate again."""
+    """Sleep this long, then ask the same gate again; with `replan`, plan
+    the request anew instead (what the plan said may have changed)."""
 
     seconds: float
+    replan: bool = False
 
 
-@dataclass(frozen=True)
-class Replan:
+def Replan(seconds: float) -> Wait:  # noqa: N802 - named as the verdict it makes
     """Sleep this long, then plan the request anew."""
+    return Wait(seconds, replan=True)
 
-    seconds: float
 
-
-Verdict = Skip | Stop | Wait | Replan
+Verdict = Skip | Stop | Wait
 Gate = Callable[[Turn], "Verdict | None"]
+
+
+def fastest_ms(window: LatencyWindow) -> float | None:
+    """A provider's fastest recent answers (`Turn.fastest_ms`); None until enough are known."""
+    return window.quantile(FEASIBLE_QUANTILE) if len(window) >= FEASIBLE_MIN_SAMPLES else None
+
+
+def wait_for_reset(reset_in_s: float | None, remaining_s: float, wait_for_throttle: bool) -> Wait | None:
+    """The one wait for a throttle's reset: no real provider can be tried
+    now, and the first to free up (`reset_in_s`: its 429's reset, or our
+    rate limit's next slot) does so before the deadline: wait for it, then
+    plan anew, rather than queue the request or fail it."""
+    if not wait_for_throttle or reset_in_s is None or reset_in_s > remaining_s - MIN_ATTEMPT_S:
+        return None
+    return Replan(reset_in_s)
 
 
 def outbox_while_draining(t: Turn) -> Verdict | None:
@@ -104,12 +140,10 @@ def outbox_while_draining(t: Turn) -> Verdict | None:
 def wait_for_a_reset(t: Turn) -> Verdict | None:
     """Before a request is queued: if every real provider is only throttled
     (or at its rate limit) and the earliest reset comes before the deadline,
-    wait for it rather than queue or fail."""
-    if not (t.last_resort and t.wait_for_throttle and t.waits_left > 0) or t.reset_in_s is None:
+    wait for it rather than queue or fail (`wait_for_reset`)."""
+    if not (t.last_resort and t.waits_left > 0):
         return None
-    if t.reset_in_s > t.remaining_s - MIN_ATTEMPT_S:
-        return None
-    return Replan(t.reset_in_s)
+    return wait_for_reset(t.reset_in_s, t.remaining_s, t.wait_for_throttle)
 
 
 def max_attempts(t: Turn) -> Verdict | None:

@@ -11,7 +11,7 @@ passed in; nothing here reads a clock.
     UNHEALTHY --a success (a half-open trial or a probe)--> DEGRADED
 
 An UNHEALTHY provider is cooling down until `cooldown_until`; routers skip it
-until then and afterwards send it one trial request (see ranking.py).
+until then and afterwards send it one trial request (see planning.py).
 A rate-limited outcome does not touch health: it sets `throttled_until`.
 """
 

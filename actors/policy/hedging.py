@@ -1,17 +1,26 @@
-"""When to send a hedged request, as pure code.
+"""When to send a hedged request, and where, as pure code.
 
 For idempotent methods only: if the first attempt has not answered after
 the provider's recent `quantile` latency, a backup goes to the next provider
 and the first success wins (Dean & Barroso, "The Tail at Scale"). Hedges
 draw on a budget of their own, so a slow provider cannot double the load.
+
+    hedge_partner   where a backup would go: the next provider of the plan
+    hedge_after_s   how long the first attempt has before the backup is sent
+    may_send_hedge  whether it is sent, once that time is up: the hedge
+                    budget and the partner's rate limit
+
+The router starts the attempts and waits; `now` is passed in.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from actors.policy.budget import RetryBudget
+from actors.policy.ratelimit import TokenBucket
 
 
 @dataclass
@@ -60,3 +69,33 @@ def hedge_delay_s(window: LatencyWindow, policy: HedgePolicy) -> float | None:
 
 def hedge_budget(percent: float) -> RetryBudget:
     return RetryBudget(percent=percent, min_per_s=0.5, ttl_s=10.0)
+
+
+def hedge_partner(order: Sequence[str], first: str, *, hedged: bool, tried: int, used: Collection[str],
+                  resorts: Collection[str], buckets: Mapping[str, TokenBucket], now: float) -> str | None:
+    """Where a backup of the attempt at `first` would go, or None: no hedge.
+    Only the first attempt of a round of a hedged request (`hedged`: an
+    idempotent method, hedging on, not an outbox delivery) is hedged, to the
+    next provider of the plan (`order`) not tried yet, never the last resort
+    nor one with no free slot of its rate limit now."""
+    if tried or not hedged:
+        return None
+    for name in order[order.index(first) + 1:]:
+        if name not in used and name not in resorts and (name not in buckets or buckets[name].wait_s(now) == 0):
+            return name
+    return None
+
+
+def hedge_after_s(window: LatencyWindow, policy: HedgePolicy, remaining_s: float) -> float | None:
+    """How long the first attempt has before its backup is sent (`hedge_delay_s`);
+    None when it is not hedged: too few latencies known, or no time left by then."""
+    delay = hedge_delay_s(window, policy)
+    return None if delay is None or delay >= remaining_s else delay
+
+
+def may_send_hedge(budget: RetryBudget, partner_bucket: TokenBucket | None, now: float) -> bool:
+    """Once the first attempt has taken too long: the backup goes if the hedge
+    budget has room (withdrawn) and its provider's rate limit a slot (taken)."""
+    if not budget.try_withdraw(now):
+        return False
+    return partner_bucket is None or partner_bucket.try_take(now)

@@ -4,7 +4,7 @@ Routing decides on the `reason`; the `detail` is for people (status, the
 audit log, error messages) and may be reworded freely: nothing parses it
 (as Ray Serve's request router reports typed skips, not messages).
 
-    from the plan (policy.ranking), the provider's state:
+    from the plan (policy.planning), the provider's state:
       UNREACHABLE      its actor is dead or restarting: left out
       THROTTLED        its 429's reset has not come: left out
       RATE_LIMITED     our configured rate limit for it has no free slot: left out

@@ -1,6 +1,7 @@
 """The router actor: one per capability, a thin Ray shell around RouterCore
-(core.py). It reaches provider actors by name, turns Ray's failures
-into `ActorUnreachable` (never a crashed router), and answers status.
+(core.py). It reaches provider actors by name (provider_calls.py, where
+Ray's failures become `ActorUnreachable`: never a crashed router), and
+answers status.
 
 It also hooks up operations (actors/ops): every finished request's Decision
 goes to the audit log, the metrics and the on_success/on_failure hooks,
@@ -15,44 +16,40 @@ from typing import Any
 import ray
 
 from actors.durable import StoreHealth, StoreUnavailable
-from actors.errors import ActorUnreachable, ErrorKind
+from actors.errors import ActorUnreachable
 from actors.messages import (
-    CallContext,
-    CallReply,
     CapabilityStatus,
     InvokeResult,
     Operation,
     ProviderStatus,
     Ranking,
-    Resolution,
 )
 from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
 from actors.router.core import RouterCore
+from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
 from actors.specs import CapabilitySpec
 
 log = logging.getLogger("aicmo.router")
 
 __all__ = ["ACTOR_GRACE_S", "RANKING_VALID_FOR_S", "ActorUnreachable", "RouterActor", "RouterCore"]
 
-# A provider actor enforces the attempt's timeout itself; the router waits a
-# little longer before it decides the actor itself is stuck.
-ACTOR_GRACE_S = 1.0
 # How long a client may use a published ranking before it asks again.
 RANKING_VALID_FOR_S = 1.0
+# How often a router asks the store again for the audit key it could not get.
+AUDIT_KEY_RETRY_S = 5.0
 
 
 @ray.remote
 class RouterActor:
     def __init__(self, spec: CapabilitySpec, namespace: str):
-        self._namespace = namespace
         self._actor_names = {p.name: p.actor_name for p in spec.providers}
-        self._handles: dict[str, Any] = {}
+        self._calls = ProviderCalls(self._actor_names, namespace)
         # Claims it leaves in the store carry its actor id: its next
         # incarnation (Ray restarts it under the same id) drops them first.
-        self._core = RouterCore(spec, self._send, self._resolve, send_many=self._send_many,
+        self._core = RouterCore(spec, self._calls.send, self._calls.resolve, send_many=self._calls.send_many,
                                 owner=ray.get_runtime_context().get_actor_id())
         self._ops = RouterOps(spec)
         self._key_retry: asyncio.Future[None] | None = None
@@ -64,46 +61,6 @@ class RouterActor:
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
             pass
-
-    def _handle(self, name: str) -> Any:
-        if name not in self._handles:
-            self._handles[name] = ray.get_actor(self._actor_names[name], namespace=self._namespace)
-        return self._handles[name]
-
-    async def _call_provider(self, name: str, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
-        try:
-            ref = getattr(self._handle(name), method).remote(*args)
-        except ValueError as exc:  # no actor by that name (removed, or not yet created): nothing was sent
-            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor not found: {exc}") from None
-        try:
-            return await asyncio.wait_for(ref, timeout_s)
-        except asyncio.TimeoutError:
-            ray.cancel(ref)
-            raise ActorUnreachable(ErrorKind.TIMEOUT, f"{name}: provider actor gave no answer within {timeout_s:.2f}s",
-                                   maybe_delivered=True) from None
-        except asyncio.CancelledError:
-            ray.cancel(ref)  # a hedge that lost: stop the work at the provider too
-            raise
-        except ray.exceptions.ActorUnavailableError as exc:
-            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor is restarting or unreachable: "
-                                   f"{type(exc).__name__}", maybe_delivered=True) from None
-        except ray.exceptions.RayActorError as exc:
-            self._handles.pop(name, None)  # it may come back under the same name
-            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor died: {type(exc).__name__}",
-                                   maybe_delivered=True) from None
-        except ray.exceptions.RayTaskError as exc:
-            raise ActorUnreachable(ErrorKind.CRASHED, f"{name}: provider actor failed: {exc.cause!r}",
-                                   maybe_delivered=True) from None
-
-    async def _send(self, name: str, method: str, payload: Any, ctx: CallContext) -> CallReply:
-        return await self._call_provider(name, "call", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
-
-    async def _send_many(self, name: str, calls: list[tuple[str, Any, CallContext]]) -> list[CallReply]:
-        timeout_s = max(ctx.timeout_s for _, _, ctx in calls) + ACTOR_GRACE_S
-        return await self._call_provider(name, "call_many", (calls,), timeout_s)
-
-    async def _resolve(self, name: str, method: str, payload: Any, ctx: CallContext) -> Resolution:
-        return await self._call_provider(name, "resolve", (method, payload, ctx), ctx.timeout_s + ACTOR_GRACE_S)
 
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
@@ -149,13 +106,13 @@ class RouterActor:
         async def one(name: str) -> ProviderStatus:
             spec = self._core.providers[name]
             try:
-                status = await asyncio.wait_for(self._handle(name).status.remote(), timeout_s)
+                status = await asyncio.wait_for(self._calls.handle(name).status.remote(), timeout_s)
                 self._core.health_changed(name, self._health_of(status, self._core.views[name].health))
                 self._core.seen.quotas.learn_status(name, status)
                 self._core.outliers.probes(name, status.probe_samples)
                 return status
             except Exception as exc:  # noqa: BLE001 - a dead actor is a status, not an error
-                self._handles.pop(name, None)
+                self._calls.forget(name)
                 view = self._core.views[name]
                 return ProviderStatus.from_health(view.health, name=name, capability=spec.capability, adapter=spec.adapter,
                                                   reachable=False, delivers=spec.delivers, last_resort=spec.last_resort,
@@ -193,7 +150,7 @@ class RouterActor:
             outliers = self._core.outliers
             self._outlier_task = asyncio.ensure_future(outliers.run(
                 lambda: self._core.seen.candidates(self._core.clock.time()),
-                lambda name: self._call_provider(name, "status", (), 5.0),
+                lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
         return self._core.spec.actor_name
 
@@ -201,7 +158,8 @@ class RouterActor:
         """Live faults its providers hold from before this router started: audited when they expire."""
         for name, spec in self._core.providers.items():
             try:
-                fault = None if spec.last_resort else await asyncio.wait_for(self._handle(name).fault.remote(), timeout_s)
+                fault = None if spec.last_resort else \
+                    await asyncio.wait_for(self._calls.handle(name).fault.remote(), timeout_s)
             except Exception:  # noqa: BLE001 - not answering: restarting, and a restart ends its fault
                 continue
             if fault is not None:
@@ -250,7 +208,7 @@ class RouterActor:
 
     async def _retry_audit_key(self) -> None:
         while self._ops.audit is not None and self._ops.audit.key is None:
-            await asyncio.sleep(5.0)
+            await self._core.clock.sleep(AUDIT_KEY_RETRY_S)
             await self._load_audit_key()
 
     # --- operations: the audit log, hooks ------------------------------------------

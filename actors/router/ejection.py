@@ -8,9 +8,9 @@ the one owner of its capability's outcome windows and ejection states.
   `ProviderStatus.probe_samples`, each taken once;
 - `sweep`: the only writer of the `EjectionState`s (through `outlier.sweep`),
   run every `interval_s` by `run`, the router actor's background task;
-- `plan`: `plan_attempts` with the ejected and those on probation demoted
-  after the others (never dropped; ignored in panic), listed in the plan's
-  `deferred`;
+- `states` and `policy`: what the plan reads (planner.py hands them to the
+  plan's `outlier_demotion` step, policy/planning.py: the ejected and those
+  on probation tried after the others, never dropped, ignored in panic);
 - `annotate`: ejections, probation and panic in the capability's status.
 
 Only real providers are judged: not the outbox, nor one that delivers
@@ -28,8 +28,8 @@ import msgspec
 
 from actors.clock import Clock
 from actors.messages import CallReply, CapabilityStatus, ProviderStatus
-from actors.policy.health import Health
-from actors.policy.outliers.demotion import demote, ejection_skips, who_to_demote
+from actors.policy.candidate import Candidate
+from actors.policy.outliers.demotion import unavailable
 from actors.policy.outliers.detection import (
     EjectionState,
     OutcomeWindow,
@@ -40,8 +40,6 @@ from actors.policy.outliers.detection import (
     sample_of,
     sweep,
 )
-from actors.policy.ranking import Candidate, Plan, RankPolicy, plan_attempts
-from actors.policy.skips import Skip
 from actors.specs import CapabilitySpec
 
 __all__ = ["Outliers"]
@@ -85,15 +83,9 @@ class Outliers:
         return len(fresh)
 
     # --- the sweep (the only writer of the states) ---------------------------------
-    @staticmethod
-    def _unavailable(candidates: Sequence[Candidate], now: float) -> set[str]:
-        """Out for their health: unhealthy (cooling down or on trial) or an actor not reached."""
-        return {c.name for c in candidates
-                if c.health.state is Health.UNHEALTHY or (c.unreachable_until is not None and c.unreachable_until > now)}
-
     def sweep(self, candidates: Sequence[Candidate]) -> list[OutlierEvent]:
         now = self.clock.time()
-        out = self._unavailable(candidates, now)
+        out = unavailable(candidates, now)
         views = [ProviderView(name=n, samples=w.samples(), state=self.states[n], available=n not in out)
                  for n, w in self.windows.items()]
         result = sweep(views, now, self.policy, was_panic=self.panic)
@@ -123,25 +115,7 @@ class Outliers:
             except Exception:  # noqa: BLE001 - one bad round must not end ejection
                 log.exception("%s: outlier sweep failed", self.capability)
 
-    # --- what a request and the status see -------------------------------------------
-    def plan(self, candidates: Sequence[Candidate], now: float, rank: RankPolicy,
-             planner: Callable[[Sequence[Candidate], float, RankPolicy], Plan] = plan_attempts) -> Plan:
-        """`planner`'s plan (`plan_attempts`, or one that also skips spent
-        quotas), the ejected and those on probation tried after every other provider."""
-        if not self.policy.enabled or not any(st.ejected_until is not None or st.on_probation
-                                              for st in self.states.values()):
-            return planner(candidates, now, rank)
-        r = who_to_demote(self.states, now, self._unavailable(candidates, now), self.policy)
-        plan = planner(candidates, now, demote(rank, r.demoted))
-        skips = [Skip(s.name, s.reason, self._detail(s.name, now)) for s in ejection_skips(r, self.states, now)]
-        return msgspec.structs.replace(plan, deferred=[*plan.deferred, *skips]) if skips else plan
-
-    def _detail(self, name: str, now: float) -> str:
-        st = self.states[name]
-        if not st.ejected(now):
-            return f"on probation after an ejection ({st.reason}): tried after the rest until a sweep clears it"
-        return f"ejected ({st.reason}) for {max(0.0, (st.ejected_until or now) - now):.0f}s more: tried after the rest"
-
+    # --- what the status sees -------------------------------------------------------------
     def ejected(self, now: float) -> dict[str, bool]:
         return {n: st.ejected(now) for n, st in self.states.items()}
 

@@ -2,7 +2,7 @@
 (carried in every reply, and pushed on changes), what only the router sees
 (an actor it could not reach, a half-open trial it has in flight), the
 latencies it waited for, and our own rate limit for each. The plan
-(policy.ranking) is made from `candidates(now)`."""
+(policy.planning, through planner.py) is made from `candidates(now)`."""
 
 from __future__ import annotations
 

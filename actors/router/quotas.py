@@ -1,18 +1,16 @@
 """A router's picture of its providers' quotas: the price each costs (from
 its spec) and whether its quota or balance is spent, as the provider last
 said (every reply says it, a flip is pushed, `status` and the store at start
-tell it too). The plan is made with `cost.plan_within_quota` whatever the
-ranking, so a spent provider is skipped as `quota_exhausted` and never
-counted against health; a spent quota comes back by itself when its period
-turns (`resets_at`), a spent balance when the provider says so. What
-`self-check` says of quotas is in actors/ops/quota_findings.py."""
+tell it too). Each candidate of the plan carries it (`Candidate.cost`), and
+the plan's `spent_quotas` step (policy/planning.py) leaves a spent provider
+out as `quota_exhausted` whatever the ranking, never counted against
+health; a spent quota comes back by itself when its period turns
+(`resets_at`), a spent balance when the provider says so. What `self-check`
+says of quotas is in actors/ops/quota_findings.py."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
-
-import msgspec
 
 from actors.durable import StateStore
 from actors.durable.store import SpendRow
@@ -25,16 +23,11 @@ from actors.policy.cost.quota import (
     Period,
     Spend,
     period_bounds,
-    plan_within_quota,
-    quota_retry_after_s,
     quota_status,
 )
-from actors.policy.ranking import Candidate, Plan, RankPolicy
-from actors.policy.retry_after import RetryHint, retry_hint
-from actors.policy.skips import SkipReason
 from actors.specs import ProviderSpec
 
-__all__ = ["QuotaViews", "quota_hint", "quota_plan"]
+__all__ = ["QuotaViews"]
 
 
 class QuotaViews:
@@ -93,42 +86,3 @@ class QuotaViews:
                              policy=CostPolicy(near_zero=spec.balance.near_zero))
             if q.exhausted is not None:
                 self._set(name, str(q.exhausted), q.period_end if q.exhausted is Exhaustion.QUOTA else None)
-
-
-def _until(resets_at: float | None) -> str:
-    if resets_at is None:
-        return "its balance is near zero"
-    return f"its quota is spent until {datetime.fromtimestamp(resets_at, tz=timezone.utc):%Y-%m-%d %H:%M} UTC"
-
-
-def quota_plan(candidates: Sequence[Candidate], now: float, rank: RankPolicy) -> Plan:
-    """`plan_within_quota`, each quota skip's detail saying so in words
-    (the audit's `skipped: {"zb": "quota_exhausted: ..."}`)."""
-    plan = plan_within_quota(candidates, now, rank)
-    if not any(s.reason is SkipReason.QUOTA_EXHAUSTED for s in plan.skipped):
-        return plan
-    views = {c.name: c.cost for c in candidates}
-    skipped = [msgspec.structs.replace(s, detail=f"quota_exhausted: {_until(views[s.name].resets_at)}")
-               if s.reason is SkipReason.QUOTA_EXHAUSTED and not s.detail else s for s in plan.skipped]
-    return msgspec.structs.replace(plan, skipped=skipped)
-
-
-def _spent(c: Candidate) -> bool:
-    view = c.cost
-    return not c.last_resort and view is not None and view.exhausted is not None
-
-
-def quota_hint(candidates: Sequence[Candidate], now: float) -> RetryHint:
-    """`retry_hint`, with spent quotas: when every real provider is spent
-    (or blocked otherwise), the earliest moment one comes back."""
-    spent = [c for c in candidates if _spent(c)]
-    if not spent:
-        return retry_hint(candidates, now)
-    rest = [c for c in candidates if not _spent(c)]
-    after = quota_retry_after_s(spent, now)
-    if not any(not c.last_resort for c in rest):
-        return RetryHint(throttled=False, after_s=after)
-    hint = retry_hint(rest, now)
-    if hint.after_s is None:
-        return hint
-    return RetryHint(throttled=False, after_s=min(hint.after_s, after) if after is not None else hint.after_s)

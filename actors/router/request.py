@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from actors.messages import Attempt, CallContext
+from actors.messages import Attempt, CallContext, SkipInfo
 from actors.payloads import MethodSpec, Payload
 from actors.policy.skips import Skip
 
@@ -38,4 +38,9 @@ class Request(msgspec.Struct, kw_only=True):
     def skipped_details(self) -> dict[str, str]:
         """provider -> why it was not tried, in words (the Decision's `skipped`)."""
         return {name: skip.detail for name, skip in self.skipped.items()}
+
+    def skips(self) -> list[SkipInfo]:
+        """The providers it did not try, each with the typed reason and the
+        words (InvokeResult's and the Decision's `skips`)."""
+        return [SkipInfo(provider=name, reason=s.reason, detail=s.detail) for name, s in self.skipped.items()]
 

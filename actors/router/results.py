@@ -20,12 +20,13 @@ def succeeded(r: Request, name: str, value: Any, *, last_resort: bool = False, r
     """`last_resort`: the outbox took it; its value names the outbox item."""
     outbox_id = value.get("outbox_id") if last_resort and isinstance(value, dict) else None
     return InvokeResult(ok=True, value=value, provider=name, attempts=r.attempts, replayed=replayed,
-                        outbox_id=outbox_id, **r.base)
+                        outbox_id=outbox_id, skips=r.skips(), **r.base)
 
 
 def failed(r: Request, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> InvokeResult:
     return InvokeResult(ok=False, attempts=r.attempts, error=ErrorInfo(
-        kind=kind, message=message, retry_after_s=None if retry_after_s is None else round(retry_after_s, 3)), **r.base)
+        kind=kind, message=message, retry_after_s=None if retry_after_s is None else round(retry_after_s, 3)),
+        skips=r.skips(), **r.base)
 
 
 def store_down(r: Request, exc: Exception) -> InvokeResult:

@@ -16,10 +16,11 @@ from actors.policy.cost.config import BalanceConfig, CostConfig, QuotaConfig, cu
 from actors.policy.cost.quota import (
     CHARGE_BY_KIND, Balance, Charge, CostEvent, CostPolicy, CostView, Exhaustion, Period, PeriodTurned,
     Price, Quota, QuotaExhausted, QuotaWarning, Spend, account, balance_left, by_cost, charge_of, cost_view,
-    period_bounds, plan_within_quota, quota_recommendations, quota_retry_after_s, quota_skips, quota_status, rollover,
+    period_bounds, quota_recommendations, quota_retry_after_s, quota_status, rollover,
 )
 from actors.policy.health import Health, HealthSnapshot
-from actors.policy.ranking import Candidate, by_health, load_rank_policy, plan_attempts
+from actors.policy.planning import plan_attempts, plan_within_quota, quota_skips
+from actors.policy.ranking import Candidate, by_health, load_rank_policy
 from actors.policy.skips import SkipReason
 
 

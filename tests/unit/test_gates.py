@@ -19,8 +19,11 @@ from actors.policy.gates import (
     outbox_while_draining,
     rate_limit,
     retry_budget,
+    fastest_ms,
     wait_for_a_reset,
+    wait_for_reset,
 )
+from actors.policy.hedging import LatencyWindow
 from actors.policy.ratelimit import TokenBucket
 from actors.policy.skips import Skip, SkipReason
 
@@ -106,3 +109,22 @@ def test_the_gates_run_in_order_and_a_later_one_takes_nothing_when_an_earlier_on
     assert budget.balance(NOW) == pytest.approx(1.0)      # the deadline stopped it before the budget was drawn on
     assert [g.__name__ for g in GATES] == ["outbox_while_draining", "wait_for_a_reset", "max_attempts", "deadline",
                                            "feasible", "retry_budget", "rate_limit"]
+
+
+def test_one_wait_for_a_throttle_before_the_first_attempt_and_at_the_outbox_s_turn() -> None:
+    """`wait_for_reset` is the one decision; `wait_for_a_reset` asks it at the outbox's turn."""
+    assert wait_for_reset(2.0, remaining_s=10.0, wait_for_throttle=True) == Replan(2.0) == Wait(2.0, replan=True)
+    assert wait_for_reset(None, remaining_s=10.0, wait_for_throttle=True) is None        # a real provider is free
+    assert wait_for_reset(2.0, remaining_s=2.0, wait_for_throttle=True) is None          # it frees up too late
+    assert wait_for_reset(2.0, remaining_s=10.0, wait_for_throttle=False) is None
+    turn = Turn(name="outbox", last_resort=True, waits_left=1, reset_in_s=2.0, remaining_s=10.0)
+    assert wait_for_a_reset(turn) == wait_for_reset(2.0, 10.0, True)
+
+
+def test_the_fastest_recent_answers_once_enough_are_known() -> None:
+    w = LatencyWindow()
+    for ms in range(1, 10):
+        w.add(float(ms))
+    assert fastest_ms(w) is None          # nine: too few
+    w.add(10.0)
+    assert fastest_ms(w) == 2.0           # the 10th percentile of ten

@@ -32,7 +32,8 @@ from actors.policy.outliers.detection import (
     sample_of,
     sweep,
 )
-from actors.policy.ranking import Candidate, by_health, plan_attempts
+from actors.policy.planning import plan_attempts
+from actors.policy.ranking import Candidate, by_health
 from actors.policy.skips import SkipReason
 
 NOW = 10_000.0

@@ -49,7 +49,7 @@ def test_a_provider_ten_times_slower_by_its_probes_is_ejected_and_tried_after_th
     assert events[0].evidence.source is Source.PROBE and events[0].until == h.clock() + 30.0
     res = h.invoke()
     assert res.provider != "a" and [x.provider for x in res.attempts] == [res.provider]
-    plan = h.router._plan_now()
+    plan = h.router.plan_now()
     assert plan.order[-1] == "a" and [(s.name, s.reason) for s in plan.deferred] == [("a", SkipReason.OUTLIER_EJECTED)]
     assert "a" not in h.router.direct_order()
 
@@ -251,7 +251,7 @@ def test_after_its_ejection_a_provider_is_on_probation_in_the_plan_the_status_an
     assert between.on_probation and between.ejected_until is None and between.ejection_reason == "slow_calls"
     events = h.router.outliers.sweep(h.router.seen.candidates(h.clock()))
     assert [type(e).__name__ for e in events] == ["Returned"] and h.router.outliers.states["a"].on_probation
-    plan = h.router._plan_now()
+    plan = h.router.plan_now()
     assert plan.order[-1] == "a" and [(s.name, s.reason) for s in plan.deferred] == [("a", SkipReason.OUTLIER_PROBATION)]
     assert h.invoke().provider != "a"
     cap = h.router.ranked(statuses)
@@ -269,4 +269,4 @@ def test_after_its_ejection_a_provider_is_on_probation_in_the_plan_the_status_an
     h.clock.now += 10
     events = h.router.outliers.sweep(h.router.seen.candidates(h.clock()))
     assert [(type(e).__name__, e.name) for e in events] == [("Reinstated", "a")]
-    assert h.router._plan_now().deferred == [] and not h.router.outliers.states["a"].on_probation
+    assert h.router.plan_now().deferred == [] and not h.router.outliers.states["a"].on_probation

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from actors.policy.health import Health, HealthSnapshot
-from actors.policy.ranking import Candidate, by_health, configured_order, load_rank_policy, plan_attempts
+from actors.policy.planning import plan_attempts
+from actors.policy.ranking import Candidate, by_health, configured_order, load_rank_policy
 from actors.policy.skips import SkipReason
 
 NOW = 1000.0

@@ -86,7 +86,7 @@ def test_by_cost_spends_the_cheap_quota_then_skips_it_until_the_hour_turns(tmp_p
         assert (cheap.spend, cheap.quota_left, cheap.quota_exhausted) == (pytest.approx(0.024), 0, "quota")
         assert cheap.quota_period_end == HOUR0 - 60 + 3600
         assert w.providers["cheap"].health.consecutive_failures == 0  # the last three served: health as it was
-        plan = w.router._plan_now()
+        plan = w.router.plan_now()
         [skip] = [s for s in plan.skipped if s.name == "cheap"]
         assert str(skip.reason) == "quota_exhausted" and skip.detail.startswith("quota_exhausted: its quota is spent")
         assert plan.order == ["dear"]

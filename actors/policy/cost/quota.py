@@ -28,17 +28,18 @@ semantics its SQL must match (docs/cost-outliers-chaos.md).
 `Balance` reading, less the calls made since it was read, at or below
 `near_zero` credits is treated like a spent quota (`Exhaustion.BALANCE`).
 
-**How cost reaches the ranking**: a `Candidate` (actors/policy/candidate.py)
+**How cost reaches the plan**: a `Candidate` (actors/policy/candidate.py)
 carries a `cost` field (a `CostView`, None when nothing is known) that every
 other policy ignores. The router fills it in (the view comes from the
-provider's status, see `quota_status` and `cost_view`) and calls
-`plan_within_quota` instead of `plan_attempts`, whatever the ranking: a
-spent quota is a hard limit under any ranking, skipped with the typed
-reason `quota_exhausted` and never counted against health. The ranking
-`by_cost` (actors/policy/ranking.py, named `actors.policy.ranking:by_cost`
-in the contract, and re-exported here) puts the cheapest first among the
-providers the health rules allow; a `cost` of None has an unknown price and
-ranks after every priced provider (write `per_call: 0` for a free one).
+provider's status, see `quota_status` and `cost_view`), and the plan's first
+step, `spent_quotas` (actors/policy/planning.py), leaves out a provider
+whose quota is spent, whatever the ranking: a spent quota is a hard limit,
+skipped with the typed reason `quota_exhausted` and never counted against
+health. The ranking `by_cost` (actors/policy/ranking.py, named
+`actors.policy.ranking:by_cost` in the contract, and re-exported here)
+puts the cheapest first among the providers the health rules allow; a
+`cost` of None has an unknown price and ranks after every priced provider
+(write `per_call: 0` for a free one).
 """
 
 from __future__ import annotations
@@ -53,15 +54,14 @@ import msgspec
 
 from actors.errors import ErrorKind
 from actors.policy.candidate import Candidate, CostView, Exhaustion
-from actors.policy.ranking import Plan, RankPolicy, Skip, by_cost, by_health, plan_attempts
+from actors.policy.ranking import by_cost
 from actors.policy.recommendation import Recommendation
-from actors.policy.skips import SkipReason
 
 __all__ = [
     "CHARGE_BY_KIND", "Balance", "Charge", "CostEvent", "CostPolicy", "CostView", "Exhaustion",
     "Period", "PeriodTurned", "Price", "Quota", "QuotaExhausted", "QuotaStatus", "QuotaWarning", "Spend", "account",
-    "balance_left", "by_cost", "charge_of", "cost_view", "period_bounds", "plan_within_quota", "quota_recommendations",
-    "quota_retry_after_s", "quota_skips", "quota_status", "rollover",
+    "balance_left", "by_cost", "charge_of", "cost_view", "period_bounds", "quota_recommendations",
+    "quota_retry_after_s", "quota_status", "rollover",
 ]
 
 
@@ -282,31 +282,6 @@ def cost_view(status: QuotaStatus, price: Price | None) -> CostView:
         resets_at=status.period_end if status.exhausted is Exhaustion.QUOTA else None,
         quota_left=status.quota_left,
     )
-
-
-def quota_skips(candidates: Sequence[Candidate]) -> tuple[list[Candidate], list[Skip]]:
-    """The candidates that may be tried, and the skips of those whose quota
-    (or balance) is spent, with the typed reason. The last resort (the
-    outbox) is never skipped: it costs nothing."""
-    kept: list[Candidate] = []
-    skipped: list[Skip] = []
-    for c in candidates:
-        view = c.cost
-        if view is not None and view.exhausted is not None and not c.last_resort:
-            skipped.append(Skip(c.name, SkipReason.QUOTA_EXHAUSTED))
-        else:
-            kept.append(c)
-    return kept, skipped
-
-
-def plan_within_quota(candidates: Sequence[Candidate], now: float, rank: RankPolicy = by_health) -> Plan:
-    """`plan_attempts` over the providers with quota left; those without are
-    in `skipped` with the reason `quota_exhausted`, first."""
-    kept, skipped = quota_skips(candidates)
-    plan = plan_attempts(kept, now, rank)
-    if not skipped:
-        return plan
-    return msgspec.structs.replace(plan, skipped=[*skipped, *plan.skipped])
 
 
 def quota_retry_after_s(candidates: Sequence[Candidate], now: float) -> float | None:
