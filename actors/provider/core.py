@@ -83,7 +83,7 @@ class ProviderCore:
         self.keyed = KeyedSends(spec.name, sender, self.settling, self.journal, self.outcomes, self.claims, answers,
                                 self.redact, clock)
         if adapter.last_resort:
-            adapter.attach(self.store())
+            adapter.attach(self.store(), clock)
 
     def store(self) -> StateStore:
         if self._store is None:  # opened on first use: most providers never journal
