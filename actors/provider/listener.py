@@ -18,7 +18,7 @@ observer never fails a call, nor keeps the others from hearing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from actors.messages import CallReply, ProviderStatus
@@ -52,24 +52,24 @@ class Listeners:
     def __init__(self, listeners: Iterable[ProviderListener] = ()):
         self.listeners = tuple(listeners)
 
-    def _each(self, event: str, tell: Callable[[ProviderListener], None]) -> None:
-        for listener in self.listeners:
+    def _each(self, event: str, *args: object) -> None:
+        for listener in self.listeners:  # on every call: no closure built, nothing done when there is no listener
             try:
-                tell(listener)
+                getattr(listener, event)(*args)
             except Exception:  # noqa: BLE001 - an observer must never fail a call
                 log.exception("%s.%s failed", type(listener).__name__, event)
 
     def on_reply(self, reply: CallReply, dry_run: bool) -> None:
-        self._each("on_reply", lambda listener: listener.on_reply(reply, dry_run))
+        self._each("on_reply", reply, dry_run)
 
     def on_health_changed(self, status: ProviderStatus) -> None:
-        self._each("on_health_changed", lambda listener: listener.on_health_changed(status))
+        self._each("on_health_changed", status)
 
     def on_quota_flip(self, status: ProviderStatus) -> None:
-        self._each("on_quota_flip", lambda listener: listener.on_quota_flip(status))
+        self._each("on_quota_flip", status)
 
     def on_spend(self, amount: float) -> None:
-        self._each("on_spend", lambda listener: listener.on_spend(amount))
+        self._each("on_spend", amount)
 
     def on_fault_applied(self, action: str) -> None:
-        self._each("on_fault_applied", lambda listener: listener.on_fault_applied(action))
+        self._each("on_fault_applied", action)
