@@ -26,6 +26,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.errors import NotSupported, ProviderError
 from actors.messages import CallContext
 from actors.payloads import METHODS, Payload
@@ -175,9 +176,10 @@ class Adapter:
             out.append(f"credentials cross the network unencrypted (settings.{setting})")
         return out
 
-    def attach(self, store: Any) -> None:
-        """Hand the adapter the gateway's durable store (actors.durable). Only
-        adapters that keep state of their own (the outbox) use it."""
+    def attach(self, store: Any, clock: Clock = SYSTEM_CLOCK) -> None:
+        """Hand the adapter the gateway's durable store (actors.durable) and
+        the provider actor's clock. Only adapters that keep state of their
+        own (the outbox) use them."""
 
     async def close(self) -> None:
         """Release connections. Called when the provider actor shuts down."""

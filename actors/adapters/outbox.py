@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from actors.adapters.base import Adapter, AdapterSettings
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.errors import StoreUnavailable, TransientError
 from actors.messages import CallContext
 from actors.payloads import Payload
@@ -39,22 +40,23 @@ class OutboxAdapter(Adapter):
     def __init__(self, settings: OutboxSettings, **kw: Any):
         super().__init__(settings, **kw)
         self._store: Any = None
+        self._clock = SYSTEM_CLOCK
 
-    def attach(self, store: Any) -> None:
+    def attach(self, store: Any, clock: Clock = SYSTEM_CLOCK) -> None:
+        """The provider actor's store, and its clock: an item is stamped with the time it was queued."""
         self._store = store
+        self._clock = clock
 
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> dict[str, Any]:
         if ctx.dry_run:
             return await self.dry_run(method, payload, ctx)
         if self._store is None:
             raise TransientError(f"{self.provider}: no state store attached")
-        import time
-
         try:
             item = await self._store.outbox_add(
                 capability=self.capability, method=method, payload=msgspec.to_builtins(payload),
                 idempotency_key=ctx.idempotency_key or ctx.request_id, request_id=ctx.request_id, reason="queued",
-                now=time.time())
+                now=self._clock.time())
         except StoreUnavailable as exc:
             # A commit cut off may have landed: queuing the key again is harmless.
             raise TransientError(f"{self.provider}: {exc}", maybe_delivered=True) from None

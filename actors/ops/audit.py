@@ -123,10 +123,12 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
 
 
 def outlier_record(event: OutlierEvent, capability: str) -> dict[str, Any]:
-    """An event as an audit line: {"type": "outlier", "event": "Ejected", ...}."""
+    """An event as an audit line: {"type": "outlier", "event": "Ejected", ...},
+    stamped with the time the event carries (each kind has its `at`: the
+    sweep's clock, never this process's)."""
     fields = msgspec.to_builtins(event)
     name = fields.pop("type", type(event).__name__)
-    at = float(fields.get("at", time.time()))
+    at = float(fields["at"])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
     return {"type": "outlier", "event": name, "capability": capability, **fields, "at": round(at, 3), "time": stamp}
 

@@ -3,19 +3,21 @@
 `RouterOps.observe` is registered in `RouterCore.observers` and is called
 with every finished request's `Decision`, on the request's path: it only
 appends to buffers and queues. `ProviderOps` does the same for a provider
-actor's calls and health changes. Each starts one background task, on the
-actor's event loop, on first use, that writes the audit lines (in a thread),
-records the buffered metrics, and keeps the gauges current.
+actor's calls and health changes: it is one of the listeners the provider
+core is built with (actors/provider/listener.py names the events). Each
+starts one background task, on the actor's event loop, on first use, that
+writes the audit lines (in a thread), records the buffered metrics, and
+keeps the gauges current, pausing on the actor's clock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.messages import CallReply, Decision, ProviderStatus
 from actors.ops.audit import AuditLog, audit_dir, outlier_record
 from actors.ops.chaos_audit import ChaosAudit
@@ -48,7 +50,8 @@ class _Background:
 
     interval_s: float = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def ensure_started(self) -> None:
@@ -62,7 +65,7 @@ class _Background:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.interval_s)
+            await self.clock.sleep(self.interval_s)
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -76,10 +79,11 @@ class _Background:
 
 class RouterOps(_Background):
     def __init__(self, spec: CapabilitySpec, recorder: Recorder | None = None,
-                 hook_loader: Callable[[str], Any] | None = None, audit_key: bytes | None = None):
+                 hook_loader: Callable[[str], Any] | None = None, audit_key: bytes | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         """`audit_key`: the deployment's secret the audit log hashes keys and
         addresses with (HMAC-SHA256); None falls back to unkeyed hashes."""
-        super().__init__()
+        super().__init__(clock)
         self.spec = spec
         self.metrics: RouterMetrics | None = None
         if spec.metrics.enabled or recorder is not None:
@@ -130,7 +134,7 @@ class RouterOps(_Background):
         self.hooks.submit("on_success" if decision.ok else "on_failure", decision)
 
     async def tick(self) -> None:
-        self.chaos.sweep(time.time())
+        self.chaos.sweep(self.clock.time())
         if self.metrics is not None:
             self.metrics.flush()
         if self.gauges is not None:
@@ -155,16 +159,16 @@ class RouterOps(_Background):
 
 
 class ProviderOps(_Background):
-    """A provider actor's latency histogram, health gauges and health hooks."""
+    """A provider actor's latency histogram, health gauges, spend and chaos
+    counters, and health hooks: a ProviderListener (actors/provider/listener.py)."""
 
     interval_s = 1.0
 
     def __init__(self, spec: ProviderSpec, status: Callable[[], ProviderStatus], recorder: Recorder | None = None,
-                 hook_loader: Callable[[str], Any] | None = None, clock: Callable[[], float] = time.time):
-        super().__init__()
+                 hook_loader: Callable[[str], Any] | None = None, clock: Clock = SYSTEM_CLOCK):
+        super().__init__(clock)
         self.spec = spec
         self._status = status
-        self._clock = clock
         self.buffer: Buffered | None = None
         if spec.metrics.enabled or recorder is not None:
             self.buffer = Buffered(recorder or RayRecorder(spec.metrics.latency_buckets_ms))
@@ -180,24 +184,24 @@ class ProviderOps(_Background):
         if self.buffer is not None:
             self.buffer.count("aicmo_hook_calls", event, path, outcome)
 
-    def observe_call(self, reply: CallReply, dry_run: bool) -> None:
+    def on_reply(self, reply: CallReply, dry_run: bool) -> None:
         self.ensure_started()
         if self.buffer is not None and not dry_run and not reply.replayed:
             self.buffer.observe("aicmo_provider_latency_ms", reply.latency_ms, self.spec.capability, self.spec.name,
                                 outcome_of(reply.ok, reply.error_kind))
 
-    def spent(self, amount: float) -> None:
+    def on_spend(self, amount: float) -> None:
         """A charged call's price (actors/provider/spending.py), in the provider's currency."""
         if self.buffer is not None and self.spec.price is not None:
             self.buffer.count("aicmo_provider_spend", self.spec.capability, self.spec.name, self.spec.price.currency,
                               value=amount)
 
-    def health_changed(self, status: ProviderStatus) -> None:
-        """Called by ProviderCore.on_change, on every change of stored state."""
+    def on_health_changed(self, status: ProviderStatus) -> None:
+        """On every change of the provider's stored health state."""
         self.ensure_started()
         old, self._last_health = self._last_health, status.health
         self._set_gauges(status)
-        self.hooks.submit("on_health_change", HealthChange(at=self._clock(), capability=status.capability,
+        self.hooks.submit("on_health_change", HealthChange(at=self.clock.time(), capability=status.capability,
                                                            provider=status.name, old=old, new=status.health,
                                                            status=status))
 
@@ -211,8 +215,11 @@ class ProviderOps(_Background):
             rec.set("aicmo_provider_quota_left", status.quota_left, self._tags)
         rec.set("aicmo_chaos_fault_active", 1 if status.fault is not None else 0, self._tags)
 
-    def chaos_applied(self, action: str) -> None:
-        """A live fault acted on an attempt (faults.LiveFault.on_applied): `delay` or `fail`."""
+    def on_quota_flip(self, status: ProviderStatus) -> None:
+        pass  # the quota gauge follows on the next round (tick)
+
+    def on_fault_applied(self, action: str) -> None:
+        """A live fault acted on an attempt (actors/provider/faults.py): `delay` or `fail`."""
         if self.buffer is not None:
             self.buffer.count("aicmo_chaos_applied", self.spec.capability, self.spec.name, action)
 

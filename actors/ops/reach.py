@@ -26,12 +26,12 @@ machine, without Ray.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult
 from actors.ops.recommend import NodeReach
@@ -134,14 +134,16 @@ def _build(target: ProbeTarget) -> Any:
     return cls(cls.Settings.model_validate(target.settings), capability=target.capability, provider=target.name)
 
 
-async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s: float) -> list[ProbeResult]:
+async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s: float,
+                      clock: Clock = SYSTEM_CLOCK) -> list[ProbeResult]:
     """Build each provider's adapter here and run its probe, all at once,
-    each within `timeout_s`. Errors are sorted into kinds and redacted."""
+    each within `timeout_s` (latencies on `clock`). Errors are sorted into
+    kinds and redacted."""
     from actors.redaction import Redactor
     from actors.adapters.errormap import classify
 
     async def one(given: ProviderSpec | ProbeTarget) -> ProbeResult:
-        started = time.monotonic()
+        started = clock.monotonic()
         adapter = None
         redact = Redactor(given.secret_values() if isinstance(given, ProviderSpec) else [])
         spec = given if isinstance(given, ProbeTarget) else probe_target(given)
@@ -156,7 +158,7 @@ async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s
             if adapter is None:
                 kind, message = ErrorKind.CRASHED, f"cannot build the {spec.adapter} adapter here: {exc}"
             return ProbeResult(provider=spec.name, capability=spec.capability, ok=False, error_kind=kind,
-                               error=redact(message), latency_ms=(time.monotonic() - started) * 1000,
+                               error=redact(message), latency_ms=(clock.monotonic() - started) * 1000,
                                delivers=spec.delivers)
         finally:
             if adapter is not None:
@@ -165,7 +167,7 @@ async def probe_specs(providers: Sequence[ProviderSpec | ProbeTarget], timeout_s
                 except Exception:  # noqa: BLE001
                     pass
         return ProbeResult(provider=spec.name, capability=spec.capability, ok=True,
-                           latency_ms=(time.monotonic() - started) * 1000, delivers=spec.delivers)
+                           latency_ms=(clock.monotonic() - started) * 1000, delivers=spec.delivers)
 
     return list(await asyncio.gather(*(one(p) for p in providers)))
 
@@ -192,8 +194,8 @@ def alive_nodes() -> list[NodeInfo]:
 
 
 async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout_s: float, task_timeout_s: float,
-                                nodes: list[NodeInfo] | None = None) -> list[NodeProbes]:
-    """One pinned task per alive node, all at once."""
+                                nodes: list[NodeInfo] | None = None, clock: Clock = SYSTEM_CLOCK) -> list[NodeProbes]:
+    """One pinned task per alive node, all at once (elapsed times on `clock`)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -209,7 +211,7 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
     redact = Redactor([s for p in providers for s in p.secret_values()])
 
     async def on(node: NodeInfo) -> NodeProbes:
-        started = time.monotonic()
+        started = clock.monotonic()
         ref = _remote_probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
             name=f"aicmo-probe@{node.node_id[:8]}").remote(per_node[node.node_id], probe_timeout_s)
@@ -219,12 +221,12 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
             ray.cancel(ref, force=True)
             return NodeProbes(node=node, error=f"the probe task did not finish within {task_timeout_s:g}s "
                                                f"(supervisor.node_probe_timeout_s)",
-                              elapsed_ms=(time.monotonic() - started) * 1000)
+                              elapsed_ms=(clock.monotonic() - started) * 1000)
         except Exception as exc:  # noqa: BLE001 - a node that died mid-check, say
             return NodeProbes(node=node, error=f"the probe task failed: {type(exc).__name__}: {str(exc)[:200]}",
-                              elapsed_ms=(time.monotonic() - started) * 1000)
+                              elapsed_ms=(clock.monotonic() - started) * 1000)
         # The node redacted with what it was given; the spec knows every secret.
         results = [msgspec.structs.replace(r, error=redact(r.error)) for r in results]
-        return NodeProbes(node=node, results=results, elapsed_ms=(time.monotonic() - started) * 1000)
+        return NodeProbes(node=node, results=results, elapsed_ms=(clock.monotonic() - started) * 1000)
 
     return list(await asyncio.gather(*(on(n) for n in nodes if n.node_id in per_node)))

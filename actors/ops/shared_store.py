@@ -21,7 +21,6 @@ One node, or every gateway actor pinned to one node, needs no check.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.messages import Recommendation
 from actors.ops.reach import NodeInfo
 from actors.specs import GatewaySpec, StateSpec
@@ -172,8 +172,10 @@ def _task(fn: Any) -> Any:
 
 
 async def check_shared_store(spec: GatewaySpec, timeout_s: float = 60.0,
-                             nodes: Sequence[tuple[NodeInfo, dict[str, float]]] | None = None) -> SharedStoreReport:
-    """Needs a connected Ray driver (or runs inside an actor)."""
+                             nodes: Sequence[tuple[NodeInfo, dict[str, float]]] | None = None,
+                             clock: Clock = SYSTEM_CLOCK) -> SharedStoreReport:
+    """Needs a connected Ray driver (or runs inside an actor). `timeout_s` is
+    the whole check's, measured on `clock`."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from actors.durable import without_password
@@ -189,7 +191,7 @@ async def check_shared_store(spec: GatewaySpec, timeout_s: float = 60.0,
 
     token = f"split-check-{uuid.uuid4().hex}"
     writer, others = hosts[0], hosts[1:]
-    started = time.monotonic()
+    started = clock.monotonic()
     try:
         error = await asyncio.wait_for(_task(_write_marker).options(**on(writer)).remote(spec.state, token,
                                                                                           writer.node_id), timeout_s)
@@ -200,7 +202,7 @@ async def check_shared_store(spec: GatewaySpec, timeout_s: float = 60.0,
                                  error=f"the marker could not be written through node {writer.label}: {error}")
 
     async def look(node: NodeInfo) -> NodeView:
-        left = max(1.0, timeout_s - (time.monotonic() - started))
+        left = max(1.0, timeout_s - (clock.monotonic() - started))
         try:
             sees, detail = await asyncio.wait_for(
                 _task(_look_for_marker).options(**on(node)).remote(spec.state, token), left)

@@ -14,20 +14,23 @@ slow provider's would, and nothing was sent either. The fault ends by
 itself at its expiry (dropped on the next look); a restarted actor starts
 with none, so restarting the provider actor ends a fault at once.
 
-The random source is a `random.Random` of this actor (`rng`), and time and
-sleep are the core's: tests set all three.
+The random source is a `random.Random` of this actor (`rng`), the clock
+(wall time for expiry, its sleep for the delay) is the core's, and an
+applied fault is told to the core's listeners (`on_fault_applied`, the
+chaos counter): tests set all three.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.errors import ERROR_BY_KIND, ErrorKind, ProviderError
 from actors.messages import FaultStatus
 from actors.policy.chaos.faults import ChaosAction, Fault, apply
+from actors.provider.listener import Listeners, ProviderListener
 
 __all__ = ["NOTHING", "Acted", "LiveFault", "injected"]
 
@@ -47,14 +50,15 @@ NOTHING = Acted()
 class LiveFault:
     """The one fault of one provider actor, or none."""
 
-    def __init__(self, who: str, clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]],
+    def __init__(self, who: str, clock: Clock = SYSTEM_CLOCK, listener: ProviderListener | None = None,
                  rng: random.Random | None = None):
+        """`listener` hears each fault applied; ProviderCore gives its
+        `Listeners`, which keep a failing observer from failing the call."""
         self.who = who
         self.fault: Fault | None = None
         self.rng = rng or random.Random()
         self._clock = clock
-        self._sleep = sleep
-        self.on_applied: Callable[[str], None] | None = None  # called with "delay" or "fail" (metrics)
+        self._listener = listener or Listeners()
 
     def set(self, fault: Fault | None) -> Fault | None:
         """Sets (or, with None, clears) the fault; returns the active one it replaced."""
@@ -63,14 +67,14 @@ class LiveFault:
         if fault is not None:
             log.warning("%s: live fault %s injected by %s (fail %.0f%% %s, +%.0f ms) for %.0f s", self.who, fault.id,
                         fault.injected_by, fault.fail_rate * 100, fault.error, fault.latency_ms,
-                        fault.expires_at - self._clock())
+                        fault.expires_at - self._clock.time())
         elif old is not None:
             log.warning("%s: live fault %s cleared", self.who, old.id)
         return old
 
     def current(self) -> Fault | None:
         """The active fault; one past its expiry is dropped here."""
-        if self.fault is not None and self.fault.expired(self._clock()):
+        if self.fault is not None and self.fault.expired(self._clock.time()):
             log.warning("%s: live fault %s expired", self.who, self.fault.id)
             self.fault = None
         return self.fault
@@ -87,7 +91,7 @@ class LiveFault:
         did (the delay slept), or raises the injected failure."""
         if self.fault is None:
             return NOTHING
-        d = apply(self.fault, self.rng, self._clock())
+        d = apply(self.fault, self.rng, self._clock.time())
         if d.expired:
             self.current()
             return NOTHING
@@ -95,24 +99,17 @@ class LiveFault:
             return NOTHING
         delay_s = d.delay_ms / 1000
         if delay_s >= timeout_s:  # past the attempt's time: a timeout, as a slow provider's would be
-            self._applied(str(d.action))
-            await self._sleep(timeout_s)
+            self._listener.on_fault_applied(str(d.action))
+            await self._clock.sleep(timeout_s)
             raise self._failure(ErrorKind.TIMEOUT, f"no answer within the attempt's {timeout_s:g}s (injected "
                                 f"fault {d.fault_id}: +{d.delay_ms:.0f} ms)", None)
-        self._applied(str(d.action))
+        self._listener.on_fault_applied(str(d.action))
         if delay_s > 0:
-            await self._sleep(delay_s)
+            await self._clock.sleep(delay_s)
         if d.action is ChaosAction.FAIL:
             assert d.error is not None
             raise self._failure(d.error, f"injected fault {d.fault_id}: {d.error}", d.retry_after_s)
         return Acted(injected=True, delay_s=delay_s)
-
-    def _applied(self, action: str) -> None:
-        if self.on_applied is not None:
-            try:
-                self.on_applied(action)
-            except Exception:  # noqa: BLE001 - metrics must never fail a call
-                log.exception("%s: counting an applied fault failed", self.who)
 
     @staticmethod
     def _failure(kind: ErrorKind, message: str, retry_after_s: float | None) -> ProviderError:

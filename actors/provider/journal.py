@@ -7,13 +7,17 @@ by a process that died, or `unknown`, is settled: the adapter's
 `reconcile()` where the provider can be asked, a resend where the provider
 itself drops duplicates, and otherwise it stays unknown for an operator.
 
-Two claims keep a key from being sent twice. Keys being sent or settled
-right now by this process are in `inflight` (set synchronously, before any
-await, so a second request for the key waits for the first). And `claim`
-writes `started` only where the store has no entry for the key or one that
-failed, in one statement the database decides: a process that is not this
-one (the provider actor's next incarnation, racing a request its
-predecessor had not finished) can never claim the same send.
+Two claims keep a key from being sent twice, both here. Keys being sent or
+settled right now by this process are held in `Claims` (taken
+synchronously, before any await, so a second request for the key waits for
+the first). And `DeliveryJournal.claim` writes `started` only where the
+store has no entry for the key or one that failed, in one statement the
+database decides: a process that is not this one (the provider actor's next
+incarnation, racing a request its predecessor had not finished) can never
+claim the same send.
+
+Entries are stamped with the provider's wall clock; the outcome writer's
+pauses while the store is down are the same clock's sleep.
 """
 
 from __future__ import annotations
@@ -21,32 +25,68 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import JournalEntry, StateStore, StoreUnavailable
-from actors.messages import CallContext
+from actors.messages import CallContext, CallReply
 
 log = logging.getLogger("aicmo.provider")
 
 Row = tuple[CallContext, str, str, Any, "str | None"]  # (ctx, method, state, value, error)
 
 
+class Claims:
+    """The keys this process is sending or settling right now, each with
+    the future its outcome is given to: whoever else wants the key waits
+    for it instead of sending too."""
+
+    def __init__(self) -> None:
+        self.inflight: dict[str, asyncio.Future[CallReply]] = {}
+
+    def take(self, keys: list[str]) -> dict[str, asyncio.Future[CallReply]]:
+        """Marks the keys in flight: synchronous, so nothing else in this
+        process can check them in between."""
+        loop = asyncio.get_running_loop()
+        claims: dict[str, asyncio.Future[CallReply]] = {key: loop.create_future() for key in keys}
+        self.inflight.update(claims)
+        return claims
+
+    async def wait_for(self, key: str) -> CallReply | None:
+        """Waits until nobody in this process is sending or settling `key` (a
+        claim that ends can be followed by another before this task wakes),
+        and returns the outcome of the last claim it waited for. A claim made
+        right after this returns, without yielding, is current."""
+        last: CallReply | None = None
+        while (claim := self.inflight.get(key)) is not None:
+            last = await asyncio.shield(claim)
+        return last
+
+    def release(self, claims: dict[str, asyncio.Future[CallReply]], outcomes: dict[str, CallReply],
+                otherwise: CallReply) -> None:
+        """Ends the claims; whoever waited on a key gets its outcome."""
+        for key, future in claims.items():
+            if self.inflight.get(key) is future:
+                del self.inflight[key]
+            if not future.done():
+                future.set_result(outcomes.get(key, otherwise))
+
+
 class DeliveryJournal:
-    def __init__(self, capability: str, provider: str, store: Callable[[], StateStore], clock: Callable[[], float]):
+    def __init__(self, capability: str, provider: str, store: Callable[[], StateStore], clock: Clock = SYSTEM_CLOCK):
         self.capability = capability
         self.provider = provider
         self._store = store
         self._clock = clock
         self.incarnation = uuid.uuid4().hex  # this process: entries of another one were left by a crash
-        self.inflight: dict[str, asyncio.Future[Any]] = {}
 
     def _entry(self, ctx: CallContext, method: str, state: str, value: Any = None,
                error: str | None = None) -> JournalEntry:
         assert ctx.idempotency_key is not None
         return JournalEntry(capability=self.capability, provider=self.provider, key=ctx.idempotency_key,
                             request_id=ctx.request_id, method=method, state=state,  # type: ignore[arg-type]
-                            incarnation=self.incarnation, updated_at=self._clock(), value=value, error=error)
+                            incarnation=self.incarnation, updated_at=self._clock.time(), value=value, error=error)
 
     async def claim(self, calls: Sequence[tuple[CallContext, str]]) -> dict[str, JournalEntry]:
         """Journals each (ctx, method) `started` where the send is free to be
@@ -78,9 +118,9 @@ class OutcomeWriter:
     RETRY_FIRST_S = 0.1
     RETRY_LONGEST_S = 5.0
 
-    def __init__(self, journal: DeliveryJournal, sleep: Callable[[float], Awaitable[Any]]):
+    def __init__(self, journal: DeliveryJournal, clock: Clock = SYSTEM_CLOCK):
         self._journal = journal
-        self._sleep = sleep
+        self._clock = clock
         self.delivered: dict[str, Any] = {}   # key -> the reply of a delivery not journaled yet
         self._unwritten: list[JournalEntry] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -112,7 +152,7 @@ class OutcomeWriter:
             try:
                 await self._journal.put(batch)
             except StoreUnavailable:
-                await self._sleep(pause)
+                await self._clock.sleep(pause)
                 pause = min(pause * 2, self.RETRY_LONGEST_S)
                 continue
             del self._unwritten[:len(batch)]

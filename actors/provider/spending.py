@@ -14,6 +14,10 @@ health (actors/router/quotas.py holds the router's side).
 
 Only a provider with a price, a quota or a live balance to read is metered:
 the others cost the store nothing.
+
+Its time is the provider's clock (the period a call falls in, the flush
+loop's pause); what it charges and each flip of its quota are told to the
+provider's listeners (`on_spend`, `on_quota_flip`: listener.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import msgspec
 
 from actors.adapters.base import Adapter
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import StateStore, StoreUnavailable
 from actors.durable.store import SpendDelta, SpendRow
 from actors.errors import ErrorKind
@@ -44,6 +49,7 @@ from actors.policy.cost.quota import (
     period_bounds,
     quota_status,
 )
+from actors.provider.listener import Listeners, ProviderListener
 from actors.specs import ProviderSpec
 
 log = logging.getLogger("aicmo.spending")
@@ -57,7 +63,11 @@ class Spending:
     """One provider's spend in memory, backed by the store."""
 
     def __init__(self, spec: ProviderSpec, adapter: Adapter, store: Callable[[], StateStore],
-                 clock: Callable[[], float], flush_interval_s: float | None = None):
+                 clock: Clock = SYSTEM_CLOCK, listener: ProviderListener | None = None,
+                 status_of: Callable[[], ProviderStatus] | None = None, flush_interval_s: float | None = None):
+        """`listener` hears each charge and each flip of the quota, the
+        latter with `status_of()` (the provider's status: what a router
+        plans with). ProviderCore gives its `Listeners` and its `status`."""
         self.spec = spec
         self.adapter = adapter
         self.price, self.quota = spec.price, spec.quota
@@ -68,14 +78,13 @@ class Spending:
         self._store = store
         self._clock = clock
         self.flush_interval_s = flush_interval_s or spec.metrics.flush_interval_s or 1.0
-        self.spend = Spend(period_start=period_bounds(self.per, clock())[0])
+        self.spend = Spend(period_start=period_bounds(self.per, clock.time())[0])
         self.balance: Balance | None = None
         self.pending: dict[float, list[Any]] = {}   # period_start -> [calls, maybe_calls, amount]
         self.loaded = False
         self.exhausted: str | None = None
-        self.on_flip: Callable[[ProviderStatus], None] | None = None   # the actor pushes it to the routers
-        self.on_spend: Callable[[float], None] | None = None           # metrics: amount charged
-        self.status_of: Callable[[], ProviderStatus] | None = None
+        self._listener = listener or Listeners()
+        self._status_of = status_of
         self._task: asyncio.Future[None] | None = None
         self._balance_due = 0.0
 
@@ -87,7 +96,7 @@ class Spending:
         self.start()
         charge = charge_of(ok, kind)
         before = self.spend
-        self.spend, events = account(before, charge, self._clock(), price=self.price, quota=self.quota)
+        self.spend, events = account(before, charge, self._clock.time(), price=self.price, quota=self.quota)
         if self.spend.period_start != before.period_start:
             before = Spend(period_start=self.spend.period_start)
         row = self.pending.setdefault(self.spend.period_start, [0, 0, Decimal(0)])
@@ -95,15 +104,15 @@ class Spending:
         row[1] += self.spend.maybe_calls - before.maybe_calls
         amount = self.spend.amount - before.amount
         row[2] += amount
-        if amount and self.on_spend is not None:
-            self.on_spend(float(amount))
+        if amount:
+            self._listener.on_spend(float(amount))
         for event in events:
             if isinstance(event, (QuotaWarning, QuotaExhausted)):
                 log.warning("%s: %s", self.spec.actor_name, event)
         self._check_flip()
 
     def current(self) -> QuotaStatus:
-        return quota_status(self.spend, self._clock(), price=self.price, quota=self.quota, balance=self.balance,
+        return quota_status(self.spend, self._clock.time(), price=self.price, quota=self.quota, balance=self.balance,
                             policy=self.policy)
 
     def stamp(self) -> dict[str, Any]:
@@ -132,9 +141,9 @@ class Spending:
             return
         self.exhausted = exhausted
         log.warning("%s: quota %s", self.spec.actor_name, f"spent ({exhausted})" if exhausted else "available again")
-        if self.on_flip is not None and self.status_of is not None:
+        if self._status_of is not None:
             try:
-                self.on_flip(self.status_of())
+                self._listener.on_quota_flip(self._status_of())
             except Exception:  # noqa: BLE001 - a push must never break a request
                 log.exception("%s: pushing the quota change failed", self.spec.actor_name)
 
@@ -159,13 +168,13 @@ class Spending:
                 if not self.loaded:
                     await self.load()
                 await self.flush()
-                if self.reads_balance and self._clock() >= self._balance_due:
+                if self.reads_balance and self._clock.time() >= self._balance_due:
                     await self.read_balance()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store or the provider down: try again next round
                 log.warning("%s: spend not flushed or loaded now: %s", self.spec.actor_name, exc)
-            await asyncio.sleep(self.flush_interval_s)
+            await self._clock.sleep(self.flush_interval_s)
 
     def _mine(self, rows: list[SpendRow]) -> SpendRow | None:
         """This provider's row for its period kind (or its meter row, with no spend yet)."""
@@ -175,7 +184,7 @@ class Spending:
     async def load(self) -> None:
         """Adds what the store holds for the current period to what this
         process counted before the store answered."""
-        row = self._mine(await self._store().spend_get(self.spec.capability, self._clock()))
+        row = self._mine(await self._store().spend_get(self.spec.capability, self._clock.time()))
         self.loaded = True
         if row is None:
             return
@@ -195,7 +204,7 @@ class Spending:
         if not self.pending:
             return
         pending, self.pending = self.pending, {}
-        now = self._clock()
+        now = self._clock.time()
         deltas = [SpendDelta(capability=self.spec.capability, provider=self.spec.name, period=str(self.per),
                              period_start=start, calls=calls, maybe_calls=maybe, amount_nanos=int(amount * NANOS),
                              currency=self.price.currency if self.price is not None else None, at=now)
@@ -216,11 +225,11 @@ class Spending:
     async def read_balance(self) -> float | None:
         """Reads the provider's live balance (its credits), keeps it in the
         store, and folds it in: near zero, it is treated like a spent quota."""
-        self._balance_due = self._clock() + self.spec.balance.interval_s
+        self._balance_due = self._clock.time() + self.spec.balance.interval_s
         remaining = await self.adapter.balance()
         if remaining is None:
             return None
-        now = self._clock()
+        now = self._clock.time()
         self.balance = Balance(remaining=float(remaining), at=now, lifetime_calls_at=self.spend.lifetime_calls)
         try:
             if self.loaded:  # the stored counter the reading is kept against must hold this process's calls

@@ -176,3 +176,20 @@ def test_with_the_deployment_key_hashes_are_hmac_and_a_dictionary_finds_nothing(
     guesses = [f"lead-{a}-welcome" for a in (ADDRESS, "ann@example.com", "bob@example.com")]
     assert line["key"] not in {hash_key(g) for g in guesses}
     assert all(hash_address(a) not in error for a in (ADDRESS, "ann@example.com"))
+
+
+def test_an_outlier_event_is_stamped_with_its_own_time_never_the_writers() -> None:
+    """`outlier_record` reads no clock: each kind of event carries the time
+    the sweep's clock gave it, so there is nothing to fall back to."""
+    import typing
+
+    import msgspec
+
+    from actors.ops.audit import outlier_record
+    from actors.policy.outliers.events import OutlierEvent, PanicStarted
+
+    for kind in typing.get_args(OutlierEvent):
+        assert "at" in {f.name for f in msgspec.structs.fields(kind) if f.required}, kind.__name__
+    record = outlier_record(PanicStarted(at=1_700_000_000.25, available=1, total=3), "email_sending")
+    assert (record["event"], record["at"], record["time"]) == ("PanicStarted", 1_700_000_000.25,
+                                                               "2023-11-14T22:13:20.250Z")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from actors.clock import Clock
 from actors.errors import TransientError
 from actors.messages import Decision, ProviderStatus
 from actors.ops.hooks import HealthChange, HookRunner, load_hook
@@ -106,11 +107,11 @@ def test_health_change_hook_gets_old_and_new_state() -> None:
 
     spec = msgspec.structs.replace(spec, hooks=msgspec.structs.replace(spec.hooks, on_health_change=[f"{H}:record_success"]))
     status = ProviderStatus(name="p", capability="email_sending", adapter="simulated")
-    ops = ProviderOps(spec, lambda: status, recorder=MemoryRecorder(), clock=lambda: 42.0)
+    ops = ProviderOps(spec, lambda: status, recorder=MemoryRecorder(), clock=Clock(time=lambda: 42.0))
 
     async def scenario() -> None:
-        ops.health_changed(msgspec.structs.replace(status, health=Health.DEGRADED))
-        ops.health_changed(msgspec.structs.replace(status, health=Health.UNHEALTHY))
+        ops.on_health_changed(msgspec.structs.replace(status, health=Health.DEGRADED))
+        ops.on_health_changed(msgspec.structs.replace(status, health=Health.UNHEALTHY))
         await ops.hooks.drain()
 
     run(scenario())

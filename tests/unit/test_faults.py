@@ -1,6 +1,8 @@
 """Live faults at the provider (actors/provider/faults.py) and in the audit
-log (actors/ops/chaos_audit.py), without Ray: ProviderCore with a scripted
-adapter, a router over in-process providers, the audit file, the metrics."""
+log (actors/ops/chaos_audit.py), without Ray: LiveFault on its own, then
+ProviderCore with a scripted adapter, a router over in-process providers,
+the audit file, the metrics. Time is a fake clock: a fault's delay is slept
+on it, taking no real time."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ from actors.payloads import SendEmail
 from actors.policy.chaos.faults import Fault, FaultCleared, FaultInjected, new_fault
 from actors.policy.health import Health
 from actors.provider.core import ProviderCore
-from tests.unit.fakes import Clock, ScriptedAdapter, provider_spec
+from actors.provider.faults import NOTHING, Acted, LiveFault
+from actors.provider.listener import ProviderListener
+from tests.unit.fakes import Clock, Heard, ScriptedAdapter, provider_spec
 from tests.unit.harness import EMAIL, Harness
 
 PAYLOAD = SendEmail(to=["a@b.co"], subject="s", text="t")
@@ -35,18 +39,84 @@ def fault(provider: str = "p", now: float = 1000.0, for_s: float = 5.0, **kw: An
     return new_fault("email_sending", provider, duration_s=for_s, now=now, by="ann@ops-1", fault_id="f1", **kw)
 
 
-class Sleeps:
-    """An injected sleep that records and returns at once."""
-
-    def __init__(self) -> None:
-        self.slept: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.slept.append(seconds)
+def core_with(script: list[Any], clock: Clock | None = None,
+              listeners: list[ProviderListener] | None = None) -> ProviderCore:
+    return ProviderCore(provider_spec(), ScriptedAdapter(script), clock=clock or Clock(), listeners=listeners or [])
 
 
-def core_with(script: list[Any], clock: Clock | None = None, sleeps: Sleeps | None = None) -> ProviderCore:
-    return ProviderCore(provider_spec(), ScriptedAdapter(script), clock=clock or Clock(), sleep=sleeps or Sleeps())
+# --- LiveFault on its own ---------------------------------------------------------------------------
+
+def before(live: LiveFault, timeout_s: float = 1.0) -> Acted | BaseException:
+    try:
+        return asyncio.run(live.before(timeout_s))
+    except Exception as exc:  # noqa: BLE001 - the injected failure is what some tests look at
+        return exc
+
+
+def test_no_fault_does_nothing_and_tells_nobody() -> None:
+    clock, heard = Clock(), Heard()
+    live = LiveFault("provider:email_sending:p", clock, heard)
+    assert before(live) is NOTHING and clock.slept == [] and heard.events == []
+    assert live.current() is None and live.shown() is None
+
+
+def test_a_delay_is_slept_on_the_clock_and_told_to_the_listener() -> None:
+    clock, heard = Clock(), Heard()
+    live = LiveFault("p", clock, heard)
+    live.set(fault(latency_ms=250))
+    assert before(live) == Acted(injected=True, delay_s=0.25)
+    assert clock.slept == [0.25] and heard.events == [("on_fault_applied", "delay")]
+
+
+def test_a_failure_is_raised_after_its_delay_and_was_never_sent() -> None:
+    clock, heard = Clock(), Heard()
+    live = LiveFault("p", clock, heard, rng=random.Random(1))
+    live.set(fault(fail_rate=1.0, latency_ms=100, error="rate_limited", retry_after_s=7))
+    exc = before(live)
+    assert isinstance(exc, Exception) and exc.kind is ErrorKind.RATE_LIMITED  # type: ignore[attr-defined]
+    assert exc.retry_after_s == 7 and exc.maybe_delivered is False and exc.injected  # type: ignore[attr-defined]
+    assert clock.slept == [0.1] and heard.events == [("on_fault_applied", "fail")]
+
+
+def test_a_delay_past_the_attempt_is_a_timeout_at_the_attempts_end() -> None:
+    clock = Clock()
+    live = LiveFault("p", clock, Heard())
+    live.set(fault(latency_ms=5000))
+    exc = before(live, timeout_s=0.5)
+    assert exc.kind is ErrorKind.TIMEOUT and "+5000 ms" in str(exc) and clock.slept == [0.5]  # type: ignore[union-attr]
+
+
+def test_the_draw_is_the_faults_own_random_source() -> None:
+    outcomes = []
+    for _ in range(2):
+        live = LiveFault("p", Clock(), Heard(), rng=random.Random(42))
+        live.set(fault(fail_rate=0.5))
+        outcomes.append([isinstance(before(live), Exception) for _ in range(20)])
+    assert outcomes[0] == outcomes[1] and True in outcomes[0] and False in outcomes[0]
+
+
+def test_a_fault_expires_on_the_clock_and_is_dropped_at_the_next_look() -> None:
+    clock = Clock(1000.0)
+    live = LiveFault("p", clock, Heard())
+    assert live.set(fault(fail_rate=1.0, for_s=5)) is None
+    clock.now = 1004.999
+    assert live.current() is not None and isinstance(before(live), Exception)
+    clock.now = 1005.0
+    assert before(live) is NOTHING and live.fault is None and live.current() is None
+
+
+def test_a_listener_that_raises_is_isolated_by_the_cores_listeners() -> None:
+    class Broken(Heard):
+        def on_fault_applied(self, action: str) -> None:
+            raise RuntimeError("metrics down")
+
+    heard = Heard()
+    core = core_with([OK], listeners=[Broken(), heard])
+    core.faults.set(fault(latency_ms=10))
+    assert call(core).ok and heard.of("on_fault_applied") == ["delay"]
+
+
+# --- through the provider core ---------------------------------------------------------------------
 
 
 def call(core: ProviderCore, **kw: Any):
@@ -76,19 +146,20 @@ def test_rate_limited_carries_its_retry_after_and_crashed_is_its_own_kind() -> N
 
 
 def test_a_delay_within_the_attempt_then_the_adapter_answers() -> None:
-    sleeps = Sleeps()
-    core = core_with([OK], sleeps=sleeps)
+    clock = Clock(virtual=True)
+    core = core_with([OK], clock=clock)
     core.faults.set(fault(latency_ms=300))
     reply = call(core, timeout_s=1.0)
-    assert reply.ok and reply.injected and sleeps.slept == [0.3] and len(core.adapter.calls) == 1
+    assert reply.ok and reply.injected and clock.slept == [0.3] and len(core.adapter.calls) == 1
+    assert reply.latency_ms == pytest.approx(300.0)             # the delay counts in the attempt's latency
 
 
 def test_a_delay_past_the_attempt_timeout_becomes_a_timeout_bounded_by_it() -> None:
-    sleeps = Sleeps()
-    core = core_with([OK], sleeps=sleeps)
+    clock = Clock()
+    core = core_with([OK], clock=clock)
     core.faults.set(fault(latency_ms=5000))
     reply = call(core, timeout_s=0.5)
-    assert sleeps.slept == [0.5]                                 # bounded by the attempt's time, not 5 s
+    assert clock.slept == [0.5]                                  # bounded by the attempt's time, not 5 s
     assert (reply.ok, reply.error_kind, reply.injected, reply.maybe_delivered) == (False, ErrorKind.TIMEOUT, True, False)
     assert core.adapter.calls == []
 
@@ -181,9 +252,8 @@ def test_a_restarted_router_adopts_the_faults_its_providers_hold_and_audits_only
 
 def test_metrics_count_what_a_fault_did_and_show_it_active() -> None:
     recorder = MemoryRecorder()
-    core = core_with([OK])
-    ops = ProviderOps(core.spec, core.status, recorder=recorder)
-    core.faults.on_applied = ops.chaos_applied
+    ops = ProviderOps(provider_spec(), lambda: core.status(), recorder=recorder)
+    core = core_with([OK], listeners=[ops])
     core.faults.set(fault(latency_ms=10))
     call(core)
     core.faults.set(fault(fail_rate=1.0))

@@ -1,4 +1,7 @@
-"""The provider actor's logic without Ray: failure kinds, timeouts, redaction, limits."""
+"""The provider actor's logic without Ray: failure kinds, timeouts, redaction,
+limits, and what its listeners hear. Its time is a fake clock: nothing here
+waits on the real one, except for the event loop's own timer where an
+attempt must time out (its adapter never answers)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from actors.messages import CallContext
 from actors.payloads import SendEmail
 from actors.policy.health import Health
 from actors.provider.core import ProviderCore
-from tests.unit.fakes import Clock, ScriptedAdapter, provider_spec, sleeper
+from actors.provider.listener import ProviderListener
+from tests.unit.fakes import Clock, Heard, ScriptedAdapter, provider_spec, taking, until
 
 PAYLOAD = SendEmail(to=["a@b.co"], subject="s", text="t")
 
@@ -45,9 +49,25 @@ def test_rate_limit_carries_the_reset_time_into_health() -> None:
 
 
 def test_timeout_is_enforced_by_the_provider_actor() -> None:
-    core = ProviderCore(provider_spec(), ScriptedAdapter([sleeper(5)]), clock=Clock())
+    clock = Clock(virtual=True)
+
+    async def never_answers() -> None:
+        clock.now += 0.04  # what the provider's clock says the attempt took
+        await asyncio.Event().wait()
+
+    core = ProviderCore(provider_spec(), ScriptedAdapter([never_answers]), clock=clock)
     reply = call(core, timeout_s=0.05)
-    assert reply.error_kind is ErrorKind.TIMEOUT and reply.latency_ms < 2000
+    assert reply.error_kind is ErrorKind.TIMEOUT and not reply.ok
+    assert reply.latency_ms == pytest.approx(40.0)  # measured on the injected clock, not the machine's
+    assert core.health.total_failures == 1 and core.health.last_checked == clock.now
+
+
+def test_latency_and_health_stamps_come_from_the_injected_clock() -> None:
+    clock = Clock(now=5000.0, virtual=True)
+    core = ProviderCore(provider_spec(), ScriptedAdapter([taking(clock, 0.25)]), clock=clock)
+    reply = call(core)
+    assert reply.ok and reply.latency_ms == pytest.approx(250.0)
+    assert core.health.last_checked == 5000.25
 
 
 def test_secrets_are_redacted_from_errors() -> None:
@@ -69,28 +89,68 @@ def test_concurrency_limit_queues_excess_attempts() -> None:
     spec = provider_spec()
     spec = type(spec)(**{**{f: getattr(spec, f) for f in spec.__struct_fields__}, "max_concurrency": 2})
     running = {"now": 0, "peak": 0}
+    let_go = asyncio.Event()
 
     async def tracked():
         running["now"] += 1
         running["peak"] = max(running["peak"], running["now"])
-        await asyncio.sleep(0.01)
+        await let_go.wait()  # held until the test has seen who got in
         running["now"] -= 1
         return {"message_id": "m"}
 
-    core = ProviderCore(spec, ScriptedAdapter([tracked] * 6))
+    core = ProviderCore(spec, ScriptedAdapter([tracked] * 6), clock=Clock())
 
     async def run():
-        return await asyncio.gather(*(core.call("send_email", PAYLOAD, ctx()) for _ in range(6)))
+        calls = asyncio.gather(*(core.call("send_email", PAYLOAD, ctx(timeout_s=30.0)) for _ in range(6)))
+        await until(lambda: running["now"] == 2)
+        held = (running["now"], core.in_flight, len(core.adapter.calls))
+        let_go.set()
+        return held, await calls
 
-    assert all(r.ok for r in asyncio.run(run()))
-    assert running["peak"] == 2
+    (inside, in_flight, reached), replies = asyncio.run(run())
+    assert (inside, in_flight, reached) == (2, 6, 2)  # six attempts under way, two of them at the adapter
+    assert all(r.ok for r in replies) and running["peak"] == 2
 
 
 def test_probe_updates_health_and_reports_changes() -> None:
-    changes = []
-    core = ProviderCore(provider_spec(), ScriptedAdapter([AuthError("bad key")]), clock=Clock())
-    core.on_change = changes.append
+    heard = Heard()
+    core = ProviderCore(provider_spec(), ScriptedAdapter([AuthError("bad key")]), clock=Clock(), listeners=[heard])
     result = asyncio.run(core.probe())
     assert not result.ok and result.error_kind is ErrorKind.AUTH
-    assert core.health.state is Health.DEGRADED and changes[0].health is Health.DEGRADED
+    assert core.health.state is Health.DEGRADED and heard.of("on_health_changed")[0].health is Health.DEGRADED
     assert asyncio.run(core.probe()).ok
+    assert heard.of("on_reply") == []  # a probe is no call
+
+
+def test_listeners_hear_each_reply_and_each_change_of_health_in_order() -> None:
+    heard = Heard()
+    core = ProviderCore(provider_spec(), ScriptedAdapter([AuthError("x"), {"message_id": "m"}]), clock=Clock(),
+                        listeners=[heard])
+    first, second = call(core), call(core, dry_run=True)
+    assert [name for name, _ in heard.events] == ["on_health_changed", "on_reply", "on_reply"]
+    assert heard.of("on_reply") == [first, second]
+    assert heard.of("on_health_changed")[0].health is Health.DEGRADED
+
+
+def test_a_listener_that_raises_fails_no_call_and_the_others_still_hear() -> None:
+    class Broken(Heard):
+        def on_reply(self, reply, dry_run):
+            raise RuntimeError("metrics down")
+
+        def on_health_changed(self, status):
+            raise RuntimeError("hook down")
+
+    heard = Heard()
+    core = ProviderCore(provider_spec(), ScriptedAdapter([AuthError("x")]), clock=Clock(), listeners=[Broken(), heard])
+    reply = call(core)
+    assert reply.error_kind is ErrorKind.AUTH and core.health.state is Health.DEGRADED
+    assert [name for name, _ in heard.events] == ["on_health_changed", "on_reply"]
+
+
+def test_the_listeners_the_actor_gives_satisfy_the_protocol() -> None:
+    from actors.ops.observers import ProviderOps
+    from actors.provider.peers import Peers
+
+    core = ProviderCore(provider_spec(), ScriptedAdapter([]), clock=Clock())
+    for listener in (ProviderOps(core.spec, core.status), Peers("aicmo", lambda: core.health), Heard()):
+        assert isinstance(listener, ProviderListener), type(listener).__name__

@@ -21,7 +21,7 @@ from actors.policy.ranking import load_rank_policy
 from actors.provider.core import ProviderCore
 from actors.router.core import RouterCore
 from actors.specs import build_spec
-from tests.unit.fakes import Clock, ScriptedAdapter
+from tests.unit.fakes import Clock, ScriptedAdapter, paused
 
 CAP = "email_verification"
 HOUR0 = 1_700_000_000.0 - 1_700_000_000.0 % 3600 + 60   # a minute into an hour
@@ -53,7 +53,9 @@ class World:
 
     def provider(self, name: str) -> ProviderCore:
         p = next(p for p in self.spec.providers if p.name == name)
-        return ProviderCore(p, self.adapters[name], clock=self.clock, store=self.store)
+        # The world's clock; the spend loop's pause never ends by itself: these tests flush by hand.
+        clock = RouterClock(time=self.clock, monotonic=self.clock.monotonic, sleep=paused)
+        return ProviderCore(p, self.adapters[name], clock=clock, store=self.store)
 
     async def sleep(self, s: float) -> None:
         self.clock.now += s

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -117,11 +119,13 @@ class SmtpAdapter(Adapter):
     settings: SmtpSettings
 
     def __init__(self, settings: SmtpSettings, *, capability: str, provider: str,
-                 transport: SmtpClientFactory | None = None):
+                 transport: SmtpClientFactory | None = None, clock: Callable[[], float] = time.monotonic):
         """`transport`: a factory taking aiosmtplib.SMTP's keyword arguments and
-        returning a client with its interface (unit tests pass a fake)."""
+        returning a client with its interface (unit tests pass a fake); `clock`:
+        the monotonic time the attempt's deadline and idle sessions are read on."""
         super().__init__(settings, capability=capability, provider=provider, transport=transport)
-        self._pool = SessionPool(settings.max_connections, settings.idle_s)
+        self._clock = clock
+        self._pool = SessionPool(settings.max_connections, settings.idle_s, clock)
         self._tls_context: ssl.SSLContext | None = None
         self._ehlo_name = settings.local_hostname or socket.gethostname() or "localhost"
 
@@ -138,7 +142,7 @@ class SmtpAdapter(Adapter):
         data = msg.as_bytes()
         recipients = list(payload.to)
         options = ["SMTPUTF8"] if msg.policy.utf8 else []
-        deadline = Deadline(ctx.timeout_s, s.timeout_s)
+        deadline = Deadline(ctx.timeout_s, s.timeout_s, self._clock)
         for _ in range(2):
             progress = Progress(stage="waiting for a session")
             try:
@@ -285,7 +289,7 @@ class SmtpAdapter(Adapter):
     async def probe(self) -> None:
         """Connect, EHLO, TLS, AUTH, NOOP, QUIT on a session of its own: nothing is sent."""
         progress = Progress()
-        deadline = Deadline(max(self.settings.timeout_s, 1.0), self.settings.timeout_s)
+        deadline = Deadline(max(self.settings.timeout_s, 1.0), self.settings.timeout_s, self._clock)
         client = None
         try:
             client = await self._open(deadline, progress)

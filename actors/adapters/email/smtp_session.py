@@ -6,7 +6,9 @@ without use. A reused session the server has meanwhile closed is noticed at
 MAIL, before anything was sent (`StaleSession`), and replaced once.
 
 `SmtpClient` is the transport seam: aiosmtplib.SMTP's interface, as the
-adapter uses it; unit tests pass a factory of fakes.
+adapter uses it; unit tests pass a factory of fakes. The monotonic clock
+deadlines and idle times are read on is passed in too (`clock`), so a test
+of "out of time before DATA" does not depend on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -59,13 +61,14 @@ class Deadline:
     """The attempt's time, ending a little before the provider actor's own
     timeout would cancel us: our timeout knows the stage, a cancel does not."""
 
-    def __init__(self, timeout_s: float, command_timeout_s: float):
+    def __init__(self, timeout_s: float, command_timeout_s: float, clock: Callable[[], float] = time.monotonic):
         margin = min(0.25, timeout_s * 0.1)
-        self._ends = time.monotonic() + timeout_s - margin
+        self._clock = clock
+        self._ends = clock() + timeout_s - margin
         self._command = command_timeout_s
 
     def left(self, stage: str) -> float:
-        left = self._ends - time.monotonic()
+        left = self._ends - self._clock()
         if left <= 0:
             raise TimeoutError(f"attempt time used up before {stage}")
         return min(self._command, left)
@@ -77,6 +80,7 @@ class SessionPool:
 
     size: int
     idle_s: float
+    clock: Callable[[], float] = time.monotonic
     idle: list[tuple[Any, float]] = field(default_factory=list)
     slots: asyncio.Semaphore | None = None
 
@@ -86,7 +90,7 @@ class SessionPool:
         if self.slots is None:
             self.slots = asyncio.Semaphore(self.size)
         await asyncio.wait_for(self.slots.acquire(), deadline.left("a free SMTP session"))
-        now = time.monotonic()
+        now = self.clock()
         while self.idle:
             client, since = self.idle.pop()
             if now - since <= self.idle_s and client.is_connected:
@@ -95,7 +99,7 @@ class SessionPool:
         return None
 
     def give_back(self, client: Any) -> None:
-        self.idle.append((client, time.monotonic()))
+        self.idle.append((client, self.clock()))
         for old, _ in self.idle[:-self.size]:
             old.close()
         del self.idle[:-self.size]

@@ -1,4 +1,6 @@
-"""The SMTP adapter without a network: a scripted client (fake_smtp) and the pure error table."""
+"""The SMTP adapter without a network: a scripted client (fake_smtp) and the
+pure error table. An attempt's time is read on a virtual clock the fake
+server moves (`taking`): nothing here depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from actors.errors import (
 from actors.messages import CallContext
 from actors.payloads import SendEmail
 from tests.adapters.email.fake_smtp import FakeServer
+from tests.unit.fakes import Clock, until
 
 PASSWORD = "app-password-1234"
 TOKEN = "ya29.oauth-token-5678"
@@ -44,11 +47,21 @@ def ctx(key: str | None = "lead-42-welcome", **kw: Any) -> CallContext:
     return CallContext(request_id=kw.pop("request_id", "req-1"), method="send_email", idempotency_key=key, **kw)
 
 
-def adapter(server: FakeServer | None = None, cls: type[SmtpAdapter] = SmtpAdapter, **settings: Any) -> SmtpAdapter:
+def adapter(server: FakeServer | None = None, cls: type[SmtpAdapter] = SmtpAdapter, clock: Clock | None = None,
+            **settings: Any) -> SmtpAdapter:
     base = {"host": "smtp.example.com", "username": "bot@example.com", "password": PASSWORD}
     base.update(settings)
     transport = server.factory if server is not None else _no_io
-    return cls(cls.Settings.model_validate(base), capability="email_sending", provider="smtp", transport=transport)
+    return cls(cls.Settings.model_validate(base), capability="email_sending", provider="smtp", transport=transport,
+               clock=(clock or Clock(virtual=True)).monotonic)
+
+
+def taking(clock: Clock, seconds: float) -> Any:
+    """A server step that takes `seconds` of the virtual clock, at once."""
+    async def step() -> None:
+        clock.now += seconds
+
+    return step
 
 
 def _no_io(**kwargs: Any) -> Any:
@@ -309,13 +322,9 @@ def test_disconnect_before_data_did_not_deliver() -> None:
 
 
 def test_the_attempt_time_bounds_the_session() -> None:
-    server = FakeServer()
-
-    async def slow() -> None:
-        await asyncio.sleep(0.1)
-
-    server.fail("rcpt", slow)
-    error = send_error(adapter(server), context=ctx(timeout_s=0.05))
+    server, clock = FakeServer(), Clock(virtual=True)
+    server.fail("rcpt", taking(clock, 0.1))
+    error = send_error(adapter(server, clock=clock), context=ctx(timeout_s=0.05))
     assert isinstance(error, AttemptTimeout) and not error.maybe_delivered
 
 
@@ -353,11 +362,11 @@ def test_a_session_the_server_closed_is_replaced_once() -> None:
 def test_sessions_are_bounded() -> None:
     server = FakeServer()
 
-    async def slow() -> None:
-        await asyncio.sleep(0.05)
+    async def busy() -> None:  # DATA holds its session until two are open: the others must wait for them
+        await until(lambda: len(server.clients) >= 2)
 
     for _ in range(6):
-        server.fail("data", slow)
+        server.fail("data", busy)
 
     async def many() -> None:
         a = adapter(server, max_connections=2)
@@ -429,14 +438,10 @@ def test_registry_names() -> None:
 
 
 def test_out_of_time_just_before_data_did_not_deliver() -> None:
-    server = FakeServer()
-
-    async def slow() -> None:
-        await asyncio.sleep(0.1)
-
+    server, clock = FakeServer(), Clock(virtual=True)
     server.fail("rcpt", None)
-    server.fail("rcpt", slow)  # the last recipient eats the time left
-    error = send_error(adapter(server), context=ctx(timeout_s=0.05))
+    server.fail("rcpt", taking(clock, 0.1))  # the last recipient eats the time left
+    error = send_error(adapter(server, clock=clock), context=ctx(timeout_s=0.05))
     assert isinstance(error, AttemptTimeout) and not error.maybe_delivered and "DATA" in error.message
     assert "data" not in server.commands()
 
