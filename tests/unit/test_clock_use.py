@@ -46,7 +46,6 @@ REAL_TIME_BY_DESIGN: dict[str, str] = {
 
 # module -> who moves it onto the injected Clock (issue 18, item 5). Remove the entry with the calls.
 NOT_ON_THE_CLOCK_YET: dict[str, str] = {
-    "actors/router/actor.py": "router: the outlier loop's start-up retry pause (asyncio.sleep)",
     "actors/supervisor/actor.py": "supervisor: retention, sweeps, outbox times and its loop's pause",
     "actors/deploy/gateway.py": "deploy: waiting for actors to come up (time.monotonic, time.sleep)",
     "actors/durable/sqlite.py": "durable: the busy-retry deadline and pause (in the store's thread)",
