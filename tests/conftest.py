@@ -1,7 +1,8 @@
 """Shared fixtures. One real local Ray cluster per test session (started only
 if a test asks for it); each test deploys its own gateway into a namespace of
 its own and removes it afterwards. One real PostgreSQL server per session,
-likewise started only when a test asks for it (`postgres`, `postgres_database`).
+likewise started only when a test asks for it (`postgres`, `postgres_database`),
+and one Redis (`redis`) for clusters whose GCS is fault tolerant.
 Multi-node clusters whose nodes do not share a disk come from `ray_nodes`."""
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def postgres() -> Iterator[Any]:
 
     require(unavailable_reason(), "PostgreSQL")
     server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis() -> Iterator[Any]:
+    """A real Redis server for the whole session (tests/support/redis.py):
+    `.address` (what RAY_REDIS_ADDRESS takes), `.command(...)`, `.kill()`.
+    Clusters that keep their GCS in it (GcsStorage.redis) each take a
+    namespace of their own (RAY_external_storage_namespace)."""
+    from tests.support.redis import RedisServer, unavailable_reason
+
+    require(unavailable_reason(), "redis-server")
+    server = RedisServer().start()
     yield server
     server.stop()
 

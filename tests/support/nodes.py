@@ -52,6 +52,28 @@ subprocess (`aicmo-gateway`, `ray job submit`) needs to reach the cluster.
 Ray marks a node dead after its health checks fail; the head is started with
 checks every second and 5 failures allowed (Ray's defaults are 3 s and 5), so
 a removed node is declared dead about 5 s after it goes instead of 15.
+
+The head node may die, too (docs/head-node.md has what Ray does then):
+
+    cluster = RayNodes(head_cpus=0, gcs=GcsStorage.redis(redis.address, namespace="t1"),
+                       gcs_reconnect_timeout_s=120).start()
+    w = cluster.add_node("w", resources={"w": 100}, own_ip=True)   # w.ip: 10.200.X.Y
+    cluster.kill_head()          # SIGKILL to the head's processes; the workers keep running
+    cluster.restart_head()       # same GCS port, token and storage; a new head node id
+    wait_for(lambda: ..., timeout_s=60, what="the actors answering again")
+
+- `gcs`: where the GCS keeps the cluster's metadata (Redis, or RocksDB in a
+  directory); without it a restarted head is a new cluster and the worker
+  nodes of the old one exit when they reach it.
+- `gcs_reconnect_timeout_s`: how long every raylet and driver waits for a GCS
+  that went away before it exits (Ray's default is 60 s).
+- `own_ip`: the node runs in a network namespace of its own
+  (tests/support/netns.py) with an address on a private bridge: its ports are
+  its own (a Serve proxy on the port the head's uses) and a driver run `on` it
+  attaches to it, not to the head, so the driver outlives the head. Its
+  processes reach the head at the bridge's address (`address_from(name)`);
+  PostgreSQL and other servers its actors use must listen on an address it
+  can reach (the machine's own, not 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -69,12 +91,16 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DriverError", "Node", "NodeError", "RayNodes", "unavailable_reason"]
+if TYPE_CHECKING:
+    from tests.support.netns import NetworkNamespace, PrivateNetwork
+
+__all__ = ["DriverError", "GcsStorage", "Node", "NodeError", "RayNodes", "free_ports", "unavailable_reason",
+           "wait_for"]
 
 BIN = Path(sys.executable).parent
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +147,45 @@ def _namespace_problem() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class GcsStorage:
+    """Where the head's GCS keeps the cluster's metadata so that a head
+    started again finds it: GCS fault tolerance. Without one (Ray's
+    default) the metadata lives in the GCS's memory and a restarted head is
+    a new cluster: worker nodes of the old one exit, every actor is gone.
+
+    - `GcsStorage.redis(address, namespace=...)`: an external Redis
+      (`RAY_REDIS_ADDRESS`; `RAY_external_storage_namespace` keeps clusters
+      that share one Redis apart; `--redis-password` when it has one);
+    - `GcsStorage.rocksdb(path)`: RocksDB embedded in the GCS, in a directory
+      the head keeps (`RAY_gcs_storage=rocksdb`, `RAY_gcs_storage_path`;
+      alpha in Ray 2.60)."""
+
+    kind: str  # "redis" or "rocksdb"
+    redis_address: str = ""
+    redis_password: str | None = field(default=None, repr=False)
+    namespace: str = ""
+    path: Path | None = None
+
+    @classmethod
+    def redis(cls, address: str, *, namespace: str, password: str | None = None) -> GcsStorage:
+        if not namespace:
+            raise ValueError("a namespace keeps clusters sharing one Redis apart: give one")
+        return cls(kind="redis", redis_address=address, redis_password=password, namespace=namespace)
+
+    @classmethod
+    def rocksdb(cls, path: str | Path) -> GcsStorage:
+        return cls(kind="rocksdb", path=Path(path))
+
+    def head_env(self) -> dict[str, str]:
+        if self.kind == "redis":
+            return {"RAY_REDIS_ADDRESS": self.redis_address, "RAY_external_storage_namespace": self.namespace}
+        return {"RAY_gcs_storage": "rocksdb", "RAY_gcs_storage_path": str(self.path)}
+
+    def head_args(self) -> list[str]:
+        return ["--redis-password", self.redis_password] if self.kind == "redis" and self.redis_password else []
+
+
 @dataclass
 class Node:
     """One node of the cluster. `resources` are the custom ones it was given
@@ -136,6 +201,12 @@ class Node:
     process: subprocess.Popen[bytes] = field(repr=False)
     mount_ns: str = field(repr=False, default="")
     metrics_port: int = 0  # where this node's Ray serves Prometheus metrics (`--metrics-export-port`)
+    netns: NetworkNamespace | None = field(repr=False, default=None)  # its own network (add_node(own_ip=True))
+
+    @property
+    def ip(self) -> str | None:
+        """Its own address when it has a network of its own; None: the machine's, as the head's."""
+        return self.netns.ip if self.netns else None
 
     @property
     def alive(self) -> bool:
@@ -184,6 +255,8 @@ class RayNodes:
         env: dict[str, str] | None = None,
         health_check_period_ms: int = 1000,
         health_check_failure_threshold: int = 5,
+        gcs: GcsStorage | None = None,
+        gcs_reconnect_timeout_s: float | None = None,
         auth: str = "token",
         head_env: dict[str, str] | None = None,
     ):
@@ -208,10 +281,18 @@ class RayNodes:
         if auth != "off":  # made as a user makes one (`make demo`'s local Ray writes the same file)
             subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
                            timeout=120, env={**_inherited_env(), "HOME": str(self.home)})
+        self.gcs = gcs
+        # Every node's raylet (and every driver) waits this long for a GCS that went away before it
+        # gives up and exits (Ray's RAY_gcs_rpc_server_reconnect_timeout_s, 60 s by default).
+        self.reconnect_env = ({"RAY_gcs_rpc_server_reconnect_timeout_s": str(int(gcs_reconnect_timeout_s))}
+                              if gcs_reconnect_timeout_s is not None else {})
         self.nodes: dict[str, Node] = {}
         self.removed: dict[str, Node] = {}
         self.gcs_port = 0
         self.dashboard_port = 0
+        self._client_port = 0
+        self._head_starts = 0
+        self._network: PrivateNetwork | None = None
         self._closed = False
 
     # --- addresses and environment ------------------------------------------------
@@ -227,7 +308,13 @@ class RayNodes:
 
     @property
     def head(self) -> Node:
+        if "head" not in self.nodes:
+            raise NodeError("the head is down (kill_head()); restart_head() brings it back")
         return self.nodes["head"]
+
+    @property
+    def head_down(self) -> bool:
+        return self._head_starts > 0 and "head" not in self.nodes
 
     def node(self, name: str) -> Node:
         return self.nodes[name]
@@ -235,7 +322,8 @@ class RayNodes:
     @property
     def env(self) -> dict[str, str]:
         """The environment a subprocess needs to reach this cluster: a driver, `aicmo-gateway`, `ray job submit`."""
-        return {**_inherited_env(), **self._ray_env(), "RAY_ADDRESS": self.address, **self.extra_env}
+        return {**_inherited_env(), **self._ray_env(), "RAY_ADDRESS": self.address, **self.reconnect_env,
+                **self.extra_env}
 
     def _ray_env(self) -> dict[str, str]:
         python_path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -259,51 +347,98 @@ class RayNodes:
         """Start the head node."""
         if self._closed:
             raise NodeError("this cluster was shut down; create a new RayNodes")
-        if "head" in self.nodes:
+        if "head" in self.nodes or self._head_starts:
             return self
         reason = unavailable_reason(private_dirs=bool(self.head_private_dirs))
         if reason:
             raise NodeError(reason)
         _live.add(self)
-        ports = free_ports(3)
-        self.gcs_port, self.dashboard_port, client_port = ports
+        self.gcs_port, self.dashboard_port, self._client_port = free_ports(3)
         try:
-            self._start_node(
-                "head", ["--head", f"--port={self.gcs_port}", f"--ray-client-server-port={client_port}",
-                         f"--include-dashboard={'true' if self.dashboard else 'false'}",
-                         *([f"--dashboard-port={self.dashboard_port}", f"--dashboard-host={_HOST}"]
-                           if self.dashboard else [])],
-                num_cpus=self.head_cpus, resources=self.head_resources, private_dirs=self.head_private_dirs,
-                env={**self.health_env, **self.head_env}, timeout_s=timeout_s)
-            if self.dashboard:
-                _wait_for_http(f"{self.dashboard_url}/api/version", self.head, timeout_s)
+            self._start_head(timeout_s)
         except BaseException:
             self.shutdown()
             raise
         return self
 
+    def kill_head(self) -> Node:
+        """SIGKILL every process of the head node at once (its process group
+        and its mount namespace), as when the head's machine goes away. The
+        worker nodes keep running; what they and the cluster's actors do next
+        is Ray's business (GCS fault tolerance or not). Returns the dead head."""
+        head = self.head
+        self._kill(head)
+        del self.nodes["head"]
+        self.removed[f"head#{self._head_starts}"] = head
+        return head
+
+    def restart_head(self, timeout_s: float = 120) -> Node:
+        """Start the head again after kill_head(): the same GCS port (the
+        address every node and driver knows), the same token, the same GCS
+        storage. Returns once its own raylet is alive; whether the worker
+        nodes are (they re-register with a fault-tolerant GCS), ask
+        wait_for_nodes or alive_node_ids."""
+        if not self.head_down:
+            raise NodeError("restart_head() follows kill_head()")
+        self._start_head(timeout_s)
+        return self.head
+
+    def _start_head(self, timeout_s: float) -> None:
+        self._head_starts += 1
+        self._start_node(
+            "head", ["--head", f"--port={self.gcs_port}", f"--ray-client-server-port={self._client_port}",
+                     f"--include-dashboard={'true' if self.dashboard else 'false'}",
+                     *([f"--dashboard-port={self.dashboard_port}", f"--dashboard-host={_HOST}"]
+                       if self.dashboard else []),
+                     *(self.gcs.head_args() if self.gcs else [])],
+            num_cpus=self.head_cpus, resources=self.head_resources, private_dirs=self.head_private_dirs,
+            env={**self.health_env, **self.head_env, **(self.gcs.head_env() if self.gcs else {})}, timeout_s=timeout_s,
+            log_name=f"head-{self._head_starts}" if self._head_starts > 1 else "head")
+        if self.dashboard:
+            _wait_for_http(f"{self.dashboard_url}/api/version", self.head, timeout_s)
+
     def add_node(self, name: str, *, num_cpus: float = 1, resources: dict[str, float] | None = None,
                  private_dirs: Iterable[str | Path] = (), env: dict[str, str] | None = None,
-                 timeout_s: float = 120) -> Node:
+                 own_ip: bool = False, timeout_s: float = 120) -> Node:
         """Start a worker node. `resources`: custom resources for placement
         (the config's `placement` asks for them). `private_dirs`: directories
         this node sees as empty tmpfs of its own (created here if missing).
-        `env`: extra environment for the node's Ray processes and workers."""
+        `env`: extra environment for the node's Ray processes and workers.
+        `own_ip`: the node runs in a network namespace of its own with an
+        address of its own (tests/support/netns.py; `node.ip`): its ports
+        are its own (a Serve proxy on the same port as the head's), and a
+        driver run `on` it attaches to it, not to the head."""
         if "head" not in self.nodes:
             raise NodeError("start() the head first")
         if name in self.nodes or name in self.removed:
             raise ValueError(f"there is already a node named {name!r}")
-        return self._start_node(name, [f"--address={self.address}"], num_cpus=num_cpus,
-                                resources=dict(resources or {}), private_dirs=tuple(Path(d) for d in private_dirs),
-                                env=dict(env or {}), timeout_s=timeout_s)
+        netns = None
+        if own_ip:
+            from tests.support.netns import PrivateNetwork
+
+            if self._network is None:
+                self._network = PrivateNetwork()
+            netns = self._network.add(name)
+        try:
+            gcs_address = f"{netns.gateway}:{self.gcs_port}" if netns else self.address
+            return self._start_node(name, [f"--address={gcs_address}",
+                                           *([f"--node-ip-address={netns.ip}"] if netns else [])],
+                                    num_cpus=num_cpus, resources=dict(resources or {}),
+                                    private_dirs=tuple(Path(d) for d in private_dirs), env=dict(env or {}),
+                                    timeout_s=timeout_s, netns=netns)
+        except BaseException:
+            if netns and self._network:
+                self._network.remove(netns)
+            raise
 
     def remove_node(self, node: Node | str, *, wait_dead_s: float | None = 60) -> None:
         """SIGKILL every process of the node at once, as when a machine goes
         away, then (unless wait_dead_s is None) wait until Ray counts it dead."""
         node = self.nodes[node] if isinstance(node, str) else node
         if node.is_head:
-            raise ValueError("removing the head ends the cluster: use shutdown()")
+            raise ValueError("removing the head ends the cluster: use shutdown(), or kill_head()")
         self._kill(node)
+        self._release_network(node)
         del self.nodes[node.name]
         self.removed[node.name] = node
         if wait_dead_s is not None:
@@ -325,7 +460,10 @@ class RayNodes:
                     node.process.wait(max(0.0, deadline - time.monotonic()))
             for node in everything:
                 self._kill(node)
+                self._release_network(node)
         finally:
+            if self._network is not None:
+                self._network.close()
             self.nodes.clear()
             _live.discard(self)
             self._closed = True
@@ -355,16 +493,20 @@ class RayNodes:
         `on`: a node's name, to see the files that node sees (its private
         directories) as a user on that machine would; by default the host's
         view, which is the head's unless it has private directories. Ray
-        itself attaches every driver to the head (same IP: Ray prefers it)."""
+        attaches a driver to a raylet of the driver's own IP, the head's if
+        several share it: a driver run `on` a node with an address of its own
+        (add_node(own_ip=True)) attaches to that node and keeps running when
+        the head goes away; any other driver attaches to the head."""
         scratch = Path(tempfile.mkdtemp(prefix="driver-", dir=self.root))
         try:
             (scratch / "args.json").write_text(json.dumps(args))
             script = scratch / "driver.py"
             script.write_text(_DRIVER_PRELUDE + textwrap.dedent(code))
-            run_env = {**self._plain_driver_env(), **(env or {}), "AICMO_DRIVER_DIR": str(scratch),
+            prefix, view_env = self._view(on)
+            run_env = {**self._plain_driver_env(), **view_env, **(env or {}), "AICMO_DRIVER_DIR": str(scratch),
                        "AICMO_DRIVER_NAMESPACE": namespace}
             try:
-                done = subprocess.run([*self._view(on), sys.executable, str(script)], capture_output=True, text=True, env=run_env,
+                done = subprocess.run([*prefix, sys.executable, str(script)], capture_output=True, text=True, env=run_env,
                                       cwd=PROJECT_ROOT, timeout=timeout_s, start_new_session=True)
             except subprocess.TimeoutExpired as exc:
                 raise DriverError(f"driver did not finish in {timeout_s:.0f} s", _text(exc.stdout), _text(exc.stderr)) from None
@@ -380,23 +522,49 @@ class RayNodes:
             timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
         """`aicmo-gateway ARGS` against this cluster (RAY_ADDRESS and the token
         set); `on` as for run_driver."""
-        return subprocess.run([*self._view(on), str(BIN / "aicmo-gateway"), *args], capture_output=True, text=True,
-                              env={**self.env, **(env or {})}, cwd=PROJECT_ROOT, timeout=timeout_s)
+        prefix, view_env = self._view(on)
+        return subprocess.run([*prefix, str(BIN / "aicmo-gateway"), *args], capture_output=True, text=True,
+                              env={**self.env, **view_env, **(env or {})}, cwd=PROJECT_ROOT, timeout=timeout_s)
 
-    def _view(self, on: str | None) -> list[str]:
-        """A command prefix that runs in the named node's mount namespace."""
+    def popen(self, args: list[str], *, on: str | None = None, env: dict[str, str] | None = None,
+              **kwargs: Any) -> subprocess.Popen[Any]:
+        """Start any command as a process of the named node's machine (its
+        files, its network), in a session of its own, with the cluster's
+        environment: a long-running driver or client. The caller stops it.
+        On a node with its own address, AICMO_NODE_IP holds it: a driver
+        passes it to `ray.init(_node_ip_address=...)` to attach to that node."""
+        prefix, view_env = self._view(on)
+        return subprocess.Popen([*prefix, *args], env={**self.env, **view_env, **(env or {})}, cwd=PROJECT_ROOT,
+                                start_new_session=True, **kwargs)
+
+    def address_from(self, on: str | None) -> str:
+        """The GCS address as seen from the named node's machine: from a
+        network namespace of its own, the host's address on its bridge."""
+        node = self.nodes[on] if on is not None else None
+        return f"{node.netns.gateway}:{self.gcs_port}" if node and node.netns else self.address
+
+    def _view(self, on: str | None) -> tuple[list[str], dict[str, str]]:
+        """A command prefix that runs in the named node's mount namespace (and
+        network namespace, when it has one), and the environment it needs there."""
         if on is None:
-            return []
+            return [], {}
         node = self.nodes[on]
         if not node.mount_ns:
-            return []  # no namespace: it sees what the host sees
-        return ["nsenter", f"--mount=/proc/{node.process.pid}/ns/mnt", "--"]
+            return [], {}  # no namespace: it sees what the host sees
+        prefix = ["nsenter", f"--mount=/proc/{node.process.pid}/ns/mnt"]
+        if not node.netns:
+            return [*prefix, "--"], {}
+        prefix.append(f"--net={node.netns.path}")
+        # Ray attaches a driver to a raylet of its IP, preferring the head's when several share one
+        # (as every node but this one does here): a driver on this node names its address.
+        return [*prefix, "--"], {"RAY_ADDRESS": self.address_from(on), "AICMO_NODE_IP": node.netns.ip}
 
     # --- internals --------------------------------------------------------------------
     def _start_node(self, name: str, role_args: list[str], *, num_cpus: float, resources: dict[str, float],
-                    private_dirs: tuple[Path, ...], env: dict[str, str], timeout_s: float) -> Node:
-        if private_dirs and _namespace_problem():
-            raise NodeError(f"node {name!r} needs private directories: {_namespace_problem()}")
+                    private_dirs: tuple[Path, ...], env: dict[str, str], timeout_s: float,
+                    netns: NetworkNamespace | None = None, log_name: str | None = None) -> Node:
+        if (private_dirs or netns) and _namespace_problem():
+            raise NodeError(f"node {name!r} needs a mount namespace: {_namespace_problem()}")
         # The head's is RAY_TMPDIR/ray, Ray's default temp dir for every process given `env`: there
         # `ray start --head` writes ray_current_cluster, so `ray.init("auto")` and `aicmo-gateway`
         # without an address find this cluster, as on the head machine (and never /tmp/ray's).
@@ -404,7 +572,7 @@ class RayNodes:
         temp_dir.mkdir(exist_ok=True)
         for d in private_dirs:
             d.mkdir(parents=True, exist_ok=True)  # a mount point must exist
-        log_file = self.root / f"{name}.log"
+        log_file = self.root / f"{log_name or name}.log"
         # Fixed defaults collide with other clusters on this machine (the agent's 52365 above all:
         # `ray job submit` then finds "No available agent"); worker ports are left to the kernel
         # (0 and 0), which no pre-picked range can beat for freedom from races.
@@ -427,16 +595,18 @@ class RayNodes:
                             'shift; exec "$@"')
             command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount_script, "sh",
                        *map(str, private_dirs), "--", *ray_args]
+            if netns:
+                command = [*netns.enter(), *command]  # nsenter execs: still one process
         # A worker node's `ray start --address` does not turn token mode on by itself (only the head's does,
         # on finding a token): Ray asks RAY_AUTH_MODE=token of whoever adds a node to a token cluster.
         joins = {"RAY_AUTH_MODE": "token"} if name != "head" and self.auth == "token" else {}
-        node_env = {**_inherited_env(), **self._ray_env(), **joins, **self.extra_env, **env}
+        node_env = {**_inherited_env(), **self._ray_env(), **joins, **self.reconnect_env, **self.extra_env, **env}
         with open(log_file, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=node_env, cwd=PROJECT_ROOT, start_new_session=True)
         node = Node(name=name, node_id="", resources={"CPU": float(num_cpus), **resources},
                     private_dirs=private_dirs, temp_dir=temp_dir, log_file=log_file, is_head=name == "head",
-                    process=process, metrics_port=metrics)
+                    process=process, metrics_port=metrics, netns=netns)
         self.nodes[name] = node
         try:
             if command is not ray_args:
@@ -451,6 +621,10 @@ class RayNodes:
                 raise
             raise NodeError(f"node {name!r} did not come up: {exc}\n--- {log_file.name} ---\n{node.log_tail()}") from exc
         return node
+
+    def _release_network(self, node: Node) -> None:
+        if node.netns is not None and self._network is not None:
+            self._network.remove(node.netns)
 
     def _kill(self, node: Node) -> None:
         """SIGKILL the node's process group and every process still in its
@@ -490,7 +664,8 @@ ARGS = _json.loads(_pathlib.Path(_os.environ["AICMO_DRIVER_DIR"], "args.json").r
 def result(value):
     """Hand `value` (JSON-able) back to the test."""
     _pathlib.Path(_os.environ["AICMO_DRIVER_DIR"], "result.json").write_text(_json.dumps(value))
-ray.init(namespace=_os.environ["AICMO_DRIVER_NAMESPACE"], logging_level=_logging.ERROR, log_to_driver=False)
+ray.init(namespace=_os.environ["AICMO_DRIVER_NAMESPACE"], logging_level=_logging.ERROR, log_to_driver=False,
+         _node_ip_address=_os.environ.get("AICMO_NODE_IP") or None)
 '''
 
 _GCS_QUERY = '''\
@@ -523,15 +698,26 @@ def _text(data: str | bytes | None) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else (data or "")
 
 
+# Ports handed out by free_ports in this process. A port in use inside a
+# node's own network namespace looks free from here: without this, a port
+# picked later (a Serve proxy's) could be one a node with its own IP already
+# listens on, and requests to that node would reach the wrong server.
+_handed_out: set[int] = set()
+
+
 def free_ports(n: int) -> list[int]:
-    """n distinct free ports: all sockets stay bound until the last is picked,
-    so the kernel cannot hand out one port twice."""
+    """n distinct free ports, none handed out before by this process: all
+    sockets stay bound until the last is picked, so the kernel cannot hand
+    out one port twice."""
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(n):
+        ports: list[int] = []
+        while len(ports) < n:
             s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             s.bind((_HOST, 0))
-            ports.append(s.getsockname()[1])
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                ports.append(port)
+        _handed_out.update(ports)
         return ports
 
 
@@ -632,6 +818,23 @@ def _wait_for_raylet_node_id(node: Node, timeout_s: float) -> str:
                         return arg.split(b"=", 1)[1].decode()
         time.sleep(0.1)
     raise NodeError(f"node {node.name!r}: no raylet with a --node_id among its processes")
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
+    """Poll `condition` until it returns something true (returned), or raise
+    TimeoutError naming `what` and the last exception it raised."""
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - kept for the message
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout_s:.0f} s" + (f" (last error: {last!r})" if last else ""))
+        time.sleep(interval_s)
 
 
 def processes_of(cluster: RayNodes) -> list[int]:

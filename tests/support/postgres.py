@@ -21,6 +21,10 @@ password (scram-sha-256, TCP and socket alike), so tests exercise the same
 path as a deployment. The superuser's password is generated and known only to
 this object; tests get a non-superuser role that owns its databases.
 
+`host` is where it listens (127.0.0.1 unless told); on another address
+(the machine's own, which Ray nodes in network namespaces of their own can
+reach) it lets in clients of the networks the machine is on.
+
 fsync is off: these servers never outlive a machine crash, and it saves
 seconds per test on a shared disk. Commits are still written to the kernel
 before they are acknowledged (synchronous_commit stays on), so a killed
@@ -340,6 +344,12 @@ class PostgresServer:
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\n# tests/support/postgres.py\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        if not self.host.startswith("127.") and self.host not in ("localhost", "::1"):
+            # initdb lets in loopback clients only. Listening on another address (the machine's, for
+            # Ray nodes in network namespaces of their own), let in the networks this machine is on
+            # (`samenet`: those namespaces' bridge among them), with the same password auth.
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.write("\n# tests/support/postgres.py\nhost all all samenet scram-sha-256\n")
 
     def _create_role_and_database(self) -> None:
         with self._admin() as conn:
