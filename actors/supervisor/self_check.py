@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from actors.clock import Clock
 from actors.durable import StoreHealth
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult, ProviderStatus, SelfCheckReport
-from actors.ops.reach import Reachability, alive_nodes, probe_from_every_node, probe_targets
+from actors.ops.reach import NodeProbes, Reachability, alive_nodes, probe_from_every_node, probe_targets
 from actors.ops.shared_store import SharedStoreReport, check_shared_store
 from actors.specs import GatewaySpec, ProviderSpec
 from actors.supervisor.findings import build_self_check
 from actors.supervisor.gauges import SupervisorGauges
 from actors.supervisor.status import Lookup, StatusBoard
 
-__all__ = ["SelfCheck"]
+__all__ = ["NodeEvidence", "RayNodeEvidence", "SelfCheck"]
 
 log = logging.getLogger("aicmo.supervisor")
 
@@ -39,15 +39,39 @@ PROBE_SLACK_S = 2
 Probed = tuple[ProbeResult, ProviderStatus | None, str | None]
 
 
+class NodeEvidence(Protocol):
+    """What tasks pinned to each node find: the providers as each node
+    reaches them, and whether every node sees the same state store."""
+
+    async def probe_from_every_node(self, providers: Sequence[ProviderSpec], probe_timeout_s: float,
+                                    task_timeout_s: float) -> list[NodeProbes]: ...
+
+    async def shared_store(self, spec: GatewaySpec, timeout_s: float) -> SharedStoreReport: ...
+
+
+class RayNodeEvidence:
+    """The tasks of actors/ops/reach.py and actors/ops/shared_store.py, on the alive nodes."""
+
+    async def probe_from_every_node(self, providers: Sequence[ProviderSpec], probe_timeout_s: float,
+                                    task_timeout_s: float) -> list[NodeProbes]:
+        nodes = await asyncio.to_thread(alive_nodes)
+        return await probe_from_every_node(providers, probe_timeout_s, task_timeout_s, nodes)
+
+    async def shared_store(self, spec: GatewaySpec, timeout_s: float) -> SharedStoreReport:
+        return await check_shared_store(spec, timeout_s=timeout_s)
+
+
 class SelfCheck:
     def __init__(self, spec: GatewaySpec, actor: Lookup, status: StatusBoard,
-                 store_health: Callable[[], Awaitable[StoreHealth]], gauges: SupervisorGauges, clock: Clock):
+                 store_health: Callable[[], Awaitable[StoreHealth]], gauges: SupervisorGauges, clock: Clock, *,
+                 nodes: NodeEvidence | None = None):
         self._spec = spec
         self._actor = actor
         self._status = status
         self._store_health = store_health
         self._gauges = gauges
         self._clock = clock
+        self._nodes = nodes or RayNodeEvidence()
         self.last: SelfCheckReport | None = None
         self.reach: Reachability | None = None   # the matrix of the last check that built one
 
@@ -86,15 +110,14 @@ class SelfCheck:
         if not sup.probe_all_nodes or not probe_targets(providers):
             return []
         try:
-            nodes = await asyncio.to_thread(alive_nodes)
-            return await probe_from_every_node(providers, sup.probe_timeout_s, sup.node_probe_timeout_s, nodes)
+            return await self._nodes.probe_from_every_node(providers, sup.probe_timeout_s, sup.node_probe_timeout_s)
         except Exception:  # noqa: BLE001 - the matrix is extra evidence; the check goes on without it
             log.exception("probing from every node failed")
             return []
 
     async def _shared_store(self) -> SharedStoreReport | None:
         try:
-            return await check_shared_store(self._spec, timeout_s=self._spec.supervisor.node_probe_timeout_s)
+            return await self._nodes.shared_store(self._spec, self._spec.supervisor.node_probe_timeout_s)
         except Exception:  # noqa: BLE001 - extra evidence; the check goes on without it
             log.exception("checking that every node shares the state store failed")
             return None
