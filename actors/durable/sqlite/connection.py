@@ -55,7 +55,10 @@ def marks(n: int) -> str:
 
 class SqliteRunner(Protocol):
     """What the tables' code needs of the file: a function of the connection
-    run on the store's thread, as a read or as one write transaction."""
+    run on the store's thread, as a read or as one write transaction. It
+    returns values, never a cursor: a cursor dropped on the event loop's
+    thread resets its statement there, while the store's thread may be
+    running the same cached statement again (SQLITE_MISUSE)."""
 
     namespace: str
 
@@ -126,7 +129,10 @@ class SqliteConnection:
 
     def _in_session(self, write: bool, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         with self._session(write) as db:
-            return fn(db, *args)
+            result = fn(db, *args)
+            if isinstance(result, sqlite3.Cursor):  # see SqliteRunner: a mistake of ours, refused loudly
+                raise TypeError(f"{getattr(fn, '__qualname__', fn)} returned a cursor out of the store's thread")
+            return result
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:

@@ -34,7 +34,7 @@ class SqliteJournal:
         return await self._db.read(self._find, capability, keys, provider)
 
     async def put_many(self, entries: Sequence[JournalEntry]) -> None:
-        await self._db.write(lambda db: db.executemany(_PUT, [self._row(e) for e in entries]))
+        await self._db.write(self._put_many, entries)
 
     def prune(self, db: sqlite3.Connection, before: float) -> int:
         """In the caller's transaction: deletes entries that ended (delivered,
@@ -59,6 +59,9 @@ class SqliteJournal:
                 entry = journal_entry(row)
                 found.setdefault(entry.key, []).append(entry)
         return found
+
+    def _put_many(self, db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> None:
+        db.executemany(_PUT, [self._row(e) for e in entries])
 
     def _claim(self, db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> dict[str, JournalEntry]:
         capability, provider = entries[0].capability, entries[0].provider

@@ -63,9 +63,7 @@ class SqliteOutbox:
         return await self._db.write(self._lease, capability, owner, lease_s, limit, ids)
 
     async def release(self, ids: Sequence[int], owner: str) -> None:
-        await self._db.write(lambda db: db.executemany(
-            "UPDATE outbox SET lease_owner=NULL, lease_until=NULL WHERE namespace=? AND id=? AND lease_owner=?",
-            [(self._db.namespace, i, owner) for i in ids]))
+        await self._db.write(self._release, ids, owner)
 
     async def counts(self) -> dict[tuple[str, str], int]:
         rows = await self._db.read(lambda db: db.execute(
@@ -102,6 +100,10 @@ class SqliteOutbox:
             row = db.execute(_SELECT + " WHERE namespace=? AND capability=? AND idempotency_key=? AND state "
                              "IN ('pending','parked')", (ns, capability, idempotency_key)).fetchone()
         return outbox_item(row)
+
+    def _release(self, db: sqlite3.Connection, ids: Sequence[int], owner: str) -> None:
+        db.executemany("UPDATE outbox SET lease_owner=NULL, lease_until=NULL WHERE namespace=? AND id=? "
+                       "AND lease_owner=?", [(self._db.namespace, i, owner) for i in ids])
 
     def _update(self, db: sqlite3.Connection, item_id: int, now: float, fields: dict[str, Any]) -> OutboxItem | None:
         values = [blob(v) if k in _BLOBS else v for k, v in fields.items()]

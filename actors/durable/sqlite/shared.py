@@ -22,8 +22,7 @@ class SqliteShared:
         return await self._db.write(self._secret, name)
 
     async def put_marker(self, token: str, node: str) -> None:
-        await self._db.write(lambda db: db.execute("INSERT OR REPLACE INTO markers (token, node, created_at) "
-                                                   "VALUES (?,?,?)", (token, node, self._db.now())))
+        await self._db.write(self._put_marker, token, node)
 
     async def find_marker(self, token: str) -> str | None:
         rows = await self._db.read(lambda db: db.execute("SELECT node FROM markers WHERE token=?",
@@ -33,6 +32,10 @@ class SqliteShared:
     def prune(self, db: sqlite3.Connection) -> int:
         """In the caller's transaction: markers older than MARKER_TTL_S (of every namespace)."""
         return db.execute("DELETE FROM markers WHERE created_at<?", (self._db.now() - MARKER_TTL_S,)).rowcount
+
+    def _put_marker(self, db: sqlite3.Connection, token: str, node: str) -> None:
+        db.execute("INSERT OR REPLACE INTO markers (token, node, created_at) VALUES (?,?,?)",
+                   (token, node, self._db.now()))
 
     def _secret(self, db: sqlite3.Connection, name: str) -> bytes:
         ns = self._db.namespace

@@ -50,8 +50,7 @@ class SqliteSpend:
         return [spend_row(r) for r in rows]
 
     async def balance_put(self, capability: str, provider: str, remaining: float, at: float) -> None:
-        await self._db.write(lambda db: db.execute(_BALANCE_PUT, (self._db.namespace, capability, provider,
-                                                                  remaining, at)))
+        await self._db.write(self._balance_put, capability, provider, remaining, at)
 
     def prune(self, db: sqlite3.Connection) -> int:
         """In the caller's transaction: deletes the spend rows of periods that
@@ -60,6 +59,10 @@ class SqliteSpend:
         return sum(db.execute("DELETE FROM spend WHERE namespace=? AND period=? AND period_start<?",
                               (self._db.namespace, period, now - SPEND_RETENTION_S - length)).rowcount
                    for period, length in PERIOD_S.items())
+
+    def _balance_put(self, db: sqlite3.Connection, capability: str, provider: str, remaining: float,
+                     at: float) -> None:
+        db.execute(_BALANCE_PUT, (self._db.namespace, capability, provider, remaining, at))
 
     def _add(self, db: sqlite3.Connection, deltas: list[SpendDelta]) -> None:
         ns = self._db.namespace
