@@ -6,18 +6,16 @@ A spec's `digest` tells `up` whether a running actor already matches.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pydantic import SecretStr
 
-from actors.adapters.base import Adapter
-from actors.adapters.registry import get_adapter_class
-from actors.config import GatewayConfig, HedgingConfig, HooksConfig, MetricsConfig, PolicyConfig, RoutingConfig, StateConfig
 from actors.policy.chaos.faults import ChaosPolicy
 from actors.policy.cost.quota import Price, Quota
 from actors.policy.health import HealthPolicy
@@ -26,11 +24,23 @@ from actors.redaction import MASK, SECRET_NAME
 
 from actors.names import SUPERVISOR_NAME, provider_name, router_name  # noqa: F401 - re-exported for the actors
 
+if TYPE_CHECKING:
+    from actors.config import GatewayConfig, PolicyConfig
 
-def _default(model: Any, name: str) -> Any:
-    """A config field's default: the one home of each default (defaults on
-    specs only let an older spec, without the field, still decode)."""
-    return model.model_fields[name].get_default(call_default_factory=True)
+
+def _default(model: str, name: str) -> Any:
+    """A spec field's default: the config field's (`model`, a class of
+    actors.config, by name), its one home. Defaults on specs only let an
+    older spec, without the field, still decode, so the config is read then,
+    not when this module loads: an actor receives whole specs and never
+    loads the config's pydantic models (about 2 MB of every actor's memory)."""
+    return msgspec.field(default_factory=functools.partial(_config_default, model, name))
+
+
+def _config_default(model: str, name: str) -> Any:
+    import actors.config
+
+    return getattr(actors.config, model).model_fields[name].get_default(call_default_factory=True)
 
 
 class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,9 +49,9 @@ class StateSpec(msgspec.Struct, frozen=True, kw_only=True):
     url: str                         # a directory, sqlite:///file, or postgresql://... without a password
     namespace: str                   # the gateway's: several can share one database
     password: SecretStr | None = None  # PostgreSQL's, when the URL held one (from ${VAR})
-    retention_s: float = _default(StateConfig, "retention_s")   # ended journal entries and outbox items are kept this long
-    prune_interval_s: float = _default(StateConfig, "prune_interval_s")
-    pool_size: int = _default(StateConfig, "pool_size")          # PostgreSQL connections per actor process
+    retention_s: float = _default("StateConfig", "retention_s")   # ended journal entries and outbox items are kept this long
+    prune_interval_s: float = _default("StateConfig", "prune_interval_s")
+    pool_size: int = _default("StateConfig", "pool_size")          # PostgreSQL connections per actor process
 
     @property
     def display(self) -> str:
@@ -68,7 +78,7 @@ class HedgingSpec(msgspec.Struct, frozen=True, kw_only=True):
     budget_percent: float
     min_samples: int
     min_delay_ms: float
-    max_delay_factor: float = _default(HedgingConfig, "max_delay_factor")
+    max_delay_factor: float = _default("HedgingConfig", "max_delay_factor")
 
 
 class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,9 +90,9 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     ranking: str
     unreachable_backoff_s: float
     wait_for_throttle: bool
-    retry_rounds: int = _default(RoutingConfig, "retry_rounds")
-    retry_backoff_ms: float = _default(RoutingConfig, "retry_backoff_ms")
-    retry_backoff_max_ms: float = _default(RoutingConfig, "retry_backoff_max_ms")
+    retry_rounds: int = _default("RoutingConfig", "retry_rounds")
+    retry_backoff_ms: float = _default("RoutingConfig", "retry_backoff_ms")
+    retry_backoff_max_ms: float = _default("RoutingConfig", "retry_backoff_max_ms")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
 
@@ -93,8 +103,8 @@ class HooksSpec(msgspec.Struct, frozen=True, kw_only=True):
     on_success: list[str] = []
     on_failure: list[str] = []
     on_health_change: list[str] = []
-    timeout_s: float = _default(HooksConfig, "timeout_s")
-    queue_size: int = _default(HooksConfig, "queue_size")
+    timeout_s: float = _default("HooksConfig", "timeout_s")
+    queue_size: int = _default("HooksConfig", "queue_size")
 
 
 class AuditSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,8 +116,8 @@ class AuditSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = False
-    latency_buckets_ms: list[float] = msgspec.field(default_factory=lambda: _default(MetricsConfig, "latency_buckets_ms"))
-    flush_interval_s: float = _default(MetricsConfig, "flush_interval_s")
+    latency_buckets_ms: list[float] = _default("MetricsConfig", "latency_buckets_ms")
+    flush_interval_s: float = _default("MetricsConfig", "flush_interval_s")
 
 
 class BalanceSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,7 +142,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     has_probe: bool
     auth_settings: list[str]
     state: StateSpec                 # the durable store (journal, outbox)
-    attempt_timeout_s: float = _default(RoutingConfig, "attempt_timeout_s")  # the most one attempt here may take
+    attempt_timeout_s: float = _default("RoutingConfig", "attempt_timeout_s")  # the most one attempt here may take
     last_resort: bool = False        # the outbox: tried only when no real provider can take a request
     reaches_network: bool = True     # False: talks to no outside service (simulated, noop, outbox)
     ray_options: dict[str, Any] = {}  # placement: resources, num_cpus, memory
@@ -341,6 +351,11 @@ def _hooks(cfg: GatewayConfig, capability: str) -> HooksSpec:
 
 
 def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
+    # The adapters' classes say what each provider can do; they are the
+    # driver's business, not the actors' that receive the spec.
+    from actors.adapters.base import Adapter
+    from actors.adapters.registry import get_adapter_class
+
     state = state_spec(cfg)
     metrics = msgspec.convert(cfg.metrics.model_dump(), MetricsSpec)
     audit = msgspec.convert(cfg.audit.model_dump(), AuditSpec)

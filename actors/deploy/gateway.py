@@ -9,11 +9,13 @@ so that every actor finds the ones it talks to.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.names import SUPERVISOR_NAME, is_gateway_actor
 from actors.provider.actor import ProviderActor
 from actors.router.actor import RouterActor
@@ -32,6 +34,9 @@ _COMMON: dict[str, Any] = dict(num_cpus=0, max_restarts=-1, max_concurrency=1000
 PROVIDER_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=0)
 ROUTER_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=0)
 SUPERVISOR_OPTIONS: dict[str, Any] = dict(_COMMON, max_task_retries=-1)
+# Waiting for the name of an actor just killed to be released.
+NAME_RELEASE_WAIT_S = 30
+NAME_RELEASE_POLL_S = 0.2
 
 
 @dataclass
@@ -54,23 +59,33 @@ def _existing(name: str, namespace: str) -> Any | None:
         return None
 
 
-def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, detached: bool, *args: Any) -> Any:
+@dataclass(frozen=True)
+class _Waiting:
+    """How `deploy` reads time and waits: its clock, and a blocking pause
+    (deploy runs in the driver's thread, not on an event loop)."""
+
+    clock: Clock
+    pause: Callable[[float], object]
+
+
+def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, detached: bool, waiting: _Waiting,
+            *args: Any) -> Any:
     opts = dict(options, name=name, namespace=namespace)
     if detached:
         opts["lifetime"] = "detached"
-    deadline = time.monotonic() + 30
+    deadline = waiting.clock.monotonic() + NAME_RELEASE_WAIT_S
     while True:
         try:
             return actor_cls.options(**opts).remote(*args)
         except ValueError:
             # The name of an actor we just killed is released asynchronously.
-            if time.monotonic() > deadline:
+            if waiting.clock.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            waiting.pause(NAME_RELEASE_POLL_S)
 
 
 def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
-            report: DeployReport, *args: Any) -> Any:
+            report: DeployReport, waiting: _Waiting, *args: Any) -> Any:
     handle = _existing(name, namespace)
     if handle is not None:
         try:
@@ -83,36 +98,38 @@ def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, nam
         report.replaced.append(name)
     else:
         report.created.append(name)
-    handle = _create(actor_cls, options, name, namespace, detached, *args)
+    handle = _create(actor_cls, options, name, namespace, detached, waiting, *args)
     if not detached:
         _ATTACHED[f"{namespace}/{name}"] = handle
     return handle
 
 
-def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0) -> DeployReport:
-    started = time.monotonic()
+def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0, clock: Clock = SYSTEM_CLOCK,
+           pause: Callable[[float], object] = time.sleep) -> DeployReport:
+    waiting = _Waiting(clock, pause)
+    started = clock.monotonic()
     report = DeployReport()
     ns = spec.namespace
     handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
-                       spec.digest, ns, detached, report, spec)]
+                       spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
             wanted.add(p.actor_name)
             handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
-                                   detached, report, p, ns))
+                                   detached, report, waiting, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
         digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
         wanted.add(cap.actor_name)
         handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
-                               report, cap, ns))
+                               report, waiting, cap, ns))
     for name in gateway_actor_names(ns):
         if name not in wanted:
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
             report.removed.append(name)
     ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
-    report.seconds = time.monotonic() - started
+    report.seconds = clock.monotonic() - started
     return report
 
 

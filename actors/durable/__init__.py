@@ -1,7 +1,10 @@
 """Durable state: idempotency keys (claims and first results), the delivery
-journal of each provider, and the outbox. Behind one async interface
-(store.py), implemented by the embedded SQLite file (sqlite.py, one machine)
-and by PostgreSQL (postgres.py, shared by every node of a cluster)."""
+journal of each provider, the outbox, spend, and the gateway's secrets.
+Behind one async interface (store.py), implemented by the embedded SQLite
+file (sqlite/, one machine) and by PostgreSQL (postgres/, shared by every
+node of a cluster): in each, one module per table family over one seam
+that runs statements (sqlite/connection.py, postgres/pool.py). Rows are
+read back alike by both (rows.py); the schema is versioned (schema.py)."""
 
 from actors.durable.location import StoreLocation, parse_state_url, without_password
 from actors.durable.opening import open_store

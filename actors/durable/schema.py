@@ -11,8 +11,11 @@ database (PostgreSQL) or one file (`sqlite:///`), each seeing only its own.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a gateway on PostgreSQL never loads sqlite3
+    import sqlite3
 
 _SQLITE_V1 = """
 CREATE TABLE keys (

@@ -162,11 +162,13 @@ class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
 
 # Spend rows are kept this long after their period ended (a year of months).
 SPEND_RETENTION_S = 400 * 86400
+# Markers (the shared-store check's) are read back within seconds; pruning drops them after an hour.
+MARKER_TTL_S = 3600
 
 
 class StateStore(Protocol):
     """What the gateway keeps durably. `SqliteStore` and `PostgresStore`
-    implement it and pass the same contract tests (tests/unit/test_store_contract.py)."""
+    implement it and pass the same contract tests (tests/durable/test_store_contract.py)."""
 
     kind: str
     url: str                         # for people: never holds a password

@@ -15,6 +15,6 @@
 | `quota_findings.py` | what self-check says of each provider's quota and balance |
 | `doctor.py` | `aicmo-gateway doctor`: the local setup, checked before deploying |
 
-The supervisor (`actors/supervisor/actor.py`) gathers the evidence and
+The supervisor (`actors/supervisor/self_check.py`) gathers the evidence and
 calls the pure code here.
 """

@@ -1,19 +1,19 @@
-"""The PostgreSQL store's spend methods (store.py: spend_add, spend_get,
-balance_put), mixed into PostgresStore (postgres.py). A flush is one
-statement: its deltas summed per row first (ON CONFLICT may touch a row once
-per statement), rows taken in key order so concurrent flushes wait for each
-other instead of deadlocking; the additions happen in SQL, so concurrent
-increments add up."""
+"""Spend and meters in PostgreSQL (store.py: spend_add, spend_get,
+balance_put; and pruning old periods). A flush is one statement: its deltas
+summed per row first (ON CONFLICT may touch a row once per statement), rows
+taken in key order so concurrent flushes wait for each other instead of
+deadlocking; the additions happen in SQL, so concurrent increments add up."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from actors.durable.postgres_sql import rows_json
-from actors.durable.sqlite_spend import PERIOD_S, SPEND_COLUMNS, spend_row
+from actors.durable.postgres.pool import PostgresRunner
+from actors.durable.postgres.sql import rows_json
+from actors.durable.rows import PERIOD_S, SPEND_COLUMNS, spend_row
 from actors.durable.store import SPEND_RETENTION_S, SpendDelta, SpendRow
 
-__all__ = ["PostgresSpend"]
+__all__ = ["PRUNE_SPEND", "PostgresSpend"]
 
 _SPEND_ADD = """
 WITH input AS (
@@ -59,28 +59,28 @@ PRUNE_SPEND = ("WITH gone AS (DELETE FROM aicmo_spend WHERE namespace = %(ns)s A
 
 
 class PostgresSpend:
-    """Mixed into PostgresStore: uses its `_fetch`, `_clock` and `namespace`."""
+    def __init__(self, db: PostgresRunner):
+        self._db = db
 
-    namespace: str
-
-    async def spend_add(self, deltas: Sequence[SpendDelta]) -> None:
+    async def add(self, deltas: Sequence[SpendDelta]) -> None:
         if not deltas:
             return
-        await self._fetch(_SPEND_ADD, {"ns": self.namespace, "rows": rows_json([  # type: ignore[attr-defined]
+        await self._db.fetch(_SPEND_ADD, {"ns": self._db.namespace, "rows": rows_json([
             {"capability": d.capability, "provider": d.provider, "period": d.period, "period_start": d.period_start,
              "calls": d.calls, "maybe_calls": d.maybe_calls, "amount_nanos": d.amount_nanos, "currency": d.currency,
              "at": d.at} for d in deltas])})
 
-    async def spend_get(self, capability: str | None = None, at: float | None = None) -> list[SpendRow]:
+    async def get(self, capability: str | None = None, at: float | None = None) -> list[SpendRow]:
         sql = _SPEND_GET + (" AND m.capability = %(cap)s" if capability is not None else "")
-        rows = await self._fetch(sql + " ORDER BY m.capability, m.provider, s.period", {  # type: ignore[attr-defined]
-            "ns": self.namespace, "cap": capability, "at": self._clock() if at is None else at})  # type: ignore[attr-defined]
+        rows = await self._db.fetch(sql + " ORDER BY m.capability, m.provider, s.period", {
+            "ns": self._db.namespace, "cap": capability, "at": self._db.now() if at is None else at})
         return [spend_row(r) for r in rows]
 
     async def balance_put(self, capability: str, provider: str, remaining: float, at: float) -> None:
-        await self._fetch(_BALANCE_PUT, (self.namespace, capability, provider, remaining, at))  # type: ignore[attr-defined]
+        await self._db.fetch(_BALANCE_PUT, (self._db.namespace, capability, provider, remaining, at))
 
-    async def prune_spend(self) -> int:
-        [(n,)] = await self._fetch(PRUNE_SPEND, {  # type: ignore[attr-defined]
-            "ns": self.namespace, "before": self._clock() - SPEND_RETENTION_S})  # type: ignore[attr-defined]
+    async def prune(self) -> int:
+        """Deletes the spend rows of periods that ended more than SPEND_RETENTION_S ago, on the store's clock."""
+        [(n,)] = await self._db.fetch(PRUNE_SPEND, {"ns": self._db.namespace,
+                                                    "before": self._db.now() - SPEND_RETENTION_S})
         return int(n)
