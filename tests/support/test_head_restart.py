@@ -126,7 +126,8 @@ def test_a_driver_started_during_the_outage_waits_for_the_gcs(cluster: RayNodes,
             "import logging, os, ray\n"
             "ray.init(logging_level=logging.ERROR, log_to_driver=False, _node_ip_address=os.environ['AICMO_NODE_IP'])\n"
             "print('connected', ray.get_runtime_context().get_node_id())\n")],
-            on="w", stdout=open(out, "w"), stderr=subprocess.DEVNULL)
+            on="w", env={"RAY_AUTH_MODE": "token"},  # a plain Ray driver naming an address must set it (Ray 2.60)
+            stdout=open(out, "w"), stderr=subprocess.DEVNULL)
         # Whatever the driver does first, it cannot connect while there is no GCS.
         with pytest.raises(subprocess.TimeoutExpired):
             driver.wait(5)

@@ -46,10 +46,6 @@ REAL_TIME_BY_DESIGN: dict[str, str] = {
 
 # module -> who moves it onto the injected Clock (issue 18, item 5). Remove the entry with the calls.
 NOT_ON_THE_CLOCK_YET: dict[str, str] = {
-    "actors/supervisor/actor.py": "supervisor: retention, sweeps, outbox times and its loop's pause",
-    "actors/deploy/gateway.py": "deploy: waiting for actors to come up (time.monotonic, time.sleep)",
-    "actors/durable/sqlite.py": "durable: the busy-retry deadline and pause (in the store's thread)",
-    "actors/durable/postgres.py": "durable: how long a diagnosis of a down server is kept",
     "actors/http/deployment.py": "http: waiting for the Serve app to answer (time.monotonic, time.sleep)",
 }
 
