@@ -250,6 +250,9 @@ def invoke_result(result: InvokeResult, console: Console) -> None:
     for a in result.attempts:
         console.print(f"  attempt {a.provider}: {'ok' if a.ok else a.error_kind} {a.latency_ms:.0f} ms"
                       + (f" - {a.error}" if a.error else ""), highlight=False)
+    for skip in result.skips:
+        console.print(f"  skipped {skip.provider}: {skip.reason}" + (f" - {skip.detail}" if skip.detail else ""),
+                      highlight=False)
     console.print(f"  request_id {result.request_id}", style="dim")
 
 

@@ -58,6 +58,7 @@ class Outliers:
         self.panic = False
         self.sweeps = 0
         self._probe_seen: dict[str, float] = {}
+        self._probe_kinds = {p.name: p.adapter for p in spec.providers}
 
     # --- samples ---------------------------------------------------------------
     def observe(self, name: str, reply: CallReply, dry_run: bool) -> None:
@@ -86,8 +87,8 @@ class Outliers:
     def sweep(self, candidates: Sequence[Candidate]) -> list[OutlierEvent]:
         now = self.clock.time()
         out = unavailable(candidates, now)
-        views = [ProviderView(name=n, samples=w.samples(), state=self.states[n], available=n not in out)
-                 for n, w in self.windows.items()]
+        views = [ProviderView(name=n, samples=w.samples(), state=self.states[n], available=n not in out,
+                              probe_kind=self._probe_kinds[n]) for n, w in self.windows.items()]
         result = sweep(views, now, self.policy, was_panic=self.panic)
         self.states.update(result.states)
         self.panic = result.panic

@@ -53,7 +53,9 @@ def calls(median_ms: float, n: int = 40, *, jitter: float = 0.2, fail_every: int
 
 def view(name: str, samples: tuple[Sample, ...] = (), **state) -> ProviderView:
     available = state.pop("available", True)
-    return ProviderView(name=name, samples=samples, state=EjectionState(**state), available=available)
+    probe_kind = state.pop("probe_kind", "")
+    return ProviderView(name=name, samples=samples, state=EjectionState(**state), available=available,
+                        probe_kind=probe_kind)
 
 
 def kinds(events: list[OutlierEvent]) -> list[tuple[str, str]]:
@@ -139,6 +141,20 @@ def test_with_no_live_traffic_at_its_peers_the_probes_compare_them() -> None:
     peers = [view(n, calls(40, n=3, source=Source.PROBE, start=NOW - 600, step=60, seed=i)) for i, n in enumerate("ab")]
     [event] = sweep([view("slow", slow), *peers], NOW, POLICY).events
     assert isinstance(event, Ejected) and event.reason is EjectReason.SLOW_CALLS and event.evidence.source is Source.PROBE
+
+
+def test_probes_are_compared_only_with_peers_probed_the_same_way() -> None:
+    # An SMTP probe is a whole session (connect, TLS, AUTH, NOOP, QUIT), a REST
+    # provider's one GET: the README walkthrough's SMTP server, as quick as ever,
+    # was ejected for probing 5x slower than SendGrid's stand-in, and the first
+    # email went out through SendGrid.
+    smtp = view("smtp_primary", calls(60, n=5, source=Source.PROBE, start=NOW - 300, step=60), probe_kind="smtp")
+    sendgrid = view("sendgrid", calls(4, n=5, source=Source.PROBE, start=NOW - 300, step=60), probe_kind="sendgrid")
+    assert sweep([smtp, sendgrid], NOW, POLICY).events == []
+    # two SMTP servers are compared by their probes as before
+    twin = view("smtp_backup", calls(6, n=5, source=Source.PROBE, start=NOW - 300, step=60), probe_kind="smtp")
+    [event] = sweep([smtp, twin, sendgrid], NOW, POLICY).events
+    assert isinstance(event, Ejected) and event.name == "smtp_primary" and event.evidence.source is Source.PROBE
 
 
 def test_only_the_latest_probes_count_so_a_slowdown_shows_soon() -> None:

@@ -240,6 +240,12 @@ class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
     samples: tuple[Sample, ...] = ()
     state: EjectionState = EjectionState()
     available: bool = True   # False: out for its health (cooling down, unreachable); counts toward panic
+    # How a probe of it works (its adapter). Probes are compared only between
+    # providers probed alike: an SMTP probe is a whole session (connect, TLS,
+    # AUTH, NOOP, QUIT), an HTTP provider's one request, so an SMTP server as
+    # quick as ever would look five times slower than a REST peer. Live calls
+    # do the same job and are compared across kinds.
+    probe_kind: str = ""
 
 
 class Sweep(msgspec.Struct, frozen=True, kw_only=True):
@@ -319,12 +325,13 @@ def _latencies(samples: Iterable[Sample]) -> list[float]:
 
 
 def _slow_call_verdicts(by_source: Mapping[Source, Mapping[str, list[Sample]]], judged: Collection[str],
-                        policy: OutlierPolicy) -> dict[str, tuple[bool, Evidence]]:
+                        policy: OutlierPolicy, probe_kinds: Mapping[str, str]) -> dict[str, tuple[bool, Evidence]]:
     """For each judged provider with enough evidence: whether it is a slow
     outlier, and the numbers. Live calls decide when the provider and at
-    least one peer have enough of them; otherwise probes, likewise. The
-    baseline is the median of the peers' medians, the provider itself left
-    out, so that one slow provider does not raise its own bar."""
+    least one peer have enough of them; otherwise probes, likewise, of peers
+    probed the same way only (`ProviderView.probe_kind`). The baseline is the
+    median of the peers' medians, the provider itself left out, so that one
+    slow provider does not raise its own bar."""
     if not policy.slow_enabled:
         return {}
     volumes = {Source.LIVE: (policy.slow_request_volume, policy.slow_peer_volume),
@@ -337,7 +344,8 @@ def _slow_call_verdicts(by_source: Mapping[Source, Mapping[str, list[Sample]]], 
             own = _latencies(samples.get(name, ()))
             if len(own) < max(1, own_volume):
                 continue
-            peers = [_latencies(s) for n, s in samples.items() if n != name]
+            peers = [_latencies(s) for n, s in samples.items()
+                     if n != name and (source is Source.LIVE or probe_kinds.get(n) == probe_kinds.get(name))]
             peer_medians = [statistics.median(p) for p in peers if len(p) >= max(1, peer_volume)]
             if not peer_medians:
                 continue
@@ -394,7 +402,8 @@ def sweep(views: Sequence[ProviderView], now: float, policy: OutlierPolicy, *, w
         for n, ev in outliers.items():
             found.setdefault(n, (reason, ev))
     # An ejected provider is no peer: its calls are those that got it ejected.
-    slow = _slow_call_verdicts({Source.LIVE: live_judged, Source.PROBE: {n: probes[n] for n in judged}}, judged, policy)
+    slow = _slow_call_verdicts({Source.LIVE: live_judged, Source.PROBE: {n: probes[n] for n in judged}}, judged, policy,
+                               {v.name: v.probe_kind for v in views})
     for n, (is_outlier, ev) in slow.items():
         if is_outlier:
             found.setdefault(n, (EjectReason.SLOW_CALLS, ev))
