@@ -99,6 +99,9 @@ class CallContext(Message):
     # Keep this attempt in the provider's delivery journal: set for keyed,
     # non-idempotent requests, whose effect must happen at most once.
     journal: bool = False
+    # How long it may wait for a slot of the provider's rate limit (actors/provider/pacing.py);
+    # None: up to half its time. A router with another provider to try allows a moment only.
+    pace_s: float | None = None
 
 
 class CallReply(Message):
@@ -117,6 +120,7 @@ class CallReply(Message):
     injected: bool = False         # a live fault acted on it (actors/provider/faults.py); its failure sent nothing
     quota_exhausted: str | None = None   # quota | balance: the provider's quota is spent (actors/provider/spending.py)
     quota_resets_at: float | None = None  # when a spent quota's period turns
+    paced_until: float | None = None      # refused at the provider's rate limit: its next free slot (wall time)
 
 
 class Resolution(Message):

@@ -43,6 +43,7 @@ from actors.provider.journal import Claims, DeliveryJournal, OutcomeWriter
 from actors.provider.journaled_send import Answers, Call, JournaledSend, journals
 from actors.provider.keyed_sends import KeyedSends
 from actors.provider.listener import Listeners, ProviderListener
+from actors.provider.pacing import AtRateLimit, Pacing, max_pace_s
 from actors.provider.settling import Settling
 from actors.provider.spending import Spending
 from actors.redaction import Redactor
@@ -68,6 +69,7 @@ class ProviderCore:
         self.clock = clock
         self._store = store
         self._limit: asyncio.Semaphore | None = None
+        self.pacing = Pacing(spec)  # its configured rate limit, for every router at once (pacing.py)
         self.listeners = Listeners(listeners)
         self.faults = LiveFault(spec.actor_name, clock, self.listeners)  # `chaos inject`: applied before the adapter
         self.spending = Spending(spec, adapter, self.store, clock, self.listeners, self.status)  # spend and quota
@@ -122,7 +124,8 @@ class ProviderCore:
             acted = await self.faults.before(ctx.timeout_s)  # a live fault's delay; its failure is raised
             # Waiting for a free slot counts against the attempt's time: the
             # router budgeted this much for the whole attempt.
-            value = await asyncio.wait_for(self._limited(method, payload, ctx, entered), ctx.timeout_s - acted.delay_s)
+            value = await asyncio.wait_for(self._limited(method, payload, ctx, entered, max_pace_s(ctx, acted.delay_s)),
+                                           ctx.timeout_s - acted.delay_s)
         except asyncio.CancelledError:
             self.spending.charge(False, ErrorKind.CANCELLED, free=ctx.dry_run or not entered[0])
             raise
@@ -130,13 +133,29 @@ class ProviderCore:
             return self._failed(exc, ctx, started, entered[0], acted)
         finally:
             self.in_flight -= 1
+        if isinstance(value, AtRateLimit):
+            return self._at_rate_limit(value, started, acted)
         return self._succeeded(value, ctx, started, acted)
 
-    async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool]) -> Any:
+    async def _limited(self, method: str, payload: Payload, ctx: CallContext, entered: list[bool],
+                       max_pace: float) -> Any:
         assert self._limit is not None
         async with self._limit:
+            wait = self.pacing.slot(self.clock.time(), max_pace)  # the slot last: it is spent as the call goes
+            if isinstance(wait, AtRateLimit):
+                return wait
+            if wait > 0:
+                await self.clock.sleep(wait)
             entered[0] = True
             return await self.adapter.call(method, payload, ctx)
+
+    def _at_rate_limit(self, full: AtRateLimit, started: float, acted: Acted) -> CallReply:
+        """Refused before the adapter: our own pace, not the provider's answer,
+        so neither its health nor its spend hears of it."""
+        return CallReply(ok=False, error_kind=ErrorKind.RATE_LIMITED, error=str(full),
+                         latency_ms=(self.clock.monotonic() - started) * 1000, retry_after_s=full.wait_s,
+                         health=self.health, injected=acted.injected, paced_until=full.free_at,
+                         **self.spending.stamp())
 
     def _failed(self, exc: BaseException, ctx: CallContext, started: float, entered: bool, acted: Acted) -> CallReply:
         kind, message, retry_after, maybe_delivered = classify(exc)

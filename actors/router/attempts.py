@@ -8,6 +8,9 @@ attempts, the retry budget, rate limits, ...), and acts on their verdict:
 skip it, stop, wait, or plan anew; otherwise it sends the attempt with the
 time that remains, hedged where policy/hedging.py says so. A send whose
 outcome is unknown is never sent elsewhere: it is settled with the provider.
+An attempt the provider actor refused at its rate limit (it holds the limit
+for every router: actors/provider/pacing.py) is a skip, not an attempt: it
+sent nothing, and the plan leaves the provider out until its next slot.
 
 Nothing here decides: it reads the snapshots the policies need (the plan's
 input, each turn, the hedge's), asks, sleeps on the clock and sends.
@@ -46,9 +49,19 @@ from actors.router.results import exhausted, failed, succeeded
 from actors.router.unknown_outcomes import Settler
 from actors.specs import CapabilitySpec
 
-__all__ = ["Attempts", "Send"]
+__all__ = ["PACE_WITH_ALTERNATIVE_S", "Attempts", "Send", "paced_out"]
 
 Send = Callable[[str, str, Any, CallContext], Awaitable[CallReply]]
+
+# How long a provider actor may hold an attempt for a slot of its rate limit when
+# another provider is left to try: a moment (this router's own bucket already
+# spaced its sends), not a wait the next provider could spare the request.
+PACE_WITH_ALTERNATIVE_S = 0.05
+
+
+def paced_out(reply: CallReply) -> bool:
+    """The provider actor refused the attempt at its rate limit, before sending anything."""
+    return not reply.ok and reply.paced_until is not None
 
 
 class Attempts:
@@ -113,6 +126,7 @@ class Attempts:
         r.skipped = {s.name: s for s in plan.skipped}
         tried = 0
         budget_spent = False
+        paced = False
         used: set[str] = set()
         for name in plan.order:
             if name in used:
@@ -134,9 +148,15 @@ class Attempts:
             partner = hedge_partner(plan.order, name, hedged=r.spec.idempotent and self.routing.hedging.enabled
                                     and not r.draining, tried=tried, used=used, resorts=self.resorts,
                                     buckets=self.seen.buckets, now=turn.now)
-            outcomes = await self._attempt_or_hedge(r, name, partner, remaining=turn.remaining_s)
+            pace_s = None if self.routing.wait_for_throttle and not self._alternative(plan, name, used) \
+                else PACE_WITH_ALTERNATIVE_S
+            outcomes = await self._attempt_or_hedge(r, name, partner, remaining=turn.remaining_s, pace_s=pace_s)
             for attempt_name, reply, hedge in outcomes:
                 used.add(attempt_name)
+                if paced_out(reply):
+                    r.skipped[attempt_name] = Skip(attempt_name, SkipReason.RATE_LIMITED, reply.error or "")
+                    paced = True
+                    continue
                 r.attempts.append(Attempt(provider=attempt_name, ok=reply.ok, error_kind=reply.error_kind, error=reply.error,
                                           latency_ms=round(reply.latency_ms, 3), trial=(attempt_name == plan.trial),
                                           hedge=hedge, maybe_delivered=reply.maybe_delivered, injected=reply.injected))
@@ -155,6 +175,13 @@ class Attempts:
                 if settled is not None:
                     return settled
 
+        if paced and r.rounds < MAX_RESET_WAITS:
+            # A provider actor refused at its rate limit, and nothing else served: as when
+            # this router's own bucket is empty, wait for the next slot if the deadline allows.
+            wait = wait_for_reset(self.planner.plan().reset_in_s, r.deadline - self.clock.monotonic(),
+                                  self.routing.wait_for_throttle)
+            if wait is not None:
+                return wait
         return exhausted(r, r.skipped, out_of_time=self.clock.monotonic() >= r.deadline - MIN_ATTEMPT_S,
                          budget_spent=budget_spent, hint=self.planner.hint())
 
@@ -167,13 +194,16 @@ class Attempts:
         if last_resort and not r.draining and self.routing.wait_for_throttle and waits_left > 0:
             reset_in_s = self.planner.plan(now).reset_in_s  # the outbox's turn: is a real provider free again?
         bucket = self.seen.buckets.get(name)
-        alternative = bucket is not None and any(
-            n not in used and n not in self.resorts for n in plan.order[plan.order.index(name) + 1:])
+        alternative = bucket is not None and self._alternative(plan, name, used)
         return Turn(name=name, last_resort=last_resort, draining=r.draining, tried=tried,
                     max_attempts=self.routing.max_attempts, remaining_s=r.deadline - self.clock.monotonic(),
                     fastest_ms=fastest_ms(self.seen.latency[name]), now=now, budget=self.budget, bucket=bucket,
                     alternative=alternative, wait_for_throttle=self.routing.wait_for_throttle, waits_left=waits_left,
                     reset_in_s=reset_in_s)
+
+    def _alternative(self, plan: Plan, name: str, used: set[str]) -> bool:
+        """Whether a real provider is left to try after `name`."""
+        return any(n not in used and n not in self.resorts for n in plan.order[plan.order.index(name) + 1:])
 
     async def _through_gates(self, turn: Turn, r: Request, plan: Plan, used: set[str]) -> Verdict | None:
         """The first verdict of the gates in order, None if every one lets the
@@ -188,11 +218,11 @@ class Attempts:
                 return verdict
         return None
 
-    async def _attempt_or_hedge(self, r: Request, name: str, partner: str | None,
-                                remaining: float) -> list[tuple[str, CallReply, bool]]:
+    async def _attempt_or_hedge(self, r: Request, name: str, partner: str | None, remaining: float,
+                                pace_s: float | None = None) -> list[tuple[str, CallReply, bool]]:
         """One attempt; or, for a hedged method, a backup at `partner` once
         the first has taken longer than its recent p95. First success wins."""
-        first = asyncio.ensure_future(self._attempt(name, r))
+        first = asyncio.ensure_future(self._attempt(name, r, pace_s))
         delay = hedge_after_s(self.seen.latency[name], self.hedge_policy, remaining) if partner is not None else None
         if delay is None:
             return [(name, await first, False)]
@@ -201,7 +231,7 @@ class Attempts:
             return [(name, await first, False)]
         assert partner is not None
         self._count("hedges")
-        second = asyncio.ensure_future(self._attempt(partner, r))
+        second = asyncio.ensure_future(self._attempt(partner, r, PACE_WITH_ALTERNATIVE_S))
         pending = {first: (name, False), second: (partner, True)}
         out: list[tuple[str, CallReply, bool]] = []
         while pending:
@@ -219,10 +249,10 @@ class Attempts:
                 break
         return out
 
-    async def _attempt(self, name: str, r: Request) -> CallReply:
+    async def _attempt(self, name: str, r: Request, pace_s: float | None = None) -> CallReply:
         view = self.seen.views[name]
         remaining = max(MIN_ATTEMPT_S, r.deadline - self.clock.monotonic())
-        ctx = r.context(min(self.providers[name].attempt_timeout_s, remaining))
+        ctx = r.context(min(self.providers[name].attempt_timeout_s, remaining), pace_s)
         started, sent_at = self.clock.monotonic(), self.clock.time()
         send = self._coalescer.send if self._coalescer is not None and batching.get() else self._send
         try:
@@ -237,6 +267,9 @@ class Attempts:
         view.unreachable_until = None
         self.seen.learn(view, reply.health)
         self.seen.quotas.learn(name, reply)
+        if paced_out(reply):  # nothing was sent: no outcome of the provider's to learn from
+            view.paced_until = max(view.paced_until, reply.paced_until or 0.0)
+            return reply
         self.outliers.observe(name, reply, r.base["dry_run"])
         if reply.ok and not reply.replayed and not r.base["dry_run"]:
             # What this router waits for: the provider's time plus the hop.

@@ -104,6 +104,7 @@ class IdempotencyRecords:
         self._predecessors_released: asyncio.Future[None] | None = None
         self._writes = 0
         self._expire_every = expire_every
+        self._expiring = False  # one expiry at a time: it runs in batches, off the request's path
         self._claims: PerTurn[tuple[KeyClaim, float], KeyRecord | bool] = PerTurn(self._claim_batch)
         self._finishes: PerTurn[tuple[str, bytes | None, str | None], None] = PerTurn(self._finish_batch)
 
@@ -230,7 +231,8 @@ class IdempotencyRecords:
 
     def _count_write(self) -> None:
         self._writes += 1
-        if self._writes % self._expire_every == 0:
+        if self._writes % self._expire_every == 0 and not self._expiring:
+            self._expiring = True
             asyncio.ensure_future(self._expire())
 
     async def _expire(self) -> None:
@@ -238,6 +240,8 @@ class IdempotencyRecords:
             await self._store().expire_keys(self._clock() - self.window_s)
         except StoreUnavailable as exc:  # the next round tries again
             log.warning("%s: expiring old results failed: %s", self.capability, exc)
+        finally:
+            self._expiring = False
 
     # --- reading ---------------------------------------------------------------------
     async def stored(self, key: str) -> InvokeResult | None:

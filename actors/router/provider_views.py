@@ -1,8 +1,11 @@
 """A router's picture of its providers: the health each last reported
 (carried in every reply, and pushed on changes), what only the router sees
 (an actor it could not reach, a half-open trial it has in flight), the
-latencies it waited for, and our own rate limit for each. The plan
-(policy.planning, through planner.py) is made from `candidates(now)`."""
+latencies it waited for, and our own rate limit for each: this router's
+bucket, a first gate that skips or waits without a round trip, and the
+next free slot of the provider actor's, which holds the limit for every
+router (actors/provider/pacing.py) and says it when it refuses an attempt.
+The plan (policy.planning, through planner.py) is made from `candidates(now)`."""
 
 from __future__ import annotations
 
@@ -28,6 +31,12 @@ class View(msgspec.Struct):
     unreachable_until: float | None = None
     trial_in_flight: bool = False
     back_at: float = 0.0  # when its restarted actor said it is back (provider_back)
+    paced_until: float = 0.0  # the provider actor's rate limit has no slot before this (a refused attempt said)
+
+    def rate_wait_s(self, bucket: TokenBucket | None, now: float) -> float:
+        """Until a slot is free: of this router's bucket, and of the provider actor's as it last said."""
+        mine = bucket.wait_s(now) if bucket is not None else 0.0
+        return max(mine, self.paced_until - now, 0.0)
 
     def unreachable(self, sent_at: float, now: float, backoff_s: float) -> None:
         """An attempt sent at `sent_at` found the actor dead or restarting. A
@@ -75,7 +84,7 @@ class ProviderViews:
             Candidate(name=name, index=self.providers[name].index, health=v.health,
                             unreachable_until=v.unreachable_until, trial_in_flight=v.trial_in_flight,
                             last_resort=self.providers[name].last_resort,
-                            rate_wait_s=self.buckets[name].wait_s(now) if name in self.buckets else 0.0,
+                            rate_wait_s=v.rate_wait_s(self.buckets.get(name), now),
                             cost=self.quotas.view(name, now))
             for name, v in self.views.items()
         ]

@@ -30,10 +30,10 @@ class Request(msgspec.Struct, kw_only=True):
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, Skip] = {}    # provider -> why it was not tried
 
-    def context(self, timeout_s: float) -> CallContext:
+    def context(self, timeout_s: float, pace_s: float | None = None) -> CallContext:
         """What the provider actor is told of one attempt (or question) besides the payload."""
         return CallContext(request_id=self.base["request_id"], method=self.spec.name, idempotency_key=self.key,
-                           dry_run=self.base["dry_run"], timeout_s=timeout_s, journal=self.journal)
+                           dry_run=self.base["dry_run"], timeout_s=timeout_s, journal=self.journal, pace_s=pace_s)
 
     def skipped_details(self) -> dict[str, str]:
         """provider -> why it was not tried, in words (the Decision's `skipped`)."""

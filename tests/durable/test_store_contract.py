@@ -390,3 +390,36 @@ def test_health_counts_round_trips(make_store: Callable[..., StateStore]) -> Non
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_expiry_and_pruning_go_a_batch_per_transaction_and_reach_every_row(
+        make_store: Callable[..., StateStore], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first expiry of thousands of rows in one transaction stalled every
+    write behind it (issue 20, item 6): each batch is its own round trip,
+    and the batches go on until nothing old is left."""
+    import actors.durable.batches as batches
+
+    monkeypatch.setattr(batches, "PRUNE_BATCH", 3)
+
+    async def scenario() -> None:
+        store = make_store()
+        await store.finish_keys(CAP, "r", [(f"old{i}", b"x", None) for i in range(7)], now=100.0)
+        await store.finish_keys(CAP, "r", [("new", b"y", None)], now=300.0)
+        before = store.health().round_trips
+        assert await store.expire_keys(before=200.0) == 7
+        assert store.health().round_trips - before >= 3  # 3 + 3 + 1: three transactions at least
+        assert set(await store.get_keys(CAP, [f"old{i}" for i in range(7)] + ["new"])) == {"new"}
+
+        await store.journal_put_many([entry(f"j{i}", "delivered", at=100.0) for i in range(7)]
+                                     + [entry("doubt", "unknown", at=100.0)])
+        items = [await queue(store, f"o{i}") for i in range(4)]
+        for item in items:
+            await store.outbox_update(item.id, 100.0, state="delivered")
+        before = store.health().round_trips
+        assert await store.prune(journal_before=500.0, outbox_before=500.0) == {"journal": 7, "outbox": 4, "spend": 0}
+        assert store.health().round_trips - before >= 5  # journal 3 + 3 + 1, outbox 3 + 1
+        assert set(await store.journal_find_many(CAP, [f"j{i}" for i in range(7)] + ["doubt"])) == {"doubt"}
+        assert await store.outbox_list(None, ("pending", "delivered", "dropped")) == []
+        await store.close()
+
+    asyncio.run(scenario())

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from actors.durable.batches import in_batches
 from actors.durable.postgres.pool import PostgresRunner
 from actors.durable.postgres.sql import DECIDE_ROUNDS, NOW, rows_json
 from actors.durable.store import Claims, KeyClaim, KeyRecord
@@ -79,6 +80,14 @@ RELEASE = """
                    AND starts_with(owner, %(prefix)s) RETURNING key)
     SELECT count(*) FROM ended"""
 
+# One batch of expired results; rows another transaction holds are left for the next round.
+EXPIRE_BATCH = """
+    WITH gone AS (DELETE FROM aicmo_keys WHERE (namespace, capability, key) IN (
+                      SELECT namespace, capability, key FROM aicmo_keys WHERE namespace = %s AND state = 'done'
+                      AND stored_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)
+                  AND state = 'done' RETURNING 1)
+    SELECT count(*) FROM gone"""
+
 
 def _record(row: Sequence[Any]) -> KeyRecord:
     key, _, state, fingerprint, owner, result, stored_at, lease_left = row[:8]
@@ -137,7 +146,8 @@ class PostgresKeys:
         return int(n)
 
     async def expire(self, before: float) -> int:
-        rows = await self._db.fetch("WITH gone AS (DELETE FROM aicmo_keys WHERE namespace = %s AND state = 'done' "
-                                    "AND stored_at < %s RETURNING 1) SELECT count(*) FROM gone",
-                                    (self._db.namespace, before))
-        return int(rows[0][0])
+        """A batch per statement (actors/durable/batches.py): one pooled connection held briefly."""
+        async def batch(n: int) -> int:
+            [(gone,)] = await self._db.fetch(EXPIRE_BATCH, (self._db.namespace, before, n))
+            return int(gone)
+        return await in_batches(batch)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from actors.durable.batches import in_batches
 from actors.durable.location import StoreLocation
 from actors.durable.postgres.journal import PostgresJournal
 from actors.durable.postgres.keys import PostgresKeys
@@ -40,13 +41,22 @@ from actors.durable.store import (
 
 __all__ = ["PostgresStore"]
 
-# Ended journal entries and outbox items, and old markers, in one round trip.
-_PRUNE = """WITH j AS (DELETE FROM aicmo_journal WHERE namespace = %(ns)s AND state IN ('delivered', 'failed')
-                       AND updated_at < %(journal)s RETURNING 1),
-                 o AS (DELETE FROM aicmo_outbox WHERE namespace = %(ns)s AND state IN ('delivered', 'dropped')
-                       AND updated_at < %(outbox)s RETURNING 1),
-                 m AS (DELETE FROM aicmo_markers WHERE created_at < %(markers)s RETURNING 1)
-            SELECT (SELECT count(*) FROM j), (SELECT count(*) FROM o)"""
+# Ended journal entries and outbox items, a batch per statement (actors/durable/batches.py); rows
+# another transaction holds are left for the next round. Old markers are few: one statement.
+_PRUNE_JOURNAL = """
+    WITH gone AS (DELETE FROM aicmo_journal WHERE (namespace, capability, key, provider) IN (
+                      SELECT namespace, capability, key, provider FROM aicmo_journal WHERE namespace = %(ns)s
+                      AND state IN ('delivered', 'failed') AND updated_at < %(before)s LIMIT %(batch)s
+                      FOR UPDATE SKIP LOCKED)
+                  AND state IN ('delivered', 'failed') RETURNING 1)
+    SELECT count(*) FROM gone"""
+_PRUNE_OUTBOX = """
+    WITH gone AS (DELETE FROM aicmo_outbox WHERE id IN (
+                      SELECT id FROM aicmo_outbox WHERE namespace = %(ns)s AND state IN ('delivered', 'dropped')
+                      AND updated_at < %(before)s LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+                  AND state IN ('delivered', 'dropped') RETURNING 1)
+    SELECT count(*) FROM gone"""
+_PRUNE_MARKERS = "DELETE FROM aicmo_markers WHERE created_at < %(markers)s"
 
 
 class PostgresStore:
@@ -142,10 +152,14 @@ class PostgresStore:
         return await self._shared.find_marker(token)
 
     async def prune(self, *, journal_before: float, outbox_before: float) -> dict[str, int]:
-        [(journal, outbox)] = await self._db.fetch(_PRUNE, {
-            "ns": self.namespace, "journal": journal_before, "outbox": outbox_before,
-            "markers": self._db.now() - MARKER_TTL_S})
-        return {"journal": int(journal), "outbox": int(outbox), "spend": await self._spend.prune()}
+        journal = await in_batches(lambda batch: self._count(_PRUNE_JOURNAL, journal_before, batch))
+        outbox = await in_batches(lambda batch: self._count(_PRUNE_OUTBOX, outbox_before, batch))
+        await self._db.fetch(_PRUNE_MARKERS, {"markers": self._db.now() - MARKER_TTL_S})
+        return {"journal": journal, "outbox": outbox, "spend": await self._spend.prune()}
+
+    async def _count(self, sql: str, before: float, batch: int) -> int:
+        [(n,)] = await self._db.fetch(sql, {"ns": self.namespace, "before": before, "batch": batch})
+        return int(n)
 
     # spend
     async def spend_add(self, deltas: Sequence[SpendDelta]) -> None:

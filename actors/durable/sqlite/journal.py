@@ -36,11 +36,12 @@ class SqliteJournal:
     async def put_many(self, entries: Sequence[JournalEntry]) -> None:
         await self._db.write(self._put_many, entries)
 
-    def prune(self, db: sqlite3.Connection, before: float) -> int:
-        """In the caller's transaction: deletes entries that ended (delivered,
-        failed) before `before`; those still in doubt stay."""
-        return db.execute("DELETE FROM journal WHERE namespace=? AND state IN ('delivered','failed') "
-                          "AND updated_at<?", (self._db.namespace, before)).rowcount
+    def prune(self, db: sqlite3.Connection, before: float, batch: int) -> int:
+        """In the caller's transaction: deletes up to `batch` entries that
+        ended (delivered, failed) before `before`; those still in doubt stay."""
+        return db.execute("DELETE FROM journal WHERE rowid IN (SELECT rowid FROM journal WHERE namespace=? "
+                          "AND state IN ('delivered','failed') AND updated_at<? LIMIT ?)",
+                          (self._db.namespace, before, batch)).rowcount
 
     # --- on the store's thread ---------------------------------------------------------
     def _row(self, e: JournalEntry) -> tuple[Any, ...]:

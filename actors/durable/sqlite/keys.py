@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from actors.durable.batches import in_batches
 from actors.durable.sqlite.connection import SqliteRunner, chunks, marks
 from actors.durable.store import Claims, KeyClaim, KeyRecord
 
@@ -48,9 +49,10 @@ class SqliteKeys:
             (self._db.namespace, escaped + "%")).rowcount)
 
     async def expire(self, before: float) -> int:
-        return await self._db.write(lambda db: db.execute(
-            "DELETE FROM keys WHERE namespace=? AND state='done' AND stored_at<?",
-            (self._db.namespace, before)).rowcount)
+        """A batch per transaction (actors/durable/batches.py): claims wait for none of it for long."""
+        return await in_batches(lambda batch: self._db.write(lambda db: db.execute(
+            "DELETE FROM keys WHERE rowid IN (SELECT rowid FROM keys WHERE namespace=? AND state='done' "
+            "AND stored_at<? LIMIT ?)", (self._db.namespace, before, batch)).rowcount))
 
     # --- on the store's thread ---------------------------------------------------------
     def _rows(self, db: sqlite3.Connection, capability: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:

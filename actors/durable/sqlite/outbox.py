@@ -71,11 +71,12 @@ class SqliteOutbox:
             "GROUP BY capability, state", (self._db.namespace,)).fetchall())
         return {(cap, state): n for cap, state, n in rows}
 
-    def prune(self, db: sqlite3.Connection, before: float) -> int:
-        """In the caller's transaction: deletes items that ended (delivered,
-        dropped) before `before`."""
-        return db.execute("DELETE FROM outbox WHERE namespace=? AND state IN ('delivered','dropped') "
-                          "AND updated_at<?", (self._db.namespace, before)).rowcount
+    def prune(self, db: sqlite3.Connection, before: float, batch: int) -> int:
+        """In the caller's transaction: deletes up to `batch` items that ended
+        (delivered, dropped) before `before`."""
+        return db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE namespace=? "
+                          "AND state IN ('delivered','dropped') AND updated_at<? LIMIT ?)",
+                          (self._db.namespace, before, batch)).rowcount
 
     # --- on the store's thread ---------------------------------------------------------
     @staticmethod

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from actors.durable.batches import in_batches
 from actors.durable.sqlite.connection import SqliteConnection
 from actors.durable.sqlite.journal import SqliteJournal
 from actors.durable.sqlite.keys import SqliteKeys
@@ -123,14 +124,16 @@ class SqliteStore:
         return await self._shared.find_marker(token)
 
     async def prune(self, *, journal_before: float, outbox_before: float) -> dict[str, int]:
-        return await self._db.write(self._prune, journal_before, outbox_before)
+        """The journal and the outbox a batch per transaction (actors/durable/batches.py):
+        the writes of requests in flight go between them. Markers and spend rows are few: one more."""
+        journal = await in_batches(lambda batch: self._db.write(self._journal.prune, journal_before, batch))
+        outbox = await in_batches(lambda batch: self._db.write(self._outbox.prune, outbox_before, batch))
+        spend = await self._db.write(self._prune_rest)
+        return {"journal": journal, "outbox": outbox, "spend": spend}
 
-    def _prune(self, db: sqlite3.Connection, journal_before: float, outbox_before: float) -> dict[str, int]:
-        """Every table's pruning, in one transaction."""
-        journal = self._journal.prune(db, journal_before)
-        outbox = self._outbox.prune(db, outbox_before)
+    def _prune_rest(self, db: sqlite3.Connection) -> int:
         self._shared.prune(db)
-        return {"journal": journal, "outbox": outbox, "spend": self._spend.prune(db)}
+        return self._spend.prune(db)
 
     # spend
     async def spend_add(self, deltas: Sequence[SpendDelta]) -> None:
