@@ -16,7 +16,8 @@ from typing import Any
 import ray
 
 from actors.clock import SYSTEM_CLOCK, Clock
-from actors.names import SUPERVISOR_NAME, is_gateway_actor
+from actors.deploy.replicas import replica_count
+from actors.names import SUPERVISOR_NAME, is_gateway_actor, router_replica_name
 from actors.provider.actor import ProviderActor
 from actors.router.actor import RouterActor
 from actors.specs import GatewaySpec
@@ -46,6 +47,7 @@ class DeployReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    router_replicas: dict[str, int] = field(default_factory=dict)   # capability -> replicas running
 
     def summary(self) -> str:
         parts = [f"{len(getattr(self, k))} {k}" for k in ("created", "replaced", "unchanged", "removed")]
@@ -113,6 +115,7 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
                        spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
@@ -120,10 +123,16 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
             handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
                                    detached, report, waiting, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
-        digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
-        wanted.add(cap.actor_name)
-        handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
-                               report, waiting, cap, ns))
+        # Each replica knows how many there are (status, relaying pushes): a new count replaces them.
+        count = replica_count(cap.routing.replicas, nodes)
+        report.router_replicas[cap.capability] = count
+        digest = f"{cap.digest}/{count}" + ("" if len(report.replaced) + len(report.created) == replaced_before else "!")
+        options = {**ROUTER_OPTIONS, **_spread(count), **cap.ray_options}
+        for index in range(count):
+            name = router_replica_name(cap.capability, index)
+            wanted.add(name)
+            handles.append(_ensure(RouterActor, options, name, digest, ns, detached, report, waiting, cap, ns,
+                                   index, count))
     for name in gateway_actor_names(ns):
         if name not in wanted:
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
@@ -131,6 +140,12 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
     report.seconds = clock.monotonic() - started
     return report
+
+
+def _spread(replicas: int) -> dict[str, Any]:
+    """Replicas of one router on different nodes where the cluster has several
+    (Ray's SPREAD: best effort, so one node still takes them all)."""
+    return {"scheduling_strategy": "SPREAD"} if replicas > 1 else {}
 
 
 def gateway_actor_names(namespace: str) -> list[str]:
