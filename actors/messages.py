@@ -259,6 +259,7 @@ class ReplicaStatus(Message):
     alive: bool = True                       # False: it did not answer (dead, restarting, or stuck)
     node_id: str | None = None
     in_flight: int = 0                       # requests it is handling now
+    served: int = 0                          # requests it took since it started
     error: str | None = None                 # why it is not alive
 
 

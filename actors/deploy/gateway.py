@@ -87,7 +87,9 @@ def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, 
 
 
 def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
-            report: DeployReport, waiting: _Waiting, *args: Any) -> Any:
+            report: DeployReport, waiting: _Waiting, *args: Any, killed: list[str] | None = None) -> Any:
+    """The actor `name` with this digest: the one running, or a new one in
+    place of a changed one (whose actor id goes to `killed`)."""
     handle = _existing(name, namespace)
     if handle is not None:
         try:
@@ -98,6 +100,8 @@ def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, nam
             pass
         ray.kill(handle, no_restart=True)
         report.replaced.append(name)
+        if killed is not None:
+            killed.append(handle._actor_id.hex())
     else:
         report.created.append(name)
     handle = _create(actor_cls, options, name, namespace, detached, waiting, *args)
@@ -116,6 +120,8 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
                        spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    killed_routers: dict[str, list[str]] = {}
+    first_replicas: dict[str, Any] = {}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
@@ -128,16 +134,28 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
         report.router_replicas[cap.capability] = count
         digest = f"{cap.digest}/{count}" + ("" if len(report.replaced) + len(report.created) == replaced_before else "!")
         options = {**ROUTER_OPTIONS, **_spread(count), **cap.ray_options}
+        killed = killed_routers.setdefault(cap.capability, [])
         for index in range(count):
             name = router_replica_name(cap.capability, index)
             wanted.add(name)
             handles.append(_ensure(RouterActor, options, name, digest, ns, detached, report, waiting, cap, ns,
-                                   index, count))
+                                   index, count, killed=killed))
+            if index == 0:
+                first_replicas[cap.capability] = handles[-1]
     for name in gateway_actor_names(ns):
         if name not in wanted:
-            ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
+            handle = ray.get_actor(name, namespace=ns)
+            ray.kill(handle, no_restart=True)
             report.removed.append(name)
+            capability = name.split(":", 1)[1].split("#", 1)[0] if name.startswith("router:") else None
+            if capability in killed_routers:
+                killed_routers[capability].append(handle._actor_id.hex())
     ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
+    # Keys the routers it killed were sending stay claimed until their leases run out (deadline + 10 s)
+    # and callers' resends of them wait: their claims end now (the resends settle them from the providers'
+    # journals before sending anything, as after a crash).
+    ray.get([first_replicas[cap].release_claims_of.remote(ids) for cap, ids in killed_routers.items() if ids],
+            timeout=timeout_s)
     report.seconds = clock.monotonic() - started
     return report
 

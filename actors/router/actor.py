@@ -63,6 +63,7 @@ class RouterActor:
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
         self._outlier_task: asyncio.Task[None] | None = None
+        self._released: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
         self._ops.audit_key_loader = self._audit_key_before_write
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
@@ -168,6 +169,8 @@ class RouterActor:
 
     async def ready(self) -> str:
         self._ops.ensure_started()
+        if self._released is None and ray.get_runtime_context().was_current_actor_reconstructed:
+            self._released = asyncio.ensure_future(self._release_predecessors())
         asyncio.ensure_future(self._adopt_faults())
         if self._outlier_task is None and self._core.outliers.policy.enabled:  # the outlier sweep (ejection.py)
             outliers = self._core.outliers
@@ -176,6 +179,25 @@ class RouterActor:
                 lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
         return self._core.spec.actor_name
+
+    async def release_claims_of(self, actor_ids: list[str]) -> int:
+        """Ends the key claims of routers of this capability that `up` killed
+        (replaced, or replicas removed): their processes are gone."""
+        released = 0
+        for actor_id in actor_ids:
+            released += await self._core.store().release_claims(actor_id + ":")
+        if released:
+            log.warning("%s: ended %d claim(s) of router(s) a redeploy removed", self._core.capability, released)
+        return released
+
+    async def _release_predecessors(self, timeout_s: float = 30.0) -> None:
+        """A restarted router ends the claims its dead process left at once, not
+        at its first request: a sibling replica holding the resend of such a key
+        waits for them (a router that never had claims opens the store for nothing)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._core.results.release_predecessors()), timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the first claim tries again
+            log.warning("%s: claims of the previous incarnation not released yet (%s)", self._core.capability, exc)
 
     async def _adopt_faults(self, timeout_s: float = 5.0) -> None:
         """Live faults its providers hold from before this router started: audited when they expire."""

@@ -167,11 +167,19 @@ class IdempotencyRecords:
                        f"idempotency key {key!r} was used before for a different request (another method or payload); "
                        "nothing was sent. Use a new key for a new request")
 
-    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | bool:
-        """The record that holds the key, or, won, whether it was resumed."""
+    def release_predecessors(self) -> asyncio.Future[None]:
+        """Starts (once, and again after a failure) ending the claims a dead
+        predecessor left: before this incarnation's first claim, or at once
+        when it is a restart (router replicas: a sibling may be waiting for
+        those keys, and this one may take no request for a while)."""
         if self._predecessors_released is None or (self._predecessors_released.done()
                                                    and self._predecessors_released.exception() is not None):
             self._predecessors_released = asyncio.ensure_future(self._release_predecessors())
+        return self._predecessors_released
+
+    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | bool:
+        """The record that holds the key, or, won, whether it was resumed."""
+        self.release_predecessors()
         # Every first request waits for the same task, and goes on in the same
         # turn: their claims still form one batch.
         await asyncio.shield(self._predecessors_released)

@@ -39,6 +39,7 @@ class Replicas:
         self.index = index
         self.count = count
         self.in_flight = 0
+        self.served = 0          # requests taken since it started
         self._handles: dict[int, Any] = {}
 
     @property
@@ -48,13 +49,15 @@ class Replicas:
     @contextmanager
     def serving(self, requests: int) -> Iterator[None]:
         self.in_flight += requests
+        self.served += requests
         try:
             yield
         finally:
             self.in_flight -= requests
 
     def status(self, node_id: str | None) -> ReplicaStatus:
-        return ReplicaStatus(index=self.index, name=self.name, node_id=node_id, in_flight=self.in_flight)
+        return ReplicaStatus(index=self.index, name=self.name, node_id=node_id, in_flight=self.in_flight,
+                             served=self.served)
 
     def _sibling(self, index: int) -> Any:
         handle = self._handles.get(index)
