@@ -45,6 +45,20 @@ RANKING_VALID_FOR_S = 1.0
 AUDIT_KEY_RETRY_S = 5.0
 
 
+# Ray's GCS says of an actor whose process is gone: restarting it, or dead for good.
+_GONE_STATES = frozenset({"RESTARTING", "DEAD"})
+
+
+async def router_is_dead(owner: str) -> bool:
+    """Whether the router that claimed a key (owner "<actor id>:<process>") is
+    dead, by Ray's GCS (one lookup, off the event loop). A restarted router
+    is ALIVE again and ends its predecessor's claims itself (`ready`)."""
+    from ray._private import state  # the actor table: no public API reads one actor's state from the GCS
+
+    info = await asyncio.to_thread(state.actors, owner.split(":", 1)[0])
+    return info.get("State") in _GONE_STATES
+
+
 @ray.remote
 class RouterActor:
     def __init__(self, spec: CapabilitySpec, namespace: str, replica: int = 0, replicas: int = 1):
@@ -58,7 +72,7 @@ class RouterActor:
         # Claims it leaves in the store carry its actor id: its next
         # incarnation (Ray restarts it under the same id) drops them first.
         self._core = RouterCore(spec, self._calls.send, self._calls.resolve, send_many=self._calls.send_many,
-                                owner=ray.get_runtime_context().get_actor_id())
+                                owner=ray.get_runtime_context().get_actor_id(), owner_gone=router_is_dead)
         self._ops = RouterOps(spec, replica=replica)
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
