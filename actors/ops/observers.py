@@ -89,7 +89,8 @@ class RouterOps(_Background):
         self.spec = spec
         self.metrics: RouterMetrics | None = None
         if spec.metrics.enabled or recorder is not None:
-            self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability)
+            self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability,
+                                         replica)
         directory = audit_dir(spec.state.url, spec.state.namespace) if spec.audit.enabled else None
         self.audit: AuditLog | None = None
         if directory is not None:
