@@ -255,12 +255,25 @@ class Ranking(Message):
     valid_for_s: float = 1.0
 
 
+class ReplicaStatus(Message):
+    """One router replica of a capability, as `status` shows it."""
+
+    index: int
+    name: str                                # router:<capability> for replica 0, router:<capability>#<index> after
+    alive: bool = True                       # False: it did not answer (dead, restarting, or stuck)
+    node_id: str | None = None
+    in_flight: int = 0                       # requests it is handling now
+    served: int = 0                          # requests it took since it started
+    error: str | None = None                 # why it is not alive
+
+
 class CapabilityStatus(Message):
     capability: str
     providers: list[ProviderStatus]          # ranked, most preferred first
     recent_operations: list[Operation] = []
     skipped: dict[str, str] = {}             # provider -> why the router would skip it now
     panic: bool = False                      # outlier ejection: too few providers in rotation, ejections ignored
+    replicas: list[ReplicaStatus] = []       # the capability's router replicas, replica 0 first
 
 
 class StatusReport(Message):

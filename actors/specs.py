@@ -95,6 +95,7 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     retry_backoff_max_ms: float = _default("RoutingConfig", "retry_backoff_max_ms")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
+    replicas: int | str = "auto"      # router replicas: a count, or "auto" (actors/deploy/replicas.py)
 
 
 class HooksSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -102,6 +102,9 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
             if said:
                 notes.append(f"{rank} {p.name}: " + "; ".join(said))
         console.print(table)
+        replicas = replica_line(getattr(cap, "replicas", []))
+        if replicas:
+            console.print(Padding(Text.from_markup(replicas), (0, 0, 0, 2)), highlight=False)
         for line in notes:  # wrapped lines indented under their provider
             console.print(Padding(Text(line), (0, 0, 0, 2)), highlight=False)
         errors = [op for op in ops if not op.ok][-recent_errors:]
@@ -111,6 +114,17 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
         console.print()
     if any_other:
         console.print(OTHER_LEGEND, style="dim", highlight=False)
+
+
+def replica_line(replicas: list[Any]) -> str:
+    """`routers: 2 of 2 alive (#0 node 3f2a1c in flight 4; #1 node 9b7e00 in flight 3)`; empty for a single router."""
+    if len(replicas) < 2:
+        return ""
+    alive = sum(1 for r in replicas if r.alive)
+    style = "green" if alive == len(replicas) else ("yellow" if alive else "bold red")
+    parts = [f"#{r.index} node {(r.node_id or '?')[:6]} in flight {r.in_flight}" if r.alive
+             else f"#{r.index} [bold red]not answering[/] ({r.error})" for r in replicas]
+    return f"routers: [{style}]{alive} of {len(replicas)} alive[/] (" + "; ".join(parts) + ")"
 
 
 def fault_text(f: Any, now: float | None = None) -> str:

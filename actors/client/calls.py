@@ -21,9 +21,10 @@ The Gateway composes them (`yield from`) in gateway.py.
 The router call, as a table (`RouterCall` keeps its key, deadline, resends):
 
     sent, answered                      -> the answer
-    sent, dropped (the router died or   -> forget the router's handle; pause
-      is restarting), or its name gone     per ResendPolicy and send again, or,
-      after a resend                       no time left for an answer: GaveUp
+    sent, dropped (the router died or   -> forget the router's handle; send again
+      is restarting), or its name gone     at once to a live sibling replica, or
+      after a resend                       pause per ResendPolicy first when there
+                                           is none; no time left for an answer: GaveUp
     sent, its name unknown (1st send)   -> NotDeployed raised to the caller
     sent, no answer within the wait     -> GaveUp("it gave no answer")
 """
@@ -139,6 +140,7 @@ class RouterCall:
     clock: Callable[[], float]
     started: float | None = None
     resends: int = 0
+    replica: Any = None              # the router replica the call was last sent to (client/replicas.py)
 
     def __post_init__(self) -> None:
         if self.started is None:
@@ -172,11 +174,13 @@ class RouterCall:
 
 
 def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: ResendPolicy, *,
-                forget: Callable[[], None] = lambda: None, resent: Callable[[], None] = lambda: None) -> Steps[Any]:
-    """Send the call (`send(call)` finds the router and returns the ref) and
-    wait for the answer; the answer, or GaveUp. `forget()` drops the cached
-    router handle after a drop (a replaced router is found again by name);
-    `resent()` counts each resend."""
+                forget: Callable[[RouterCall], bool] = lambda call: False, resent: Callable[[], None] = lambda: None,
+                settled: Callable[[RouterCall], None] = lambda call: None) -> Steps[Any]:
+    """Send the call (`send(call)` finds a router replica and returns the ref)
+    and wait for the answer; the answer, or GaveUp. `forget(call)` drops the
+    handle of the replica that dropped it (a replaced router is found again
+    by name) and says whether a live sibling can take the resend at once;
+    `resent()` counts each resend; `settled(call)` follows every send, answered or not."""
     while True:
         try:
             return (yield Await(lambda: (send(call), call.wait_s())))
@@ -188,10 +192,14 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
             why = NOT_REGISTERED
         except TimeoutError:
             return GaveUp("it gave no answer")
-        forget()
-        delay = policy.delay_s(call.resends, call.remaining_s())
+        finally:
+            settled(call)
+        sibling = forget(call)
+        delay = 0.0 if sibling and call.remaining_s() >= policy.min_left_s else \
+            policy.delay_s(call.resends, call.remaining_s())
         if delay is None:
             return GaveUp(why)
         call.resends += 1
         resent()
-        yield Sleep(delay)
+        if delay:
+            yield Sleep(delay)

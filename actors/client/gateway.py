@@ -28,10 +28,11 @@ import ray
 from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
+from actors.client.replicas import RouterReplicas
 from actors.client.resend import ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
-from actors.names import SUPERVISOR_NAME, router_name
+from actors.names import SUPERVISOR_NAME, router_capability, router_name
 from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
@@ -60,7 +61,7 @@ class Gateway:
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
-        self._routers: dict[str, Any] = {}
+        self._replicas: dict[str, RouterReplicas] = {}
         self.resent = 0  # calls (or batches) sent again after the router dropped them
 
     @classmethod
@@ -74,20 +75,31 @@ class Gateway:
         return cls(namespace, **options)
 
     # --- finding actors ---------------------------------------------------------
+    def _router_replicas(self, capability: str) -> RouterReplicas:
+        replicas = self._replicas.get(capability)
+        if replicas is None:
+            replicas = self._replicas[capability] = RouterReplicas(
+                capability, lambda name: self._ray.get_actor(name, namespace=self.namespace), self._clock)
+        return replicas
+
+    def _not_deployed(self, capability: str) -> NotDeployed:
+        return NotDeployed(f"no actor {router_name(capability)!r} in namespace {self.namespace!r}: is the "
+                           f"gateway deployed there, with capability {capability}? Deploy it with "
+                           "`aicmo-gateway up --config <file>`")
+
+    def _replica(self, capability: str) -> Any:
+        """The replica of the capability's router that takes the next call (client/replicas.py)."""
+        try:
+            return self._router_replicas(capability).pick()
+        except (NotDeployed, ValueError):
+            raise self._not_deployed(capability) from None
+
     def _router(self, capability: str) -> Any:
-        handle = self._routers.get(capability)
-        if handle is None:
-            try:
-                handle = self._ray.get_actor(router_name(capability), namespace=self.namespace)
-            except ValueError:
-                raise NotDeployed(f"no actor {router_name(capability)!r} in namespace {self.namespace!r}: is the "
-                                  f"gateway deployed there, with capability {capability}? Deploy it with "
-                                  "`aicmo-gateway up --config <file>`") from None
-            self._routers[capability] = handle
-        return handle
+        return self._replica(capability).handle
 
     def router(self, capability: str) -> Any:
-        """The capability's router actor handle (raises NotDeployed)."""
+        """A handle on one of the capability's router replicas, the least busy
+        of two (raises NotDeployed)."""
         return self._router(capability)
 
     def supervisor(self) -> Any:
@@ -99,9 +111,9 @@ class Gateway:
 
     def capabilities(self) -> list[str]:
         """The capabilities deployed in this namespace (one router each)."""
-        prefix = router_name("")
-        return sorted(e["name"][len(prefix):] for e in self._ray.util.list_named_actors(all_namespaces=True)
-                      if e["namespace"] == self.namespace and e["name"].startswith(prefix))
+        names = (router_capability(e["name"]) for e in self._ray.util.list_named_actors(all_namespaces=True)
+                 if e["namespace"] == self.namespace)
+        return sorted(name for name in names if name is not None)
 
     # --- one call: its steps (actors/client/calls.py), run by a sync or an async shell -------
     def _run(self, steps: Steps[Any]) -> Any:
@@ -109,9 +121,27 @@ class Gateway:
                    (ray.exceptions.GetTimeoutError,))
 
     def _to_router(self, call: RouterCall, send: Any) -> Steps[Any]:
-        """`router_call`, its drops forgetting the cached handle and counted in `resent`."""
-        return router_call(call, send, self.resend, forget=lambda: self._routers.pop(call.capability, None),
-                           resent=self._count_resend)
+        """`router_call` to the replica `_send_to` picks; a replica that dropped the call is
+        left out for a while (client/replicas.py) and its drops are counted in `resent`."""
+        return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
+                           resent=self._count_resend, settled=self._settled)
+
+    def _sent_to(self, call: RouterCall) -> Any:
+        replica = self._replica(call.capability)
+        replica.in_flight += 1
+        call.replica = replica
+        return replica.handle
+
+    @staticmethod
+    def _settled(call: RouterCall) -> None:
+        if call.replica is not None:
+            call.replica.in_flight -= 1
+
+    def _dropped(self, call: RouterCall) -> bool:
+        if call.replica is None:
+            return False
+        replica, call.replica = call.replica, None
+        return self._router_replicas(call.capability).dropped(replica)
 
     def _count_resend(self) -> None:
         self.resent += 1
@@ -132,9 +162,9 @@ class Gateway:
         call = RouterCall(capability, method, client_key(capability, method, idempotency_key, dry_run), dry_run,
                           deadline_s, self._clock)
 
-        def send(c: RouterCall) -> Any:
-            return self._router(capability).invoke.remote(method, payload, idempotency_key=c.key, dry_run=dry_run,
-                                                          deadline_s=c.router_deadline_s())
+        def send(c: RouterCall, router: Any) -> Any:
+            return router.invoke.remote(method, payload, idempotency_key=c.key, dry_run=dry_run,
+                                        deadline_s=c.router_deadline_s())
 
         answer = yield from self._to_router(call, send)
         return _with_attempt(tried, call.unavailable(answer.why, self.namespace) if isinstance(answer, GaveUp)
@@ -177,8 +207,7 @@ class Gateway:
             return [_unknown_capability(capability, _method_of(item)) for item in requests]
         batch, deadline_s = _keyed(capability, requests)
         call = RouterCall(capability, "invoke_many", None, None, deadline_s, self._clock)
-        answer = self._run(self._to_router(
-            call, lambda c: self._router(capability).invoke_many.remote(_with_deadline(batch, c))))
+        answer = self._run(self._to_router(call, lambda c, router: router.invoke_many.remote(_with_deadline(batch, c))))
         return _unavailable_batch(batch, call, answer.why, self.namespace) if isinstance(answer, GaveUp) else answer
 
     # --- status -------------------------------------------------------------------
@@ -190,7 +219,9 @@ class Gateway:
         return await asyncio.wait_for(self.supervisor().status_report.remote(), timeout_s)
 
     def capability_status(self, capability: str, timeout_s: float = 30.0) -> CapabilityStatus:
-        return self._ray.get(self._router(capability).status.remote(), timeout=timeout_s)
+        # Replica 0 (the contract's name) gathers every replica's status.
+        first = self._ray.get_actor(router_name(capability), namespace=self.namespace)
+        return self._ray.get(first.status.remote(), timeout=timeout_s)
 
     async def unanswered_async(self, capabilities: Sequence[str], timeout_s: float = 2.0) -> dict[str, str]:
         """Which of these capabilities' routers do not answer now, and why (empty: all do)."""
@@ -203,7 +234,7 @@ class Gateway:
             except asyncio.TimeoutError:
                 return f"no answer within {timeout_s:g}s"
             except Exception as exc:  # noqa: BLE001 - any failure is an answer for a health check
-                self._routers.pop(cap, None)
+                self._replicas.pop(cap, None)
                 return type(exc).__name__
 
         answers = await asyncio.gather(*(one(cap) for cap in capabilities))

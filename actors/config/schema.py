@@ -8,7 +8,7 @@ Reading a file and `${NAME}` references is loading.py's and env.py's.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -76,6 +76,19 @@ class RoutingConfig(_Model):
     wait_for_throttle: bool = Field(True, description="when every provider is throttled, wait for the earliest reset if the deadline allows")
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     hedging: HedgingConfig = HedgingConfig()
+    replicas: int | Literal["auto"] = Field("auto", description=(
+        "router actors of the capability, spread across nodes; callers through the client or the HTTP API use them "
+        "all and resend at once to a live one when one dies. auto: 2 on a cluster of several nodes (no stall when a "
+        "router dies), 1 where one machine runs everything (each router is a process of ~95 MB)"))
+
+    @field_validator("replicas")
+    @classmethod
+    def _replica_count(cls, value: int | str) -> int | str:
+        from actors.names import MAX_ROUTER_REPLICAS
+
+        if isinstance(value, int) and not 1 <= value <= MAX_ROUTER_REPLICAS:
+            raise ValueError(f"must be auto or from 1 to {MAX_ROUTER_REPLICAS}, not {value}")
+        return value
 
 
 class ProviderLimitsConfig(_Model):

@@ -16,7 +16,8 @@ from typing import Any
 import ray
 
 from actors.clock import SYSTEM_CLOCK, Clock
-from actors.names import SUPERVISOR_NAME, is_gateway_actor
+from actors.deploy.replicas import replica_count
+from actors.names import SUPERVISOR_NAME, is_gateway_actor, router_replica_name
 from actors.provider.actor import ProviderActor
 from actors.router.actor import RouterActor
 from actors.specs import GatewaySpec
@@ -46,6 +47,7 @@ class DeployReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    router_replicas: dict[str, int] = field(default_factory=dict)   # capability -> replicas running
 
     def summary(self) -> str:
         parts = [f"{len(getattr(self, k))} {k}" for k in ("created", "replaced", "unchanged", "removed")]
@@ -85,7 +87,9 @@ def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, 
 
 
 def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
-            report: DeployReport, waiting: _Waiting, *args: Any) -> Any:
+            report: DeployReport, waiting: _Waiting, *args: Any, killed: list[str] | None = None) -> Any:
+    """The actor `name` with this digest: the one running, or a new one in
+    place of a changed one (whose actor id goes to `killed`)."""
     handle = _existing(name, namespace)
     if handle is not None:
         try:
@@ -96,6 +100,8 @@ def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, nam
             pass
         ray.kill(handle, no_restart=True)
         report.replaced.append(name)
+        if killed is not None:
+            killed.append(handle._actor_id.hex())
     else:
         report.created.append(name)
     handle = _create(actor_cls, options, name, namespace, detached, waiting, *args)
@@ -113,6 +119,9 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
                        spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    killed_routers: dict[str, list[str]] = {}
+    first_replicas: dict[str, Any] = {}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
@@ -120,17 +129,41 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
             handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
                                    detached, report, waiting, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
-        digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
-        wanted.add(cap.actor_name)
-        handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
-                               report, waiting, cap, ns))
+        # Each replica knows how many there are (status, relaying pushes): a new count replaces them.
+        count = replica_count(cap.routing.replicas, nodes)
+        report.router_replicas[cap.capability] = count
+        digest = f"{cap.digest}/{count}" + ("" if len(report.replaced) + len(report.created) == replaced_before else "!")
+        options = {**ROUTER_OPTIONS, **_spread(count), **cap.ray_options}
+        killed = killed_routers.setdefault(cap.capability, [])
+        for index in range(count):
+            name = router_replica_name(cap.capability, index)
+            wanted.add(name)
+            handles.append(_ensure(RouterActor, options, name, digest, ns, detached, report, waiting, cap, ns,
+                                   index, count, killed=killed))
+            if index == 0:
+                first_replicas[cap.capability] = handles[-1]
     for name in gateway_actor_names(ns):
         if name not in wanted:
-            ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
+            handle = ray.get_actor(name, namespace=ns)
+            ray.kill(handle, no_restart=True)
             report.removed.append(name)
+            capability = name.split(":", 1)[1].split("#", 1)[0] if name.startswith("router:") else None
+            if capability in killed_routers:
+                killed_routers[capability].append(handle._actor_id.hex())
     ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
+    # Keys the routers it killed were sending stay claimed until their leases run out (deadline + 10 s)
+    # and callers' resends of them wait: their claims end now (the resends settle them from the providers'
+    # journals before sending anything, as after a crash).
+    ray.get([first_replicas[cap].release_claims_of.remote(ids) for cap, ids in killed_routers.items() if ids],
+            timeout=timeout_s)
     report.seconds = clock.monotonic() - started
     return report
+
+
+def _spread(replicas: int) -> dict[str, Any]:
+    """Replicas of one router on different nodes where the cluster has several
+    (Ray's SPREAD: best effort, so one node still takes them all)."""
+    return {"scheduling_strategy": "SPREAD"} if replicas > 1 else {}
 
 
 def gateway_actor_names(namespace: str) -> list[str]:

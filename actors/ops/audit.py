@@ -157,12 +157,14 @@ class AuditLog:
     """The audit file of one router."""
 
     def __init__(self, directory: Path, capability: str, *, max_bytes: int = 10_000_000, backups: int = 5,
-                 redact: Callable[[str], str] | None = None, key: bytes | None = None):
+                 redact: Callable[[str], str] | None = None, key: bytes | None = None, replica: int = 0):
         """`key`: the deployment's secret for the HMAC of keys and addresses;
-        None falls back to unkeyed SHA-256 (tests only)."""
+        None falls back to unkeyed SHA-256 (tests only). Router replica 0
+        writes `audit-<capability>.jsonl`, replica N `audit-<capability>.replica-N.jsonl`:
+        two processes never append to one file."""
         self.directory = directory
         self.capability = capability
-        self.path = directory / f"audit-{capability}.jsonl"
+        self.path = directory / (f"audit-{capability}.jsonl" if replica == 0 else f"audit-{capability}.replica-{replica}.jsonl")
         self.max_bytes = max_bytes
         self.backups = backups
         self._redact = redact

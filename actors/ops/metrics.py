@@ -6,8 +6,8 @@ recorded; `config/grafana/aicmo-gateway.json` is a dashboard over them.
 
 | metric (as exported) | kind | labels | recorded by |
 | --- | --- | --- | --- |
-| `ray_aicmo_requests_total` | counter | capability, method, provider, outcome | router |
-| `ray_aicmo_request_latency_ms` | histogram | capability, outcome | router |
+| `ray_aicmo_requests_total` | counter | capability, method, provider, outcome, replica | router |
+| `ray_aicmo_request_latency_ms` | histogram | capability, outcome, replica | router |
 | `ray_aicmo_attempts_total` | counter | capability, provider, outcome, role (first, fallback, hedge) | router |
 | `ray_aicmo_fallbacks_total` | counter | capability, from_provider, to_provider | router |
 | `ray_aicmo_provider_health` | gauge | capability, provider (0 unknown, 1 unhealthy, 2 throttled, 3 degraded, 4 healthy) | provider |
@@ -59,9 +59,10 @@ class MetricDef(msgspec.Struct, frozen=True):
 
 
 DEFINITIONS: dict[str, MetricDef] = {d.name: d for d in [
-    MetricDef("aicmo_requests", "counter", "Requests finished by a router", ("capability", "method", "provider", "outcome")),
+    MetricDef("aicmo_requests", "counter", "Requests finished by a router",
+              ("capability", "method", "provider", "outcome", "replica")),
     MetricDef("aicmo_request_latency_ms", "histogram", "Time from invoke to result, as the router measures it",
-              ("capability", "outcome")),
+              ("capability", "outcome", "replica")),
     MetricDef("aicmo_attempts", "counter", "Attempts sent to providers", ("capability", "provider", "outcome", "role")),
     MetricDef("aicmo_fallbacks", "counter", "Fallbacks from one provider to the next",
               ("capability", "from_provider", "to_provider")),
@@ -221,15 +222,16 @@ class Buffered:
 class RouterMetrics(Buffered):
     """A router's observer: requests, latency, attempts and fallbacks."""
 
-    def __init__(self, recorder: Recorder, capability: str):
+    def __init__(self, recorder: Recorder, capability: str, replica: int = 0):
         super().__init__(recorder)
         self.capability = capability
+        self.replica = str(replica)   # which of the capability's router replicas (0: router:<capability>)
 
     def observe_decision(self, d: Decision) -> None:
         cap = self.capability
         outcome = outcome_of(d.ok, d.error_kind)
-        self.count("aicmo_requests", cap, method_label(cap, d.method), d.provider or "none", outcome)
-        self.observe("aicmo_request_latency_ms", d.elapsed_ms, cap, outcome)
+        self.count("aicmo_requests", cap, method_label(cap, d.method), d.provider or "none", outcome, self.replica)
+        self.observe("aicmo_request_latency_ms", d.elapsed_ms, cap, outcome, self.replica)
         previous: str | None = None
         first = True
         for a in d.attempts:

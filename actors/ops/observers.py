@@ -80,19 +80,22 @@ class _Background:
 class RouterOps(_Background):
     def __init__(self, spec: CapabilitySpec, recorder: Recorder | None = None,
                  hook_loader: Callable[[str], Any] | None = None, audit_key: bytes | None = None,
-                 clock: Clock = SYSTEM_CLOCK):
+                 clock: Clock = SYSTEM_CLOCK, replica: int = 0):
         """`audit_key`: the deployment's secret the audit log hashes keys and
-        addresses with (HMAC-SHA256); None falls back to unkeyed hashes."""
+        addresses with (HMAC-SHA256); None falls back to unkeyed hashes.
+        `replica`: which of the capability's router replicas this is (each
+        writes a file of its own; replica 0 the capability's)."""
         super().__init__(clock)
         self.spec = spec
         self.metrics: RouterMetrics | None = None
         if spec.metrics.enabled or recorder is not None:
-            self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability)
+            self.metrics = RouterMetrics(recorder or RayRecorder(spec.metrics.latency_buckets_ms), spec.capability,
+                                         replica)
         directory = audit_dir(spec.state.url, spec.state.namespace) if spec.audit.enabled else None
         self.audit: AuditLog | None = None
         if directory is not None:
             self.audit = AuditLog(directory, spec.capability, max_bytes=spec.audit.max_bytes, backups=spec.audit.backups,
-                                  redact=Redactor(_secrets(spec.providers)), key=audit_key)
+                                  redact=Redactor(_secrets(spec.providers)), key=audit_key, replica=replica)
         h = spec.hooks
         kw: dict[str, Any] = {"loader": hook_loader} if hook_loader else {}
         self.hooks = HookRunner({"on_success": h.on_success, "on_failure": h.on_failure}, owner=spec.actor_name,

@@ -282,7 +282,25 @@ def for_ops(capability: str, actor: str, report: dict[str, Any]) -> list[Recomme
             severity="critical", capability=capability, provider=None, problem=f"the audit log of {actor} cannot be written",
             evidence=f"{audit.get('path')}: {audit['last_error']}; {audit.get('dropped', 0)} lines dropped",
             fix="free space or fix the permissions of the state directory (state.url, or $AICMO_STATE_DIR) on that node"))
+    out += for_replicas(capability, report.get("replicas") or [])
     return out
+
+
+def for_replicas(capability: str, replicas: list[dict[str, Any]]) -> list[Recommendation]:
+    """Router replicas (as replica 0 reports them): a capability down to one
+    live replica, or none besides replica 0, has lost what replicas are for."""
+    if len(replicas) < 2:
+        return []
+    down = [r for r in replicas if not r.get("alive", True)]
+    if len(replicas) - len(down) > 1:
+        return []
+    names = ", ".join(f"{r['name']} ({r.get('error') or 'no answer'})" for r in down)
+    return [Recommendation(
+        severity="warning", capability=capability, provider=None,
+        problem=f"{capability} is down to {len(replicas) - len(down)} of {len(replicas)} router replicas",
+        evidence=f"not answering: {names}",
+        fix="Ray restarts a dead replica by itself within seconds; if it stays down, look at its log in the Ray "
+            "dashboard (Actors, the name above) and at its node, then run `aicmo-gateway up` again to recreate it")]
 
 
 def for_store(store: StoreHealth, now: float) -> list[Recommendation]:

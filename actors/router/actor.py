@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
 import ray
 
 from actors.durable import StoreHealth, StoreUnavailable
@@ -23,6 +24,7 @@ from actors.messages import (
     Operation,
     ProviderStatus,
     Ranking,
+    ReplicaStatus,
 )
 from actors.ops.observers import RouterOps
 from actors.ops.privacy import AUDIT_SECRET
@@ -30,6 +32,7 @@ from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
 from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
+from actors.router.replicas import Replicas
 from actors.specs import CapabilitySpec
 
 log = logging.getLogger("aicmo.router")
@@ -42,19 +45,39 @@ RANKING_VALID_FOR_S = 1.0
 AUDIT_KEY_RETRY_S = 5.0
 
 
+# Ray's GCS says of an actor whose process is gone: restarting it, or dead for good.
+_GONE_STATES = frozenset({"RESTARTING", "DEAD"})
+
+
+async def router_is_dead(owner: str) -> bool:
+    """Whether the router that claimed a key (owner "<actor id>:<process>") is
+    dead, by Ray's GCS (one lookup, off the event loop). A restarted router
+    is ALIVE again and ends its predecessor's claims itself (`ready`)."""
+    from ray._private import state  # the actor table: no public API reads one actor's state from the GCS
+
+    info = await asyncio.to_thread(state.actors, owner.split(":", 1)[0])
+    return info.get("State") in _GONE_STATES
+
+
 @ray.remote
 class RouterActor:
-    def __init__(self, spec: CapabilitySpec, namespace: str):
+    def __init__(self, spec: CapabilitySpec, namespace: str, replica: int = 0, replicas: int = 1):
+        """`replica` of `replicas` (actors/router/replicas.py): replica 0 holds
+        the name of the contract, `router:<capability>`, and is the one the
+        supervisor has drain the outbox and settle parked items (once, not
+        once per replica) and that providers push their changes to."""
+        self._replicas = Replicas(spec.capability, namespace, replica, replicas)
         self._actor_names = {p.name: p.actor_name for p in spec.providers}
         self._calls = ProviderCalls(self._actor_names, namespace)
         # Claims it leaves in the store carry its actor id: its next
         # incarnation (Ray restarts it under the same id) drops them first.
         self._core = RouterCore(spec, self._calls.send, self._calls.resolve, send_many=self._calls.send_many,
-                                owner=ray.get_runtime_context().get_actor_id())
-        self._ops = RouterOps(spec)
+                                owner=ray.get_runtime_context().get_actor_id(), owner_gone=router_is_dead)
+        self._ops = RouterOps(spec, replica=replica)
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
         self._outlier_task: asyncio.Task[None] | None = None
+        self._released: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
         self._ops.audit_key_loader = self._audit_key_before_write
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
@@ -64,12 +87,15 @@ class RouterActor:
 
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
-        await self._quotas_known()
-        return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run, deadline_s=deadline_s)
+        with self._replicas.serving(1):
+            await self._quotas_known()
+            return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run,
+                                           deadline_s=deadline_s)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
-        await self._quotas_known()
-        return await self._core.invoke_many(requests)
+        with self._replicas.serving(len(requests)):
+            await self._quotas_known()
+            return await self._core.invoke_many(requests)
 
     async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
         return await self._core.drain_outbox(limit, rate_per_s, ids)
@@ -91,12 +117,17 @@ class RouterActor:
     def real_provider_available(self) -> bool:
         return self._core.real_provider_available()
 
-    def health_changed(self, name: str, health: HealthSnapshot) -> None:
+    def health_changed(self, name: str, health: HealthSnapshot, relayed: bool = False) -> None:
+        """A provider's health changed (its push); replica 0 passes it on to its siblings."""
         self._core.health_changed(name, health)
+        if not relayed:
+            self._replicas.relay("health_changed", name, health, relayed=True)
 
-    def quota_changed(self, status: ProviderStatus) -> None:
+    def quota_changed(self, status: ProviderStatus, relayed: bool = False) -> None:
         """A provider's quota or balance was spent, or is back (spending.py)."""
         self._core.seen.quotas.learn_status(status.name, status)
+        if not relayed:
+            self._replicas.relay("quota_changed", status, relayed=True)
 
     def provider_back(self, name: str) -> HealthSnapshot | None:
         """Called by a provider actor Ray restarted (see ProviderActor._back)."""
@@ -118,8 +149,14 @@ class RouterActor:
                                                   reachable=False, delivers=spec.delivers, last_resort=spec.last_resort,
                                                   warnings=[f"provider actor did not answer: {type(exc).__name__}"])
 
-        statuses = await asyncio.gather(*(one(n) for n in self._actor_names))
-        return self._core.ranked({s.name: s for s in statuses})
+        statuses, replicas = await asyncio.gather(asyncio.gather(*(one(n) for n in self._actor_names)),
+                                                  self._replicas.statuses(self.replica_status(), timeout_s))
+        ranked = self._core.ranked({s.name: s for s in statuses})
+        return msgspec.structs.replace(ranked, replicas=replicas)
+
+    def replica_status(self) -> ReplicaStatus:
+        """This replica: its name, node and requests in flight."""
+        return self._replicas.status(ray.get_runtime_context().get_node_id())
 
     @staticmethod
     def _health_of(status: ProviderStatus, known: HealthSnapshot) -> HealthSnapshot:
@@ -141,10 +178,13 @@ class RouterActor:
         return {**self._core.counters, "outlier_sweeps": self._core.outliers.sweeps}
 
     def digest(self) -> str:
-        return self._core.spec.digest
+        """What `up` compares with the config's (actors/deploy/gateway.py): the spec and the replica count."""
+        return f"{self._core.spec.digest}/{self._replicas.count}"
 
     async def ready(self) -> str:
         self._ops.ensure_started()
+        if self._released is None and ray.get_runtime_context().was_current_actor_reconstructed:
+            self._released = asyncio.ensure_future(self._release_predecessors())
         asyncio.ensure_future(self._adopt_faults())
         if self._outlier_task is None and self._core.outliers.policy.enabled:  # the outlier sweep (ejection.py)
             outliers = self._core.outliers
@@ -153,6 +193,25 @@ class RouterActor:
                 lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
         return self._core.spec.actor_name
+
+    async def release_claims_of(self, actor_ids: list[str]) -> int:
+        """Ends the key claims of routers of this capability that `up` killed
+        (replaced, or replicas removed): their processes are gone."""
+        released = 0
+        for actor_id in actor_ids:
+            released += await self._core.store().release_claims(actor_id + ":")
+        if released:
+            log.warning("%s: ended %d claim(s) of router(s) a redeploy removed", self._core.capability, released)
+        return released
+
+    async def _release_predecessors(self, timeout_s: float = 30.0) -> None:
+        """A restarted router ends the claims its dead process left at once, not
+        at its first request: a sibling replica holding the resend of such a key
+        waits for them (a router that never had claims opens the store for nothing)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._core.results.release_predecessors()), timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the first claim tries again
+            log.warning("%s: claims of the previous incarnation not released yet (%s)", self._core.capability, exc)
 
     async def _adopt_faults(self, timeout_s: float = 5.0) -> None:
         """Live faults its providers hold from before this router started: audited when they expire."""
@@ -233,9 +292,14 @@ class RouterActor:
         records, cursor = await asyncio.to_thread(self._ops.audit.since, cursor, limit)
         return {"records": records, "cursor": cursor, "path": str(self._ops.audit.path)}
 
-    async def ops_report(self) -> dict[str, Any]:
-        """Hooks (calls, failures, load errors) and the audit log (path, lines, errors)."""
-        return self._ops.report()
+    async def ops_report(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """Hooks (calls, failures, load errors) and the audit log (path, lines, errors);
+        from replica 0 of several, every replica's status (self-check: replicas down)."""
+        report = self._ops.report()
+        if self._replicas.index == 0 and self._replicas.count > 1:
+            statuses = await self._replicas.statuses(self.replica_status(), timeout_s)
+            report["replicas"] = [msgspec.to_builtins(r) for r in statuses]
+        return report
 
     async def flush_ops(self) -> None:
         """Write what is buffered now (tests, shutdown)."""

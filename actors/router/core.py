@@ -40,7 +40,7 @@ from actors.router.attempts import Attempts, Send
 from actors.router.coalesce import Coalescer, SendMany, batching
 from actors.router.ejection import Outliers
 from actors.router.finishing import Finisher
-from actors.router.idempotency import IdempotencyRecords, Refused, Replayed, fingerprint
+from actors.router.idempotency import IdempotencyRecords, OwnerGone, Refused, Replayed, fingerprint
 from actors.router.outbox_delivery import OutboxDelivery
 from actors.router.planner import Planner
 from actors.router.provider_views import ProviderViews
@@ -55,7 +55,10 @@ __all__ = ["RouterCore", "Send"]
 class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Clock = SYSTEM_CLOCK, store: StateStore | None = None, send_many: SendMany | None = None,
-                 owner: str | None = None, rng: random.Random | None = None):
+                 owner: str | None = None, rng: random.Random | None = None,
+                 owner_gone: OwnerGone | None = None):
+        """`owner_gone`: whether the router that holds a key's claim is dead
+        (idempotency.py: a sibling replica then takes the key over)."""
         self.spec = spec
         self.capability = spec.capability
         self.routing = spec.routing
@@ -70,7 +73,7 @@ class RouterCore:
         self.backoff = Backoff(rounds=spec.routing.retry_rounds, base_ms=spec.routing.retry_backoff_ms,
                                max_ms=spec.routing.retry_backoff_max_ms)
         self.results = IdempotencyRecords(self.capability, spec.routing.idempotency_window_s, clock, self.store,
-                                          owner=owner)
+                                          owner=owner, owner_gone=owner_gone)
         self.counters: dict[str, int] = {}
         self.settler = Settler(self.capability, self.providers, resolve, self.store, clock, self.count)
         self.outbox = OutboxDelivery(self)

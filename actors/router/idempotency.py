@@ -28,7 +28,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -52,6 +52,12 @@ LEASE_GRACE_S = 10.0
 # How often a request whose key another router holds looks again.
 POLL_FIRST_S = 0.02
 POLL_LONGEST_S = 0.5
+# A key held this long by another router: ask whether that router is dead.
+ASK_OWNER_AFTER_S = 0.05
+
+# Whether the router named by a claim's owner ("<actor id>:<process>") is
+# dead (Ray restarting it, or gone); the router actor asks Ray's GCS.
+OwnerGone = Callable[[str], Awaitable[bool]]
 
 
 def fingerprint(method: str, payload: Any) -> str:
@@ -90,7 +96,7 @@ _NOTHING = InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.ALL_PROVIDERS_F
 
 class IdempotencyRecords:
     def __init__(self, capability: str, window_s: float, clock: Clock, store: Callable[[], StateStore],
-                 owner: str | None = None, expire_every: int = 1000):
+                 owner: str | None = None, expire_every: int = 1000, owner_gone: OwnerGone | None = None):
         self.capability = capability
         self.window_s = window_s
         self._clock = clock.time
@@ -101,6 +107,7 @@ class IdempotencyRecords:
         self.owner_id = owner or uuid.uuid4().hex
         self.owner = f"{self.owner_id}:{uuid.uuid4().hex[:12]}"
         self._running: dict[str, tuple[asyncio.Future[InvokeResult], str | None]] = {}
+        self._owner_gone = owner_gone
         self._predecessors_released: asyncio.Future[None] | None = None
         self._writes = 0
         self._expire_every = expire_every
@@ -152,8 +159,15 @@ class IdempotencyRecords:
                 if _differs(record.fingerprint, fingerprint):
                     return self._reused(key)
                 return Replayed(result)
-            # Another router (or a redelivery) holds it right now: wait for it.
+            # Another router (or a redelivery) holds it right now: wait for it,
+            # unless that router is dead (a replica, killed mid-call: the caller
+            # resent to this one). Its claims end and this request goes on at
+            # once as a resumed key: what the dead one sent is settled from the
+            # providers' journals before anything is sent (attempts.py).
             self._end_local(key, _NOTHING)
+            if pause >= ASK_OWNER_AFTER_S and await self._took_over(record.owner):
+                pause = POLL_FIRST_S
+                continue
             wait = min(pause, record.lease_left_s if record.lease_left_s is not None else pause)
             if self._monotonic() + wait >= deadline:
                 return Refused(ErrorKind.DEADLINE_EXCEEDED,
@@ -163,16 +177,38 @@ class IdempotencyRecords:
             await self._sleep(max(wait, 0.0))
             pause = min(pause * 2, POLL_LONGEST_S)
 
+    async def _took_over(self, owner: str | None) -> bool:
+        """Ends the claims of `owner` if its router is dead; whether it did."""
+        if self._owner_gone is None or not owner or owner.startswith(self.owner_id + ":"):
+            return False
+        try:
+            if not await self._owner_gone(owner):
+                return False
+            released = await self._store().release_claims(owner)
+        except Exception as exc:  # noqa: BLE001 - not known: wait for the claim as before
+            log.warning("%s: could not tell whether %s is dead (%s)", self.capability, owner, exc)
+            return False
+        log.warning("%s: ended %d claim(s) of %s, a router that died", self.capability, released, owner)
+        return True
+
     def _reused(self, key: str) -> Refused:
         return Refused(ErrorKind.IDEMPOTENCY_KEY_REUSED,
                        f"idempotency key {key!r} was used before for a different request (another method or payload); "
                        "nothing was sent. Use a new key for a new request")
 
-    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | bool:
-        """The record that holds the key, or, won, whether it was resumed."""
+    def release_predecessors(self) -> asyncio.Future[None]:
+        """Starts (once, and again after a failure) ending the claims a dead
+        predecessor left: before this incarnation's first claim, or at once
+        when it is a restart (router replicas: a sibling may be waiting for
+        those keys, and this one may take no request for a while)."""
         if self._predecessors_released is None or (self._predecessors_released.done()
                                                    and self._predecessors_released.exception() is not None):
             self._predecessors_released = asyncio.ensure_future(self._release_predecessors())
+        return self._predecessors_released
+
+    async def _claim(self, claim: KeyClaim, deadline: float) -> KeyRecord | bool:
+        """The record that holds the key, or, won, whether it was resumed."""
+        self.release_predecessors()
         # Every first request waits for the same task, and goes on in the same
         # turn: their claims still form one batch.
         await asyncio.shield(self._predecessors_released)

@@ -204,6 +204,46 @@ result({"lost": lost, "ok": res.ok, "provider": res.provider, "replayed": res.re
         down(cluster, "unknown")
 
 
+TWICE = PRELUDE + """
+from actors.names import router_replica_name
+EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
+replicas = [ray.get_actor(router_replica_name("email_sending", i), namespace="twice") for i in (0, 1)]
+nodes = ray.get([r.node_id.remote() for r in replicas])
+keys = [f"twice-{i}" for i in range(ARGS["n"])]
+refs = [r.invoke.remote("send_email", {**EMAIL, "subject": k}, idempotency_key=k, deadline_s=30)
+        for k in keys for r in replicas]
+answers = ray.get(refs, timeout=180)
+result({"nodes": nodes, "answers": [[a.ok, a.replayed, a.idempotency_key] for a in answers]})
+"""
+
+
+def test_two_router_replicas_on_two_nodes_deliver_a_key_sent_to_both_at_once_once(
+        cluster: RayNodes, postgres_database: Any, tmp_path: Path) -> None:
+    """On a cluster of several nodes `auto` runs two replicas, spread over the
+    nodes that may host routers; their claims meet in PostgreSQL."""
+    ledger = tmp_path / "ledger.jsonl"
+    caps = {"email_sending": {"providers": [
+        {"name": "primary", "adapter": "simulated", "settings": sim(ledger, latency_ms=20)}]}}
+    config = write_config(tmp_path / "twice.yaml", "twice", pg_url(postgres_database), caps,
+                          placement={"supervisor": ON_HEAD, "routers": ON_ROUTER_NODES, "providers": ON_B})
+    done = up(cluster, config, postgres_database)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        outcome = cluster.run_driver(TWICE, args={"n": 40}, timeout_s=240)
+        assert set(outcome["nodes"]) == {cluster.node("c").node_id, cluster.node("d").node_id}
+        answers = outcome["answers"]
+        assert all(ok for ok, _, _ in answers), [a for a in answers if not a[0]][:5]
+        assert sum(replayed for _, replayed, _ in answers) == 40   # one of each pair replayed the other
+        delivered: dict[str, int] = {}
+        for line in read_ledger(ledger):
+            delivered[line["idempotency_key"]] = delivered.get(line["idempotency_key"], 0) + 1
+        assert len(delivered) == 40 and set(delivered.values()) == {1}
+        status = cluster.cli("status", "--namespace", "twice")
+        assert "routers: " in status.stdout and "2 of 2 alive" in status.stdout, status.stdout
+    finally:
+        down(cluster, "twice")
+
+
 TRAFFIC = PRELUDE + """
 from tests.faults.accounting import CarefulCaller, request_for
 requests = [request_for("email_sending", i, "loss") for i in range(ARGS["n"])]

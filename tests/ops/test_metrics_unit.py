@@ -49,9 +49,19 @@ def test_hedges_are_not_fallbacks() -> None:
     assert rec.counter("aicmo_fallbacks") == 0
     # Counts are summed in memory and handed over once per flush.
     for _ in range(50):
-        m.count("aicmo_requests", "lead_enrichment", "enrich_person", "b", "ok")
+        m.count("aicmo_requests", "lead_enrichment", "enrich_person", "b", "ok", "0")
     m.flush()
     assert rec.counter("aicmo_requests", provider="b") == 51
+
+
+def test_each_router_replica_counts_under_its_own_label() -> None:
+    rec = MemoryRecorder()
+    for replica in (0, 1):
+        m = RouterMetrics(rec, "email_sending", replica)
+        m.observe_decision(Decision(at=0, capability="email_sending", method="send_email", request_id="r", ok=True,
+                                    provider="a", attempts=[Attempt(provider="a", ok=True)]))
+        m.flush()
+    assert rec.counter("aicmo_requests", replica="0") == 1 and rec.counter("aicmo_requests", replica="1") == 1
 
 
 class SetLog(MemoryRecorder):

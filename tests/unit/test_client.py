@@ -74,7 +74,8 @@ class FakeRay:
     def __init__(self, routers: dict[str, FakeRouter], namespace: str = "ns"):
         self.routers = routers
         self.namespace = namespace
-        self.lookups = 0
+        self.lookups = 0            # of names that are registered
+        self.misses: list[str] = []  # names looked up in vain (a replica count is found by the first miss)
         fake = self
 
         class Util:
@@ -85,9 +86,10 @@ class FakeRay:
         self.util = Util()
 
     def get_actor(self, name: str, namespace: str) -> Any:
-        self.lookups += 1
         if name not in self.routers or namespace != self.namespace:
+            self.misses.append(name)
             raise ValueError(f"Failed to look up actor {name}")
+        self.lookups += 1
         return self.routers[name]
 
     def get(self, ref: Any, timeout: float | None = None) -> Any:

@@ -47,9 +47,13 @@ class Script:
         return self.outcomes.pop(0)
 
 
-def steps_of(call: RouterCall, script: Script, events: list[str]) -> Any:
-    return router_call(call, script.send, ResendPolicy(), forget=lambda: events.append("forget"),
-                       resent=lambda: events.append("resent"))
+def steps_of(call: RouterCall, script: Script, events: list[str], sibling: bool = False) -> Any:
+    def forget(c: RouterCall) -> bool:
+        events.append("forget")
+        return sibling
+
+    return router_call(call, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
+                       settled=lambda c: events.append("settled"))
 
 
 def drive(steps: Any, clock: Clock) -> tuple[Any, list[Any]]:
@@ -81,7 +85,7 @@ def call(clock: Clock, deadline_s: float | None = 5.0) -> RouterCall:
 def test_an_answer_on_the_first_send_ends_the_call() -> None:
     clock, events = Clock(), []
     answer, seen = drive(steps_of(call(clock), Script("answer"), events), clock)
-    assert answer == "answer" and [type(s) for s in seen] == [Await] and events == []
+    assert answer == "answer" and [type(s) for s in seen] == [Await] and events == ["settled"]
 
 
 def test_a_dropped_call_is_sent_again_after_growing_pauses_with_what_is_left_of_the_deadline() -> None:
@@ -91,8 +95,26 @@ def test_a_dropped_call_is_sent_again_after_growing_pauses_with_what_is_left_of_
     answer, seen = drive(steps_of(c, script, events), clock)
     assert answer == "ok" and c.resends == 2
     assert [s.delay_s for s in seen if isinstance(s, Sleep)] == [0.05, 0.1]
-    assert events == ["forget", "resent", "forget", "resent"]
+    assert events == ["settled", "forget", "resent", "settled", "forget", "resent", "settled"]
     assert script.deadlines == [5.0, pytest.approx(4.95), pytest.approx(4.85)]
+
+
+def test_a_call_a_replica_dropped_goes_to_a_live_sibling_at_once() -> None:
+    # Router replicas: no pause while Ray restarts the one that died.
+    clock, events = Clock(), []
+    script = Script(ray.exceptions.ActorDiedError(), "ok")
+    c = call(clock)
+    answer, seen = drive(steps_of(c, script, events, sibling=True), clock)
+    assert answer == "ok" and c.resends == 1 and not any(isinstance(s, Sleep) for s in seen)
+    assert events == ["settled", "forget", "resent", "settled"] and script.deadlines == [5.0, 5.0]
+
+
+def test_a_sibling_does_not_outlive_the_deadline() -> None:
+    clock, events = Clock(), []
+    c = call(clock, deadline_s=1.0)
+    clock.now = 0.99  # the drop came with 10 ms left: less than a resend needs
+    answer, _ = drive(steps_of(c, Script(ray.exceptions.ActorDiedError()), events, sibling=True), clock)
+    assert answer == GaveUp("ActorDiedError") and c.resends == 0
 
 
 def test_not_deployed_is_raised_on_the_first_send_and_a_drop_on_a_resend() -> None:
@@ -107,14 +129,14 @@ def test_not_deployed_is_raised_on_the_first_send_and_a_drop_on_a_resend() -> No
 def test_no_answer_within_the_wait_gives_up_at_once() -> None:
     clock, events = Clock(), []
     answer, seen = drive(steps_of(call(clock), Script(TimeoutError()), events), clock)
-    assert answer == GaveUp("it gave no answer") and len(seen) == 1 and events == []
+    assert answer == GaveUp("it gave no answer") and len(seen) == 1 and events == ["settled"]
 
 
 def test_a_drop_with_no_time_left_for_an_answer_gives_up_naming_why() -> None:
     clock, events = Clock(), []
     c = call(clock, deadline_s=0.06)
     answer, seen = drive(steps_of(c, Script(ray.exceptions.ActorDiedError()), events), clock)
-    assert answer == GaveUp("ActorDiedError") and c.resends == 0 and events == ["forget"]
+    assert answer == GaveUp("ActorDiedError") and c.resends == 0 and events == ["settled", "forget"]
 
 
 def test_any_other_failure_reaches_the_caller() -> None:

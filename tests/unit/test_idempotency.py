@@ -46,9 +46,9 @@ class World:
         self.clock.now += s
         await asyncio.sleep(0)
 
-    def new_records(self, owner: str) -> IdempotencyRecords:
+    def new_records(self, owner: str, owner_gone: Any = None) -> IdempotencyRecords:
         clock = RouterClock(time=self.clock, monotonic=self.clock.monotonic, sleep=self.sleep)
-        return IdempotencyRecords(CAP, WINDOW_S, clock, lambda: self.store, owner=owner)
+        return IdempotencyRecords(CAP, WINDOW_S, clock, lambda: self.store, owner=owner, owner_gone=owner_gone)
 
     def deadline(self, s: float = 5.0) -> float:
         return self.clock.monotonic() + s
@@ -154,6 +154,38 @@ def test_the_claims_a_dead_predecessor_left_end_before_the_first_claim() -> None
     claim = run(w.records.acquire("k", None, w.deadline()))
     # Resumed: the earlier request's sends may be in the journals, to settle first.
     assert claim == Claimed(resumed=True) and w.sleeps == []
+
+
+def test_a_key_a_dead_sibling_replica_held_is_taken_over_without_waiting_for_its_lease() -> None:
+    # Router replicas: the caller resent to this one when the other died mid-call.
+    asked: list[str] = []
+
+    async def gone(owner: str) -> bool:
+        asked.append(owner)
+        return owner.startswith("replica-2:")
+
+    w = World()
+    w.records = w.new_records("replica-1", owner_gone=gone)
+    run(w.store.claim_keys(CAP, [KeyClaim("k", None)], "replica-2:p", 600.0, 0.0))
+    claim = run(w.records.acquire("k", None, w.deadline()))
+    # Resumed: what the dead one sent is settled from the journals before anything is sent.
+    assert claim == Claimed(resumed=True) and asked == ["replica-2:p"]
+    assert sum(w.sleeps) < 0.1           # not the 600 s lease, not the deadline
+
+
+def test_a_key_a_live_sibling_holds_is_waited_for_and_its_owner_asked_after_a_while() -> None:
+    asked: list[str] = []
+
+    async def alive(owner: str) -> bool:
+        asked.append(owner)
+        return False
+
+    w = World()
+    w.records = w.new_records("replica-1", owner_gone=alive)
+    run(w.store.claim_keys(CAP, [KeyClaim("k", None)], "replica-2:p", 600.0, 0.0))
+    refused = run(w.records.acquire("k", None, w.deadline(0.5)))
+    assert isinstance(refused, Refused) and refused.kind is ErrorKind.DEADLINE_EXCEEDED
+    assert asked and len(asked) < len(w.sleeps)   # not at the first looks: most holders end within 50 ms
 
 
 def test_a_result_is_replayed_within_the_window_only() -> None:

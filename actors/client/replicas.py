@@ -1,0 +1,101 @@
+"""The router replicas of one capability, as one client sees them, and which
+one takes the next call: the power of two choices on the calls this client
+has in flight at each (as Ray Serve's request router does with queue
+lengths, `ray/serve/_private/request_router/pow_2_router.py`).
+
+Replicas are found by name (actors.names: `router:<capability>`, then
+`router:<capability>#1`, `#2`, ... until a name is not registered), once,
+and again after a replica dropped a call (a redeploy may have changed their
+number). A replica that dropped a call is left out for `DOWN_S` (Ray is
+restarting it; about 2 s here) while its siblings take the calls: the
+caller's resend goes to a live sibling at once instead of waiting.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.errors import NotDeployed
+from actors.names import MAX_ROUTER_REPLICAS, router_replica_name
+
+__all__ = ["DOWN_S", "Replica", "RouterReplicas"]
+
+# How long a replica that dropped a call is left out (Ray restarts a router in about 2 s).
+DOWN_S = 3.0
+
+
+@dataclass
+class Replica:
+    index: int
+    name: str
+    handle: Any = None
+    in_flight: int = 0
+    down_until: float = float("-inf")
+
+
+@dataclass
+class RouterReplicas:
+    """`lookup(name)` returns an actor handle or raises ValueError (not registered)."""
+
+    capability: str
+    lookup: Callable[[str], Any]
+    clock: Callable[[], float]
+    rng: random.Random = field(default_factory=random.Random)
+    replicas: list[Replica] = field(default_factory=list)
+    stale: bool = True
+
+    def discover(self) -> None:
+        found: list[Replica] = []
+        for index in range(MAX_ROUTER_REPLICAS):
+            name = router_replica_name(self.capability, index)
+            try:
+                handle = self.lookup(name)
+            except ValueError:
+                if index == 0:
+                    raise NotDeployed(name) from None
+                break
+            known = next((r for r in self.replicas if r.index == index), None)
+            found.append(Replica(index, name, handle, known.in_flight if known else 0,
+                                 known.down_until if known else float("-inf")))
+        self.replicas = found
+        self.stale = False
+
+    def pick(self) -> Replica:
+        """The replica for the next call: of two live ones drawn at random, the
+        one with fewer calls in flight; with none live, the one back soonest."""
+        if self.stale or not self.replicas:
+            self.discover()
+        while True:
+            now = self.clock()
+            live = [r for r in self.replicas if r.down_until <= now]
+            if not live:
+                chosen = min(self.replicas, key=lambda r: r.down_until)
+            elif len(live) == 1:
+                chosen = live[0]
+            else:
+                a, b = self.rng.sample(live, 2)
+                chosen = a if a.in_flight <= b.in_flight else b
+            if chosen.handle is not None:
+                return chosen
+            try:
+                chosen.handle = self.lookup(chosen.name)
+                return chosen
+            except ValueError:
+                # Removed (a redeploy with fewer replicas): the others take its calls.
+                self.replicas.remove(chosen)
+                self.stale = True
+                if not self.replicas:
+                    raise NotDeployed(chosen.name) from None
+
+    def dropped(self, replica: Replica) -> bool:
+        """`replica` dropped a call (it died, or is restarting): leave it out
+        for a while, find the replicas again next time; whether a sibling is
+        live to take the resend now."""
+        now = self.clock()
+        replica.down_until = now + DOWN_S
+        replica.handle = None
+        self.stale = True
+        return any(r.down_until <= now for r in self.replicas if r is not replica)
