@@ -125,11 +125,12 @@ class Gateway:
     """A gateway deployed for one test, reached through the Python client
     (`client`); provider actors by their name."""
 
-    def __init__(self, ray: Any, namespace: str):
+    def __init__(self, ray: Any, namespace: str, state_url: str | None = None):
         from actors.client import Gateway as Client
 
         self.ray = ray
         self.namespace = namespace
+        self.state_url = state_url  # its `state.url`: a test reads what the actors stored
         self.client = Client(namespace)
 
     def router(self, capability: str) -> Any:
@@ -172,7 +173,7 @@ def gateway(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         config = {"state": {"url": namespaces[namespace]}, **config, "namespace": namespace}
         config.setdefault("supervisor", {"check_interval_s": 0, "drain_interval_s": 0})
         deploy_spec(build_spec(parse_config(config, "<test>")), detached=False)
-        return Gateway(ray_cluster, namespace)
+        return Gateway(ray_cluster, namespace, config["state"]["url"])
 
     yield deploy
     for namespace in namespaces:
