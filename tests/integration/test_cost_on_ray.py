@@ -55,10 +55,10 @@ def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
 
 def stored_calls(gw: Any, provider: str) -> int:
     """The calls of `provider` in the store's spend rows for the current periods (what a restart reloads)."""
-    from actors.durable import open_store
+    from actors.specs import open_spec_store
 
     async def read() -> int:
-        store = open_store(gw.state_url, gw.namespace)
+        store = open_spec_store(gw.state)
         try:
             return sum(r.calls for r in await store.spend_get(CAP, time.time()) if r.provider == provider)
         finally:
