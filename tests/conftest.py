@@ -125,11 +125,12 @@ class Gateway:
     """A gateway deployed for one test, reached through the Python client
     (`client`); provider actors by their name."""
 
-    def __init__(self, ray: Any, namespace: str):
+    def __init__(self, ray: Any, namespace: str, state: Any = None):
         from actors.client import Gateway as Client
 
         self.ray = ray
         self.namespace = namespace
+        self.state = state  # its StateSpec (actors/specs.py): a test reads what the actors stored
         self.client = Client(namespace)
 
     def router(self, capability: str) -> Any:
@@ -171,8 +172,9 @@ def gateway(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
             namespaces[namespace] = str(tmp_path_factory.mktemp("state"))
         config = {"state": {"url": namespaces[namespace]}, **config, "namespace": namespace}
         config.setdefault("supervisor", {"check_interval_s": 0, "drain_interval_s": 0})
-        deploy_spec(build_spec(parse_config(config, "<test>")), detached=False)
-        return Gateway(ray_cluster, namespace)
+        spec = build_spec(parse_config(config, "<test>"))
+        deploy_spec(spec, detached=False)
+        return Gateway(ray_cluster, namespace, spec.state)
 
     yield deploy
     for namespace in namespaces:

@@ -42,8 +42,14 @@ class Claims:
     the future its outcome is given to: whoever else wants the key waits
     for it instead of sending too."""
 
+    UNSENT_KEPT = 10_000  # keys remembered as "not sent" (the oldest forgotten first)
+
     def __init__(self) -> None:
         self.inflight: dict[str, asyncio.Future[CallReply]] = {}
+        # Keys whose last claim here ended before anything was sent (cut off
+        # while claiming, or refused by the journal): a router that asks about
+        # the attempt it just made is answered "not delivered" without the store.
+        self._unsent: dict[str, None] = {}
 
     def take(self, keys: list[str]) -> dict[str, asyncio.Future[CallReply]]:
         """Marks the keys in flight: synchronous, so nothing else in this
@@ -51,6 +57,8 @@ class Claims:
         loop = asyncio.get_running_loop()
         claims: dict[str, asyncio.Future[CallReply]] = {key: loop.create_future() for key in keys}
         self.inflight.update(claims)
+        for key in keys:
+            self._unsent.pop(key, None)
         return claims
 
     async def wait_for(self, key: str) -> CallReply | None:
@@ -71,6 +79,20 @@ class Claims:
                 del self.inflight[key]
             if not future.done():
                 future.set_result(outcomes.get(key, otherwise))
+
+    def release_unsent(self, claims: dict[str, asyncio.Future[CallReply]], reply: CallReply) -> None:
+        """Ends claims whose sends were certainly not made (`reply` says
+        why), and remembers so (`unsent`)."""
+        for key, future in claims.items():
+            if not future.done():  # still the key's current claim
+                self._unsent[key] = None
+        while len(self._unsent) > self.UNSENT_KEPT:
+            del self._unsent[next(iter(self._unsent))]
+        self.release(claims, {}, reply)
+
+    def unsent(self, key: str) -> bool:
+        """Whether the last claim of `key` here ended with nothing sent."""
+        return key in self._unsent and key not in self.inflight
 
 
 class DeliveryJournal:
@@ -133,15 +155,31 @@ class OutcomeWriter:
         entries = self._journal.entries(rows)
         if not entries:
             return
-        if not self._unwritten:
-            try:
-                await self._journal.put(entries)
-                return
-            except StoreUnavailable as exc:
-                log.warning("%s/%s: journaling %d outcome(s) later: %s", self._journal.capability,
-                            self._journal.provider, len(entries), exc)
-        self._unwritten += entries  # behind older entries: written in order
-        self.delivered.update({key: reply for key, reply in replies.items() if getattr(reply, "ok", False)})
+        delivered = {key: reply for key, reply in replies.items() if getattr(reply, "ok", False)}
+        if self._unwritten:  # behind older entries: written in order
+            self._later(entries, delivered)
+            return
+        # In memory before the store is awaited: a cancel meanwhile (the
+        # router gave up on the attempt) must not lose what was delivered.
+        self.delivered.update(delivered)
+        try:
+            await self._journal.put(entries)
+        except StoreUnavailable as exc:
+            log.warning("%s/%s: journaling %d outcome(s) later: %s", self._journal.capability,
+                        self._journal.provider, len(entries), exc)
+            self._later(entries, delivered)
+            return
+        except asyncio.CancelledError:
+            self._later(entries, delivered)  # written again in the background (a put of the same entries is harmless)
+            raise
+        queued = {entry.key for entry in self._unwritten}
+        for key in delivered:
+            if key not in queued:
+                self.delivered.pop(key, None)
+
+    def _later(self, entries: Sequence[JournalEntry], delivered: dict[str, Any]) -> None:
+        self._unwritten += entries
+        self.delivered.update(delivered)
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
 

@@ -60,6 +60,11 @@ class Answers:
         return CallReply(ok=False, error_kind=ErrorKind.OUTCOME_UNKNOWN, maybe_delivered=True,
                          error=f"{self.name}: the attempt was cut off", health=self._health())
 
+    def not_sent(self, why: str) -> CallReply:
+        """A keyed send stopped before the adapter was called: certainly not delivered."""
+        return CallReply(ok=False, error_kind=ErrorKind.CANCELLED, maybe_delivered=False,
+                         error=f"{self.name}: {why}", health=self._health())
+
     def settled(self, settled: Resolution) -> CallReply:
         """What a keyed send answers once its key's earlier send is settled."""
         if settled.state == "delivered":

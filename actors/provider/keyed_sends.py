@@ -33,6 +33,8 @@ __all__ = ["KeyedSends"]
 
 Claimed = dict[str, asyncio.Future[CallReply]]
 
+CLAIM_MARGIN_S = 0.25  # the journal claim ends this much before the attempt's timeout (at most half of it)
+
 
 class KeyedSends:
     def __init__(self, name: str, sender: JournaledSend, settling: Settling, journal: DeliveryJournal,
@@ -76,12 +78,14 @@ class KeyedSends:
         claims = self._claims.take(list(mine))
         others = [asyncio.ensure_future(self._call_when_free(*calls[i])) for i in busy]
         settling: dict[int, asyncio.Future[CallReply]] = {}
+        sending = False
         try:
             taken = await self._claim_in_journal([calls[i] for i in mine.values()], claims, replies, mine)
             for key, entry in taken.items():
                 i = mine.pop(key)
                 settling[i] = asyncio.ensure_future(self._answer_taken(*calls[i], entry, claims.pop(key)))
             now = [*direct, *mine.values()]
+            sending = True
             sent = await self._sender.send([calls[i] for i in now], {key: claims[key] for key in mine})
             for i, reply in zip(now, sent, strict=True):
                 replies[i] = reply
@@ -90,7 +94,10 @@ class KeyedSends:
         except BaseException:
             for task in [*others, *settling.values()]:
                 task.cancel()
-            self._claims.release(claims, {}, self._answers.cut_off())
+            if sending:
+                self._claims.release(claims, {}, self._answers.cut_off())
+            else:  # cut off while claiming: the adapter was never called
+                self._claims.release_unsent(claims, self._answers.not_sent("cut off before it was sent"))
             raise
         for i, j in same_as.items():
             replies[i] = replies[j]
@@ -104,7 +111,12 @@ class KeyedSends:
         answered `store_unavailable` and their claims released."""
         if not calls:
             return {}
-        deadline = self._clock.monotonic() + max(ctx.timeout_s for _, _, ctx in calls)
+        # The whole claim is bounded, not each try: one try during an outage
+        # lasts as long as the store's own wait, and the answer must reach
+        # the router before it gives up on the attempt (timeout_s + its grace).
+        timeout_s = max(ctx.timeout_s for _, _, ctx in calls)
+        claim_s = timeout_s - min(CLAIM_MARGIN_S, timeout_s / 2)
+        deadline = self._clock.monotonic() + claim_s
         pending = {ctx.idempotency_key: (ctx, method) for method, _, ctx in calls if ctx.idempotency_key in
                    self._outcomes.delivered}
         if pending:  # delivered here, its outcome not journaled yet (the store was down): answer from memory
@@ -114,15 +126,17 @@ class KeyedSends:
                 self._claims.release({key: claims.pop(key)}, {key: replies[i]}, replies[i])  # type: ignore[arg-type, dict-item]
             calls = [c for c in calls if c[2].idempotency_key not in pending]
         try:
-            return await within(deadline, lambda: self._journal.claim([(ctx, method) for method, _, ctx in calls]),
-                                sleep=self._clock.sleep, clock=self._clock.monotonic)
-        except StoreUnavailable as exc:
+            return await asyncio.wait_for(
+                within(deadline, lambda: self._journal.claim([(ctx, method) for method, _, ctx in calls]),
+                       sleep=self._clock.sleep, clock=self._clock.monotonic), claim_s)
+        except (StoreUnavailable, asyncio.TimeoutError) as exc:
+            why = exc if isinstance(exc, StoreUnavailable) else f"no answer within {claim_s:g}s"
             refused = self._answers.refused(self._redact(f"{self.name}: not sent: the delivery journal could not "
-                                                         f"be written ({exc})"))
+                                                         f"be written ({why})"))
             for _, _, ctx in calls:
                 key = ctx.idempotency_key
                 replies[mine.pop(key)] = refused  # type: ignore[arg-type]
-                self._claims.release({key: claims.pop(key)}, {}, refused)  # type: ignore[arg-type]
+                self._claims.release_unsent({key: claims.pop(key)}, refused)  # type: ignore[arg-type]
             return {}
 
     async def _answer_taken(self, method: str, payload: Payload, ctx: CallContext, entry: JournalEntry,

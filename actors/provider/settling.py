@@ -4,6 +4,7 @@ attempt's answer and asks (`ProviderActor.resolve`).
 
     resolve(key) --> a send of it in flight here: waited for, its outcome is the answer
                      delivered here, not journaled yet: delivered
+                     its last claim here ended before anything was sent: not_delivered
                      the journal says: nothing or failed -> not_delivered; delivered -> delivered
                      started or unknown -> settle_claimed
     settle_claimed --> the adapter's reconcile(): the provider is asked
@@ -61,6 +62,10 @@ class Settling:
             return Resolution(state="delivered", value=last.value)
         if key in self._outcomes.delivered:
             return Resolution(state="delivered", value=self._outcomes.delivered[key].value)
+        if self._claims.unsent(key):
+            # The attempt the router asks about stopped before the adapter was
+            # called; earlier sends of the key were settled before it was made.
+            return Resolution(state="not_delivered")
         [claim] = self._claims.take([key]).values()
         resolution = Resolution(state="unknown", error="settling was cut off")
         try:

@@ -1,8 +1,8 @@
 """Outlier ejection on a real local Ray cluster: three simulated providers,
 the primary ten times slower than its peers and never failing. The
-supervisor probes every half second (the peers serve no live traffic: the
-seed's ranking sends everything to the primary, so probes are what compares
-them), the router sweeps every half second."""
+supervisor probes every half second (the peers serve little live traffic:
+the seed's ranking sends everything to one provider, so probes are what
+compares them), the router sweeps every half second."""
 
 from __future__ import annotations
 
@@ -52,8 +52,13 @@ def test_a_provider_ten_times_slower_is_ejected_and_serves_almost_nothing(gatewa
                                                                           ray_metrics_port) -> None:
     gw = gateway(config(primary_ms=100.0))
     router = gw.router("email_sending")
+    # Which provider serves these is not promised: the seed's key is health, then the success streak,
+    # then latency (policy/ranking.py `by_health`), and the supervisor's probes (every 0.5 s, from the
+    # deploy on) push the peers' health to the router, so a peer probed as often as the primary ranks
+    # ahead of it on latency. What is promised: they are served, and the ejection below is decided on
+    # probes, whoever served them.
     before = [ray_cluster.get(router.invoke.remote("send_email", EMAIL), timeout=30) for _ in range(5)]
-    assert all(r.ok and r.provider == "primary" for r in before)  # the seed's ranking: the primary first
+    assert all(r.ok for r in before)
     started = time.monotonic()
     while "primary" not in {n for n, p in statuses(ray_cluster, router).items() if p.ejected_until}:
         assert time.monotonic() - started < 30, "the slow primary was not ejected"
@@ -94,13 +99,14 @@ def test_providers_alike_are_never_ejected(gateway, ray_cluster) -> None:
     router = gw.router("email_sending")
     started = time.monotonic()
     served: list[Any] = []
-    # Long enough for several probes of each provider and several sweeps.
-    while time.monotonic() - started < 5 or min(len(p.probe_samples) for p in statuses(ray_cluster, router).values()) < 3:
-        assert time.monotonic() - started < 30, "the providers were not probed"
+    # Long enough for several probes of each provider and several sweeps (waited for, not assumed).
+    while time.monotonic() - started < 5 \
+            or min(len(p.probe_samples) for p in statuses(ray_cluster, router).values()) < 3 \
+            or ray_cluster.get(router.counters.remote(), timeout=30)["outlier_sweeps"] < 3:
+        assert time.monotonic() - started < 60, "the providers were not probed, or not swept"
         served += ray_cluster.get([router.invoke.remote("send_email", EMAIL) for _ in range(5)], timeout=30)
         time.sleep(0.2)
     assert all(r.ok for r in served)
-    assert ray_cluster.get(router.counters.remote(), timeout=30)["outlier_sweeps"] >= 3
     assert all(p.ejected_until is None and p.ejections == 0 for p in statuses(ray_cluster, router).values())
     ray_cluster.get(router.flush_ops.remote(), timeout=30)
     assert outlier_records(ray_cluster, router) == []

@@ -175,7 +175,10 @@ def test_a_router_settles_an_unknown_outcome_a_provider_on_another_node_journale
 router = ray.get_actor(router_name("email_sending"), namespace="unknown")
 primary = ray.get_actor("provider:email_sending:primary", namespace="unknown")
 first = router.invoke.remote("send_email", ARGS["email"], idempotency_key="k-unknown")
-time.sleep(1.0)  # the send is under way at the primary, journaled `started` in PostgreSQL
+deadline = time.monotonic() + 60
+while ray.get(primary.status.remote(), timeout=30).in_flight < 1:  # journaled `started` first, then under way
+    assert time.monotonic() < deadline, "the send never reached the primary"
+    time.sleep(0.05)
 ray.kill(primary, no_restart=False)   # the provider's process dies mid-send...
 ray.kill(router, no_restart=False)    # ...and so does the router that was waiting for it
 try:
