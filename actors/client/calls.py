@@ -25,6 +25,10 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
       is restarting), or its name gone     per ResendPolicy and send again, or,
       after a resend                       no time left for an answer: GaveUp
     sent, its name unknown (1st send)   -> NotDeployed raised to the caller
+    its name not found in time: the     -> pause and look it up again within the
+      GCS (the head) does not answer       deadline, or GaveUp naming the GCS
+    a drop by a restarting actor        -> its handle is kept (same actor: a
+      (ActorUnavailableError)              new lookup would need the GCS)
     sent, no answer within the wait     -> GaveUp("it gave no answer")
 """
 
@@ -39,7 +43,7 @@ from typing import Any, TypeVar
 import ray
 
 from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy
-from actors.errors import ErrorKind, NotDeployed
+from actors.errors import ErrorKind, GcsUnavailable, NotDeployed
 from actors.messages import ErrorInfo, InvokeResult
 from actors.names import router_name
 
@@ -178,17 +182,23 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     router handle after a drop (a replaced router is found again by name);
     `resent()` counts each resend."""
     while True:
+        keep_handle = False
         try:
             return (yield Await(lambda: (send(call), call.wait_s())))
+        except ray.exceptions.ActorUnavailableError as exc:
+            why, keep_handle = type(exc).__name__, True
         except DROPPED as exc:
             why = type(exc).__name__
+        except GcsUnavailable as exc:
+            why, keep_handle = str(exc), True
         except NotDeployed:
             if not call.resends:
                 raise
             why = NOT_REGISTERED
         except TimeoutError:
             return GaveUp("it gave no answer")
-        forget()
+        if not keep_handle:
+            forget()
         delay = policy.delay_s(call.resends, call.remaining_s())
         if delay is None:
             return GaveUp(why)

@@ -28,6 +28,7 @@ import ray
 from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
+from actors.client.lookup import NameLookup
 from actors.client.resend import ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
@@ -61,6 +62,8 @@ class Gateway:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._routers: dict[str, Any] = {}
+        # Names are looked up within the call's deadline: the GCS may be down (the head's loss)
+        self._lookup = NameLookup(ray_api, self.namespace)
         self.resent = 0  # calls (or batches) sent again after the router dropped them
 
     @classmethod
@@ -74,12 +77,15 @@ class Gateway:
         return cls(namespace, **options)
 
     # --- finding actors ---------------------------------------------------------
-    def _router(self, capability: str) -> Any:
+    def _router(self, capability: str, timeout_s: float | None = None) -> Any:
+        """The router's handle, kept once found: calls through it need no GCS,
+        so a connected client keeps being answered while the head is down.
+        Raises NotDeployed, or GcsUnavailable when the lookup outlasts `timeout_s`."""
         handle = self._routers.get(capability)
         if handle is None:
             try:
-                handle = self._ray.get_actor(router_name(capability), namespace=self.namespace)
-            except ValueError:
+                handle = self._lookup.find(router_name(capability), timeout_s)
+            except NotDeployed:
                 raise NotDeployed(f"no actor {router_name(capability)!r} in namespace {self.namespace!r}: is the "
                                   f"gateway deployed there, with capability {capability}? Deploy it with "
                                   "`aicmo-gateway up --config <file>`") from None
@@ -90,10 +96,11 @@ class Gateway:
         """The capability's router actor handle (raises NotDeployed)."""
         return self._router(capability)
 
-    def supervisor(self) -> Any:
+    def supervisor(self, timeout_s: float | None = None) -> Any:
+        """The supervisor's handle (raises NotDeployed, or GcsUnavailable past `timeout_s`)."""
         try:
-            return self._ray.get_actor(SUPERVISOR_NAME, namespace=self.namespace)
-        except ValueError:
+            return self._lookup.find(SUPERVISOR_NAME, timeout_s)
+        except NotDeployed:
             raise NotDeployed(f"no actor {SUPERVISOR_NAME!r} in namespace {self.namespace!r}: is the gateway "
                               "deployed? Deploy it with `aicmo-gateway up --config <file>` (or pass --namespace)") from None
 
@@ -133,7 +140,8 @@ class Gateway:
                           deadline_s, self._clock)
 
         def send(c: RouterCall) -> Any:
-            return self._router(capability).invoke.remote(method, payload, idempotency_key=c.key, dry_run=dry_run,
+            return self._router(capability, c.remaining_s()).invoke.remote(method, payload, idempotency_key=c.key,
+                                                                           dry_run=dry_run,
                                                           deadline_s=c.router_deadline_s())
 
         answer = yield from self._to_router(call, send)
@@ -178,25 +186,25 @@ class Gateway:
         batch, deadline_s = _keyed(capability, requests)
         call = RouterCall(capability, "invoke_many", None, None, deadline_s, self._clock)
         answer = self._run(self._to_router(
-            call, lambda c: self._router(capability).invoke_many.remote(_with_deadline(batch, c))))
+            call, lambda c: self._router(capability, c.remaining_s()).invoke_many.remote(_with_deadline(batch, c))))
         return _unavailable_batch(batch, call, answer.why, self.namespace) if isinstance(answer, GaveUp) else answer
 
     # --- status -------------------------------------------------------------------
     def status(self, timeout_s: float = 60.0) -> StatusReport:
         """Every capability with its ranked providers and recent operations."""
-        return self._ray.get(self.supervisor().status_report.remote(), timeout=timeout_s)
+        return self._ray.get(self.supervisor(timeout_s).status_report.remote(), timeout=timeout_s)
 
     async def status_async(self, timeout_s: float = 60.0) -> StatusReport:
-        return await asyncio.wait_for(self.supervisor().status_report.remote(), timeout_s)
+        return await asyncio.wait_for(self.supervisor(timeout_s).status_report.remote(), timeout_s)
 
     def capability_status(self, capability: str, timeout_s: float = 30.0) -> CapabilityStatus:
-        return self._ray.get(self._router(capability).status.remote(), timeout=timeout_s)
+        return self._ray.get(self._router(capability, timeout_s).status.remote(), timeout=timeout_s)
 
     async def unanswered_async(self, capabilities: Sequence[str], timeout_s: float = 2.0) -> dict[str, str]:
         """Which of these capabilities' routers do not answer now, and why (empty: all do)."""
         async def one(cap: str) -> str | None:
             try:
-                await asyncio.wait_for(self._router(cap).digest.remote(), timeout_s)
+                await asyncio.wait_for(self._router(cap, timeout_s).digest.remote(), timeout_s)
                 return None
             except NotDeployed:
                 return "not deployed"

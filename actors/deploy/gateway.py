@@ -16,6 +16,8 @@ from typing import Any
 import ray
 
 from actors.clock import SYSTEM_CLOCK, Clock
+from actors.deploy.placement import AvoidHead, NodeView, NoPlace, Placement, decide, options_for, snapshot
+from actors.errors import GatewayError
 from actors.names import SUPERVISOR_NAME, is_gateway_actor
 from actors.provider.actor import ProviderActor
 from actors.router.actor import RouterActor
@@ -39,6 +41,19 @@ NAME_RELEASE_WAIT_S = 30
 NAME_RELEASE_POLL_S = 0.2
 
 
+class PlacementRefused(GatewayError):
+    """`placement.avoid_head: always` and no worker node can host an actor."""
+
+
+@dataclass(frozen=True)
+class ActorNode:
+    """Where an actor runs: its node, and whether that is the head."""
+
+    node_id: str
+    address: str = ""
+    is_head: bool = False
+
+
 @dataclass
 class DeployReport:
     created: list[str] = field(default_factory=list)
@@ -46,10 +61,19 @@ class DeployReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    placements: dict[str, Placement] = field(default_factory=dict)   # actor -> the decision for it
+    nodes: dict[str, ActorNode | None] = field(default_factory=dict)  # actor -> where it runs (None: did not say)
+    cluster_nodes: int = 0
 
     def summary(self) -> str:
         parts = [f"{len(getattr(self, k))} {k}" for k in ("created", "replaced", "unchanged", "removed")]
         return ", ".join(parts) + f" in {self.seconds:.1f}s"
+
+    def on_head(self) -> list[str]:
+        """Actors on the head node of a multi-node cluster: they die with the head."""
+        if self.cluster_nodes < 2:
+            return []
+        return sorted(name for name, node in self.nodes.items() if node is not None and node.is_head)
 
 
 def _existing(name: str, namespace: str) -> Any | None:
@@ -84,8 +108,20 @@ def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, 
             waiting.pause(NAME_RELEASE_POLL_S)
 
 
+def _placed(options: dict[str, Any], name: str, nodes: list[NodeView], avoid: AvoidHead,
+            report: DeployReport) -> dict[str, Any]:
+    placement = decide(nodes, options, avoid)
+    if isinstance(placement, NoPlace):
+        raise PlacementRefused(f"cannot place {name}: {placement.reason}. Add a worker node that offers it, or set "
+                               "placement.avoid_head to auto")
+    report.placements[name] = placement
+    return options_for(options, placement)
+
+
 def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
             report: DeployReport, waiting: _Waiting, *args: Any) -> Any:
+    # An actor already running where its placement allows is kept (its digest
+    # holds no node id); one that landed on the head before is not moved here.
     handle = _existing(name, namespace)
     if handle is not None:
         try:
@@ -110,27 +146,59 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     started = clock.monotonic()
     report = DeployReport()
     ns = spec.namespace
-    handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
-                       spec.digest, ns, detached, report, waiting, spec)]
+    nodes = snapshot(ray.nodes())
+    report.cluster_nodes = len(nodes)
+    avoid = AvoidHead(spec.avoid_head)
+
+    def placed(options: dict[str, Any], name: str) -> dict[str, Any]:
+        return _placed(options, name, nodes, avoid, report)
+
+    handles = [_ensure(SupervisorActor, placed({**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME),
+                       SUPERVISOR_NAME, spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
             wanted.add(p.actor_name)
-            handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
-                                   detached, report, waiting, p, ns))
+            handles.append(_ensure(ProviderActor, placed({**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name),
+                                   p.actor_name, p.digest, ns, detached, report, waiting, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
         digest = cap.digest if len(report.replaced) + len(report.created) == replaced_before else cap.digest + "!"
         wanted.add(cap.actor_name)
-        handles.append(_ensure(RouterActor, {**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name, digest, ns, detached,
-                               report, waiting, cap, ns))
+        handles.append(_ensure(RouterActor, placed({**ROUTER_OPTIONS, **cap.ray_options}, cap.actor_name),
+                               cap.actor_name, digest, ns, detached, report, waiting, cap, ns))
     for name in gateway_actor_names(ns):
         if name not in wanted:
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
             report.removed.append(name)
     ray.get([h.ready.remote() for h in handles], timeout=timeout_s)
     report.seconds = clock.monotonic() - started
+    report.nodes = actor_nodes(dict(zip([SUPERVISOR_NAME, *_names_in_order(spec)], handles, strict=True)), nodes)
     return report
+
+
+def _names_in_order(spec: GatewaySpec) -> list[str]:
+    out: list[str] = []
+    for cap in spec.capabilities:
+        out += [p.actor_name for p in cap.providers] + [cap.actor_name]
+    return out
+
+
+def actor_nodes(handles: dict[str, Any], nodes: list[NodeView], timeout_s: float = 10.0) -> dict[str, ActorNode | None]:
+    """Each actor's node, as the actor says (None: it did not answer, or is
+    of a version without `node_id`)."""
+    by_id = {n.node_id: n for n in nodes}
+    out: dict[str, ActorNode | None] = {}
+    refs = {name: h.node_id.remote() for name, h in handles.items()}
+    for name, ref in refs.items():
+        try:
+            node_id = ray.get(ref, timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - where it runs is for information; the deploy itself succeeded
+            out[name] = None
+            continue
+        view = by_id.get(node_id)
+        out[name] = ActorNode(node_id, view.address if view else "", view.is_head if view else False)
+    return out
 
 
 def gateway_actor_names(namespace: str) -> list[str]:

@@ -140,6 +140,10 @@ class RouterActor:
     def counters(self) -> dict[str, int]:
         return {**self._core.counters, "outlier_sweeps": self._core.outliers.sweeps}
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        return ray.get_runtime_context().get_node_id()
+
     def digest(self) -> str:
         return self._core.spec.digest
 

@@ -99,6 +99,10 @@ class SupervisorActor:
         self._ensure_loop()
         return "supervisor"
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        return ray.get_runtime_context().get_node_id()
+
     def digest(self) -> str:
         return self._spec.digest
 
