@@ -42,7 +42,7 @@ class NameLookup:
         self._pending: dict[str, Future[Any]] = {}
 
     def find(self, name: str, timeout_s: float | None = None) -> Any:
-        future = self._start(name)
+        future = self.start(name)
         wait = DEFAULT_LOOKUP_S if timeout_s is None else max(0.0, timeout_s)
         try:
             return future.result(timeout=wait)
@@ -55,7 +55,8 @@ class NameLookup:
         except ValueError:
             raise NotDeployed(f"no actor {name!r} in namespace {self._namespace!r}") from None
 
-    def _start(self, name: str) -> Future[Any]:
+    def start(self, name: str) -> Future[Any]:
+        """The lookup of `name` in flight (started now unless one is): its future."""
         with self._lock:
             future = self._pending.get(name)
             if future is not None and not future.done():

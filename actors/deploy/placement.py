@@ -17,15 +17,15 @@ digest holding it would replace every actor at the next `up`.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from actors.ops.cluster_nodes import HEAD_RESOURCE, NodeView, snapshot
 
 __all__ = ["HEAD_RESOURCE", "NODE_ID_LABEL", "AvoidHead", "HeadAllowed", "NodeView", "NoPlace", "OnWorkers",
            "Placement", "decide", "label_matches", "options_for", "snapshot"]
 
-# Ray gives the head node this resource (and no other node): how it is told apart.
-HEAD_RESOURCE = "node:__internal_head__"
 # Every node carries its id under this label (Ray 2.60); selectors may negate it.
 NODE_ID_LABEL = "ray.io/node-id"
 
@@ -37,15 +37,6 @@ class AvoidHead(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-@dataclass(frozen=True)
-class NodeView:
-    node_id: str
-    is_head: bool
-    resources: Mapping[str, float] = field(default_factory=dict)   # totals
-    labels: Mapping[str, str] = field(default_factory=dict)
-    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,18 +61,6 @@ class NoPlace:
 
 
 Placement = OnWorkers | HeadAllowed | NoPlace
-
-
-def snapshot(ray_nodes: Iterable[Mapping[str, Any]]) -> list[NodeView]:
-    """The alive nodes of `ray.nodes()`."""
-    out = []
-    for n in ray_nodes:
-        if not n.get("Alive"):
-            continue
-        resources = dict(n.get("Resources") or {})
-        out.append(NodeView(node_id=str(n["NodeID"]), is_head=HEAD_RESOURCE in resources, resources=resources,
-                            labels=dict(n.get("Labels") or {}), address=str(n.get("NodeManagerAddress", ""))))
-    return out
 
 
 def label_matches(selector_value: str, value: str | None) -> bool:
