@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers"]
+BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers",
+              "head_loss"]
 
 
 def main(argv: list[str]) -> int:

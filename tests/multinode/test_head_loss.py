@@ -204,3 +204,24 @@ ray.kill(caller)
     delivered = Counter(line["idempotency_key"] for line in read_ledger(ledger))
     assert [k for k, n in delivered.items() if n > 1] == []
     assert set(delivered) == {row[0] for row in log}
+
+
+def test_a_supervisor_pinned_to_the_head_is_accepted_with_a_warning(cluster: RayNodes, database: Any,
+                                                                     tmp_path: Path) -> None:
+    """Bad input that is the operator's to choose: accepted (exit 0), and `up`
+    says that the supervisor sits on the head of a multi-node cluster."""
+    config = {"namespace": "pinned", "state": {"url": database.url.replace("@", ":${AICMO_TEST_PG_PASSWORD}@", 1)},
+              "supervisor": {"check_interval_s": 0, "drain_interval_s": 1},
+              "placement": {"supervisor": {"resources": {"node:__internal_head__": 0.01}}},
+              "capabilities": {"email_sending": {"providers": [
+                  {"name": "primary", "adapter": "simulated", "settings": sim(tmp_path / "ledger.jsonl")}]}}}
+    path = tmp_path / "pinned.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        done = cluster.cli("up", "--config", str(path), env={"AICMO_TEST_PG_PASSWORD": database.password})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "warning: supervisor on the head node of a 3-node cluster" in done.stderr, done.stderr
+        assert "node:__internal_head__" in done.stderr  # why the head was allowed: no worker offers it
+        assert "router:email_sending  on " in done.stdout and "router:email_sending" not in done.stderr
+    finally:
+        cluster.cli("down", "--namespace", "pinned")
