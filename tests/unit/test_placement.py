@@ -125,3 +125,12 @@ def test_node_ids_stay_out_of_the_spec_digest() -> None:
 
     fields = {f.name for f in msgspec.structs.fields(GatewaySpec)}
     assert "avoid_head" in fields and not any("node" in f for f in fields)
+
+
+def test_up_reports_actors_on_the_head_of_a_multi_node_cluster_only() -> None:
+    from actors.deploy.gateway import ActorNode, DeployReport
+
+    nodes = {"supervisor": ActorNode("h", "10.0.0.1", is_head=True), "router:email_sending": ActorNode("w"),
+             "provider:email_sending:a": None}
+    assert DeployReport(nodes=nodes, cluster_nodes=3).on_head() == ["supervisor"]
+    assert DeployReport(nodes=nodes, cluster_nodes=1).on_head() == []  # one node: nowhere else to be
