@@ -20,6 +20,7 @@ the provider actor turns anything else into `crashed`.
     ├── HookError                a configured hook cannot be loaded
     ├── StoreUnavailable         the state store did not answer
     ├── ClusterUnreachable       no Ray cluster answers at the address (actors.client.Gateway.connect)
+    ├── GcsUnavailable           the cluster's GCS did not answer a name lookup in time (head down?)
     ├── NotDeployed              no gateway actor by that name in the namespace
     ├── HttpDeployError          the HTTP API could not be deployed
     ├── CliError                 ends a CLI command with its exit code
@@ -269,6 +270,12 @@ class StoreUnavailable(GatewayError):
 
 class ClusterUnreachable(GatewayError):
     """`Gateway.connect` found no Ray cluster at the address; the message says what to do."""
+
+
+class GcsUnavailable(GatewayError):
+    """The cluster's GCS (on the head node) did not answer a lookup of an
+    actor by name within the time given: the head is down or restarting.
+    Calls through handles already held keep working meanwhile."""
 
 
 class NotDeployed(GatewayError):

@@ -276,11 +276,22 @@ class CapabilityStatus(Message):
     replicas: list[ReplicaStatus] = []       # the capability's router replicas, replica 0 first
 
 
+class ActorNode(Message):
+    """Where one of the gateway's actors runs."""
+
+    node_id: str
+    address: str = ""
+    head: bool = False                       # the head node: the actor does not outlive the head's loss
+    answered: bool = True                    # False: the actor did not answer now; its last known node
+
+
 class StatusReport(Message):
     namespace: str
     generated_at: float
     capabilities: list[CapabilityStatus]
     store: StoreHealth | None = None         # the state store, as the supervisor reaches it
+    actors: dict[str, ActorNode] = {}        # actor name -> its node (supervisor, routers, providers)
+    cluster_nodes: int = 0                   # alive nodes as last seen (0: not known)
 
 
 class ProbeResult(Message):

@@ -234,6 +234,9 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     state: StateSpec
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # `chaos inject` allowed, and its bounds
+    # placement.avoid_head: applied at `up` against the nodes of the day (actors/deploy/placement.py);
+    # the head's node id is never in a spec (it changes when the head restarts).
+    avoid_head: str = "auto"
 
     @property
     def digest(self) -> str:
@@ -272,6 +275,8 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     num_replicas: int = 1
     max_ongoing_requests: int = 256
     direct_reads: bool = False
+    ray_options: dict[str, Any] = {}  # the routers' placement: the replicas follow them (off the head)
+    avoid_head: str = "auto"
 
     @property
     def url(self) -> str:
@@ -291,7 +296,8 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
     return HttpSpec(namespace=cfg.namespace, host=http.host, port=http.port,
                     key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
-                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads)
+                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads,
+                    ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head)
 
 
 def _plain(value: Any) -> Any:
@@ -436,4 +442,5 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         state=state,
         metrics=metrics,
         chaos=cfg.chaos.to_policy(),
+        avoid_head=cfg.placement.avoid_head,
     )

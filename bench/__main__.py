@@ -6,7 +6,8 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers", "replicas"]
+BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers",
+              "replicas", "head_loss"]
 
 
 def main(argv: list[str]) -> int:

@@ -46,7 +46,7 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from actors.names import router_name
-    from actors.deploy.gateway import deploy
+    from actors.deploy.gateway import PlacementRefused, deploy
     from actors.specs import build_http_spec, build_spec
 
     sandbox_env.use_for(args.config)
@@ -54,11 +54,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     connect(args.address, cfg.namespace)
     spec = build_spec(cfg, source=str(Path(args.config).resolve()))
     _refuse_a_split_store(spec)
-    report = deploy(spec, detached=True, timeout_s=args.timeout)
+    try:
+        report = deploy(spec, detached=True, timeout_s=args.timeout)
+    except PlacementRefused as exc:
+        raise CliError(2, str(exc)) from None
     out = console()
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
         out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+    _print_nodes(out, report)
     http = build_http_spec(cfg)
     if http is None:
         if _remove_http(cfg.namespace):
@@ -67,11 +71,43 @@ def cmd_up(args: argparse.Namespace) -> int:
     from actors.http.deployment import HttpDeployError, deploy_http
 
     try:
-        url = deploy_http(http, timeout_s=args.timeout)
+        url = deploy_http(http, timeout_s=args.timeout, actor_options=_ingress_options(http))
     except HttpDeployError as exc:
         raise CliError(2, str(exc)) from None
     out.print(f"HTTP API ready at {url} (POST /v1/{{capability}}/{{method}}; docs at {url}/docs)")
     return 0
+
+
+def _print_nodes(out: Any, report: Any) -> None:
+    """Where each actor landed, and a warning for those on the head of a
+    multi-node cluster: they die with the head, and so does what they serve."""
+    from actors.deploy.placement import HeadAllowed
+
+    out.print("placement:")
+    for name, node in sorted(report.nodes.items()):
+        where = "did not say" if node is None else f"{node.address or '?'} ({node.node_id[:12]}{', head' if node.is_head else ''})"
+        out.print(f"  {name}  on {where}")
+    on_head = report.on_head()
+    if on_head:
+        reasons = {str(p.reason) for n, p in report.placements.items() if n in on_head and isinstance(p, HeadAllowed)}
+        why = f" ({'; '.join(sorted(reasons))})" if reasons else ""
+        print(f"warning: {', '.join(on_head)} on the head node of a {report.cluster_nodes}-node cluster{why}: they "
+              "stop with the head. Let them run on workers (placement.avoid_head: auto, and resources or labels a "
+              "worker offers), then `aicmo-gateway up` again.", file=sys.stderr)
+
+
+def _ingress_options(http: Any) -> dict[str, Any]:
+    """The HTTP replicas' Ray options: the routers' placement, off the head as they are."""
+    import ray
+
+    from actors.deploy.placement import AvoidHead, NoPlace, decide, options_for, snapshot
+    from actors.http.deployment import HttpDeployError, replica_options
+
+    options = replica_options(http)
+    placement = decide(snapshot(ray.nodes()), options, AvoidHead(http.avoid_head))
+    if isinstance(placement, NoPlace):
+        raise HttpDeployError(f"cannot place the HTTP ingress: {placement.reason}")
+    return options_for(options, placement)
 
 
 def _refuse_a_split_store(spec: Any) -> None:

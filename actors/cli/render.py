@@ -114,6 +114,22 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
         console.print()
     if any_other:
         console.print(OTHER_LEGEND, style="dim", highlight=False)
+    placement_lines(report, console)
+
+
+def placement_lines(report: StatusReport, console: Console) -> None:
+    """Each actor's node, the head marked: an actor on the head of a
+    multi-node cluster does not outlive the head's loss."""
+    actors = getattr(report, "actors", None) or {}
+    if not actors:
+        return
+    multi = getattr(report, "cluster_nodes", 0) > 1
+    console.print("[bold]placement[/]")
+    for name, node in sorted(actors.items()):
+        where = f"{node.address or '?'} ({node.node_id[:12]}"
+        where += ", [bold yellow]head[/]" if node.head and multi else (", head" if node.head else "")
+        where += ", did not answer now: last known" if not node.answered else ""
+        console.print(f"  {name}  on {where})", highlight=False)
 
 
 def replica_line(replicas: list[Any]) -> str:

@@ -26,6 +26,10 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
       after a resend                       pause per ResendPolicy first when there
                                            is none; no time left for an answer: GaveUp
     sent, its name unknown (1st send)   -> NotDeployed raised to the caller
+    its name not found in time: the     -> pause and look it up again within the
+      GCS (the head) does not answer       deadline, or GaveUp naming the GCS
+    a drop by a restarting actor        -> its handle is kept (same actor: a
+      (ActorUnavailableError)              new lookup would need the GCS)
     sent, no answer within the wait     -> GaveUp("it gave no answer")
 """
 
@@ -40,7 +44,7 @@ from typing import Any, TypeVar
 import ray
 
 from actors.client.resend import DEFAULT_WINDOW_S, ResendPolicy
-from actors.errors import ErrorKind, NotDeployed
+from actors.errors import ErrorKind, GcsUnavailable, NotDeployed
 from actors.messages import ErrorInfo, InvokeResult
 from actors.names import router_name
 
@@ -174,18 +178,26 @@ class RouterCall:
 
 
 def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: ResendPolicy, *,
-                forget: Callable[[RouterCall], bool] = lambda call: False, resent: Callable[[], None] = lambda: None,
+                forget: Callable[[RouterCall, bool], bool] = lambda call, keep: False,
+                resent: Callable[[], None] = lambda: None,
                 settled: Callable[[RouterCall], None] = lambda call: None) -> Steps[Any]:
     """Send the call (`send(call)` finds a router replica and returns the ref)
-    and wait for the answer; the answer, or GaveUp. `forget(call)` drops the
-    handle of the replica that dropped it (a replaced router is found again
-    by name) and says whether a live sibling can take the resend at once;
+    and wait for the answer; the answer, or GaveUp. `forget(call, keep_handle)`
+    leaves out the replica that dropped it for a while, dropping its handle
+    unless `keep_handle` (a restarting actor is the same actor: a new lookup
+    would need the GCS; a replaced router is found again by name), and says
+    whether a live sibling can take the resend at once;
     `resent()` counts each resend; `settled(call)` follows every send, answered or not."""
     while True:
+        keep_handle = False
         try:
             return (yield Await(lambda: (send(call), call.wait_s())))
+        except ray.exceptions.ActorUnavailableError as exc:
+            why, keep_handle = type(exc).__name__, True
         except DROPPED as exc:
             why = type(exc).__name__
+        except GcsUnavailable as exc:
+            why, keep_handle = str(exc), True
         except NotDeployed:
             if not call.resends:
                 raise
@@ -194,7 +206,7 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
             return GaveUp("it gave no answer")
         finally:
             settled(call)
-        sibling = forget(call)
+        sibling = forget(call, keep_handle)
         delay = 0.0 if sibling and call.remaining_s() >= policy.min_left_s else \
             policy.delay_s(call.resends, call.remaining_s())
         if delay is None:

@@ -62,19 +62,43 @@ def _refresh_ray_config() -> None:
     Config.initialize("")
 
 
+def _bootstrap_address(target: str) -> str | None:
+    """What `auto` stands for: the GCS address the last `ray start` on this
+    machine wrote (Ray's own lookup; None: no such file, Ray searches itself)."""
+    if target != "auto":
+        return target
+    try:
+        from ray._private.services import find_bootstrap_address
+    except ImportError:  # another Ray version: Ray resolves `auto` on its own
+        return None
+    try:
+        return find_bootstrap_address(None)
+    except Exception:  # noqa: BLE001 - a file we cannot read: Ray resolves `auto` on its own
+        return None
+
+
 def _check_reachable(target: str, timeout_s: float = 3.0) -> None:
     """Fail fast on an address nothing listens at: Ray itself keeps retrying
-    the GCS for minutes before it gives up."""
-    host, sep, port = target.removeprefix("ray://").rpartition(":")
+    the GCS for minutes before it gives up (measured: `ray.init` waits out a
+    head's whole outage), so a head that is down or restarting must be told
+    here, `auto` included."""
+    resolved = _bootstrap_address(target)
+    if resolved is None:
+        return
+    host, sep, port = resolved.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
-        return  # "auto", "local" and the like: Ray resolves those itself, quickly
+        return  # "local" and the like: Ray resolves those itself, quickly
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
+        via = f" ({target!r} resolves to it)" if resolved != target else ""
         raise ClusterUnreachable(
-            f"cannot reach a Ray cluster at {target!r}: {exc.strerror or exc}\n"
-            "  start one with `ray start --head`, or pass --address / set RAY_ADDRESS "
-            "(host:port of the head's GCS, 6379 by default).") from None
+            f"cannot reach a Ray cluster at {resolved!r}{via}: its head's GCS does not answer ({exc.strerror or exc})\n"
+            "  the head node (its GCS) is down, restarting, or was never started. A head that restarts "
+            "answers again within seconds: retry. Otherwise start one with `ray start --head`, or pass "
+            "--address / set RAY_ADDRESS (host:port of the head's GCS, 6379 by default).\n"
+            "  Clients already connected keep being answered while the head is down, when the cluster's GCS is "
+            "fault tolerant and the gateway runs on worker nodes.") from None
 
 
 def join(address: str | None, namespace: str) -> None:

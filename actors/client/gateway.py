@@ -28,6 +28,7 @@ import ray
 from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
+from actors.client.lookup import NameLookup
 from actors.client.replicas import RouterReplicas
 from actors.client.resend import ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
@@ -62,6 +63,8 @@ class Gateway:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._replicas: dict[str, RouterReplicas] = {}
+        # Names are looked up within the call's deadline: the GCS may be down (the head's loss)
+        self._lookup = NameLookup(ray_api, self.namespace)
         self.resent = 0  # calls (or batches) sent again after the router dropped them
 
     @classmethod
@@ -75,11 +78,17 @@ class Gateway:
         return cls(namespace, **options)
 
     # --- finding actors ---------------------------------------------------------
+    def _find(self, name: str, timeout_s: float | None) -> Any:
+        """An actor by name, within `timeout_s` (ValueError: not registered; GcsUnavailable: no answer)."""
+        try:
+            return self._lookup.find(name, timeout_s)
+        except NotDeployed:
+            raise ValueError(name) from None
+
     def _router_replicas(self, capability: str) -> RouterReplicas:
         replicas = self._replicas.get(capability)
         if replicas is None:
-            replicas = self._replicas[capability] = RouterReplicas(
-                capability, lambda name: self._ray.get_actor(name, namespace=self.namespace), self._clock)
+            replicas = self._replicas[capability] = RouterReplicas(capability, self._find, self._clock)
         return replicas
 
     def _not_deployed(self, capability: str) -> NotDeployed:
@@ -87,25 +96,29 @@ class Gateway:
                            f"gateway deployed there, with capability {capability}? Deploy it with "
                            "`aicmo-gateway up --config <file>`")
 
-    def _replica(self, capability: str) -> Any:
-        """The replica of the capability's router that takes the next call (client/replicas.py)."""
+    def _replica(self, capability: str, timeout_s: float | None = None) -> Any:
+        """The replica of the capability's router that takes the next call (client/replicas.py).
+        Handles once found are kept: calls through them need no GCS, so a connected client
+        keeps being answered while the head is down. Raises NotDeployed, or GcsUnavailable
+        when a lookup outlasts `timeout_s`."""
         try:
-            return self._router_replicas(capability).pick()
+            return self._router_replicas(capability).pick(timeout_s)
         except (NotDeployed, ValueError):
             raise self._not_deployed(capability) from None
 
-    def _router(self, capability: str) -> Any:
-        return self._replica(capability).handle
+    def _router(self, capability: str, timeout_s: float | None = None) -> Any:
+        return self._replica(capability, timeout_s).handle
 
     def router(self, capability: str) -> Any:
         """A handle on one of the capability's router replicas, the least busy
         of two (raises NotDeployed)."""
         return self._router(capability)
 
-    def supervisor(self) -> Any:
+    def supervisor(self, timeout_s: float | None = None) -> Any:
+        """The supervisor's handle (raises NotDeployed, or GcsUnavailable past `timeout_s`)."""
         try:
-            return self._ray.get_actor(SUPERVISOR_NAME, namespace=self.namespace)
-        except ValueError:
+            return self._lookup.find(SUPERVISOR_NAME, timeout_s)
+        except NotDeployed:
             raise NotDeployed(f"no actor {SUPERVISOR_NAME!r} in namespace {self.namespace!r}: is the gateway "
                               "deployed? Deploy it with `aicmo-gateway up --config <file>` (or pass --namespace)") from None
 
@@ -127,7 +140,7 @@ class Gateway:
                            resent=self._count_resend, settled=self._settled)
 
     def _sent_to(self, call: RouterCall) -> Any:
-        replica = self._replica(call.capability)
+        replica = self._replica(call.capability, call.remaining_s())
         replica.in_flight += 1
         call.replica = replica
         return replica.handle
@@ -137,11 +150,11 @@ class Gateway:
         if call.replica is not None:
             call.replica.in_flight -= 1
 
-    def _dropped(self, call: RouterCall) -> bool:
+    def _dropped(self, call: RouterCall, keep_handle: bool) -> bool:
         if call.replica is None:
             return False
         replica, call.replica = call.replica, None
-        return self._router_replicas(call.capability).dropped(replica)
+        return self._router_replicas(call.capability).dropped(replica, keep_handle)
 
     def _count_resend(self) -> None:
         self.resent += 1
@@ -213,21 +226,24 @@ class Gateway:
     # --- status -------------------------------------------------------------------
     def status(self, timeout_s: float = 60.0) -> StatusReport:
         """Every capability with its ranked providers and recent operations."""
-        return self._ray.get(self.supervisor().status_report.remote(), timeout=timeout_s)
+        return self._ray.get(self.supervisor(timeout_s).status_report.remote(), timeout=timeout_s)
 
     async def status_async(self, timeout_s: float = 60.0) -> StatusReport:
-        return await asyncio.wait_for(self.supervisor().status_report.remote(), timeout_s)
+        return await asyncio.wait_for(self.supervisor(timeout_s).status_report.remote(), timeout_s)
 
     def capability_status(self, capability: str, timeout_s: float = 30.0) -> CapabilityStatus:
         # Replica 0 (the contract's name) gathers every replica's status.
-        first = self._ray.get_actor(router_name(capability), namespace=self.namespace)
+        try:
+            first = self._find(router_name(capability), timeout_s)
+        except ValueError:
+            raise self._not_deployed(capability) from None
         return self._ray.get(first.status.remote(), timeout=timeout_s)
 
     async def unanswered_async(self, capabilities: Sequence[str], timeout_s: float = 2.0) -> dict[str, str]:
         """Which of these capabilities' routers do not answer now, and why (empty: all do)."""
         async def one(cap: str) -> str | None:
             try:
-                await asyncio.wait_for(self._router(cap).digest.remote(), timeout_s)
+                await asyncio.wait_for(self._router(cap, timeout_s).digest.remote(), timeout_s)
                 return None
             except NotDeployed:
                 return "not deployed"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.errors import NotDeployed
+from actors.errors import GcsUnavailable, NotDeployed
 from actors.names import MAX_ROUTER_REPLICAS, router_replica_name
 
 __all__ = ["DOWN_S", "Replica", "RouterReplicas"]
@@ -38,36 +38,45 @@ class Replica:
 
 @dataclass
 class RouterReplicas:
-    """`lookup(name)` returns an actor handle or raises ValueError (not registered)."""
+    """`lookup(name, timeout_s)` returns an actor handle or raises ValueError
+    (not registered) or GcsUnavailable (no answer in time: the head is down)."""
 
     capability: str
-    lookup: Callable[[str], Any]
+    lookup: Callable[[str, float | None], Any]
     clock: Callable[[], float]
     rng: random.Random = field(default_factory=random.Random)
     replicas: list[Replica] = field(default_factory=list)
     stale: bool = True
 
-    def discover(self) -> None:
+    def discover(self, timeout_s: float | None = None) -> None:
         found: list[Replica] = []
         for index in range(MAX_ROUTER_REPLICAS):
             name = router_replica_name(self.capability, index)
+            known = next((r for r in self.replicas if r.index == index), None)
+            if known is not None and known.handle is not None:
+                found.append(known)   # a handle kept: no GCS needed for it
+                continue
             try:
-                handle = self.lookup(name)
+                handle = self.lookup(name, timeout_s)
             except ValueError:
                 if index == 0:
                     raise NotDeployed(name) from None
                 break
-            known = next((r for r in self.replicas if r.index == index), None)
             found.append(Replica(index, name, handle, known.in_flight if known else 0,
                                  known.down_until if known else float("-inf")))
         self.replicas = found
         self.stale = False
 
-    def pick(self) -> Replica:
+    def pick(self, timeout_s: float | None = None) -> Replica:
         """The replica for the next call: of two live ones drawn at random, the
-        one with fewer calls in flight; with none live, the one back soonest."""
+        one with fewer calls in flight; with none live, the one back soonest.
+        While the GCS does not answer, the replicas already known serve."""
         if self.stale or not self.replicas:
-            self.discover()
+            try:
+                self.discover(timeout_s)
+            except GcsUnavailable:
+                if not self.replicas:
+                    raise
         while True:
             now = self.clock()
             live = [r for r in self.replicas if r.down_until <= now]
@@ -81,7 +90,7 @@ class RouterReplicas:
             if chosen.handle is not None:
                 return chosen
             try:
-                chosen.handle = self.lookup(chosen.name)
+                chosen.handle = self.lookup(chosen.name, timeout_s)
                 return chosen
             except ValueError:
                 # Removed (a redeploy with fewer replicas): the others take its calls.
@@ -90,12 +99,14 @@ class RouterReplicas:
                 if not self.replicas:
                     raise NotDeployed(chosen.name) from None
 
-    def dropped(self, replica: Replica) -> bool:
+    def dropped(self, replica: Replica, keep_handle: bool = False) -> bool:
         """`replica` dropped a call (it died, or is restarting): leave it out
-        for a while, find the replicas again next time; whether a sibling is
-        live to take the resend now."""
+        for a while and, unless `keep_handle` (Ray restarts the same actor),
+        find the replicas again next time; whether a sibling is live to take
+        the resend now."""
         now = self.clock()
         replica.down_until = now + DOWN_S
-        replica.handle = None
-        self.stale = True
+        if not keep_handle:
+            replica.handle = None
+            self.stale = True
         return any(r.down_until <= now for r in self.replicas if r is not replica)

@@ -279,17 +279,25 @@ class ActorPlacement(_Model):
     resources: dict[str, float] = Field({}, description="custom resources each actor needs, e.g. {gateway: 0.01}")
     num_cpus: float = Field(0.0, ge=0, description="CPUs reserved per actor (0: they mostly wait on the network)")
     memory_mb: int | None = Field(None, ge=1, description="memory reserved per actor, in MiB")
+    labels: dict[str, str] = Field({}, description=(
+        "node labels each actor needs (Ray's label_selector), e.g. {pool: gateway} for workers started with "
+        "`ray start --labels pool=gateway`; values may be `!v`, `in(a,b)`, `!in(a,b)`"))
 
     def ray_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"num_cpus": self.num_cpus}
         if self.resources:
             options["resources"] = dict(self.resources)
+        if self.labels:
+            options["label_selector"] = dict(self.labels)
         if self.memory_mb:
             options["memory"] = self.memory_mb * 1024 * 1024
         return options
 
 
 class PlacementConfig(_Model):
+    avoid_head: Literal["auto", "always", "never"] = Field("auto", description=(
+        "keep the gateway's actors off the Ray head node, whose loss they would not survive: auto (when a worker "
+        "node can host them), always (or `up` fails), never"))
     providers: ActorPlacement = ActorPlacement()
     routers: ActorPlacement = ActorPlacement()
     supervisor: ActorPlacement = ActorPlacement()

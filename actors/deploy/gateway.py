@@ -16,7 +16,9 @@ from typing import Any
 import ray
 
 from actors.clock import SYSTEM_CLOCK, Clock
+from actors.deploy.placement import AvoidHead, NodeView, NoPlace, Placement, decide, options_for, snapshot
 from actors.deploy.replicas import replica_count
+from actors.errors import GatewayError
 from actors.names import SUPERVISOR_NAME, is_gateway_actor, router_replica_name
 from actors.provider.actor import ProviderActor
 from actors.router.actor import RouterActor
@@ -40,6 +42,19 @@ NAME_RELEASE_WAIT_S = 30
 NAME_RELEASE_POLL_S = 0.2
 
 
+class PlacementRefused(GatewayError):
+    """`placement.avoid_head: always` and no worker node can host an actor."""
+
+
+@dataclass(frozen=True)
+class ActorNode:
+    """Where an actor runs: its node, and whether that is the head."""
+
+    node_id: str
+    address: str = ""
+    is_head: bool = False
+
+
 @dataclass
 class DeployReport:
     created: list[str] = field(default_factory=list)
@@ -48,10 +63,19 @@ class DeployReport:
     removed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     router_replicas: dict[str, int] = field(default_factory=dict)   # capability -> replicas running
+    placements: dict[str, Placement] = field(default_factory=dict)   # actor -> the decision for it
+    nodes: dict[str, ActorNode | None] = field(default_factory=dict)  # actor -> where it runs (None: did not say)
+    cluster_nodes: int = 0
 
     def summary(self) -> str:
         parts = [f"{len(getattr(self, k))} {k}" for k in ("created", "replaced", "unchanged", "removed")]
         return ", ".join(parts) + f" in {self.seconds:.1f}s"
+
+    def on_head(self) -> list[str]:
+        """Actors on the head node of a multi-node cluster: they die with the head."""
+        if self.cluster_nodes < 2:
+            return []
+        return sorted(name for name, node in self.nodes.items() if node is not None and node.is_head)
 
 
 def _existing(name: str, namespace: str) -> Any | None:
@@ -86,10 +110,22 @@ def _create(actor_cls: Any, options: dict[str, Any], name: str, namespace: str, 
             waiting.pause(NAME_RELEASE_POLL_S)
 
 
+def _placed(options: dict[str, Any], name: str, nodes: list[NodeView], avoid: AvoidHead,
+            report: DeployReport) -> dict[str, Any]:
+    placement = decide(nodes, options, avoid)
+    if isinstance(placement, NoPlace):
+        raise PlacementRefused(f"cannot place {name}: {placement.reason}. Add a worker node that offers it, or set "
+                               "placement.avoid_head to auto")
+    report.placements[name] = placement
+    return options_for(options, placement)
+
+
 def _ensure(actor_cls: Any, options: dict[str, Any], name: str, digest: str, namespace: str, detached: bool,
             report: DeployReport, waiting: _Waiting, *args: Any, killed: list[str] | None = None) -> Any:
     """The actor `name` with this digest: the one running, or a new one in
-    place of a changed one (whose actor id goes to `killed`)."""
+    place of a changed one (whose actor id goes to `killed`). An actor
+    already running where its placement allows is kept (its digest holds no
+    node id); one that landed on the head before is not moved here."""
     handle = _existing(name, namespace)
     if handle is not None:
         try:
@@ -116,21 +152,29 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     started = clock.monotonic()
     report = DeployReport()
     ns = spec.namespace
-    handles = [_ensure(SupervisorActor, {**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME,
-                       spec.digest, ns, detached, report, waiting, spec)]
+    nodes = snapshot(ray.nodes())
+    report.cluster_nodes = len(nodes)
+    avoid = AvoidHead(spec.avoid_head)
+
+    def placed(options: dict[str, Any], name: str) -> dict[str, Any]:
+        return _placed(options, name, nodes, avoid, report)
+
+    handles = [_ensure(SupervisorActor, placed({**SUPERVISOR_OPTIONS, **spec.supervisor.ray_options}, SUPERVISOR_NAME),
+                       SUPERVISOR_NAME, spec.digest, ns, detached, report, waiting, spec)]
     wanted = {SUPERVISOR_NAME}
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    names = [SUPERVISOR_NAME]   # of the actors in `handles`, in order
     killed_routers: dict[str, list[str]] = {}
     first_replicas: dict[str, Any] = {}
     for cap in spec.capabilities:
         replaced_before = len(report.replaced) + len(report.created)
         for p in cap.providers:
             wanted.add(p.actor_name)
-            handles.append(_ensure(ProviderActor, {**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name, p.digest, ns,
-                                   detached, report, waiting, p, ns))
+            names.append(p.actor_name)
+            handles.append(_ensure(ProviderActor, placed({**PROVIDER_OPTIONS, **p.ray_options}, p.actor_name),
+                                   p.actor_name, p.digest, ns, detached, report, waiting, p, ns))
         # A router holds handles to its providers: replace it when any of them was.
         # Each replica knows how many there are (status, relaying pushes): a new count replaces them.
-        count = replica_count(cap.routing.replicas, nodes)
+        count = replica_count(cap.routing.replicas, len(nodes))
         report.router_replicas[cap.capability] = count
         digest = f"{cap.digest}/{count}" + ("" if len(report.replaced) + len(report.created) == replaced_before else "!")
         options = {**ROUTER_OPTIONS, **_spread(count), **cap.ray_options}
@@ -138,8 +182,9 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
         for index in range(count):
             name = router_replica_name(cap.capability, index)
             wanted.add(name)
-            handles.append(_ensure(RouterActor, options, name, digest, ns, detached, report, waiting, cap, ns,
-                                   index, count, killed=killed))
+            names.append(name)
+            handles.append(_ensure(RouterActor, placed(options, name), name, digest, ns, detached, report, waiting,
+                                   cap, ns, index, count, killed=killed))
             if index == 0:
                 first_replicas[cap.capability] = handles[-1]
     for name in gateway_actor_names(ns):
@@ -157,6 +202,7 @@ def deploy(spec: GatewaySpec, *, detached: bool = True, timeout_s: float = 180.0
     ray.get([first_replicas[cap].release_claims_of.remote(ids) for cap, ids in killed_routers.items() if ids],
             timeout=timeout_s)
     report.seconds = clock.monotonic() - started
+    report.nodes = actor_nodes(dict(zip(names, handles, strict=True)), nodes)
     return report
 
 

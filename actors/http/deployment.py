@@ -21,7 +21,7 @@ from actors.errors import HttpDeployError
 from actors.names import HTTP_APP_PREFIX, http_app_name
 from actors.specs import HttpSpec
 
-__all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "ingress_app", "remove_http"]
+__all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "ingress_app", "remove_http", "replica_options"]
 
 
 
@@ -43,13 +43,19 @@ class HttpIngress:
         return build_app(self._gateway, capabilities=self._spec.capabilities, key_digests=self._spec.key_digests)
 
 
-def ingress_app(spec: HttpSpec) -> Any:
+def replica_options(spec: HttpSpec) -> dict[str, Any]:
+    """The replicas' Ray options: the routers' placement (`up` adds the label
+    selector that keeps them off the head, actors/deploy/placement.py)."""
+    # The ingress waits on routers; like the gateway's actors it reserves no CPU.
+    return {**spec.ray_options, "num_cpus": 0}
+
+
+def ingress_app(spec: HttpSpec, actor_options: dict[str, Any] | None = None) -> Any:
     """The ingress as a Serve application, ready for serve.run."""
+    options = replica_options(spec) if actor_options is None else actor_options
     ingress = serve.deployment(
         HttpIngress, name="ingress", num_replicas=spec.num_replicas,
-        max_ongoing_requests=spec.max_ongoing_requests,
-        # The ingress waits on routers; like the gateway's actors it reserves no CPU.
-        ray_actor_options={"num_cpus": 0})
+        max_ongoing_requests=spec.max_ongoing_requests, ray_actor_options=options)
     return ingress.bind(spec)
 
 
@@ -71,13 +77,13 @@ def _wait_healthy(url: str, timeout_s: float) -> None:
                           "match http.host and http.port to it, or restart Serve (`serve shutdown`).")
 
 
-def deploy_http(spec: HttpSpec, timeout_s: float = 120.0) -> str:
+def deploy_http(spec: HttpSpec, timeout_s: float = 120.0, actor_options: dict[str, Any] | None = None) -> str:
     """Start Serve on the spec's host and port if it is not running, deploy
     (or update) the ingress, wait until /healthz answers 200; the base URL."""
     name = http_app_name(spec.namespace)
     serve.start(http_options={"host": spec.host, "port": spec.port})
     try:
-        serve.run(ingress_app(spec), name=name, route_prefix="/", blocking=False)
+        serve.run(ingress_app(spec, actor_options), name=name, route_prefix="/", blocking=False)
     except RayServeException as exc:  # e.g. another application holds route prefix `/`
         first = str(exc).strip().splitlines()[0]
         holder = next((a for a in serve.status().applications if a.startswith(HTTP_APP_PREFIX) and a != name), None)

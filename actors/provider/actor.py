@@ -73,6 +73,10 @@ class ProviderActor:
     def health(self) -> HealthSnapshot:
         return self._core.health
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        return ray.get_runtime_context().get_node_id()
+
     def digest(self) -> str:
         return self._core.spec.digest
 

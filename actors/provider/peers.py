@@ -14,13 +14,16 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import ray
-
+from actors.errors import GcsUnavailable
 from actors.messages import CallReply, ProviderStatus
+from actors.ops.directory import ActorDirectory
 from actors.policy.health import HealthSnapshot
 from actors.specs import SUPERVISOR_NAME, router_name
 
 __all__ = ["Peers"]
+
+# A provider's request waits at most this long on a lookup of its router or supervisor.
+PEER_LOOKUP_S = 1.0
 
 
 class Peers:
@@ -31,16 +34,14 @@ class Peers:
         the latest one when a send is made again)."""
         self._namespace = namespace
         self._health = health
-        self._handles: dict[str, Any] = {}
+        # A lookup is a call to Ray's GCS made in the middle of a request (a
+        # health change): kept handles, and bounded lookups that do not wait
+        # at all while the GCS is known down (the head's outage).
+        self._directory = ActorDirectory(namespace, wait_s=PEER_LOOKUP_S, owner="provider")
 
     def peer(self, name: str) -> Any:
-        """The supervisor's or the router's handle, looked up once: a lookup
-        is a blocking call to Ray's GCS, made in the middle of a request (a
-        health change), that holds up every call in flight on this actor."""
-        handle = self._handles.get(name)
-        if handle is None:
-            handle = self._handles[name] = ray.get_actor(name, namespace=self._namespace)
-        return handle
+        """The supervisor's or the router's handle (raises NotDeployed, GcsUnavailable)."""
+        return self._directory.actor(name)
 
     def on_health_changed(self, status: ProviderStatus) -> None:
         for name in (SUPERVISOR_NAME, router_name(status.capability)):
@@ -53,8 +54,10 @@ class Peers:
             try:
                 peer = self.peer(name)
                 (peer.report if name == SUPERVISOR_NAME else peer.quota_changed).remote(status)
+            except GcsUnavailable:  # the head's outage: the handle is kept, replies and status tell it later
+                pass
             except Exception:  # noqa: BLE001 - not deployed yet, or gone: replies and status tell it later
-                self._handles.pop(name, None)
+                self._directory.forget(name)
 
     def on_reply(self, reply: CallReply, dry_run: bool) -> None:
         pass  # replies carry the health to the router already
@@ -72,8 +75,10 @@ class Peers:
                 ref = peer.report.remote(status)
             else:
                 ref = peer.health_changed.remote(status.name, self._health())
+        except GcsUnavailable:  # the head's outage: the supervisor's sampling catches up
+            return
         except Exception:  # noqa: BLE001 - not deployed yet, or gone
-            self._handles.pop(name, None)
+            self._directory.forget(name)
             return
         if not resend:
             return
@@ -91,5 +96,5 @@ class Peers:
         ref.future().add_done_callback(sent)
 
     def _tell_again(self, name: str, status: ProviderStatus) -> None:
-        self._handles.pop(name, None)
+        self._directory.forget(name)
         self._tell(name, status, resend=False)

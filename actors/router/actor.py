@@ -143,7 +143,10 @@ class RouterActor:
                 self._core.outliers.probes(name, status.probe_samples)
                 return status
             except Exception as exc:  # noqa: BLE001 - a dead actor is a status, not an error
-                self._calls.forget(name)
+                if isinstance(exc, ray.exceptions.ActorDiedError):
+                    # Gone for good (replaced?): look it up again. A slow or restarting one keeps its
+                    # handle: a new lookup needs the GCS, which may be down (the head's outage).
+                    self._calls.forget(name)
                 view = self._core.views[name]
                 return ProviderStatus.from_health(view.health, name=name, capability=spec.capability, adapter=spec.adapter,
                                                   reachable=False, delivers=spec.delivers, last_resort=spec.last_resort,
@@ -176,6 +179,10 @@ class RouterActor:
 
     def counters(self) -> dict[str, int]:
         return {**self._core.counters, "outlier_sweeps": self._core.outliers.sweeps}
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        return ray.get_runtime_context().get_node_id()
 
     def digest(self) -> str:
         """What `up` compares with the config's (actors/deploy/gateway.py): the spec and the replica count."""

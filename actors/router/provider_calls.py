@@ -12,8 +12,9 @@ from typing import Any
 
 import ray
 
-from actors.errors import ActorUnreachable, ErrorKind
+from actors.errors import ActorUnreachable, ErrorKind, GcsUnavailable, NotDeployed
 from actors.messages import CallContext, CallReply, Resolution
+from actors.ops.directory import ActorDirectory
 
 __all__ = ["ACTOR_GRACE_S", "ProviderCalls"]
 
@@ -23,25 +24,26 @@ ACTOR_GRACE_S = 1.0
 
 
 class ProviderCalls:
-    def __init__(self, actor_names: dict[str, str], namespace: str):
+    def __init__(self, actor_names: dict[str, str], namespace: str, directory: ActorDirectory | None = None):
         self.actor_names = actor_names
         self._namespace = namespace
-        self._handles: dict[str, Any] = {}
+        # Handles kept, lookups off the loop and bounded: the router serves on through the head's outage.
+        self._directory = directory or ActorDirectory(namespace, owner="router")
 
     def handle(self, name: str) -> Any:
-        if name not in self._handles:
-            self._handles[name] = ray.get_actor(self.actor_names[name], namespace=self._namespace)
-        return self._handles[name]
+        return self._directory.actor(self.actor_names[name])
 
     def forget(self, name: str) -> None:
         """Look the actor up again next time (it may come back under the same name)."""
-        self._handles.pop(name, None)
+        self._directory.forget(self.actor_names[name])
 
     async def call(self, name: str, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
         try:
             ref = getattr(self.handle(name), method).remote(*args)
-        except ValueError as exc:  # no actor by that name (removed, or not yet created): nothing was sent
+        except (NotDeployed, ValueError) as exc:  # no actor by that name (removed, or not yet created): nothing sent
             raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: provider actor not found: {exc}") from None
+        except GcsUnavailable as exc:  # its name could not be looked up: nothing was sent
+            raise ActorUnreachable(ErrorKind.UNAVAILABLE, f"{name}: {exc}") from None
         try:
             return await asyncio.wait_for(ref, timeout_s)
         except asyncio.TimeoutError:

@@ -25,6 +25,7 @@ import ray
 from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import OutboxItem, StoreHealth
 from actors.messages import ProviderStatus, SelfCheckReport, StatusReport
+from actors.ops.directory import ActorDirectory
 from actors.ops.metrics import HeldGauges, RayRecorder
 from actors.ops.reach import Reachability
 from actors.ops.recommend import ProviderTrend
@@ -38,6 +39,7 @@ from actors.supervisor.outbox import OutboxDesk, outbox_capabilities
 from actors.supervisor.self_check import SelfCheck
 from actors.supervisor.state import SupervisorState
 from actors.supervisor.status import StatusBoard
+from actors.supervisor.whereabouts import Whereabouts
 
 __all__ = ["SupervisorActor", "build_self_check"]
 
@@ -61,20 +63,25 @@ def _start_loops_after_init() -> None:
 class SupervisorActor:
     def __init__(self, spec: GatewaySpec, clock: Clock = SYSTEM_CLOCK):
         self._spec = spec
+        # Handles kept, lookups off the loop: the supervisor serves on through the head's outage.
+        self._directory = ActorDirectory(spec.namespace, clock=clock, owner="supervisor")
         self._state = SupervisorState(spec.state, clock)
         self._status = StatusBoard(spec, self._actor, clock)
         self._outbox = OutboxDesk(spec, self._state.store, self._actor, clock)
         self._gauges = SupervisorGauges(
             HeldGauges(RayRecorder(spec.metrics.latency_buckets_ms)) if spec.metrics.enabled else None,
             outbox_capabilities(spec), lambda: self._state.store().outbox_counts())
-        self._check = SelfCheck(spec, self._actor, self._status, self._state.health, self._gauges, clock)
+        self._where = Whereabouts(spec, self._actor, lambda: ray.get_runtime_context().get_node_id(),
+                                  self._directory.gcs_answers, lambda: self._directory.last_nodes)
+        self._check = SelfCheck(spec, self._actor, self._status, self._state.health, self._gauges, clock,
+                                gcs_answers=self._directory.gcs_answers)
         self._jobs = PeriodicJobs(clock, random.Random())
         self._clock = clock
         self._drain_rounds = 0
         _start_loops_after_init()
 
     def _actor(self, name: str) -> Any:
-        return ray.get_actor(name, namespace=self._spec.namespace)
+        return self._directory.actor(name)
 
     def _ensure_loop(self) -> None:
         # Started from the first call rather than __init__, so they also start
@@ -99,6 +106,10 @@ class SupervisorActor:
         self._ensure_loop()
         return "supervisor"
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        return ray.get_runtime_context().get_node_id()
+
     def digest(self) -> str:
         return self._spec.digest
 
@@ -119,9 +130,10 @@ class SupervisorActor:
 
     async def status_report(self, timeout_s: float = 10.0) -> StatusReport:
         self._ensure_loop()
-        caps, store = await asyncio.gather(self._status.capabilities(timeout_s), self._state.health())
+        caps, store, (actors, nodes) = await asyncio.gather(
+            self._status.capabilities(timeout_s), self._state.health(), self._where.report())
         return StatusReport(namespace=self._spec.namespace, generated_at=self._clock.time(), capabilities=caps,
-                            store=store)
+                            store=store, actors=actors, cluster_nodes=nodes)
 
     async def sample(self) -> int:
         """Ask every provider actor for its status once: history for trends,

@@ -61,10 +61,14 @@ class RayNodeEvidence:
         return await check_shared_store(spec, timeout_s=timeout_s)
 
 
+async def _nothing(value: Any) -> Any:
+    return value
+
+
 class SelfCheck:
     def __init__(self, spec: GatewaySpec, actor: Lookup, status: StatusBoard,
                  store_health: Callable[[], Awaitable[StoreHealth]], gauges: SupervisorGauges, clock: Clock, *,
-                 nodes: NodeEvidence | None = None):
+                 nodes: NodeEvidence | None = None, gcs_answers: Callable[[], Awaitable[bool]] | None = None):
         self._spec = spec
         self._actor = actor
         self._status = status
@@ -72,14 +76,18 @@ class SelfCheck:
         self._gauges = gauges
         self._clock = clock
         self._nodes = nodes or RayNodeEvidence()
+        # Tasks on every node need the GCS (new worker processes register with it): skipped while it is down.
+        self._gcs_answers = gcs_answers
         self.last: SelfCheckReport | None = None
         self.reach: Reachability | None = None   # the matrix of the last check that built one
 
     async def run(self) -> SelfCheckReport:
         providers = [p for c in self._spec.capabilities for p in c.providers]
+        nodes_too = self._gcs_answers is None or await self._gcs_answers()
         results, node_probes, ops, store, shared = await asyncio.gather(
-            asyncio.gather(*(self._probe(p) for p in providers)), self._from_nodes(providers), self._ops_reports(),
-            self._store_health(), self._shared_store())
+            asyncio.gather(*(self._probe(p) for p in providers)), self._from_nodes(providers) if nodes_too
+            else _nothing([]), self._ops_reports(), self._store_health(),
+            self._shared_store() if nodes_too else _nothing(None))
         probes = {(r.capability, r.provider): r for r, _, _ in results}
         statuses = {(s.capability, s.name): s for _, s, _ in results if s is not None}
         now = self._clock.time()

@@ -48,8 +48,8 @@ class Script:
 
 
 def steps_of(call: RouterCall, script: Script, events: list[str], sibling: bool = False) -> Any:
-    def forget(c: RouterCall) -> bool:
-        events.append("forget")
+    def forget(c: RouterCall, keep_handle: bool) -> bool:
+        events.append("keep" if keep_handle else "forget")
         return sibling
 
     return router_call(call, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
@@ -95,7 +95,8 @@ def test_a_dropped_call_is_sent_again_after_growing_pauses_with_what_is_left_of_
     answer, seen = drive(steps_of(c, script, events), clock)
     assert answer == "ok" and c.resends == 2
     assert [s.delay_s for s in seen if isinstance(s, Sleep)] == [0.05, 0.1]
-    assert events == ["settled", "forget", "resent", "settled", "forget", "resent", "settled"]
+    # a restarting router (ActorUnavailableError) keeps its handle
+    assert events == ["settled", "forget", "resent", "settled", "keep", "resent", "settled"]
     assert script.deadlines == [5.0, pytest.approx(4.95), pytest.approx(4.85)]
 
 
