@@ -15,7 +15,11 @@ Each check gives findings: `ok`, `problem` (something to fix first: exit 1),
    on the cluster's nodes and not here);
 6. state: the directory is writable here, when it is a local path; and,
    with a cluster, every node that may host a gateway actor sees the same
-   store (actors/ops/shared_store.py).
+   store (actors/ops/shared_store.py);
+7. the head node: whether the cluster's GCS is fault tolerant, its Redis
+   answers, the workers wait long enough for a head that is down, and the
+   state store is not a file on one machine (actors/ops/gcs.py); without a
+   cluster, whether the Redis named by RAY_REDIS_ADDRESS here answers.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Finding", "check_config", "check_hooks", "check_providers", "check_ray", "check_shared_store",
-           "check_state_dir"]
+__all__ = ["Finding", "check_config", "check_gcs", "check_hooks", "check_local_redis", "check_providers", "check_ray",
+           "check_shared_store", "check_state_dir"]
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
@@ -278,3 +282,39 @@ def check_state_dir(state_url: str) -> list[Finding]:
                         detail="writable here (the actors use this path on their own nodes)")]
     return [Finding(check="state", status="warning", subject=str(path), detail=f"{probe} is not writable here",
                     fix="set state.url (or $AICMO_STATE_DIR) to a directory the Ray nodes can write")]
+
+
+_STATUS = {"ok": "ok", "info": "info", "warning": "warning", "critical": "problem"}
+
+
+def _from_gcs(findings: Any) -> list[Finding]:
+    return [Finding(check="head", status=_STATUS[f.severity], subject=f.subject, detail=f.problem, fix=f.fix)
+            for f in findings]
+
+
+def check_gcs(spec: Any) -> list[Finding]:
+    """Through the cluster this process is connected to: whether it survives its head node."""
+    from actors.ops.gcs import gather_facts, gcs_findings
+
+    supervisor = _supervisor_node(spec.namespace)
+    return _from_gcs(gcs_findings(asyncio.run(gather_facts(spec.state.display, supervisor_node=supervisor))))
+
+
+def _supervisor_node(namespace: str) -> str | None:
+    """The node of the deployed supervisor (which opens the state store), if any."""
+    import ray
+
+    from actors.names import SUPERVISOR_NAME
+
+    try:  # a supervisor deployed before node_id() existed answers with an error: unknown
+        actor = ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
+        return str(ray.get(actor.node_id.remote(), timeout=5))
+    except Exception:  # noqa: BLE001 - not deployed, or an older supervisor: unknown
+        return None
+
+
+def check_local_redis(env: dict[str, str] | None = None) -> list[Finding]:
+    """RAY_REDIS_ADDRESS in this environment (doctor run on the head's machine): does that Redis answer?"""
+    from actors.ops.gcs import local_redis_findings
+
+    return _from_gcs(local_redis_findings(dict(os.environ) if env is None else env))

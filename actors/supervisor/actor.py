@@ -99,6 +99,10 @@ class SupervisorActor:
         self._ensure_loop()
         return "supervisor"
 
+    def node_id(self) -> str:
+        """The node this supervisor (and the state store it opens) runs on: `doctor` tells the head from a worker."""
+        return ray.get_runtime_context().get_node_id()
+
     def digest(self) -> str:
         return self._spec.digest
 
