@@ -109,12 +109,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from actors.specs import build_spec
 
         spec = build_spec(cfg, source=str(Path(args.config).resolve()))
+    findings += check_local_redis()  # RAY_REDIS_ADDRESS here (the head's machine): the Redis its GCS uses
     if args.no_ray:
         findings.append(_skipped("ray", "--no-ray"))
     else:
         use_token_auth_if_available()
         namespace = cfg.namespace if cfg is not None else args.namespace
-        findings += check_local_redis()  # on the head's machine: the Redis its GCS would use
         findings += check_ray(args.address, namespace, spec.digest if spec is not None else None,
                               while_connected=(lambda: check_shared_store(spec) + check_gcs(spec))
                               if spec is not None else None)
