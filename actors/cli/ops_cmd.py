@@ -88,13 +88,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from actors.ops.doctor import (
         check_config,
-        check_gcs,
         check_hooks,
         check_local_redis,
         check_providers,
         check_ray,
-        check_shared_store,
         check_state_dir,
+        check_store_and_head,
     )
 
     from actors.cli import sandbox_env
@@ -116,8 +115,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         use_token_auth_if_available()
         namespace = cfg.namespace if cfg is not None else args.namespace
         findings += check_ray(args.address, namespace, spec.digest if spec is not None else None,
-                              while_connected=(lambda: check_shared_store(spec) + check_gcs(spec))
-                              if spec is not None else None)
+                              while_connected=(lambda: check_store_and_head(spec)) if spec is not None else None)
     if spec is not None:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)

@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Finding", "check_config", "check_gcs", "check_hooks", "check_local_redis", "check_providers", "check_ray",
+__all__ = ["Finding", "check_config", "check_gcs", "check_store_and_head", "check_hooks", "check_local_redis", "check_providers", "check_ray",
            "check_shared_store", "check_state_dir"]
 
 
@@ -253,12 +253,13 @@ def check_hooks(cfg: Any) -> list[Finding]:
     return findings
 
 
-def check_shared_store(spec: Any) -> list[Finding]:
+def check_shared_store(spec: Any, report: Any = None) -> list[Finding]:
     """Through the cluster this process is connected to: whether every node
-    that may host a gateway actor sees the same state store."""
+    that may host a gateway actor sees the same state store (`report`: that
+    check's report, when it was run already)."""
     from actors.ops.shared_store import check_shared_store as run_check
 
-    report = asyncio.run(run_check(spec))
+    report = report if report is not None else asyncio.run(run_check(spec))
     if report.shared:
         return [Finding(check="state", status="ok", subject=report.url, detail=report.explain())]
     problem, _, fix = report.explain().partition("\nEvery actor")
@@ -292,12 +293,23 @@ def _from_gcs(findings: Any) -> list[Finding]:
             for f in findings]
 
 
-def check_gcs(spec: Any) -> list[Finding]:
-    """Through the cluster this process is connected to: whether it survives its head node."""
-    from actors.ops.gcs import gather_facts, gcs_findings
+def check_store_and_head(spec: Any) -> list[Finding]:
+    """Through the cluster this process is connected to: whether the nodes
+    share the state store, and whether the cluster survives its head node."""
+    from actors.ops.shared_store import check_shared_store as run_check
+
+    report = asyncio.run(run_check(spec))
+    return check_shared_store(spec, report) + check_gcs(spec, report)
+
+
+def check_gcs(spec: Any, shared: Any = None) -> list[Finding]:
+    """Through the cluster this process is connected to: whether it survives
+    its head node (`shared`: the shared-store check's report, if run)."""
+    from actors.ops.gcs import gather_facts, gcs_findings, with_shared_store
 
     supervisor = _supervisor_node(spec.namespace)
-    return _from_gcs(gcs_findings(asyncio.run(gather_facts(spec.state.display, supervisor_node=supervisor))))
+    facts = asyncio.run(gather_facts(spec.state.display, supervisor_node=supervisor))
+    return _from_gcs(gcs_findings(with_shared_store(facts, shared)))
 
 
 def _supervisor_node(namespace: str) -> str | None:

@@ -28,9 +28,10 @@ from typing import Literal
 import msgspec
 
 from actors.messages import Recommendation
+from actors.ops.shared_store import SharedStoreReport
 
 __all__ = ["MIN_RECONNECT_S", "GcsFacts", "GcsFinding", "WorkerWait", "gather_facts", "gcs_findings",
-           "local_redis_findings", "ping_redis", "state_is_local"]
+           "local_redis_findings", "ping_redis", "state_is_local", "with_shared_store"]
 
 # What a worker should wait for a head that is down: a head's restart took up to 24 s on a loaded
 # machine, a machine's replacement takes minutes. KubeRay sets 600.
@@ -65,6 +66,7 @@ class GcsFacts(msgspec.Struct, frozen=True, kw_only=True):
     state_url: str | None = None                 # the gateway's state.url (display form)
     state_local: bool = False                    # SQLite or a directory: a file on one machine
     state_on_head: bool | None = None            # the supervisor (which opens it) runs on the head; None: unknown
+    state_shared: bool = False                   # several nodes see the same files (a mounted shared directory)
 
 
 class GcsFinding(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +81,15 @@ class GcsFinding(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return Recommendation(severity=self.severity, capability="*", provider=None, problem=self.problem,
                               evidence=self.subject, fix=self.fix or "")
+
+
+def with_shared_store(facts: GcsFacts, shared: SharedStoreReport | None) -> GcsFacts:
+    """The facts, knowing whether several nodes see the same state files
+    (actors/ops/shared_store.py): a directory they all mount is not a file on one machine."""
+    if shared is None:
+        return facts
+    several = shared.shared and not shared.pinned and len(shared.nodes) > 1
+    return msgspec.structs.replace(facts, state_shared=several)
 
 
 def state_is_local(state_url: str) -> bool:
@@ -113,7 +124,7 @@ def gcs_findings(facts: GcsFacts) -> list[GcsFinding]:
             out.append(redis_down(facts.redis_address or "?", facts.redis_error))
         if multi:
             out += _worker_waits(facts.workers)
-    if facts.state_local and multi:
+    if facts.state_local and multi and not facts.state_shared:
         on_head = facts.state_on_head
         out.append(GcsFinding(
             severity="critical" if on_head or on_head is None else "warning",

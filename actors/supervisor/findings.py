@@ -8,7 +8,7 @@ from typing import Any
 
 from actors.durable import StoreHealth
 from actors.messages import CapabilityCheck, ProbeResult, ProviderStatus, SelfCheckReport
-from actors.ops.gcs import GcsFacts, gcs_findings
+from actors.ops.gcs import GcsFacts, gcs_findings, with_shared_store
 from actors.ops.quota_findings import quota_checks
 from actors.ops.reach import Reachability
 from actors.ops.recommend import (
@@ -62,7 +62,8 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
     if shared is not None:
         recommendations += store_split(shared)
     if gcs is not None:  # whether the cluster survives its head node
-        recommendations += [r for f in gcs_findings(gcs) if (r := f.recommendation()) is not None]
+        recommendations += [r for f in gcs_findings(with_shared_store(gcs, shared))
+                            if (r := f.recommendation()) is not None]
     recommendations.sort(key=lambda r: _SEVERITY_ORDER.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
                            capabilities=checks, recommendations=recommendations, store=store)

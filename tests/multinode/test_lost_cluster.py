@@ -206,7 +206,7 @@ def _outbox_rows(db: Any) -> list[Any]:
     async def rows() -> list[Any]:
         store = open_store(db.url, NS, password=db.password)
         try:
-            return await store.outbox_list("email_sending")
+            return await store.outbox_list()
         finally:
             await store.close()
 

@@ -106,3 +106,17 @@ def test_ping_redis_speaks_resp_to_a_server_that_answers() -> None:
         t.start()
         assert ping_redis(f"127.0.0.1:{port}", timeout_s=5) is None
         t.join()
+
+
+def test_a_state_directory_every_node_mounts_is_not_a_file_on_one_machine() -> None:
+    from actors.ops.reach import NodeInfo
+    from actors.ops.shared_store import NodeView, SharedStoreReport
+    from actors.ops.gcs import with_shared_store
+
+    facts = GcsFacts(nodes=2, storage="memory", state_url="/srv/state", state_local=True, state_on_head=True)
+    views = [NodeView(node=NodeInfo(node_id=n, address="10.0.0.1"), sees=True) for n in ("a", "b")]
+    mounted = with_shared_store(facts, SharedStoreReport(url="/srv/state", nodes=views))
+    assert [f.severity for f in gcs_findings(mounted)] == ["warning"]  # the GCS only
+    pinned = with_shared_store(facts, SharedStoreReport(url="/srv/state", pinned=True))
+    assert [f.severity for f in gcs_findings(pinned)] == ["warning", "critical"]
+    assert with_shared_store(facts, None) is facts
