@@ -3,12 +3,12 @@
 
 One cluster for the module: a head whose GCS is kept in a Redis of the
 module's own (a RedisServer it may kill), a worker node with Ray's default
-reconnect timeout, and a gateway whose state is a SQLite file. `doctor`
+reconnect timeout and a disk of its own, and a gateway whose state is a
+SQLite file. `doctor`
 finds the GCS fault tolerant, names the worker that would give up on a
 head down longer than 60 s, and flags the file state as critical. Then the
-Redis dies: `doctor` says it does not answer, through the cluster while its
-GCS still runs and without one (`--no-ray`, RAY_REDIS_ADDRESS set, as on
-the head's machine).
+Redis dies: `doctor` run as on the head's machine (RAY_REDIS_ADDRESS set,
+`--no-ray`) says it does not answer.
 """
 
 from __future__ import annotations
@@ -38,10 +38,15 @@ def own_redis() -> Any:
 
 
 @pytest.fixture(scope="module")
-def cluster(ray_nodes: Any, own_redis: Any) -> RayNodes:
-    cluster = ray_nodes(isolated=False, head_cpus=1,
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def cluster(ray_nodes: Any, own_redis: Any, state_dir: Path) -> RayNodes:
+    cluster = ray_nodes(head_cpus=1,
                         gcs=GcsStorage.redis(own_redis.address, namespace=f"findings-{uuid.uuid4().hex[:6]}"))
-    cluster.add_node("w", resources={"w": 100})
+    cluster.add_node("w", resources={"w": 100}, private_dirs=[state_dir])  # another machine's disk
     return cluster
 
 
@@ -56,24 +61,24 @@ def head(found: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_doctor_reports_the_gcs_the_workers_wait_and_file_state_then_a_dead_redis(
-        cluster: RayNodes, own_redis: Any, tmp_path: Path) -> None:
+        cluster: RayNodes, own_redis: Any, state_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump({"namespace": "findings", "state": {"url": f"sqlite:///{tmp_path / 's.db'}"},
+    config.write_text(yaml.safe_dump({"namespace": "findings", "state": {"url": f"sqlite:///{state_dir / 's.db'}"},
                                       "capabilities": {"email_sending": {"providers": [
                                           {"name": "sim", "adapter": "simulated"}]}}}))
     found = doctor(cluster, config)
     statuses = head(found)
-    assert ("ok", f"GCS storage: redis at {own_redis.address}, namespace {cluster.gcs.namespace}") in [
-        (s, subj) for s, subj in statuses], statuses
+    assert ("ok", f"GCS storage: redis at {own_redis.address}, namespace {cluster.gcs.namespace}") in statuses, \
+        statuses
     waits = [f for f in found["findings"] if f["subject"] == "worker nodes' GCS reconnect timeout"]
     assert [f["status"] for f in waits] == ["warning"] and "(default 60 s)" in waits[0]["detail"]
     [state] = [f for f in found["findings"] if f["check"] == "head" and f["subject"].startswith("state.url")]
     assert state["status"] == "problem" and "postgresql://" in state["fix"]  # critical: a file on one machine
 
+    # The Redis dies. Through the cluster the answer is a race with the GCS, which exits once it
+    # gives up on its Redis (and `ray.init` against a dying GCS may abort the process): asserted
+    # without a cluster, as an operator on the head's machine runs it.
     own_redis.kill()
-    dead = doctor(cluster, config, env={"RAY_REDIS_ADDRESS": own_redis.address})
-    redis = [f for f in dead["findings"] if f["subject"] == f"GCS Redis {own_redis.address}"]
-    assert redis and all(f["status"] == "problem" and "does not answer" in f["detail"] for f in redis), dead
     offline = doctor(cluster, config, "--no-ray", env={"RAY_REDIS_ADDRESS": own_redis.address})
     assert [(f["status"], f["subject"]) for f in offline["findings"] if f["check"] == "head"] == [
         ("problem", f"GCS Redis {own_redis.address}")]
