@@ -52,7 +52,7 @@ def cluster(ray_nodes: Any, own_redis: Any, state_dir: Path) -> RayNodes:
 
 def doctor(cluster: RayNodes, config: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     done = cluster.cli("doctor", "--config", str(config), "--json", *args, env=env)
-    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert done.returncode in (0, 1) and done.stdout.strip(), f"exit {done.returncode}: {done.stdout}{done.stderr}"
     return json.loads(done.stdout)
 
 
