@@ -89,10 +89,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from actors.ops.doctor import (
         check_config,
         check_hooks,
+        check_local_redis,
         check_providers,
         check_ray,
-        check_shared_store,
         check_state_dir,
+        check_store_and_head,
     )
 
     from actors.cli import sandbox_env
@@ -107,13 +108,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from actors.specs import build_spec
 
         spec = build_spec(cfg, source=str(Path(args.config).resolve()))
+    findings += check_local_redis()  # RAY_REDIS_ADDRESS here (the head's machine): the Redis its GCS uses
     if args.no_ray:
         findings.append(_skipped("ray", "--no-ray"))
     else:
         use_token_auth_if_available()
         namespace = cfg.namespace if cfg is not None else args.namespace
         findings += check_ray(args.address, namespace, spec.digest if spec is not None else None,
-                              while_connected=(lambda: check_shared_store(spec)) if spec is not None else None)
+                              while_connected=(lambda: check_store_and_head(spec)) if spec is not None else None)
     if spec is not None:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)

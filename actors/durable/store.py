@@ -214,7 +214,11 @@ class StateStore(Protocol):
     async def journal_find_many(self, capability: str, keys: Sequence[str],
                                 provider: str | None = None) -> dict[str, list[JournalEntry]]: ...
 
-    async def journal_put_many(self, entries: Sequence[JournalEntry]) -> None: ...
+    async def journal_put_many(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
+        """Writes the entries and adds `spend` (what those sends cost, as
+        spend_add does) in one transaction: a process lost after the write
+        leaves no delivery without its charge."""
+        ...
 
     # outbox
     async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,

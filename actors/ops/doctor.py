@@ -15,7 +15,11 @@ Each check gives findings: `ok`, `problem` (something to fix first: exit 1),
    on the cluster's nodes and not here);
 6. state: the directory is writable here, when it is a local path; and,
    with a cluster, every node that may host a gateway actor sees the same
-   store (actors/ops/shared_store.py).
+   store (actors/ops/shared_store.py);
+7. the head node: whether the cluster's GCS is fault tolerant, its Redis
+   answers, the workers wait long enough for a head that is down, and the
+   state store is not a file on one machine (actors/ops/gcs.py); without a
+   cluster, whether the Redis named by RAY_REDIS_ADDRESS here answers.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Finding", "check_config", "check_hooks", "check_providers", "check_ray", "check_shared_store",
-           "check_state_dir"]
+__all__ = ["Finding", "check_config", "check_gcs", "check_store_and_head", "check_hooks", "check_local_redis", "check_providers", "check_ray",
+           "check_shared_store", "check_state_dir"]
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
@@ -249,12 +253,13 @@ def check_hooks(cfg: Any) -> list[Finding]:
     return findings
 
 
-def check_shared_store(spec: Any) -> list[Finding]:
+def check_shared_store(spec: Any, report: Any = None) -> list[Finding]:
     """Through the cluster this process is connected to: whether every node
-    that may host a gateway actor sees the same state store."""
+    that may host a gateway actor sees the same state store (`report`: that
+    check's report, when it was run already)."""
     from actors.ops.shared_store import check_shared_store as run_check
 
-    report = asyncio.run(run_check(spec))
+    report = report if report is not None else asyncio.run(run_check(spec))
     if report.shared:
         return [Finding(check="state", status="ok", subject=report.url, detail=report.explain())]
     problem, _, fix = report.explain().partition("\nEvery actor")
@@ -278,3 +283,50 @@ def check_state_dir(state_url: str) -> list[Finding]:
                         detail="writable here (the actors use this path on their own nodes)")]
     return [Finding(check="state", status="warning", subject=str(path), detail=f"{probe} is not writable here",
                     fix="set state.url (or $AICMO_STATE_DIR) to a directory the Ray nodes can write")]
+
+
+_STATUS = {"ok": "ok", "info": "info", "warning": "warning", "critical": "problem"}
+
+
+def _from_gcs(findings: Any) -> list[Finding]:
+    return [Finding(check="head", status=_STATUS[f.severity], subject=f.subject, detail=f.problem, fix=f.fix)
+            for f in findings]
+
+
+def check_store_and_head(spec: Any) -> list[Finding]:
+    """Through the cluster this process is connected to: whether the nodes
+    share the state store, and whether the cluster survives its head node."""
+    from actors.ops.shared_store import check_shared_store as run_check
+
+    report = asyncio.run(run_check(spec))
+    return check_shared_store(spec, report) + check_gcs(spec, report)
+
+
+def check_gcs(spec: Any, shared: Any = None) -> list[Finding]:
+    """Through the cluster this process is connected to: whether it survives
+    its head node (`shared`: the shared-store check's report, if run)."""
+    from actors.ops.gcs import gather_facts, gcs_findings, with_shared_store
+
+    supervisor = _supervisor_node(spec.namespace)
+    facts = asyncio.run(gather_facts(spec.state.display, supervisor_node=supervisor))
+    return _from_gcs(gcs_findings(with_shared_store(facts, shared)))
+
+
+def _supervisor_node(namespace: str) -> str | None:
+    """The node of the deployed supervisor (which opens the state store), if any."""
+    import ray
+
+    from actors.names import SUPERVISOR_NAME
+
+    try:  # a supervisor deployed before node_id() existed answers with an error: unknown
+        actor = ray.get_actor(SUPERVISOR_NAME, namespace=namespace)
+        return str(ray.get(actor.node_id.remote(), timeout=5))
+    except Exception:  # noqa: BLE001 - not deployed, or an older supervisor: unknown
+        return None
+
+
+def check_local_redis(env: dict[str, str] | None = None) -> list[Finding]:
+    """RAY_REDIS_ADDRESS in this environment (doctor run on the head's machine): does that Redis answer?"""
+    from actors.ops.gcs import local_redis_findings
+
+    return _from_gcs(local_redis_findings(dict(os.environ) if env is None else env))

@@ -77,7 +77,7 @@ class ProviderCore:
         # Keyed sends: claimed in memory and in the journal, settled when a crash left them in doubt.
         self.claims = Claims()
         self.journal = DeliveryJournal(spec.capability, spec.name, self.store, clock)
-        self.outcomes = OutcomeWriter(self.journal, clock)
+        self.outcomes = OutcomeWriter(self.journal, clock, self.spending)  # outcomes written with their charges
         answers = Answers(spec.name, lambda: self.health)
         sender = JournaledSend(self._attempt, self.journal, self.outcomes, self.claims, answers)
         self.settling = Settling(spec, adapter, sender, self.journal, self.outcomes, self.claims, answers,
@@ -127,7 +127,7 @@ class ProviderCore:
             value = await asyncio.wait_for(self._limited(method, payload, ctx, entered, max_pace_s(ctx, acted.delay_s)),
                                            ctx.timeout_s - acted.delay_s)
         except asyncio.CancelledError:
-            self.spending.charge(False, ErrorKind.CANCELLED, free=ctx.dry_run or not entered[0])
+            self.spending.charge(False, ErrorKind.CANCELLED, free=ctx.dry_run or not entered[0], key=_held(ctx))
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a kind
             return self._failed(exc, ctx, started, entered[0], acted)
@@ -159,7 +159,7 @@ class ProviderCore:
 
     def _failed(self, exc: BaseException, ctx: CallContext, started: float, entered: bool, acted: Acted) -> CallReply:
         kind, message, retry_after, maybe_delivered = classify(exc)
-        self.spending.charge(False, kind, free=ctx.dry_run or not entered)
+        self.spending.charge(False, kind, free=ctx.dry_run or not entered, key=_held(ctx))
         latency = (self.clock.monotonic() - started) * 1000
         message = self.redact(f"{self.spec.name}: {message}" if not message.startswith(self.spec.name) else message)
         if not ctx.dry_run:
@@ -171,7 +171,7 @@ class ProviderCore:
 
     def _succeeded(self, value: Any, ctx: CallContext, started: float, acted: Acted) -> CallReply:
         latency = (self.clock.monotonic() - started) * 1000
-        self.spending.charge(True, None, free=ctx.dry_run)
+        self.spending.charge(True, None, free=ctx.dry_run, key=_held(ctx))
         if not ctx.dry_run:  # a dry run says nothing about the provider's health
             self.record(Outcome(at=self.clock.time(), ok=True, latency_ms=latency))
         # Values travel and are journaled: plain data only (a header object
@@ -246,3 +246,8 @@ class ProviderCore:
             probe_samples=list(self.probes.samples()),
         )
         return self.spending.into(msgspec.structs.replace(status, health=shown_state(self.health, self.clock.time())))
+
+
+def _held(ctx: CallContext) -> str | None:
+    """The key a journaled send's charge is held by until its outcome is written with it."""
+    return ctx.idempotency_key if journals(ctx) else None

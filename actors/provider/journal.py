@@ -26,10 +26,11 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import JournalEntry, StateStore, StoreUnavailable
+from actors.durable.store import SpendDelta
 from actors.messages import CallContext, CallReply
 
 log = logging.getLogger("aicmo.provider")
@@ -127,8 +128,19 @@ class DeliveryJournal:
         """(ctx, method, state, value, error) rows, in one statement."""
         await self.put(self.entries(rows))
 
-    async def put(self, entries: Sequence[JournalEntry]) -> None:
-        await self._store().journal_put_many(entries)
+    async def put(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
+        """The entries, with what their sends cost (one transaction) when there is any."""
+        if spend:
+            await self._store().journal_put_many(entries, spend)
+        else:
+            await self._store().journal_put_many(entries)
+
+
+class HeldCharges(Protocol):
+    """What keyed sends cost, held until their outcomes are written (spending.py's Spending)."""
+
+    def take(self, keys: list[str]) -> list[SpendDelta]: ...
+    def give_back(self, deltas: list[SpendDelta]) -> None: ...
 
 
 class OutcomeWriter:
@@ -140,9 +152,12 @@ class OutcomeWriter:
     RETRY_FIRST_S = 0.1
     RETRY_LONGEST_S = 5.0
 
-    def __init__(self, journal: DeliveryJournal, clock: Clock = SYSTEM_CLOCK):
+    def __init__(self, journal: DeliveryJournal, clock: Clock = SYSTEM_CLOCK, charges: HeldCharges | None = None):
+        """`charges`: the sends' held charges, written in the outcomes'
+        statement when it is written at once (else back to their flush)."""
         self._journal = journal
         self._clock = clock
+        self._charges = charges
         self.delivered: dict[str, Any] = {}   # key -> the reply of a delivery not journaled yet
         self._unwritten: list[JournalEntry] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -156,26 +171,37 @@ class OutcomeWriter:
         if not entries:
             return
         delivered = {key: reply for key, reply in replies.items() if getattr(reply, "ok", False)}
+        spend = self._charges.take([e.key for e in entries]) if self._charges is not None else []
         if self._unwritten:  # behind older entries: written in order
+            self._give_back(spend)
             self._later(entries, delivered)
             return
         # In memory before the store is awaited: a cancel meanwhile (the
         # router gave up on the attempt) must not lose what was delivered.
         self.delivered.update(delivered)
         try:
-            await self._journal.put(entries)
+            await self._journal.put(entries, spend)
         except StoreUnavailable as exc:
             log.warning("%s/%s: journaling %d outcome(s) later: %s", self._journal.capability,
                         self._journal.provider, len(entries), exc)
+            self._give_back(spend)
             self._later(entries, delivered)
             return
         except asyncio.CancelledError:
-            self._later(entries, delivered)  # written again in the background (a put of the same entries is harmless)
+            # Perhaps written: charging twice is the quota's safe side. The entries are written
+            # again in the background (a put of the same entries is harmless).
+            self._give_back(spend)
+            self._later(entries, delivered)
             raise
         queued = {entry.key for entry in self._unwritten}
         for key in delivered:
             if key not in queued:
                 self.delivered.pop(key, None)
+
+    def _give_back(self, spend: Any) -> None:
+        """Charges not written with their outcomes go back to the once-a-second spend flush."""
+        if self._charges is not None:
+            self._charges.give_back(spend)
 
     def _later(self, entries: Sequence[JournalEntry], delivered: dict[str, Any]) -> None:
         self._unwritten += entries

@@ -7,7 +7,11 @@ loads the current period's row from the store at start (`spend_get`), folds
 each attempt into it in memory (`cost.account`), and flushes the increments
 to the store about every second (`spend_add`): increments, not totals, so a
 flush retried after a lost answer can only over-count, the safe side for a
-quota. Every reply says whether the quota is spent (`CallReply.quota_*`),
+quota. The charge of a journaled (keyed) send is held by its key instead and
+written with the send's outcome, in the journal's statement (`take`,
+journal.py's OutcomeWriter): a process lost right after a delivery leaves no
+delivery uncharged (a lost cluster, docs/head-node.md section 5); if that
+write fails the charge goes back to the flush. Every reply says whether the quota is spent (`CallReply.quota_*`),
 and the actor pushes a status to the routers when that flips, so a router
 skips a spent provider as `quota_exhausted` without counting it against
 health (actors/router/quotas.py holds the router's side).
@@ -81,6 +85,7 @@ class Spending:
         self.spend = Spend(period_start=period_bounds(self.per, clock.time())[0])
         self.balance: Balance | None = None
         self.pending: dict[float, list[Any]] = {}   # period_start -> [calls, maybe_calls, amount]
+        self.held: dict[str, dict[float, list[Any]]] = {}  # key -> its keyed send's charges, written with its outcome
         self.loaded = False
         self.exhausted: str | None = None
         self._listener = listener or Listeners()
@@ -89,8 +94,10 @@ class Spending:
         self._balance_due = 0.0
 
     # --- accounting (on the request's path: memory only) ----------------------------
-    def charge(self, ok: bool, kind: ErrorKind | None, free: bool = False) -> None:
-        """Folds one attempt in: `free` for a dry run or a call that never reached the adapter."""
+    def charge(self, ok: bool, kind: ErrorKind | None, free: bool = False, key: str | None = None) -> None:
+        """Folds one attempt in: `free` for a dry run or a call that never
+        reached the adapter; `key` for a journaled send, whose charge is
+        written with its outcome (`take`)."""
         if not self.active or free:
             return
         self.start()
@@ -99,7 +106,8 @@ class Spending:
         self.spend, events = account(before, charge, self._clock.time(), price=self.price, quota=self.quota)
         if self.spend.period_start != before.period_start:
             before = Spend(period_start=self.spend.period_start)
-        row = self.pending.setdefault(self.spend.period_start, [0, 0, Decimal(0)])
+        rows = self.pending if key is None else self.held.setdefault(key, {})
+        row = rows.setdefault(self.spend.period_start, [0, 0, Decimal(0)])
         row[0] += self.spend.calls - before.calls
         row[1] += self.spend.maybe_calls - before.maybe_calls
         amount = self.spend.amount - before.amount
@@ -200,21 +208,38 @@ class Spending:
                                    lifetime_calls_at=row.balance_calls_at or 0)
         self._check_flip()
 
+    def _deltas(self, rows: dict[float, list[Any]]) -> list[SpendDelta]:
+        now = self._clock.time()
+        return [SpendDelta(capability=self.spec.capability, provider=self.spec.name, period=str(self.per),
+                           period_start=start, calls=calls, maybe_calls=maybe, amount_nanos=int(amount * NANOS),
+                           currency=self.price.currency if self.price is not None else None, at=now)
+                for start, (calls, maybe, amount) in sorted(rows.items())]
+
+    def take(self, keys: list[str]) -> list[SpendDelta]:
+        """The held charges of these keyed sends, for the statement that
+        journals their outcomes; `give_back` if it fails."""
+        taken: dict[float, list[Any]] = {}
+        for key in keys:
+            for start, (calls, maybe, amount) in self.held.pop(key, {}).items():
+                row = taken.setdefault(start, [0, 0, Decimal(0)])
+                row[0], row[1], row[2] = row[0] + calls, row[1] + maybe, row[2] + amount
+        return self._deltas(taken)
+
+    def give_back(self, deltas: list[SpendDelta]) -> None:
+        """Charges whose outcome write failed: added to the next flush."""
+        for d in deltas:
+            row = self.pending.setdefault(d.period_start, [0, 0, Decimal(0)])
+            row[0], row[1], row[2] = row[0] + d.calls, row[1] + d.maybe_calls, row[2] + Decimal(d.amount_nanos) / NANOS
+
     async def flush(self) -> None:
         if not self.pending:
             return
         pending, self.pending = self.pending, {}
-        now = self._clock.time()
-        deltas = [SpendDelta(capability=self.spec.capability, provider=self.spec.name, period=str(self.per),
-                             period_start=start, calls=calls, maybe_calls=maybe, amount_nanos=int(amount * NANOS),
-                             currency=self.price.currency if self.price is not None else None, at=now)
-                  for start, (calls, maybe, amount) in sorted(pending.items())]
+        deltas = self._deltas(pending)
         try:
             await self._store().spend_add(deltas)
         except BaseException:
-            for start, (calls, maybe, amount) in pending.items():  # put back: added to the next flush
-                row = self.pending.setdefault(start, [0, 0, Decimal(0)])
-                row[0], row[1], row[2] = row[0] + calls, row[1] + maybe, row[2] + amount
+            self.give_back(deltas)  # added to the next flush
             raise
 
     def balance_due_now(self) -> None:
@@ -246,4 +271,5 @@ class Spending:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self.give_back(self.take(list(self.held)))  # sends whose outcome was never written: charged anyway
         await self.flush()

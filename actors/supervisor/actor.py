@@ -107,7 +107,8 @@ class SupervisorActor:
         return "supervisor"
 
     def node_id(self) -> str:
-        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        """The Ray node this actor (and the state store it opens) runs on: `up` and `status` say which, and
+        whether it is the head; `doctor` tells the head from a worker."""
         return ray.get_runtime_context().get_node_id()
 
     def digest(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 from actors.durable import StoreHealth
 from actors.messages import CapabilityCheck, ProbeResult, ProviderStatus, SelfCheckReport
+from actors.ops.gcs import GcsFacts, gcs_findings, with_shared_store
 from actors.ops.quota_findings import quota_checks
 from actors.ops.reach import Reachability
 from actors.ops.recommend import (
@@ -33,7 +34,7 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
                      statuses: dict[tuple[str, str], ProviderStatus], now: float, *,
                      reach: Reachability | None = None, trends: dict[str, dict[str, ProviderTrend]] | None = None,
                      ops: list[tuple[str, str, dict[str, Any]]] = (), store: StoreHealth | None = None,
-                     shared: SharedStoreReport | None = None) -> SelfCheckReport:
+                     shared: SharedStoreReport | None = None, gcs: GcsFacts | None = None) -> SelfCheckReport:
     """Pure: probes and statuses (and, when there are any, the reachability
     matrix, the hour's trends, and the actors' ops reports as
     (capability, actor, report)) in, report and recommendations out."""
@@ -60,6 +61,9 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
         recommendations += for_store(store, now)
     if shared is not None:
         recommendations += store_split(shared)
+    if gcs is not None:  # whether the cluster survives its head node
+        recommendations += [r for f in gcs_findings(with_shared_store(gcs, shared))
+                            if (r := f.recommendation()) is not None]
     recommendations.sort(key=lambda r: _SEVERITY_ORDER.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
                            capabilities=checks, recommendations=recommendations, store=store)

@@ -7,7 +7,8 @@ cooled-down provider back in) and, with `supervisor.probe_all_nodes`, from
 a task pinned to every alive node (actors/ops/reach.py), which tells "the
 provider is down" from "node B cannot reach it". Beside the probes: what
 routers (and providers with health hooks) say of their hooks and audit
-log, the store's health, and whether every node sees the same store."""
+log, the store's health, whether every node sees the same store, and
+whether the cluster survives its head node (actors/ops/gcs.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from actors.clock import Clock
 from actors.durable import StoreHealth
 from actors.errors import ErrorKind
 from actors.messages import ProbeResult, ProviderStatus, SelfCheckReport
+from actors.ops.gcs import GcsFacts, gather_facts
 from actors.ops.reach import NodeProbes, Reachability, alive_nodes, probe_from_every_node, probe_targets
 from actors.ops.shared_store import SharedStoreReport, check_shared_store
 from actors.specs import GatewaySpec, ProviderSpec
@@ -48,6 +50,8 @@ class NodeEvidence(Protocol):
 
     async def shared_store(self, spec: GatewaySpec, timeout_s: float) -> SharedStoreReport: ...
 
+    async def gcs(self, spec: GatewaySpec, timeout_s: float) -> GcsFacts: ...
+
 
 class RayNodeEvidence:
     """The tasks of actors/ops/reach.py and actors/ops/shared_store.py, on the alive nodes."""
@@ -59,6 +63,13 @@ class RayNodeEvidence:
 
     async def shared_store(self, spec: GatewaySpec, timeout_s: float) -> SharedStoreReport:
         return await check_shared_store(spec, timeout_s=timeout_s)
+
+    async def gcs(self, spec: GatewaySpec, timeout_s: float) -> GcsFacts:
+        import ray
+
+        # The supervisor opens the state store on its own node: this one.
+        here = ray.get_runtime_context().get_node_id()
+        return await gather_facts(spec.state.display, supervisor_node=here, timeout_s=timeout_s)
 
 
 async def _nothing(value: Any) -> Any:
@@ -84,10 +95,10 @@ class SelfCheck:
     async def run(self) -> SelfCheckReport:
         providers = [p for c in self._spec.capabilities for p in c.providers]
         nodes_too = self._gcs_answers is None or await self._gcs_answers()
-        results, node_probes, ops, store, shared = await asyncio.gather(
+        results, node_probes, ops, store, shared, gcs = await asyncio.gather(
             asyncio.gather(*(self._probe(p) for p in providers)), self._from_nodes(providers) if nodes_too
             else _nothing([]), self._ops_reports(), self._store_health(),
-            self._shared_store() if nodes_too else _nothing(None))
+            self._shared_store() if nodes_too else _nothing(None), self._gcs() if nodes_too else _nothing(None))
         probes = {(r.capability, r.provider): r for r, _, _ in results}
         statuses = {(s.capability, s.name): s for _, s, _ in results if s is not None}
         now = self._clock.time()
@@ -96,7 +107,8 @@ class SelfCheck:
             self.reach = Reachability(generated_at=now, nodes=node_probes, actor_nodes={
                 f"{r.capability}/{r.provider}": node for r, _, node in results if node})
         self.last = build_self_check(self._spec, probes, statuses, now, reach=self.reach if node_probes else None,
-                                     trends=self._status.trends(), ops=ops, store=store, shared=shared)
+                                     trends=self._status.trends(), ops=ops, store=store, shared=shared,
+                                     gcs=gcs)
         await self._gauges.record_check(self.last, self.reach)
         return self.last
 
@@ -128,6 +140,13 @@ class SelfCheck:
             return await self._nodes.shared_store(self._spec, self._spec.supervisor.node_probe_timeout_s)
         except Exception:  # noqa: BLE001 - extra evidence; the check goes on without it
             log.exception("checking that every node shares the state store failed")
+            return None
+
+    async def _gcs(self) -> GcsFacts | None:
+        try:
+            return await self._nodes.gcs(self._spec, self._spec.supervisor.node_probe_timeout_s)
+        except Exception:  # noqa: BLE001 - extra evidence; the check goes on without it
+            log.exception("reading whether the cluster's GCS is fault tolerant failed")
             return None
 
     async def _ops_reports(self) -> list[tuple[str, str, dict[str, Any]]]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from actors.durable import Claims, JournalEntry, KeyClaim, StateStore
+from actors.durable.store import SpendDelta
 
 CAP = "email_sending"
 LONG_AGO = 0.0  # fresh_after for "every stored result is still fresh"
@@ -181,6 +182,23 @@ def test_stored_results_expire(make_store: Callable[..., StateStore]) -> None:
 
 
 # --- journal --------------------------------------------------------------------------
+
+def test_outcomes_written_with_their_charges_are_one_write(make_store: Callable[..., StateStore]) -> None:
+    """What a keyed send cost goes in with its outcome (provider/spending.py): a lost process leaves none uncharged."""
+    async def scenario() -> None:
+        store = make_store()
+        charge = SpendDelta(capability=CAP, provider="a", period="month", period_start=0.0, calls=2, maybe_calls=1,
+                            amount_nanos=30, currency="USD", at=10.0)
+        await store.journal_put_many([entry("k1", "delivered", value={"id": 1}), entry("k2", "unknown")], [charge])
+        await store.journal_put_many([entry("k3", "delivered")], [charge])
+        found = await store.journal_find_many(CAP, ["k1", "k2", "k3"])
+        assert {k: v[0].state for k, v in found.items()} == {"k1": "delivered", "k2": "unknown", "k3": "delivered"}
+        [row] = await store.spend_get(CAP, 10.0)
+        assert (row.calls, row.maybe_calls, row.amount_nanos, row.lifetime_calls) == (4, 2, 60, 6)
+        await store.close()
+
+    asyncio.run(scenario())
+
 
 def test_the_journal_claims_a_send_only_where_none_is_known(make_store: Callable[..., StateStore]) -> None:
     async def scenario() -> None:

@@ -32,7 +32,7 @@ class Names:
         self.names = set(names)
         self.lookups: list[str] = []
 
-    def __call__(self, name: str) -> str:
+    def __call__(self, name: str, timeout_s: float | None = None) -> str:
         self.lookups.append(name)
         if name not in self.names:
             raise ValueError(f"Failed to look up actor {name}")

@@ -211,3 +211,48 @@ def test_a_provider_metered_only_for_its_balance_starts_metering_with_its_first_
         return seen
 
     assert asyncio.run(run()) == [True, True, True, True]
+
+
+def test_a_keyed_sends_charge_is_written_with_its_outcome_so_a_lost_process_charged_it(tmp_path: Path) -> None:
+    """A process lost before its flush (a lost cluster) leaves no journaled delivery uncharged."""
+    async def scenario() -> None:
+        store = SqliteStore(str(tmp_path / "s.db"))
+        w = World(spec(priced("mail", "0.01", quota=10), cap="email_sending"), store,
+                  scripts={"mail": [{"id": "m0"}, {"id": "m1"}, {"id": "m2"}]})
+        replies = await w.verify(3)
+        assert [r.ok for r in replies] == [True, True, True]
+        meter = w.providers["mail"].spending
+        assert meter.pending == {} and meter.held == {}  # nothing left for the flush: the process may go now
+        [row] = await store.spend_get("email_sending", HOUR0)
+        assert (row.calls, row.amount_nanos, row.lifetime_calls) == (3, 30_000_000, 3)
+        found = await store.journal_find_many("email_sending", ["k0", "k1", "k2"])
+        assert sorted(e[0].state for e in found.values()) == ["delivered"] * 3
+        await w.close()
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_charge_whose_outcome_write_fails_goes_to_the_flush(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SqliteStore(str(tmp_path / "s.db"))
+        w = World(spec(priced("mail", "0.01"), cap="email_sending"), store, scripts={"mail": [{"id": "m0"}]})
+        core = w.providers["mail"]
+        real = store.journal_put_many
+
+        async def refused(entries: Any, spend: Any = ()) -> None:
+            from actors.durable import StoreUnavailable
+            raise StoreUnavailable("sqlite:///s.db", "down for the test")
+
+        store.journal_put_many = refused  # type: ignore[method-assign]
+        [reply] = await w.verify(1)
+        assert reply.ok
+        assert core.spending.held == {}  # back to the flush (which may have run already)
+        store.journal_put_many = real  # type: ignore[method-assign]
+        await core.spending.flush()
+        [row] = await store.spend_get("email_sending", HOUR0)
+        assert (row.calls, row.amount_nanos) == (1, 10_000_000)  # once: by the flush, not with the outcome too
+        await w.close()
+        await store.close()
+
+    asyncio.run(scenario())

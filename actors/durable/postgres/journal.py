@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from actors.durable.postgres.pool import PostgresRunner
+from actors.durable.postgres.spend import SPEND_ADD, spend_rows
 from actors.durable.postgres.sql import DECIDE_ROUNDS, rows_json
 from actors.durable.rows import JOURNAL_COLUMNS, blob, journal_entry, unblob
-from actors.durable.store import JournalEntry
+from actors.durable.store import JournalEntry, SpendDelta
 
-__all__ = ["JOURNAL_CLAIM", "JOURNAL_PUT", "PostgresJournal"]
+__all__ = ["JOURNAL_CLAIM", "JOURNAL_PUT", "JOURNAL_PUT_CHARGED", "PostgresJournal"]
 
 JOURNAL_CLAIM = """
     WITH input AS (SELECT * FROM json_to_recordset(%(rows)s::json)
@@ -47,6 +48,12 @@ JOURNAL_PUT = f"""
     ON CONFLICT (namespace, capability, key, provider) DO UPDATE SET request_id = excluded.request_id,
         method = excluded.method, state = excluded.state, incarnation = excluded.incarnation,
         updated_at = excluded.updated_at, value = excluded.value, error = excluded.error"""
+
+# Outcomes and what their sends cost in one statement (so one transaction): a
+# process lost right after cannot have journaled a delivery without its charge.
+JOURNAL_PUT_CHARGED = ("WITH journaled AS (" + JOURNAL_PUT + " RETURNING 1), "
+                       + SPEND_ADD.replace("%(rows)s", "%(spend)s").strip().removeprefix("WITH ")
+                       + ", (SELECT count(*) FROM journaled)")
 
 
 class PostgresJournal:
@@ -88,11 +95,15 @@ class PostgresJournal:
             found.setdefault(entry.key, []).append(entry)
         return found
 
-    async def put_many(self, entries: Sequence[JournalEntry]) -> None:
+    async def put_many(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
         latest = list({(e.capability, e.provider, e.key): e for e in entries}.values())  # one row per key
         if not latest:
             return
-        await self._db.fetch(JOURNAL_PUT, {"ns": self._db.namespace, "rows": rows_json([
+        params = {"ns": self._db.namespace, "rows": rows_json([
             {"capability": e.capability, "provider": e.provider, "key": e.key, "request_id": e.request_id,
              "method": e.method, "state": e.state, "incarnation": e.incarnation, "updated_at": e.updated_at,
-             "value": blob(e.value), "error": e.error} for e in latest])})
+             "value": blob(e.value), "error": e.error} for e in latest])}
+        if not spend:
+            await self._db.fetch(JOURNAL_PUT, params)
+            return
+        await self._db.fetch(JOURNAL_PUT_CHARGED, {**params, "spend": spend_rows(spend)})

@@ -13,9 +13,9 @@ from actors.durable.postgres.sql import rows_json
 from actors.durable.rows import PERIOD_S, SPEND_COLUMNS, spend_row
 from actors.durable.store import SPEND_RETENTION_S, SpendDelta, SpendRow
 
-__all__ = ["PRUNE_SPEND", "PostgresSpend"]
+__all__ = ["PRUNE_SPEND", "SPEND_ADD", "PostgresSpend", "spend_rows"]
 
-_SPEND_ADD = """
+SPEND_ADD = """
 WITH input AS (
     SELECT capability, provider, period, period_start, sum(calls) AS calls, sum(maybe_calls) AS maybe_calls,
            sum(amount_nanos) AS amount_nanos, max(currency) AS currency, max(at) AS at
@@ -58,6 +58,14 @@ PRUNE_SPEND = ("WITH gone AS (DELETE FROM aicmo_spend WHERE namespace = %(ns)s A
                + ") RETURNING 1) SELECT count(*) FROM gone")
 
 
+def spend_rows(deltas: Sequence[SpendDelta]) -> str:
+    """The deltas as SPEND_ADD's `rows` parameter."""
+    return rows_json([
+        {"capability": d.capability, "provider": d.provider, "period": d.period, "period_start": d.period_start,
+         "calls": d.calls, "maybe_calls": d.maybe_calls, "amount_nanos": d.amount_nanos, "currency": d.currency,
+         "at": d.at} for d in deltas])
+
+
 class PostgresSpend:
     def __init__(self, db: PostgresRunner):
         self._db = db
@@ -65,10 +73,7 @@ class PostgresSpend:
     async def add(self, deltas: Sequence[SpendDelta]) -> None:
         if not deltas:
             return
-        await self._db.fetch(_SPEND_ADD, {"ns": self._db.namespace, "rows": rows_json([
-            {"capability": d.capability, "provider": d.provider, "period": d.period, "period_start": d.period_start,
-             "calls": d.calls, "maybe_calls": d.maybe_calls, "amount_nanos": d.amount_nanos, "currency": d.currency,
-             "at": d.at} for d in deltas])})
+        await self._db.fetch(SPEND_ADD, {"ns": self._db.namespace, "rows": spend_rows(deltas)})
 
     async def get(self, capability: str | None = None, at: float | None = None) -> list[SpendRow]:
         sql = _SPEND_GET + (" AND m.capability = %(cap)s" if capability is not None else "")

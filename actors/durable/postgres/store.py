@@ -107,8 +107,8 @@ class PostgresStore:
                                 provider: str | None = None) -> dict[str, list[JournalEntry]]:
         return await self._journal.find_many(capability, keys, provider)
 
-    async def journal_put_many(self, entries: Sequence[JournalEntry]) -> None:
-        await self._journal.put_many(entries)
+    async def journal_put_many(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
+        await self._journal.put_many(entries, spend)
 
     # outbox
     async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,

@@ -9,7 +9,8 @@ from typing import Any
 
 from actors.durable.rows import JOURNAL_COLUMNS, blob, journal_entry
 from actors.durable.sqlite.connection import SqliteRunner, chunks, marks
-from actors.durable.store import JournalEntry
+from actors.durable.sqlite.spend import SqliteSpend
+from actors.durable.store import JournalEntry, SpendDelta
 
 __all__ = ["SqliteJournal"]
 
@@ -19,8 +20,9 @@ _PUT = ("INSERT OR REPLACE INTO journal (namespace, capability, provider, key, r
 
 
 class SqliteJournal:
-    def __init__(self, db: SqliteRunner):
+    def __init__(self, db: SqliteRunner, spend: SqliteSpend):
         self._db = db
+        self._spend = spend
 
     async def claim(self, entries: Sequence[JournalEntry]) -> dict[str, JournalEntry]:
         """Writes `started` where a key has no entry at its provider, or one
@@ -33,8 +35,9 @@ class SqliteJournal:
                         provider: str | None = None) -> dict[str, list[JournalEntry]]:
         return await self._db.read(self._find, capability, keys, provider)
 
-    async def put_many(self, entries: Sequence[JournalEntry]) -> None:
-        await self._db.write(self._put_many, entries)
+    async def put_many(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
+        """The entries, and what their sends cost, in one transaction."""
+        await self._db.write(self._put_many, entries, list(spend))
 
     def prune(self, db: sqlite3.Connection, before: float, batch: int) -> int:
         """In the caller's transaction: deletes up to `batch` entries that
@@ -61,8 +64,9 @@ class SqliteJournal:
                 found.setdefault(entry.key, []).append(entry)
         return found
 
-    def _put_many(self, db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> None:
+    def _put_many(self, db: sqlite3.Connection, entries: Sequence[JournalEntry], spend: list[SpendDelta]) -> None:
         db.executemany(_PUT, [self._row(e) for e in entries])
+        self._spend.add_in(db, spend)
 
     def _claim(self, db: sqlite3.Connection, entries: Sequence[JournalEntry]) -> dict[str, JournalEntry]:
         capability, provider = entries[0].capability, entries[0].provider

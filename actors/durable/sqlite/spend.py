@@ -39,7 +39,7 @@ class SqliteSpend:
 
     async def add(self, deltas: Sequence[SpendDelta]) -> None:
         if deltas:
-            await self._db.write(self._add, list(deltas))
+            await self._db.write(self.add_in, list(deltas))
 
     async def get(self, capability: str | None = None, at: float | None = None) -> list[SpendRow]:
         sql, args = _SPEND_GET, [self._db.now() if at is None else at, self._db.namespace]
@@ -64,7 +64,8 @@ class SqliteSpend:
                      at: float) -> None:
         db.execute(_BALANCE_PUT, (self._db.namespace, capability, provider, remaining, at))
 
-    def _add(self, db: sqlite3.Connection, deltas: list[SpendDelta]) -> None:
+    def add_in(self, db: sqlite3.Connection, deltas: Sequence[SpendDelta]) -> None:
+        """In the caller's transaction (the journal's outcomes come with their charges)."""
         ns = self._db.namespace
         for d in deltas:
             db.execute(_SPEND_ADD, (ns, d.capability, d.provider, d.period, d.period_start, d.calls, d.maybe_calls,

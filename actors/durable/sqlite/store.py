@@ -48,9 +48,9 @@ class SqliteStore:
                                     busy_timeout_s=busy_timeout_s, clock=lambda: self._clock())
         self.tracker = self._db.tracker
         self._keys = SqliteKeys(self._db)
-        self._journal = SqliteJournal(self._db)
         self._outbox = SqliteOutbox(self._db)
         self._spend = SqliteSpend(self._db)
+        self._journal = SqliteJournal(self._db, self._spend)
         self._shared = SqliteShared(self._db)
 
     # keys
@@ -79,8 +79,8 @@ class SqliteStore:
                                 provider: str | None = None) -> dict[str, list[JournalEntry]]:
         return await self._journal.find_many(capability, keys, provider)
 
-    async def journal_put_many(self, entries: Sequence[JournalEntry]) -> None:
-        await self._journal.put_many(entries)
+    async def journal_put_many(self, entries: Sequence[JournalEntry], spend: Sequence[SpendDelta] = ()) -> None:
+        await self._journal.put_many(entries, spend)
 
     # outbox
     async def outbox_add(self, *, capability: str, method: str, payload: dict[str, Any], idempotency_key: str,
