@@ -212,6 +212,23 @@ def _spread(replicas: int) -> dict[str, Any]:
     return {"scheduling_strategy": "SPREAD"} if replicas > 1 else {}
 
 
+def actor_nodes(handles: dict[str, Any], nodes: list[NodeView], timeout_s: float = 10.0) -> dict[str, ActorNode | None]:
+    """Each actor's node, as the actor says (None: it did not answer, or is
+    of a version without `node_id`)."""
+    by_id = {n.node_id: n for n in nodes}
+    out: dict[str, ActorNode | None] = {}
+    refs = {name: h.node_id.remote() for name, h in handles.items()}
+    for name, ref in refs.items():
+        try:
+            node_id = ray.get(ref, timeout=timeout_s)
+        except Exception:  # noqa: BLE001 - where it runs is for information; the deploy itself succeeded
+            out[name] = None
+            continue
+        view = by_id.get(node_id)
+        out[name] = ActorNode(node_id, view.address if view else "", view.is_head if view else False)
+    return out
+
+
 def gateway_actor_names(namespace: str) -> list[str]:
     names = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
