@@ -93,6 +93,7 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     retry_rounds: int = _default("RoutingConfig", "retry_rounds")
     retry_backoff_ms: float = _default("RoutingConfig", "retry_backoff_ms")
     retry_backoff_max_ms: float = _default("RoutingConfig", "retry_backoff_max_ms")
+    max_deadline_s: float | None = _default("RoutingConfig", "max_deadline_s")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
 
@@ -271,6 +272,8 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     num_replicas: int = 1
     max_ongoing_requests: int = 256
     direct_reads: bool = False
+    # capability -> the longest X-Deadline-S honoured (routing.max_deadline_s, else routing.deadline_s)
+    max_deadline_s: dict[str, float] = {}
 
     @property
     def url(self) -> str:
@@ -290,7 +293,13 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
     return HttpSpec(namespace=cfg.namespace, host=http.host, port=http.port,
                     key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
-                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads)
+                    max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads,
+                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities})
+
+
+def _longest_deadline(policy: PolicyConfig) -> float:
+    routing = policy.routing
+    return routing.max_deadline_s if routing.max_deadline_s is not None else routing.deadline_s
 
 
 def _plain(value: Any) -> Any:

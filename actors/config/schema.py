@@ -62,6 +62,9 @@ class HedgingConfig(_Model):
 class RoutingConfig(_Model):
     max_attempts: int = Field(3, ge=1, description="providers tried per request, the first included")
     deadline_s: float = Field(30.0, gt=0, description="overall deadline of one request")
+    max_deadline_s: float | None = Field(None, gt=0, description=(
+        "the longest deadline a caller may ask for (`deadline_s`, X-Deadline-S); a longer one is cut to it. "
+        "None: `deadline_s`, so callers can only shorten it"))
     attempt_timeout_s: float = Field(10.0, gt=0, description="the most one attempt may take")
     recent_operations: int = Field(10, ge=0, description="size of the router's recent-operations log")
     idempotency_window_s: float = Field(86400.0, ge=0, description="how long a repeated idempotency key returns the first result")

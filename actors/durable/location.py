@@ -14,20 +14,24 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import msgspec
 
 from actors.errors import InvalidStateUrl
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+# Query parameters libpq reads that are secrets (or say where one is): never
+# shown. `password` moves to the location's password; the others stay in the
+# conninfo libpq gets, out of `display`.
+SECRET_PARAMS = ("password", "sslpassword", "passfile")
 
 
 class StoreLocation(msgspec.Struct, frozen=True, kw_only=True):
     kind: Literal["sqlite", "postgresql"]
     display: str                     # the URL without a password
     path: str | None = None          # sqlite: the file (":memory:" for tests)
-    conninfo: str | None = None      # postgresql: the URL without a password
+    conninfo: str | None = None      # postgresql: the URL without a password (libpq's other secret options kept)
     password: str | None = None      # postgresql: from the URL, if it held one
 
     @property
@@ -37,6 +41,12 @@ class StoreLocation(msgspec.Struct, frozen=True, kw_only=True):
             return None
         return Path(self.path).expanduser().parent
 
+    def secrets(self) -> list[str]:
+        """Every secret this location holds, to mask wherever a driver's message might quote one."""
+        found = [self.password] if self.password else []
+        if self.conninfo:
+            found += [v for k, v in parse_qsl(urlsplit(self.conninfo).query) if k in SECRET_PARAMS and v]
+        return found
 
 
 def parse_state_url(url: str) -> StoreLocation:
@@ -58,15 +68,23 @@ def _postgres(url: str) -> StoreLocation:
     try:
         parts = urlsplit(url)
         port = parts.port  # raises on a port that is not a number
-    except ValueError as exc:
-        raise InvalidStateUrl(f"not a PostgreSQL URL ({exc}): expected postgresql://user@host:port/db") from None
+    except ValueError:
+        # Never the parse error's text: urlsplit quotes what follows the
+        # user's colon, the password whenever it holds `/`, `#` or `?`.
+        raise InvalidStateUrl("not a PostgreSQL URL (its port is not a number, or a password holds `/`, `#`, "
+                              "`?` or `@` not percent-encoded): expected postgresql://user@host:port/db") from None
     if not parts.hostname or not parts.path.strip("/"):
         raise InvalidStateUrl("a PostgreSQL state URL needs a host and a database: postgresql://user@host:port/db")
     user = parts.username
     password = unquote(parts.password) if parts.password is not None else None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = next((v for k, v in query if k == "password"), None) or password
+    kept = [(k, v) for k, v in query if k != "password"]
+    shown = [(k, v) for k, v in kept if k not in SECRET_PARAMS]
     netloc = (f"{user}@" if user else "") + parts.hostname + (f":{port}" if port else "")
-    clean = urlunsplit(("postgresql", netloc, parts.path, parts.query, ""))
-    return StoreLocation(kind="postgresql", display=clean, conninfo=clean, password=password or None)
+    conninfo = urlunsplit(("postgresql", netloc, parts.path, urlencode(kept), ""))
+    display = urlunsplit(("postgresql", netloc, parts.path, urlencode(shown), ""))
+    return StoreLocation(kind="postgresql", display=display, conninfo=conninfo, password=password or None)
 
 
 def without_password(url: str) -> str:
