@@ -264,6 +264,9 @@ class StatusReport(Message):
     generated_at: float
     capabilities: list[CapabilityStatus]
     store: StoreHealth | None = None         # the state store, as the supervisor reaches it
+    # What the deployment exposes (actors/ops/exposure.py), one line each: a
+    # store reached without verified TLS, plain HTTP on the network, chaos on.
+    exposures: list[str] = []
 
 
 class ProbeResult(Message):

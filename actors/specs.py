@@ -154,6 +154,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # on_health_change only
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     price: Price | None = None       # cost and quota (actors/policy/cost/quota.py, actors/provider/spending.py)
+    chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # checked again by the actor on `set_fault`
     quota: Quota | None = None
     balance: BalanceSpec = msgspec.field(default_factory=BalanceSpec)
 
@@ -234,6 +235,8 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     state: StateSpec
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # `chaos inject` allowed, and its bounds
+    http_host: str | None = None             # where the HTTP API listens (None: it is off), for the self-check
+    http_behind_tls_proxy: bool = False
 
     @property
     def digest(self) -> str:
@@ -413,6 +416,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     quota=p.quota.to_quota() if p.quota is not None else None,
                     balance=BalanceSpec(**p.balance.model_dump(),
                                         readable=adapter_cls.balance is not Adapter.balance),
+                    chaos=cfg.chaos.to_policy(),
                 )
             )
         caps.append(
@@ -444,4 +448,6 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         state=state,
         metrics=metrics,
         chaos=cfg.chaos.to_policy(),
+        http_host=cfg.http.host if cfg.http.enabled else None,
+        http_behind_tls_proxy=cfg.http.behind_tls_proxy,
     )

@@ -59,6 +59,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     out.print(f"gateway {cfg.namespace!r} ready: {report.summary()}")
     for cap in cfg.capabilities:
         out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
+    _print_exposures(spec, out)
     http = build_http_spec(cfg)
     if http is None:
         if _remove_http(cfg.namespace):
@@ -72,6 +73,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(2, str(exc)) from None
     out.print(f"HTTP API ready at {url} (POST /v1/{{capability}}/{{method}}; docs at {url}/docs)")
     return 0
+
+
+def _print_exposures(spec: Any, out: Any) -> None:
+    """What this deployment exposes (chaos on, plain HTTP on the network, a
+    store reached without verified TLS), said where the operator looks."""
+    from actors.ops.exposure import exposures
+
+    for found in exposures(spec):
+        colour = "yellow" if found.severity == "warning" else "cyan"
+        out.print(f"[{colour}]{found.severity}[/]: {found.problem} ({found.subject}); {found.fix}", highlight=False)
 
 
 def _refuse_a_split_store(spec: Any) -> None:

@@ -294,6 +294,10 @@ class HttpConfig(_Model):
     enabled: bool = Field(False, description="deploy the HTTP API (POST /v1/{capability}/{method}) on Ray Serve")
     host: str = Field("127.0.0.1", description="address Serve's HTTP proxy listens on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=1, le=65535, description="port Serve's HTTP proxy listens on")
+    behind_tls_proxy: bool = Field(False, description=(
+        "a TLS-terminating proxy (nginx, Caddy, a cloud load balancer) is in front of the API: Serve speaks plain "
+        "HTTP, so on any address but loopback bearer keys cross the network in clear without one "
+        "(up, doctor and self-check warn unless this is set)"))
     api_keys: list[SecretStr] = Field([], description=(
         "bearer keys accepted in `Authorization: Bearer KEY`; write them as ${ENV} references, e.g. ${AICMO_API_KEY}"))
     num_replicas: int = Field(1, ge=1, description="Serve replicas of the ingress")

@@ -203,6 +203,16 @@ class AuditLog:
         batch, self._buffer = self._buffer, []
         return batch
 
+    def hold(self, batch: list[Decision | dict[str, Any]]) -> None:
+        """A batch taken but not written (the key to hash it with is not
+        loaded yet) goes back ahead of what came since; past MAX_BUFFERED the
+        oldest lines are dropped, and counted."""
+        self._buffer = batch + self._buffer
+        excess = len(self._buffer) - MAX_BUFFERED
+        if excess > 0:
+            del self._buffer[:excess]
+            self.dropped += excess
+
     def write(self, batch: list[Decision | dict[str, Any]]) -> int:
         """Encode and append; may run in a thread. Returns lines written."""
         if not batch:

@@ -25,6 +25,7 @@ import ray
 from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import OutboxItem, StoreHealth
 from actors.messages import ProviderStatus, SelfCheckReport, StatusReport
+from actors.ops.exposure import exposures
 from actors.ops.metrics import HeldGauges, RayRecorder
 from actors.ops.reach import Reachability
 from actors.ops.recommend import ProviderTrend
@@ -121,7 +122,7 @@ class SupervisorActor:
         self._ensure_loop()
         caps, store = await asyncio.gather(self._status.capabilities(timeout_s), self._state.health())
         return StatusReport(namespace=self._spec.namespace, generated_at=self._clock.time(), capabilities=caps,
-                            store=store)
+                            store=store, exposures=[f"{f.problem} ({f.subject})" for f in exposures(self._spec)])
 
     async def sample(self) -> int:
         """Ask every provider actor for its status once: history for trends,
@@ -171,7 +172,7 @@ class SupervisorActor:
 
     # --- live faults (chaos_control.py) -----------------------------------------------------
     async def chaos_inject(self, fault: Fault) -> FaultInjected:
-        return await chaos_control.inject(self._spec, fault, self._actor)
+        return await chaos_control.inject(self._spec, fault, self._actor, self._clock.time())
 
     async def chaos_clear(self, by: str, capability: str | None = None, provider: str | None = None) -> list[FaultCleared]:
         return await chaos_control.clear(self._spec, self._clock.time(), by, self._actor, capability, provider)

@@ -8,6 +8,7 @@ from typing import Any
 
 from actors.durable import StoreHealth
 from actors.messages import CapabilityCheck, ProbeResult, ProviderStatus, SelfCheckReport
+from actors.ops.exposure import as_recommendations, exposures
 from actors.ops.quota_findings import quota_checks
 from actors.ops.reach import Reachability
 from actors.ops.recommend import (
@@ -60,6 +61,7 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
         recommendations += for_store(store, now)
     if shared is not None:
         recommendations += store_split(shared)
+    recommendations += as_recommendations(exposures(spec))
     recommendations.sort(key=lambda r: _SEVERITY_ORDER.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
                            capabilities=checks, recommendations=recommendations, store=store)
