@@ -292,6 +292,9 @@ class StatusReport(Message):
     store: StoreHealth | None = None         # the state store, as the supervisor reaches it
     actors: dict[str, ActorNode] = {}        # actor name -> its node (supervisor, routers, providers)
     cluster_nodes: int = 0                   # alive nodes as last seen (0: not known)
+    # What the deployment exposes (actors/ops/exposure.py), one line each: a
+    # store reached without verified TLS, plain HTTP on the network, chaos on.
+    exposures: list[str] = []
 
 
 class ProbeResult(Message):

@@ -17,6 +17,8 @@ _PATTERNS = [
     re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{4,}"),
     re.compile(r"(?i)((?:api_key|apikey|key|token|access_token|password|secret)=)[^&\s\"']+"),
     re.compile(r"(?i)(\"(?:api_key|apikey|token|access_token|password|secret)\"\s*:\s*\")[^\"]+"),
+    # A URL's userinfo password (`https://user:pass@host`); the user is kept.
+    re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#@\"']*:)[^\s@/?#\"']+(?=@)"),
 ]
 
 SECRET_NAME = re.compile(r"(?i)(pass|secret|token|key|credential|auth)")
@@ -34,6 +36,9 @@ def _parts_of_url(secret: str) -> list[str]:
     except ValueError:
         return []
     parts = [url.path, url.path.rstrip("/").rsplit("/", 1)[-1]]
+    if url.password:
+        from urllib.parse import unquote
+        parts += [url.password, unquote(url.password)]
     parts += [value for _, value in parse_qsl(url.query)]
     return [p for p in parts if len(p) >= 8]
 

@@ -93,6 +93,7 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     retry_rounds: int = _default("RoutingConfig", "retry_rounds")
     retry_backoff_ms: float = _default("RoutingConfig", "retry_backoff_ms")
     retry_backoff_max_ms: float = _default("RoutingConfig", "retry_backoff_max_ms")
+    max_deadline_s: float | None = _default("RoutingConfig", "max_deadline_s")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
     replicas: int | str = "auto"      # router replicas: a count, or "auto" (actors/deploy/replicas.py)
@@ -154,6 +155,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     hooks: HooksSpec = msgspec.field(default_factory=HooksSpec)        # on_health_change only
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     price: Price | None = None       # cost and quota (actors/policy/cost/quota.py, actors/provider/spending.py)
+    chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # checked again by the actor on `set_fault`
     quota: Quota | None = None
     balance: BalanceSpec = msgspec.field(default_factory=BalanceSpec)
 
@@ -237,6 +239,8 @@ class GatewaySpec(msgspec.Struct, frozen=True, kw_only=True):
     # placement.avoid_head: applied at `up` against the nodes of the day (actors/deploy/placement.py);
     # the head's node id is never in a spec (it changes when the head restarts).
     avoid_head: str = "auto"
+    http_host: str | None = None             # where the HTTP API listens (None: it is off), for the self-check
+    http_behind_tls_proxy: bool = False
 
     @property
     def digest(self) -> str:
@@ -277,6 +281,8 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     direct_reads: bool = False
     ray_options: dict[str, Any] = {}  # the routers' placement: the replicas follow them (off the head)
     avoid_head: str = "auto"
+    # capability -> the longest X-Deadline-S honoured (routing.max_deadline_s, else routing.deadline_s)
+    max_deadline_s: dict[str, float] = {}
 
     @property
     def url(self) -> str:
@@ -297,7 +303,13 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
                     key_digests=[key_digest(k.get_secret_value()) for k in http.api_keys],
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
                     max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads,
-                    ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head)
+                    ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head,
+                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities})
+
+
+def _longest_deadline(policy: PolicyConfig) -> float:
+    routing = policy.routing
+    return routing.max_deadline_s if routing.max_deadline_s is not None else routing.deadline_s
 
 
 def _plain(value: Any) -> Any:
@@ -411,6 +423,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     quota=p.quota.to_quota() if p.quota is not None else None,
                     balance=BalanceSpec(**p.balance.model_dump(),
                                         readable=adapter_cls.balance is not Adapter.balance),
+                    chaos=cfg.chaos.to_policy(),
                 )
             )
         caps.append(
@@ -443,4 +456,6 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
         metrics=metrics,
         chaos=cfg.chaos.to_policy(),
         avoid_head=cfg.placement.avoid_head,
+        http_host=cfg.http.host if cfg.http.enabled else None,
+        http_behind_tls_proxy=cfg.http.behind_tls_proxy,
     )

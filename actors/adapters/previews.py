@@ -38,6 +38,14 @@ def public_headers(headers: dict[str, str]) -> dict[str, str]:
 
 def shown_url(url: str) -> str:
     """`https://hook.eu1.make.com/***`: webhook URLs carry their token in the
-    path (Make, Slack, Zapier, most receivers), so only the origin is shown."""
+    path (Make, Slack, Zapier, most receivers), so only the origin is shown:
+    scheme, host and port, never the userinfo (`https://user:pass@host`)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/{MASK}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/{MASK}"

@@ -63,6 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for cap in cfg.capabilities:
         out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
     _print_nodes(out, report)
+    _print_exposures(spec, out)
     http = build_http_spec(cfg)
     if http is None:
         if _remove_http(cfg.namespace):
@@ -108,6 +109,14 @@ def _ingress_options(http: Any) -> dict[str, Any]:
     if isinstance(placement, NoPlace):
         raise HttpDeployError(f"cannot place the HTTP ingress: {placement.reason}")
     return options_for(options, placement)
+def _print_exposures(spec: Any, out: Any) -> None:
+    """What this deployment exposes (chaos on, plain HTTP on the network, a
+    store reached without verified TLS), said where the operator looks."""
+    from actors.ops.exposure import exposures
+
+    for found in exposures(spec):
+        colour = "yellow" if found.severity == "warning" else "cyan"
+        out.print(f"[{colour}]{found.severity}[/]: {found.problem} ({found.subject}); {found.fix}", highlight=False)
 
 
 def _refuse_a_split_store(spec: Any) -> None:

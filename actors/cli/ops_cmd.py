@@ -120,6 +120,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)
         findings += check_state_dir(spec.state.url)
+        findings += _exposure_findings(spec)
     problems = sum(1 for f in findings if f.status == "problem")
     if args.json:
         print(json.dumps({"ok": problems == 0, "problems": problems, "findings": msgspec.to_builtins(findings)}))
@@ -162,3 +163,10 @@ def register(sub: Any) -> None:
     d.add_argument("--no-ray", action="store_true", help="skip the cluster checks")
     d.add_argument("--timeout", type=float, default=10.0, help="seconds each provider's health check may take")
     finish(d, cmd_doctor, json=True)
+
+
+def _exposure_findings(spec: Any) -> list[Any]:
+    """The state store's, the HTTP API's and chaos's exposure (issue 21)."""
+    from actors.ops.exposure import as_findings, exposures
+
+    return as_findings(exposures(spec))

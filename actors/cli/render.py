@@ -73,6 +73,8 @@ def status_table(report: StatusReport, console: Console, recent_errors: int = 3)
     under the table, not a column, so a long one wraps across the terminal's
     width (80 columns fit the table)."""
     now = time.time()
+    for line in report.exposures:
+        console.print(f"[yellow]security[/]: {line}", highlight=False)
     chaos_line(report, console, now)
     any_other = False
     for cap in report.capabilities:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
 __all__ = ["MAX_VALUES", "field_path", "interpolate_env"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Text before a reference that puts it in a URL's userinfo (`scheme://user:${PW}@host`).
+_IN_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#@]*$")
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -115,7 +118,23 @@ def _expand(text: str, lookup: Any) -> tuple[str, bool]:
         if not _ENV_NAME.fullmatch(name):
             raise ValueError(f"the `${{...}}` at character {start + 1} is not a reference: write ${{NAME}} or "
                              "${NAME:-default}")
-        out.append(lookup(name, _expand(default, lookup)[0] if sep else None))
+        value = lookup(name, _expand(default, lookup)[0] if sep else None)
+        if _in_userinfo(text, start, j):
+            # A password read from the environment is a value, not URL syntax:
+            # a `/`, `#`, `?` or `@` in it would otherwise end the userinfo and
+            # put the rest of the password where errors and status show it.
+            value = quote(value, safe="")
+        out.append(value)
         whole = start == 0 and j == len(text)
         i = j
     return "".join(out), whole
+
+
+def _in_userinfo(text: str, start: int, end: int) -> bool:
+    """Whether the reference at text[start:end] lies in a URL's userinfo:
+    after `scheme://`, before an `@` that comes ahead of the host's path."""
+    if not _IN_USERINFO.match(text[:start]):
+        return False
+    rest = text[end:]
+    at = rest.find("@")
+    return at >= 0 and not any(c in rest[:at] for c in "/?#")

@@ -62,6 +62,9 @@ class HedgingConfig(_Model):
 class RoutingConfig(_Model):
     max_attempts: int = Field(3, ge=1, description="providers tried per request, the first included")
     deadline_s: float = Field(30.0, gt=0, description="overall deadline of one request")
+    max_deadline_s: float | None = Field(None, gt=0, description=(
+        "the longest deadline a caller may ask for (`deadline_s`, X-Deadline-S); a longer one is cut to it. "
+        "None: `deadline_s`, so callers can only shorten it"))
     attempt_timeout_s: float = Field(10.0, gt=0, description="the most one attempt may take")
     recent_operations: int = Field(10, ge=0, description="size of the router's recent-operations log")
     idempotency_window_s: float = Field(86400.0, ge=0, description="how long a repeated idempotency key returns the first result")
@@ -312,6 +315,10 @@ class HttpConfig(_Model):
     enabled: bool = Field(False, description="deploy the HTTP API (POST /v1/{capability}/{method}) on Ray Serve")
     host: str = Field("127.0.0.1", description="address Serve's HTTP proxy listens on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=1, le=65535, description="port Serve's HTTP proxy listens on")
+    behind_tls_proxy: bool = Field(False, description=(
+        "a TLS-terminating proxy (nginx, Caddy, a cloud load balancer) is in front of the API: Serve speaks plain "
+        "HTTP, so on any address but loopback bearer keys cross the network in clear without one "
+        "(up, doctor and self-check warn unless this is set)"))
     api_keys: list[SecretStr] = Field([], description=(
         "bearer keys accepted in `Authorization: Bearer KEY`; write them as ${ENV} references, e.g. ${AICMO_API_KEY}"))
     num_replicas: int = Field(1, ge=1, description="Serve replicas of the ingress")

@@ -6,7 +6,7 @@ node of a cluster): in each, one module per table family over one seam
 that runs statements (sqlite/connection.py, postgres/pool.py). Rows are
 read back alike by both (rows.py); the schema is versioned (schema.py)."""
 
-from actors.durable.location import StoreLocation, parse_state_url, without_password
+from actors.durable.location import StoreLocation, Transport, is_local_host, parse_state_url, without_password
 from actors.durable.opening import open_store
 from actors.durable.store import (
     Claims,
@@ -20,4 +20,4 @@ from actors.durable.store import (
 )
 
 __all__ = ["Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "StateStore", "StoreHealth", "StoreLocation",
-           "StoreUnavailable", "open_store", "parse_state_url", "without_password"]
+           "StoreUnavailable", "Transport", "is_local_host", "open_store", "parse_state_url", "without_password"]

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -43,6 +44,7 @@ _JSON = "application/json"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_PRINTABLE = re.compile(r"[ -~]+")
 
 
 class _BadRequest(GatewayError):
@@ -53,8 +55,9 @@ def _problem_response(status: int, doc: Problem, headers: dict[str, str]) -> Res
     return Response(_encode(doc), status_code=status, headers=headers, media_type="application/problem+json")
 
 
-def _options(request: Request) -> dict[str, Any]:
-    """Idempotency-Key, X-Dry-Run and X-Deadline-S as invoke's keywords."""
+def _options(request: Request, max_deadline_s: float | None = None) -> dict[str, Any]:
+    """Idempotency-Key, X-Dry-Run and X-Deadline-S as invoke's keywords;
+    X-Deadline-S cut to `max_deadline_s` (the router cuts it too)."""
     options: dict[str, Any] = {}
     key = request.headers.get("idempotency-key")
     if key is not None:
@@ -66,6 +69,8 @@ def _options(request: Request) -> dict[str, Any]:
             raise _BadRequest("header Idempotency-Key is empty")
         if len(key) > MAX_KEY_LENGTH:
             raise _BadRequest(f"header Idempotency-Key is {len(key)} characters long; at most {MAX_KEY_LENGTH}")
+        if not _PRINTABLE.fullmatch(key):
+            raise _BadRequest("header Idempotency-Key must be printable ASCII (letters, digits, punctuation, spaces)")
         options["idempotency_key"] = key
     dry = request.headers.get("x-dry-run")
     if dry is not None:
@@ -81,7 +86,7 @@ def _options(request: Request) -> dict[str, Any]:
             seconds = math.nan
         if not (0 < seconds < math.inf):
             raise _BadRequest(f"header X-Deadline-S must be a positive number of seconds, got {deadline[:40]!r}")
-        options["deadline_s"] = seconds
+        options["deadline_s"] = min(seconds, max_deadline_s) if max_deadline_s is not None else seconds
     return options
 
 
@@ -104,7 +109,8 @@ async def _payload(request: Request) -> Any:
         raise _BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequence[str]) -> Starlette:
+def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequence[str],
+              max_deadline_s: Mapping[str, float] | None = None) -> Starlette:
     keys = ApiKeys(key_digests)
     served = list(capabilities)
     openapi = _encode(openapi_document(served))
@@ -127,7 +133,7 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
             return _problem_response(*problem(ErrorKind.UNKNOWN_METHOD.value, (
                 f"this gateway has no capability {capability[:80]!r}; it has: {', '.join(served)}"), instance=where))
         try:
-            options = _options(request)
+            options = _options(request, (max_deadline_s or {}).get(capability))
             payload = await _payload(request)
         except _BadRequest as exc:
             return _problem_response(*problem("malformed_request", str(exc), instance=where))

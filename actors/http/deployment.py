@@ -40,7 +40,8 @@ class HttpIngress:
     def __serve_build_asgi_app__(self) -> Any:
         from actors.http.app import build_app
 
-        return build_app(self._gateway, capabilities=self._spec.capabilities, key_digests=self._spec.key_digests)
+        return build_app(self._gateway, capabilities=self._spec.capabilities, key_digests=self._spec.key_digests,
+                         max_deadline_s=self._spec.max_deadline_s)
 
 
 def replica_options(spec: HttpSpec) -> dict[str, Any]:

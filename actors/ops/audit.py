@@ -47,7 +47,7 @@ from typing import Any
 import msgspec
 
 from actors.messages import Decision
-from actors.ops.privacy import UNKNOWN_METHOD, hash_key, method_label, scrub
+from actors.ops.privacy import UNKNOWN_METHOD, hash_key, hide_method, method_label, scrub
 from actors.policy.outliers.events import OutlierEvent
 
 __all__ = ["AuditLog", "audit_dir", "audit_record", "last_lines", "outlier_record"]
@@ -57,6 +57,16 @@ log = logging.getLogger("aicmo.audit")
 # Decisions waiting for a flush beyond this many are dropped (and counted):
 # a disk that stopped taking writes must not grow the router's memory.
 MAX_BUFFERED = 100_000
+# An error text is cut to this many characters: a caller's long input echoed
+# in an error must not make one line outgrow `max_bytes`, rotating the
+# file on every write and pushing out its backups.
+MAX_ERROR_CHARS = 1_000
+
+
+def _cut(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + f"... ({len(text) - MAX_ERROR_CHARS} more characters)"
 
 
 def audit_dir(state_url: str, namespace: str | None = None, env: dict[str, str] | None = None) -> Path | None:
@@ -91,7 +101,7 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
         raw, redact_first = d.method, redact
 
         def redact(text: str) -> str:  # type: ignore[no-redef]
-            text = text.replace(raw, UNKNOWN_METHOD)
+            text = hide_method(text, raw)
             return redact_first(text) if redact_first is not None else text
     return {
         "at": round(d.at, 3),
@@ -109,16 +119,16 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
         "draining": d.draining,
         "elapsed_ms": d.elapsed_ms,
         "candidates": list(d.candidates),
-        "skipped": {name: scrub(reason, redact, key) for name, reason in d.skipped.items()},
-        "skips": [{"provider": s.provider, "reason": str(s.reason), "detail": scrub(s.detail, redact, key)}
+        "skipped": {name: _cut(scrub(reason, redact, key)) for name, reason in d.skipped.items()},
+        "skips": [{"provider": s.provider, "reason": str(s.reason), "detail": _cut(scrub(s.detail, redact, key))}
                   for s in d.skips],
         "attempts": [
             {"provider": a.provider, "ok": a.ok, "error_kind": str(a.error_kind) if a.error_kind else None,
-             "error": scrub(a.error, redact, key), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,
+             "error": _cut(scrub(a.error, redact, key)), "latency_ms": a.latency_ms, "trial": a.trial, "hedge": a.hedge,
              "maybe_delivered": a.maybe_delivered, "injected": a.injected}
             for a in d.attempts
         ],
-        "error": scrub(d.error, redact, key),
+        "error": _cut(scrub(d.error, redact, key)),
     }
 
 
@@ -194,6 +204,16 @@ class AuditLog:
         """What is buffered, handed over for a write (call from the event loop's thread)."""
         batch, self._buffer = self._buffer, []
         return batch
+
+    def hold(self, batch: list[Decision | dict[str, Any]]) -> None:
+        """A batch taken but not written (the key to hash it with is not
+        loaded yet) goes back ahead of what came since; past MAX_BUFFERED the
+        oldest lines are dropped, and counted."""
+        self._buffer = batch + self._buffer
+        excess = len(self._buffer) - MAX_BUFFERED
+        if excess > 0:
+            del self._buffer[:excess]
+            self.dropped += excess
 
     def write(self, batch: list[Decision | dict[str, Any]]) -> int:
         """Encode and append; may run in a thread. Returns lines written."""

@@ -269,7 +269,10 @@ def check_shared_store(spec: Any, report: Any = None) -> list[Finding]:
 
 def check_state_dir(state_url: str) -> list[Finding]:
     if "://" in state_url:
-        return [Finding(check="state", status="info", subject=state_url, detail="not a local directory: not checked")]
+        from actors.durable import without_password  # the raw URL may hold the store's password
+
+        return [Finding(check="state", status="info", subject=without_password(state_url),
+                        detail="not a local directory: not checked")]
     path = Path(state_url).expanduser()
     probe = path
     while not probe.exists() and probe != probe.parent:

@@ -155,6 +155,12 @@ class RouterOps(_Background):
             if batch:
                 if self.audit.key is None and self.audit_key_loader is not None:
                     await self.audit_key_loader()
+                    if self.audit.key is None:
+                        # Never unkeyed hashes: keys and addresses are guessable, and a
+                        # dictionary reverses plain SHA-256. The lines wait, in the
+                        # bounded buffer, for the store to give the key.
+                        self.audit.hold(batch)
+                        return
                 await asyncio.to_thread(self.audit.write, batch)
 
     def report(self) -> dict[str, Any]:

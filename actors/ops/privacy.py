@@ -23,7 +23,8 @@ import hashlib
 import hmac
 import re
 
-__all__ = ["ADDRESS", "UNKNOWN_METHOD", "hash_address", "hash_key", "mask_addresses", "method_label", "scrub"]
+__all__ = ["ADDRESS", "UNKNOWN_METHOD", "hash_address", "hash_key", "hide_method", "mask_addresses", "method_label",
+           "scrub"]
 
 # What a method name the capability does not have is recorded as: a caller
 # controls that string, and could put an address there or, in metric labels,
@@ -83,3 +84,11 @@ def scrub(text: str | None, redact: object | None = None, key: bytes | None = No
     if redact is not None:
         text = redact(text)  # type: ignore[operator]
     return mask_addresses(text, key)
+
+
+def hide_method(text: str, method: str) -> str:
+    """`text` with a method name the capability does not have replaced by
+    `unknown`, whole or as the router's error quotes it (cut short)."""
+    from actors.payloads import shown
+
+    return text.replace(shown(method), repr(UNKNOWN_METHOD)).replace(method, UNKNOWN_METHOD)

@@ -37,6 +37,10 @@ class RetryBudget:
         return self.min_per_s * self.ttl_s + self.percent / 100 * len(self._deposits) - len(self._withdrawals)
 
     def deposit(self, now: float) -> None:
+        # Expired here too, not only in `balance` (which runs only on a
+        # fallback or a hedge): under healthy traffic the deques would grow
+        # by one entry per request, forever.
+        self._expire(now)
         self._deposits.append(now)
 
     def try_withdraw(self, now: float) -> bool:

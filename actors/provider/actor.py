@@ -19,7 +19,7 @@ from actors.clock import SYSTEM_CLOCK
 from actors.durable import StoreHealth
 from actors.messages import CallContext, CallReply, ProbeResult, ProviderStatus, Resolution
 from actors.payloads import Payload
-from actors.policy.chaos.faults import Fault
+from actors.policy.chaos.faults import Fault, check_held
 from actors.policy.health import HealthSnapshot
 from actors.provider.core import ProviderCore
 from actors.provider.peers import Peers
@@ -118,7 +118,11 @@ class ProviderActor:
     def set_fault(self, fault: Fault | None) -> Fault | None:
         """Sets the live fault (`chaos inject`, through the supervisor), or clears
         it with None; returns the active one it replaced. Memory only: a
-        restarted actor has none."""
+        restarted actor has none. Checked here too (InvalidFault): any Ray
+        driver in the namespace can call this method, not only the supervisor."""
+        if fault is not None:
+            check_held(fault, now=self._core.clock.time(), policy=self._core.spec.chaos,
+                       capability=self._core.spec.capability, provider=self._core.spec.name)
         self._ops.ensure_started()  # its gauge follows on the ops round
         return self._core.faults.set(fault)
 

@@ -30,7 +30,7 @@ from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import StateStore, StoreUnavailable
 from actors.errors import ErrorKind
 from actors.messages import CapabilityStatus, ErrorInfo, InvokeResult, ProviderStatus, Resolution
-from actors.payloads import METHODS, PayloadError, check_options, validate_payload
+from actors.payloads import METHODS, PayloadError, check_options, clamp_deadline, shown, validate_payload
 from actors.policy.budget import RetryBudget
 from actors.policy.health import HealthSnapshot
 from actors.policy.planning import Plan
@@ -137,8 +137,9 @@ class RouterCore:
         spec = METHODS[self.capability].get(method) if isinstance(method, str) else None
         if spec is None:
             known = ", ".join(METHODS[self.capability])
+            asked = shown(method) if isinstance(method, str) else shown(repr(method))
             return self.finish(started, InvokeResult(ok=False, error=ErrorInfo(
-                kind=ErrorKind.UNKNOWN_METHOD, message=f"{self.capability} has no method {method!r}; it has: {known}"), **base))
+                kind=ErrorKind.UNKNOWN_METHOD, message=f"{self.capability} has no method {asked}; it has: {known}"), **base))
         try:
             payload = validate_payload(spec, payload)
             check_options(idempotency_key, deadline_s)
@@ -150,7 +151,7 @@ class RouterCore:
             # Every send carries a key, so the journal can tell whether it was
             # delivered; the caller gets it back and may retry with it.
             key = base["idempotency_key"] = f"auto-{request_id}"
-        deadline_s = float(deadline_s or self.routing.deadline_s)
+        deadline_s = clamp_deadline(deadline_s, self.routing.deadline_s, self.routing.max_deadline_s)
         request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
                           deadline=started + deadline_s, deadline_s=deadline_s, base=base)
         if key is None or dry:

@@ -13,6 +13,7 @@ import msgspec
 
 from actors.clock import Clock
 from actors.messages import Decision, InvokeResult, Operation
+from actors.ops.privacy import UNKNOWN_METHOD, hide_method, method_label
 from actors.router.request import Request
 from actors.specs import ProviderSpec
 
@@ -45,11 +46,18 @@ class Finisher:
         if self.observers:
             self._observe(self._decision(result, r, elapsed))
         if self.recent.maxlen:
+            # `status` shows these to anyone with an API key: a method name the
+            # capability does not have is the caller's text, recorded as
+            # `unknown` (as the audit log and metrics do), in the error too.
+            method = method_label(self.capability, result.method)
+            error = result.error.message if result.error else None
+            if error is not None and method == UNKNOWN_METHOD and result.method:
+                error = hide_method(error, result.method)
             self.recent.append(Operation(
-                at=self.clock.time(), request_id=result.request_id, method=result.method, ok=result.ok,
+                at=self.clock.time(), request_id=result.request_id, method=method, ok=result.ok,
                 provider=result.provider, attempts=len(result.attempts),
                 error_kind=result.error.kind if result.error else None,
-                error=result.error.message[:300] if result.error else None,
+                error=error[:300] if error is not None else None,
                 dry_run=result.dry_run, elapsed_ms=elapsed))
         return result
 

@@ -171,7 +171,7 @@ class IdempotencyRecords:
             wait = min(pause, record.lease_left_s if record.lease_left_s is not None else pause)
             if self._monotonic() + wait >= deadline:
                 return Refused(ErrorKind.DEADLINE_EXCEEDED,
-                               f"another request with idempotency key {key!r} is still being handled (by {record.owner}); "
+                               f"another request with this idempotency key is still being handled (by {record.owner}); "
                                "it did not end within this request's deadline. Nothing was sent by this one: "
                                "retry with the same key to get its result")
             await self._sleep(max(wait, 0.0))
@@ -193,7 +193,7 @@ class IdempotencyRecords:
 
     def _reused(self, key: str) -> Refused:
         return Refused(ErrorKind.IDEMPOTENCY_KEY_REUSED,
-                       f"idempotency key {key!r} was used before for a different request (another method or payload); "
+                       "this idempotency key was used before for a different request (another method or payload); "
                        "nothing was sent. Use a new key for a new request")
 
     def release_predecessors(self) -> asyncio.Future[None]:
@@ -247,7 +247,8 @@ class IdempotencyRecords:
         except StoreUnavailable as exc:
             # The answer stands; the claim stays until its lease runs out, and a
             # repeat then settles the key from the providers' journals.
-            log.warning("%s: the result of key %r could not be stored: %s", self.capability, key, exc)
+            # Never the key itself: logs are read more widely than the audit log, which hashes it.
+            log.warning("%s: the result of an idempotency-keyed request could not be stored: %s", self.capability, exc)
             return
         self._count_write()
 

@@ -26,6 +26,7 @@ from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import OutboxItem, StoreHealth
 from actors.messages import ProviderStatus, SelfCheckReport, StatusReport
 from actors.ops.directory import ActorDirectory
+from actors.ops.exposure import exposures
 from actors.ops.metrics import HeldGauges, RayRecorder
 from actors.ops.reach import Reachability
 from actors.ops.recommend import ProviderTrend
@@ -134,7 +135,8 @@ class SupervisorActor:
         caps, store, (actors, nodes) = await asyncio.gather(
             self._status.capabilities(timeout_s), self._state.health(), self._where.report())
         return StatusReport(namespace=self._spec.namespace, generated_at=self._clock.time(), capabilities=caps,
-                            store=store, actors=actors, cluster_nodes=nodes)
+                            store=store, actors=actors, cluster_nodes=nodes,
+                            exposures=[f"{f.problem} ({f.subject})" for f in exposures(self._spec)])
 
     async def sample(self) -> int:
         """Ask every provider actor for its status once: history for trends,
@@ -184,7 +186,7 @@ class SupervisorActor:
 
     # --- live faults (chaos_control.py) -----------------------------------------------------
     async def chaos_inject(self, fault: Fault) -> FaultInjected:
-        return await chaos_control.inject(self._spec, fault, self._actor)
+        return await chaos_control.inject(self._spec, fault, self._actor, self._clock.time())
 
     async def chaos_clear(self, by: str, capability: str | None = None, provider: str | None = None) -> list[FaultCleared]:
         return await chaos_control.clear(self._spec, self._clock.time(), by, self._actor, capability, provider)

@@ -2,7 +2,7 @@
 inject|list|clear`): no store, the fault lives in the provider actor's
 memory (actors/provider/faults.py).
 
-    inject: validate again (config, provider) -> provider.set_fault(fault)
+    inject: rebuild on the supervisor's clock, validate again (config, provider) -> provider.set_fault(fault)
             -> router.chaos_event(FaultInjected) (the audit log)
     clear:  provider.set_fault(None) for each provider named
             -> router.chaos_event(FaultCleared) for each fault that was active
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.names import provider_name, router_name
-from actors.policy.chaos.faults import Fault, FaultCleared, FaultInjected, new_fault
+from actors.policy.chaos.faults import Fault, FaultCleared, FaultInjected, rebuilt
 from actors.specs import GatewaySpec
 
 __all__ = ["clear", "faults", "inject", "known_providers"]
@@ -32,14 +32,12 @@ def known_providers(spec: GatewaySpec) -> dict[str, list[str]]:
     return {c.capability: [p.name for p in c.providers if not p.last_resort] for c in spec.capabilities}
 
 
-async def inject(spec: GatewaySpec, fault: Fault, actor: Lookup) -> FaultInjected:
+async def inject(spec: GatewaySpec, fault: Fault, actor: Lookup, now: float) -> FaultInjected:
     """Sets `fault` on its provider actor and has the router audit it.
-    Validated again here (InvalidFault): the config that forbids it is the
-    deployed one, whatever the client read."""
-    new_fault(fault.capability, fault.provider, duration_s=round(fault.expires_at - fault.injected_at, 6),
-              now=fault.injected_at, by=fault.injected_by, fault_id=fault.id, fail_rate=fault.fail_rate,
-              latency_ms=fault.latency_ms, error=fault.error, delay_rate=fault.delay_rate,
-              retry_after_s=fault.retry_after_s, policy=spec.chaos, known=known_providers(spec))
+    Rebuilt and validated again here (InvalidFault): the config that
+    forbids it is the deployed one, whatever the client read, and its times
+    are this clock's (`now`), whatever the client stamped."""
+    fault = rebuilt(fault, now=now, policy=spec.chaos, known=known_providers(spec))
     replaced = await actor(provider_name(fault.capability, fault.provider)).set_fault.remote(fault)
     event = FaultInjected(fault=fault, replaced=replaced)
     await actor(router_name(fault.capability)).chaos_event.remote(event)

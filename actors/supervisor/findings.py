@@ -9,6 +9,7 @@ from typing import Any
 from actors.durable import StoreHealth
 from actors.messages import CapabilityCheck, ProbeResult, ProviderStatus, SelfCheckReport
 from actors.ops.gcs import GcsFacts, gcs_findings, with_shared_store
+from actors.ops.exposure import as_recommendations, exposures
 from actors.ops.quota_findings import quota_checks
 from actors.ops.reach import Reachability
 from actors.ops.recommend import (
@@ -64,6 +65,7 @@ def build_self_check(spec: GatewaySpec, probes: dict[tuple[str, str], ProbeResul
     if gcs is not None:  # whether the cluster survives its head node
         recommendations += [r for f in gcs_findings(with_shared_store(gcs, shared))
                             if (r := f.recommendation()) is not None]
+    recommendations += as_recommendations(exposures(spec))
     recommendations.sort(key=lambda r: _SEVERITY_ORDER.get(r.severity, 3))
     return SelfCheckReport(namespace=spec.namespace, generated_at=now, ok=all(c.served for c in checks),
                            capabilities=checks, recommendations=recommendations, store=store)

@@ -299,3 +299,86 @@ def test_a_value_from_a_secret_environment_variable_is_masked_in_dry_runs() -> N
     if not reply.ok:
         pytest.fail(f"the dry run failed: {reply}")
     assert base not in encode(reply.value), reply.value
+
+
+# --- The state store's URL (issue 21): its password, in every form a URL can carry it --------------------------
+def store_url_forms(password: str, port: int) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, state.url as written in the config, environment): the password
+    in the userinfo (plain, percent-encoded, with the characters that end a
+    userinfo unescaped), in libpq's query options, and from a `${VAR}`."""
+    from urllib.parse import quote
+
+    odd = password + "/&#?@:x"
+    at = f"127.0.0.1:{port}"
+    return [
+        ("userinfo", f"postgresql://app:{password}@{at}/gw", {}),
+        ("postgres:// scheme", f"postgres://app:{password}@{at}/gw", {}),
+        ("percent-encoded", f"postgresql://app:{quote(odd, safe='')}@{at}/gw", {}),
+        ("a `/` unescaped", f"postgresql://app:{password}/x@{at}/gw", {}),
+        ("a `#` unescaped", f"postgresql://app:{password}#x@{at}/gw", {}),
+        ("a `?` unescaped", f"postgresql://app:{password}?x@{at}/gw", {}),
+        ("a bad port", f"postgresql://app:{password}@127.0.0.1:port{password}/gw", {}),
+        ("query password", f"postgresql://app@{at}/gw?password={password}", {}),
+        ("query password, sslmode", f"postgresql://app@{at}/gw?sslmode=disable&password={password}", {}),
+        ("query sslpassword", f"postgresql://app@{at}/gw?sslpassword={password}", {}),
+        ("query passfile", f"postgresql://app@{at}/gw?passfile=/run/secrets/{password}", {}),
+        ("${VAR}", f"postgresql://app:${{AICMO_CANARY_STORE_PW}}@{at}/gw", {"AICMO_CANARY_STORE_PW": password}),
+        ("${VAR} with `/#?@`", f"postgresql://app:${{AICMO_CANARY_STORE_PW}}@{at}/gw", {"AICMO_CANARY_STORE_PW": odd}),
+        ("${VAR} user and password", f"postgresql://${{U}}:${{AICMO_CANARY_STORE_PW}}@{at}/gw",
+         {"U": "app", "AICMO_CANARY_STORE_PW": odd}),
+    ]
+
+
+def test_the_store_urls_password_is_shown_nowhere_in_any_form(tmp_path: Path) -> None:
+    """Config errors, the spec's display, `without_password`, doctor's
+    finding, and a store that cannot connect (its error and health, which
+    `status` and `store_unavailable` show): no password, in any form."""
+    import asyncio
+    import socket
+
+    from actors.durable import StoreUnavailable, open_store, without_password
+    from actors.ops.doctor import check_state_dir
+
+    run = uuid.uuid4().hex
+    password = canary("state", "url", run)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    sources: dict[str, str | bytes] = {}
+    parsed = 0
+    for label, url, env in store_url_forms(password, port):
+        raw = {"state": {"url": url}, "capabilities": {"email_sending": {"providers": [{"name": "n", "adapter": "noop"}]}}}
+        try:
+            cfg = parse_config(raw, "<canary>", env=env)
+        except ConfigError as exc:
+            sources[f"{label}: config error"] = str(exc) + repr(exc.problems)
+            continue
+        parsed += 1
+        from actors.durable import parse_state_url
+
+        location = parse_state_url(cfg.state.url)
+        sources[f"{label}: display"] = location.display
+        sources[f"{label}: without_password"] = without_password(cfg.state.url)
+        sources[f"{label}: doctor"] = encode(check_state_dir(cfg.state.url))
+        store = open_store(cfg.state.url, "ns")
+        with pytest.raises(StoreUnavailable) as caught:
+            asyncio.run(store.ping())
+        sources[f"{label}: store_unavailable"] = str(caught.value)
+        sources[f"{label}: health"] = encode(store.health())
+    assert parsed >= 9  # the forms that are valid URLs did parse (and were searched)
+    targets = {"password": password}
+    assert leaks(sources, targets) == []
+
+
+def test_a_password_in_the_urls_query_still_connects_and_is_not_shown(postgres: Any) -> None:
+    """The real server: a password given as libpq's `?password=` works, and
+    what `status` shows of the store (its health) does not hold it."""
+    import asyncio
+    from urllib.parse import quote
+
+    from actors.durable import open_store
+
+    store = open_store(f"{postgres.url}?password={quote(postgres.password, safe='')}", f"t{uuid.uuid4().hex[:8]}")
+    asyncio.run(store.ping())
+    health = encode(store.health())
+    assert store.health().ok and leaks({"health": health}, {"password": postgres.password}) == []

@@ -11,16 +11,21 @@ from pathlib import Path
 import pytest
 
 from actors.errors import ErrorKind
-from actors.policy.chaos.faults import new_fault
+from actors.policy.chaos.faults import ChaosPolicy, new_fault
 
 pytestmark = pytest.mark.ray
 
 EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
 
 
+def allowed_fault(*args: object, **kw: object):
+    """A fault as a client builds it from a config that allows chaos (the default forbids it)."""
+    return new_fault(*args, policy=ChaosPolicy(allowed=True), **kw)  # type: ignore[arg-type]
+
+
 def config(ledger: Path, **extra: object) -> dict:
     sim = {"latency_ms": 2, "ledger": str(ledger)}
-    return {**extra, "capabilities": {"email_sending": {"providers": [
+    return {"chaos": {"allowed": True}, **extra, "capabilities": {"email_sending": {"providers": [
         {"name": "primary", "adapter": "simulated", "settings": {**sim, "seed": 1}},
         {"name": "backup", "adapter": "simulated", "settings": {**sim, "seed": 2}},
     ]}}}
@@ -39,7 +44,7 @@ def test_a_fault_on_the_primary_moves_traffic_and_ends_by_itself(gateway, ray_cl
     router = gw.router("email_sending")
     assert gw.invoke("email_sending", "send_email", EMAIL).provider == "primary"
 
-    fault = new_fault("email_sending", "primary", duration_s=5, now=time.time(), by="ann@ops-1", fault_id="game-day-1",
+    fault = allowed_fault("email_sending", "primary", duration_s=5, now=time.time(), by="ann@ops-1", fault_id="game-day-1",
                       fail_rate=1.0, error="transient")
     event = ray.get(gw.supervisor.chaos_inject.remote(fault))
     assert event.fault.id == "game-day-1" and event.replaced is None
@@ -89,7 +94,7 @@ def test_a_fault_on_the_primary_moves_traffic_and_ends_by_itself(gateway, ray_cl
 def test_clear_ends_a_fault_at_once_and_is_audited(gateway, ray_cluster, tmp_path: Path) -> None:
     ray = ray_cluster
     gw = gateway(config(tmp_path / "l.jsonl"))
-    fault = new_fault("email_sending", "primary", duration_s=600, now=time.time(), by="ann@ops-1", fault_id="f2",
+    fault = allowed_fault("email_sending", "primary", duration_s=600, now=time.time(), by="ann@ops-1", fault_id="f2",
                       latency_ms=50)
     ray.get(gw.supervisor.chaos_inject.remote(fault))
     res = gw.invoke("email_sending", "send_email", EMAIL)
@@ -104,8 +109,31 @@ def test_clear_ends_a_fault_at_once_and_is_audited(gateway, ray_cluster, tmp_pat
 
 def test_a_config_that_forbids_it_refuses_at_the_supervisor(gateway, ray_cluster, tmp_path: Path) -> None:
     gw = gateway(config(tmp_path / "l.jsonl", chaos={"allowed": False}))
-    fault = new_fault("email_sending", "primary", duration_s=5, now=time.time(), by="ann@ops-1", fault_id="f3",
+    fault = allowed_fault("email_sending", "primary", duration_s=5, now=time.time(), by="ann@ops-1", fault_id="f3",
                       fail_rate=1.0)  # built as a client that did not read the config would
     with pytest.raises(Exception, match=r"fault injection is forbidden by this gateway's config \(chaos.allowed: false\)"):
         ray_cluster.get(gw.supervisor.chaos_inject.remote(fault))
     assert ray_cluster.get(gw.supervisor.chaos_list.remote()) == []
+
+
+def test_the_supervisor_and_the_provider_trust_no_callers_clock(gateway, ray_cluster, tmp_path: Path) -> None:
+    """Issue 21: a fault stamped a month ahead is rebuilt on the supervisor's
+    clock; one sent to the provider actor directly is checked there."""
+    ray = ray_cluster
+    gw = gateway(config(tmp_path / "l.jsonl"))
+    month = 30 * 86400.0
+    forged = allowed_fault("email_sending", "primary", duration_s=60, now=time.time() + month, by="mallory",
+                           fault_id="f4", fail_rate=1.0)
+    before = time.time()
+    event = ray.get(gw.supervisor.chaos_inject.remote(forged))
+    assert before <= event.fault.injected_at <= time.time() and event.fault.expires_at <= time.time() + 60
+    held = ray.get(gw.provider("email_sending", "primary").fault.remote())
+    assert held is not None and held.expires_at == event.fault.expires_at
+    ray.get(gw.supervisor.chaos_clear.remote("ann"))
+    with pytest.raises(Exception, match="at most"):
+        ray.get(gw.provider("email_sending", "primary").set_fault.remote(forged))
+    other = allowed_fault("email_sending", "backup", duration_s=60, now=time.time(), by="mallory", fault_id="f5",
+                          fail_rate=1.0)
+    with pytest.raises(Exception, match="no provider 'backup'"):
+        ray.get(gw.provider("email_sending", "primary").set_fault.remote(other))
+    assert ray.get(gw.provider("email_sending", "primary").fault.remote()) is None

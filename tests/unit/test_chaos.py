@@ -21,7 +21,7 @@ KNOWN = {"email_sending": ["resend", "smtp"], "email_verification": ["zerobounce
 
 
 def fault(**kw) -> Fault:
-    args = dict(duration_s=60, now=NOW, by="ann@ops-1", fault_id="f1")
+    args = dict(duration_s=60, now=NOW, by="ann@ops-1", fault_id="f1", policy=ChaosPolicy(allowed=True))
     args.update(kw)
     return new_fault(args.pop("capability", "email_sending"), args.pop("provider", "resend"), **args)
 
@@ -175,9 +175,9 @@ def test_events_round_trip_as_a_tagged_union_for_the_audit_log() -> None:
 
 # -- config -------------------------------------------------------------------------
 
-def test_chaos_is_allowed_unless_the_config_forbids_it() -> None:
-    assert ChaosConfig().to_policy() == ChaosPolicy(allowed=True)
-    assert ChaosConfig.model_validate({"allowed": False}).to_policy().allowed is False
+def test_chaos_is_off_unless_the_config_allows_it() -> None:
+    assert ChaosConfig().to_policy() == ChaosPolicy(allowed=False) == ChaosPolicy()
+    assert ChaosConfig.model_validate({"allowed": True}).to_policy().allowed is True
     with pytest.raises(ValidationError):
         ChaosConfig.model_validate({"allow": False})
     with pytest.raises(ValidationError):

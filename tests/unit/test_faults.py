@@ -23,7 +23,7 @@ from actors.ops.chaos_audit import ChaosAudit
 from actors.ops.metrics import MemoryRecorder
 from actors.ops.observers import ProviderOps
 from actors.payloads import SendEmail
-from actors.policy.chaos.faults import Fault, FaultCleared, FaultInjected, new_fault
+from actors.policy.chaos.faults import ChaosPolicy, Fault, FaultCleared, FaultInjected, new_fault
 from actors.policy.health import Health
 from actors.provider.core import ProviderCore
 from actors.provider.faults import NOTHING, Acted, LiveFault
@@ -36,6 +36,7 @@ OK = {"message_id": "m"}
 
 
 def fault(provider: str = "p", now: float = 1000.0, for_s: float = 5.0, **kw: Any) -> Fault:
+    kw.setdefault("policy", ChaosPolicy(allowed=True))
     return new_fault("email_sending", provider, duration_s=for_s, now=now, by="ann@ops-1", fault_id="f1", **kw)
 
 
@@ -71,7 +72,7 @@ def test_a_delay_is_slept_on_the_clock_and_told_to_the_listener() -> None:
 def test_a_failure_is_raised_after_its_delay_and_was_never_sent() -> None:
     clock, heard = Clock(), Heard()
     live = LiveFault("p", clock, heard, rng=random.Random(1))
-    live.set(fault(fail_rate=1.0, latency_ms=100, error="rate_limited", retry_after_s=7))
+    live.set(fault(fail_rate=1.0, latency_ms=100, error="rate_limited", retry_after_s=7, for_s=60))
     exc = before(live)
     assert isinstance(exc, Exception) and exc.kind is ErrorKind.RATE_LIMITED  # type: ignore[attr-defined]
     assert exc.retry_after_s == 7 and exc.maybe_delivered is False and exc.injected  # type: ignore[attr-defined]
@@ -137,7 +138,7 @@ def test_a_fault_fails_calls_without_calling_the_adapter() -> None:
 
 def test_rate_limited_carries_its_retry_after_and_crashed_is_its_own_kind() -> None:
     core = core_with([])
-    core.faults.set(fault(error="rate_limited", retry_after_s=30))
+    core.faults.set(fault(error="rate_limited", retry_after_s=30, for_s=60))
     reply = call(core)
     assert reply.error_kind is ErrorKind.RATE_LIMITED and reply.retry_after_s == 30
     assert core.health.throttled_until == 1030
@@ -283,14 +284,16 @@ def test_status_prints_a_chaos_line() -> None:
     assert "chaos: 1 active fault (email_sending/p: 30% transient until" in text and "by ann@ops-1" in text
 
 
-@pytest.mark.parametrize("raw", [{"chaos": {"allowed": False}}, {}])
+@pytest.mark.parametrize("raw", [{"chaos": {"allowed": True}}, {}])
 def test_the_config_reaches_the_spec(raw: dict) -> None:
     from actors.config import parse_config
     from actors.specs import build_spec
 
     cfg = parse_config({**raw, "capabilities": {"email_sending": {"providers": [
         {"name": "a", "adapter": "simulated"}]}}}, env={})
-    assert build_spec(cfg).chaos.allowed is (raw == {})
+    spec = build_spec(cfg)
+    assert spec.chaos.allowed is (raw != {})  # off unless allowed
+    assert all(p.chaos == spec.chaos for c in spec.capabilities for p in c.providers)  # each provider checks too
 
 
 class _Remote:
@@ -328,7 +331,7 @@ def _gateway_spec(**chaos: Any) -> Any:
     from actors.config import parse_config
     from actors.specs import build_spec
 
-    return build_spec(parse_config({"chaos": chaos, "capabilities": {"email_sending": {"providers": [
+    return build_spec(parse_config({"chaos": {"allowed": True, **chaos}, "capabilities": {"email_sending": {"providers": [
         {"name": "p", "adapter": "simulated"}, {"name": "outbox", "adapter": "outbox"}]}}}, env={}))
 
 
@@ -339,7 +342,7 @@ def test_the_supervisor_sets_lists_and_clears_faults_through_the_actors() -> Non
     actors = _Actors(spec)
     assert chaos_control.known_providers(spec) == {"email_sending": ["p"]}  # never the outbox
     f = fault(fail_rate=1.0, for_s=3600, now=__import__("time").time())
-    event = asyncio.run(chaos_control.inject(spec, f, actors))
+    event = asyncio.run(chaos_control.inject(spec, f, actors, f.injected_at))
     assert event == FaultInjected(fault=f) and actors.events == [event]
     assert asyncio.run(chaos_control.faults(spec, actors)) == [f]
     cleared = asyncio.run(chaos_control.clear(spec, 2000.0, "bob@ops-2", actors, "email_sending"))
@@ -360,5 +363,5 @@ def test_the_supervisor_checks_a_fault_against_the_deployed_config(chaos: dict, 
     spec = _gateway_spec(**chaos)
     actors = _Actors(spec)
     with pytest.raises(InvalidFault, match=re.escape(says)):
-        asyncio.run(chaos_control.inject(spec, fault(provider, fail_rate=1.0, for_s=600), actors))
+        asyncio.run(chaos_control.inject(spec, fault(provider, fail_rate=1.0, for_s=600), actors, 1000.0))
     assert actors.events == [] and all(core.faults.fault is None for core in actors.cores.values())

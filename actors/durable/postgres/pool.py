@@ -49,6 +49,7 @@ class PostgresPool:
         self.namespace = namespace
         self._conninfo = location.conninfo
         self._password = password
+        self._secrets = sorted({s for s in [password or "", *location.secrets()] if s}, key=len, reverse=True)
         self._pool_size = pool_size
         self._wait_s = wait_s
         self._clock = clock
@@ -101,8 +102,8 @@ class PostgresPool:
     # --- connecting ----------------------------------------------------------------------
     def _clean(self, text: str) -> str:
         """A driver's message without the password, whatever quoted it."""
-        if self._password:
-            text = text.replace(self._password, "***")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return " ".join(text.split())[:500]
 
     async def _why_no_connection(self, pool: Any = None) -> str:

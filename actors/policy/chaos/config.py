@@ -3,14 +3,12 @@ edge; `to_policy()` gives the `ChaosPolicy` actors/policy/chaos/faults.py reads.
 
     chaos: {allowed: false}     # `aicmo-gateway chaos inject` then says it is forbidden
 
-Allowed by default, as the contract words it ("a config may forbid it"):
-a fault is bounded in time (at most `max_duration_s`), ends by itself,
-touches one provider, and is recorded in the audit log with who set it;
-whoever can run the CLI against the cluster can already run `down`, which
-does more harm. Forbidding it by default would make a game day need a
-redeploy first. Production gateways that must never see one set
-`allowed: false`, and `up` can be asked to refuse a config that allows it
-(an open question for the wiring phase).
+Off by default (issue 21): a production gateway never sees a fault unless
+its config says `chaos: {allowed: true}`. The sandbox and demo configs
+allow it, for game days. When allowed, a fault is bounded in time (at most
+`max_duration_s`, on the supervisor's clock, not the caller's), ends by
+itself, touches one provider, and is recorded in the audit log with who
+says they set it; `up` says that chaos is allowed.
 """
 
 from __future__ import annotations

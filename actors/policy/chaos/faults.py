@@ -25,6 +25,7 @@ One active fault per provider: a new one replaces the old (`inject`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Collection, Mapping
@@ -38,7 +39,7 @@ from actors.errors import ErrorKind, InvalidFault
 __all__ = [
     "INJECTABLE_KINDS", "ChaosAction", "ChaosBook", "ChaosDecision", "ChaosEvent", "ChaosPolicy", "Fault",
     "FaultCleared", "FaultExpired", "FaultInjected", "FaultProblem", "InvalidFault", "Random", "active", "apply",
-    "clear", "expire", "inject", "new_fault",
+    "check_held", "clear", "expire", "inject", "new_fault", "rebuilt",
 ]
 
 # What a provider can do to a call; not the router's own kinds (unavailable,
@@ -49,6 +50,11 @@ INJECTABLE_KINDS = frozenset({
 })
 
 
+# How far a provider's node clock may be behind the supervisor's before a
+# fault's time left, read on it, counts as too long.
+CLOCK_SKEW_S = 60.0
+
+
 class Random(Protocol):
     """The random source `apply` draws from (random.Random fits)."""
 
@@ -57,7 +63,7 @@ class Random(Protocol):
 
 @dataclass(frozen=True)
 class ChaosPolicy:
-    allowed: bool = True
+    allowed: bool = False                # off unless the config allows it (the sandbox and demo configs do)
     max_duration_s: float = 3600.0       # a forgotten fault ends within the hour
     max_latency_ms: float = 60_000.0
 
@@ -145,9 +151,40 @@ def new_fault(capability: str, provider: str, *, duration_s: float, now: float, 
                          "give a failure rate (--fail), an error (--error) or a latency (--latency-ms)"))
     if problems:
         raise InvalidFault(problems)
+    # A fake 429's reset never outlasts the fault: the router would keep the
+    # provider throttled after the game day ended.
+    retry_after = min(retry_after_s, duration_s) if retry_after_s is not None else None
     return Fault(id=fault_id, capability=capability, provider=provider, fail_rate=float(rate), error=kind,
-                 retry_after_s=retry_after_s, latency_ms=float(delay), delay_rate=float(share), injected_at=now,
+                 retry_after_s=retry_after, latency_ms=float(delay), delay_rate=float(share), injected_at=now,
                  expires_at=now + duration_s, injected_by=by)
+
+
+def rebuilt(fault: Fault, *, now: float, policy: ChaosPolicy,
+            known: Mapping[str, Collection[str]] | None = None) -> Fault:
+    """The fault a caller asked for, rebuilt on the receiver's clock: the
+    duration asked (its `expires_at - injected_at`) from `now`, never the
+    caller's own times, which could put a fault's end a month ahead of a
+    `max_duration_s` checked against the caller's clock. InvalidFault as
+    `new_fault`."""
+    return new_fault(fault.capability, fault.provider, duration_s=fault.expires_at - fault.injected_at, now=now,
+                     by=fault.injected_by, fault_id=fault.id, fail_rate=fault.fail_rate, latency_ms=fault.latency_ms,
+                     error=fault.error, delay_rate=fault.delay_rate, retry_after_s=fault.retry_after_s,
+                     policy=policy, known=known)
+
+
+def check_held(fault: Fault, *, now: float, policy: ChaosPolicy, capability: str, provider: str) -> None:
+    """What a provider actor checks before it holds a fault, whoever sent
+    it: its own capability and name, allowed by its config, and the time
+    left (on its clock) within `max_duration_s`, give or take the nodes'
+    clock skew. InvalidFault otherwise."""
+    left = fault.expires_at - now
+    if left <= 0:
+        return  # already over on this clock: held, it is dropped at the next look
+    bounds = dataclasses.replace(policy, max_duration_s=policy.max_duration_s + CLOCK_SKEW_S)
+    new_fault(fault.capability, fault.provider, duration_s=left, now=now, by=fault.injected_by,
+              fault_id=fault.id, fail_rate=fault.fail_rate, latency_ms=fault.latency_ms, error=fault.error,
+              delay_rate=fault.delay_rate, retry_after_s=fault.retry_after_s, policy=bounds,
+              known={capability: [provider]})
 
 
 class ChaosAction(str, enum.Enum):
@@ -181,8 +218,9 @@ def apply(fault: Fault | None, rng: Random, now: float) -> ChaosDecision:
         return ChaosDecision(action=ChaosAction.PASS, fault_id=fault.id, expired=True)
     delay = fault.latency_ms if fault.latency_ms > 0 and rng.random() < fault.delay_rate else 0.0
     if fault.fail_rate > 0 and rng.random() < fault.fail_rate:
-        return ChaosDecision(action=ChaosAction.FAIL, delay_ms=delay, error=fault.error,
-                             retry_after_s=fault.retry_after_s if fault.error is ErrorKind.RATE_LIMITED else None,
+        retry_after = (min(fault.retry_after_s, fault.expires_at - now)
+                       if fault.error is ErrorKind.RATE_LIMITED and fault.retry_after_s is not None else None)
+        return ChaosDecision(action=ChaosAction.FAIL, delay_ms=delay, error=fault.error, retry_after_s=retry_after,
                              fault_id=fault.id)
     if delay > 0:
         return ChaosDecision(action=ChaosAction.DELAY, delay_ms=delay, fault_id=fault.id)
