@@ -49,8 +49,11 @@ Url = Annotated[str, Meta(max_length=MAX_URL_CHARS)]
 Address = Annotated[str, Meta(max_length=MAX_LINE_CHARS)]
 
 
-def shown(value: str, limit: int = 80) -> str:
+def shown(value: Any, limit: int = 80) -> str:
     """A bad value quoted in an error, cut short: errors are logged and audited."""
+    if not isinstance(value, str):  # whatever a caller sent in its place (a list, a dict, ...)
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit] + "..."
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 

@@ -68,7 +68,8 @@ def method_label(capability: str, method: str | None) -> str:
 
     if not method:
         return "none"
-    return method if method in METHODS.get(capability, {}) else UNKNOWN_METHOD
+    # A caller may send anything as the method (a list, a dict): only a known name is shown.
+    return method if isinstance(method, str) and method in METHODS.get(capability, {}) else UNKNOWN_METHOD
 
 
 def mask_addresses(text: str | None, key: bytes | None = None) -> str | None:
@@ -91,4 +92,5 @@ def hide_method(text: str, method: str) -> str:
     `unknown`, whole or as the router's error quotes it (cut short)."""
     from actors.payloads import shown
 
-    return text.replace(shown(method), repr(UNKNOWN_METHOD)).replace(method, UNKNOWN_METHOD)
+    text = text.replace(shown(method), repr(UNKNOWN_METHOD))
+    return text.replace(method, UNKNOWN_METHOD) if isinstance(method, str) and method else text
