@@ -63,7 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for cap in cfg.capabilities:
         out.print(f"  {router_name(cap)}  ({', '.join(p.name for p in cfg.capabilities[cap].providers if p.enabled)})")
     _print_nodes(out, report)
-    _print_exposures(spec, out)
+    _print_exposures(spec, args.config, out)
     http = build_http_spec(cfg)
     if http is None:
         if _remove_http(cfg.namespace):
@@ -109,12 +109,15 @@ def _ingress_options(http: Any) -> dict[str, Any]:
     if isinstance(placement, NoPlace):
         raise HttpDeployError(f"cannot place the HTTP ingress: {placement.reason}")
     return options_for(options, placement)
-def _print_exposures(spec: Any, out: Any) -> None:
-    """What this deployment exposes (chaos on, plain HTTP on the network, a
-    store reached without verified TLS), said where the operator looks."""
-    from actors.ops.exposure import exposures
 
-    for found in exposures(spec):
+
+def _print_exposures(spec: Any, config_path: str, out: Any) -> None:
+    """What this deployment exposes (chaos on, plain HTTP on the network, a
+    store reached without verified TLS, API keys in the file), said where
+    the operator looks."""
+    from actors.ops.exposure import exposures, literal_api_keys_in
+
+    for found in [*exposures(spec), *literal_api_keys_in(config_path)]:
         colour = "yellow" if found.severity == "warning" else "cyan"
         out.print(f"[{colour}]{found.severity}[/]: {found.problem} ({found.subject}); {found.fix}", highlight=False)
 

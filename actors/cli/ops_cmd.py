@@ -120,7 +120,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         findings += check_providers(spec, args.timeout)
         findings += check_hooks(cfg)
         findings += check_state_dir(spec.state.url)
-        findings += _exposure_findings(spec)
+        findings += _exposure_findings(spec, args.config)
     problems = sum(1 for f in findings if f.status == "problem")
     if args.json:
         print(json.dumps({"ok": problems == 0, "problems": problems, "findings": msgspec.to_builtins(findings)}))
@@ -165,8 +165,9 @@ def register(sub: Any) -> None:
     finish(d, cmd_doctor, json=True)
 
 
-def _exposure_findings(spec: Any) -> list[Any]:
-    """The state store's, the HTTP API's and chaos's exposure (issue 21)."""
-    from actors.ops.exposure import as_findings, exposures
+def _exposure_findings(spec: Any, config_path: str) -> list[Any]:
+    """The state store's, the HTTP API's and chaos's exposure, and API keys
+    written in the file (issue 21)."""
+    from actors.ops.exposure import as_findings, exposures, literal_api_keys_in
 
-    return as_findings(exposures(spec))
+    return as_findings([*exposures(spec), *literal_api_keys_in(config_path)])

@@ -6,7 +6,7 @@ surface (actors.client.Gateway: `invoke_async`, `status_async`,
     POST /v1/{capability}/{method}   the payload as JSON; Authorization: Bearer KEY;
                                      Idempotency-Key, X-Dry-Run, X-Deadline-S
     GET  /v1/status                  the status report (key required)
-    GET  /healthz                    200 when every router answers (no key)
+    GET  /healthz                    200 when every router answers (no key; says no more than that)
     GET  /openapi.json, /docs        the OpenAPI document and its page
 
 Every call goes through the capability's router, with the client's resend
@@ -16,6 +16,7 @@ headers or JSON get a 400 that names what is wrong and where.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -29,17 +30,23 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from actors.clock import SYSTEM_CLOCK, Clock
 from actors.errors import ErrorKind, GatewayError, NotDeployed
-from actors.http.auth import ApiKeys
+from actors.http.auth import SCOPE_CHARS, ApiKeys, scoped_key
 from actors.http.openapi import docs_page, openapi_document
 from actors.http.problems import Problem, for_result, problem
 from actors.payloads import MAX_KEY_LENGTH
 
-__all__ = ["MAX_BODY_BYTES", "build_app"]
+__all__ = ["HEALTH_KEPT_S", "MAX_BODY_BYTES", "MAX_HEADER_KEY_LENGTH", "build_app"]
 
 log = logging.getLogger("aicmo.http")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# How long /healthz's answer is kept: a load balancer's checks, or anyone's,
+# cost one round of router calls per this many seconds at most.
+HEALTH_KEPT_S = 2.0
+# The router's limit, less the caller's scope the key is prefixed with.
+MAX_HEADER_KEY_LENGTH = MAX_KEY_LENGTH - SCOPE_CHARS
 _JSON = "application/json"
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -67,8 +74,8 @@ def _options(request: Request, max_deadline_s: float | None = None) -> dict[str,
             key = key[1:-1]
         if not key:
             raise _BadRequest("header Idempotency-Key is empty")
-        if len(key) > MAX_KEY_LENGTH:
-            raise _BadRequest(f"header Idempotency-Key is {len(key)} characters long; at most {MAX_KEY_LENGTH}")
+        if len(key) > MAX_HEADER_KEY_LENGTH:
+            raise _BadRequest(f"header Idempotency-Key is {len(key)} characters long; at most {MAX_HEADER_KEY_LENGTH}")
         if not _PRINTABLE.fullmatch(key):
             raise _BadRequest("header Idempotency-Key must be printable ASCII (letters, digits, punctuation, spaces)")
         options["idempotency_key"] = key
@@ -109,10 +116,36 @@ async def _payload(request: Request) -> Any:
         raise _BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
+class _Health:
+    """The routers' answer to /healthz, asked at most once per HEALTH_KEPT_S
+    whatever the request rate; concurrent requests share one round."""
+
+    def __init__(self, gateway: Any, capabilities: list[str], clock: Clock):
+        self._gateway = gateway
+        self._capabilities = capabilities
+        self._clock = clock
+        self._known: tuple[float, int] | None = None       # (monotonic time asked, routers silent)
+        self._asking: asyncio.Future[int] | None = None
+
+    async def silent(self) -> int:
+        now = self._clock.monotonic()
+        if self._known is not None and now - self._known[0] < HEALTH_KEPT_S:
+            return self._known[1]
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.ensure_future(self._ask(now))
+        return await asyncio.shield(self._asking)
+
+    async def _ask(self, now: float) -> int:
+        silent = len(await self._gateway.unanswered_async(self._capabilities))
+        self._known = (now, silent)
+        return silent
+
+
 def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequence[str],
-              max_deadline_s: Mapping[str, float] | None = None) -> Starlette:
+              max_deadline_s: Mapping[str, float] | None = None, clock: Clock = SYSTEM_CLOCK) -> Starlette:
     keys = ApiKeys(key_digests)
     served = list(capabilities)
+    health = _Health(gateway, served, clock)
     openapi = _encode(openapi_document(served))
     docs = docs_page()
 
@@ -137,10 +170,17 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
             payload = await _payload(request)
         except _BadRequest as exc:
             return _problem_response(*problem("malformed_request", str(exc), instance=where))
+        asked_key = options.get("idempotency_key")
+        if asked_key is not None:
+            caller = keys.caller(request.headers.get("authorization"))
+            assert caller is not None  # `denied` let it through
+            options["idempotency_key"] = scoped_key(caller, asked_key)
         try:
             result = await gateway.invoke_async(capability, method, payload, **options)
         except NotDeployed as exc:
             return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, str(exc), instance=where))
+        if asked_key is not None:
+            result = msgspec.structs.replace(result, idempotency_key=asked_key)  # the caller's own key back
         if result.ok:
             return Response(_encode(result), status_code=202 if result.queued else 200, media_type=_JSON)
         return _problem_response(*for_result(result, instance=where))
@@ -156,17 +196,22 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
         return Response(_encode(report), media_type=_JSON)
 
     async def healthz(request: Request) -> Response:
-        silent = await gateway.unanswered_async(served)
+        # Anyone may ask, as often as they like: the answer is a cached one
+        # (at most one round of router calls per HEALTH_KEPT_S), and says
+        # neither which capabilities this gateway serves nor what failed
+        # (the authenticated /v1/status does).
+        silent = await health.silent()
         if silent:
-            detail = "routers that do not answer: " + "; ".join(f"{cap} ({why})" for cap, why in silent.items())
+            detail = f"{silent} of {len(served)} routers do not answer; GET /v1/status (with a key) says which"
             return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, detail, instance="/healthz"))
-        return Response(_encode({"status": "ok", "capabilities": served}), media_type=_JSON)
+        return Response(_encode({"status": "ok"}), media_type=_JSON)
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type=_JSON)
 
     async def docs_html(request: Request) -> Response:
-        return HTMLResponse(docs)
+        return HTMLResponse(docs.html, headers={"Content-Security-Policy": docs.csp, "Referrer-Policy": "no-referrer",
+                                                "X-Content-Type-Options": "nosniff"})
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -12,7 +12,10 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-__all__ = ["ApiKeys"]
+__all__ = ["SCOPE_CHARS", "ApiKeys", "scoped_key"]
+
+# `c<12 hex>/`: what an idempotency key is prefixed with, per API key.
+SCOPE_CHARS = 14
 
 
 class ApiKeys:
@@ -27,8 +30,30 @@ class ApiKeys:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return "the Authorization header must be `Bearer <key>`"
+        return None if self._match(token) is not None else "the API key is not valid"
+
+    def caller(self, authorization: str | None) -> str | None:
+        """Who is calling, for a valid key: `c` and 12 hex of a hash of its
+        digest (neither the key nor its digest); None for no valid key."""
+        if not authorization:
+            return None
+        scheme, _, token = authorization.strip().partition(" ")
+        digest = self._match(token.strip()) if scheme.lower() == "bearer" else None
+        return None if digest is None else "c" + hashlib.sha256(b"caller:" + digest).hexdigest()[:12]
+
+    def _match(self, token: str) -> bytes | None:
+        if not token:
+            return None
         presented = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        valid = False
-        for digest in self._digests:
-            valid |= hmac.compare_digest(presented, digest)
-        return None if valid else "the API key is not valid"
+        found = None
+        for digest in self._digests:  # all of them, whichever matches
+            if hmac.compare_digest(presented, digest):
+                found = digest
+        return found
+
+
+def scoped_key(caller: str, key: str) -> str:
+    """An idempotency key as the router holds it for one API key's holder:
+    two callers' `order-42` are two keys, so one cannot read the other's
+    stored result, nor learn from a 422 that the key is in use."""
+    return f"{caller}/{key}"

@@ -6,10 +6,12 @@ Schema 2020-12, which OpenAPI 3.1 uses). And the page `/docs` shows it on.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -17,7 +19,7 @@ from actors.http.problems import HTTP_KINDS, STATUS_BY_KIND, Problem
 from actors.messages import InvokeResult
 from actors.payloads import METHODS
 
-__all__ = ["docs_page", "openapi_document"]
+__all__ = ["SWAGGER_UI", "SWAGGER_UI_CSS_SRI", "SWAGGER_UI_JS_SRI", "DocsPage", "docs_page", "openapi_document"]
 
 _REF = "#/components/schemas/{name}"
 
@@ -102,23 +104,43 @@ def openapi_document(capabilities: Sequence[str], *, title: str = "aicmo-gateway
     }
 
 
-def docs_page(openapi_url: str = "/openapi.json", title: str = "aicmo-gateway HTTP API") -> str:
-    """Swagger UI for the document, its assets from the jsDelivr CDN (as FastAPI's /docs)."""
-    cdn = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
-    return f"""<!doctype html>
+# Swagger UI, pinned to one release with the files' Subresource Integrity
+# hashes (sha384 of swagger-ui-dist 5.35.0 as the npm registry ships it, which
+# jsDelivr serves unchanged): a changed file on the CDN is refused by the
+# browser instead of running with the page's access to the API key.
+SWAGGER_UI = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"
+SWAGGER_UI_JS_SRI = "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9"
+SWAGGER_UI_CSS_SRI = "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I"
+
+
+class DocsPage(NamedTuple):
+    html: str
+    csp: str           # the Content-Security-Policy header the page is served with
+
+
+def docs_page(openapi_url: str = "/openapi.json", title: str = "aicmo-gateway HTTP API") -> DocsPage:
+    """Swagger UI for the document: pinned assets with SRI, the API key
+    never persisted in the browser's storage (no `persistAuthorization`),
+    and a Content-Security-Policy that lets only those assets and the one
+    inline script run, and the page call only this origin."""
+    script = f"SwaggerUIBundle({{url: {json.dumps(openapi_url)}, dom_id: \"#swagger-ui\"}});"
+    script_hash = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    page = f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{html.escape(title)}</title>
-<link rel="stylesheet" href="{cdn}/swagger-ui.css">
+<link rel="stylesheet" href="{SWAGGER_UI}/swagger-ui.css" integrity="{SWAGGER_UI_CSS_SRI}" crossorigin="anonymous">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="{cdn}/swagger-ui-bundle.js"></script>
-<script>
-SwaggerUIBundle({{url: {json.dumps(openapi_url)}, dom_id: "#swagger-ui", persistAuthorization: true}});
-</script>
+<script src="{SWAGGER_UI}/swagger-ui-bundle.js" integrity="{SWAGGER_UI_JS_SRI}" crossorigin="anonymous"></script>
+<script>{script}</script>
 <noscript>The API's description is at <a href="{html.escape(openapi_url)}">{html.escape(openapi_url)}</a>.</noscript>
 </body>
 </html>
 """
+    csp = (f"default-src 'none'; script-src {SWAGGER_UI}/swagger-ui-bundle.js 'sha256-{script_hash}'; "
+           f"style-src {SWAGGER_UI}/swagger-ui.css 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return DocsPage(page, csp)

@@ -8,11 +8,14 @@ the warnings `up` prints.
     Exposure.STORE_UNVERIFIED  PostgreSQL over a network, encrypted, the server's name unchecked
     Exposure.HTTP_CLEARTEXT    the HTTP API on a non-loopback address, no TLS proxy declared in front
     Exposure.CHAOS_ALLOWED     `chaos inject` allowed (chaos.allowed: true)
+    Exposure.LITERAL_API_KEY   an http.api_keys entry written in the config file itself, not as ${VAR}
 """
 
 from __future__ import annotations
 
 import enum
+from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -23,7 +26,7 @@ from actors.policy.chaos.faults import ChaosPolicy
 from actors.policy.recommendation import Recommendation
 
 __all__ = ["Exposure", "ExposureFinding", "as_findings", "as_recommendations", "chaos_exposure", "exposures",
-           "http_exposure", "store_exposure"]
+           "http_exposure", "literal_api_keys", "literal_api_keys_in", "store_exposure"]
 
 
 class Exposure(str, enum.Enum):
@@ -31,6 +34,7 @@ class Exposure(str, enum.Enum):
     STORE_UNVERIFIED = "store_unverified"
     HTTP_CLEARTEXT = "http_cleartext"
     CHAOS_ALLOWED = "chaos_allowed"
+    LITERAL_API_KEY = "literal_api_key"
 
     def __str__(self) -> str:
         return self.value
@@ -91,6 +95,32 @@ def chaos_exposure(policy: ChaosPolicy) -> list[ExposureFinding]:
         detail=f"live fault injection is on: anyone who can reach the cluster can fail or slow a provider for up to "
                f"{policy.max_duration_s:.0f} s (`aicmo-gateway chaos inject`)",
         fix="set chaos.allowed: false in production configs (the default)")]
+
+
+def literal_api_keys(raw: Any) -> list[ExposureFinding]:
+    """`raw`: the config as written (YAML, before `${VAR}`s are read). A
+    key written there sits in a file that is copied, committed and shown."""
+    http = raw.get("http") if isinstance(raw, dict) else None
+    keys = http.get("api_keys") if isinstance(http, dict) else None
+    if not isinstance(keys, list):
+        return []
+    return [ExposureFinding(
+        kind=Exposure.LITERAL_API_KEY, severity="warning", problem="an API key is written in the config file",
+        subject=f"http.api_keys[{i}]",
+        detail="the key itself is in the file, which is copied, committed and shown, rather than read from the "
+               "environment",
+        fix=f"write it as \"${{AICMO_API_KEY}}\" (one variable per key) and set the variable where `up` runs")
+        for i, key in enumerate(keys) if isinstance(key, str) and key and "${" not in key]
+
+
+def literal_api_keys_in(path: str) -> list[ExposureFinding]:
+    """`literal_api_keys` of a config file (nothing when it cannot be read: the config check says why)."""
+    import yaml
+
+    try:
+        return literal_api_keys(yaml.safe_load(Path(path).read_text()))
+    except (OSError, yaml.YAMLError):
+        return []
 
 
 def exposures(spec: object) -> list[ExposureFinding]:

@@ -67,8 +67,10 @@ def test_a_call_reaches_the_client_with_its_headers_and_answers_the_result() -> 
     answer = send(gw, headers={"Idempotency-Key": '"lead-42"', "X-Dry-Run": "false", "X-Deadline-S": "2.5"})
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
     assert answer.json()["value"] == {"message_id": "m"} and answer.json()["provider"] == "smtp"
-    assert gw.calls == [("email_sending", "send_email", EMAIL,
-                         {"idempotency_key": "lead-42", "dry_run": False, "deadline_s": 2.5})]
+    (cap, method, payload, options), = gw.calls
+    assert (cap, method, payload, options["dry_run"], options["deadline_s"]) == ("email_sending", "send_email", EMAIL,
+                                                                              False, 2.5)
+    assert options["idempotency_key"].endswith("/lead-42")  # scoped by the caller (issue 21)
 
 
 def test_queued_in_the_outbox_is_202() -> None:
@@ -158,12 +160,13 @@ def test_a_gateway_not_deployed_is_503_with_retry_after() -> None:
     assert answer.headers["retry-after"] == "1"
 
 
-def test_healthz_needs_no_key_and_says_which_router_is_silent() -> None:
+def test_healthz_needs_no_key_and_says_how_many_routers_are_silent_but_not_which() -> None:
     gw = FakeGateway()
-    assert request(gw, "GET", "/healthz").json() == {"status": "ok", "capabilities": ["email_sending", "crm_sync"]}
-    gw.silent = {"crm_sync": "no answer within 2s"}
+    assert request(gw, "GET", "/healthz").json() == {"status": "ok"}  # no list of capabilities (issue 21)
+    gw.silent = {"crm_sync": "RayActorError"}
     answer = request(gw, "GET", "/healthz")
-    assert answer.status_code == 503 and "crm_sync (no answer within 2s)" in answer.json()["detail"]
+    assert answer.status_code == 503 and "1 of 2 routers do not answer" in answer.json()["detail"]
+    assert "crm_sync" not in answer.text and "RayActorError" not in answer.text
 
 
 def test_status_with_a_key() -> None:
@@ -186,9 +189,59 @@ def test_the_openapi_document_is_valid_and_has_one_operation_per_method() -> Non
     assert {"200", "202", "400", "401", "404", "422", "429", "502", "503", "504"} <= set(send_email["responses"])
     page = request(FakeGateway(), "GET", "/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    # issue 21: pinned assets with SRI, the key not kept in the browser, a CSP that allows only them
+    assert "swagger-ui-dist@5.35.0/" in page.text and page.text.count('integrity="sha384-') == 2
+    assert "persistAuthorization" not in page.text and "@5/" not in page.text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
 
 
 def test_a_crash_inside_is_a_500_problem_without_the_payload() -> None:
     answer = send(FakeGateway(RuntimeError("boom")), json={**EMAIL, "text": "secret-text"})
     assert answer.status_code == 500 and answer.json()["kind"] == "internal_error"
     assert "secret-text" not in answer.text
+
+
+def test_healthz_answers_from_a_cached_state_whatever_the_request_rate() -> None:
+    """Issue 21: one round of router calls per HEALTH_KEPT_S, not one per request."""
+    from actors.clock import Clock
+    from actors.http.app import HEALTH_KEPT_S
+
+    now = [100.0]
+    asked: list[int] = []
+
+    class Counting(FakeGateway):
+        async def unanswered_async(self, capabilities: list[str]) -> dict[str, str]:
+            asked.append(len(capabilities))
+            await asyncio.sleep(0)
+            return self.silent
+
+    gw = Counting()
+    app = build_app(gw, capabilities=["email_sending"], key_digests=[key_digest(KEY)],
+                    clock=Clock(monotonic=lambda: now[0]))
+
+    async def go() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            first = await asyncio.gather(*(client.get("/healthz") for _ in range(20)))
+            now[0] += HEALTH_KEPT_S + 0.1
+            later = await client.get("/healthz")
+            return [r.status_code for r in [*first, later]]
+
+    assert asyncio.run(go()) == [200] * 21
+    assert len(asked) == 2  # twenty concurrent requests shared one round; the next came after the cache ran out
+
+
+def test_idempotency_keys_are_scoped_by_the_api_key_that_sent_them() -> None:
+    """Issue 21: one key holder reusing another's idempotency key gets
+    neither its stored result nor a 422 saying the key is in use."""
+    other = "other-key-0123456789"
+    gw = FakeGateway(InvokeResult(ok=True, value={"message_id": "m"}, request_id="r1", provider="smtp",
+                                  idempotency_key="will be the caller's own"))
+    first = send(gw, headers={"Idempotency-Key": "order-42"})
+    again = send(gw, headers={"Idempotency-Key": "order-42"})
+    theirs = send(gw, headers={"Idempotency-Key": "order-42", "Authorization": f"Bearer {other}"})
+    keys = [options["idempotency_key"] for *_, options in gw.calls]
+    assert keys[0] == keys[1] != keys[2] and all(k.endswith("/order-42") for k in keys)
+    assert KEY not in "".join(keys) and key_digest(KEY) not in "".join(keys)  # neither the key nor its digest
+    assert [a.json()["idempotency_key"] for a in (first, again, theirs)] == ["order-42"] * 3

@@ -155,3 +155,17 @@ def test_the_self_check_and_status_carry_the_exposures() -> None:
     problems = {r.problem for r in report.recommendations}
     assert {"live fault injection is allowed", "the HTTP API is served without TLS on the network"} <= problems
 
+
+
+# --- item 14: API keys written in the file ------------------------------------------------------
+def test_api_keys_written_in_the_file_are_warned_of(tmp_path: Any) -> None:
+    from actors.ops.exposure import literal_api_keys, literal_api_keys_in
+
+    raw = {"http": {"enabled": True, "api_keys": ["${AICMO_API_KEY}", "a-literal-key-0123456789", ""]}}
+    found = literal_api_keys(raw)
+    assert [(f.kind, f.subject) for f in found] == [(Exposure.LITERAL_API_KEY, "http.api_keys[1]")]
+    assert all("a-literal-key" not in f.detail + f.fix + f.subject for f in found)  # never the key itself
+    path = tmp_path / "gw.yaml"
+    path.write_text("http:\n  api_keys: [a-literal-key-0123456789]\n")
+    assert [f.subject for f in literal_api_keys_in(str(path))] == ["http.api_keys[0]"]
+    assert literal_api_keys_in(str(tmp_path / "missing.yaml")) == []
