@@ -91,16 +91,21 @@ def test_the_readme_walkthrough_works_as_written(machine: dict) -> None:
             outputs.append(driver.stdout + driver.stderr)
             assert driver.returncode == 0, outputs[-1][-4000:]
             facts = json.loads(driver.stdout.split("DRIVER ", 1)[1])
-            assert facts == {"first": "smtp_primary", "batch_ok": 100}
+            # (which provider served it depends on the ranking of the day, see below)
+            assert facts["batch_ok"] == 100 and facts["first"] in {"smtp_primary", "sendgrid", "mailgun"}, facts
         done = shell(line, env)
         outputs.append(done.stdout + done.stderr)
         assert done.returncode == 0, f"{line}\n{outputs[-1][-4000:]}"
         if line.startswith("aicmo-gateway up "):
             assert "using the settings of the sandbox running here" in done.stderr, done.stderr
+        if line.startswith("aicmo-gateway self-check"):
+            # The sandbox's TLS CA was found: the SMTP server's probe (STARTTLS, AUTH) passes.
+            assert re.search(r"email_sending/smtp_primary\s*\S\s*ok", done.stdout), done.stdout[-6000:]
         if line.startswith("aicmo-gateway invoke email_sending"):
-            # The primary served it: the sandbox's TLS CA was found, no fallback to SendGrid.
-            # (All outputs so far in the message: `status` and `self-check` say why if it did not.)
-            assert "ok via smtp_primary" in done.stdout, "\n".join(outputs)[-8000:]
+            # Served at the first attempt. Which provider ranks first on a fresh deployment depends on
+            # the probes so far (health, then streak, then latency), so any of the three may.
+            assert done.stdout.startswith("ok via ") and done.stdout.count("  attempt ") == 1, \
+                "\n".join(outputs)[-8000:]
 
     everything = "\n".join(outputs)
     assert WORKER_WARNING not in everything
