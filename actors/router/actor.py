@@ -32,7 +32,7 @@ from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
 from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
-from actors.router.replicas import Replicas
+from actors.router.replicas import Replicas, router_is_dead
 from actors.specs import CapabilitySpec
 
 log = logging.getLogger("aicmo.router")
@@ -43,20 +43,6 @@ __all__ = ["ACTOR_GRACE_S", "RANKING_VALID_FOR_S", "ActorUnreachable", "RouterAc
 RANKING_VALID_FOR_S = 1.0
 # How often a router asks the store again for the audit key it could not get.
 AUDIT_KEY_RETRY_S = 5.0
-
-
-# Ray's GCS says of an actor whose process is gone: restarting it, or dead for good.
-_GONE_STATES = frozenset({"RESTARTING", "DEAD"})
-
-
-async def router_is_dead(owner: str) -> bool:
-    """Whether the router that claimed a key (owner "<actor id>:<process>") is
-    dead, by Ray's GCS (one lookup, off the event loop). A restarted router
-    is ALIVE again and ends its predecessor's claims itself (`ready`)."""
-    from ray._private import state  # the actor table: no public API reads one actor's state from the GCS
-
-    info = await asyncio.to_thread(state.actors, owner.split(":", 1)[0])
-    return info.get("State") in _GONE_STATES
 
 
 @ray.remote
@@ -166,10 +152,6 @@ class RouterActor:
         # THROTTLED is only shown, never stored: keep the state we knew.
         return status.health_snapshot(known.state if status.health is Health.THROTTLED else None)
 
-    def node_id(self) -> str:
-        """The Ray node this router runs on."""
-        return ray.get_runtime_context().get_node_id()
-
     def store_health(self) -> StoreHealth:
         """The state store as this router has seen it (round trips included)."""
         return self._core.store().health()
@@ -204,12 +186,7 @@ class RouterActor:
     async def release_claims_of(self, actor_ids: list[str]) -> int:
         """Ends the key claims of routers of this capability that `up` killed
         (replaced, or replicas removed): their processes are gone."""
-        released = 0
-        for actor_id in actor_ids:
-            released += await self._core.store().release_claims(actor_id + ":")
-        if released:
-            log.warning("%s: ended %d claim(s) of router(s) a redeploy removed", self._core.capability, released)
-        return released
+        return await self._core.results.release_owners(actor_ids)
 
     async def _release_predecessors(self, timeout_s: float = 30.0) -> None:
         """A restarted router ends the claims its dead process left at once, not

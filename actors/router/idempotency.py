@@ -177,6 +177,15 @@ class IdempotencyRecords:
             await self._sleep(max(wait, 0.0))
             pause = min(pause * 2, POLL_LONGEST_S)
 
+    async def release_owners(self, actor_ids: list[str]) -> int:
+        """Ends the claims of routers `up` killed (replaced, or replicas removed): their processes are gone."""
+        released = 0
+        for actor_id in actor_ids:
+            released += await self._store().release_claims(actor_id + ":")
+        if released:
+            log.warning("%s: ended %d claim(s) of router(s) a redeploy removed", self.capability, released)
+        return released
+
     async def _took_over(self, owner: str | None) -> bool:
         """Ends the claims of `owner` if its router is dead; whether it did."""
         if self._owner_gone is None or not owner or owner.startswith(self.owner_id + ":"):

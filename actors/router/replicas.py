@@ -27,7 +27,7 @@ import ray
 from actors.messages import ReplicaStatus
 from actors.names import router_replica_name
 
-__all__ = ["Replicas"]
+__all__ = ["Replicas", "router_is_dead"]
 
 log = logging.getLogger("aicmo.router")
 
@@ -88,3 +88,17 @@ class Replicas:
                 return ReplicaStatus(index=index, name=name, alive=False, error=type(exc).__name__)
 
         return [own, *await asyncio.gather(*(one(i) for i in self._siblings()))]
+
+
+# Ray's GCS says of an actor whose process is gone: restarting it, or dead for good.
+_GONE_STATES = frozenset({"RESTARTING", "DEAD"})
+
+
+async def router_is_dead(owner: str) -> bool:
+    """Whether the router that claimed a key (owner "<actor id>:<process>") is
+    dead, by Ray's GCS (one lookup, off the event loop). A restarted router
+    is ALIVE again and ends its predecessor's claims itself (`ready`)."""
+    from ray._private import state  # the actor table: no public API reads one actor's state from the GCS
+
+    info = await asyncio.to_thread(state.actors, owner.split(":", 1)[0])
+    return info.get("State") in _GONE_STATES
