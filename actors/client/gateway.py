@@ -137,7 +137,7 @@ class Gateway:
         """`router_call` to the replica `_send_to` picks; a replica that dropped the call is
         left out for a while (client/replicas.py) and its drops are counted in `resent`."""
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
-                           resent=self._count_resend, settled=self._settled)
+                           resent=self._count_resend, settled=self._settled, ping=self._ping)
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
@@ -155,6 +155,11 @@ class Gateway:
             return False
         replica, call.replica = call.replica, None
         return self._router_replicas(call.capability).dropped(replica, keep_handle)
+
+    def _ping(self, call: RouterCall) -> Any:
+        if call.replica is None:
+            return None
+        return self._router_replicas(call.capability).ping(call.replica)
 
     def _count_resend(self) -> None:
         self.resent += 1

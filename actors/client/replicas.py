@@ -9,6 +9,12 @@ and again after a replica dropped a call (a redeploy may have changed their
 number). A replica that dropped a call is left out for `DOWN_S` (Ray is
 restarting it; about 2 s here) while its siblings take the calls: the
 caller's resend goes to a live sibling at once instead of waiting.
+
+Ray holds the calls sent to an actor it is restarting until the restart
+(about 1.5 s here) and only then drops them, so a death is found sooner by
+asking: a call silent for a while has its replica pinged (`ping`, one ping
+per replica at a time, shared by all its silent calls), and a ping left
+unanswered sends the call to a sibling (client/calls.py).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from typing import Any
 from actors.errors import GcsUnavailable, NotDeployed
 from actors.names import MAX_ROUTER_REPLICAS, router_replica_name
 
-__all__ = ["DOWN_S", "Replica", "RouterReplicas"]
+__all__ = ["DOWN_S", "PING_SHARED_S", "Replica", "RouterReplicas"]
 
 # How long a replica that dropped a call is left out (Ray restarts a router in about 2 s).
 DOWN_S = 3.0
+# A ping sent less than this long ago answers for every call silent on its replica.
+PING_SHARED_S = 0.05
 
 
 @dataclass
@@ -34,6 +42,8 @@ class Replica:
     handle: Any = None
     in_flight: int = 0
     down_until: float = float("-inf")
+    ping: Any = None             # the last ping's ref, and when it was sent
+    pinged_at: float = float("-inf")
 
 
 @dataclass
@@ -98,6 +108,16 @@ class RouterReplicas:
                 self.stale = True
                 if not self.replicas:
                     raise NotDeployed(chosen.name) from None
+
+    def ping(self, replica: Replica) -> Any:
+        """A ping of `replica` (a ref to wait on), or None when no live
+        sibling could take its calls: then there is nothing to decide."""
+        now = self.clock()
+        if replica.handle is None or not any(r.down_until <= now for r in self.replicas if r is not replica):
+            return None
+        if replica.ping is None or now - replica.pinged_at > PING_SHARED_S:
+            replica.ping, replica.pinged_at = replica.handle.ping.remote(), now
+        return replica.ping
 
     def dropped(self, replica: Replica, keep_handle: bool = False) -> bool:
         """`replica` dropped a call (it died, or is restarting): leave it out

@@ -170,6 +170,11 @@ class RouterActor:
         """What `up` compares with the config's (actors/deploy/gateway.py): the spec and the replica count."""
         return f"{self._core.spec.digest}/{self._replicas.count}"
 
+    async def ping(self) -> bool:
+        """Answered from the event loop that serves the calls: a client whose
+        call is silent asks this to tell a slow router from a dead one."""
+        return True
+
     async def ready(self) -> str:
         self._ops.ensure_started()
         if self._released is None and ray.get_runtime_context().was_current_actor_reconstructed:

@@ -12,9 +12,13 @@ import ray
 
 from actors.client.calls import (
     NOT_REGISTERED,
+    PATIENCE_S,
+    PING_S,
+    UNRESPONSIVE,
     Await,
     GaveUp,
     RouterCall,
+    Silent,
     Sleep,
     router_call,
     run,
@@ -205,6 +209,131 @@ def test_each_shell_turns_its_own_timeout_into_no_answer() -> None:
         return await run_async(waits_for(asyncio.get_running_loop().create_future()), asyncio.sleep)
 
     assert asyncio.run(never()) == GaveUp("it gave no answer")
+
+
+# --- a silent call: the replica pinged, the call resent to a sibling when it does not answer -------
+class Silence:
+    """Where a send's answer is late: its Await is answered by Silent once
+    (the shell's patience ran out), the same send's next Await by `then`."""
+
+    def __init__(self, then: Any):
+        self.then = then
+
+
+def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
+    """Run the steps by hand; a send that is a Silence is silent once; the
+    pings' outcomes come from `pings` in order (an exception, or an answer)."""
+    seen: list[Any] = []
+    answer: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(answer) if error is None else steps.throw(error)
+        except StopIteration as done:
+            return done.value, seen
+        answer, error = None, None
+        seen.append(step)
+        ref, _ = step.submit()
+        if isinstance(ref, Silence) and step.patience_s is not None:
+            error = Silent(ref.then)   # waited on again: the next Await's submit returns `ref.then`
+        elif ref == "ping":
+            outcome = pings.pop(0)
+            error, answer = (outcome, None) if isinstance(outcome, BaseException) else (None, outcome)
+        elif isinstance(ref, Silence):
+            answer = ref.then
+        elif isinstance(ref, BaseException):
+            error = ref
+        else:
+            answer = ref
+
+
+def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool) -> Any:
+    def forget(call: RouterCall, keep_handle: bool) -> bool:
+        events.append("keep" if keep_handle else "forget")
+        return sibling
+
+    def ping(call: RouterCall) -> Any:
+        events.append("ping")
+        return "ping" if sibling else None
+
+    return router_call(c, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
+                       settled=lambda call: events.append("settled"), ping=ping)
+
+
+def test_a_silent_call_to_a_replica_that_answers_its_ping_is_waited_on_not_sent_again() -> None:
+    clock, events = Clock(), []
+    script = Script(Silence(Silence("late answer")))
+    answer, seen = drive_silent(silent_steps(call(clock), script, events, sibling=True), [True, True])
+    assert answer == "late answer" and len(script.deadlines) == 1          # one send, never repeated
+    assert events == ["ping", "ping", "settled"]
+    sends = [s for s in seen if s.patience_s is not None]
+    assert [s.patience_s for s in sends] == [PATIENCE_S, 2 * PATIENCE_S, 4 * PATIENCE_S]   # pinged less often
+    assert all(s.submit()[1] == PING_S for s in seen if s.patience_s is None)
+
+
+def test_a_silent_call_whose_replica_does_not_answer_its_ping_goes_to_the_sibling_at_once() -> None:
+    clock, events = Clock(), []
+    c = call(clock)
+    script = Script(Silence("never read"), "ok")
+    answer, seen = drive_silent(silent_steps(c, script, events, sibling=True), [TimeoutError()])
+    assert answer == "ok" and c.resends == 1 and not any(isinstance(s, Sleep) for s in seen)
+    # settled once per send; the replica left out keeping its handle (Ray restarts the same actor)
+    assert events == ["ping", "settled", "keep", "resent", "settled"]
+    assert script.deadlines == [5.0, 5.0]
+
+
+def test_a_ping_the_replica_drops_counts_as_unanswered() -> None:
+    clock, events = Clock(), []
+    answer, _ = drive_silent(silent_steps(call(clock), Script(Silence(None), "ok"), events, sibling=True),
+                             [ray.exceptions.ActorUnavailableError("restarting", None)])
+    assert answer == "ok" and "resent" in events
+
+
+def test_with_no_sibling_a_silent_call_is_waited_on_without_pings() -> None:
+    clock, events = Clock(), []
+    script = Script(Silence("answer at the restart"))
+    answer, seen = drive_silent(silent_steps(call(clock), script, events, sibling=False), [])
+    assert answer == "answer at the restart" and len(script.deadlines) == 1
+    assert events == ["ping", "settled"] and seen[-1].patience_s is None
+
+
+def test_a_silent_call_with_no_time_left_gives_up_naming_why() -> None:
+    clock, events = Clock(), []
+    c = call(clock, deadline_s=1.0)
+
+    class Late(Script):
+        def send(self, call: RouterCall) -> Any:
+            clock.now = 0.99
+            return super().send(call)
+
+    answer, _ = drive_silent(silent_steps(c, Late(Silence(None)), events, sibling=True), [TimeoutError()])
+    assert answer == GaveUp(UNRESPONSIVE)
+
+
+def test_both_shells_throw_silent_and_wait_on_the_same_send_again() -> None:
+    def protocol(ref: Any) -> Any:
+        try:
+            return (yield Await(lambda: (ref, 5.0), patience_s=0.01))
+        except Silent as silence:
+            return ("silent", (yield Await(lambda: (silence.waitable, 5.0))))
+
+    waits: list[tuple[Any, float | None]] = []
+
+    def get(ref: Any, timeout: float | None) -> Any:
+        waits.append((ref, timeout))
+        if timeout == 0.01:
+            raise ray.exceptions.GetTimeoutError("not yet")
+        return "answer"
+
+    assert run(protocol("ref"), get, lambda s: None, (ray.exceptions.GetTimeoutError,)) == ("silent", "answer")
+    assert waits == [("ref", 0.01), ("ref", 5.0)]
+
+    async def later() -> Any:
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, future.set_result, "answer")
+        return await run_async(protocol(future), asyncio.sleep)
+
+    assert asyncio.run(later()) == ("silent", "answer")
 
 
 # --- direct reads --------------------------------------------------------------------------

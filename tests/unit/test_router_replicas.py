@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from pydantic import ValidationError
 
-from actors.client.replicas import DOWN_S, RouterReplicas
+from actors.client.replicas import DOWN_S, PING_SHARED_S, RouterReplicas
 from actors.config.schema import RoutingConfig
 from actors.deploy.replicas import replica_count
 from actors.errors import NotDeployed
@@ -111,6 +111,32 @@ def test_a_replica_that_dropped_a_call_is_left_out_while_a_sibling_is_live() -> 
     assert all(r.pick().index != first.index for _ in range(20))
     clock.now += DOWN_S
     assert {r.pick().index for _ in range(40)} == {0, 1}   # back in rotation
+
+
+class Pingable:
+    def __init__(self) -> None:
+        self.pings = 0
+        pingable = self
+
+        class Ping:
+            @staticmethod
+            def remote() -> str:
+                pingable.pings += 1
+                return f"ping {pingable.pings}"
+
+        self.ping = Ping()
+
+
+def test_the_silent_calls_of_a_replica_share_one_ping_and_none_without_a_live_sibling() -> None:
+    clock = Clock()
+    r, _ = replicas(2, clock)
+    first = r.pick()
+    first.handle = handle = Pingable()
+    assert r.ping(first) == r.ping(first) == "ping 1" and handle.pings == 1
+    clock.now += PING_SHARED_S + 0.01
+    assert r.ping(first) == "ping 2"                 # an old ping says nothing of now
+    r.dropped(next(x for x in r.replicas if x is not first), keep_handle=True)
+    assert r.ping(first) is None                     # no sibling to turn to: nothing to decide
 
 
 def test_the_last_replica_dropping_leaves_no_sibling() -> None:
