@@ -4,6 +4,13 @@ the same call made with the Python client (`invoke_async`, no HTTP), and
 against a bare Serve echo deployment (the HTTP floor: Serve's proxy and
 one replica that answers the body it got, nothing else).
 
+A second floor, the echo plus one Ray hop (Serve's proxy, one replica that
+awaits one call to a bare actor and answers what it got back), is what any
+HTTP path that reaches a provider actor pays at least: `http.direct_reads`
+makes exactly that one hop (issue 20 asks for it within 1.1x the echo;
+the hop alone costs more than that on this machine, so it is measured
+against both floors).
+
 Target (issue 11): the HTTP ingress's p50 at most 1.1x the echo floor's.
 An HTTP call also carries the two Ray hops of an `invoke` (router, then
 provider), which the echo does not make, so the figure that isolates what
@@ -39,6 +46,7 @@ ROUNDS = 5
 VERIFY = {"email": "ann@example.com"}
 LABELS = {
     "echo": "bare Serve echo deployment (the HTTP floor)",
+    "echo_hop": "Serve echo + one Ray hop to a bare actor (the floor of any path to a provider actor)",
     "http": "HTTP API: POST /v1/email_verification/verify_email",
     "http_direct": "HTTP API with http.direct_reads (one Ray hop to the provider)",
     "invoke": "Python client `invoke_async` (no HTTP)",
@@ -54,6 +62,7 @@ def _free_port() -> int:
 def main() -> Path:
     import httpx
     import msgspec
+    import ray
     from ray import serve
     from starlette.requests import Request
     from starlette.responses import Response
@@ -67,6 +76,19 @@ def main() -> Path:
         async def __call__(self, request: Request) -> Response:
             return Response(await request.body(), media_type="application/json")
 
+    @ray.remote(num_cpus=0)
+    class Bare:
+        async def call(self, body: bytes) -> bytes:
+            return body
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
+    class EchoHop:
+        def __init__(self, bare: Any):
+            self._bare = bare
+
+        async def __call__(self, request: Request) -> Response:
+            return Response(await self._bare.call.remote(await request.body()), media_type="application/json")
+
     key = secrets.token_urlsafe(24)
     port = _free_port()
     with local_ray(), gateway({"email_verification": {"providers": [simulated("primary", latency_ms=0)]}}) as spec:
@@ -74,6 +96,8 @@ def main() -> Path:
                              capabilities=["email_verification"])
         url = deploy_http(http_spec)
         serve.run(Echo.bind(), name="bench-echo", route_prefix="/echo", blocking=False)
+        bare = Bare.remote()
+        serve.run(EchoHop.bind(bare), name="bench-echo-hop", route_prefix="/echo-hop", blocking=False)
         # The same ingress with direct_reads, under a prefix of its own.
         serve.run(ingress_app(msgspec.structs.replace(http_spec, direct_reads=True)), name="bench-http-direct",
                   route_prefix="/direct", blocking=False)
@@ -82,6 +106,7 @@ def main() -> Path:
             rounds = asyncio.run(_measure(gw, url, key, httpx))
         finally:
             serve.delete("bench-echo")
+            serve.delete("bench-echo-hop")
             serve.delete("bench-http-direct")
             remove_http(spec.namespace)
             serve.shutdown()
@@ -96,6 +121,10 @@ async def _measure(gw: Any, url: str, key: str, httpx: Any) -> dict[str, list[di
             answer = await client.post("/echo", json=VERIFY)
             return answer.status_code == 200
 
+        async def echo_hop() -> bool:
+            answer = await client.post("/echo-hop", json=VERIFY)
+            return answer.status_code == 200
+
         async def http() -> bool:
             answer = await client.post("/v1/email_verification/verify_email", json=VERIFY)
             return answer.status_code == 200
@@ -107,7 +136,7 @@ async def _measure(gw: Any, url: str, key: str, httpx: Any) -> dict[str, list[di
         async def invoke() -> bool:
             return (await gw.invoke_async("email_verification", "verify_email", VERIFY)).ok
 
-        variants = {"echo": echo, "http": http, "http_direct": http_direct, "invoke": invoke}
+        variants = {"echo": echo, "echo_hop": echo_hop, "http": http, "http_direct": http_direct, "invoke": invoke}
         for fn in variants.values():   # warm up connections, workers and code paths
             assert all(await asyncio.gather(*(fn() for _ in range(100))))
 
@@ -146,6 +175,8 @@ def report(rounds: dict[str, list[dict[str, float]]]) -> Path:
         "http_throughput_vs_echo": paired_ratio(rounds, "http", "echo", "throughput_per_s"),
         "http_throughput_vs_invoke": paired_ratio(rounds, "http", "invoke", "throughput_per_s"),
         "http_direct_p50_vs_echo": paired_ratio(rounds, "http_direct", "echo", "p50_ms"),
+        "http_direct_p50_vs_echo_hop": paired_ratio(rounds, "http_direct", "echo_hop", "p50_ms"),
+        "echo_hop_p50_vs_echo": paired_ratio(rounds, "echo_hop", "echo", "p50_ms"),
         "ingress_added_p50_vs_echo": median([(h["p50_ms"] - i["p50_ms"]) / e["p50_ms"] for h, i, e in
                                              zip(rounds["http"], rounds["invoke"], rounds["echo"], strict=True)]),
     }
@@ -159,7 +190,10 @@ def report(rounds: dict[str, list[dict[str, float]]]) -> Path:
         target("what the ingress adds: (HTTP p50 - invoke p50) / echo p50", ratios["ingress_added_p50_vs_echo"], 1.1,
                False, why="the HTTP path's cost beyond the invoke it makes, against Serve's own floor"),
         target("HTTP API with direct_reads: p50 / echo p50", ratios["http_direct_p50_vs_echo"], 1.1, False,
-               why="one Ray hop beyond the echo: to the provider the router ranks first"),
+               why=f"one Ray hop beyond the echo, to the provider the router ranks first; that hop alone, on a bare "
+                   f"actor: {ratios['echo_hop_p50_vs_echo']:.3f}x the echo"),
+        target("HTTP API with direct_reads: p50 / (echo + one Ray hop) p50", ratios["http_direct_p50_vs_echo_hop"], 1.1,
+               False, why="what the ingress, the client and the provider actor add beyond the hop they must make"),
         target("HTTP API throughput / echo throughput", ratios["http_throughput_vs_echo"], None, True,
                why=f"vs the client's invoke: {ratios['http_throughput_vs_invoke']:.3f}"),
     ]

@@ -79,7 +79,7 @@ UNRESPONSIVE = "it stopped answering (a ping went unanswered: Ray is restarting 
 # event loop is running: 0.1 s covers a router at full load on this machine
 # (p99 of a call under 64 pipelined: about 90 ms), and the two together keep
 # the slowest call near a router's death within about a quarter of a second.
-PATIENCE_S = 0.1
+PATIENCE_S = 0.05
 PING_S = 0.1
 
 

@@ -74,7 +74,8 @@ class ProviderActor:
         return self._core.health
 
     def node_id(self) -> str:
-        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head)."""
+        """The Ray node this actor runs on (`up` and `status` say which, and whether it is the head),
+        where its traffic to the provider goes from."""
         return ray.get_runtime_context().get_node_id()
 
     def digest(self) -> str:
@@ -106,10 +107,6 @@ class ProviderActor:
         if health is not None and self._core.resume(health):
             log.warning("%s: restarted; resuming from the health the router had (%s)", spec.actor_name,
                         health.state)
-
-    def node_id(self) -> str:
-        """The Ray node this actor runs on: where its traffic to the provider goes from."""
-        return ray.get_runtime_context().get_node_id()
 
     async def ops_report(self) -> dict[str, Any]:
         """Its on_health_change hooks: calls, failures, load errors."""

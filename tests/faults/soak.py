@@ -43,8 +43,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from actors.names import router_name
-
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMESPACE = "soak"
 EMAIL = {"to": ["lead@example.com"], "subject": "Welcome", "text": "Hello"}
@@ -57,14 +55,14 @@ WINDOW_S = 120.0
 RETENTION_S = 60.0
 
 
-def config(state_url: str) -> dict[str, Any]:
+def config(state_url: str, replicas: int = 2) -> dict[str, Any]:
     def sim(seed: int, failure_rate: float = 0.0) -> dict[str, Any]:
         return {"latency_ms": 4, "latency_jitter_ms": 3, "failure_rate": failure_rate, "seed": seed}
 
     return {
         "namespace": NAMESPACE,
         "state": {"url": state_url, "retention_s": RETENTION_S, "prune_interval_s": 20},
-        "policy": {"routing": {"idempotency_window_s": WINDOW_S}},
+        "policy": {"routing": {"idempotency_window_s": WINDOW_S, "replicas": replicas}},
         "supervisor": {"check_interval_s": 30, "check_jitter_s": 5, "drain_interval_s": 2},
         "capabilities": {
             "email_sending": {"providers": [
@@ -103,9 +101,14 @@ def p99(values: list[float]) -> float | None:
 
 
 class Driver:
+    """Calls through the Python client, as users make them: spread over the
+    router replicas of each capability."""
+
     def __init__(self, ray: Any):
+        from actors.client import Gateway
+
         self.ray = ray
-        self.routers = {cap: ray.get_actor(router_name(cap), namespace=NAMESPACE) for cap, *_ in MIX}
+        self.gateway = Gateway(NAMESPACE)
         self.n = 0
         self.done: list[tuple[float, float, bool]] = []   # (finished at, latency ms, ok)
         self.errors: dict[str, int] = {}
@@ -116,7 +119,7 @@ class Driver:
         key = f"soak-{self.n}" if keyed else None
         started = time.monotonic()
         try:
-            res = await self.routers[cap].invoke.remote(method, payload, idempotency_key=key)
+            res = await self.gateway.invoke_async(cap, method, payload, idempotency_key=key)
             ok = res.ok
             if not ok:
                 kind = str(res.error.kind) if res.error else "failed"
@@ -199,7 +202,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("RSS (MB)")
     v = report["verdict"]
     ax1.set_title(f"soak: {report['rate_per_s']:.0f} req/s (80% of {report['saturation_per_s']:.0f}) for "
-                  f"{report['minutes']:g} min on {report.get('store', 'sqlite')}; RSS growth {v.get('rss_growth', 0) * 100:.1f}%, "
+                  f"{report['minutes']:g} min on {report.get('store', 'sqlite')}, {report.get('replicas', 1)} router replicas; RSS growth {v.get('rss_growth', 0) * 100:.1f}%, "
                   f"p99 last/first third {v.get('p99_last_over_first', 0):.2f}: {'PASS' if v['ok'] else 'FAIL'}")
     ax1.legend(loc="upper left", fontsize=8)
     ax2.plot(t, [s["p99_ms"] for s in samples], label="p99", color="tab:red")
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples (default 10)")
     parser.add_argument("--saturation-seconds", type=float, default=8.0, help="length of each saturation probe")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where soak-<store>.json and .png go")
+    parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "2")),
+                        help="router replicas per capability (default: $REPLICAS, else 2)")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default=os.environ.get("STORE", "sqlite"),
                         help="the state store (default: $STORE, else sqlite)")
     args = parser.parse_args(argv)
@@ -295,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         state_url, store_mb = _store(stack, args.store, state_dir)
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         stack.callback(ray.shutdown)
-        deploy(build_spec(parse_config(config(state_url), "<soak>", env={})), detached=False)
+        deploy(build_spec(parse_config(config(state_url, args.replicas), "<soak>", env={})), detached=False)
         report = asyncio.run(soak(ray, args.minutes, args.interval, args.saturation_seconds, store_mb))
     report["store"] = args.store
+    report["replicas"] = args.replicas
     # The machine's load around the run: other work on it shows in the latencies.
     report["run"] = {"id": uuid.uuid4().hex[:8], "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpus": os.cpu_count(),
                      "loadavg_before": [round(x, 2) for x in load_before],
