@@ -37,7 +37,8 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
     sent, no answer within the wait     -> GaveUp("it gave no answer")
     sent, silent for PATIENCE_S, with   -> ping the replica (one ping per replica at a
       a sibling replica to turn to         time, shared by its silent calls): answered,
-                                           wait on; unanswered within PING_S (Ray holds
+                                           wait on; unanswered within PING_S, and no
+                                           other call answered meanwhile (Ray holds
                                            calls to an actor it is restarting, for about
                                            1.5 s here, before it drops them), resend at
                                            once to the live sibling, same key
@@ -246,21 +247,25 @@ class RouterCall:
 def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: ResendPolicy, *,
                 forget: Callable[[RouterCall, bool], bool] = lambda call, keep: False,
                 resent: Callable[[], None] = lambda: None,
-                settled: Callable[[RouterCall], None] = lambda call: None,
-                ping: Callable[[RouterCall], Any] | None = None) -> Steps[Any]:
+                settled: Callable[[RouterCall, bool], None] = lambda call, answered: None,
+                ping: Callable[[RouterCall], Any] | None = None,
+                spoke: Callable[[RouterCall], bool] = lambda call: False) -> Steps[Any]:
     """Send the call (`send(call)` finds a router replica and returns the ref)
     and wait for the answer; the answer, or GaveUp. `forget(call, keep_handle)`
     leaves out the replica that dropped it for a while, dropping its handle
     unless `keep_handle` (a restarting actor is the same actor: a new lookup
     would need the GCS; a replaced router is found again by name), and says
     whether a live sibling can take the resend at once;
-    `resent()` counts each resend; `settled(call)` follows every send, answered or not.
-    `ping(call)`, when given, pings the replica the call went to (a ref, or
-    None when it has no sibling to turn to): see PATIENCE_S."""
+    `resent()` counts each resend; `settled(call, answered)` follows every
+    send, answered or not. `ping(call)`, when given, pings the replica the
+    call went to (a ref, or None when it has no sibling to turn to): see
+    PATIENCE_S; `spoke(call)`: whether that replica answered any call since
+    its ping was sent (a busy router is late with pings, a dead one answers
+    nothing), which keeps a call on a router that is slow, not gone."""
     while True:
         keep_handle, sibling = False, False
         try:
-            return (yield from _answer(call, send, ping, settled, forget))
+            return (yield from _answer(call, send, ping, spoke, settled, forget))
         except _Unresponsive:
             why, sibling = UNRESPONSIVE, True
         except ray.exceptions.ActorUnavailableError as exc:
@@ -292,36 +297,39 @@ class _Unresponsive(Exception):
 
 
 def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[[RouterCall], Any] | None,
-            settled: Callable[[RouterCall], None], forget: Callable[[RouterCall, bool], bool]) -> Steps[Any]:
+            spoke: Callable[[RouterCall], bool], settled: Callable[[RouterCall, bool], None],
+            forget: Callable[[RouterCall, bool], bool]) -> Steps[Any]:
     """One send's answer (or its failure, raised). While it is silent and the
     replica has a sibling, the replica is pinged: a ping unanswered leaves the
     replica out (`forget`) and raises _Unresponsive for the resend; with no
     sibling left the send is waited on, as Ray will answer or drop it."""
     sent: Any = None               # the send, once silent: waited on again
     patience = PATIENCE_S if ping is not None else None
-    abandoned = False
+    abandoned = answered = False
     try:
         while True:
             submit = (lambda: (send(call), call.wait_s())) if sent is None else (lambda w=sent: (w, call.wait_s()))
             try:
-                return (yield Await(submit, patience))
+                answer = yield Await(submit, patience)
+                answered = True
+                return answer
             except Silent as silence:
                 sent = silence.waitable
             probe = ping(call) if ping is not None else None
             if probe is None:
                 patience = None    # no sibling to turn to: wait for Ray's answer or drop
                 continue
-            if (yield from _answers(probe)):
+            if (yield from _answers(probe)) or spoke(call):
                 patience *= 2      # alive, and slow: ping it less often
                 continue
-            settled(call)
+            settled(call, False)
             abandoned = True
             if forget(call, True):
                 raise _Unresponsive
             patience = None        # no live sibling after all: Ray answers or drops the send
     finally:
         if not abandoned:
-            settled(call)
+            settled(call, answered)
 
 
 def _answers(probe: Any) -> Steps[bool]:

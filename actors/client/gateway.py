@@ -137,7 +137,7 @@ class Gateway:
         """`router_call` to the replica `_send_to` picks; a replica that dropped the call is
         left out for a while (client/replicas.py) and its drops are counted in `resent`."""
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
-                           resent=self._count_resend, settled=self._settled, ping=self._ping)
+                           resent=self._count_resend, settled=self._settled, ping=self._ping, spoke=self._spoke)
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
@@ -145,10 +145,11 @@ class Gateway:
         call.replica = replica
         return replica.handle
 
-    @staticmethod
-    def _settled(call: RouterCall) -> None:
+    def _settled(self, call: RouterCall, answered: bool) -> None:
         if call.replica is not None:
             call.replica.in_flight -= 1
+            if answered:
+                call.replica.answered_at = self._clock()
 
     def _dropped(self, call: RouterCall, keep_handle: bool) -> bool:
         if call.replica is None:
@@ -160,6 +161,10 @@ class Gateway:
         if call.replica is None:
             return None
         return self._router_replicas(call.capability).ping(call.replica)
+
+    @staticmethod
+    def _spoke(call: RouterCall) -> bool:
+        return call.replica is not None and call.replica.answered_at > call.replica.pinged_at
 
     def _count_resend(self) -> None:
         self.resent += 1

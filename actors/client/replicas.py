@@ -14,7 +14,9 @@ Ray holds the calls sent to an actor it is restarting until the restart
 (about 1.5 s here) and only then drops them, so a death is found sooner by
 asking: a call silent for a while has its replica pinged (`ping`, one ping
 per replica at a time, shared by all its silent calls), and a ping left
-unanswered sends the call to a sibling (client/calls.py).
+unanswered, while the replica answered no call either, sends the call to a
+sibling (client/calls.py): a router too busy to answer a ping in time is
+still answering calls, a dead one answers nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Replica:
     down_until: float = float("-inf")
     ping: Any = None             # the last ping's ref, and when it was sent
     pinged_at: float = float("-inf")
+    answered_at: float = float("-inf")   # when it last answered a call
 
 
 @dataclass

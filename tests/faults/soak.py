@@ -263,7 +263,7 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
         }
         last[0] = now
         samples.append(sample)
-        print(f"  {sample['t_s']:7.1f}s  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
+        print(f"  {sample['t_s']:7.1f}s  resent {driver.gateway.resent}  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
               f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)  "
               f"store {sample['store_mb']} MB", flush=True)
 
@@ -271,7 +271,8 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
     warmup_s = max(interval_s, minutes * 60 / 5)
     return {"minutes": minutes, "interval_s": interval_s, "saturation_per_s": round(saturation, 1),
             "rate_per_s": round(rate, 1), "warmup_s": warmup_s, "samples": samples,
-            "errors": driver.errors, "requests": total[0], "verdict": verdict(samples, warmup_s)}
+            "errors": driver.errors, "requests": total[0], "resent": driver.gateway.resent,
+            "verdict": verdict(samples, warmup_s)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'PASS' if v['ok'] else 'FAIL'}: RSS growth {v.get('rss_growth', float('nan')) * 100:.1f}% (<= 10%), "
           f"p99 {v.get('p99_first_third_ms')} -> {v.get('p99_last_third_ms')} ms (steady: last third <= 1.5x first); "
           f"store {report['store']}: {_size(report, 0)} -> {_size(report, -1)} MB; "
-          f"{report['requests']} requests, errors {report['errors']}; plot {args.out / (name + '.png')}")
+          f"{report['requests']} requests, errors {report['errors']}, resent {report['resent']}; plot {args.out / (name + '.png')}")
     return 0 if v["ok"] else 1
 
 

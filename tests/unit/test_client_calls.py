@@ -57,7 +57,7 @@ def steps_of(call: RouterCall, script: Script, events: list[str], sibling: bool 
         return sibling
 
     return router_call(call, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
-                       settled=lambda c: events.append("settled"))
+                       settled=lambda c, answered: events.append("settled"))
 
 
 def drive(steps: Any, clock: Clock) -> tuple[Any, list[Any]]:
@@ -247,7 +247,7 @@ def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
             answer = ref
 
 
-def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool) -> Any:
+def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool, spoke: bool = False) -> Any:
     def forget(call: RouterCall, keep_handle: bool) -> bool:
         events.append("keep" if keep_handle else "forget")
         return sibling
@@ -257,7 +257,8 @@ def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: b
         return "ping" if sibling else None
 
     return router_call(c, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
-                       settled=lambda call: events.append("settled"), ping=ping)
+                       settled=lambda call, answered: events.append("settled" if answered else "settled unanswered"),
+                       ping=ping, spoke=lambda call: spoke)
 
 
 def test_a_silent_call_to_a_replica_that_answers_its_ping_is_waited_on_not_sent_again() -> None:
@@ -278,8 +279,16 @@ def test_a_silent_call_whose_replica_does_not_answer_its_ping_goes_to_the_siblin
     answer, seen = drive_silent(silent_steps(c, script, events, sibling=True), [TimeoutError()])
     assert answer == "ok" and c.resends == 1 and not any(isinstance(s, Sleep) for s in seen)
     # settled once per send; the replica left out keeping its handle (Ray restarts the same actor)
-    assert events == ["ping", "settled", "keep", "resent", "settled"]
+    assert events == ["ping", "settled unanswered", "keep", "resent", "settled"]
     assert script.deadlines == [5.0, 5.0]
+
+
+def test_a_replica_late_with_its_ping_but_answering_calls_keeps_the_call() -> None:
+    # Busy, not gone: resending would only add to its load and its sibling's.
+    clock, events = Clock(), []
+    script = Script(Silence("late answer"))
+    answer, _ = drive_silent(silent_steps(call(clock), script, events, sibling=True, spoke=True), [TimeoutError()])
+    assert answer == "late answer" and len(script.deadlines) == 1 and "resent" not in events
 
 
 def test_a_ping_the_replica_drops_counts_as_unanswered() -> None:
