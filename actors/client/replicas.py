@@ -44,9 +44,15 @@ class Replica:
     handle: Any = None
     in_flight: int = 0
     down_until: float = float("-inf")
+    down_at: float = float("-inf")       # when it was last left out
     ping: Any = None             # the last ping's ref, and when it was sent
     pinged_at: float = float("-inf")
     answered_at: float = float("-inf")   # when it last answered a call
+
+    def live(self, now: float) -> bool:
+        """Not left out, or answered a call since it was: a router that was
+        only busy is back as soon as it answers; a dead one answers nothing."""
+        return self.down_until <= now or self.answered_at > self.down_at
 
 
 @dataclass
@@ -75,8 +81,11 @@ class RouterReplicas:
                 if index == 0:
                     raise NotDeployed(name) from None
                 break
-            found.append(Replica(index, name, handle, known.in_flight if known else 0,
-                                 known.down_until if known else float("-inf")))
+            if known is None:
+                found.append(Replica(index, name, handle))
+            else:   # found again (replaced by Ray or a redeploy): its counts go on
+                known.handle, known.ping = handle, None
+                found.append(known)
         self.replicas = found
         self.stale = False
 
@@ -92,7 +101,7 @@ class RouterReplicas:
                     raise
         while True:
             now = self.clock()
-            live = [r for r in self.replicas if r.down_until <= now]
+            live = [r for r in self.replicas if r.live(now)]
             if not live:
                 chosen = min(self.replicas, key=lambda r: r.down_until)
             elif len(live) == 1:
@@ -116,7 +125,7 @@ class RouterReplicas:
         """A ping of `replica` (a ref to wait on), or None when no live
         sibling could take its calls: then there is nothing to decide."""
         now = self.clock()
-        if replica.handle is None or not any(r.down_until <= now for r in self.replicas if r is not replica):
+        if replica.handle is None or not any(r.live(now) for r in self.replicas if r is not replica):
             return None
         if replica.ping is None or now - replica.pinged_at > PING_SHARED_S:
             replica.ping, replica.pinged_at = replica.handle.ping.remote(), now
@@ -128,8 +137,8 @@ class RouterReplicas:
         find the replicas again next time; whether a sibling is live to take
         the resend now."""
         now = self.clock()
-        replica.down_until = now + DOWN_S
+        replica.down_until, replica.down_at = now + DOWN_S, now
         if not keep_handle:
             replica.handle = None
             self.stale = True
-        return any(r.down_until <= now for r in self.replicas if r is not replica)
+        return any(r.live(now) for r in self.replicas if r is not replica)

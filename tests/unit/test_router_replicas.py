@@ -139,6 +139,18 @@ def test_the_silent_calls_of_a_replica_share_one_ping_and_none_without_a_live_si
     assert r.ping(first) is None                     # no sibling to turn to: nothing to decide
 
 
+def test_a_replica_left_out_is_back_as_soon_as_it_answers_a_call() -> None:
+    # Left out because it was late with a ping under load: busy, not gone.
+    clock = Clock()
+    r, _ = replicas(2, clock)
+    first = r.pick()
+    r.dropped(first, keep_handle=True)
+    assert all(r.pick().index != first.index for _ in range(20))
+    clock.now += 0.01
+    first.answered_at = clock.now          # one of its calls answered
+    assert {r.pick().index for _ in range(40)} == {0, 1}
+
+
 def test_the_last_replica_dropping_leaves_no_sibling() -> None:
     clock = Clock()
     r, _ = replicas(1, clock)
