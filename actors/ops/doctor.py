@@ -149,8 +149,8 @@ def check_ray(address: str | None, namespace: str, spec_digest: str | None,
         auth = "auth" in first.lower() or "token" in first.lower()
         if token is None and (auth or target != "auto"):
             fix = ("the cluster may use token authentication (Ray's default for `ray start --head`): copy its token "
-                   "(`ray get-auth-token` on the head) to ~/.ray/auth_token, or set RAY_AUTH_TOKEN, and "
-                   "RAY_AUTH_MODE=token")
+                   "(`ray get-auth-token` on the head) to ~/.ray/auth_token, or set RAY_AUTH_TOKEN: the gateway's "
+                   "commands then switch Ray to token mode themselves")
         elif target == "auto":
             fix = "start a cluster with `ray start --head`, or pass --address / set RAY_ADDRESS"
         else:
