@@ -13,7 +13,7 @@ straight-line code and never touches Ray's `get`, asyncio or a sleep:
     Sleep(delay_s) pause before going on
 
 An Await may carry a patience: when no answer has come after that long, the
-shell throws `Silent(waitable)` in, without giving up on the send, and the
+shell answers `Silent(waitable)` (a value, not the send's answer), without giving up on the send, and the
 protocol may wait on `waitable` again (a later Await whose submit returns it).
 
 `run` drives one with `ray.get` and a blocking sleep (`Gateway.invoke`,
@@ -87,16 +87,15 @@ PING_S = 0.1
 @dataclass(frozen=True)
 class Await:
     submit: Callable[[], tuple[Any, float | None]]   # -> (what to wait on, how long; None: no limit)
-    patience_s: float | None = None                  # no answer after this long: Silent is thrown in
+    patience_s: float | None = None                  # no answer after this long: Silent is the answer
 
 
-class Silent(Exception):
+@dataclass(frozen=True)
+class Silent:
     """No answer yet after an Await's patience; the send goes on, and
     `waitable` is what to wait on for its answer."""
 
-    def __init__(self, waitable: Any):
-        super().__init__("no answer yet")
-        self.waitable = waitable
+    waitable: Any
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def run(steps: Steps[T], get: Callable[[Any, float | None], Any], sleep: Callabl
                     answer = get(ref, step.patience_s)
                     continue
                 except timeouts:
-                    error = Silent(ref)
+                    answer = Silent(ref)
                     continue
             answer = get(ref, timeout)
         except timeouts:
@@ -189,7 +188,7 @@ async def run_async(steps: Steps[T], sleep: Callable[[float], Any]) -> T:
                     answer = future.result()
                 else:
                     future.add_done_callback(_forgotten)
-                    error = Silent(future)
+                    answer = Silent(future)
                 continue
             answer = await asyncio.wait_for(ref, timeout)
         except asyncio.TimeoutError:   # not the builtin one before Python 3.11
@@ -265,8 +264,9 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     while True:
         keep_handle, sibling = False, False
         try:
-            return (yield from _answer(call, send, ping, spoke, settled, forget))
-        except _Unresponsive:
+            answer = yield from _answer(call, send, ping, spoke, settled, forget)
+            if answer is not _ABANDONED:
+                return answer
             why, sibling = UNRESPONSIVE, True
         except ray.exceptions.ActorUnavailableError as exc:
             why, keep_handle = type(exc).__name__, True
@@ -292,8 +292,8 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
             yield Sleep(delay)
 
 
-class _Unresponsive(Exception):
-    """The replica did not answer a ping; its sibling takes the call."""
+# What _answer gives when the replica did not answer a ping: its sibling takes the call.
+_ABANDONED = object()
 
 
 def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[[RouterCall], Any] | None,
@@ -301,7 +301,7 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
             forget: Callable[[RouterCall, bool], bool]) -> Steps[Any]:
     """One send's answer (or its failure, raised). While it is silent and the
     replica has a sibling, the replica is pinged: a ping unanswered leaves the
-    replica out (`forget`) and raises _Unresponsive for the resend; with no
+    replica out (`forget`) and gives _ABANDONED for the resend; with no
     sibling left the send is waited on, as Ray will answer or drop it."""
     sent: Any = None               # the send, once silent: waited on again
     patience = PATIENCE_S if ping is not None else None
@@ -309,12 +309,11 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
     try:
         while True:
             submit = (lambda: (send(call), call.wait_s())) if sent is None else (lambda w=sent: (w, call.wait_s()))
-            try:
-                answer = yield Await(submit, patience)
+            answer = yield Await(submit, patience)
+            if not isinstance(answer, Silent):
                 answered = True
                 return answer
-            except Silent as silence:
-                sent = silence.waitable
+            sent = answer.waitable
             probe = ping(call) if ping is not None else None
             if probe is None:
                 patience = None    # no sibling to turn to: wait for Ray's answer or drop
@@ -325,7 +324,7 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
             settled(call, False)
             abandoned = True
             if forget(call, True):
-                raise _Unresponsive
+                return _ABANDONED
             patience = None        # no live sibling after all: Ray answers or drops the send
     finally:
         if not abandoned:

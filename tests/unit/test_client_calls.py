@@ -235,7 +235,7 @@ def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
         seen.append(step)
         ref, _ = step.submit()
         if isinstance(ref, Silence) and step.patience_s is not None:
-            error = Silent(ref.then)   # waited on again: the next Await's submit returns `ref.then`
+            answer = Silent(ref.then)   # waited on again: the next Await's submit returns `ref.then`
         elif ref == "ping":
             outcome = pings.pop(0)
             error, answer = (outcome, None) if isinstance(outcome, BaseException) else (None, outcome)
@@ -319,12 +319,12 @@ def test_a_silent_call_with_no_time_left_gives_up_naming_why() -> None:
     assert answer == GaveUp(UNRESPONSIVE)
 
 
-def test_both_shells_throw_silent_and_wait_on_the_same_send_again() -> None:
+def test_both_shells_answer_silent_and_wait_on_the_same_send_again() -> None:
     def protocol(ref: Any) -> Any:
-        try:
-            return (yield Await(lambda: (ref, 5.0), patience_s=0.01))
-        except Silent as silence:
-            return ("silent", (yield Await(lambda: (silence.waitable, 5.0))))
+        answer = yield Await(lambda: (ref, 5.0), patience_s=0.01)
+        if not isinstance(answer, Silent):
+            return answer
+        return ("silent", (yield Await(lambda: (answer.waitable, 5.0))))
 
     waits: list[tuple[Any, float | None]] = []
 
