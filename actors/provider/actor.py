@@ -53,6 +53,11 @@ class ProviderActor:
         except Exception:  # noqa: BLE001
             pass
 
+    def __repr__(self) -> str:
+        """Its gateway name: Ray shows it in the dashboard's actor list, in the
+        state API (`repr_name`) and as its log lines' prefix."""
+        return self._core.spec.actor_name  # provider:<capability>:<name>
+
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         return await self._core.call(method, payload, ctx)
 

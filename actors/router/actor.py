@@ -71,6 +71,11 @@ class RouterActor:
         except Exception:  # noqa: BLE001
             pass
 
+    def __repr__(self) -> str:
+        """Its gateway name: Ray shows it in the dashboard's actor list, in the
+        state API (`repr_name`) and as its log lines' prefix."""
+        return self._replicas.name  # router:<capability>, router:<capability>#<n> for replicas after the first
+
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
         with self._replicas.serving(1):
