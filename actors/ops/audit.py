@@ -129,6 +129,7 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
             for a in d.attempts
         ],
         "error": _cut(scrub(d.error, redact, key)),
+        "trace_id": d.trace_id,
     }
 
 

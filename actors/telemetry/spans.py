@@ -79,6 +79,19 @@ class RequestSpan:
         self.traceparent = _traceparent(span)
         self.attempts = 0        # attempts sent so far: the next one's number
 
+    def set(self, name: str, value: Any) -> None:
+        self.span.set_attribute(name, value)
+
+    def link(self, trace_id: str | None, span_id: str | None) -> None:
+        """A link to another trace's span (a replayed result's first request)."""
+        if trace_id and span_id:
+            link = _link(format_traceparent(trace_id, span_id))
+            self.span.add_link(link.context, {"aicmo.link": "first_request"})
+
+    def failed(self, exc: BaseException) -> None:
+        _error(self.span, type(exc).__name__, str(exc))
+        self.span.end()
+
     def skipped(self, provider: str, reason: Any, detail: str = "") -> None:
         self.span.add_event("provider.skipped", {"aicmo.provider": provider, "aicmo.skip.reason": str(reason),
                                                  "aicmo.skip.detail": detail[:200]})
@@ -140,14 +153,13 @@ class Tracing:
                                       kind=self._kinds.SERVER, attributes=attributes, links=found or None)
         return RequestSpan(span)
 
-    def attempt(self, request: RequestSpan, provider: str, *, round_: int, hedged: bool, trial: bool) -> AttemptSpan:
+    def attempt(self, request: RequestSpan, provider: str, *, round_: int, hedged: bool) -> AttemptSpan:
         number = request.attempts = request.attempts + 1
         trace = _ot()
         span = self.tracer.start_span(f"attempt {provider}", context=trace.set_span_in_context(request.span),
                                       kind=self._kinds.CLIENT, attributes={
                                           "aicmo.provider": provider, "aicmo.round": round_, "aicmo.attempt": number,
-                                          "http.request.resend_count": number - 1, "aicmo.hedged": hedged,
-                                          "aicmo.trial": trial})
+                                          "http.request.resend_count": number - 1, "aicmo.hedged": hedged})
         return AttemptSpan(span)
 
     @contextmanager
