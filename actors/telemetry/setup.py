@@ -11,8 +11,6 @@ import logging
 import threading
 from typing import Any
 
-from actors.specs import TracesSpec
-
 __all__ = ["SERVICE_NAME", "provider_for"]
 
 log = logging.getLogger("aicmo.telemetry")
@@ -23,8 +21,8 @@ _lock = threading.Lock()
 _providers: dict[tuple[Any, ...], Any] = {}
 
 
-def provider_for(spec: TracesSpec, actor: str) -> Any:
-    """The process's TracerProvider for `spec`'s endpoint (made once).
+def provider_for(spec: Any, actor: str) -> Any:
+    """The process's TracerProvider for `spec`'s endpoint (an actors.specs.TracesSpec; made once).
     Not installed as OpenTelemetry's global one: the gateway's spans must not
     change what the rest of the process (a user's driver) traces."""
     key = (spec.endpoint, spec.sampling_ratio, tuple(sorted((k, v.get_secret_value()) for k, v in spec.headers.items())),
@@ -36,7 +34,7 @@ def provider_for(spec: TracesSpec, actor: str) -> Any:
         return provider
 
 
-def _make(spec: TracesSpec, actor: str) -> Any:
+def _make(spec: Any, actor: str) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
