@@ -1,0 +1,117 @@
+"""A tiny OTLP/HTTP traces collector on loopback (stdlib http.server): it
+decodes each export with the official `opentelemetry-proto` messages
+(ExportTraceServiceRequest) and keeps the spans, flattened, with their
+resource's attributes. `refuse` makes it answer 503 (a collector that is up
+but refuses); `close()` takes it down. Used by the end-to-end test of traces
+(tests/integration/test_traces_on_ray.py) and bench/tracing.py."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CollectedSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: int
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _value(v: Any) -> Any:
+    which = v.WhichOneof("value")
+    return getattr(v, which) if which else None
+
+
+def _attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in kvs}
+
+
+def decode(body: bytes) -> list[CollectedSpan]:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    out = []
+    for rs in request.resource_spans:
+        resource = _attributes(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                out.append(CollectedSpan(
+                    trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex(),
+                    name=s.name, kind=s.kind, attributes=_attributes(s.attributes), resource=resource,
+                    events=[(e.name, _attributes(e.attributes)) for e in s.events],
+                    links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links]))
+    return out
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.spans: list[CollectedSpan] = []
+        self.exports = 0
+        self.refuse = False
+        self._closed = False
+        self._lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if collector.refuse:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                spans = decode(body) if self.path == "/v1/traces" else []
+                with collector._lock:
+                    collector.spans.extend(spans)
+                    collector.exports += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="otlp-collector")
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1/traces"
+
+    def trace(self, trace_id: str) -> list[CollectedSpan]:
+        with self._lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+    def wait_for(self, check: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+        """Waits for a condition on what has arrived (exports are batched: they come when they come)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if check():
+                return True
+            time.sleep(0.1)
+        return check()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
