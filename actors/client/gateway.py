@@ -25,7 +25,6 @@ from typing import Any
 import msgspec
 import ray
 
-from actors.telemetry.context import current_traceparent
 from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
@@ -36,6 +35,7 @@ from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_capability, router_name
 from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
+from actors.telemetry.context import current_traceparent
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
 
