@@ -185,7 +185,8 @@ def test_the_openapi_document_is_valid_and_has_one_operation_per_method() -> Non
     schema = doc["components"]["schemas"][send_email["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                                           .rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"to", "subject"} and schema["additionalProperties"] is False
-    assert {p["name"] for p in send_email["parameters"]} == {"Idempotency-Key", "X-Dry-Run", "X-Deadline-S"}
+    assert {p["name"] for p in send_email["parameters"]} == {"Idempotency-Key", "X-Dry-Run", "X-Deadline-S",
+                                                             "traceparent"}
     assert {"200", "202", "400", "401", "404", "422", "429", "502", "503", "504"} <= set(send_email["responses"])
     page = request(FakeGateway(), "GET", "/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
