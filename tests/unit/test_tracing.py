@@ -274,3 +274,13 @@ def test_a_bad_endpoint_or_ratio_is_refused_by_name() -> None:
         config(endpoint="tempo:4317")
     with pytest.raises(ConfigError, match="telemetry.traces.sampling_ratio"):
         config(endpoint="http://tempo:4318/v1/traces", sampling_ratio=2)
+
+
+def test_invoke_json_shows_the_trace_id() -> None:
+    import json
+
+    from actors.cli.render import as_json
+    from actors.messages import InvokeResult
+
+    assert json.loads(as_json(InvokeResult(ok=True, trace_id="1" * 32)))["trace_id"] == "1" * 32
+    assert json.loads(as_json(InvokeResult(ok=True)))["trace_id"] is None
