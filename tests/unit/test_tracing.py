@@ -284,3 +284,18 @@ def test_invoke_json_shows_the_trace_id() -> None:
 
     assert json.loads(as_json(InvokeResult(ok=True, trace_id="1" * 32)))["trace_id"] == "1" * 32
     assert json.loads(as_json(InvokeResult(ok=True)))["trace_id"] is None
+
+
+def test_an_outbox_delivery_is_a_trace_linked_to_the_request_that_queued_it(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": [TransientError("down")] * 2 + [{"message_id": "m0"}], "outbox": []}, tracing=tracing)
+    queued = h.invoke(idempotency_key="q0")
+    assert queued.ok and queued.provider == "outbox" and queued.trace_id is not None
+    exporter.clear()
+    assert asyncio.run(h.router.drain_outbox())["delivered"] == [queued.outbox_id]
+    [root] = [s for s in exporter.get_finished_spans() if s.name == ROOT]
+    assert root.attributes["aicmo.outbox_id"] == queued.outbox_id and root.attributes["aicmo.provider"] == "a"
+    [link] = root.links
+    assert (hexid(link.context.trace_id, 32), hexid(link.context.span_id, 16)) == (queued.trace_id, queued.span_id)
+    assert {s.name for s in exporter.get_finished_spans() if s.context.trace_id == root.context.trace_id} >= {
+        "store queued result", "attempt a", "provider a"}
