@@ -38,6 +38,7 @@ class Router(Protocol):
     providers: dict[str, ProviderSpec]
     results: IdempotencyRecords
     clock: Clock
+    tracing: Any                     # actors/telemetry: Tracing, or NO_TRACING
 
     def store(self) -> StateStore: ...
 

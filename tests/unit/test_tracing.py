@@ -288,14 +288,17 @@ def test_invoke_json_shows_the_trace_id() -> None:
 
 def test_an_outbox_delivery_is_a_trace_linked_to_the_request_that_queued_it(traced) -> None:
     tracing, exporter = traced
-    h = Harness({"a": [TransientError("down")] * 2 + [{"message_id": "m0"}], "outbox": []}, tracing=tracing)
-    queued = h.invoke(idempotency_key="q0")
-    assert queued.ok and queued.provider == "outbox" and queued.trace_id is not None
+    h = Harness({"a": [TransientError("down")] * 2 + [{"message_id": f"m{i}"} for i in range(3)], "outbox": []},
+                tracing=tracing)
+    queued = [h.invoke({**EMAIL, "subject": f"s{i}"}, idempotency_key=f"q{i}") for i in range(2)]
+    assert all(q.ok and q.provider == "outbox" and q.trace_id is not None for q in queued)
     exporter.clear()
-    assert asyncio.run(h.router.drain_outbox())["delivered"] == [queued.outbox_id]
-    [root] = [s for s in exporter.get_finished_spans() if s.name == ROOT]
-    assert root.attributes["aicmo.outbox_id"] == queued.outbox_id and root.attributes["aicmo.provider"] == "a"
-    [link] = root.links
-    assert (hexid(link.context.trace_id, 32), hexid(link.context.span_id, 16)) == (queued.trace_id, queued.span_id)
-    assert {s.name for s in exporter.get_finished_spans() if s.context.trace_id == root.context.trace_id} >= {
-        "store queued result", "attempt a", "provider a"}
+    assert asyncio.run(h.router.drain_outbox())["delivered"] == [q.outbox_id for q in queued]
+    roots = [s for s in exporter.get_finished_spans() if s.name == ROOT]
+    assert [r.attributes["aicmo.outbox_id"] for r in roots] == [q.outbox_id for q in queued]
+    for root, q in zip(roots, queued):
+        assert root.attributes["aicmo.provider"] == "a" and root.attributes["aicmo.outcome"] == "ok"
+        [link] = root.links
+        assert (hexid(link.context.trace_id, 32), hexid(link.context.span_id, 16)) == (q.trace_id, q.span_id)
+        assert {s.name for s in exporter.get_finished_spans() if s.context.trace_id == root.context.trace_id} >= {
+            "store queued result", "attempt a", "provider a"}
