@@ -98,13 +98,14 @@ class RequestSpan:
 
     def end(self, result: Any) -> None:
         span = self.span
-        span.set_attribute("aicmo.outcome", "ok" if result.ok else str(result.error.kind if result.error else "failed"))
-        span.set_attribute("aicmo.replayed", bool(result.replayed))
-        span.set_attribute("aicmo.attempts", len(result.attempts))
+        attributes: dict[str, Any] = {
+            "aicmo.outcome": "ok" if result.ok else str(result.error.kind if result.error else "failed"),
+            "aicmo.replayed": bool(result.replayed), "aicmo.attempts": len(result.attempts)}
         if result.provider:
-            span.set_attribute("aicmo.provider", result.provider)
+            attributes["aicmo.provider"] = result.provider
         if result.outbox_id is not None:
-            span.set_attribute("aicmo.outbox_id", result.outbox_id)
+            attributes["aicmo.outbox_id"] = result.outbox_id
+        span.set_attributes(attributes)  # one lock taken, not one per attribute
         if not result.ok and result.error is not None:
             _error(span, str(result.error.kind), result.error.message)
         span.end()
@@ -119,13 +120,13 @@ class AttemptSpan:
 
     def end(self, reply: Any, *, cancelled: bool = False) -> None:
         span = self.span
-        span.set_attribute("aicmo.ok", bool(reply.ok))
-        span.set_attribute("aicmo.cancelled", cancelled)
-        span.set_attribute("aicmo.maybe_delivered", bool(reply.maybe_delivered))
+        attributes: dict[str, Any] = {"aicmo.ok": bool(reply.ok), "aicmo.cancelled": cancelled,
+                                      "aicmo.maybe_delivered": bool(reply.maybe_delivered)}
         if reply.retry_after_s is not None:
-            span.set_attribute("aicmo.retry_after_s", float(reply.retry_after_s))
+            attributes["aicmo.retry_after_s"] = float(reply.retry_after_s)
         if reply.paced_until is not None:
-            span.set_attribute("aicmo.paced", True)
+            attributes["aicmo.paced"] = True
+        span.set_attributes(attributes)
         if not reply.ok:
             _error(span, str(reply.error_kind or "failed"), reply.error)
         span.end()
