@@ -2,8 +2,8 @@
 
 Two gateways on one local Ray, alike but for `telemetry.traces`: "off" (no
 endpoint: no span, no SDK on the request's path) and "on" (sampling 1.0,
-exporting over OTLP/HTTP to a collector on loopback in this process:
-tests/support/otlp.py, which decodes every export). Per round, each:
+exporting over OTLP/HTTP to a collector on loopback, in a process of its
+own: tests/support/otlp.py, which decodes every export). Per round, each:
 
 1. **p50 of one call** (sequential keyed sends through the client: the
    router's root span, its store spans, an attempt span, the provider's span);
