@@ -27,6 +27,8 @@ class CollectedSpan:
     resource: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 def _value(v: Any) -> Any:
@@ -52,8 +54,33 @@ def decode(body: bytes) -> list[CollectedSpan]:
                     trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex(),
                     name=s.name, kind=s.kind, attributes=_attributes(s.attributes), resource=resource,
                     events=[(e.name, _attributes(e.attributes)) for e in s.events],
-                    links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links]))
+                    links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
+                    start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano))
     return out
+
+
+def render(spans: list[CollectedSpan]) -> str:
+    """One trace as an indented tree: offset and duration in ms, the process, the main attributes."""
+    by_parent: dict[str, list[CollectedSpan]] = {}
+    ids = {s.span_id for s in spans}
+    for s in sorted(spans, key=lambda s: s.start_ns):
+        by_parent.setdefault(s.parent_span_id if s.parent_span_id in ids else "", []).append(s)
+    t0 = min(s.start_ns for s in spans)
+    shown = ("aicmo.outcome", "aicmo.round", "aicmo.attempt", "aicmo.hedged", "aicmo.cancelled", "error.type",
+             "aicmo.retry_after_s", "aicmo.idempotency_key.sha256", "aicmo.store.operation")
+    lines = []
+
+    def walk(parent: str, depth: int) -> None:
+        for s in by_parent.get(parent, []):
+            attrs = " ".join(f"{k.removeprefix('aicmo.')}={s.attributes[k]}" for k in shown if k in s.attributes)
+            lines.append(f"{(s.start_ns - t0) / 1e6:7.1f} ms {(s.end_ns - s.start_ns) / 1e6:7.1f} ms  "
+                         f"{'  ' * depth}{s.name}  [{s.resource.get('service.instance.id', '?')}]  {attrs}".rstrip())
+            for name, ev in s.events:
+                lines.append(f"{'':22}{'  ' * (depth + 1)}event {name} {ev}")
+            walk(s.span_id, depth + 1)
+
+    walk("", 0)
+    return "\n".join(lines)
 
 
 class Collector:
