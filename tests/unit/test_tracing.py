@@ -302,3 +302,23 @@ def test_an_outbox_delivery_is_a_trace_linked_to_the_request_that_queued_it(trac
         assert (hexid(link.context.trace_id, 32), hexid(link.context.span_id, 16)) == (q.trace_id, q.span_id)
         assert {s.name for s in exporter.get_finished_spans() if s.context.trace_id == root.context.trace_id} >= {
             "store queued result", "attempt a", "provider a"}
+
+
+def test_off_the_sdk_is_never_imported() -> None:
+    """Tracing off costs no SDK: the router, provider, client and HTTP modules,
+    and a request through them, import nothing of opentelemetry.sdk."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import actors.router.actor, actors.provider.actor, actors.client, actors.http.app\n"
+        "from tests.unit.harness import Harness\n"
+        "assert Harness({'a': []}).invoke(idempotency_key='k').ok\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk'))\n"
+        "assert not loaded, loaded\n")
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
