@@ -169,11 +169,16 @@ class Tracing:
         if request is None:
             yield None
             return
-        trace = _ot()
-        with self.tracer.start_as_current_span(f"store {operation}", context=trace.set_span_in_context(request.span),
-                                               kind=self._kinds.INTERNAL, attributes={"aicmo.store.operation": operation},
-                                               record_exception=True, set_status_on_exception=True) as span:
+        # Not made the current span: nothing under it needs to find it, and attaching costs.
+        span = self.tracer.start_span(f"store {operation}", context=_ot().set_span_in_context(request.span),
+                                      kind=self._kinds.INTERNAL, attributes={"aicmo.store.operation": operation})
+        try:
             yield span
+        except BaseException as exc:
+            _error(span, type(exc).__name__, str(exc))
+            raise
+        finally:
+            span.end()
 
     def provider_call(self, traceparent: str | None, provider: str, capability: str, method: str) -> Any:
         """The provider actor's span around one attempt; None when the router sent no context."""

@@ -322,3 +322,21 @@ def test_off_the_sdk_is_never_imported() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_store_round_trip_that_fails_is_an_error_span_and_the_request_says_so(traced) -> None:
+    from actors.errors import StoreUnavailable
+
+    tracing, exporter = traced
+    h = Harness({"a": []}, tracing=tracing)
+
+    async def down(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("sqlite:///state.db", "database is locked")
+
+    h.router.results.acquire = down
+    res = h.invoke(idempotency_key="k-down")
+    assert not res.ok and res.error.kind is ErrorKind.STORE_UNAVAILABLE and h.calls("a") == 0
+    names = by_name(exporter.get_finished_spans())
+    [claim], [root] = names["store claim"], names[ROOT]
+    assert claim.status.status_code is StatusCode.ERROR and claim.attributes["error.type"] == "StoreUnavailable"
+    assert root.attributes["aicmo.outcome"] == "store_unavailable" and "attempt a" not in names
