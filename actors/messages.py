@@ -68,6 +68,8 @@ class InvokeResult(Message):
     replayed: bool = False       # a repeated idempotency key: this is the first result, nothing was sent again
     outbox_id: int | None = None  # the request is in the outbox: queued for delivery, or parked (outcome unknown)
     skips: list[SkipInfo] = []   # providers of its plan it did not try, each with its typed reason
+    trace_id: str | None = None  # its OpenTelemetry trace (32 hex characters); None: not traced (actors/telemetry)
+    span_id: str | None = None   # the router's span of it in that trace (the HTTP API's traceparent names it)
 
     # The seed's (success, result, provider_used) tuple.
     def as_tuple(self) -> tuple[bool, Any, str | None]:
@@ -102,6 +104,8 @@ class CallContext(Message):
     # How long it may wait for a slot of the provider's rate limit (actors/provider/pacing.py);
     # None: up to half its time. A router with another provider to try allows a moment only.
     pace_s: float | None = None
+    # The W3C trace context of the router's span of this attempt (actors/telemetry): the provider's span is its child.
+    traceparent: str | None = None
 
 
 class CallReply(Message):
@@ -239,6 +243,7 @@ class Decision(Message):
     attempts: list[Attempt] = []
     draining: bool = False
     skips: list[SkipInfo] = []           # the same providers, each with its typed reason and the words
+    trace_id: str | None = None          # its OpenTelemetry trace, when traced: from an audit line to the trace
 
 
 class Ranking(Message):

@@ -122,6 +122,38 @@ class MetricsSpec(msgspec.Struct, frozen=True, kw_only=True):
     flush_interval_s: float = _default("MetricsConfig", "flush_interval_s")
 
 
+class TracesSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an actor exports its spans (actors/telemetry); None on a spec: traces off."""
+
+    endpoint: str
+    sampling_ratio: float = 1.0
+    headers: dict[str, SecretStr] = {}
+    export_timeout_s: float = 2.0
+
+
+def traces_spec(cfg: GatewayConfig, env: dict[str, str] | None = None) -> TracesSpec | None:
+    """telemetry.traces, or the standard OTEL_EXPORTER_OTLP_* variables of
+    the driver that builds the spec (`up`): actors run where those are not set."""
+    env = os.environ if env is None else env
+    t = cfg.telemetry.traces
+    endpoint = t.endpoint or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or None
+    if endpoint is None and env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if not endpoint:
+        return None
+    headers = dict(t.headers)
+    if not headers:
+        raw = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
+        from urllib.parse import unquote
+
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            name, sep, value = item.partition("=")
+            if sep and name.strip():
+                headers[unquote(name.strip())] = SecretStr(unquote(value.strip()))
+    return TracesSpec(endpoint=endpoint, sampling_ratio=t.sampling_ratio, headers=headers,
+                      export_timeout_s=t.export_timeout_s)
+
+
 class BalanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     check: bool = True               # read the live balance, where the adapter can
     readable: bool = False           # the adapter can (it has balance()): known here, so routers import no adapter
@@ -158,6 +190,7 @@ class ProviderSpec(msgspec.Struct, frozen=True, kw_only=True):
     chaos: ChaosPolicy = msgspec.field(default_factory=ChaosPolicy)  # checked again by the actor on `set_fault`
     quota: Quota | None = None
     balance: BalanceSpec = msgspec.field(default_factory=BalanceSpec)
+    traces: TracesSpec | None = None  # actors/telemetry: None, traces off
 
     @property
     def reads_balance(self) -> bool:
@@ -206,6 +239,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     ray_options: dict[str, Any] = {}  # the router's placement
     outlier: OutlierPolicy = msgspec.field(default_factory=OutlierPolicy)  # policy.outlier, per capability
+    traces: TracesSpec | None = None  # actors/telemetry: None, traces off
 
     @property
     def actor_name(self) -> str:
@@ -378,6 +412,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
     state = state_spec(cfg)
     metrics = msgspec.convert(cfg.metrics.model_dump(), MetricsSpec)
     audit = msgspec.convert(cfg.audit.model_dump(), AuditSpec)
+    traces = traces_spec(cfg)
     caps: list[CapabilitySpec] = []
     for cap_name, cap in cfg.capabilities.items():
         hooks = _hooks(cfg, cap_name)
@@ -424,6 +459,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                     balance=BalanceSpec(**p.balance.model_dump(),
                                         readable=adapter_cls.balance is not Adapter.balance),
                     chaos=cfg.chaos.to_policy(),
+                    traces=traces,
                 )
             )
         caps.append(
@@ -438,6 +474,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 metrics=metrics,
                 ray_options=cfg.placement.routers.ray_options(),
                 outlier=cfg.capability_policy(cap_name).outlier.to_policy(),
+                traces=traces,
             )
         )
     s = cfg.supervisor

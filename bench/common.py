@@ -85,17 +85,17 @@ def bench_config(capabilities: dict[str, Any], policy: dict[str, Any] | None = N
 
 @contextmanager
 def gateway(capabilities: dict[str, Any], policy: dict[str, Any] | None = None,
-            namespace: str = NAMESPACE, state_url: str | None = None) -> Iterator[Any]:
+            namespace: str = NAMESPACE, state_url: str | None = None, extra: dict[str, Any] | None = None) -> Iterator[Any]:
     """Deploy a gateway on the current Ray (non-detached) with its durable
     state in a temporary directory (or at `state_url`); yield its spec;
-    remove it afterwards."""
+    remove it afterwards. `extra`: more top-level config sections (telemetry, ...)."""
     from actors.config import parse_config
     from actors.deploy.gateway import deploy, teardown
     from actors.specs import build_spec
 
     state_dir = tempfile.mkdtemp(prefix="aicmo-bench-state-")
     try:
-        cfg = bench_config(capabilities, policy, state_dir=state_url or state_dir, namespace=namespace)
+        cfg = {**bench_config(capabilities, policy, state_dir=state_url or state_dir, namespace=namespace), **(extra or {})}
         spec = build_spec(parse_config(cfg, "<bench>", env={}))
         deploy(spec, detached=False)
         try:

@@ -35,6 +35,7 @@ from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_capability, router_name
 from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
+from actors.telemetry.context import current_traceparent
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
 
@@ -170,7 +171,8 @@ class Gateway:
         self.resent += 1
 
     def _invoke_steps(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
-                      dry_run: bool | None, deadline_s: float | None) -> Steps[InvokeResult]:
+                      dry_run: bool | None, deadline_s: float | None,
+                      traceparent: str | None = None) -> Steps[InvokeResult]:
         """With direct_reads, an idempotent call first goes to the provider the
         router ranks first; to the router when that provider did not serve it."""
         if capability not in CAPABILITIES:
@@ -185,27 +187,35 @@ class Gateway:
         call = RouterCall(capability, method, client_key(capability, method, idempotency_key, dry_run), dry_run,
                           deadline_s, self._clock)
 
+        # The trace context only when there is one: a router from before traces takes no such keyword.
+        trace = {"traceparent": traceparent} if traceparent is not None else {}
+
         def send(c: RouterCall, router: Any) -> Any:
             return router.invoke.remote(method, payload, idempotency_key=c.key, dry_run=dry_run,
-                                        deadline_s=c.router_deadline_s())
+                                        deadline_s=c.router_deadline_s(), **trace)
 
         answer = yield from self._to_router(call, send)
         return _with_attempt(tried, call.unavailable(answer.why, self.namespace) if isinstance(answer, GaveUp)
                              else answer)
 
     def invoke(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
-               dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+               dry_run: bool | None = None, deadline_s: float | None = None,
+               traceparent: str | None = None) -> InvokeResult:
         """One call through the capability's router: an InvokeResult, never an
         exception for a provider's failure or bad input (see raise_for_error).
         With direct_reads, an idempotent call goes to the provider the router
-        ranks first, and to the router only if that provider did not serve it."""
-        return self._run(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s))
+        ranks first, and to the router only if that provider did not serve it.
+        `traceparent` (W3C): the parent of the request's trace; by default the
+        caller's current OpenTelemetry span, if it has one (actors/telemetry)."""
+        return self._run(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s,
+                                            traceparent or current_traceparent()))
 
     async def invoke_async(self, capability: str, method: str, payload: Any, *, idempotency_key: str | None = None,
-                           dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+                           dry_run: bool | None = None, deadline_s: float | None = None,
+                           traceparent: str | None = None) -> InvokeResult:
         """`invoke` for asyncio code: awaits the router without blocking the loop."""
-        return await run_async(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s),
-                               self._async_sleep)
+        return await run_async(self._invoke_steps(capability, method, payload, idempotency_key, dry_run, deadline_s,
+                                                  traceparent or current_traceparent()), self._async_sleep)
 
     # --- typed: the payload's class names the call --------------------------------
     def call(self, payload: Payload, **options: Any) -> InvokeResult:

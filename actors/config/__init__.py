@@ -30,6 +30,8 @@ from actors.config.schema import (
     RoutingConfig,
     StateConfig,
     SupervisorConfig,
+    TelemetryConfig,
+    TracesConfig,
     merge_policies,
 )
 
@@ -54,6 +56,8 @@ __all__ = [
     "RoutingConfig",
     "StateConfig",
     "SupervisorConfig",
+    "TelemetryConfig",
+    "TracesConfig",
     "field_path",
     "interpolate_env",
     "json_schema",

@@ -341,6 +341,34 @@ class HttpConfig(_Model):
         return self
 
 
+class TracesConfig(_Model):
+    """OpenTelemetry traces (actors/telemetry): one trace per request, exported over OTLP/HTTP."""
+
+    endpoint: str | None = Field(None, description=(
+        "the collector's OTLP/HTTP traces URL, e.g. http://HOST:4318/v1/traces (Jaeger, Tempo, an OpenTelemetry "
+        "Collector); default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, "
+        "else traces are off"))
+    sampling_ratio: float = Field(1.0, ge=0, le=1, description=(
+        "share of requests traced (a request whose caller sent a traceparent follows the caller's choice)"))
+    headers: dict[str, SecretStr] = Field({}, description=(
+        "headers sent with each export, e.g. {Authorization: \"Bearer ${TEMPO_TOKEN}\"}; default "
+        "$OTEL_EXPORTER_OTLP_TRACES_HEADERS or $OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2)"))
+    export_timeout_s: float = Field(2.0, gt=0, le=60, description=(
+        "the most one batch export may take; spans a dead collector cannot take are dropped, requests never wait"))
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"telemetry.traces.endpoint must be an http:// or https:// URL (OTLP over HTTP), "
+                             f"not {url[:80]!r}")
+        return url
+
+
+class TelemetryConfig(_Model):
+    traces: TracesConfig = Field(TracesConfig(), description="OpenTelemetry traces; off unless an endpoint is set")
+
+
 class GatewayConfig(_Model):
     namespace: str = Field("aicmo", pattern=_NAME)
     dry_run: bool = False
@@ -353,6 +381,7 @@ class GatewayConfig(_Model):
     placement: PlacementConfig = Field(PlacementConfig(), description="where Ray runs the gateway's actors")
     http: HttpConfig = Field(HttpConfig(), description="the HTTP API on Ray Serve")
     chaos: ChaosConfig = Field(ChaosConfig(), description="live fault injection (`aicmo-gateway chaos inject`)")
+    telemetry: TelemetryConfig = Field(TelemetryConfig(), description="OpenTelemetry traces (off by default)")
     capabilities: dict[str, CapabilityConfig] = Field(min_length=1)
 
     @field_validator("capabilities")

@@ -36,6 +36,7 @@ from actors.http.auth import SCOPE_CHARS, ApiKeys, scoped_key
 from actors.http.openapi import docs_page, openapi_document
 from actors.http.problems import Problem, for_result, problem
 from actors.payloads import MAX_KEY_LENGTH
+from actors.telemetry.context import format_traceparent, parse_traceparent
 
 __all__ = ["HEALTH_KEPT_S", "MAX_BODY_BYTES", "MAX_HEADER_KEY_LENGTH", "build_app"]
 
@@ -94,7 +95,18 @@ def _options(request: Request, max_deadline_s: float | None = None) -> dict[str,
         if not (0 < seconds < math.inf):
             raise _BadRequest(f"header X-Deadline-S must be a positive number of seconds, got {deadline[:40]!r}")
         options["deadline_s"] = min(seconds, max_deadline_s) if max_deadline_s is not None else seconds
+    parent = request.headers.get("traceparent")
+    if parent is not None and parse_traceparent(parent) is not None:
+        # W3C trace context: the request's trace continues the caller's; one to ignore starts a new one.
+        options["traceparent"] = parent.strip()
     return options
+
+
+def _trace_headers(result: Any) -> dict[str, str]:
+    """The request's traceparent (the router's span of it), when it was traced (actors/telemetry)."""
+    if result.trace_id is None or result.span_id is None:
+        return {}
+    return {"traceparent": format_traceparent(result.trace_id, result.span_id)}
 
 
 async def _payload(request: Request) -> Any:
@@ -181,9 +193,12 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
             return _problem_response(*problem(ErrorKind.GATEWAY_UNAVAILABLE.value, str(exc), instance=where))
         if asked_key is not None:
             result = msgspec.structs.replace(result, idempotency_key=asked_key)  # the caller's own key back
+        traced = _trace_headers(result)
         if result.ok:
-            return Response(_encode(result), status_code=202 if result.queued else 200, media_type=_JSON)
-        return _problem_response(*for_result(result, instance=where))
+            return Response(_encode(result), status_code=202 if result.queued else 200, media_type=_JSON,
+                            headers=traced)
+        status_code, doc, headers = for_result(result, instance=where)
+        return _problem_response(status_code, doc, {**headers, **traced})
 
     async def status(request: Request) -> Response:
         refused = denied(request)

@@ -31,6 +31,9 @@ _HEADERS: list[dict[str, Any]] = [
      "description": "true: reach the adapter but send nothing. Default: the config's dry_run."},
     {"name": "X-Deadline-S", "in": "header", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0},
      "description": "The overall deadline of the request in seconds. Default: the config's routing.deadline_s."},
+    {"name": "traceparent", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 256},
+     "description": "W3C trace context: with telemetry.traces on, the request's trace continues this one; the "
+                    "answer's traceparent names the gateway's span of the request."},
 ]
 
 

@@ -26,12 +26,13 @@ A line:
      "skips": [{"provider": "mailgun", "reason": "throttled", "detail": "throttled for 12.0s more"}],
      "attempts": [{"provider": "smtp", "ok": false, "error_kind": "transient", "error": "...",
                    "latency_ms": 12.1, "trial": false, "hedge": false, "maybe_delivered": false}, ...],
-     "error": "every provider failed ..."}
+     "error": "every provider failed ...", "trace_id": "4bf92f35..."}
 
 `skips` carries each skipped provider's typed reason (actors/policy/skips.py:
 `throttled`, `quota_exhausted`, `retry_budget`, ...) beside the words,
 as the request's `InvokeResult.skips` does; `skipped` (provider -> words) is
-kept for the readers written before it.
+kept for the readers written before it. `trace_id`: the request's
+OpenTelemetry trace (actors/telemetry), null when it was not traced.
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def audit_record(d: Decision, redact: Callable[[str], str] | None = None, key: b
             for a in d.attempts
         ],
         "error": _cut(scrub(d.error, redact, key)),
+        "trace_id": d.trace_id,
     }
 
 

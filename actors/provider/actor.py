@@ -24,6 +24,7 @@ from actors.policy.health import HealthSnapshot
 from actors.provider.core import ProviderCore
 from actors.provider.peers import Peers
 from actors.specs import ProviderSpec, router_name
+from actors.telemetry import tracing_for
 
 log = logging.getLogger("aicmo.provider")
 
@@ -46,12 +47,18 @@ class ProviderActor:
         # The listeners hear the core from its first call: ops (metrics, hooks), then the peers (router, supervisor).
         self._ops = ProviderOps(spec, lambda: self._core.status(), clock=SYSTEM_CLOCK)
         self._peers = Peers(namespace, lambda: self._core.health)
-        self._core = ProviderCore(spec, clock=SYSTEM_CLOCK, listeners=[self._ops, self._peers])
+        self._core = ProviderCore(spec, clock=SYSTEM_CLOCK, listeners=[self._ops, self._peers],
+                                  tracing=tracing_for(spec.traces, spec.actor_name))
         self._announced = False
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
             pass
+
+    def __repr__(self) -> str:
+        """Its gateway name: Ray shows it in the dashboard's actor list, in the
+        state API (`repr_name`) and as its log lines' prefix."""
+        return self._core.spec.actor_name  # provider:<capability>:<name>
 
     async def call(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         return await self._core.call(method, payload, ctx)

@@ -48,6 +48,7 @@ from actors.provider.settling import Settling
 from actors.provider.spending import Spending
 from actors.redaction import Redactor
 from actors.specs import ProviderSpec, open_spec_store
+from actors.telemetry.spans import NO_TRACING
 
 log = logging.getLogger("aicmo.provider")
 
@@ -56,8 +57,9 @@ class ProviderCore:
     """The actor's logic without Ray, so it can be unit-tested with a fake adapter and a fake clock."""
 
     def __init__(self, spec: ProviderSpec, adapter: Adapter | None = None, clock: Clock = SYSTEM_CLOCK,
-                 store: StateStore | None = None, listeners: Iterable[ProviderListener] = ()):
+                 store: StateStore | None = None, listeners: Iterable[ProviderListener] = (), tracing: Any = NO_TRACING):
         self.spec = spec
+        self.tracing = tracing  # actors/telemetry: a span around each attempt the router traced
         if adapter is None:
             adapter_cls = get_adapter_class(spec.adapter)
             adapter = adapter_cls(adapter_cls.Settings.model_validate(spec.settings), capability=spec.capability, provider=spec.name)
@@ -114,6 +116,22 @@ class ProviderCore:
 
     # --- one attempt -------------------------------------------------------------
     async def _attempt(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
+        """One attempt; in a span, child of the router's attempt span, when the router traced it."""
+        if ctx.traceparent is None or not self.tracing.on:
+            return await self._attempt_once(method, payload, ctx)
+        span = self.tracing.provider_call(ctx.traceparent, self.spec.name, self.spec.capability, method)
+        if span is None:
+            return await self._attempt_once(method, payload, ctx)
+        try:
+            reply = await self._attempt_once(method, payload, ctx)
+        except BaseException:  # cancelled: the router's hedge partner answered first
+            span.set_attribute("aicmo.cancelled", True)
+            span.end()
+            raise
+        self.tracing.provider_end(span, reply)
+        return reply
+
+    async def _attempt_once(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
         if self._limit is None:
             self._limit = asyncio.Semaphore(self.spec.max_concurrency)
         started = self.clock.monotonic()

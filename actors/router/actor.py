@@ -34,6 +34,7 @@ from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
 from actors.router.replicas import Replicas, router_is_dead
 from actors.specs import CapabilitySpec
+from actors.telemetry import tracing_for
 
 log = logging.getLogger("aicmo.router")
 
@@ -58,7 +59,8 @@ class RouterActor:
         # Claims it leaves in the store carry its actor id: its next
         # incarnation (Ray restarts it under the same id) drops them first.
         self._core = RouterCore(spec, self._calls.send, self._calls.resolve, send_many=self._calls.send_many,
-                                owner=ray.get_runtime_context().get_actor_id(), owner_gone=router_is_dead)
+                                owner=ray.get_runtime_context().get_actor_id(), owner_gone=router_is_dead,
+                                tracing=tracing_for(spec.traces, self._replicas.name))
         self._ops = RouterOps(spec, replica=replica)
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
@@ -71,12 +73,18 @@ class RouterActor:
         except Exception:  # noqa: BLE001
             pass
 
+    def __repr__(self) -> str:
+        """Its gateway name: Ray shows it in the dashboard's actor list, in the
+        state API (`repr_name`) and as its log lines' prefix."""
+        return self._replicas.name  # router:<capability>, router:<capability>#<n> for replicas after the first
+
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
-                     dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+                     dry_run: bool | None = None, deadline_s: float | None = None,
+                     traceparent: str | None = None) -> InvokeResult:
         with self._replicas.serving(1):
             await self._quotas_known()
             return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run,
-                                           deadline_s=deadline_s)
+                                           deadline_s=deadline_s, traceparent=traceparent)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
         with self._replicas.serving(len(requests)):

@@ -48,6 +48,7 @@ from actors.router.request import Request
 from actors.router.results import exhausted, failed, succeeded
 from actors.router.unknown_outcomes import Settler
 from actors.specs import CapabilitySpec
+from actors.telemetry.spans import NO_TRACING
 
 __all__ = ["PACE_WITH_ALTERNATIVE_S", "Attempts", "Send", "paced_out"]
 
@@ -67,7 +68,7 @@ def paced_out(reply: CallReply) -> bool:
 class Attempts:
     def __init__(self, spec: CapabilitySpec, send: Send, coalescer: Coalescer | None, *, clock: Clock,
                  planner: Planner, seen: ProviderViews, outliers: Outliers, settler: Settler, budget: RetryBudget,
-                 count: Callable[[str], None]):
+                 count: Callable[[str], None], tracing: Any = NO_TRACING):
         self.routing = spec.routing
         self.providers = {p.name: p for p in spec.providers}
         self.resorts = frozenset(p.name for p in spec.providers if p.last_resort)
@@ -80,6 +81,7 @@ class Attempts:
         self.settler = settler
         self.budget = budget
         self._count = count
+        self.tracing = tracing  # actors/telemetry: a span per attempt of a traced request
         h = spec.routing.hedging
         self.hedge_policy = HedgePolicy(quantile=h.quantile, min_samples=h.min_samples, min_delay_ms=h.min_delay_ms,
                                         max_delay_factor=h.max_delay_factor)
@@ -123,7 +125,9 @@ class Attempts:
 
     async def _walk(self, r: Request, plan: Plan) -> InvokeResult | Wait:
         r.candidates = list(plan.order)
-        r.skipped = {s.name: s for s in plan.skipped}
+        r.skipped = {}
+        for s in plan.skipped:
+            r.skip(s.name, s)
         tried = 0
         budget_spent = False
         paced = False
@@ -141,7 +145,7 @@ class Attempts:
             if isinstance(verdict, Skip):
                 budget_spent = budget_spent or verdict.reason is SkipReason.RETRY_BUDGET
                 if verdict.reason not in UNRECORDED:
-                    r.skipped[name] = verdict
+                    r.skip(name, verdict)
                 continue
 
             # No hedge needs a newer `now` than the turn's: after a rate-limit wait, no real provider is left.
@@ -154,7 +158,7 @@ class Attempts:
             for attempt_name, reply, hedge in outcomes:
                 used.add(attempt_name)
                 if paced_out(reply):
-                    r.skipped[attempt_name] = Skip(attempt_name, SkipReason.RATE_LIMITED, reply.error or "")
+                    r.skip(attempt_name, Skip(attempt_name, SkipReason.RATE_LIMITED, reply.error or ""))
                     paced = True
                     continue
                 r.attempts.append(Attempt(provider=attempt_name, ok=reply.ok, error_kind=reply.error_kind, error=reply.error,
@@ -231,7 +235,7 @@ class Attempts:
             return [(name, await first, False)]
         assert partner is not None
         self._count("hedges")
-        second = asyncio.ensure_future(self._attempt(partner, r, PACE_WITH_ALTERNATIVE_S))
+        second = asyncio.ensure_future(self._attempt(partner, r, PACE_WITH_ALTERNATIVE_S, hedge=True))
         pending = {first: (name, False), second: (partner, True)}
         out: list[tuple[str, CallReply, bool]] = []
         while pending:
@@ -249,10 +253,24 @@ class Attempts:
                 break
         return out
 
-    async def _attempt(self, name: str, r: Request, pace_s: float | None = None) -> CallReply:
+    async def _attempt(self, name: str, r: Request, pace_s: float | None = None, hedge: bool = False) -> CallReply:
+        """One attempt at provider `name`; in a span of its own when the request is traced."""
+        if r.trace is None:
+            return await self._call(name, r, pace_s, None)
+        span = self.tracing.attempt(r.trace, name, round_=r.retry_rounds, hedged=hedge)
+        try:
+            reply = await self._call(name, r, pace_s, span.traceparent)
+        except asyncio.CancelledError:  # the hedge's partner answered first
+            span.end(CallReply(ok=False, error_kind=ErrorKind.CANCELLED,
+                               error=f"{name}: cancelled, another attempt answered first"), cancelled=True)
+            raise
+        span.end(reply)
+        return reply
+
+    async def _call(self, name: str, r: Request, pace_s: float | None, traceparent: str | None) -> CallReply:
         view = self.seen.views[name]
         remaining = max(MIN_ATTEMPT_S, r.deadline - self.clock.monotonic())
-        ctx = r.context(min(self.providers[name].attempt_timeout_s, remaining), pace_s)
+        ctx = r.context(min(self.providers[name].attempt_timeout_s, remaining), pace_s, traceparent)
         started, sent_at = self.clock.monotonic(), self.clock.time()
         send = self._coalescer.send if self._coalescer is not None and batching.get() else self._send
         try:

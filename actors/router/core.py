@@ -47,7 +47,9 @@ from actors.router.provider_views import ProviderViews
 from actors.router.request import Request
 from actors.router.results import failed, store_down
 from actors.router.unknown_outcomes import Resolve, Settler
+from actors.ops.privacy import method_label
 from actors.specs import CapabilitySpec, open_spec_store
+from actors.telemetry.spans import NO_TRACING, RequestSpan
 
 __all__ = ["RouterCore", "Send"]
 
@@ -56,9 +58,11 @@ class RouterCore:
     def __init__(self, spec: CapabilitySpec, send: Send, resolve: Resolve | None = None, *,
                  clock: Clock = SYSTEM_CLOCK, store: StateStore | None = None, send_many: SendMany | None = None,
                  owner: str | None = None, rng: random.Random | None = None,
-                 owner_gone: OwnerGone | None = None):
+                 owner_gone: OwnerGone | None = None, tracing: Any = NO_TRACING):
         """`owner_gone`: whether the router that holds a key's claim is dead
-        (idempotency.py: a sibling replica then takes the key over)."""
+        (idempotency.py: a sibling replica then takes the key over).
+        `tracing`: actors/telemetry's Tracing, or NO_TRACING (off)."""
+        self.tracing = tracing
         self.spec = spec
         self.capability = spec.capability
         self.routing = spec.routing
@@ -83,7 +87,7 @@ class RouterCore:
         self.observers, self.recent = self.finishing.observers, self.finishing.recent
         self.attempts = Attempts(spec, send, Coalescer(send_many) if send_many is not None else None, clock=clock,
                                  planner=self.planner, seen=self.seen, outliers=self.outliers, settler=self.settler,
-                                 budget=self.budget, count=self.count)
+                                 budget=self.budget, count=self.count, tracing=tracing)
 
     # --- the surface outbox delivery uses (outbox_delivery.Router) ---------------
     def store(self) -> StateStore:
@@ -127,12 +131,31 @@ class RouterCore:
 
     # --- requests ------------------------------------------------------------
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
-                     dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
-        started = self.clock.monotonic()
+                     dry_run: bool | None = None, deadline_s: float | None = None,
+                     traceparent: str | None = None) -> InvokeResult:
+        """`traceparent`: the caller's span (W3C trace context), the parent of
+        this request's span when tracing is on (actors/telemetry)."""
         request_id = uuid.uuid4().hex
         dry = self.spec.dry_run if dry_run is None else bool(dry_run)
+        if not self.tracing.on:
+            return await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, None)
+        span = self.tracing.request(self.capability, method_label(self.capability, method), traceparent,
+                                    request_id=request_id, key=idempotency_key, deadline_s=deadline_s, dry_run=dry)
+        try:
+            result = await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, span)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.end(result)
+        return result
+
+    async def _invoke(self, method: str, payload: Any, idempotency_key: str | None, dry: bool,
+                      deadline_s: float | None, request_id: str, span: RequestSpan | None) -> InvokeResult:
+        started = self.clock.monotonic()
         base = dict(request_id=request_id, idempotency_key=idempotency_key, dry_run=dry,
                     capability=self.capability, method=method)
+        if span is not None and span.trace_id is not None:
+            base.update(trace_id=span.trace_id, span_id=span.span_id)
 
         spec = METHODS[self.capability].get(method) if isinstance(method, str) else None
         if spec is None:
@@ -153,18 +176,24 @@ class RouterCore:
             key = base["idempotency_key"] = f"auto-{request_id}"
         deadline_s = clamp_deadline(deadline_s, self.routing.deadline_s, self.routing.max_deadline_s)
         request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
-                          deadline=started + deadline_s, deadline_s=deadline_s, base=base)
+                          deadline=started + deadline_s, deadline_s=deadline_s, base=base, trace=span)
+        if span is not None:
+            span.set("aicmo.deadline_s", deadline_s)
         if key is None or dry:
             return self.finish(started, await self.route(request, recover=False), request)
 
         print_ = fingerprint(method, payload)
         callers_key = idempotency_key is not None  # a generated key is unknown to anyone else: no claim to race for
         try:
-            claim = await self.results.acquire(key, print_, request.deadline, durable=callers_key)
+            with self.tracing.store(span, "claim"):
+                claim = await self.results.acquire(key, print_, request.deadline, durable=callers_key)
         except StoreUnavailable as exc:
             return self.finish(started, store_down(request, exc), request)
         if isinstance(claim, Replayed):
-            return msgspec.structs.replace(claim.result, replayed=True)
+            if span is None:
+                return msgspec.structs.replace(claim.result, replayed=True)
+            span.link(claim.result.trace_id, claim.result.span_id)  # the request that made the result
+            return msgspec.structs.replace(claim.result, replayed=True, trace_id=span.trace_id, span_id=span.span_id)
         if isinstance(claim, Refused):
             return self.finish(started, failed(request, claim.kind, claim.message), request)
         result = InvokeResult(ok=False, **base)
@@ -174,7 +203,8 @@ class RouterCore:
         except StoreUnavailable as exc:
             result = store_down(request, exc)
         finally:
-            await self.results.release(key, result, print_, request.deadline, durable=callers_key)
+            with self.tracing.store(span, "record"):
+                await self.results.release(key, result, print_, request.deadline, durable=callers_key)
         return self.finish(started, result, request)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:

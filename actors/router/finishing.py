@@ -69,7 +69,7 @@ class Finisher:
             error=result.error.message if result.error else None, dry_run=result.dry_run,
             replayed=result.replayed, outbox_id=result.outbox_id, elapsed_ms=elapsed, attempts=result.attempts,
             candidates=r.candidates if r else [], skipped=r.skipped_details() if r else {},
-            draining=r.draining if r else False, skips=result.skips)
+            draining=r.draining if r else False, skips=result.skips, trace_id=result.trace_id)
 
     def _observe(self, decision: Decision) -> None:
         for observe in self.observers:

@@ -38,6 +38,7 @@ class Router(Protocol):
     providers: dict[str, ProviderSpec]
     results: IdempotencyRecords
     clock: Clock
+    tracing: Any                     # actors/telemetry: Tracing, or NO_TRACING
 
     def store(self) -> StateStore: ...
 
@@ -132,11 +133,37 @@ class OutboxDelivery:
                             error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=why))
 
     async def _deliver_item(self, item: OutboxItem) -> InvokeResult:
+        """One item delivered; traced (actors/telemetry) as a request of its
+        own, linked to the request that queued it."""
+        if not self.core.tracing.on:
+            return await self._deliver(item, None)
+        core = self.core
+        span = core.tracing.request(core.capability, item.method, None, request_id="", key=item.idempotency_key,
+                                    deadline_s=core.routing.deadline_s, dry_run=False)
+        span.set("aicmo.outbox_id", item.id)
+        try:
+            with core.tracing.store(span, "queued result"):
+                queued = await core.results.stored(item.idempotency_key)  # its answer holds the queuing request's trace
+            if queued is not None:
+                span.link(queued.trace_id, queued.span_id)
+            result = await self._deliver(item, span)
+        except BaseException as exc:
+            span.failed(exc)
+            raise
+        span.end(result)
+        return result
+
+    async def _deliver(self, item: OutboxItem, span: Any) -> InvokeResult:
         core = self.core
         started = core.clock.monotonic()
         r = self._item_request(item, core.routing.deadline_s)
         if isinstance(r, str):
             return await self._invalid(item, r)
+        if span is not None:
+            r.trace = span
+            span.set("aicmo.request_id", r.base["request_id"])
+            if span.trace_id is not None:
+                r.base.update(trace_id=span.trace_id, span_id=span.span_id)
         key = item.idempotency_key
         print_ = fingerprint(item.method, r.payload)
         # Takes the key over from its stored "queued" answer; a caller sending

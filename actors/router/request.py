@@ -29,11 +29,19 @@ class Request(msgspec.Struct, kw_only=True):
     retry_rounds: int = 0            # rounds tried again after every provider failed transiently
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, Skip] = {}    # provider -> why it was not tried
+    trace: Any = None                # its root span (actors/telemetry/spans.py RequestSpan); None: not traced
 
-    def context(self, timeout_s: float, pace_s: float | None = None) -> CallContext:
+    def context(self, timeout_s: float, pace_s: float | None = None, traceparent: str | None = None) -> CallContext:
         """What the provider actor is told of one attempt (or question) besides the payload."""
         return CallContext(request_id=self.base["request_id"], method=self.spec.name, idempotency_key=self.key,
-                           dry_run=self.base["dry_run"], timeout_s=timeout_s, journal=self.journal, pace_s=pace_s)
+                           dry_run=self.base["dry_run"], timeout_s=timeout_s, journal=self.journal, pace_s=pace_s,
+                           traceparent=traceparent)
+
+    def skip(self, name: str, skip: Skip) -> None:
+        """`name` is not tried, for `skip`'s reason (an event on its span, when traced)."""
+        self.skipped[name] = skip
+        if self.trace is not None:
+            self.trace.skipped(name, skip.reason, skip.detail)
 
     def skipped_details(self) -> dict[str, str]:
         """provider -> why it was not tried, in words (the Decision's `skipped`)."""

@@ -25,6 +25,7 @@ import ray
 from actors.clock import SYSTEM_CLOCK, Clock
 from actors.durable import OutboxItem, StoreHealth
 from actors.messages import ProviderStatus, SelfCheckReport, StatusReport
+from actors.names import SUPERVISOR_NAME
 from actors.ops.directory import ActorDirectory
 from actors.ops.exposure import exposures
 from actors.ops.metrics import HeldGauges, RayRecorder
@@ -103,9 +104,14 @@ class SupervisorActor:
         return self.drain_once(settle_parked=self._drain_rounds % SETTLE_PARKED_EVERY == 0)
 
     # --- lifecycle and registry ------------------------------------------------------
+    def __repr__(self) -> str:
+        """Its gateway name: Ray shows it in the dashboard's actor list, in the
+        state API (`repr_name`) and as its log lines' prefix."""
+        return SUPERVISOR_NAME
+
     async def ready(self) -> str:
         self._ensure_loop()
-        return "supervisor"
+        return SUPERVISOR_NAME
 
     def node_id(self) -> str:
         """The Ray node this actor (and the state store it opens) runs on: `up` and `status` say which, and

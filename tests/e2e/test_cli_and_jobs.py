@@ -50,6 +50,7 @@ def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> 
     up = cli(cluster, "up", "--config", str(config))
     assert up.returncode == 0, up.stderr
     assert "ready" in up.stdout and "router:email_sending" in up.stdout
+    assert_gateway_names_in_the_state_api(cluster)
 
     # The driver a user submits as a Ray job: the README's example, through the client.
     job_dir = tmp_path / "job"
@@ -110,6 +111,21 @@ def test_up_job_submit_status_self_check_down(cluster: dict, tmp_path: Path) -> 
     assert down.returncode == 0 and "removed 6 actor(s)" in down.stdout
     gone = cli(cluster, "self-check")
     assert gone.returncode == 2 and "is the gateway deployed" in gone.stderr
+
+
+def assert_gateway_names_in_the_state_api(cluster: dict) -> None:
+    """Each gateway actor shows its gateway name (its `__repr__`) where the
+    dashboard's Actors page reads it: the state API's `repr_name` (issue 23)."""
+    listed = run(str(BIN / "ray"), "list", "actors", "--detail", "--format", "json", "--limit", "1000",
+                 "--address", cluster["address"], env={**cluster["env"], "RAY_AUTH_MODE": "token"})
+    assert listed.returncode == 0, listed.stdout[-2000:] + listed.stderr[-2000:]
+    names = {a.get("name"): a.get("repr_name") for a in json.loads(listed.stdout)
+             if a.get("ray_namespace") == "e2e" and a.get("state") == "ALIVE"}
+    assert {n: names.get(n) for n in ("supervisor", "router:email_sending", "router:crm_sync",
+                                      "provider:email_sending:primary", "provider:email_sending:backup",
+                                      "provider:crm_sync:airtable")} == {
+        n: n for n in ("supervisor", "router:email_sending", "router:crm_sync", "provider:email_sending:primary",
+                       "provider:email_sending:backup", "provider:crm_sync:airtable")}
 
 
 def test_usage_errors_exit_2_with_a_reason(cluster: dict, tmp_path: Path) -> None:

@@ -33,10 +33,12 @@ def failing(seed: int, **settings: Any) -> dict[str, Any]:
             "settings": {"latency_ms": 1, "failure_rate": 1.0, "seed": seed, **settings}}
 
 
-def config(smtp: Any, sendgrid_url: str, port: int, state: Path) -> dict[str, Any]:
-    """Email through the stand-ins; every other capability set up to fail in one way of its own."""
+def config(smtp: Any, sendgrid_url: str, port: int, state: Path, traces: str) -> dict[str, Any]:
+    """Email through the stand-ins; every other capability set up to fail in one way of its own.
+    Traces go to a collector in this process (`traces`: its endpoint)."""
     return {
         "namespace": NAMESPACE,
+        "telemetry": {"traces": {"endpoint": traces}},
         "state": {"url": str(state)},
         "supervisor": {"check_interval_s": 0, "drain_interval_s": 0},
         "http": {"enabled": True, "port": port, "api_keys": ["${AICMO_API_KEY}"]},
@@ -63,7 +65,10 @@ def api(cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     from actors.sandbox.sendgrid import SendGridStandIn
     from actors.sandbox.smtp import SmtpStandIn
 
+    from tests.support.otlp import Collector
+
     smtp = SmtpStandIn().start()
+    collector = Collector()
     sendgrid = SendGridStandIn()
     runner = SandboxRunner([sendgrid]).start()
     key = secrets.token_urlsafe(24)
@@ -71,18 +76,19 @@ def api(cluster: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     root = tmp_path_factory.mktemp("http")
     path = root / "gateway.yaml"
     port = free_port()
-    path.write_text(yaml.safe_dump(config(smtp, sendgrid.base_url, port, root / "state")))
+    path.write_text(yaml.safe_dump(config(smtp, sendgrid.base_url, port, root / "state", collector.endpoint)))
     try:
         up = cli(cluster, "up", "--config", str(path), env=env)
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"HTTP API ready at http://127.0.0.1:{port}" in up.stdout
         assert key not in up.stdout + up.stderr
         yield {"url": f"http://127.0.0.1:{port}", "key": key, "smtp": smtp, "sendgrid": sendgrid, "env": env,
-               "cluster": cluster}
+               "cluster": cluster, "collector": collector}
     finally:
         cli(cluster, "down", env=env)
         runner.stop()
         smtp.stop()
+        collector.close()
 
 
 def post(api: dict, path: str, body: Any = None, key: str | None = "", **headers: str) -> httpx.Response:
@@ -120,6 +126,24 @@ def test_httpx_and_curl_send_email_through_smtp_then_sendgrid(api: dict) -> None
     assert answer.status_code == 200 and result["provider"] == "sendgrid", answer.text
     assert [a["provider"] for a in result["attempts"]] == ["smtp_primary", "sendgrid"]
     assert api["sendgrid"].sent[-1]["body"]["subject"] == "Via SendGrid"
+
+
+def test_an_incoming_traceparent_is_continued_and_the_requests_own_returned(api: dict) -> None:
+    caller_trace, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    answer = post(api, "/v1/email_sending/send_email", traceparent=f"00-{caller_trace}-{caller_span}-01")
+    assert answer.status_code == 200, answer.text
+    version, trace_id, span_id, flags = answer.headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", caller_trace, "01") and answer.json()["trace_id"] == caller_trace
+    served = answer.json()["provider"]  # whichever ranks first after the test before (it failed smtp_primary)
+    names = {"email_sending.send_email", f"attempt {served}", f"provider {served}"}
+    collector = api["collector"]
+    assert collector.wait_for(lambda: names <= {s.name for s in collector.trace(caller_trace)}), \
+        sorted(s.name for s in collector.trace(caller_trace))
+    spans = {s.name: s for s in collector.trace(caller_trace)}
+    root = spans["email_sending.send_email"]
+    assert (root.parent_span_id, root.span_id) == (caller_span, span_id)  # the caller's span is its parent
+    assert spans[f"attempt {served}"].parent_span_id == root.span_id
+    assert spans[f"provider {served}"].parent_span_id == spans[f"attempt {served}"].span_id
 
 
 def test_a_repeated_idempotency_key_delivers_once(api: dict) -> None:

@@ -19,6 +19,7 @@ from actors.payloads import METHODS, validate_payload
 from actors.provider.core import ProviderCore
 from actors.router.core import RouterCore
 from actors.router.idempotency import fingerprint
+from actors.telemetry import NO_TRACING
 from tests.unit.fakes import Clock, ScriptedAdapter, capability_spec
 
 EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
@@ -26,8 +27,9 @@ EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
 
 class Harness:
     def __init__(self, scripts: dict[str, list[Any]], clock: Clock | None = None, capability: str = "email_sending",
-                 provider_policy: dict[str, dict] | None = None, **routing: Any):
+                 provider_policy: dict[str, dict] | None = None, tracing: Any = NO_TRACING, **routing: Any):
         self.clock = clock or Clock()
+        self.tracing = tracing  # actors/telemetry: the router's and the providers' spans
         self.spec = capability_spec(list(scripts), capability, provider_policy, **routing)
         self.store = SqliteStore(":memory:")
         self.adapters: dict[str, Any] = {}
@@ -53,12 +55,13 @@ class Harness:
         clock = RouterClock(time=self.clock, monotonic=self.clock.monotonic,
                             sleep=asyncio.sleep if real_sleep else self.fake_sleep)
         self.router = RouterCore(self.spec, self.send, self.resolve, clock=clock, store=self.store,
-                                 send_many=self.send_many)
+                                 send_many=self.send_many, tracing=self.tracing)
         return self.router
 
     def restart_provider(self, name: str) -> ProviderCore:
         spec = next(p for p in self.spec.providers if p.name == name)
-        self.providers[name] = ProviderCore(spec, self.adapters[name], clock=self.clock, store=self.store)
+        self.providers[name] = ProviderCore(spec, self.adapters[name], clock=self.clock, store=self.store,
+                                            tracing=self.tracing)
         return self.providers[name]
 
     async def send(self, name: str, method: str, payload: Any, ctx: CallContext):

@@ -185,7 +185,8 @@ def test_the_openapi_document_is_valid_and_has_one_operation_per_method() -> Non
     schema = doc["components"]["schemas"][send_email["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                                           .rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"to", "subject"} and schema["additionalProperties"] is False
-    assert {p["name"] for p in send_email["parameters"]} == {"Idempotency-Key", "X-Dry-Run", "X-Deadline-S"}
+    assert {p["name"] for p in send_email["parameters"]} == {"Idempotency-Key", "X-Dry-Run", "X-Deadline-S",
+                                                             "traceparent"}
     assert {"200", "202", "400", "401", "404", "422", "429", "502", "503", "504"} <= set(send_email["responses"])
     page = request(FakeGateway(), "GET", "/docs")
     assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
@@ -245,3 +246,33 @@ def test_idempotency_keys_are_scoped_by_the_api_key_that_sent_them() -> None:
     assert keys[0] == keys[1] != keys[2] and all(k.endswith("/order-42") for k in keys)
     assert KEY not in "".join(keys) and key_digest(KEY) not in "".join(keys)  # neither the key nor its digest
     assert [a.json()["idempotency_key"] for a in (first, again, theirs)] == ["order-42"] * 3
+
+
+# --- traces (issue 23) ---------------------------------------------------------------
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_an_incoming_traceparent_is_continued_and_the_requests_own_is_returned() -> None:
+    traced = InvokeResult(ok=True, value={"message_id": "m"}, request_id="r1", provider="smtp",
+                          trace_id="0af7651916cd43dd8448eb211c80319c", span_id="00f067aa0ba902b7")
+    gw = FakeGateway(traced)
+    answer = send(gw, headers={"traceparent": PARENT})
+    assert gw.calls[0][3]["traceparent"] == PARENT
+    assert answer.headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    assert answer.json()["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_a_failed_traced_request_returns_its_traceparent_too() -> None:
+    failed = InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.ALL_PROVIDERS_FAILED, message="all failed"),
+                          request_id="r1", trace_id="1" * 32, span_id="2" * 16)
+    answer = send(FakeGateway(failed))
+    assert answer.status_code == 502 and answer.headers["traceparent"] == f"00-{'1' * 32}-{'2' * 16}-01"
+
+
+@pytest.mark.parametrize("parent", ["garbage", "00-" + "0" * 32 + "-b7ad6b7169203331-01", "x" * 5000])
+def test_a_traceparent_to_ignore_is_not_passed_on_and_untraced_requests_return_none(parent: str) -> None:
+    gw = FakeGateway()
+    answer = send(gw, headers={"traceparent": parent})
+    assert answer.status_code == 200 and "traceparent" not in gw.calls[0][3]
+    assert "traceparent" not in answer.headers

@@ -20,6 +20,7 @@ from actors.router.idempotency import IdempotencyRecords, fingerprint
 from actors.router.outbox_delivery import OutboxDelivery, Router
 from actors.router.request import Request
 from actors.router.results import failed, succeeded
+from actors.telemetry import NO_TRACING
 from tests.unit.fakes import Clock, capability_spec
 
 CAP = "email_sending"
@@ -40,6 +41,7 @@ class FakeRouter:
         self.clock = RouterClock(time=clock, monotonic=clock.monotonic, sleep=sleep)
         self.results = IdempotencyRecords(CAP, 3600.0, self.clock, lambda: store, owner="router-1")
         self._store = store
+        self.tracing = NO_TRACING
         self.available = True
         self.routed: list[tuple[Request, bool]] = []
         self.finished: list[InvokeResult] = []

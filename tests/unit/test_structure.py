@@ -24,7 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "actors"
 MAX_LINES = 500
 
-_FOUNDATION = {"errors", "names", "redaction", "clock"}
+_FOUNDATION = {"errors", "names", "redaction", "clock", "telemetry"}
 _BELOW_ADAPTERS = _FOUNDATION | {"payloads", "durable", "policy", "messages"}
 _BELOW_OPS = _BELOW_ADAPTERS | {"adapters", "config", "specs", "client"}
 _BELOW_ACTORS = _BELOW_OPS | {"ops"}
@@ -40,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "names": set(),
     "redaction": set(),
     "clock": set(),
+    "telemetry": set(),  # traces: OpenTelemetry only (the spans read messages and specs by duck typing)
     # 1. the capabilities' methods and payloads, and the checks of invoke's options
     "payloads": {"errors"},
     # 2. the state store (its errors only); pure policy (no messages, no store)
@@ -54,7 +55,7 @@ ALLOWED: dict[str, set[str]] = {
     # apart: the providers' local stand-ins (tests, the demo), which may use what adapters compute
     "sandbox": _FOUNDATION | {"payloads", "messages", "adapters"},
     # 7. the Python client
-    "client": {"errors", "names", "payloads", "messages"},
+    "client": {"errors", "names", "payloads", "messages", "telemetry"},
     # 8. what operators see
     "ops": _BELOW_OPS,
     # 9. one package per actor
