@@ -38,8 +38,9 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from actors.errors import StoreUnavailable
+from actors.events.model import DeliveryEvent, RequestRefs
 
-__all__ = ["OUTBOX_FIELDS", "Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
+__all__ = ["OUTBOX_FIELDS", "Claims", "StoredEvent", "Suppression", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
            "StateStore", "StoreHealth", "StoreUnavailable"]
 
 JournalState = Literal["started", "delivered", "failed", "unknown"]
@@ -158,6 +159,26 @@ class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
     balance_remaining: float | None = None
     balance_at: float | None = None
     balance_calls_at: int | None = None   # lifetime_calls when the balance was read
+
+
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery event as the webhook of one provider received it."""
+
+    capability: str
+    provider: str
+    event: DeliveryEvent
+    received_at: float
+
+
+class Suppression(msgspec.Struct, frozen=True, kw_only=True):
+    """An address later sends to are refused (kind `suppressed`)."""
+
+    capability: str
+    address: str                     # lower case
+    reason: str
+    added_at: float
+    provider: str | None = None      # whose event put it there
+    request_id: str | None = None
 
 
 # Spend rows are kept this long after their period ended (a year of months).
@@ -279,6 +300,33 @@ class StateStore(Protocol):
         """Keeps a live balance reading, noting the lifetime counter it was
         read against (the store's own, so the two agree)."""
         ...
+
+    # delivery events (actors/events) and the suppression list
+    async def events_put(self, capability: str, provider: str, events: Sequence[DeliveryEvent],
+                         received_at: float) -> int:
+        """Keeps each event once per (capability, provider, event id): a
+        provider's retry or a replay adds nothing. Returns how many were new."""
+        ...
+
+    async def events_find(self, refs: RequestRefs, limit: int = 1000) -> list[StoredEvent]:
+        """The events carrying any of `refs`, in the order they were received."""
+        ...
+
+    async def events_since(self, capability: str, received_after: float, limit: int = 10000) -> list[StoredEvent]:
+        """The capability's events received after the time given, oldest first."""
+        ...
+
+    async def events_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(capability, provider) -> (events kept, events tied to no request)."""
+        ...
+
+    async def suppress_add(self, rows: Sequence[Suppression]) -> int:
+        """Adds addresses (an address already there keeps its first record)."""
+        ...
+
+    async def suppress_list(self, capability: str | None = None, addresses: Sequence[str] | None = None
+                            ) -> list[Suppression]: ...
+    async def suppress_remove(self, address: str, capability: str | None = None) -> int: ...
 
     async def ping(self) -> None: ...
     def health(self) -> StoreHealth: ...

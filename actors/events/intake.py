@@ -5,13 +5,27 @@ caller's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from actors.events import FORMATS
 from actors.events.guard import ReplayGuard, check_size
-from actors.events.model import DeliveryEvent
+from actors.events.mailgun import MailgunVerifier, parse_mailgun
+from actors.events.model import DeliveryEvent, Verified
+from actors.events.sendgrid import SendGridVerifier, parse_sendgrid
 
-__all__ = ["EventIntake"]
+__all__ = ["FORMATS", "EventIntake", "Verifier"]
+
+
+class Verifier(Protocol):
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> Verified: ...
+
+
+# By adapter name (a provider's `adapter:`): its verifier (built from the
+# configured key) and its reader.
+FORMATS: dict[str, tuple[Callable[[str], Verifier], Callable[[bytes], list[DeliveryEvent]]]] = {
+    "sendgrid": (SendGridVerifier, parse_sendgrid),
+    "mailgun": (MailgunVerifier, parse_mailgun),
+}
 
 
 class EventIntake:
@@ -20,8 +34,8 @@ class EventIntake:
         if fmt is None:
             raise ValueError(f"delivery events are read for {', '.join(sorted(FORMATS))}; not for {adapter!r}")
         self.adapter = adapter
-        self._verifier = fmt.verifier(verification_key)
-        self._parse = fmt.parse
+        make_verifier, self._parse = fmt
+        self._verifier = make_verifier(verification_key)
         self._guard = guard or ReplayGuard()
 
     def accept(self, body: bytes, headers: Mapping[str, str], now: float) -> list[DeliveryEvent]:

@@ -21,8 +21,8 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["DELIVERY_STATES", "TERMINAL_STATES", "BounceKind", "DeliveryEvent", "DeliveryState", "DropCause",
-           "Refusal", "SignatureRefused", "Verified"]
+__all__ = ["DELIVERY_STATES", "TERMINAL_STATES", "BounceKind", "aicmo_ref", "DeliveryEvent", "DeliveryState", "DropCause",
+           "Refusal", "RequestRefs", "SignatureRefused", "Verified"]
 
 DeliveryState = Literal["accepted", "delivered", "deferred", "bounced", "dropped", "complained"]
 DELIVERY_STATES: tuple[str, ...] = ("accepted", "delivered", "deferred", "bounced", "dropped", "complained")
@@ -65,3 +65,21 @@ class DeliveryEvent(msgspec.Struct, frozen=True, kw_only=True):
     bounce: BounceKind | None = None
     cause: DropCause | None = None
     reason: str | None = None        # the provider's words, cut short
+
+
+class RequestRefs(msgspec.Struct, frozen=True):
+    request_ids: tuple[str, ...] = ()
+    key_hashes: tuple[str, ...] = ()
+    message_refs: tuple[str, ...] = ()   # Message-ID digests (aicmo_ref)
+
+    def __bool__(self) -> bool:
+        return bool(self.request_ids or self.key_hashes or self.message_refs)
+
+
+def aicmo_ref(rfc_message_id: str | None) -> str | None:
+    """The digest our Message-ID carries (`<digest.aicmo@domain>`, made by
+    actors/adapters/email/email_message.py), or None for someone else's id."""
+    if not rfc_message_id:
+        return None
+    local = rfc_message_id.strip().strip("<>").partition("@")[0]
+    return local[:-len(".aicmo")] if local.endswith(".aicmo") else None
