@@ -267,6 +267,15 @@ def _secret_ref(var: str | None) -> bool:
     return bool(var and SECRET_NAME.search(var))
 
 
+class EventSourceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider whose signed delivery events the HTTP API takes in."""
+
+    capability: str
+    provider: str
+    adapter: str
+    verification_key: SecretStr
+
+
 class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What the HTTP ingress (actors/http) is built from. API keys travel
     only as SHA-256 digests: the keys themselves never leave `up`."""
@@ -283,6 +292,9 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     avoid_head: str = "auto"
     # capability -> the longest X-Deadline-S honoured (routing.max_deadline_s, else routing.deadline_s)
     max_deadline_s: dict[str, float] = {}
+    # Delivery events (actors/events): the providers that post them, and the store they are kept in.
+    event_sources: list[EventSourceSpec] = []
+    state: StateSpec | None = None
 
     @property
     def url(self) -> str:
@@ -304,7 +316,11 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
                     max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads,
                     ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head,
-                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities})
+                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities},
+                    event_sources=[EventSourceSpec(capability=cap, provider=p.name, adapter=p.adapter,
+                                                   verification_key=p.events.verification_key)
+                                   for cap, c in cfg.capabilities.items() for p in c.providers if p.events],
+                    state=state_spec(cfg))
 
 
 def _longest_deadline(policy: PolicyConfig) -> float:

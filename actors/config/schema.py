@@ -171,6 +171,14 @@ def merge_policies(*layers: PolicyConfig) -> PolicyConfig:
     return PolicyConfig.model_validate(merged)
 
 
+class EventsConfig(_Model):
+    """Delivery events the provider posts to POST /v1/events/{capability}/{provider} (actors/events)."""
+
+    verification_key: SecretStr = Field(description=(
+        "SendGrid: the Event Webhook's public key as SendGrid shows it; Mailgun: the HTTP webhook signing key. "
+        "Write it as an ${ENV} reference"))
+
+
 class ProviderConfig(_Model):
     name: str = Field(pattern=_NAME)
     adapter: str
@@ -181,6 +189,20 @@ class ProviderConfig(_Model):
     cost: CostConfig | None = Field(None, description="what a call costs: {per_call: 0.008, currency: USD}")
     quota: QuotaConfig | None = Field(None, description="calls allowed per UTC period: {limit: 10000, per: month}")
     balance: BalanceConfig = Field(BalanceConfig(), description="reading the provider's live balance, where it has one")
+    events: EventsConfig | None = Field(None, description="signed delivery events (SendGrid, Mailgun): {verification_key: \"${VAR}\"}")
+
+    @model_validator(mode="after")
+    def _events_readable(self) -> ProviderConfig:
+        if self.events is None:
+            return self
+        from actors.events.intake import FORMATS  # loads `cryptography` only for configs that use events
+
+        if self.adapter not in FORMATS:
+            raise ValueError(f"events: delivery events are read for adapters {', '.join(sorted(FORMATS))}; "
+                             f"not for {self.adapter!r}")
+        make_verifier, _ = FORMATS[self.adapter]
+        make_verifier(self.events.verification_key.get_secret_value())   # a bad key: a ValueError naming it
+        return self
 
     # The adapter's validated settings (secrets as SecretStr) and the
     # environment variables settings came from; filled in by `load_config`.

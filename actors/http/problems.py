@@ -43,6 +43,7 @@ HTTP_KINDS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "Missing or invalid API key"),
     "not_found": (404, "No such endpoint"),
     "method_not_allowed": (405, "Method not allowed"),
+    "payload_too_large": (413, "The body is too large"),
     "internal_error": (500, "The gateway failed to answer"),
 }
 
