@@ -18,6 +18,8 @@ from pydantic import SecretStr
 
 from actors.policy.chaos.faults import ChaosPolicy
 from actors.policy.cost.quota import Price, Quota
+from actors.policy.delivery_health import DeliveryHealthPolicy
+from actors.policy.drop_fallback import DropFallbackPolicy
 from actors.policy.health import HealthPolicy
 from actors.policy.outliers.detection import OutlierPolicy
 from actors.redaction import MASK, SECRET_NAME
@@ -206,6 +208,8 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     metrics: MetricsSpec = msgspec.field(default_factory=MetricsSpec)
     ray_options: dict[str, Any] = {}  # the router's placement
     outlier: OutlierPolicy = msgspec.field(default_factory=OutlierPolicy)  # policy.outlier, per capability
+    delivery_health: DeliveryHealthPolicy = msgspec.field(default_factory=DeliveryHealthPolicy)  # delivery.health
+    drop_fallback: DropFallbackPolicy = msgspec.field(default_factory=DropFallbackPolicy)  # delivery.drop_fallback
 
     @property
     def actor_name(self) -> str:
@@ -321,6 +325,13 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
                                                    verification_key=p.events.verification_key)
                                    for cap, c in cfg.capabilities.items() for p in c.providers if p.events],
                     state=state_spec(cfg))
+
+
+def _delivery_health(cap: Any) -> DeliveryHealthPolicy:
+    """On only where a provider posts delivery events: otherwise there is nothing to read."""
+    health = cap.delivery.health.model_dump()
+    health["enabled"] = health["enabled"] and any(p.events is not None for p in cap.providers)
+    return DeliveryHealthPolicy(**health)
 
 
 def _longest_deadline(policy: PolicyConfig) -> float:
@@ -454,6 +465,8 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 metrics=metrics,
                 ray_options=cfg.placement.routers.ray_options(),
                 outlier=cfg.capability_policy(cap_name).outlier.to_policy(),
+                delivery_health=_delivery_health(cap),
+                drop_fallback=DropFallbackPolicy(**cap.delivery.drop_fallback.model_dump()),
             )
         )
     s = cfg.supervisor

@@ -236,8 +236,31 @@ class ProviderConfig(_Model):
         return out
 
 
+class DeliveryHealthConfig(_Model):
+    """Provider health from delivery events (actors/policy/delivery_health.py)."""
+
+    enabled: bool = Field(True, description="judge providers that post delivery events (events.verification_key) on them")
+    window_s: float = Field(600.0, gt=0, description="outcomes of this many seconds count")
+    min_outcomes: int = Field(10, ge=1, description="final outcomes needed before a provider is judged")
+    degrade_ratio: float = Field(0.1, gt=0, le=1, description="share of provider drops that degrades it")
+    eject_ratio: float = Field(0.3, gt=0, le=1, description="share of provider drops that ejects it (tried last)")
+    eject_s: float = Field(300.0, gt=0, description="how long an ejection lasts before fresh outcomes judge it again")
+    interval_s: float = Field(2.0, gt=0, description="how often the router reads the events")
+
+
+class DropFallbackConfig(_Model):
+    enabled: bool = Field(False, description="re-send a message the provider dropped for its own reasons through the next provider, once, with the same Message-ID")
+    window_s: float = Field(3600.0, gt=0, description="drops older than this are not re-sent")
+
+
+class DeliveryConfig(_Model):
+    health: DeliveryHealthConfig = DeliveryHealthConfig()
+    drop_fallback: DropFallbackConfig = DropFallbackConfig()
+
+
 class CapabilityConfig(_Model):
     providers: list[ProviderConfig] = Field(min_length=1)
+    delivery: DeliveryConfig = Field(DeliveryConfig(), description="what delivery events (providers' events:) do: health, drop fallback")
     policy: PolicyConfig = PolicyConfig()
     hooks: HookListConfig = Field(HookListConfig(), description="run in addition to the top-level hooks, for this capability only")
 

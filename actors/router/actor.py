@@ -63,6 +63,7 @@ class RouterActor:
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
         self._outlier_task: asyncio.Task[None] | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
         self._released: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
         self._ops.audit_key_loader = self._audit_key_before_write
@@ -181,6 +182,9 @@ class RouterActor:
                 lambda: self._core.seen.candidates(self._core.clock.time()),
                 lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
+        if self._delivery_task is None and self._core.delivery.policy.enabled:  # delivery_health.py
+            self._delivery_task = asyncio.ensure_future(self._core.delivery.run(
+                self._core.store, lambda transitions: self._ops.delivery_health(transitions)))
         return self._core.spec.actor_name
 
     async def release_claims_of(self, actor_ids: list[str]) -> int:

@@ -38,6 +38,7 @@ from actors.policy.ranking import load_rank_policy
 from actors.policy.rounds import Backoff, RoundEnd, next_round
 from actors.router.attempts import Attempts, Send
 from actors.router.coalesce import Coalescer, SendMany, batching
+from actors.router.delivery_health import DeliveryHealth
 from actors.router.ejection import Outliers
 from actors.router.finishing import Finisher
 from actors.router.idempotency import IdempotencyRecords, OwnerGone, Refused, Replayed, fingerprint
@@ -78,7 +79,9 @@ class RouterCore:
         self.settler = Settler(self.capability, self.providers, resolve, self.store, clock, self.count)
         self.outbox = OutboxDelivery(self)
         self.outliers = Outliers(spec, clock)  # outlier ejection (ejection.py): windows, states, the sweep
-        self.planner = Planner(self.capability, self.seen, self.outliers, load_rank_policy(spec.routing.ranking), clock)
+        self.delivery = DeliveryHealth(self.capability, spec.delivery_health, clock)  # delivery_health.py
+        self.planner = Planner(self.capability, self.seen, self.outliers, load_rank_policy(spec.routing.ranking), clock,
+                               self.delivery)
         self.finishing = Finisher(self.capability, self.providers, clock, spec.routing.recent_operations, self.count)
         self.observers, self.recent = self.finishing.observers, self.finishing.recent
         self.attempts = Attempts(spec, send, Coalescer(send_many) if send_many is not None else None, clock=clock,

@@ -56,3 +56,27 @@ def test_too_few_outcomes_keep_the_verdict_and_an_ejection_ends() -> None:
 def test_off_means_healthy() -> None:
     off = DeliveryHealthPolicy(enabled=False)
     assert judge({"sg": [(1.0, "provider_failure")] * 50}, {}, 5, off)[0]["sg"].verdict == "healthy"
+
+
+def test_a_router_tries_a_provider_ejected_on_its_drops_last_and_says_why() -> None:
+    from tests.unit.harness import Harness
+
+    h = Harness({"a": [], "b": [], "c": []})
+    core = h.router
+    core.delivery.policy = POLICY        # the harness's config has no provider posting events: judging is off
+    first = h.invoke()
+    assert first.ok and first.provider == "a"
+    pairs = [("a", ev("dropped", "provider", at=h.clock() - 1.0))] * 10
+    transitions = core.delivery.judge(pairs)
+    assert [(t.provider, t.after) for t in transitions] == [("a", "ejected")]
+    assert h.invoke().provider != "a"                 # tried after the others
+    status = core.planner.status({n: _status(n) for n in ("a", "b", "c")}, [])
+    a = next(p for p in status.providers if p.name == "a")
+    assert a.ejection_reason == "delivery_drops" and a.delivery.startswith("ejected: 10 of 10")
+    assert [p.name for p in status.providers][-1] == "a"
+
+
+def _status(name: str):  # type: ignore[no-untyped-def]
+    from actors.messages import ProviderStatus
+
+    return ProviderStatus(name=name, capability="email_sending", adapter="scripted")
