@@ -210,6 +210,7 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     outlier: OutlierPolicy = msgspec.field(default_factory=OutlierPolicy)  # policy.outlier, per capability
     delivery_health: DeliveryHealthPolicy = msgspec.field(default_factory=DeliveryHealthPolicy)  # delivery.health
     drop_fallback: DropFallbackPolicy = msgspec.field(default_factory=DropFallbackPolicy)  # delivery.drop_fallback
+    suppress: bool = False           # refuse sends to suppressed addresses (on where a provider posts events)
 
     @property
     def actor_name(self) -> str:
@@ -278,6 +279,7 @@ class EventSourceSpec(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     adapter: str
     verification_key: SecretStr
+    suppress: bool = True            # capabilities.X.delivery.suppress_hard_bounces
 
 
 class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -322,7 +324,8 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
                     ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head,
                     max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities},
                     event_sources=[EventSourceSpec(capability=cap, provider=p.name, adapter=p.adapter,
-                                                   verification_key=p.events.verification_key)
+                                                   verification_key=p.events.verification_key,
+                                                   suppress=c.delivery.suppress_hard_bounces)
                                    for cap, c in cfg.capabilities.items() for p in c.providers if p.events],
                     state=state_spec(cfg))
 
@@ -467,6 +470,7 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 outlier=cfg.capability_policy(cap_name).outlier.to_policy(),
                 delivery_health=_delivery_health(cap),
                 drop_fallback=DropFallbackPolicy(**cap.delivery.drop_fallback.model_dump()),
+                suppress=cap.delivery.suppress_hard_bounces and any(p.events is not None for p in cap.providers),
             )
         )
     s = cfg.supervisor

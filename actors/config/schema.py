@@ -255,6 +255,7 @@ class DropFallbackConfig(_Model):
 
 class DeliveryConfig(_Model):
     health: DeliveryHealthConfig = DeliveryHealthConfig()
+    suppress_hard_bounces: bool = Field(True, description="a hard bounce puts the address on the suppression list; later sends to it are refused (kind suppressed)")
     drop_fallback: DropFallbackConfig = DropFallbackConfig()
 
 

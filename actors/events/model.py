@@ -21,6 +21,8 @@ from typing import Literal
 
 import msgspec
 
+from actors.errors import GatewayError
+
 __all__ = ["DELIVERY_STATES", "TERMINAL_STATES", "BounceKind", "aicmo_ref", "DeliveryEvent", "DeliveryState", "DropCause",
            "Refusal", "RequestRefs", "SignatureRefused", "Verified"]
 
@@ -33,7 +35,7 @@ DropCause = Literal["recipient", "provider"]
 Refusal = Literal["missing", "malformed", "wrong", "stale", "replayed", "too_large"]
 
 
-class SignatureRefused(Exception):
+class SignatureRefused(GatewayError):
     """A webhook request that is not the provider's: nothing of it is kept.
     `reason` is closed (Refusal); the message says what and where."""
 

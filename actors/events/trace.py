@@ -3,8 +3,8 @@ served it (the result its idempotency key keeps), then the delivery events
 that followed (actors/events/timeline.py), in order. Found by idempotency
 key or by request id; the store is passed in.
 
-A request sent without an idempotency key keeps no result in the store:
-its timeline is its delivery events alone."""
+A request's result is kept only when it was served (or queued): a failed
+one without a key has no attempts here, only its delivery events, if any."""
 
 from __future__ import annotations
 
@@ -52,11 +52,12 @@ async def load_trace(store: Any, capabilities: Sequence[str], ident: str,
                      keys: Sequence[str] | None = None) -> Trace | None:
     """`ident` as an idempotency key (as `keys` say: the HTTP API's keys are
     scoped by their caller, and a caller reads only its own), else as a
-    request id. None when nothing is known of it."""
+    request id (a send without a key keeps its result under `auto-<request
+    id>`: actors/router/core.py). None when nothing is known of it."""
     result: InvokeResult | None = None
     capability, key = None, None
     for cap in capabilities:
-        records = await store.get_keys(cap, list(keys) if keys is not None else [ident])
+        records = await store.get_keys(cap, [*(keys if keys is not None else [ident]), f"auto-{ident}"])
         for record in records.values():
             if record.result is not None:
                 result, capability = _decode_result(record.result), cap

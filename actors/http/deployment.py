@@ -51,7 +51,7 @@ class HttpIngress:
         from actors.specs import open_spec_store
 
         sources = [EventSource(capability=s.capability, provider=s.provider, adapter=s.adapter,
-                               verification_key=s.verification_key.get_secret_value())
+                               verification_key=s.verification_key.get_secret_value(), suppress=s.suppress)
                    for s in self._spec.event_sources]
         return EventsEndpoint(sources, open_spec_store(self._spec.state), capabilities=self._spec.capabilities)
 

@@ -24,12 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from actors.clock import SYSTEM_CLOCK, Clock
+from actors.durable.store import Suppression
 from actors.errors import StoreUnavailable
 from actors.events.guard import MAX_EVENT_BODY_BYTES, ReplayGuard
 from actors.events.intake import EventIntake
 from actors.events.model import DeliveryEvent, SignatureRefused
 from actors.events.trace import load_trace
 from actors.http.problems import problem
+from actors.policy.suppression import to_suppress
 
 __all__ = ["EventsEndpoint", "EventSource", "StoredListener"]
 
@@ -45,6 +47,7 @@ class EventSource(msgspec.Struct, frozen=True, kw_only=True):
     provider: str
     adapter: str
     verification_key: str
+    suppress: bool = True            # a hard bounce puts the address on the suppression list
 
 
 class EventsEndpoint:
@@ -54,6 +57,7 @@ class EventsEndpoint:
         # One replay memory per provider: tokens are the provider's.
         self._intakes = {(s.capability, s.provider): EventIntake(s.adapter, s.verification_key, ReplayGuard())
                          for s in sources}
+        self._suppress = {(s.capability, s.provider) for s in sources if s.suppress}
         self._store = store
         self._capabilities = list(capabilities)
         self._clock = clock
@@ -77,7 +81,14 @@ class EventsEndpoint:
                 return self._problem("payload_too_large", refused.message, where)
             return self._problem("unauthorized", f"{refused.message} ({refused.reason})", where)
         try:
-            added = await self._store.events_put(capability, provider, events, self._clock.time())
+            now = self._clock.time()
+            added = await self._store.events_put(capability, provider, events, now)
+            if (capability, provider) in self._suppress:
+                # Idempotent: an address already listed keeps its first record.
+                await self._store.suppress_add([
+                    Suppression(capability=capability, address=address, reason=reason, added_at=now,
+                                provider=provider, request_id=e.request_id)
+                    for address, reason, e in to_suppress(events)])
         except StoreUnavailable as exc:
             return self._problem("store_unavailable", f"the events were not stored: {exc}", where)
         self.received += added

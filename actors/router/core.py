@@ -39,6 +39,7 @@ from actors.policy.rounds import Backoff, RoundEnd, next_round
 from actors.router.attempts import Attempts, Send
 from actors.router.coalesce import Coalescer, SendMany, batching
 from actors.router.delivery_health import DeliveryHealth
+from actors.router.suppression import suppressed
 from actors.router.ejection import Outliers
 from actors.router.finishing import Finisher
 from actors.router.idempotency import IdempotencyRecords, OwnerGone, Refused, Replayed, fingerprint
@@ -148,6 +149,12 @@ class RouterCore:
             check_options(idempotency_key, deadline_s)
         except PayloadError as exc:
             return self.finish(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base))
+
+        if self.spec.suppress and not dry:
+            refused = await suppressed(self.store, self.capability, payload)
+            if refused is not None:
+                return self.finish(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.SUPPRESSED,
+                                                                                   message=refused), **base))
 
         key = idempotency_key
         if key is None and not spec.idempotent and not dry:

@@ -125,6 +125,7 @@ EXPECTED_STATUS = {
     "invalid_request": 422, "unknown_method": 404, "rate_limited": 429, "no_available_provider": 503,
     "retry_budget_exhausted": 503, "gateway_unavailable": 503, "all_providers_failed": 502,
     "outcome_unknown": 502, "deadline_exceeded": 504, "idempotency_key_reused": 422, "store_unavailable": 503,
+    "suppressed": 422,
 }
 
 

@@ -128,6 +128,9 @@ def test_events_before_the_result_is_kept_join_it_later(tmp_path: Path) -> None:
         trace = (await h.client.get("/v1/requests/order-7", headers=AUTH)).json()
         assert trace["provider"] == "mg" and [a["provider"] for a in trace["attempts"]] == ["sg", "mg"]
         assert trace["delivery_state"] == "bounced" and trace["events"][0]["bounce"] == "hard"
+        # The hard bounce put the address on the suppression list.
+        [listed] = await h.store.suppress_list(CAP)
+        assert (listed.address, listed.provider) == ("bob@example.com", "mg") and "hard bounce" in listed.reason
 
     run(tmp_path, scenario)
 
