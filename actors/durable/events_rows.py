@@ -8,13 +8,14 @@ from typing import Any
 
 import msgspec
 
-from actors.durable.store import StoredEvent, Suppression
+from actors.durable.store import SentMessage, StoredEvent, Suppression
 from actors.events.model import DeliveryEvent, aicmo_ref
 
-__all__ = ["EVENT_COLUMNS", "SUPPRESSION_COLUMNS", "event_row", "stored_event", "suppression"]
+__all__ = ["EVENT_COLUMNS", "SENT_COLUMNS", "SUPPRESSION_COLUMNS", "sent_message", "event_row", "stored_event", "suppression"]
 
 EVENT_COLUMNS = "capability, provider, event, received_at"
 SUPPRESSION_COLUMNS = "capability, address, reason, added_at, provider, request_id"
+SENT_COLUMNS = "capability, request_id, provider, key_hash, message_ref, rfc_message_id, payload, sent_at, resent_at"
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(DeliveryEvent).decode
 
@@ -36,3 +37,10 @@ def suppression(row: Sequence[Any]) -> Suppression:
     capability, address, reason, added_at, provider, request_id = row
     return Suppression(capability=capability, address=address, reason=reason, added_at=float(added_at),
                        provider=provider, request_id=request_id)
+
+
+def sent_message(row: Sequence[Any]) -> SentMessage:
+    capability, request_id, provider, key_hash, message_ref, rfc, payload, sent_at, resent_at = row
+    return SentMessage(capability=capability, request_id=request_id, provider=provider, key_hash=key_hash,
+                       message_ref=message_ref, rfc_message_id=rfc, payload=bytes(payload), sent_at=float(sent_at),
+                       resent_at=None if resent_at is None else float(resent_at))

@@ -114,6 +114,12 @@ CREATE TABLE suppressions (
     namespace TEXT NOT NULL, capability TEXT NOT NULL, address TEXT NOT NULL,
     reason TEXT NOT NULL, provider TEXT, request_id TEXT, added_at REAL NOT NULL,
     PRIMARY KEY (namespace, capability, address));
+CREATE TABLE sent_messages (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, request_id TEXT NOT NULL,
+    provider TEXT NOT NULL, key_hash TEXT, message_ref TEXT, rfc_message_id TEXT,
+    payload BLOB NOT NULL, sent_at REAL NOT NULL, resent_at REAL,   -- kept for the drop fallback only
+    PRIMARY KEY (namespace, capability, request_id));
+CREATE INDEX sent_messages_age ON sent_messages (namespace, sent_at);
 """
 
 
@@ -194,6 +200,12 @@ PG_MIGRATIONS: list[str] = [
         namespace TEXT NOT NULL, capability TEXT NOT NULL, address TEXT NOT NULL,
         reason TEXT NOT NULL, provider TEXT, request_id TEXT, added_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, capability, address));
+    CREATE TABLE aicmo_sent_messages (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, request_id TEXT NOT NULL,
+        provider TEXT NOT NULL, key_hash TEXT, message_ref TEXT, rfc_message_id TEXT,
+        payload BYTEA NOT NULL, sent_at DOUBLE PRECISION NOT NULL, resent_at DOUBLE PRECISION,
+        PRIMARY KEY (namespace, capability, request_id));
+    CREATE INDEX aicmo_sent_messages_age ON aicmo_sent_messages (namespace, sent_at);
     """,
 ]
 PG_VERSION = len(PG_MIGRATIONS)

@@ -40,7 +40,7 @@ import msgspec
 from actors.errors import StoreUnavailable
 from actors.events.model import DeliveryEvent, RequestRefs
 
-__all__ = ["OUTBOX_FIELDS", "Claims", "StoredEvent", "Suppression", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
+__all__ = ["OUTBOX_FIELDS", "Claims", "SentMessage", "StoredEvent", "Suppression", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
            "StateStore", "StoreHealth", "StoreUnavailable"]
 
 JournalState = Literal["started", "delivered", "failed", "unknown"]
@@ -179,6 +179,20 @@ class Suppression(msgspec.Struct, frozen=True, kw_only=True):
     added_at: float
     provider: str | None = None      # whose event put it there
     request_id: str | None = None
+
+
+class SentMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message a provider accepted, kept while the drop fallback may send it again."""
+
+    capability: str
+    request_id: str
+    provider: str
+    payload: bytes                   # the validated payload, msgpack
+    sent_at: float
+    key_hash: str | None = None
+    message_ref: str | None = None
+    rfc_message_id: str | None = None
+    resent_at: float | None = None
 
 
 # Spend rows are kept this long after their period ended (a year of months).
@@ -327,6 +341,18 @@ class StateStore(Protocol):
     async def suppress_list(self, capability: str | None = None, addresses: Sequence[str] | None = None
                             ) -> list[Suppression]: ...
     async def suppress_remove(self, address: str, capability: str | None = None) -> int: ...
+
+    # messages kept for the drop fallback (actors/router/drop_fallback.py)
+    async def sent_put(self, rows: Sequence[SentMessage]) -> None: ...
+
+    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
+        """The kept messages any of `refs` names."""
+        ...
+
+    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
+        """Marks the message re-sent; True for the one caller that did it
+        (a conditional update: two routers never both re-send it)."""
+        ...
 
     async def ping(self) -> None: ...
     def health(self) -> StoreHealth: ...

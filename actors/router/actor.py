@@ -182,9 +182,12 @@ class RouterActor:
                 lambda: self._core.seen.candidates(self._core.clock.time()),
                 lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
-        if self._delivery_task is None and self._core.delivery.policy.enabled:  # delivery_health.py
-            self._delivery_task = asyncio.ensure_future(self._core.delivery.run(
-                self._core.store, lambda transitions: self._ops.delivery_health(transitions)))
+        core = self._core
+        if self._delivery_task is None and (core.delivery.policy.enabled or core.drops.policy.enabled):
+            # delivery_health.py, and drop_fallback.py over the same events
+            self._delivery_task = asyncio.ensure_future(core.delivery.run(
+                core.store, lambda transitions: self._ops.delivery_health(transitions),
+                lambda stored: core.drops.handle(stored, core.resend)))
         return self._core.spec.actor_name
 
     async def release_claims_of(self, actor_ids: list[str]) -> int:

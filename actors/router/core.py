@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -39,6 +40,7 @@ from actors.policy.rounds import Backoff, RoundEnd, next_round
 from actors.router.attempts import Attempts, Send
 from actors.router.coalesce import Coalescer, SendMany, batching
 from actors.router.delivery_health import DeliveryHealth
+from actors.router.drop_fallback import DropFallback
 from actors.router.suppression import suppressed
 from actors.router.ejection import Outliers
 from actors.router.finishing import Finisher
@@ -81,6 +83,7 @@ class RouterCore:
         self.outbox = OutboxDelivery(self)
         self.outliers = Outliers(spec, clock)  # outlier ejection (ejection.py): windows, states, the sweep
         self.delivery = DeliveryHealth(self.capability, spec.delivery_health, clock)  # delivery_health.py
+        self.drops = DropFallback(self.capability, spec.drop_fallback, self.store, clock)  # drop_fallback.py
         self.planner = Planner(self.capability, self.seen, self.outliers, load_rank_policy(spec.routing.ranking), clock,
                                self.delivery)
         self.finishing = Finisher(self.capability, self.providers, clock, spec.routing.recent_operations, self.count)
@@ -131,7 +134,9 @@ class RouterCore:
 
     # --- requests ------------------------------------------------------------
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
-                     dry_run: bool | None = None, deadline_s: float | None = None) -> InvokeResult:
+                     dry_run: bool | None = None, deadline_s: float | None = None,
+                     exclude: Sequence[str] = ()) -> InvokeResult:
+        """`exclude`: providers never tried for it (the drop fallback's re-send)."""
         started = self.clock.monotonic()
         request_id = uuid.uuid4().hex
         dry = self.spec.dry_run if dry_run is None else bool(dry_run)
@@ -163,7 +168,7 @@ class RouterCore:
             key = base["idempotency_key"] = f"auto-{request_id}"
         deadline_s = clamp_deadline(deadline_s, self.routing.deadline_s, self.routing.max_deadline_s)
         request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
-                          deadline=started + deadline_s, deadline_s=deadline_s, base=base)
+                          deadline=started + deadline_s, deadline_s=deadline_s, base=base, excluded=frozenset(exclude))
         if key is None or dry:
             return self.finish(started, await self.route(request, recover=False), request)
 
@@ -185,6 +190,8 @@ class RouterCore:
             result = store_down(request, exc)
         finally:
             await self.results.release(key, result, print_, request.deadline, durable=callers_key)
+        if result.ok and not result.replayed:
+            await self.drops.keep(payload, result)   # for the drop fallback, when it is on (drop_fallback.py)
         return self.finish(started, result, request)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
@@ -205,6 +212,10 @@ class RouterCore:
             return list(await asyncio.gather(*(one(item) for item in requests)))
         finally:
             batching.reset(token)
+
+    async def resend(self, payload: Any, key: str, exclude: Sequence[str]) -> InvokeResult:
+        """The drop fallback's re-send (drop_fallback.py)."""
+        return await self.invoke("send_email", msgspec.to_builtins(payload), idempotency_key=key, exclude=exclude)
 
     # --- health (provider_views.py) ----------------------------------------------
     def health_changed(self, name: str, health: HealthSnapshot) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -55,7 +55,9 @@ class DeliveryHealth:
         self.rounds += 1
         return transitions
 
-    async def run(self, store: Callable[[], Any], publish: Callable[[list[DeliveryTransition]], None]) -> None:
+    async def run(self, store: Callable[[], Any], publish: Callable[[list[DeliveryTransition]], None],
+                  also: Callable[[list[Any]], Awaitable[Any]] | None = None) -> None:
+        """`also`: given each round's stored events after judging (the drop fallback)."""
         while True:
             await self.clock.sleep(self.policy.interval_s)
             try:
@@ -66,6 +68,8 @@ class DeliveryHealth:
                     log.warning("%s: %s %s -> %s: %s", self.capability, t.provider, t.before, t.after, t.evidence)
                 if transitions:
                     publish(transitions)
+                if also is not None:
+                    await also(stored)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one bad round must not end the judging

@@ -29,6 +29,7 @@ class Request(msgspec.Struct, kw_only=True):
     retry_rounds: int = 0            # rounds tried again after every provider failed transiently
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, Skip] = {}    # provider -> why it was not tried
+    excluded: frozenset[str] = frozenset()  # never tried (a drop fallback's re-send: the provider that dropped it)
 
     def context(self, timeout_s: float, pace_s: float | None = None) -> CallContext:
         """What the provider actor is told of one attempt (or question) besides the payload."""

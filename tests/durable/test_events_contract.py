@@ -67,3 +67,26 @@ def test_suppressions_are_added_once_listed_and_removed(make_store: Callable[...
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_kept_message_is_found_by_its_refs_and_marked_resent_once(make_store: Callable[..., StateStore]) -> None:
+    from actors.durable.store import SentMessage
+
+    async def scenario() -> None:
+        a, b = make_store(), make_store()
+        refs = refs_for("req-9", "key-9")
+        row = SentMessage(capability=CAP, request_id="req-9", provider="sg", payload=b"\x80", sent_at=1.0,
+                          key_hash=refs.key_hashes[0], message_ref=refs.message_refs[-1],
+                          rfc_message_id=f"<{refs.message_refs[-1]}.aicmo@example.com>")
+        await a.sent_put([row])
+        await b.sent_put([row])                                        # kept once
+        [found] = await b.sent_find(CAP, refs_for(None, "key-9"))
+        assert found == row
+        assert await b.sent_find("other", refs) == [] and await a.sent_find(CAP, refs_for("nope")) == []
+        # Two routers race to re-send it: one wins.
+        won = await asyncio.gather(a.sent_mark_resent(CAP, "req-9", 5.0), b.sent_mark_resent(CAP, "req-9", 5.0))
+        assert sorted(won) == [False, True]
+        assert (await a.sent_find(CAP, refs))[0].resent_at == 5.0
+        await a.close(), await b.close()
+
+    asyncio.run(scenario())

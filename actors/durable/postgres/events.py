@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from actors.durable.events_rows import EVENT_COLUMNS, SUPPRESSION_COLUMNS, event_row, stored_event, suppression
+from actors.durable.events_rows import (
+    EVENT_COLUMNS,
+    SENT_COLUMNS,
+    SUPPRESSION_COLUMNS,
+    event_row,
+    sent_message,
+    stored_event,
+    suppression,
+)
 from actors.durable.postgres.pool import PostgresRunner
-from actors.durable.store import StoredEvent, Suppression
+from actors.durable.store import SentMessage, StoredEvent, Suppression
 from actors.events.model import DeliveryEvent, RequestRefs
 
 __all__ = ["PostgresEvents"]
@@ -84,3 +92,28 @@ class PostgresEvents:
             "AND (%(cap)s::text IS NULL OR capability = %(cap)s) RETURNING 1) SELECT count(*) FROM gone",
             {"ns": self._db.namespace, "a": address.lower(), "cap": capability})
         return int(n)
+
+    async def sent_put(self, rows: Sequence[SentMessage]) -> None:
+        if not rows:
+            return
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        await self._db.fetch(
+            "WITH added AS (INSERT INTO aicmo_sent_messages (namespace, capability, request_id, provider, key_hash, "
+            f"message_ref, rfc_message_id, payload, sent_at) VALUES {values} ON CONFLICT DO NOTHING RETURNING 1) "
+            "SELECT count(*) FROM added",
+            [v for r in rows for v in (self._db.namespace, r.capability, r.request_id, r.provider, r.key_hash,
+                                       r.message_ref, r.rfc_message_id, r.payload, r.sent_at)])
+
+    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
+        rows = await self._db.fetch(
+            f"SELECT {SENT_COLUMNS} FROM aicmo_sent_messages WHERE namespace = %(ns)s AND capability = %(cap)s AND ("
+            "request_id = ANY(%(r)s) OR key_hash = ANY(%(k)s) OR message_ref = ANY(%(m)s)) ORDER BY sent_at",
+            {"ns": self._db.namespace, "cap": capability, "r": list(refs.request_ids), "k": list(refs.key_hashes),
+             "m": list(refs.message_refs)})
+        return [sent_message(r) for r in rows]
+
+    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
+        rows = await self._db.fetch(
+            "UPDATE aicmo_sent_messages SET resent_at = %s WHERE namespace = %s AND capability = %s "
+            "AND request_id = %s AND resent_at IS NULL RETURNING 1", (now, self._db.namespace, capability, request_id))
+        return len(rows) == 1

@@ -7,9 +7,17 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from actors.durable.events_rows import EVENT_COLUMNS, SUPPRESSION_COLUMNS, event_row, stored_event, suppression
+from actors.durable.events_rows import (
+    EVENT_COLUMNS,
+    SENT_COLUMNS,
+    SUPPRESSION_COLUMNS,
+    event_row,
+    sent_message,
+    stored_event,
+    suppression,
+)
 from actors.durable.sqlite.connection import SqliteRunner, marks
-from actors.durable.store import StoredEvent, Suppression
+from actors.durable.store import SentMessage, StoredEvent, Suppression
 from actors.events.model import DeliveryEvent, RequestRefs
 
 __all__ = ["SqliteEvents"]
@@ -79,3 +87,32 @@ class SqliteEvents:
         if capability is not None:
             sql, args = sql + " AND capability = ?", [*args, capability]
         return await self._db.write(lambda db: db.execute(sql, args).rowcount)
+
+    async def sent_put(self, rows: Sequence[SentMessage]) -> None:
+        def put(db: sqlite3.Connection) -> None:
+            for r in rows:
+                db.execute("INSERT OR IGNORE INTO sent_messages (namespace, capability, request_id, provider, key_hash, "
+                           "message_ref, rfc_message_id, payload, sent_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                           (self._db.namespace, r.capability, r.request_id, r.provider, r.key_hash, r.message_ref,
+                            r.rfc_message_id, r.payload, r.sent_at))
+        if rows:
+            await self._db.write(put)
+
+    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
+        where, args = [], [self._db.namespace, capability]
+        for column, values in (("request_id", refs.request_ids), ("key_hash", refs.key_hashes),
+                               ("message_ref", refs.message_refs)):
+            if values:
+                where.append(f"{column} IN ({marks(len(values))})")
+                args += list(values)
+        if not where:
+            return []
+        sql = (f"SELECT {SENT_COLUMNS} FROM sent_messages WHERE namespace = ? AND capability = ? AND "
+               f"({' OR '.join(where)}) ORDER BY sent_at")
+        rows = await self._db.read(lambda db: db.execute(sql, args).fetchall())
+        return [sent_message(r) for r in rows]
+
+    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
+        return await self._db.write(lambda db: db.execute(
+            "UPDATE sent_messages SET resent_at = ? WHERE namespace = ? AND capability = ? AND request_id = ? "
+            "AND resent_at IS NULL", (now, self._db.namespace, capability, request_id)).rowcount == 1)

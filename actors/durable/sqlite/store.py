@@ -29,6 +29,7 @@ from actors.durable.store import (
     OutboxReason,
     SpendDelta,
     SpendRow,
+    SentMessage,
     StoredEvent,
     StoreHealth,
     Suppression,
@@ -173,6 +174,15 @@ class SqliteStore:
 
     async def suppress_remove(self, address: str, capability: str | None = None) -> int:
         return await self._events.suppress_remove(address, capability)
+
+    async def sent_put(self, rows: Sequence[SentMessage]) -> None:
+        await self._events.sent_put(rows)
+
+    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
+        return await self._events.sent_find(capability, refs)
+
+    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
+        return await self._events.sent_mark_resent(capability, request_id, now)
 
     async def ping(self) -> None:
         await self._db.read(lambda db: db.execute("SELECT 1").fetchall())
