@@ -65,7 +65,8 @@ def world(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "supervisor": {"check_interval_s": 0, "drain_interval_s": 0},
         "capabilities": {CAP: {
             "policy": {"routing": {"ranking": "actors.policy.ranking:configured_order"}},
-            "delivery": {"health": {"interval_s": 0.3, "min_outcomes": 8, "degrade_ratio": 0.2, "eject_ratio": 0.35}},
+            "delivery": {"health": {"interval_s": 0.3, "min_outcomes": 8, "degrade_ratio": 0.2, "eject_ratio": 0.35},
+                         "drop_fallback": {"enabled": True}},
             "providers": [
                 {"name": "sendgrid", "adapter": "sendgrid", "events": {"verification_key": sg.event_public_key},
                  "settings": {"base_url": sg.base_url, "api_key": "SG.test-key", "from_addr": "bot@example.com"}},
@@ -123,6 +124,19 @@ def test_a_provider_dropping_half_is_ejected_mail_routes_around_it_and_trace_sho
                if r.get("type") == "delivery_health"]
     assert records and records[-1]["provider"] == "sendgrid" and records[-1]["after"] == "ejected"
     assert sg.events.outcomes["dropped"] >= 4
+    # The drop fallback: each message SendGrid dropped is sent again once, by Mailgun, with its Message-ID.
+    def dropped_ids() -> set[str]:
+        return {(r.value or {}).get("rfc_message_id") for r in first if r.provider == "sendgrid"
+            and (t := gw.client.delivery(r.idempotency_key)) is not None and any(e.state == "dropped" for e in t.events)}
+
+    def resent_ids() -> list[str]:
+        return [m["form"].get("h:Message-Id") for m in world["mg"].sent]
+
+    wait_for(lambda: sg.events.outcomes["dropped"] == len(dropped_ids()) and dropped_ids() <= set(resent_ids()),
+             "every dropped message re-sent", seen=lambda: (dropped_ids(), resent_ids()))
+    resent = [i for i in resent_ids() if i in dropped_ids()]
+    assert len(resent) == len(set(resent)) == sg.events.outcomes["dropped"] >= 4       # each once
+
     # Routed around: Mailgun serves now.
     after = gw.invoke(CAP, "send_email", email("next@example.com"))
     assert after.ok and after.provider == "mailgun" and [a.provider for a in after.attempts] == ["mailgun"]
@@ -142,6 +156,10 @@ def test_a_provider_dropping_half_is_ejected_mail_routes_around_it_and_trace_sho
     assert [e.state for e in trace.events] == ["accepted", "bounced"]
     # By request id: the events that name it.
     assert [e.state for e in gw.client.delivery(bounced.request_id).events] == ["accepted", "bounced"]
-    dropped = next(r for r in first if (t := gw.client.delivery(r.request_id)) and t.delivery_state == "dropped")
-    assert gw.client.delivery(dropped.request_id).events[-1].cause == "provider"
+    # A dropped message's timeline: SendGrid's drop, then Mailgun delivering the re-send (same Message-ID).
+    dropped = gw.client.delivery(next(r.idempotency_key for r in first if (r.value or {}).get("rfc_message_id")
+                                      in set(resent)))
+    assert [(e.provider, e.state) for e in dropped.events][0] == ("sendgrid", "dropped")
+    assert ("mailgun", "delivered") in [(e.provider, e.state) for e in dropped.events]
+    assert dropped.delivery_state == "delivered"
     assert gw.client.delivery("no-such-request") is None
