@@ -7,7 +7,7 @@ import sys
 import time
 
 BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers",
-              "replicas", "head_loss"]
+              "replicas", "head_loss", "delivery_events"]
 
 
 def main(argv: list[str]) -> int:

@@ -240,7 +240,7 @@ class DeliveryHealthConfig(_Model):
     """Provider health from delivery events (actors/policy/delivery_health.py)."""
 
     enabled: bool = Field(True, description="judge providers that post delivery events (events.verification_key) on them")
-    window_s: float = Field(600.0, gt=0, description="outcomes of this many seconds count")
+    window_s: float = Field(120.0, gt=0, description="outcomes of this many seconds count")
     min_outcomes: int = Field(10, ge=1, description="final outcomes needed before a provider is judged")
     degrade_ratio: float = Field(0.1, gt=0, le=1, description="share of provider drops that degrades it")
     eject_ratio: float = Field(0.3, gt=0, le=1, description="share of provider drops that ejects it (tried last)")

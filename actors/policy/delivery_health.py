@@ -39,7 +39,7 @@ Verdict = Literal["healthy", "degraded", "ejected"]
 
 class DeliveryHealthPolicy(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True
-    window_s: float = 600.0
+    window_s: float = 120.0
     min_outcomes: int = 10
     degrade_ratio: float = 0.1
     eject_ratio: float = 0.3
