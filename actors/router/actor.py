@@ -287,6 +287,8 @@ class RouterActor:
         """Hooks (calls, failures, load errors) and the audit log (path, lines, errors);
         from replica 0 of several, every replica's status (self-check: replicas down)."""
         report = self._ops.report()
+        report["delivery"] = {name: {"verdict": v.verdict, "evidence": v.evidence}   # delivery_health.py
+                              for name, v in self._core.delivery.verdicts.items() if v.verdict != "healthy"}
         if self._replicas.index == 0 and self._replicas.count > 1:
             statuses = await self._replicas.statuses(self.replica_status(), timeout_s)
             report["replicas"] = [msgspec.to_builtins(r) for r in statuses]

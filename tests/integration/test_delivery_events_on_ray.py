@@ -124,6 +124,10 @@ def test_a_provider_dropping_half_is_ejected_mail_routes_around_it_and_trace_sho
                if r.get("type") == "delivery_health"]
     assert records and records[-1]["provider"] == "sendgrid" and records[-1]["after"] == "ejected"
     assert sg.events.outcomes["dropped"] >= 4
+    # self-check names it, with the evidence and a fix.
+    check = ray_cluster.get(gw.supervisor.run_full_check.remote(), timeout=120)
+    assert any(r.provider == "sendgrid" and "drops mail" in r.problem and "accepted messages" in r.evidence
+               for r in check.recommendations), check.recommendations
     # The drop fallback: each message SendGrid dropped is sent again once, by Mailgun, with its Message-ID.
     def dropped_ids() -> set[str]:
         return {(r.value or {}).get("rfc_message_id") for r in first if r.provider == "sendgrid"

@@ -80,3 +80,12 @@ def _status(name: str):  # type: ignore[no-untyped-def]
     from actors.messages import ProviderStatus
 
     return ProviderStatus(name=name, capability="email_sending", adapter="scripted")
+
+
+def test_self_check_names_a_provider_that_drops_mail_with_its_evidence() -> None:
+    from actors.ops.recommend import for_ops
+
+    [rec] = for_ops("email_sending", "router:email_sending", {"delivery": {"sg": {
+        "verdict": "ejected", "evidence": "7 of 20 accepted messages dropped or blocked by the provider"}}})
+    assert rec.provider == "sg" and "ejected" in rec.problem and "7 of 20" in rec.evidence
+    assert "drop_fallback" in rec.fix
