@@ -225,7 +225,7 @@ class Gateway:
 
     # --- status -------------------------------------------------------------------
     def delivery(self, ident: str, timeout_s: float = 60.0) -> Any:
-        """A request's timeline (actors/events/trace.py: Trace): its attempts,
+        """A request's timeline (actors/ops/trace.py: Trace): its attempts,
         skips, the provider that served it and the delivery events that
         followed, by idempotency key or request id; None when unknown."""
         return ray.get(self.supervisor(timeout_s).delivery_trace.remote(ident), timeout=timeout_s)

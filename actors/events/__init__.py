@@ -8,6 +8,9 @@ typed form, and folded into each request's delivery state.
     intake.py    one request: checked, then read (by adapter name: FORMATS)
     matching.py  what ties an event to the request that sent the message
     timeline.py  a request's events folded into its delivery state
+    keys.py      the idempotency key's digest, as sends carry it
+
+A request's whole timeline (its result too) is actors/ops/trace.py.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from actors.adapters.email.email_message import key_digest
+from actors.events.keys import key_digest
 from actors.events.model import RequestRefs
 
 __all__ = ["RequestRefs", "refs_for"]

@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from actors.adapters.email.email_message import key_digest
+from actors.events.keys import key_digest
 from actors.events.model import DeliveryEvent, SignatureRefused, Verified
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SendGridVerifier", "parse_sendgrid"]

@@ -29,7 +29,7 @@ from actors.errors import StoreUnavailable
 from actors.events.guard import MAX_EVENT_BODY_BYTES, ReplayGuard
 from actors.events.intake import EventIntake
 from actors.events.model import DeliveryEvent, SignatureRefused
-from actors.events.trace import load_trace
+from actors.ops.trace import load_trace
 from actors.http.problems import problem
 from actors.policy.suppression import to_suppress
 

@@ -173,7 +173,7 @@ class SupervisorActor:
     # --- delivery events (actors/events) ----------------------------------------------------
     async def delivery_trace(self, ident: str) -> Any:
         """A request's timeline by idempotency key or request id (None: unknown)."""
-        from actors.events.trace import load_trace
+        from actors.ops.trace import load_trace
 
         return await load_trace(self._state.store(), [c.capability for c in self._spec.capabilities], ident)
 

@@ -13,7 +13,7 @@ import pytest
 from actors.cli import delivery_cmd
 from actors.cli.connect import CliError
 from actors.errors import ErrorKind
-from actors.events.trace import Trace, TraceEvent
+from actors.ops.trace import Trace, TraceEvent
 from actors.messages import Attempt
 
 TRACE = Trace(id="k1", capability="email_sending", request_id="r1", idempotency_key="k1", ok=True, provider="mg",
