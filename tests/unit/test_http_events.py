@@ -175,3 +175,19 @@ def test_fuzzed_bodies_never_get_a_5xx_nor_a_stored_event(tmp_path: Path, body: 
         assert await h.store.events_counts() == {}
 
     run(tmp_path, scenario)
+
+
+def test_a_store_that_does_not_answer_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    from actors.errors import StoreUnavailable
+
+    async def scenario(h: Harness) -> None:
+        async def down(*args: Any, **kw: Any) -> int:
+            raise StoreUnavailable("sqlite:///state.db", "database is locked")
+
+        h.endpoint._store = type("Down", (), {"events_put": staticmethod(down)})()
+        answer = await h.post("/v1/events/email_sending/sg", **sg_post([sg_event("delivered", NOW, "e1")]))
+        # The provider retries a 5xx later (SendGrid for 24 hours, Mailgun for 8): nothing is lost.
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert answer.json()["kind"] == "store_unavailable"
+
+    run(tmp_path, scenario)
