@@ -38,7 +38,8 @@ the provider actor turns anything else into `crashed`.
     │   ├── OutcomeUnknown         outcome_unknown (parked as outbox_id)
     │   ├── GatewayUnavailable     gateway_unavailable (the router could not be reached)
     │   ├── IdempotencyKeyReused   idempotency_key_reused (the key was used for another request)
-    │   └── StoreDown              store_unavailable (nothing sent; retry with the same key)
+    │   ├── StoreDown              store_unavailable (nothing sent; retry with the same key)
+    │   └── Suppressed             suppressed (a recipient bounced hard before; nothing sent)
     └── ProviderError            one attempt failed at a provider
         ├── TransientError     5xx, connection reset, temporary refusal
         ├── AttemptTimeout     no answer within the attempt's time
@@ -85,6 +86,10 @@ class ErrorKind(str, enum.Enum):
     # reached within the deadline (restarting, or not deployed). The request
     # may have reached it: sending it again with the same idempotency key is safe.
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    # A recipient is on the suppression list (a hard bounce from an earlier
+    # send, actors/events): refused, nothing sent. `aicmo-gateway suppression
+    # remove ADDRESS` allows it again.
+    SUPPRESSED = "suppressed"
 
     # Attempt-level kinds: returned in Attempt.error_kind (ATTEMPT_KINDS).
     TRANSIENT = "transient"
@@ -343,6 +348,10 @@ class IdempotencyKeyReused(RequestFailed):
     kind = ErrorKind.IDEMPOTENCY_KEY_REUSED
 
 
+class Suppressed(RequestFailed):
+    kind = ErrorKind.SUPPRESSED
+
+
 class StoreDown(RequestFailed):
     """The result of a request the state store did not answer for (the
     store's own error, inside the gateway, is StoreUnavailable)."""
@@ -355,7 +364,7 @@ REQUEST_ERROR_BY_KIND: dict[ErrorKind, type[RequestFailed]] = {
     cls.kind: cls
     for cls in (InvalidRequest, UnknownMethod, AllProvidersFailed, AllProvidersThrottled, NoAvailableProvider,
                 RetryBudgetExhausted, DeadlineExceeded, OutcomeUnknown, GatewayUnavailable, IdempotencyKeyReused,
-                StoreDown)
+                StoreDown, Suppressed)
 }
 REQUEST_KINDS = frozenset(REQUEST_ERROR_BY_KIND)
 

@@ -192,6 +192,7 @@ class ProviderStatus(Message):
     ejection_reason: str | None = None   # failure_percentage | success_rate | slow_calls (ejected or on probation)
     on_probation: bool = False           # its ejection is over; tried after the rest until a sweep clears it
     ejections: int = 0                   # the ejection-time multiplier (ejections in a row, decays when well)
+    delivery: str | None = None          # from its delivery events: "degraded: ..." / "ejected: ..." (None: healthy)
 
     @classmethod
     def from_health(cls, h: HealthSnapshot, **fields: Any) -> "ProviderStatus":

@@ -18,6 +18,8 @@ from pydantic import SecretStr
 
 from actors.policy.chaos.faults import ChaosPolicy
 from actors.policy.cost.quota import Price, Quota
+from actors.policy.delivery_health import DeliveryHealthPolicy
+from actors.policy.drop_fallback import DropFallbackPolicy
 from actors.policy.health import HealthPolicy
 from actors.policy.outliers.detection import OutlierPolicy
 from actors.redaction import MASK, SECRET_NAME
@@ -240,6 +242,9 @@ class CapabilitySpec(msgspec.Struct, frozen=True, kw_only=True):
     ray_options: dict[str, Any] = {}  # the router's placement
     outlier: OutlierPolicy = msgspec.field(default_factory=OutlierPolicy)  # policy.outlier, per capability
     traces: TracesSpec | None = None  # actors/telemetry: None, traces off
+    delivery_health: DeliveryHealthPolicy = msgspec.field(default_factory=DeliveryHealthPolicy)  # delivery.health
+    drop_fallback: DropFallbackPolicy = msgspec.field(default_factory=DropFallbackPolicy)  # delivery.drop_fallback
+    suppress: bool = False           # refuse sends to suppressed addresses (on where a provider posts events)
 
     @property
     def actor_name(self) -> str:
@@ -301,6 +306,16 @@ def _secret_ref(var: str | None) -> bool:
     return bool(var and SECRET_NAME.search(var))
 
 
+class EventSourceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider whose signed delivery events the HTTP API takes in."""
+
+    capability: str
+    provider: str
+    adapter: str
+    verification_key: SecretStr
+    suppress: bool = True            # capabilities.X.delivery.suppress_hard_bounces
+
+
 class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What the HTTP ingress (actors/http) is built from. API keys travel
     only as SHA-256 digests: the keys themselves never leave `up`."""
@@ -317,6 +332,9 @@ class HttpSpec(msgspec.Struct, frozen=True, kw_only=True):
     avoid_head: str = "auto"
     # capability -> the longest X-Deadline-S honoured (routing.max_deadline_s, else routing.deadline_s)
     max_deadline_s: dict[str, float] = {}
+    # Delivery events (actors/events): the providers that post them, and the store they are kept in.
+    event_sources: list[EventSourceSpec] = []
+    state: StateSpec | None = None
 
     @property
     def url(self) -> str:
@@ -338,7 +356,19 @@ def build_http_spec(cfg: GatewayConfig) -> HttpSpec | None:
                     capabilities=list(cfg.capabilities), num_replicas=http.num_replicas,
                     max_ongoing_requests=http.max_ongoing_requests, direct_reads=http.direct_reads,
                     ray_options=cfg.placement.routers.ray_options(), avoid_head=cfg.placement.avoid_head,
-                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities})
+                    max_deadline_s={cap: _longest_deadline(cfg.capability_policy(cap)) for cap in cfg.capabilities},
+                    event_sources=[EventSourceSpec(capability=cap, provider=p.name, adapter=p.adapter,
+                                                   verification_key=p.events.verification_key,
+                                                   suppress=c.delivery.suppress_hard_bounces)
+                                   for cap, c in cfg.capabilities.items() for p in c.providers if p.events],
+                    state=state_spec(cfg))
+
+
+def _delivery_health(cap: Any) -> DeliveryHealthPolicy:
+    """On only where a provider posts delivery events: otherwise there is nothing to read."""
+    health = cap.delivery.health.model_dump()
+    health["enabled"] = health["enabled"] and any(p.events is not None for p in cap.providers)
+    return DeliveryHealthPolicy(**health)
 
 
 def _longest_deadline(policy: PolicyConfig) -> float:
@@ -475,6 +505,9 @@ def build_spec(cfg: GatewayConfig, source: str = "<config>") -> GatewaySpec:
                 ray_options=cfg.placement.routers.ray_options(),
                 outlier=cfg.capability_policy(cap_name).outlier.to_policy(),
                 traces=traces,
+                delivery_health=_delivery_health(cap),
+                drop_fallback=DropFallbackPolicy(**cap.delivery.drop_fallback.model_dump()),
+                suppress=cap.delivery.suppress_hard_bounces and any(p.events is not None for p in cap.providers),
             )
         )
     s = cfg.supervisor

@@ -7,7 +7,7 @@ import sys
 import time
 
 BENCHMARKS = ["overhead", "batching", "store", "resilience", "tail", "startup", "http", "direct", "cost", "outliers",
-              "replicas", "head_loss", "tracing"]
+              "replicas", "head_loss", "tracing", "delivery_events"]
 
 
 def main(argv: list[str]) -> int:

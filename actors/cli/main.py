@@ -307,9 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config_schema)
 
     # Commands that live in modules of their own.
-    from actors.cli import chaos_cmd, ops_cmd, outbox_cmd
+    from actors.cli import chaos_cmd, delivery_cmd, ops_cmd, outbox_cmd
 
     outbox_cmd.register(sub)
+    delivery_cmd.register(sub)
     ops_cmd.register(sub)
     chaos_cmd.register(sub)
     return parser

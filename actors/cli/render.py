@@ -62,6 +62,8 @@ def provider_notes(p: Any, skipped: str | None, now: float) -> list[str]:
     if p.last_error and p.consecutive_failures:
         error = p.last_error.removeprefix(f"{p.name}: ")
         notes.append(f"last error ({p.last_error_kind}): {error[:80]}")
+    if getattr(p, "delivery", None):
+        notes.append(f"delivery {p.delivery}")
     return notes + list(p.warnings) + spend_note(p)
 
 

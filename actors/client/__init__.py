@@ -32,6 +32,7 @@ from actors.errors import (  # noqa: E402
     RequestFailed,
     RetryBudgetExhausted,
     StoreDown,
+    Suppressed,
     UnknownMethod,
 )
 from actors.messages import Attempt, ErrorInfo, InvokeResult  # noqa: E402
@@ -56,5 +57,6 @@ __all__ = [
     "ResendPolicy",
     "RetryBudgetExhausted",
     "StoreDown",
+    "Suppressed",
     "UnknownMethod",
 ]

@@ -244,6 +244,12 @@ class Gateway:
         return _unavailable_batch(batch, call, answer.why, self.namespace) if isinstance(answer, GaveUp) else answer
 
     # --- status -------------------------------------------------------------------
+    def delivery(self, ident: str, timeout_s: float = 60.0) -> Any:
+        """A request's timeline (actors/ops/trace.py: Trace): its attempts,
+        skips, the provider that served it and the delivery events that
+        followed, by idempotency key or request id; None when unknown."""
+        return ray.get(self.supervisor(timeout_s).delivery_trace.remote(ident), timeout=timeout_s)
+
     def status(self, timeout_s: float = 60.0) -> StatusReport:
         """Every capability with its ranked providers and recent operations."""
         return self._ray.get(self.supervisor(timeout_s).status_report.remote(), timeout=timeout_s)

@@ -171,6 +171,14 @@ def merge_policies(*layers: PolicyConfig) -> PolicyConfig:
     return PolicyConfig.model_validate(merged)
 
 
+class EventsConfig(_Model):
+    """Delivery events the provider posts to POST /v1/events/{capability}/{provider} (actors/events)."""
+
+    verification_key: SecretStr = Field(description=(
+        "SendGrid: the Event Webhook's public key as SendGrid shows it; Mailgun: the HTTP webhook signing key. "
+        "Write it as an ${ENV} reference"))
+
+
 class ProviderConfig(_Model):
     name: str = Field(pattern=_NAME)
     adapter: str
@@ -181,6 +189,20 @@ class ProviderConfig(_Model):
     cost: CostConfig | None = Field(None, description="what a call costs: {per_call: 0.008, currency: USD}")
     quota: QuotaConfig | None = Field(None, description="calls allowed per UTC period: {limit: 10000, per: month}")
     balance: BalanceConfig = Field(BalanceConfig(), description="reading the provider's live balance, where it has one")
+    events: EventsConfig | None = Field(None, description="signed delivery events (SendGrid, Mailgun): {verification_key: \"${VAR}\"}")
+
+    @model_validator(mode="after")
+    def _events_readable(self) -> ProviderConfig:
+        if self.events is None:
+            return self
+        from actors.events.intake import FORMATS  # loads `cryptography` only for configs that use events
+
+        if self.adapter not in FORMATS:
+            raise ValueError(f"events: delivery events are read for adapters {', '.join(sorted(FORMATS))}; "
+                             f"not for {self.adapter!r}")
+        make_verifier, _ = FORMATS[self.adapter]
+        make_verifier(self.events.verification_key.get_secret_value())   # a bad key: a ValueError naming it
+        return self
 
     # The adapter's validated settings (secrets as SecretStr) and the
     # environment variables settings came from; filled in by `load_config`.
@@ -214,8 +236,32 @@ class ProviderConfig(_Model):
         return out
 
 
+class DeliveryHealthConfig(_Model):
+    """Provider health from delivery events (actors/policy/delivery_health.py)."""
+
+    enabled: bool = Field(True, description="judge providers that post delivery events (events.verification_key) on them")
+    window_s: float = Field(120.0, gt=0, description="outcomes of this many seconds count")
+    min_outcomes: int = Field(10, ge=1, description="final outcomes needed before a provider is judged")
+    degrade_ratio: float = Field(0.1, gt=0, le=1, description="share of provider drops that degrades it")
+    eject_ratio: float = Field(0.3, gt=0, le=1, description="share of provider drops that ejects it (tried last)")
+    eject_s: float = Field(300.0, gt=0, description="how long an ejection lasts before fresh outcomes judge it again")
+    interval_s: float = Field(2.0, gt=0, description="how often the router reads the events")
+
+
+class DropFallbackConfig(_Model):
+    enabled: bool = Field(False, description="re-send a message the provider dropped for its own reasons through the next provider, once, with the same Message-ID")
+    window_s: float = Field(3600.0, gt=0, description="drops older than this are not re-sent")
+
+
+class DeliveryConfig(_Model):
+    health: DeliveryHealthConfig = DeliveryHealthConfig()
+    suppress_hard_bounces: bool = Field(True, description="a hard bounce puts the address on the suppression list; later sends to it are refused (kind suppressed)")
+    drop_fallback: DropFallbackConfig = DropFallbackConfig()
+
+
 class CapabilityConfig(_Model):
     providers: list[ProviderConfig] = Field(min_length=1)
+    delivery: DeliveryConfig = Field(DeliveryConfig(), description="what delivery events (providers' events:) do: health, drop fallback")
     policy: PolicyConfig = PolicyConfig()
     hooks: HookListConfig = Field(HookListConfig(), description="run in addition to the top-level hooks, for this capability only")
 

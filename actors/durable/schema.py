@@ -99,7 +99,39 @@ def _sqlite_v2(db: sqlite3.Connection, namespace: str) -> None:
             db.execute(statement)
 
 
-SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_sqlite_v1, _sqlite_v2]
+_SQLITE_V3 = """
+CREATE TABLE delivery_events (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL, event_id TEXT NOT NULL,
+    request_id TEXT, key_hash TEXT, message_ref TEXT,    -- what ties it to a request (actors/events/matching.py)
+    state TEXT, cause TEXT, recipient TEXT, occurred_at REAL NOT NULL, received_at REAL NOT NULL,
+    event BLOB NOT NULL,                                  -- the DeliveryEvent, msgpack
+    PRIMARY KEY (namespace, capability, provider, event_id));
+CREATE INDEX delivery_events_request ON delivery_events (namespace, request_id);
+CREATE INDEX delivery_events_key ON delivery_events (namespace, key_hash);
+CREATE INDEX delivery_events_ref ON delivery_events (namespace, message_ref);
+CREATE INDEX delivery_events_recent ON delivery_events (namespace, capability, received_at);
+CREATE TABLE suppressions (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, address TEXT NOT NULL,
+    reason TEXT NOT NULL, provider TEXT, request_id TEXT, added_at REAL NOT NULL,
+    PRIMARY KEY (namespace, capability, address));
+CREATE TABLE sent_messages (
+    namespace TEXT NOT NULL, capability TEXT NOT NULL, request_id TEXT NOT NULL,
+    provider TEXT NOT NULL, key_hash TEXT, message_ref TEXT, rfc_message_id TEXT,
+    payload BLOB NOT NULL, sent_at REAL NOT NULL, resent_at REAL,   -- kept for the drop fallback only
+    PRIMARY KEY (namespace, capability, request_id));
+CREATE INDEX sent_messages_age ON sent_messages (namespace, sent_at);
+"""
+
+
+def _sqlite_v3(db: sqlite3.Connection, namespace: str) -> None:
+    """Delivery events from the providers' webhooks, and the addresses
+    refused after a hard bounce (issue 22)."""
+    for statement in _SQLITE_V3.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+SQLITE_MIGRATIONS: list[Callable[[sqlite3.Connection, str], None]] = [_sqlite_v1, _sqlite_v2, _sqlite_v3]
 SQLITE_VERSION = len(SQLITE_MIGRATIONS)
 
 
@@ -152,6 +184,28 @@ PG_MIGRATIONS: list[str] = [
         lifetime_calls BIGINT NOT NULL DEFAULT 0,
         balance_remaining DOUBLE PRECISION, balance_at DOUBLE PRECISION, balance_calls_at BIGINT,
         PRIMARY KEY (namespace, capability, provider));
+    """,
+    """
+    CREATE TABLE aicmo_delivery_events (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, provider TEXT NOT NULL, event_id TEXT NOT NULL,
+        request_id TEXT, key_hash TEXT, message_ref TEXT,
+        state TEXT, cause TEXT, recipient TEXT, occurred_at DOUBLE PRECISION NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL, event BYTEA NOT NULL,
+        PRIMARY KEY (namespace, capability, provider, event_id));
+    CREATE INDEX aicmo_delivery_events_request ON aicmo_delivery_events (namespace, request_id);
+    CREATE INDEX aicmo_delivery_events_key ON aicmo_delivery_events (namespace, key_hash);
+    CREATE INDEX aicmo_delivery_events_ref ON aicmo_delivery_events (namespace, message_ref);
+    CREATE INDEX aicmo_delivery_events_recent ON aicmo_delivery_events (namespace, capability, received_at);
+    CREATE TABLE aicmo_suppressions (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, address TEXT NOT NULL,
+        reason TEXT NOT NULL, provider TEXT, request_id TEXT, added_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, capability, address));
+    CREATE TABLE aicmo_sent_messages (
+        namespace TEXT NOT NULL, capability TEXT NOT NULL, request_id TEXT NOT NULL,
+        provider TEXT NOT NULL, key_hash TEXT, message_ref TEXT, rfc_message_id TEXT,
+        payload BYTEA NOT NULL, sent_at DOUBLE PRECISION NOT NULL, resent_at DOUBLE PRECISION,
+        PRIMARY KEY (namespace, capability, request_id));
+    CREATE INDEX aicmo_sent_messages_age ON aicmo_sent_messages (namespace, sent_at);
     """,
 ]
 PG_VERSION = len(PG_MIGRATIONS)

@@ -38,8 +38,9 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from actors.errors import StoreUnavailable
+from actors.events.model import DeliveryEvent, RequestRefs
 
-__all__ = ["OUTBOX_FIELDS", "Claims", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
+__all__ = ["OUTBOX_FIELDS", "Claims", "SentMessage", "StoredEvent", "Suppression", "JournalEntry", "KeyClaim", "KeyRecord", "OutboxItem", "SpendDelta", "SpendRow",
            "StateStore", "StoreHealth", "StoreUnavailable"]
 
 JournalState = Literal["started", "delivered", "failed", "unknown"]
@@ -160,6 +161,40 @@ class SpendRow(msgspec.Struct, frozen=True, kw_only=True):
     balance_calls_at: int | None = None   # lifetime_calls when the balance was read
 
 
+class StoredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A delivery event as the webhook of one provider received it."""
+
+    capability: str
+    provider: str
+    event: DeliveryEvent
+    received_at: float
+
+
+class Suppression(msgspec.Struct, frozen=True, kw_only=True):
+    """An address later sends to are refused (kind `suppressed`)."""
+
+    capability: str
+    address: str                     # lower case
+    reason: str
+    added_at: float
+    provider: str | None = None      # whose event put it there
+    request_id: str | None = None
+
+
+class SentMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message a provider accepted, kept while the drop fallback may send it again."""
+
+    capability: str
+    request_id: str
+    provider: str
+    payload: bytes                   # the validated payload, msgpack
+    sent_at: float
+    key_hash: str | None = None
+    message_ref: str | None = None
+    rfc_message_id: str | None = None
+    resent_at: float | None = None
+
+
 # Spend rows are kept this long after their period ended (a year of months).
 SPEND_RETENTION_S = 400 * 86400
 # Markers (the shared-store check's) are read back within seconds; pruning drops them after an hour.
@@ -278,6 +313,45 @@ class StateStore(Protocol):
     async def balance_put(self, capability: str, provider: str, remaining: float, at: float) -> None:
         """Keeps a live balance reading, noting the lifetime counter it was
         read against (the store's own, so the two agree)."""
+        ...
+
+    # delivery events (actors/events) and the suppression list
+    async def events_put(self, capability: str, provider: str, events: Sequence[DeliveryEvent],
+                         received_at: float) -> int:
+        """Keeps each event once per (capability, provider, event id): a
+        provider's retry or a replay adds nothing. Returns how many were new."""
+        ...
+
+    async def events_find(self, refs: RequestRefs, limit: int = 1000) -> list[StoredEvent]:
+        """The events carrying any of `refs`, in the order they were received."""
+        ...
+
+    async def events_since(self, capability: str, received_after: float, limit: int = 10000) -> list[StoredEvent]:
+        """The capability's events received after the time given, oldest first."""
+        ...
+
+    async def events_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(capability, provider) -> (events kept, events tied to no request)."""
+        ...
+
+    async def suppress_add(self, rows: Sequence[Suppression]) -> int:
+        """Adds addresses (an address already there keeps its first record)."""
+        ...
+
+    async def suppress_list(self, capability: str | None = None, addresses: Sequence[str] | None = None
+                            ) -> list[Suppression]: ...
+    async def suppress_remove(self, address: str, capability: str | None = None) -> int: ...
+
+    # messages kept for the drop fallback (actors/router/drop_fallback.py)
+    async def sent_put(self, rows: Sequence[SentMessage]) -> None: ...
+
+    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
+        """The kept messages any of `refs` names."""
+        ...
+
+    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
+        """Marks the message re-sent; True for the one caller that did it
+        (a conditional update: two routers never both re-send it)."""
         ...
 
     async def ping(self) -> None: ...

@@ -154,7 +154,9 @@ class _Health:
 
 
 def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequence[str],
-              max_deadline_s: Mapping[str, float] | None = None, clock: Clock = SYSTEM_CLOCK) -> Starlette:
+              max_deadline_s: Mapping[str, float] | None = None, clock: Clock = SYSTEM_CLOCK,
+              events: Any = None) -> Starlette:
+    """`events`: an actors.http.events.EventsEndpoint, for delivery events and request timelines."""
     keys = ApiKeys(key_digests)
     served = list(capabilities)
     health = _Health(gateway, served, clock)
@@ -228,6 +230,14 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
         return HTMLResponse(docs.html, headers={"Content-Security-Policy": docs.csp, "Referrer-Policy": "no-referrer",
                                                 "X-Content-Type-Options": "nosniff"})
 
+    async def request_trace(request: Request) -> Response:
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        caller = keys.caller(request.headers.get("authorization"))
+        assert caller is not None  # `denied` let it through
+        return await events.request(request, [scoped_key(caller, request.path_params["id"])])
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
@@ -247,6 +257,8 @@ def build_app(gateway: Any, *, capabilities: Sequence[str], key_digests: Sequenc
 
     routes = [
         Route("/v1/status", status, methods=["GET"]),
+        *([Route("/v1/events/{capability}/{provider}", events.ingest, methods=["POST"]),
+           Route("/v1/requests/{id}", request_trace, methods=["GET"])] if events is not None else []),
         Route("/v1/{capability}/{method}", invoke, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),

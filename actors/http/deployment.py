@@ -41,7 +41,19 @@ class HttpIngress:
         from actors.http.app import build_app
 
         return build_app(self._gateway, capabilities=self._spec.capabilities, key_digests=self._spec.key_digests,
-                         max_deadline_s=self._spec.max_deadline_s)
+                         max_deadline_s=self._spec.max_deadline_s, events=self._events())
+
+    def _events(self) -> Any:
+        """Delivery events and request timelines, over the gateway's store."""
+        if self._spec.state is None:
+            return None
+        from actors.http.events import EventsEndpoint, EventSource
+        from actors.specs import open_spec_store
+
+        sources = [EventSource(capability=s.capability, provider=s.provider, adapter=s.adapter,
+                               verification_key=s.verification_key.get_secret_value(), suppress=s.suppress)
+                   for s in self._spec.event_sources]
+        return EventsEndpoint(sources, open_spec_store(self._spec.state), capabilities=self._spec.capabilities)
 
 
 def replica_options(spec: HttpSpec) -> dict[str, Any]:

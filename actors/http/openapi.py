@@ -89,6 +89,26 @@ def openapi_document(capabilities: Sequence[str], *, title: str = "aicmo-gateway
         "responses": {"200": {"description": "the status report (as `aicmo-gateway status --json`)",
                               "content": {"application/json": {"schema": {"type": "object"}}}},
                       "401": _problem("kind: unauthorized")}}}
+    paths["/v1/events/{capability}/{provider}"] = {"post": {
+        "operationId": "delivery_events", "security": [],
+        "summary": "A provider's signed delivery events (SendGrid Event Webhook, Mailgun webhooks), in its own format",
+        "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for n in ("capability", "provider")],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+        "responses": {"200": {"description": "stored (events of messages the gateway does not know too)",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      "401": _problem("a missing, wrong, stale or replayed signature: nothing stored"),
+                      "404": _problem("no such provider takes delivery events here"),
+                      "413": _problem("the body is too large"),
+                      "503": _problem("kind: store_unavailable (the provider retries)", retry_after=True)}}}
+    paths["/v1/requests/{id}"] = {"get": {
+        "operationId": "request_timeline",
+        "summary": "A request's timeline by idempotency key or request id: attempts, skips, delivery events",
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "the timeline (as `aicmo-gateway trace ID --json`)",
+                              "content": {"application/json": {"schema": {"type": "object"}}}},
+                      "401": _problem("kind: unauthorized"),
+                      "404": _problem("kind: not_found: nothing is known of it")}}}
     paths["/healthz"] = {"get": {
         "operationId": "healthz", "summary": "200 when every router answers", "security": [],
         "responses": {"200": {"description": "every router answers",

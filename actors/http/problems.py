@@ -35,6 +35,7 @@ STATUS_BY_KIND: dict[str, tuple[int, str]] = {k.value: v for k, v in {
     # The IETF Idempotency-Key draft: a key reused with another payload is 422.
     ErrorKind.IDEMPOTENCY_KEY_REUSED: (422, "The idempotency key was used for another request"),
     ErrorKind.STORE_UNAVAILABLE: (503, "The gateway's state store does not answer"),
+    ErrorKind.SUPPRESSED: (422, "A recipient is on the suppression list"),
 }.items()}
 
 # Problems of the HTTP layer itself, before any router is asked.
@@ -43,6 +44,7 @@ HTTP_KINDS: dict[str, tuple[int, str]] = {
     "unauthorized": (401, "Missing or invalid API key"),
     "not_found": (404, "No such endpoint"),
     "method_not_allowed": (405, "Method not allowed"),
+    "payload_too_large": (413, "The body is too large"),
     "internal_error": (500, "The gateway failed to answer"),
 }
 

@@ -145,6 +145,15 @@ def outlier_record(event: OutlierEvent, capability: str) -> dict[str, Any]:
     return {"type": "outlier", "event": name, "capability": capability, **fields, "at": round(at, 3), "time": stamp}
 
 
+def delivery_health_record(transition: Any, capability: str) -> dict[str, Any]:
+    """A verdict from delivery outcomes that changed, as an audit line:
+    {"type": "delivery_health", "provider", "before", "after", "evidence", ...}."""
+    fields = msgspec.to_builtins(transition)
+    at = float(fields["at"])
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+    return {"type": "delivery_health", "capability": capability, **fields, "at": round(at, 3), "time": stamp}
+
+
 def last_lines(path: Path, n: int, block: int = 65536) -> list[str]:
     """The last `n` lines of a file, reading from its end."""
     if n <= 0:

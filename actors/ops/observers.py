@@ -19,7 +19,7 @@ from typing import Any
 
 from actors.clock import SYSTEM_CLOCK, Clock
 from actors.messages import CallReply, Decision, ProviderStatus
-from actors.ops.audit import AuditLog, audit_dir, outlier_record
+from actors.ops.audit import AuditLog, audit_dir, delivery_health_record, outlier_record
 from actors.ops.chaos_audit import ChaosAudit
 from actors.ops.hooks import HealthChange, HookRunner
 from actors.ops.metrics import (
@@ -123,6 +123,13 @@ class RouterOps(_Background):
                 self.gauges.set("aicmo_outlier_ejected", float(on), {"capability": cap, "provider": name})
             self.gauges.set("aicmo_outlier_panic", float(panic), {"capability": cap})
 
+    def delivery_health(self, transitions: list[Any]) -> None:
+        """Verdicts from delivery outcomes that changed (router/delivery_health.py), to the audit log."""
+        self.ensure_started()
+        for t in transitions:
+            if self.audit is not None:
+                self.audit.observe(delivery_health_record(t, self.spec.capability))
+
     def _hook_result(self, event: str, path: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.count("aicmo_hook_calls", event, path, outcome)
@@ -188,6 +195,13 @@ class ProviderOps(_Background):
                                 on_result=self._hook_result, **kw)
         self._last_health = Health.UNKNOWN
         self._tags = {"capability": spec.capability, "provider": spec.name}
+
+    def delivery_health(self, transitions: list[Any]) -> None:
+        """Verdicts from delivery outcomes that changed (router/delivery_health.py), to the audit log."""
+        self.ensure_started()
+        for t in transitions:
+            if self.audit is not None:
+                self.audit.observe(delivery_health_record(t, self.spec.capability))
 
     def _hook_result(self, event: str, path: str, outcome: str) -> None:
         if self.buffer is not None:

@@ -257,6 +257,16 @@ def for_ops(capability: str, actor: str, report: dict[str, Any]) -> list[Recomme
     """From an actor's `ops_report()`: hooks that cannot load or keep failing,
     an audit log that cannot be written."""
     out: list[Recommendation] = []
+    for provider, verdict in (report.get("delivery") or {}).items():
+        ejected = verdict.get("verdict") == "ejected"
+        out.append(Recommendation(
+            severity="warning", capability=capability, provider=provider,
+            problem=f"{provider} {'is ejected' if ejected else 'is degraded'}: it drops mail it accepted",
+            evidence=str(verdict.get("evidence")),
+            fix=f"look at {provider}'s own dashboard (account under review, suppression or sending limits, IP "
+                "reputation); the gateway tries it after the others meanwhile" + (
+                "" if ejected else " once it passes the ejection threshold")
+                + f"; capabilities.{capability}.delivery.drop_fallback re-sends what it drops"))
     hooks = report.get("hooks") or {}
     for path, error in (hooks.get("load_errors") or {}).items():
         out.append(Recommendation(

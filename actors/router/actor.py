@@ -65,6 +65,7 @@ class RouterActor:
         self._key_retry: asyncio.Future[None] | None = None
         self._quotas: asyncio.Future[None] | None = None
         self._outlier_task: asyncio.Task[None] | None = None
+        self._delivery_task: asyncio.Task[None] | None = None
         self._released: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
         self._ops.audit_key_loader = self._audit_key_before_write
@@ -194,6 +195,12 @@ class RouterActor:
                 lambda: self._core.seen.candidates(self._core.clock.time()),
                 lambda name: self._calls.call(name, "status", (), 5.0),
                 lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
+        core = self._core
+        if self._delivery_task is None and (core.delivery.policy.enabled or core.drops.policy.enabled):
+            # delivery_health.py, and drop_fallback.py over the same events
+            self._delivery_task = asyncio.ensure_future(core.delivery.run(
+                core.store, lambda transitions: self._ops.delivery_health(transitions),
+                lambda stored: core.drops.handle(stored, core.resend)))
         return self._core.spec.actor_name
 
     async def release_claims_of(self, actor_ids: list[str]) -> int:
@@ -293,6 +300,8 @@ class RouterActor:
         """Hooks (calls, failures, load errors) and the audit log (path, lines, errors);
         from replica 0 of several, every replica's status (self-check: replicas down)."""
         report = self._ops.report()
+        report["delivery"] = {name: {"verdict": v.verdict, "evidence": v.evidence}   # delivery_health.py
+                              for name, v in self._core.delivery.verdicts.items() if v.verdict != "healthy"}
         if self._replicas.index == 0 and self._replicas.count > 1:
             statuses = await self._replicas.statuses(self.replica_status(), timeout_s)
             report["replicas"] = [msgspec.to_builtins(r) for r in statuses]

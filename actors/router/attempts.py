@@ -133,7 +133,7 @@ class Attempts:
         paced = False
         used: set[str] = set()
         for name in plan.order:
-            if name in used:
+            if name in used or name in r.excluded:
                 continue
             turn = self._turn(r, plan, name, tried, used)
             verdict = await self._through_gates(turn, r, plan, used)

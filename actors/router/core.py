@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -38,6 +39,9 @@ from actors.policy.ranking import load_rank_policy
 from actors.policy.rounds import Backoff, RoundEnd, next_round
 from actors.router.attempts import Attempts, Send
 from actors.router.coalesce import Coalescer, SendMany, batching
+from actors.router.delivery_health import DeliveryHealth
+from actors.router.drop_fallback import DropFallback
+from actors.router.suppression import suppressed
 from actors.router.ejection import Outliers
 from actors.router.finishing import Finisher
 from actors.router.idempotency import IdempotencyRecords, OwnerGone, Refused, Replayed, fingerprint
@@ -82,7 +86,10 @@ class RouterCore:
         self.settler = Settler(self.capability, self.providers, resolve, self.store, clock, self.count)
         self.outbox = OutboxDelivery(self)
         self.outliers = Outliers(spec, clock)  # outlier ejection (ejection.py): windows, states, the sweep
-        self.planner = Planner(self.capability, self.seen, self.outliers, load_rank_policy(spec.routing.ranking), clock)
+        self.delivery = DeliveryHealth(self.capability, spec.delivery_health, clock)  # delivery_health.py
+        self.drops = DropFallback(self.capability, spec.drop_fallback, self.store, clock)  # drop_fallback.py
+        self.planner = Planner(self.capability, self.seen, self.outliers, load_rank_policy(spec.routing.ranking), clock,
+                               self.delivery)
         self.finishing = Finisher(self.capability, self.providers, clock, spec.routing.recent_operations, self.count)
         self.observers, self.recent = self.finishing.observers, self.finishing.recent
         self.attempts = Attempts(spec, send, Coalescer(send_many) if send_many is not None else None, clock=clock,
@@ -132,17 +139,18 @@ class RouterCore:
     # --- requests ------------------------------------------------------------
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None,
-                     traceparent: str | None = None) -> InvokeResult:
+                     traceparent: str | None = None, exclude: Sequence[str] = ()) -> InvokeResult:
         """`traceparent`: the caller's span (W3C trace context), the parent of
-        this request's span when tracing is on (actors/telemetry)."""
+        this request's span when tracing is on (actors/telemetry). `exclude`:
+        providers never tried for it (the drop fallback's re-send)."""
         request_id = uuid.uuid4().hex
         dry = self.spec.dry_run if dry_run is None else bool(dry_run)
         if not self.tracing.on:
-            return await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, None)
+            return await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, None, exclude)
         span = self.tracing.request(self.capability, method_label(self.capability, method), traceparent,
                                     request_id=request_id, key=idempotency_key, deadline_s=deadline_s, dry_run=dry)
         try:
-            result = await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, span)
+            result = await self._invoke(method, payload, idempotency_key, dry, deadline_s, request_id, span, exclude)
         except BaseException as exc:
             span.failed(exc)
             raise
@@ -150,7 +158,8 @@ class RouterCore:
         return result
 
     async def _invoke(self, method: str, payload: Any, idempotency_key: str | None, dry: bool,
-                      deadline_s: float | None, request_id: str, span: RequestSpan | None) -> InvokeResult:
+                      deadline_s: float | None, request_id: str, span: RequestSpan | None,
+                      exclude: Sequence[str] = ()) -> InvokeResult:
         started = self.clock.monotonic()
         base = dict(request_id=request_id, idempotency_key=idempotency_key, dry_run=dry,
                     capability=self.capability, method=method)
@@ -169,6 +178,12 @@ class RouterCore:
         except PayloadError as exc:
             return self.finish(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.INVALID_REQUEST, message=str(exc)), **base))
 
+        if self.spec.suppress and not dry:
+            refused = await suppressed(self.store, self.capability, payload)
+            if refused is not None:
+                return self.finish(started, InvokeResult(ok=False, error=ErrorInfo(kind=ErrorKind.SUPPRESSED,
+                                                                                   message=refused), **base))
+
         key = idempotency_key
         if key is None and not spec.idempotent and not dry:
             # Every send carries a key, so the journal can tell whether it was
@@ -176,7 +191,8 @@ class RouterCore:
             key = base["idempotency_key"] = f"auto-{request_id}"
         deadline_s = clamp_deadline(deadline_s, self.routing.deadline_s, self.routing.max_deadline_s)
         request = Request(spec=spec, payload=payload, key=key, journal=(key is not None and not spec.idempotent and not dry),
-                          deadline=started + deadline_s, deadline_s=deadline_s, base=base, trace=span)
+                          deadline=started + deadline_s, deadline_s=deadline_s, base=base, trace=span,
+                          excluded=frozenset(exclude))
         if span is not None:
             span.set("aicmo.deadline_s", deadline_s)
         if key is None or dry:
@@ -205,6 +221,8 @@ class RouterCore:
         finally:
             with self.tracing.store(span, "record"):
                 await self.results.release(key, result, print_, request.deadline, durable=callers_key)
+        if result.ok and not result.replayed:
+            await self.drops.keep(payload, result)   # for the drop fallback, when it is on (drop_fallback.py)
         return self.finish(started, result, request)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
@@ -225,6 +243,10 @@ class RouterCore:
             return list(await asyncio.gather(*(one(item) for item in requests)))
         finally:
             batching.reset(token)
+
+    async def resend(self, payload: Any, key: str, exclude: Sequence[str]) -> InvokeResult:
+        """The drop fallback's re-send (drop_fallback.py)."""
+        return await self.invoke("send_email", msgspec.to_builtins(payload), idempotency_key=key, exclude=exclude)
 
     # --- health (provider_views.py) ----------------------------------------------
     def health_changed(self, name: str, health: HealthSnapshot) -> None:

@@ -11,6 +11,8 @@ request no provider could take may be sent again (`hint`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from actors.clock import Clock
 from actors.messages import CapabilityStatus, Operation, ProviderStatus
 from actors.policy.planning import Plan, PlanInput, plan
@@ -21,10 +23,16 @@ from actors.router.provider_views import ProviderViews
 
 __all__ = ["Planner"]
 
+if TYPE_CHECKING:
+    from actors.router.delivery_health import DeliveryHealth
+
 
 class Planner:
-    def __init__(self, capability: str, seen: ProviderViews, outliers: Outliers, rank: RankPolicy, clock: Clock):
+    def __init__(self, capability: str, seen: ProviderViews, outliers: Outliers, rank: RankPolicy, clock: Clock,
+                 delivery: DeliveryHealth | None = None):
+        """`delivery`: ejections on delivery outcomes (delivery_health.py), demoted as outlier ones are."""
         self.capability = capability
+        self.delivery = delivery
         self.seen = seen
         self.outliers = outliers
         self.rank = rank
@@ -33,8 +41,12 @@ class Planner:
     def plan(self, now: float | None = None) -> Plan:
         """The plan a request made now would follow."""
         now = self.clock.time() if now is None else now
+        ejections = self.outliers.states
+        if self.delivery is not None and self.outliers.policy.enabled:
+            ejections = {**ejections, **{n: st for n, st in self.delivery.ejections(now).items()
+                                         if n in ejections and not ejections[n].ejected(now)}}
         return plan(PlanInput(candidates=self.seen.candidates(now), now=now, rank=self.rank,
-                              ejections=self.outliers.states, outliers=self.outliers.policy))
+                              ejections=ejections, outliers=self.outliers.policy))
 
     def real_provider_available(self) -> bool:
         """Whether a real provider (not the outbox) would be tried now."""
@@ -60,9 +72,10 @@ class Planner:
         it leaves out, each with why; ejections and panic shown."""
         p = self.plan()
         order = [*p.order, *(s.name for s in p.skipped if s.name not in p.order)]
-        return self.outliers.annotate(CapabilityStatus(
+        status = self.outliers.annotate(CapabilityStatus(
             capability=self.capability,
             providers=[statuses[name] for name in order if name in statuses],
             recent_operations=recent,
             skipped={s.name: s.detail for s in [*p.skipped, *p.deferred]},
         ))
+        return self.delivery.annotate(status) if self.delivery is not None else status

@@ -30,6 +30,7 @@ class Request(msgspec.Struct, kw_only=True):
     candidates: list[str] = []       # the plan: providers in the order they were to be tried
     skipped: dict[str, Skip] = {}    # provider -> why it was not tried
     trace: Any = None                # its root span (actors/telemetry/spans.py RequestSpan); None: not traced
+    excluded: frozenset[str] = frozenset()  # never tried (a drop fallback's re-send: the provider that dropped it)
 
     def context(self, timeout_s: float, pace_s: float | None = None, traceparent: str | None = None) -> CallContext:
         """What the provider actor is told of one attempt (or question) besides the payload."""

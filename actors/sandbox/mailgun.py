@@ -13,12 +13,22 @@
 
 A domain sending key (`sending_key`) may only POST messages, as in Mailgun.
 `sent` holds each accepted message's form fields (repeated fields as lists).
+
+Delivery events (actors/sandbox/delivery_events.py): with `events.url`
+set, each accepted message's events are posted there as Mailgun's webhooks
+post them, one per request, signed with HMAC-SHA256 of timestamp + token
+under `webhook_signing_key` (the key to configure).
+    GET/POST /_sandbox/events   the settings (url, mix, delay_s) and counts
 """
 
 from __future__ import annotations
 
 import base64
 import email.parser
+import hashlib
+import hmac
+import json
+import secrets
 import email.policy
 import re
 import time
@@ -29,6 +39,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from actors.sandbox.base import StandIn
+from actors.sandbox.delivery_events import EventPoster, EventsSettings
 
 __all__ = ["MailgunStandIn"]
 
@@ -54,15 +65,52 @@ class MailgunStandIn(StandIn):
     name = "mailgun"
 
     def __init__(self, *, api_key: str = "key-test", seed: int = 0, domains: tuple[str, ...] = ("mg.example.com",),
-                 sending_key: str | None = None):
+                 sending_key: str | None = None, events: EventsSettings | None = None,
+                 webhook_signing_key: str = "mailgun-webhook-signing-key"):
         super().__init__(api_key=api_key, seed=seed)
+        self.webhook_signing_key = webhook_signing_key
+        self.events = EventPoster(events or EventsSettings(), self.random)
         self.domains = set(domains)
         self.sending_key = sending_key
         self.sent: list[dict[str, Any]] = []
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v3/{domain}/messages", self._send), web.get("/v4/domains/{name}", self._domain),
-                web.get("/v3/domains/{name}", self._domain)]
+                web.get("/v3/domains/{name}", self._domain),
+                web.get("/_sandbox/events", self.events.handle), web.post("/_sandbox/events", self.events.handle)]
+
+    # --- delivery events ----------------------------------------------------------------
+    def _signed(self, data: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        stamp, token = str(int(time.time())), secrets.token_hex(25)
+        signature = hmac.new(self.webhook_signing_key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
+        return json.dumps({"signature": {"timestamp": stamp, "token": token, "signature": signature},
+                           "event-data": data}).encode(), {}
+
+    def _post_events(self, message_id: str, form: dict[str, Any], recipients: list[str]) -> None:
+        if not self.events.settings.url:
+            return
+        variables = {k[2:]: v for k, v in form.items() if k.startswith("v:") and isinstance(v, str)}
+        posts = []
+        for address in recipients:
+            def event(kind: str, **extra: Any) -> tuple[bytes, dict[str, str]]:
+                return self._signed({"event": kind, "id": secrets.token_urlsafe(16), "timestamp": time.time(),
+                                     "recipient": address, "user-variables": variables,
+                                     "message": {"headers": {"message-id": message_id.strip("<>")}}, **extra})
+            outcome = self.events.outcome(address)
+            if outcome == "dropped":
+                posts.append(event("failed", severity="permanent", reason="espblock",
+                                   **{"delivery-status": {"description": "sending paused by the provider"}}))
+                continue
+            posts.append(event("accepted"))
+            if outcome == "deferred":
+                posts.append(event("failed", severity="temporary", reason="generic",
+                                   **{"delivery-status": {"code": 421, "message": "try again later"}}))
+            if outcome == "bounced":
+                posts.append(event("failed", severity="permanent", reason="bounce",
+                                   **{"delivery-status": {"code": 550, "message": "no such user"}}))
+            else:
+                posts.append(event("delivered", **{"delivery-status": {"code": 250, "message": "OK"}}))
+        self.events.post_later(posts)
 
     # --- Mailgun's formats ----------------------------------------------------------
     def _key(self, request: web.Request) -> str | None:
@@ -137,4 +185,5 @@ class MailgunStandIn(StandIn):
         else:
             message_id = f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime())}.{uuid.uuid4().hex[:16]}@{domain}>"
         self.sent.append({"domain": domain, "id": message_id, "form": form, "recipients": recipients})
+        self._post_events(message_id, form, [a.rpartition("<")[2].rstrip(">") for a in recipients])
         return web.json_response({"id": message_id, "message": "Queued. Thank you."})

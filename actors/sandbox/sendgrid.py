@@ -9,10 +9,18 @@
     401                  "The provided authorization grant is invalid, expired, or revoked"
 
 `sent` holds each accepted request body with its X-Message-Id.
+
+Delivery events (actors/sandbox/delivery_events.py): with `events.url`
+set, each accepted message's events are posted there as SendGrid's Event
+Webhook posts them, a JSON array signed with ECDSA P-256 over timestamp +
+body; `event_public_key` is the key to configure (as SendGrid shows it).
+    GET/POST /_sandbox/events   the settings (url, mix, delay_s) and counts
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 import secrets
@@ -22,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from actors.sandbox.base import StandIn
+from actors.sandbox.delivery_events import EventPoster, EventsSettings
 
 __all__ = ["SendGridStandIn"]
 
@@ -35,8 +44,12 @@ class SendGridStandIn(StandIn):
     name = "sendgrid"
 
     def __init__(self, *, api_key: str = "SG.test-key", seed: int = 0, scopes: list[str] | None = None,
-                 rate_limit: int = 600):
+                 rate_limit: int = 600, events: EventsSettings | None = None):
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         super().__init__(api_key=api_key, seed=seed)
+        self._event_key = ec.generate_private_key(ec.SECP256R1())
+        self.events = EventPoster(events or EventsSettings(), self.random)
         self.scopes = scopes if scopes is not None else ["mail.send", "user.profile.read"]
         self.rate_limit = rate_limit          # requests per minute, as the X-RateLimit-* headers say
         self.sent: list[dict[str, Any]] = []
@@ -44,7 +57,53 @@ class SendGridStandIn(StandIn):
         self._used = 0
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/v3/mail/send", self._send), web.get("/v3/scopes", self._scopes)]
+        return [web.post("/v3/mail/send", self._send), web.get("/v3/scopes", self._scopes),
+                web.get("/_sandbox/events", self.events.handle), web.post("/_sandbox/events", self.events.handle)]
+
+    @property
+    def event_public_key(self) -> str:
+        """The Event Webhook's verification key, as SendGrid's settings page shows it."""
+        from cryptography.hazmat.primitives import serialization
+
+        der = self._event_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
+    # --- delivery events ------------------------------------------------------------------
+    def _signed(self, events: list[dict[str, Any]]) -> tuple[bytes, dict[str, str]]:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        body = json.dumps(events).encode()
+        stamp = str(int(time.time()))
+        signature = self._event_key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return body, {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                      "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+
+    def _post_events(self, message_id: str, body: dict[str, Any]) -> None:
+        if not self.events.settings.url:
+            return
+        args = {k: v for k, v in (body.get("custom_args") or {}).items() if isinstance(v, str)}
+        smtp_id = (body.get("headers") or {}).get("Message-ID")
+        first, second = [], []
+        recipients = [t["email"] for p in body["personalizations"] for t in p["to"]]
+        for n, address in enumerate(recipients):
+            def event(kind: str, **extra: Any) -> dict[str, Any]:
+                return {"email": address, "timestamp": int(time.time()), "event": kind,
+                        "sg_event_id": secrets.token_urlsafe(16), "sg_message_id": f"{message_id}.filter0001.{n}.0",
+                        **({"smtp-id": smtp_id} if smtp_id else {}), **args, **extra}
+            outcome = self.events.outcome(address)
+            if outcome == "dropped":
+                first.append(event("dropped", reason="Account under review"))
+                continue
+            first.append(event("processed"))
+            if outcome == "deferred":
+                first.append(event("deferred", response="421 try again later", attempt="1"))
+            if outcome == "bounced":
+                second.append(event("bounce", type="bounce", status="5.1.1", reason="550 5.1.1 no such user"))
+            else:
+                second.append(event("delivered", response="250 OK"))
+        self.events.post_later([self._signed(batch) for batch in (first, second) if batch])
 
     # --- SendGrid's formats --------------------------------------------------------------
     def _limit_headers(self, reset: float | None = None, remaining: int | None = None) -> dict[str, str]:
@@ -91,6 +150,7 @@ class SendGridStandIn(StandIn):
             return self.error(400, message, field)
         message_id = secrets.token_urlsafe(16)[:22]
         self.sent.append({"x_message_id": message_id, "body": body})
+        self._post_events(message_id, body)
         return web.Response(status=202, headers={"X-Message-Id": message_id, **self._limit_headers()})
 
     def _validate(self, body: Any) -> tuple[str | None, str] | None:

@@ -176,6 +176,19 @@ class SupervisorActor:
     async def prune(self) -> dict[str, int]:
         return await self._state.prune()
 
+    # --- delivery events (actors/events) ----------------------------------------------------
+    async def delivery_trace(self, ident: str) -> Any:
+        """A request's timeline by idempotency key or request id (None: unknown)."""
+        from actors.ops.trace import load_trace
+
+        return await load_trace(self._state.store(), [c.capability for c in self._spec.capabilities], ident)
+
+    async def suppression_list(self, capability: str | None = None) -> list[Any]:
+        return await self._state.store().suppress_list(capability)
+
+    async def suppression_remove(self, address: str, capability: str | None = None) -> int:
+        return await self._state.store().suppress_remove(address, capability)
+
     # --- the outbox ------------------------------------------------------------------------
     async def drain_once(self, settle_parked: bool = True) -> list[dict[str, Any]]:
         return await self._outbox.drain_once(settle_parked)

@@ -17,7 +17,7 @@ WIRE_VALUES = {
     "invalid_request", "unknown_method", "all_providers_failed", "deadline_exceeded", "no_available_provider",
     "retry_budget_exhausted", "outcome_unknown", "store_unavailable", "idempotency_key_reused", "gateway_unavailable",
     "transient", "timeout", "rate_limited", "auth", "not_supported", "malformed_response", "crashed", "unavailable",
-    "cancelled",
+    "cancelled", "suppressed",
 }
 
 

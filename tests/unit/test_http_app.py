@@ -125,6 +125,7 @@ EXPECTED_STATUS = {
     "invalid_request": 422, "unknown_method": 404, "rate_limited": 429, "no_available_provider": 503,
     "retry_budget_exhausted": 503, "gateway_unavailable": 503, "all_providers_failed": 502,
     "outcome_unknown": 502, "deadline_exceeded": 504, "idempotency_key_reused": 422, "store_unavailable": 503,
+    "suppressed": 422,
 }
 
 
@@ -180,7 +181,7 @@ def test_the_openapi_document_is_valid_and_has_one_operation_per_method() -> Non
     doc = request(FakeGateway(), "GET", "/openapi.json").json()
     validate(doc)
     posts = {path for path, item in doc["paths"].items() if "post" in item}
-    assert posts == {"/v1/email_sending/send_email", "/v1/crm_sync/upsert_contact"}
+    assert posts == {"/v1/email_sending/send_email", "/v1/crm_sync/upsert_contact", "/v1/events/{capability}/{provider}"}
     send_email = doc["paths"]["/v1/email_sending/send_email"]["post"]
     schema = doc["components"]["schemas"][send_email["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                                           .rsplit("/", 1)[1]]

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2] / "actors"
 MAX_LINES = 500
 
 _FOUNDATION = {"errors", "names", "redaction", "clock", "telemetry"}
-_BELOW_ADAPTERS = _FOUNDATION | {"payloads", "durable", "policy", "messages"}
+_BELOW_ADAPTERS = _FOUNDATION | {"payloads", "events", "durable", "policy", "messages"}
 _BELOW_OPS = _BELOW_ADAPTERS | {"adapters", "config", "specs", "client"}
 _BELOW_ACTORS = _BELOW_OPS | {"ops"}
 
@@ -43,13 +43,15 @@ ALLOWED: dict[str, set[str]] = {
     "telemetry": set(),  # traces: OpenTelemetry only (the spans read messages and specs by duck typing)
     # 1. the capabilities' methods and payloads, and the checks of invoke's options
     "payloads": {"errors"},
-    # 2. the state store (its errors only); pure policy (no messages, no store)
-    "durable": {"errors"},
-    "policy": {"errors", "payloads", "clock"},
+    # 1. delivery events: the providers' signed webhooks verified and read into typed events (pure)
+    "events": {"errors"},
+    # 2. the state store (its errors only, and the events it keeps); pure policy (no messages, no store)
+    "durable": {"errors", "events"},
+    "policy": {"errors", "payloads", "clock", "events"},
     # 3. messages between actors and to users
-    "messages": {"errors", "payloads", "durable", "policy"},
+    "messages": {"errors", "payloads", "events", "durable", "policy"},
     # 4-6. the only code that talks to providers; the config at the edge; what the actors are built from
-    "adapters": _FOUNDATION | {"payloads", "messages"},
+    "adapters": _FOUNDATION | {"payloads", "messages", "events"},
     "config": _BELOW_ADAPTERS | {"adapters"},
     "specs": _BELOW_ADAPTERS | {"adapters", "config"},
     # apart: the providers' local stand-ins (tests, the demo), which may use what adapters compute

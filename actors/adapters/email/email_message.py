@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 
 from actors.errors import ProviderRejected
+from actors.events.keys import key_digest as _key_digest
 from actors.messages import CallContext
 from actors.payloads import SendEmail
 
@@ -28,11 +29,9 @@ RESERVED_HEADERS = frozenset(
 )
 
 
-def key_digest(idempotency_key: str) -> str:
-    """What a recipient may see of an idempotency key: 32 hex of its SHA-256.
-    The key itself may hold things a recipient should not read (callers
-    build keys from addresses and lead ids)."""
-    return hashlib.sha256(f"key:{idempotency_key}".encode()).hexdigest()[:32]
+# What a recipient may see of an idempotency key (actors/events/keys.py: the
+# delivery events are matched back with the same digest).
+key_digest = _key_digest
 
 
 def make_message_id(ctx: CallContext, sender: str) -> str:

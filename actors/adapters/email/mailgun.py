@@ -23,7 +23,7 @@ read when present. A domain sending key may only POST messages, so the probe
 cannot use one: set `probe_domain: false` with such a key.
 
 Idempotency: none documented. The gateway's Message-ID (the same one the
-SMTP adapter sets for this request) and `v:idempotency_key_hash` let a
+SMTP adapter sets for this request), `v:request_id` and `v:idempotency_key_hash` let a
 message be found in Mailgun's events by its request. The variable holds the
 key's digest (`key_digest`, the Message-ID's local part), never the key:
 Mailgun hands `v:` variables to the recipient in X-Mailgun-Variables.
@@ -97,6 +97,8 @@ class MailgunAdapter(HttpAdapter):
         form["h:Message-Id"] = message_id or make_message_id(ctx, sender)
         for name, value in headers.items():
             form[f"h:{name}"] = value
+        # Come back in Mailgun's events, so a delivery is matched to its request (actors/events).
+        form["v:request_id"] = ctx.request_id
         if ctx.idempotency_key:
             form["v:idempotency_key_hash"] = key_digest(ctx.idempotency_key)
         if s.test_mode:

@@ -118,6 +118,7 @@ CHARGE_BY_KIND: dict[ErrorKind, Charge] = {
     ErrorKind.RETRY_BUDGET_EXHAUSTED: Charge.FREE,
     ErrorKind.STORE_UNAVAILABLE: Charge.FREE,
     ErrorKind.IDEMPOTENCY_KEY_REUSED: Charge.FREE,
+    ErrorKind.SUPPRESSED: Charge.FREE,            # refused before any provider was called
     ErrorKind.GATEWAY_UNAVAILABLE: Charge.FREE,
 }
 

@@ -94,7 +94,8 @@ def test_request_shape_and_value() -> None:
     assert parse_qsl(request.content.decode()) == [
         ("from", "news@example.com"), ("to", "ann@example.com"), ("to", "bob@example.com"), ("subject", "Hi"),
         ("text", "Hello"), ("html", "<p>Hello</p>"), ("h:Reply-To", "sales@example.com"),
-        ("h:Message-Id", message_id), ("h:X-Campaign", "spring"), ("v:idempotency_key_hash", KEY_DIGEST),
+        ("h:Message-Id", message_id), ("h:X-Campaign", "spring"), ("v:request_id", CTX.request_id),
+        ("v:idempotency_key_hash", KEY_DIGEST),
     ]
     assert value == {"message_id": QUEUED["id"], "rfc_message_id": message_id, "test_mode": False}
 
