@@ -69,7 +69,7 @@ def main() -> Path:
 
     from actors.client import Gateway
     from actors.http.deployment import deploy_http, ingress_app, remove_http
-    from actors.specs import HttpSpec, key_digest
+    from actors.specs.http import HttpSpec, key_digest
 
     @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256)
     class Echo:

@@ -130,7 +130,7 @@ class Gateway:
 
         self.ray = ray
         self.namespace = namespace
-        self.state = state  # its StateSpec (actors/specs.py): a test reads what the actors stored
+        self.state = state  # its StateSpec (actors/specs/): a test reads what the actors stored
         self.client = Client(namespace)
 
     def router(self, capability: str) -> Any:

@@ -47,7 +47,8 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from actors.names import router_name
     from actors.deploy.gateway import PlacementRefused, deploy
-    from actors.specs import build_http_spec, build_spec
+    from actors.specs import build_spec
+    from actors.specs.http import build_http_spec
 
     sandbox_env.use_for(args.config)
     cfg = _load(args.config)

@@ -5,7 +5,7 @@
 - loading.py: reading a file and validating it, every problem named by file and field path.
 
 Config objects stay at the edge (the driver): actors receive the frozen specs
-of actors/specs.py.
+of actors/specs/.
 """
 
 from actors.config.env import MAX_VALUES, field_path, interpolate_env

@@ -19,7 +19,7 @@ from ray.serve.exceptions import RayServeException
 
 from actors.errors import HttpDeployError
 from actors.names import HTTP_APP_PREFIX, http_app_name
-from actors.specs import HttpSpec
+from actors.specs.http import HttpSpec
 
 __all__ = ["HttpDeployError", "HttpIngress", "deploy_http", "ingress_app", "remove_http", "replica_options"]
 

@@ -14,7 +14,8 @@ import pytest
 
 from actors.config import parse_config
 from actors.errors import ConfigError
-from actors.specs import build_http_spec, build_spec
+from actors.specs import build_spec
+from actors.specs.http import build_http_spec
 
 MG = {"name": "mg", "adapter": "mailgun", "settings": {"api_key": "key-x", "domain": "mg.example.com"}}
 

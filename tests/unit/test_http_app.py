@@ -14,7 +14,7 @@ from actors.errors import REQUEST_KINDS, ErrorKind, NotDeployed
 from actors.http.app import build_app
 from actors.http.problems import STATUS_BY_KIND
 from actors.messages import Attempt, ErrorInfo, InvokeResult
-from actors.specs import key_digest
+from actors.specs.http import key_digest
 
 KEY = "k" * 24
 AUTH = {"Authorization": f"Bearer {KEY}"}

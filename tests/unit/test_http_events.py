@@ -29,7 +29,7 @@ from actors.http.app import build_app
 from actors.http.auth import ApiKeys, scoped_key
 from actors.http.events import EventsEndpoint, EventSource
 from actors.messages import Attempt, InvokeResult
-from actors.specs import key_digest
+from actors.specs.http import key_digest
 
 NOW = 1_760_000_000.0
 KEY = "k" * 24

@@ -23,7 +23,7 @@ from actors.messages import Attempt, Decision, InvokeResult
 from actors.ops.audit import MAX_ERROR_CHARS, AuditLog, audit_record
 from actors.payloads import METHODS, check_options, clamp_deadline, validate_payload
 from actors.redaction import Redactor
-from actors.specs import key_digest
+from actors.specs.http import key_digest
 from tests.unit.harness import EMAIL, Harness
 
 KEY = "k" * 24
@@ -128,7 +128,7 @@ def test_the_http_api_cuts_x_deadline_s() -> None:
 
 def test_the_http_spec_carries_each_capabilitys_longest_deadline() -> None:
     from actors.config import parse_config
-    from actors.specs import build_http_spec
+    from actors.specs.http import build_http_spec
 
     cfg = parse_config({"http": {"enabled": True, "api_keys": [KEY]},
                         "policy": {"routing": {"deadline_s": 20}},
