@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.durable.batches import in_batches
+from actors.durable.event_calls import DeliveryEventCalls
 from actors.durable.sqlite.connection import SqliteConnection
 from actors.durable.sqlite.events import SqliteEvents
 from actors.durable.sqlite.journal import SqliteJournal
@@ -29,17 +30,13 @@ from actors.durable.store import (
     OutboxReason,
     SpendDelta,
     SpendRow,
-    SentMessage,
-    StoredEvent,
     StoreHealth,
-    Suppression,
 )
-from actors.events.model import DeliveryEvent, RequestRefs
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore:
+class SqliteStore(DeliveryEventCalls):
     kind = "sqlite"
 
     def __init__(self, path: str, namespace: str = "default", *, display: str | None = None,
@@ -151,38 +148,7 @@ class SqliteStore:
     async def balance_put(self, capability: str, provider: str, remaining: float, at: float) -> None:
         await self._spend.balance_put(capability, provider, remaining, at)
 
-    # delivery events and the suppression list
-    async def events_put(self, capability: str, provider: str, events: Sequence[DeliveryEvent],
-                         received_at: float) -> int:
-        return await self._events.put(capability, provider, events, received_at)
-
-    async def events_find(self, refs: RequestRefs, limit: int = 1000) -> list[StoredEvent]:
-        return await self._events.find(refs, limit)
-
-    async def events_since(self, capability: str, received_after: float, limit: int = 10000) -> list[StoredEvent]:
-        return await self._events.since(capability, received_after, limit)
-
-    async def events_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
-        return await self._events.counts()
-
-    async def suppress_add(self, rows: Sequence[Suppression]) -> int:
-        return await self._events.suppress_add(rows)
-
-    async def suppress_list(self, capability: str | None = None, addresses: Sequence[str] | None = None
-                            ) -> list[Suppression]:
-        return await self._events.suppress_list(capability, addresses)
-
-    async def suppress_remove(self, address: str, capability: str | None = None) -> int:
-        return await self._events.suppress_remove(address, capability)
-
-    async def sent_put(self, rows: Sequence[SentMessage]) -> None:
-        await self._events.sent_put(rows)
-
-    async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
-        return await self._events.sent_find(capability, refs)
-
-    async def sent_mark_resent(self, capability: str, request_id: str, now: float) -> bool:
-        return await self._events.sent_mark_resent(capability, request_id, now)
+    # delivery events and the suppression list: DeliveryEventCalls (event_calls.py)
 
     async def ping(self) -> None:
         await self._db.read(lambda db: db.execute("SELECT 1").fetchall())
