@@ -4,6 +4,8 @@ provider's retries and replays add nothing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlite3
 from collections.abc import Sequence
 
@@ -35,14 +37,10 @@ class SqliteEvents:
         return await self._db.write(lambda db: sum(db.execute(_PUT, row).rowcount for row in rows)) if rows else 0
 
     async def find(self, refs: RequestRefs, limit: int) -> list[StoredEvent]:
-        where, args = [], [self._db.namespace]
-        for column, values in (("request_id", refs.request_ids), ("key_hash", refs.key_hashes),
-                               ("message_ref", refs.message_refs)):
-            if values:
-                where.append(f"{column} IN ({marks(len(values))})")
-                args += list(values)
+        where, matching = _matching(refs)
         if not where:
             return []
+        args = [self._db.namespace, *matching]
         sql = (f"SELECT {EVENT_COLUMNS} FROM delivery_events WHERE namespace = ? AND ({' OR '.join(where)}) "
                "ORDER BY received_at, rowid LIMIT ?")
         rows = await self._db.read(lambda db: db.execute(sql, [*args, limit]).fetchall())
@@ -99,14 +97,10 @@ class SqliteEvents:
             await self._db.write(put)
 
     async def sent_find(self, capability: str, refs: RequestRefs) -> list[SentMessage]:
-        where, args = [], [self._db.namespace, capability]
-        for column, values in (("request_id", refs.request_ids), ("key_hash", refs.key_hashes),
-                               ("message_ref", refs.message_refs)):
-            if values:
-                where.append(f"{column} IN ({marks(len(values))})")
-                args += list(values)
+        where, matching = _matching(refs)
         if not where:
             return []
+        args = [self._db.namespace, capability, *matching]
         sql = (f"SELECT {SENT_COLUMNS} FROM sent_messages WHERE namespace = ? AND capability = ? AND "
                f"({' OR '.join(where)}) ORDER BY sent_at")
         rows = await self._db.read(lambda db: db.execute(sql, args).fetchall())
@@ -116,3 +110,15 @@ class SqliteEvents:
         return await self._db.write(lambda db: db.execute(
             "UPDATE sent_messages SET resent_at = ? WHERE namespace = ? AND capability = ? AND request_id = ? "
             "AND resent_at IS NULL", (now, self._db.namespace, capability, request_id)).rowcount == 1)
+
+
+def _matching(refs: RequestRefs) -> tuple[list[str], list[Any]]:
+    """The conditions (OR-ed) and their arguments that find rows by any of `refs`."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, values in (("request_id", refs.request_ids), ("key_hash", refs.key_hashes),
+                           ("message_ref", refs.message_refs)):
+        if values:
+            where.append(f"{column} IN ({marks(len(values))})")
+            args += list(values)
+    return where, args
