@@ -4,10 +4,9 @@ provider's retries and replays add nothing."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from actors.durable.events_rows import (
     EVENT_COLUMNS,
