@@ -134,10 +134,9 @@ def run(steps: Steps[T], get: Callable[[Any, float | None], Any], sleep: Callabl
             if _impatient(step.patience_s, timeout):
                 try:
                     answer = get(ref, step.patience_s)
-                    continue
                 except timeouts:
                     answer = Silent(ref)
-                    continue
+                continue
             answer = get(ref, timeout)
         except timeouts:
             error = TimeoutError("no answer within the wait")
