@@ -41,7 +41,9 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
                                            other call answered meanwhile (Ray holds
                                            calls to an actor it is restarting, for about
                                            1.5 s here, before it drops them), resend at
-                                           once to the live sibling, same key
+                                           once to the live sibling, same key, while the
+                                           client's ResendBudget allows (resend.py);
+                                           over it, wait for this router's answer
 """
 
 from __future__ import annotations
@@ -247,7 +249,8 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
                 resent: Callable[[], None] = lambda: None,
                 settled: Callable[[RouterCall, bool], None] = lambda call, answered: None,
                 ping: Callable[[RouterCall], Any] | None = None,
-                spoke: Callable[[RouterCall], bool] = lambda call: False) -> Steps[Any]:
+                spoke: Callable[[RouterCall], bool] = lambda call: False,
+                spare: Callable[[], bool] = lambda: True) -> Steps[Any]:
     """Send the call (`send(call)` finds a router replica and returns the ref)
     and wait for the answer; the answer, or GaveUp. `forget(call, keep_handle)`
     leaves out the replica that dropped it for a while, dropping its handle
@@ -259,11 +262,13 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     call went to (a ref, or None when it has no sibling to turn to): see
     PATIENCE_S; `spoke(call)`: whether that replica answered any call since
     its ping was sent (a busy router is late with pings, a dead one answers
-    nothing), which keeps a call on a router that is slow, not gone."""
+    nothing), which keeps a call on a router that is slow, not gone;
+    `spare()`: whether the client's ResendBudget allows one more resend on
+    such a guess (without, the call waits on its own router)."""
     while True:
         keep_handle, sibling = False, False
         try:
-            answer = yield from _answer(call, send, ping, spoke, settled, forget)
+            answer = yield from _answer(call, send, ping, spoke, spare, settled, forget)
             if answer is not _ABANDONED:
                 return answer
             why, sibling = UNRESPONSIVE, True
@@ -296,7 +301,7 @@ _ABANDONED = object()
 
 
 def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[[RouterCall], Any] | None,
-            spoke: Callable[[RouterCall], bool], settled: Callable[[RouterCall, bool], None],
+            spoke: Callable[[RouterCall], bool], spare: Callable[[], bool], settled: Callable[[RouterCall, bool], None],
             forget: Callable[[RouterCall, bool], bool]) -> Steps[Any]:
     """One send's answer (or its failure, raised). While it is silent and the
     replica has a sibling, the replica is pinged: a ping unanswered leaves the
@@ -319,6 +324,9 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
                 continue
             if (yield from _answers(probe)) or spoke(call):
                 patience *= 2      # alive, and slow: ping it less often
+                continue
+            if not spare():
+                patience = None    # resends over budget (overload, most likely): wait for this router
                 continue
             settled(call, False)
             abandoned = True

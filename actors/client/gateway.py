@@ -30,7 +30,7 @@ from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
 from actors.client.lookup import NameLookup
 from actors.client.replicas import RouterReplicas
-from actors.client.resend import ResendPolicy, client_key
+from actors.client.resend import ResendBudget, ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_capability, router_name
@@ -138,10 +138,13 @@ class Gateway:
         """`router_call` to the replica `_send_to` picks; a replica that dropped the call is
         left out for a while (client/replicas.py) and its drops are counted in `resent`."""
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
-                           resent=self._count_resend, settled=self._settled, ping=self._ping, spoke=self._spoke)
+                           resent=lambda: self._count_resend(call), settled=self._settled, ping=self._ping,
+                           spoke=self._spoke, spare=lambda: self._budget(call).spare(self._clock()))
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
+        if not call.resends:
+            self._budget(call).sent(self._clock())
         replica.in_flight += 1
         call.replica = replica
         return replica.handle
@@ -167,8 +170,12 @@ class Gateway:
     def _spoke(call: RouterCall) -> bool:
         return call.replica is not None and call.replica.answered_at > call.replica.pinged_at
 
-    def _count_resend(self) -> None:
+    def _count_resend(self, call: RouterCall) -> None:
         self.resent += 1
+        self._budget(call).resent(self._clock())
+
+    def _budget(self, call: RouterCall) -> ResendBudget:
+        return self._router_replicas(call.capability).budget
 
     def _invoke_steps(self, capability: str, method: str, payload: Any, idempotency_key: str | None,
                       dry_run: bool | None, deadline_s: float | None,

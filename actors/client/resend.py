@@ -11,11 +11,12 @@ whose outcome a crash left unknown before it sends anything.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from actors.payloads import METHODS
 
-__all__ = ["DEFAULT_WINDOW_S", "ResendPolicy", "client_key"]
+__all__ = ["DEFAULT_WINDOW_S", "ResendBudget", "ResendPolicy", "client_key"]
 
 # Without a deadline from the caller, a dropped call is sent again for up
 # to this long after the first send: the config's default deadline.
@@ -33,6 +34,51 @@ class ResendPolicy:
         """The pause before resend number `resends + 1`, or None: no time left for one."""
         delay = min(self.max_delay_s, self.first_delay_s * self.factor ** resends)
         return delay if remaining_s - delay >= self.min_left_s else None
+
+
+@dataclass
+class ResendBudget:
+    """How many calls may be sent again on a guess: a silent call whose
+    router did not answer a ping goes to a sibling replica only while the
+    resends of the last `window_s` stay under `floor_per_s * window_s` plus
+    `share` of the calls first sent in that window (Finagle's RetryBudget).
+
+    A ping is a guess: an overloaded router is late with pings as well as
+    calls, and every call sent again to its sibling is more load on a
+    cluster already short of it, which makes more calls late (a resend
+    storm). The floor lets a router's death move its calls at once (about
+    a quarter of a second of one router's share of the traffic); past the
+    budget, a silent call waits for its own router's answer, or for Ray to
+    drop it. Every resend counts against the budget, a dropped call's too,
+    though a drop is always sent again (it cannot be answered otherwise)."""
+
+    window_s: float = 10.0
+    share: float = 0.05
+    floor_per_s: float = 2.0
+    _sends: deque[float] = field(default_factory=deque, repr=False)
+    _resends: deque[float] = field(default_factory=deque, repr=False)
+
+    def sent(self, now: float) -> None:
+        """A call's first send."""
+        self._sends.append(now)
+        self._trim(self._sends, now)
+
+    def resent(self, now: float) -> None:
+        self._resends.append(now)
+        self._trim(self._resends, now)
+
+    def spare(self, now: float) -> bool:
+        """Whether one more call may be sent again on a guess now."""
+        self._trim(self._sends, now)
+        self._trim(self._resends, now)
+        return len(self._resends) < self.floor_per_s * self.window_s + self.share * len(self._sends)
+
+    def _trim(self, times: deque[float], now: float) -> None:
+        while times and times[0] <= now - self.window_s:
+            try:
+                times.popleft()
+            except IndexError:   # another thread trimmed it first
+                break
 
 
 def client_key(capability: str, method: str, key: str | None, dry_run: bool | None) -> str | None:

@@ -10,13 +10,12 @@ which only enqueue on the request's path."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import msgspec
 import ray
 
-from actors.durable import StoreHealth, StoreUnavailable
+from actors.durable import StoreHealth
 from actors.errors import ActorUnreachable
 from actors.messages import (
     CapabilityStatus,
@@ -27,23 +26,20 @@ from actors.messages import (
     ReplicaStatus,
 )
 from actors.ops.observers import RouterOps
-from actors.ops.privacy import AUDIT_SECRET
 from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
 from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
 from actors.router.replicas import Replicas, router_is_dead
+from actors.router.start import RouterStart
 from actors.specs import CapabilitySpec
 from actors.telemetry import tracing_for
 
-log = logging.getLogger("aicmo.router")
 
 __all__ = ["ACTOR_GRACE_S", "RANKING_VALID_FOR_S", "ActorUnreachable", "RouterActor", "RouterCore"]
 
 # How long a client may use a published ranking before it asks again.
 RANKING_VALID_FOR_S = 1.0
-# How often a router asks the store again for the audit key it could not get.
-AUDIT_KEY_RETRY_S = 5.0
 
 
 @ray.remote
@@ -62,13 +58,8 @@ class RouterActor:
                                 owner=ray.get_runtime_context().get_actor_id(), owner_gone=router_is_dead,
                                 tracing=tracing_for(spec.traces, self._replicas.name))
         self._ops = RouterOps(spec, replica=replica)
-        self._key_retry: asyncio.Future[None] | None = None
-        self._quotas: asyncio.Future[None] | None = None
-        self._outlier_task: asyncio.Task[None] | None = None
-        self._delivery_task: asyncio.Task[None] | None = None
-        self._released: asyncio.Future[None] | None = None
         self._core.observers.append(self._ops.observe)
-        self._ops.audit_key_loader = self._audit_key_before_write
+        self._start = RouterStart(self._core, self._ops, self._calls)   # what it loads and starts once up
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
@@ -83,13 +74,13 @@ class RouterActor:
                      dry_run: bool | None = None, deadline_s: float | None = None,
                      traceparent: str | None = None) -> InvokeResult:
         with self._replicas.serving(1):
-            await self._quotas_known()
+            await self._start.quotas_known()
             return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run,
                                            deadline_s=deadline_s, traceparent=traceparent)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
         with self._replicas.serving(len(requests)):
-            await self._quotas_known()
+            await self._start.quotas_known()
             return await self._core.invoke_many(requests)
 
     async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
@@ -186,93 +177,13 @@ class RouterActor:
 
     async def ready(self) -> str:
         self._ops.ensure_started()
-        if self._released is None and ray.get_runtime_context().was_current_actor_reconstructed:
-            self._released = asyncio.ensure_future(self._release_predecessors())
-        asyncio.ensure_future(self._adopt_faults())
-        if self._outlier_task is None and self._core.outliers.policy.enabled:  # the outlier sweep (ejection.py)
-            outliers = self._core.outliers
-            self._outlier_task = asyncio.ensure_future(outliers.run(
-                lambda: self._core.seen.candidates(self._core.clock.time()),
-                lambda name: self._calls.call(name, "status", (), 5.0),
-                lambda events: self._ops.outliers(events, outliers.ejected(self._core.clock.time()), outliers.panic)))
-        core = self._core
-        if self._delivery_task is None and (core.delivery.policy.enabled or core.drops.policy.enabled):
-            # delivery_health.py, and drop_fallback.py over the same events
-            self._delivery_task = asyncio.ensure_future(core.delivery.run(
-                core.store, lambda transitions: self._ops.delivery_health(transitions),
-                lambda stored: core.drops.handle(stored, core.resend)))
+        self._start.started(ray.get_runtime_context().was_current_actor_reconstructed)
         return self._core.spec.actor_name
 
     async def release_claims_of(self, actor_ids: list[str]) -> int:
         """Ends the key claims of routers of this capability that `up` killed
         (replaced, or replicas removed): their processes are gone."""
         return await self._core.results.release_owners(actor_ids)
-
-    async def _release_predecessors(self, timeout_s: float = 30.0) -> None:
-        """A restarted router ends the claims its dead process left at once, not
-        at its first request: a sibling replica holding the resend of such a key
-        waits for them (a router that never had claims opens the store for nothing)."""
-        try:
-            await asyncio.wait_for(asyncio.shield(self._core.results.release_predecessors()), timeout_s)
-        except Exception as exc:  # noqa: BLE001 - the first claim tries again
-            log.warning("%s: claims of the previous incarnation not released yet (%s)", self._core.capability, exc)
-
-    async def _adopt_faults(self, timeout_s: float = 5.0) -> None:
-        """Live faults its providers hold from before this router started: audited when they expire."""
-        for name, spec in self._core.providers.items():
-            try:
-                fault = None if spec.last_resort else \
-                    await asyncio.wait_for(self._calls.handle(name).fault.remote(), timeout_s)
-            except Exception:  # noqa: BLE001 - not answering: restarting, and a restart ends its fault
-                continue
-            if fault is not None:
-                self._ops.chaos.adopt(fault)
-
-    async def _load_audit_key(self, timeout_s: float = 10.0) -> None:
-        """The audit log hashes keys and addresses with the deployment's secret,
-        kept in the store. Until the store answers, lines are hashed without
-        it (marked `sha256:`); the key is asked for again in the background."""
-        audit = self._ops.audit
-        if audit is None or audit.key is not None:
-            return
-        try:
-            audit.key = await asyncio.wait_for(self._core.store().secret(AUDIT_SECRET), timeout_s)
-        except (StoreUnavailable, asyncio.TimeoutError) as exc:
-            log.warning("%s: the audit key is not available yet (%s); trying again", self._core.capability, exc)
-            if self._key_retry is None or self._key_retry.done():
-                self._key_retry = asyncio.ensure_future(self._retry_audit_key())
-
-    async def _quotas_known(self) -> None:
-        """Requests wait for the one load of spent quotas (`_load_quotas`), started by the first."""
-        if self._quotas is None:
-            self._quotas = asyncio.ensure_future(self._load_quotas())
-        if not self._quotas.done():
-            await asyncio.shield(self._quotas)
-
-    async def _load_quotas(self, timeout_s: float = 10.0) -> None:
-        """Which providers' quotas are spent, from the store, before the first
-        reply says (a restarted router must not send one call past a limit).
-        Asked before its first request, not at start: an idle router never
-        opens the store (`up` starts every router at once)."""
-        core = self._core
-        if not any(p.metered for p in core.spec.providers) or core.seen.quotas.learned:
-            return
-        try:
-            await asyncio.wait_for(core.seen.quotas.load(core.store(), core.capability, core.clock.time()), timeout_s)
-        except (StoreUnavailable, asyncio.TimeoutError) as exc:
-            log.warning("%s: quotas not loaded from the store (%s); replies will tell", core.capability, exc)
-
-    async def _audit_key_before_write(self) -> None:
-        """The audit key, loaded before the first line is written rather than
-        at start: a router opens the store only once it has work (`up` of the
-        default config: 9 s instead of 12, 3 MB less per router)."""
-        if self._key_retry is None or self._key_retry.done():
-            await self._load_audit_key()
-
-    async def _retry_audit_key(self) -> None:
-        while self._ops.audit is not None and self._ops.audit.key is None:
-            await self._core.clock.sleep(AUDIT_KEY_RETRY_S)
-            await self._load_audit_key()
 
     # --- operations: the audit log, hooks ------------------------------------------
     def chaos_event(self, event: ChaosEvent) -> None:

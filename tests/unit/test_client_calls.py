@@ -247,7 +247,8 @@ def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
             answer = ref
 
 
-def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool, spoke: bool = False) -> Any:
+def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool, spoke: bool = False,
+                 spare: bool = True) -> Any:
     def forget(call: RouterCall, keep_handle: bool) -> bool:
         events.append("keep" if keep_handle else "forget")
         return sibling
@@ -258,7 +259,7 @@ def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: b
 
     return router_call(c, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
                        settled=lambda call, answered: events.append("settled" if answered else "settled unanswered"),
-                       ping=ping, spoke=lambda call: spoke)
+                       ping=ping, spoke=lambda call: spoke, spare=lambda: spare)
 
 
 def test_a_silent_call_to_a_replica_that_answers_its_ping_is_waited_on_not_sent_again() -> None:
@@ -289,6 +290,15 @@ def test_a_replica_late_with_its_ping_but_answering_calls_keeps_the_call() -> No
     script = Script(Silence("late answer"))
     answer, _ = drive_silent(silent_steps(call(clock), script, events, sibling=True, spoke=True), [TimeoutError()])
     assert answer == "late answer" and len(script.deadlines) == 1 and "resent" not in events
+
+
+def test_over_the_resend_budget_a_silent_call_whose_ping_went_unanswered_waits_for_its_router() -> None:
+    # Overload makes pings late too: past the budget, resending only feeds the storm.
+    clock, events = Clock(), []
+    script = Script(Silence(Silence("answer at last")))
+    answer, seen = drive_silent(silent_steps(call(clock), script, events, sibling=True, spare=False), [TimeoutError()])
+    assert answer == "answer at last" and len(script.deadlines) == 1
+    assert events == ["ping", "settled"] and seen[-1].patience_s is None   # no more pings: it waits
 
 
 def test_a_ping_the_replica_drops_counts_as_unanswered() -> None:
