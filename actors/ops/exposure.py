@@ -109,7 +109,7 @@ def literal_api_keys(raw: Any) -> list[ExposureFinding]:
         subject=f"http.api_keys[{i}]",
         detail="the key itself is in the file, which is copied, committed and shown, rather than read from the "
                "environment",
-        fix=f"write it as \"${{AICMO_API_KEY}}\" (one variable per key) and set the variable where `up` runs")
+        fix="write it as \"${AICMO_API_KEY}\" (one variable per key) and set the variable where `up` runs")
         for i, key in enumerate(keys) if isinstance(key, str) and key and "${" not in key]
 
 
