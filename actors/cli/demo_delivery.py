@@ -13,11 +13,9 @@ dropping mid-campaign, seen through its signed events and routed around.
   the code that verifies and stores is the same;
 - `start_dropping`: from then on the SendGrid stand-in answers 202 as ever
   and drops every message (its events say `dropped`);
-- `copies` and `check`: the welcome emails as the email stand-ins received
-  them, by Message-ID: one a provider dropped and the drop fallback sent
-  again through the other (same Message-ID) is re-sent, not a duplicate;
-  two copies that were not dropped are a duplicate; one with only dropped
-  copies is lost;
+- `wait_for_resends`: what the email stand-ins received (sandbox/received.py:
+  a message dropped and re-sent through another provider is not a
+  duplicate), once the drop fallback has re-sent every drop;
 - `report`: what the gateway saw and did, from the router's audit log.
 """
 
@@ -26,16 +24,16 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["Copy", "CopyCheck", "EventsServer", "check", "copies", "load_demo_config", "report", "start_dropping",
-           "transitions", "wait_for_resends", "with_events"]
+from actors.sandbox.received import CopyCheck, check, copies
+
+__all__ = ["EventsServer", "load_demo_config", "report", "start_dropping", "transitions", "wait_for_resends",
+           "with_events"]
 
 CAP = "email_sending"
 DROPPER = "sendgrid"
@@ -121,71 +119,16 @@ def start_dropping(stack: Any) -> None:
     stack.http[DROPPER].events.settings.update({"mix": {"dropped": 1.0}})
 
 
-# --- what the stand-ins received ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Copy:
-    message_id: str      # without the angle brackets
-    provider: str
-    dropped: bool        # the provider dropped it (its events said so)
-
-
-@dataclass
-class CopyCheck:
-    delivered: int = 0                                       # Message-IDs with a copy not dropped
-    duplicates: list[str] = field(default_factory=list)      # more than one copy not dropped
-    resent: list[str] = field(default_factory=list)          # dropped, then sent again through another provider
-    lost: list[str] = field(default_factory=list)            # only dropped copies
-    dropped_by: dict[str, int] = field(default_factory=dict)  # provider -> copies it dropped
-    resent_via: dict[str, int] = field(default_factory=dict)  # provider -> re-sent copies it took
-
-
-def copies(stack: Any) -> list[Copy]:
-    """Every email the three email stand-ins accepted, in the order each received them."""
-    out = [Copy(_bare(m.message["Message-ID"]), "smtp_primary", False) for m in stack.smtp.received]
-    out += [Copy(_bare((s["body"].get("headers") or {}).get("Message-ID", "")), "sendgrid",
-                 "dropped" in s.get("outcomes", ())) for s in stack.http["sendgrid"].sent]
-    out += [Copy(_bare(s["id"]), "mailgun", "dropped" in s.get("outcomes", ())) for s in stack.http["mailgun"].sent]
-    return [c for c in out if c.message_id]
-
-
-def check(received: Iterable[Copy]) -> CopyCheck:
-    by_id: dict[str, list[Copy]] = defaultdict(list)
-    result = CopyCheck()
-    for c in received:
-        by_id[c.message_id].append(c)
-        if c.dropped:
-            result.dropped_by[c.provider] = result.dropped_by.get(c.provider, 0) + 1
-    for message_id, cs in by_id.items():
-        kept = [c for c in cs if not c.dropped]
-        if len(kept) > 1:
-            result.duplicates.append(message_id)
-        if not kept:
-            result.lost.append(message_id)
-        else:
-            result.delivered += 1
-            dropped_by = {c.provider for c in cs if c.dropped}
-            if dropped_by and all(c.provider not in dropped_by for c in kept):
-                result.resent.append(message_id)
-                for c in kept:
-                    result.resent_via[c.provider] = result.resent_via.get(c.provider, 0) + 1
-    return result
-
-
 def wait_for_resends(stack: Any, timeout_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> CopyCheck:
     """Until every dropped message has a copy that was not (the drop fallback
     re-sends within a round of its events), or `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         pending = sum(p.events.stats()["pending"] for p in (stack.http["sendgrid"], stack.http["mailgun"]))
-        result = check(copies(stack))
+        result = check(copies(stack.http["sendgrid"], stack.http["mailgun"], stack.smtp))
         if (not result.lost and not pending) or time.monotonic() > deadline:
             return result
         sleep(0.2)
-
-
-def _bare(message_id: str | None) -> str:
-    return (message_id or "").strip().strip("<>")
 
 
 # --- the report ----------------------------------------------------------------------------------

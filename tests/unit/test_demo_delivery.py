@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.cli.demo_delivery import Copy, check, load_demo_config, with_events
+from actors.cli.demo_delivery import load_demo_config, with_events
+from actors.sandbox.received import Copy, check
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
 
