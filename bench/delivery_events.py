@@ -309,7 +309,8 @@ def main() -> Path:
     standins = {m: (SendGridStandIn(seed=i, rate_limit=1_000_000, events=EventsSettings(mix={"delivered": 1.0})),
                     MailgunStandIn(seed=i, events=EventsSettings(mix={"delivered": 1.0})))
                 for i, m in enumerate(("on", "off"))}
-    runner = SandboxRunner([s for pair in standins.values() for s in pair]).start()
+    # One runner per world: a runner keys its stand-ins by name.
+    runners = [SandboxRunner(list(pair)).start() for pair in standins.values()]
     deployed: list[str] = []
     try:
         with local_ray():
@@ -343,7 +344,8 @@ def main() -> Path:
             for ns in deployed:
                 teardown(ns)
     finally:
-        runner.stop()
+        for runner in runners:
+            runner.stop()
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
     return report(ingest_result, ejection_result)
