@@ -348,10 +348,10 @@ def main() -> Path:
             runner.stop()
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
-    return report(ingest_result, ejection_result)
+    return report(ingest_result, ejection_result, [round(x, 2) for x in os.getloadavg()])
 
 
-def report(ingest: dict[str, Any], eject: dict[str, Any]) -> Path:
+def report(ingest: dict[str, Any], eject: dict[str, Any], load: list[float]) -> Path:
     from bench.common import target, write_results
 
     b = ingest["burst"]
@@ -360,8 +360,9 @@ def report(ingest: dict[str, Any], eject: dict[str, Any]) -> Path:
         ["events endpoint through Serve (verify + store, SQLite)", f"{ingest['events_per_s']:.0f} events/s"],
         ["bare Serve echo", f"{ingest['echo_per_s']:.0f} requests/s"],
         ["events/s ÷ echo requests/s (median of paired rounds)", f"{ingest['ratio']:.2f}"],
-        [f"burst: {b['sent']} events offered at {b['asked_rate_per_s']:.0f}/s (10×)",
-         f"answered 2xx {b['answered_2xx']}, 503 + Retry-After {b['answered_503_retry_after']}, other "
+        [f"burst: {b['sent']} events asked at {b['asked_rate_per_s']:.0f}/s (10×), "
+         f"{CLIENTS * 10} connections at most in flight",
+         f"offered and answered at {b['achieved_rate_per_s']:.0f}/s (Serve queued, refused nothing): 2xx {b['answered_2xx']}, 503 + Retry-After {b['answered_503_retry_after']}, other "
          f"{b['answered_other']}, connection errors {b['transport_errors']}; stored {b['stored']}, lost {b['lost']} "
          f"(all answered in {b['all_answered_in_s']} s)"],
     ]
@@ -370,7 +371,6 @@ def report(ingest: dict[str, Any], eject: dict[str, Any]) -> Path:
                       f"degraded after {r['degraded_after_s']} s, ejected after {r['ejected_after_s']} s; "
                       f"{r['sent']} sent, {r['dropped']} dropped ({r['dropped_share']:.1%}), {r['resent']} re-sent, "
                       f"{r['lost']} lost ({r['lost_share']:.1%}), {r['duplicates']} duplicates"])
-    load = [round(x, 2) for x in os.getloadavg()]
     notes = [f"One local Ray (2 CPUs), one Serve instance; clients in the bench process (httpx). Warm-up "
              f"{WARMUP_S:.0f} s of delivered mail before t0, so the default 2-minute window is full.",
              f"Load average at the end: {load} (a shared machine: other engineers' tests ran meanwhile).",
