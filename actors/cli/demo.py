@@ -93,9 +93,8 @@ class Tally:
 def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     import ray
 
-    from actors.cli import render
+    from actors.cli import demo_delivery, render
     from actors.client import Gateway
-    from actors.cli import demo_delivery
     from actors.config import StateConfig
     from actors.deploy.gateway import deploy, teardown
     from actors.deploy.local_ray import init_local
@@ -128,17 +127,16 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
         out.print(f"delivery events: the SendGrid and Mailgun stand-ins post theirs, signed, to "
                   f"{events.url('{provider}')}")
         tally = Tally()
-        welcomes = Welcomes(gw, tally, stack, drop_at=leads * 3 // 4)
         sent_ids: dict[int, str] = {}   # lead -> Message-ID of its welcome email (delivered now)
         welcomed: set[int] = set()      # leads whose welcome email was accepted (delivered, or queued)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=out, transient=False) as progress:
             task = progress.add_task("campaign", total=leads)
+            welcomes = Welcomes(gw, tally, stack, drop_at=leads * 3 // 4, out=progress.console)
             for start in range(0, leads, BATCH):
                 if start <= leads // 2 < start + BATCH:
                     _inject_faults(stack, progress.console)
                 batch = people[start:start + BATCH]
-                welcomes.out = progress.console
                 sent_ids.update(_run_batch(gw, tally, batch, start, welcomed, welcomes))
                 progress.update(task, advance=len(batch))
             # An impatient caller sends the first welcome emails again: the keys make them no-ops.
@@ -189,9 +187,8 @@ class Welcomes:
     PACE_CHUNK at a time at PACE_PER_S, and those another provider serves
     are counted (routed around)."""
 
-    def __init__(self, gw: Any, tally: Tally, stack: Any, drop_at: int):
-        self.gw, self.tally, self.stack, self.drop_at = gw, tally, stack, drop_at
-        self.out: Console | None = None
+    def __init__(self, gw: Any, tally: Tally, stack: Any, drop_at: int, out: Console):
+        self.gw, self.tally, self.stack, self.drop_at, self.out = gw, tally, stack, drop_at, out
         self.dropping_since: float | None = None     # wall time, as the audit log's records
         self.routed_around = 0
 
@@ -207,9 +204,8 @@ class Welcomes:
 
             start_dropping(self.stack)
             self.dropping_since = time.time()
-            if self.out is not None:
-                self.out.print("[yellow]>>> three quarters in: SendGrid starts silently dropping every message it "
-                               f"accepts (202 as ever); welcome emails now go out at {PACE_PER_S:.0f}/s[/]")
+            self.out.print("[yellow]>>> three quarters in: SendGrid starts silently dropping every message it "
+                           f"accepts (202 as ever); welcome emails now go out at {PACE_PER_S:.0f}/s[/]")
         for n in range(0, len(later), PACE_CHUNK):
             begun = time.monotonic()
             chunk = many(later[n:n + PACE_CHUNK])
