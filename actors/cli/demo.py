@@ -7,9 +7,15 @@ from config/default.yaml with its real adapters pointed at the stand-ins,
 and a campaign: for each lead verify the address, enrich it, upsert it into
 the CRM, send the welcome email and dispatch a webhook; an announcement post
 per batch; then the replies are fetched. Midway the primary SMTP server goes
-down and the enrichment API starts answering 429. At the end: what happened
-per capability, provider health, the self-check, and the stand-ins' own
-record of what they received, which shows no welcome email went out twice.
+down and the enrichment API starts answering 429. Three quarters in,
+SendGrid (serving since SMTP went down) starts silently dropping what it
+accepts: a 202 as ever, and a signed `dropped` event (demo_delivery.py);
+the gateway reads the events, degrades then ejects it, and re-sends each
+dropped message once through another provider with the same Message-ID.
+At the end: what happened per capability, provider health, the
+self-check, what the delivery events showed, and the stand-ins' own record
+of what they received, which shows no welcome email went out twice and
+none was lost.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from rich.table import Table
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "default.yaml"
 BATCH = 50
+# From the moment SendGrid starts dropping, welcome emails go out at this pace (the rate of the issue's
+# figure), so that its first drops come back as events while the rest are still being sent.
+PACE_PER_S = 10.0
+PACE_CHUNK = 5
 FIRST = ["Ann", "Bob", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Karim", "Lea"]
 LAST = ["Lee", "Martin", "Durand", "Bernard", "Petit", "Moreau", "Garcia", "Nguyen", "Roux", "Fournier"]
 COMPANIES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "tyrell", "cyberdyne", "soylent"]
@@ -83,9 +93,9 @@ class Tally:
 def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     import ray
 
-    from actors.cli import render
+    from actors.cli import demo_delivery, render
     from actors.client import Gateway
-    from actors.config import StateConfig, load_config
+    from actors.config import StateConfig
     from actors.deploy.gateway import deploy, teardown
     from actors.deploy.local_ray import init_local
     from actors.specs import build_spec
@@ -100,27 +110,34 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
     stack = SandboxStack(people=known, root=workdir / "sandbox").start()
     out.print(f"stand-ins up: {len(stack.http)} HTTP APIs, SMTP on :{stack.smtp.port} (STARTTLS, AUTH), "
               + (f"Dovecot IMAP on :{stack.imap.port}" if stack.imap else f"[yellow]no IMAP[/] ({stack.imap_unavailable})"))
-    cfg = load_config(config_path or DEFAULT_CONFIG, env={**os.environ, **stack.env()})
+    cfg = demo_delivery.load_demo_config(config_path or DEFAULT_CONFIG, env={**os.environ, **stack.env()})
     namespace = f"{cfg.namespace}-demo"
     cfg = cfg.model_copy(update={"namespace": namespace, "state": StateConfig(url=str(workdir / "state"))})
     spec = build_spec(cfg, source=str(config_path or DEFAULT_CONFIG))
     init_local(ray, actors=spec.actor_count, num_cpus=2, include_dashboard=False, namespace=namespace,
                logging_level=logging.ERROR, log_to_driver=False)
+    events = None
     try:
         report = deploy(spec, detached=False)
         out.print(f"gateway deployed on a local Ray: {report.summary()}")
         gw = Gateway(namespace)
+        events = demo_delivery.EventsServer(cfg, spec, gw).start()
+        for name in ("sendgrid", "mailgun"):
+            stack.http[name].events.settings.update({"url": events.url(name)})
+        out.print(f"delivery events: the SendGrid and Mailgun stand-ins post theirs, signed, to "
+                  f"{events.url('{provider}')}")
         tally = Tally()
         sent_ids: dict[int, str] = {}   # lead -> Message-ID of its welcome email (delivered now)
         welcomed: set[int] = set()      # leads whose welcome email was accepted (delivered, or queued)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=out, transient=False) as progress:
             task = progress.add_task("campaign", total=leads)
+            welcomes = Welcomes(gw, tally, stack, drop_at=leads * 3 // 4, out=progress.console)
             for start in range(0, leads, BATCH):
                 if start <= leads // 2 < start + BATCH:
                     _inject_faults(stack, progress.console)
                 batch = people[start:start + BATCH]
-                sent_ids.update(_run_batch(gw, tally, batch, start, welcomed))
+                sent_ids.update(_run_batch(gw, tally, batch, start, welcomed, welcomes))
                 progress.update(task, advance=len(batch))
             # An impatient caller sends the first welcome emails again: the keys make them no-ops.
             again = [("send_email", _welcome(p), {"idempotency_key": f"lead-{p['i']}-welcome"})
@@ -138,15 +155,22 @@ def run_demo(leads: int = 200, config_path: str | None = None) -> int:
         out.print("\n[bold]self-check[/]")
         check = ray.get(supervisor.run_full_check.remote())
         render.self_check(check, out)
-        duplicates, delivered = _duplicate_emails(stack)
-        out.print(f"\nthe email stand-ins received {delivered} welcome emails for {len(welcomed)} welcomed leads; "
-                  f"{len(duplicates)} delivered more than once" + (f": {duplicates[:5]}" if duplicates else ""))
+        received = demo_delivery.wait_for_resends(stack)
+        demo_delivery.report(out, received, demo_delivery.transitions(ray, gw.router("email_sending")),
+                             welcomes.dropping_since, welcomes.routed_around)
+        out.print(f"\nthe email stand-ins received {received.delivered} welcome emails for {len(welcomed)} welcomed "
+                  f"leads; {len(received.duplicates)} delivered more than once"
+                  + (f": {received.duplicates[:5]}" if received.duplicates else "")
+                  + f"; {len(received.resent)} re-sent after a drop; {len(received.lost)} lost")
         failed = sum(c["failed"] for c in tally.by_cap.values())
         out.print(f"\ndone in {time.monotonic() - started:.0f}s: "
                   + ("[green]every request served[/]" if not failed else f"[red]{failed} request(s) failed[/]"))
         teardown(namespace)
-        return 0 if not failed and not duplicates and delivered == len(welcomed) else 1
+        return 0 if (not failed and not received.duplicates and not received.lost
+                     and received.delivered == len(welcomed)) else 1
     finally:
+        if events is not None:
+            events.stop()
         ray.shutdown()
         stack.stop()
 
@@ -157,7 +181,42 @@ def _welcome(p: dict[str, Any]) -> dict[str, Any]:
             "html": f"<p>Hello {p['first_name']},</p><p>thanks for your interest in our product.</p>"}
 
 
-def _run_batch(gw: Any, tally: Tally, batch: list[dict[str, Any]], start: int, welcomed: set[int]) -> dict[int, str]:
+class Welcomes:
+    """Sends the welcome emails. At lead `drop_at` SendGrid starts silently
+    dropping (demo_delivery.start_dropping); from then on they go out
+    PACE_CHUNK at a time at PACE_PER_S, and those another provider serves
+    are counted (routed around)."""
+
+    def __init__(self, gw: Any, tally: Tally, stack: Any, drop_at: int, out: Console):
+        self.gw, self.tally, self.stack, self.drop_at, self.out = gw, tally, stack, drop_at, out
+        self.dropping_since: float | None = None     # wall time, as the audit log's records
+        self.routed_around = 0
+
+    def send(self, leads: list[dict[str, Any]]) -> list[Any]:
+        def many(ps: list[dict[str, Any]]) -> list[Any]:
+            return self.tally.add("email_sending", self.gw.invoke_many("email_sending", [
+                ("send_email", _welcome(p), {"idempotency_key": f"lead-{p['i']}-welcome"}) for p in ps])) if ps else []
+
+        results = many([p for p in leads if p["i"] < self.drop_at])
+        later = [p for p in leads if p["i"] >= self.drop_at]
+        if later and self.dropping_since is None:
+            from actors.cli.demo_delivery import start_dropping
+
+            start_dropping(self.stack)
+            self.dropping_since = time.time()
+            self.out.print("[yellow]>>> three quarters in: SendGrid starts silently dropping every message it "
+                           f"accepts (202 as ever); welcome emails now go out at {PACE_PER_S:.0f}/s[/]")
+        for n in range(0, len(later), PACE_CHUNK):
+            begun = time.monotonic()
+            chunk = many(later[n:n + PACE_CHUNK])
+            self.routed_around += sum(1 for r in chunk if r.ok and r.provider not in (None, "sendgrid"))
+            results += chunk
+            time.sleep(max(0.0, PACE_CHUNK / PACE_PER_S - (time.monotonic() - begun)))
+        return results
+
+
+def _run_batch(gw: Any, tally: Tally, batch: list[dict[str, Any]], start: int, welcomed: set[int],
+               welcomes: Welcomes) -> dict[int, str]:
     """One batch, stage by stage as a campaign tool would: only verified
     addresses are enriched, stored and mailed."""
     def many(cap: str, requests: list[Any]) -> list[Any]:
@@ -173,7 +232,7 @@ def _run_batch(gw: Any, tally: Tally, batch: list[dict[str, Any]], start: int, w
         upserts.append(("upsert_contact", {"email": p["email"], "first_name": p["first_name"], "last_name": p["last_name"],
                                            "company": p["company"], "fields": fields}, {}))
     many("crm_sync", upserts)
-    sends = many("email_sending", [("send_email", _welcome(p), {"idempotency_key": f"lead-{p['i']}-welcome"}) for p in keep])
+    sends = welcomes.send(keep)
     many("webhook_dispatch", [("dispatch", {"event": "lead.welcomed", "data": {"lead": p["i"], "ok": s.ok}},
                                {"idempotency_key": f"lead-{p['i']}-welcomed"}) for p, s in zip(keep, sends, strict=True)])
     welcomed.update(p["i"] for p, s in zip(keep, sends, strict=True) if s.ok)
@@ -234,13 +293,3 @@ def _print_tally(tally: Tally, out: Console) -> None:
         table.add_row(cap, str(c["requests"]), str(c["ok"]), str(c["fallbacks"]), str(c["queued"]), str(c["replayed"]),
                       f"[red]{c['failed']}[/] ({errors})" if c["failed"] else "0", served)
     out.print(table)
-
-
-def _duplicate_emails(stack: Any) -> tuple[list[str], int]:
-    """Welcome emails as the three email stand-ins received them, by Message-ID
-    (derived from the idempotency key, the same whichever provider sent it)."""
-    ids: list[str] = [m.message["Message-ID"] for m in stack.smtp.received]
-    ids += [(s["body"].get("headers") or {}).get("Message-ID", "") for s in stack.http["sendgrid"].sent]
-    ids += [s["id"] for s in stack.http["mailgun"].sent]
-    counts = Counter(i for i in ids if i)
-    return [i for i, n in counts.items() if n > 1], len(counts)

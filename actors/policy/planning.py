@@ -4,7 +4,8 @@ answered by this module.
 
 The router hands `plan` a `PlanInput`: its providers as `Candidate`s (the
 health each last reported, what only the router sees, each one's cost),
-`now`, the ranking the config names, and the outlier ejections. The steps
+`now`, the ranking the config names, the outlier ejections and those on
+delivery outcomes. The steps
 run in order, each a small pure function from the plan so far (a `Draft`)
 to the next, as the gates before each attempt do (policy/gates.py):
 
@@ -17,7 +18,11 @@ to the next, as the gates before each attempt do (policy/gates.py):
     3. outlier_demotion  ejected providers and those on probation move after
                          every other one, never dropped; ignored in panic
                          (policy.outliers)
-    4. availability      unreachable, throttled and rate-limited providers
+    4. delivery_demotion providers ejected on their delivery outcomes (they
+                         answer 202 and drop the mail) move after every
+                         other one, never dropped; panic or not, and with
+                         policy.outlier off too (policy.delivery_health)
+    5. availability      unreachable, throttled and rate-limited providers
                          are left out; an unhealthy one cooling down (or whose
                          trial is in flight) is tried last; one unhealthy
                          provider whose cooldown is over gets a half-open
@@ -51,7 +56,8 @@ from actors.policy.ranking import RankPolicy, by_health
 from actors.policy.skips import DEFERRED, Skip, SkipReason
 
 __all__ = [
-    "STEPS", "Draft", "Plan", "PlanInput", "Step", "assemble", "availability", "ordering", "outlier_demotion", "plan",
+    "STEPS", "Draft", "Plan", "PlanInput", "Step", "assemble", "availability", "delivery_demotion", "ordering", "outlier_demotion",
+    "plan",
     "plan_attempts", "plan_within_quota", "quota_skips", "spent_quotas", "start",
 ]
 
@@ -85,6 +91,7 @@ class PlanInput(msgspec.Struct, frozen=True, kw_only=True):
     rank: RankPolicy = by_health                     # routing.ranking
     ejections: Mapping[str, EjectionState] = {}      # outlier ejection's state of each real provider
     outliers: OutlierPolicy | None = None            # None: no outlier ejection
+    delivery_ejected: Mapping[str, float] = {}       # ejected on delivery outcomes: name -> until (wall time)
 
 
 class Draft(msgspec.Struct, frozen=True, kw_only=True):
@@ -173,6 +180,22 @@ def outlier_demotion(inp: PlanInput, d: Draft) -> Draft:
                                    demoted=ejection_skips(r, inp.ejections, inp.now))
 
 
+def delivery_demotion(inp: PlanInput, d: Draft) -> Draft:
+    """Providers ejected on their delivery outcomes are tried after every
+    other one, keeping their order (never dropped: with nobody else left,
+    a message may still get through). Unlike outlier ejection this holds
+    in panic: spreading load onto a provider that fails loudly costs an
+    attempt, onto one that answers 202 and drops the mail costs the mail."""
+    out = {n: until for n, until in inp.delivery_ejected.items() if inp.now < until}
+    if not any(c.name in out for c in d.ranked):
+        return d
+    skips = [Skip(n, SkipReason.DELIVERY_EJECTED, f"ejected on its delivery outcomes (it drops accepted mail) for "
+                  f"{out[n] - inp.now:.0f}s more: tried after the rest") for n in sorted(out)
+             if any(c.name == n for c in d.ranked)]
+    return msgspec.structs.replace(d, ranked=after_the_rest(d.ranked, out),
+                                   demoted=[*(s for s in d.demoted if s.name not in out), *skips])
+
+
 def _blocked(c: Candidate, now: float) -> tuple[Skip | None, float | None]:
     """Why a candidate cannot be tried now, and in how many seconds a wait would end
     (only for waits worth sitting out: a throttle or our own rate limit)."""
@@ -224,7 +247,7 @@ def availability(inp: PlanInput, d: Draft) -> Draft:
                                    trial=trial, wait_s=min(waits) if waits else None)
 
 
-STEPS: tuple[Step, ...] = (spent_quotas, ordering, outlier_demotion, availability)
+STEPS: tuple[Step, ...] = (spent_quotas, ordering, outlier_demotion, delivery_demotion, availability)
 
 
 def assemble(d: Draft) -> Plan:

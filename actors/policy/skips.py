@@ -16,6 +16,9 @@ audit log, error messages) and may be reworded freely: nothing parses it
                        (policy.outlier): tried after every provider not ejected
       OUTLIER_PROBATION its ejection is over, but no sweep has cleared it yet
                        (policy.outlier.probation): tried after the rest too
+      DELIVERY_EJECTED its delivery events say it drops what it accepts
+                       (policy.delivery_health): tried after every other
+                       provider, panic or not
     from the gates (policy.gates), this request's turn at it:
       DRAINING         the outbox, while its own items are delivered
       MAX_ATTEMPTS     the request has had routing.max_attempts tries
@@ -46,6 +49,7 @@ class SkipReason(str, enum.Enum):
     QUOTA_EXHAUSTED = "quota_exhausted"
     OUTLIER_EJECTED = "outlier_ejected"
     OUTLIER_PROBATION = "outlier_probation"
+    DELIVERY_EJECTED = "delivery_ejected"
 
     def __str__(self) -> str:
         return self.value
@@ -53,7 +57,7 @@ class SkipReason(str, enum.Enum):
 
 # Unhealthy providers are not left out but put at the end of the order.
 DEFERRED = frozenset({SkipReason.COOLING_DOWN, SkipReason.TRIAL_IN_FLIGHT, SkipReason.OUTLIER_EJECTED,
-                      SkipReason.OUTLIER_PROBATION})
+                      SkipReason.OUTLIER_PROBATION, SkipReason.DELIVERY_EJECTED})
 # Turns passed over without a word in the request's record (its Decision's
 # `skipped`): the plan already shows them, and they say nothing of the provider.
 UNRECORDED = frozenset({SkipReason.DRAINING, SkipReason.MAX_ATTEMPTS})

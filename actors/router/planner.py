@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 class Planner:
     def __init__(self, capability: str, seen: ProviderViews, outliers: Outliers, rank: RankPolicy, clock: Clock,
                  delivery: DeliveryHealth | None = None):
-        """`delivery`: ejections on delivery outcomes (delivery_health.py), demoted as outlier ones are."""
+        """`delivery`: ejections on delivery outcomes (delivery_health.py): demoted by the plan's
+        own step, panic or not, policy.outlier on or off."""
         self.capability = capability
         self.delivery = delivery
         self.seen = seen
@@ -41,12 +42,12 @@ class Planner:
     def plan(self, now: float | None = None) -> Plan:
         """The plan a request made now would follow."""
         now = self.clock.time() if now is None else now
-        ejections = self.outliers.states
-        if self.delivery is not None and self.outliers.policy.enabled:
-            ejections = {**ejections, **{n: st for n, st in self.delivery.ejections(now).items()
-                                         if n in ejections and not ejections[n].ejected(now)}}
+        delivery = {} if self.delivery is None else {n: st.ejected_until for n, st in
+                                                      self.delivery.ejections(now).items()
+                                                      if st.ejected_until is not None}
         return plan(PlanInput(candidates=self.seen.candidates(now), now=now, rank=self.rank,
-                              ejections=ejections, outliers=self.outliers.policy))
+                              ejections=self.outliers.states, outliers=self.outliers.policy,
+                              delivery_ejected=delivery))
 
     def real_provider_available(self) -> bool:
         """Whether a real provider (not the outbox) would be tried now."""

@@ -86,17 +86,19 @@ class MailgunStandIn(StandIn):
         return json.dumps({"signature": {"timestamp": stamp, "token": token, "signature": signature},
                            "event-data": data}).encode(), {}
 
-    def _post_events(self, message_id: str, form: dict[str, Any], recipients: list[str]) -> None:
+    def _post_events(self, message_id: str, form: dict[str, Any], recipients: list[str]) -> list[str]:
+        """Posts the message's events; the outcome of each recipient."""
         if not self.events.settings.url:
-            return
+            return []
         variables = {k[2:]: v for k, v in form.items() if k.startswith("v:") and isinstance(v, str)}
-        posts = []
+        posts, outcomes = [], []
         for address in recipients:
             def event(kind: str, **extra: Any) -> tuple[bytes, dict[str, str]]:
                 return self._signed({"event": kind, "id": secrets.token_urlsafe(16), "timestamp": time.time(),
                                      "recipient": address, "user-variables": variables,
                                      "message": {"headers": {"message-id": message_id.strip("<>")}}, **extra})
             outcome = self.events.outcome(address)
+            outcomes.append(outcome)
             if outcome == "dropped":
                 posts.append(event("failed", severity="permanent", reason="espblock",
                                    **{"delivery-status": {"description": "sending paused by the provider"}}))
@@ -111,6 +113,7 @@ class MailgunStandIn(StandIn):
             else:
                 posts.append(event("delivered", **{"delivery-status": {"code": 250, "message": "OK"}}))
         self.events.post_later(posts)
+        return outcomes
 
     # --- Mailgun's formats ----------------------------------------------------------
     def _key(self, request: web.Request) -> str | None:
@@ -184,6 +187,7 @@ class MailgunStandIn(StandIn):
             message_id = custom_id if custom_id.startswith("<") else f"<{custom_id}>"
         else:
             message_id = f"<{time.strftime('%Y%m%d%H%M%S', time.gmtime())}.{uuid.uuid4().hex[:16]}@{domain}>"
-        self.sent.append({"domain": domain, "id": message_id, "form": form, "recipients": recipients})
-        self._post_events(message_id, form, [a.rpartition("<")[2].rstrip(">") for a in recipients])
+        self.sent.append({"domain": domain, "id": message_id, "form": form, "recipients": recipients,
+                          "outcomes": self._post_events(message_id, form,
+                                                        [a.rpartition("<")[2].rstrip(">") for a in recipients])})
         return web.json_response({"id": message_id, "message": "Queued. Thank you."})

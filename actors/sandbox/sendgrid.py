@@ -8,7 +8,8 @@
     429                  {"errors":[{"field":null,"message":"too many requests"}]}
     401                  "The provided authorization grant is invalid, expired, or revoked"
 
-`sent` holds each accepted request body with its X-Message-Id.
+`sent` holds each accepted request body with its X-Message-Id, and the
+outcome drawn for each recipient (`outcomes`; none without events).
 
 Delivery events (actors/sandbox/delivery_events.py): with `events.url`
 set, each accepted message's events are posted there as SendGrid's Event
@@ -80,12 +81,13 @@ class SendGridStandIn(StandIn):
         return body, {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
                       "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
 
-    def _post_events(self, message_id: str, body: dict[str, Any]) -> None:
+    def _post_events(self, message_id: str, body: dict[str, Any]) -> list[str]:
+        """Posts the message's events; the outcome of each recipient."""
         if not self.events.settings.url:
-            return
+            return []
         args = {k: v for k, v in (body.get("custom_args") or {}).items() if isinstance(v, str)}
         smtp_id = (body.get("headers") or {}).get("Message-ID")
-        first, second = [], []
+        first, second, outcomes = [], [], []
         recipients = [t["email"] for p in body["personalizations"] for t in p["to"]]
         for n, address in enumerate(recipients):
             def event(kind: str, **extra: Any) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class SendGridStandIn(StandIn):
                         "sg_event_id": secrets.token_urlsafe(16), "sg_message_id": f"{message_id}.filter0001.{n}.0",
                         **({"smtp-id": smtp_id} if smtp_id else {}), **args, **extra}
             outcome = self.events.outcome(address)
+            outcomes.append(outcome)
             if outcome == "dropped":
                 first.append(event("dropped", reason="Account under review"))
                 continue
@@ -104,6 +107,7 @@ class SendGridStandIn(StandIn):
             else:
                 second.append(event("delivered", response="250 OK"))
         self.events.post_later([self._signed(batch) for batch in (first, second) if batch])
+        return outcomes
 
     # --- SendGrid's formats --------------------------------------------------------------
     def _limit_headers(self, reset: float | None = None, remaining: int | None = None) -> dict[str, str]:
@@ -149,8 +153,7 @@ class SendGridStandIn(StandIn):
             field, message = problem
             return self.error(400, message, field)
         message_id = secrets.token_urlsafe(16)[:22]
-        self.sent.append({"x_message_id": message_id, "body": body})
-        self._post_events(message_id, body)
+        self.sent.append({"x_message_id": message_id, "body": body, "outcomes": self._post_events(message_id, body)})
         return web.Response(status=202, headers={"X-Message-Id": message_id, **self._limit_headers()})
 
     def _validate(self, body: Any) -> tuple[str | None, str] | None:

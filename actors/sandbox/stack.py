@@ -97,6 +97,9 @@ class SandboxStack:
         env = {f"AICMO_SANDBOX_{name.upper()}_URL": s.base_url for name, s in self.http.items()}
         env["AICMO_SANDBOX_MAKE_URL"] = self.http["make"].url  # the hook's own URL
         env["AICMO_SANDBOX_WEBHOOK_URL"] = self.http["webhook"].url
+        # The keys the email stand-ins sign their delivery events with (events.verification_key).
+        env["AICMO_SANDBOX_SENDGRID_EVENT_KEY"] = self.http["sendgrid"].event_public_key
+        env["AICMO_SANDBOX_MAILGUN_SIGNING_KEY"] = self.http["mailgun"].webhook_signing_key
         env.update(AICMO_SANDBOX_SMTP_PORT=str(self.smtp.port), AICMO_SANDBOX_SMTP_CA=self.smtp.ca_file,
                    AICMO_SANDBOX_IMAP_ENABLED="true" if self.imap is not None else "false")
         if self.imap is not None:

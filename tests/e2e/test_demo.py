@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
 
-def test_the_demo_serves_every_request_and_sends_no_email_twice() -> None:
+def test_the_demo_serves_every_request_sends_no_email_twice_and_loses_none_a_provider_dropped() -> None:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     run = subprocess.run([str(BIN / "aicmo-gateway"), "demo", "--leads", "100"], capture_output=True, text=True,
                          timeout=600, env=env)
@@ -23,6 +23,15 @@ def test_the_demo_serves_every_request_and_sends_no_email_twice() -> None:
     assert "goes down" in out and "429" in out                      # the faults were injected
     assert "every request served" in out
     assert "0 delivered more than once" in out
+    # SendGrid silently dropped from three quarters in: its signed events got it ejected (degraded first when
+    # a round of the router falls between), and the drop fallback re-sent each drop once through another provider.
+    flat = " ".join(out.split())                                     # rich wraps lines at 110 columns
+    assert "SendGrid starts silently dropping" in flat
+    events = flat.split("delivery events: sendgrid answered 202")[1]
+    assert "-> ejected" in events and "was not ejected" not in events
+    dropped = int(events.split("silently dropped ")[1].split()[0])
+    assert dropped > 0 and f"drop fallback: {dropped} dropped message(s) re-sent once" in events
+    assert f"{dropped} re-sent after a drop; 0 lost" in flat
     assert "sendgrid" in out.split("what happened")[1]             # the fallback carried email
     assert "self-check" in out and "served" in out
     # A first run shows no warning that is not a problem (Ray's worker-startup one was).

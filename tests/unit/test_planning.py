@@ -18,6 +18,7 @@ from actors.policy.planning import (
     PlanInput,
     assemble,
     availability,
+    delivery_demotion,
     ordering,
     outlier_demotion,
     plan,
@@ -124,7 +125,28 @@ def test_outlier_demotion_is_off_without_ejections_when_disabled_and_in_panic() 
     assert outlier_demotion(PlanInput(candidates=sick, now=NOW, ejections=states, outliers=OutlierPolicy()), d) is d
 
 
-# --- 4. availability ---------------------------------------------------------------------------
+# --- 4. delivery_demotion ------------------------------------------------------------------------
+
+def test_delivery_demotion_holds_in_panic_and_without_outlier_ejection_and_ends_with_the_ejection() -> None:
+    # smtp is out for its health and sg ejected on its drops: outlier ejection would call it panic
+    # (one of three in rotation) and try sg first again; a provider that drops the mail goes last anyway.
+    candidates = [cand("smtp", 0, Health.UNHEALTHY, 0, cooldown_until=NOW + 10), cand("sg", 1), cand("mg", 2), OUTBOX]
+    for outliers in (OutlierPolicy(), OutlierPolicy(enabled=False), None):
+        p = plan(PlanInput(candidates=candidates, now=NOW, rank=configured_order, outliers=outliers,
+                           ejections={n: EjectionState() for n in ("smtp", "sg", "mg")},
+                           delivery_ejected={"sg": NOW + 60}))
+        assert p.order == ["mg", "sg", "smtp", "outbox"], outliers   # cooling down: tried last, as ever
+        assert [(s.name, s.reason) for s in p.deferred] == [("smtp", SkipReason.COOLING_DOWN),
+                                                            ("sg", SkipReason.DELIVERY_EJECTED)]
+    d = Draft(ranked=[cand("sg", 0), cand("mg", 1)], resorts=[])
+    assert delivery_demotion(PlanInput(candidates=d.ranked, now=NOW, delivery_ejected={"sg": NOW}), d) is d  # over
+    assert delivery_demotion(PlanInput(candidates=d.ranked, now=NOW), d) is d
+    both = delivery_demotion(PlanInput(candidates=d.ranked, now=NOW, delivery_ejected={"sg": NOW + 5}),
+                             Draft(ranked=d.ranked, resorts=[], demoted=[Skip("sg", SkipReason.OUTLIER_EJECTED)]))
+    assert names(both.ranked) == ["mg", "sg"] and [s.reason for s in both.demoted] == [SkipReason.DELIVERY_EJECTED]
+
+
+# --- 5. availability ---------------------------------------------------------------------------
 
 def test_availability_leaves_out_the_blocked_defers_the_unhealthy_and_gives_one_trial() -> None:
     d = Draft(ranked=[
@@ -176,7 +198,8 @@ def test_reset_in_s_only_when_no_real_provider_can_be_tried() -> None:
 # --- the steps together ----------------------------------------------------------------------------
 
 def test_the_steps_run_in_this_order() -> None:
-    assert [s.__name__ for s in STEPS] == ["spent_quotas", "ordering", "outlier_demotion", "availability"]
+    assert [s.__name__ for s in STEPS] == ["spent_quotas", "ordering", "outlier_demotion", "delivery_demotion",
+                                             "availability"]
 
 
 def test_why_did_my_request_go_to_provider_x() -> None:
