@@ -26,11 +26,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from actors.sandbox.received import CopyCheck, check, copies
+if TYPE_CHECKING:   # the stand-ins' modules stay out of a production install's imports (test_production_install)
+    from actors.sandbox.received import CopyCheck
 
 __all__ = ["EventsServer", "load_demo_config", "report", "start_dropping", "transitions", "wait_for_resends",
            "with_events"]
@@ -122,6 +123,7 @@ def start_dropping(stack: Any) -> None:
 def wait_for_resends(stack: Any, timeout_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> CopyCheck:
     """Until every dropped message has a copy that was not (the drop fallback
     re-sends within a round of its events), or `timeout_s`."""
+    from actors.sandbox.received import check, copies
     deadline = time.monotonic() + timeout_s
     while True:
         pending = sum(p.events.stats()["pending"] for p in (stack.http["sendgrid"], stack.http["mailgun"]))
