@@ -41,7 +41,7 @@ def _make(spec: Any, actor: str) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    resource = Resource.create({"service.name": SERVICE_NAME, "service.instance.id": actor})
+    resource = _resource(Resource.create({"service.name": SERVICE_NAME, "service.instance.id": actor}))
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(spec.sampling_ratio)))
     headers = {k: v.get_secret_value() for k, v in spec.headers.items()}
     exporter = OTLPSpanExporter(endpoint=spec.endpoint, headers=headers or None,
@@ -52,6 +52,25 @@ def _make(spec: Any, actor: str) -> Any:
     atexit.register(_shutdown, provider)
     log.info("%s: traces exported to %s (sampling %g)", actor, spec.endpoint, spec.sampling_ratio)
     return provider
+
+
+def _resource(made: Any) -> Any:
+    """`made`, with its hash computed once: the exporter groups every span
+    by its resource, and Resource hashes by dumping its attributes to JSON,
+    a sixth of the encoding's cost per span (bench/tracing.py's note)."""
+    from opentelemetry.sdk.resources import Resource
+
+    class _Fixed(Resource):
+        def __init__(self, attributes: Any, schema_url: str | None = None):
+            super().__init__(attributes, schema_url)
+            self._hash = Resource.__hash__(self)
+
+        def __hash__(self) -> int:
+            return self._hash
+
+        __eq__ = Resource.__eq__
+
+    return _Fixed(made.attributes, made.schema_url)
 
 
 def _shutdown(provider: Any) -> None:
