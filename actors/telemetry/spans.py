@@ -6,6 +6,10 @@
       │    └─ provider <provider>     SERVER, in the provider actor's process, around the adapter
       └─ events: provider.skipped     with the skip's typed reason
 
+A direct read (the client straight to a provider, actors/client/direct.py)
+is one span, `provider <provider>` with `aicmo.direct`, in the provider's
+process: the trace's root, or a child of the caller's span.
+
 Attribute names follow OpenTelemetry's semantic conventions where one exists
 (`error.type`, `http.request.resend_count`); the gateway's own are `aicmo.*`.
 Callers hold a `Tracing` (on) or NO_TRACING (off): off, a request carries no
@@ -275,7 +279,6 @@ class Tracing:
 
     def request(self, capability: str, method: str, traceparent: str | None, *, request_id: str, key: str | None,
                 deadline_s: float | None, dry_run: bool, links: Sequence[str] = ()) -> RequestSpan:
-        sink = self._sink
         attributes: dict[str, Any] = {"aicmo.capability": capability, "aicmo.method": method,
                                       "aicmo.request_id": request_id, "aicmo.dry_run": dry_run}
         if key is not None:
@@ -283,18 +286,21 @@ class Tracing:
         if deadline_s is not None:
             attributes["aicmo.deadline_s"] = float(deadline_s)
         found = [link for link in map(_link, links) if link is not None]
-        parent = _remote(traceparent)
+        return RequestSpan(self._root(f"{capability}.{method}", _remote(traceparent), attributes, found))
+
+    def _root(self, name: str, parent: Any, attributes: dict[str, Any], links: Sequence[Any] = ()) -> Any:
+        """A request's first span here, SERVER: the sampler decides, once, for it and its children."""
+        sink = self._sink
         trace_id = parent.trace_id if parent is not None else sink.new_trace_id()
-        name = f"{capability}.{method}"
         parent_context = None if parent is None else sink.trace.set_span_in_context(sink.trace.NonRecordingSpan(parent))
-        decision = sink.sampler.should_sample(parent_context, trace_id, name, sink.kinds.SERVER, attributes, found)
+        decision = sink.sampler.should_sample(parent_context, trace_id, name, sink.kinds.SERVER, attributes, links)
         if not decision.decision.is_recording():
-            return RequestSpan(_Unsampled(sink.context(trace_id, sink.unsampled, decision.trace_state)))
+            return _Unsampled(sink.context(trace_id, sink.unsampled, decision.trace_state))
         if decision.attributes:
             attributes.update(decision.attributes)
         flags = sink.sampled if decision.decision.is_sampled() else sink.unsampled
-        return RequestSpan(_Span(sink, name, sink.context(trace_id, flags, decision.trace_state), parent,
-                                 sink.kinds.SERVER, attributes, found))
+        return _Span(sink, name, sink.context(trace_id, flags, decision.trace_state), parent, sink.kinds.SERVER,
+                     attributes, links)
 
     def attempt(self, request: RequestSpan, provider: str, *, round_: int, hedged: bool) -> AttemptSpan:
         number = request.attempts = request.attempts + 1
@@ -328,6 +334,22 @@ class Tracing:
         return _Span(sink, f"provider {provider}", sink.context(parent.trace_id, parent.trace_flags), parent,
                      sink.kinds.SERVER, {"aicmo.provider": provider, "aicmo.capability": capability,
                                          "aicmo.method": method})
+
+    def direct_call(self, traceparent: str | None, provider: str, capability: str, method: str,
+                    request_id: str) -> Any:
+        """The provider actor's span of a call the client sent it directly
+        (no router): the root of the request's trace, or a child of the
+        caller's span when the client had one; None when not sampled."""
+        span = self._root(f"provider {provider}", _remote(traceparent), {
+            "aicmo.provider": provider, "aicmo.capability": capability, "aicmo.method": method,
+            "aicmo.request_id": request_id, "aicmo.direct": True})
+        return span if span.is_recording() else None
+
+    @staticmethod
+    def ids(span: Any) -> tuple[str, str]:
+        """A span's trace and span ids, as InvokeResult carries them."""
+        ctx = span.get_span_context()
+        return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
 
     @staticmethod
     def provider_end(span: Any, reply: Any) -> None:

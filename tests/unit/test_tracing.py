@@ -340,3 +340,58 @@ def test_a_store_round_trip_that_fails_is_an_error_span_and_the_request_says_so(
     [claim], [root] = names["store claim"], names[ROOT]
     assert claim.status.status_code is StatusCode.ERROR and claim.attributes["error.type"] == "StoreUnavailable"
     assert root.attributes["aicmo.outcome"] == "store_unavailable" and "attempt a" not in names
+
+
+# --- direct reads: the client straight to the provider (actors/client/direct.py) -----------
+
+def direct_call(h: Harness, traceparent: str | None = None) -> Any:
+    from actors.messages import CallContext
+    from actors.payloads import METHODS, validate_payload
+
+    payload = validate_payload(METHODS["email_verification"]["verify_email"], VERIFY)
+    ctx = CallContext(request_id="r-direct", method="verify_email", traceparent=traceparent, direct=True)
+    return asyncio.run(h.providers["a"].call("verify_email", payload, ctx))
+
+
+def test_a_direct_read_is_a_trace_of_its_own_in_the_provider_its_ids_in_the_reply(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}]}, capability="email_verification",
+                tracing=tracing)
+    reply = direct_call(h)
+    assert reply.ok
+    [span] = exporter.get_finished_spans()
+    assert span.name == "provider a" and span.parent is None and span.kind is SpanKind.SERVER
+    assert dict(span.attributes) == {
+        "aicmo.provider": "a", "aicmo.capability": "email_verification", "aicmo.method": "verify_email",
+        "aicmo.request_id": "r-direct", "aicmo.direct": True, "aicmo.ok": True}
+    assert (reply.trace_id, reply.span_id) == (hexid(span.context.trace_id, 32), hexid(span.context.span_id, 16))
+
+
+def test_a_direct_read_continues_the_callers_span_and_follows_its_sampling(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}] * 2}, capability="email_verification",
+                tracing=tracing)
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    [span] = exporter.get_finished_spans()
+    assert hexid(span.parent.span_id, 16) == "b7ad6b7169203331" and span.parent.is_remote
+    assert reply.trace_id == "0af7651916cd43dd8448eb211c80319c" == hexid(span.context.trace_id, 32)
+    exporter.clear()
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")  # the caller samples out
+    assert reply.ok and reply.trace_id is None and exporter.get_finished_spans() == ()
+
+
+def test_off_a_direct_read_has_no_trace() -> None:
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}]}, capability="email_verification")
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert reply.ok and reply.trace_id is None and reply.span_id is None
+
+
+def test_a_batchs_requests_each_continue_the_traceparent_of_their_options(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": []}, tracing=tracing)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    results = asyncio.run(h.router.invoke_many([("send_email", EMAIL, {"idempotency_key": f"b{i}", "traceparent": parent})
+                                                for i in range(2)]))
+    assert [r.trace_id for r in results] == ["0af7651916cd43dd8448eb211c80319c"] * 2
+    roots = [s for s in exporter.get_finished_spans() if s.name == ROOT]
+    assert len(roots) == 2 and {hexid(r.parent.span_id, 16) for r in roots} == {"b7ad6b7169203331"}
