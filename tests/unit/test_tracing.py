@@ -395,3 +395,55 @@ def test_a_batchs_requests_each_continue_the_traceparent_of_their_options(traced
     assert [r.trace_id for r in results] == ["0af7651916cd43dd8448eb211c80319c"] * 2
     roots = [s for s in exporter.get_finished_spans() if s.name == ROOT]
     assert len(roots) == 2 and {hexid(r.parent.span_id, 16) for r in roots} == {"b7ad6b7169203331"}
+
+
+# --- export: our encoder, the SDK's transport ------------------------------------------------
+
+def varied_spans(tracing: Tracing, exporter: InMemorySpanExporter) -> Any:
+    """Spans with every part the encoder writes: a remote parent, a fallback's error status,
+    a skip's event, a replay's link, int, float, bool and string attributes."""
+    h = Harness({"a": [RateLimited("429", retry_after_s=30)], "b": [], "c": []}, tracing=tracing)
+    h.invoke(idempotency_key="w-1", traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    h.invoke(idempotency_key="w-1")  # replayed: a link
+    h.invoke(idempotency_key="w-2")  # a skipped (throttled): an event
+    spans = exporter.get_finished_spans()
+    assert any(s.events for s in spans) and any(s.links for s in spans) and any(s.parent and s.parent.is_remote
+                                                                                 for s in spans)
+    assert any(s.status.status_code is StatusCode.ERROR for s in spans)
+    return spans
+
+
+def test_our_encoding_is_the_official_encoders_message(traced) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from actors.telemetry.wire import encode_request
+
+    spans = varied_spans(*traced)
+    ours, official = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    ours.ParseFromString(encode_request(spans))
+    official.ParseFromString(encode_spans(spans).SerializeToString())
+    assert ours == official
+    assert encode_request(spans) == encode_request(spans)  # the second time from the attribute table: the same
+
+
+def test_the_exporter_sends_our_encoding_through_the_sdks_transport(traced, monkeypatch) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from actors.telemetry import setup, wire
+    from tests.support.otlp import Collector
+
+    spans = varied_spans(*traced)
+    encoded: list[int] = []
+    real = wire.encode_request
+    monkeypatch.setattr(wire, "encode_request", lambda s: encoded.append(len(s)) or real(s))
+    collector = Collector()
+    try:
+        exporter = setup.exporter_class()(endpoint=collector.endpoint, timeout=5)
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert encoded == [len(spans)]  # this SDK has the transport we reach: our encoder ran
+        assert sorted(s.span_id for s in collector.spans) == sorted(hexid(s.context.span_id, 16) for s in spans)
+        collector.refuse = True
+        assert exporter.export(spans[:1]) is SpanExportResult.FAILURE
+    finally:
+        collector.close()
