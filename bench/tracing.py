@@ -17,7 +17,9 @@ local Ray:
   also predates issue 22 (merged with 23), so the figure is an upper bound
   of what tracing off costs. Without git history (an sdist) it is skipped.
 
-Per round, each: (1) the p50 of one call (sequential keyed sends through the
+First, before any Ray, the CPU one request costs in-process, on and off
+(bench/tracing_cpu.py): steady where wall clock is not. Then per round,
+each variant: (1) the p50 of one call (sequential keyed sends through the
 client: the router's root span, its store spans, an attempt span, the
 provider's span); (2) throughput, keyed sends pipelined (64 in flight). All
 three are warmed with one round first; rounds rotate the order (bench/common.py)
@@ -26,14 +28,20 @@ so drift hits all alike; ratios are paired within a round.
 Targets: on ÷ off, p50 ≤ 1.10 and throughput ≥ 0.90; off ÷ before, p50 ≤ 1.02
 and throughput ≥ 0.98.
 
-Where the cost of "on" went, and what was cut (measured per request with the
-SDK's in-memory pipeline, unit level, far steadier than wall clock on a
-shared machine): the SDK's Span validated every attribute under a lock and
-asked the sampler again for each child, ~3x what actors/telemetry/spans.py's
-own recorder costs (it hands the processors the SDK's ReadableSpan); the
-exporter hashed the resource through JSON for every span (setup.py hashes it
-once); and this benchmark's collector decoded every attribute of every span
-on the same two cores (it now reads trace ids only).
+Where the cost of "on" went, and what was cut (CPU per request with the
+router and provider cores in-process, unit level, far steadier than wall
+clock on a shared machine; 2 cores, load 8: off ~850 µs, on ~1600 µs before,
+~1050 µs after):
+- the SDK's Span validated every attribute under a lock and asked the
+  sampler again for each child: actors/telemetry/spans.py records spans
+  itself (the sampler asked once, at the root) and hands the processors the
+  SDK's ReadableSpan, a third of the cost;
+- the exporter's encoder built a protobuf object per attribute and hashed
+  the resource through JSON per span, in the export thread but under the
+  router's GIL: actors/telemetry/wire.py writes the same message at a
+  quarter of the cost (repeating attributes encoded once);
+- this benchmark's collector decoded every attribute of every span on the
+  same two cores: it now reads trace ids only.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from typing import Any
 from bench.common import alternate, gateway, local_ray, median, paired_ratio, target, write_results
 from bench.tracing_baseline import PIPELINED, SEQUENTIAL, capabilities, measure, router_module
 
-ROUNDS = 3
+ROUNDS = 5  # wall clock on a shared machine varies by a third between rounds: the median of 5
 BASELINE = "fd519d6"  # the build before issue 23 (the merge of issues 22 and 23 is f11abf7)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,48 +120,50 @@ def sdk_loaded(ray: Any, namespace: str) -> bool:
 
 
 def main() -> Path:
+    from bench import tracing_cpu
     from tests.support.otlp import CollectorProcess
 
-    collector = CollectorProcess()  # in a process of its own: its work does not take the driver's GIL
-    try:
-        with ExitStack() as stack:
-            tree = baseline_tree(stack)
-            before = Before(tree) if tree is not None else None
-            if before is not None:
-                stack.callback(before.close)
-            ray = stack.enter_context(local_ray())
-            namespaces = {}
-            traced = {"telemetry": {"traces": {"endpoint": collector.endpoint, "sampling_ratio": 1.0}}}
-            for label in ("off", "on"):
-                spec = stack.enter_context(gateway(capabilities(), namespace=f"aicmo-bench-trace-{label}",
-                                                   extra=traced if label == "on" else None))
-                namespaces[label] = spec.namespace
-            runs = {label: 0 for label in ("off", "on", "before")}
+    with ExitStack() as stack:
+        tree = baseline_tree(stack)
+        cpu = tracing_cpu.main(3, tree)  # before any Ray: the steady figures (CPU time: 3 rounds are enough)
+        collector = CollectorProcess()  # in a process of its own: its work does not take the driver's GIL
+        stack.callback(collector.close)
+        before = Before(tree) if tree is not None else None
+        if before is not None:
+            stack.callback(before.close)
+        ray = stack.enter_context(local_ray())
+        namespaces = {}
+        traced = {"telemetry": {"traces": {"endpoint": collector.endpoint, "sampling_ratio": 1.0}}}
+        for label in ("off", "on"):
+            spec = stack.enter_context(gateway(capabilities(), namespace=f"aicmo-bench-trace-{label}",
+                                               extra=traced if label == "on" else None))
+            namespaces[label] = spec.namespace
+        runs = {label: 0 for label in ("off", "on", "before")}
 
-            def variant(label: str) -> Any:
-                def run() -> dict[str, float]:
-                    prefix = f"{label}-{runs[label]}"
-                    runs[label] += 1
-                    row = before.measure(prefix) if label == "before" else measure(namespaces[label], prefix)
-                    print(label, {k: round(v, 2) for k, v in row.items()}, flush=True)
-                    return row
-                return run
+        def variant(label: str) -> Any:
+            def run() -> dict[str, float]:
+                prefix = f"{label}-{runs[label]}"
+                runs[label] += 1
+                row = before.measure(prefix) if label == "before" else measure(namespaces[label], prefix)
+                print(label, {k: round(v, 2) for k, v in row.items()}, flush=True)
+                return row
+            return run
 
-            variants = {label: variant(label) for label in namespaces}
-            if before is not None:
-                variants["before"] = variant("before")  # it warmed itself up when it started
-            for label in namespaces:
-                variants[label]()  # warm-up, not kept
-            rounds = alternate(variants, ROUNDS)
-            loaded = {label: sdk_loaded(ray, ns) for label, ns in namespaces.items()}
-            sent = (ROUNDS + 1) * (SEQUENTIAL + PIPELINED)
-            deadline = time.monotonic() + 30  # the last batches leave within a second or two
-            while collector.traces < sent and time.monotonic() < deadline:
-                time.sleep(0.2)
-            traces, spans = collector.traces, collector.spans
-            actors_from = before.actors_from if before is not None else None
-    finally:
-        collector.close()
+        variants = {label: variant(label) for label in namespaces}
+        if before is not None:
+            variants["before"] = variant("before")  # it warmed itself up when it started
+        for label in namespaces:
+            variants[label]()  # warm-up, not kept
+        rounds = alternate(variants, ROUNDS)
+        loaded = {label: sdk_loaded(ray, ns) for label, ns in namespaces.items()}
+        sent = (ROUNDS + 1) * (SEQUENTIAL + PIPELINED)
+        deadline = time.monotonic() + 30  # the last batches leave within a second or two
+        while collector.traces < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        traces, spans = collector.traces, collector.spans
+        actors_from = before.actors_from if before is not None else None
+
+    cpu_ratio = median([on / off for on, off in zip(cpu["on"], cpu["off"], strict=True)])
 
     med = {label: {k: median([row[k] for row in rows]) for k in rows[0]} for label, rows in rounds.items()}
     p50_ratio = paired_ratio(rounds, "on", "off", "p50_ms")
@@ -166,13 +176,22 @@ def main() -> Path:
         f"on ÷ off: p50 {p50_ratio:.3f}, throughput {tput_ratio:.3f}",
         f"the loopback collector received {traces} traces ({spans} spans) of {sent} requests traced",
         f"OpenTelemetry SDK imported by the router: off {loaded['off']}, on {loaded['on']}",
+        f"CPU per request in-process (router and provider cores, no Ray; bench/tracing_cpu.py): off "
+        f"{median(cpu['off']):.0f} µs, on {median(cpu['on']):.0f} µs, on ÷ off {cpu_ratio:.3f} (an upper bound: "
+        "Ray's own cost per request, the same on and off, is absent)",
     ]
+    if "before" in cpu:
+        notes.append(f"CPU per request in-process, the build before issue 23: {median(cpu['before']):.0f} µs; off ÷ "
+                     f"before {median([o / b for o, b in zip(cpu['off'], cpu['before'], strict=True)]):.3f}")
     targets = [
         target("tracing: p50 of one call, on (sampling 1.0) ÷ off", p50_ratio, 1.10, higher_is_better=False),
         target("tracing: throughput, on ÷ off", tput_ratio, 0.90, higher_is_better=True),
+        target("tracing: CPU per request in-process, on ÷ off", cpu_ratio, None, higher_is_better=False,
+               why="steady on a loaded machine; an upper bound of the cost through the actors"),
     ]
     data: dict[str, Any] = {"rounds": rounds, "medians": med, "traces_received": traces, "spans_received": spans,
-                            "sdk_loaded": loaded, "baseline": BASELINE, "baseline_actors_from": actors_from}
+                            "sdk_loaded": loaded, "baseline": BASELINE, "baseline_actors_from": actors_from,
+                            "cpu_us_per_request": cpu}
     if "before" in rounds:
         off_p50 = paired_ratio(rounds, "off", "before", "p50_ms")
         off_tput = paired_ratio(rounds, "off", "before", "per_s")

@@ -9,7 +9,9 @@ BatchSpanProcessor, sampling 1.0) with an exporter that encodes each batch
 to OTLP protobuf as the actors' exporter does (wire.py) and sends nothing; flushed
 before the clock stops. CPU time, unlike wall-clock throughput, hardly moves
 when other processes load the machine, so this ratio is what to compare
-across builds; what Ray adds per request (its messaging and scheduling,
+across builds (`main(before=...)` also measures "off" of the build in
+that tree: bench/tracing.py's baseline). Each figure in a fresh process
+(warmed with 200 requests first). What Ray adds per request (its messaging and scheduling,
 the same on and off) is absent, so on ÷ off here is an upper bound of the
 ratio through the actors.
 """
@@ -17,7 +19,12 @@ ratio through the actors.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 REQUESTS = 1500
@@ -25,10 +32,10 @@ EMAIL = {"to": ["ann@example.com"], "subject": "Hi", "text": "Hello"}
 
 
 def _tracing(on: bool) -> tuple[Any, Any]:
-    from actors.telemetry import NO_TRACING, Tracing
-
     if not on:
-        return NO_TRACING, None
+        return None, None
+    from actors.telemetry import Tracing
+
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -52,7 +59,8 @@ def cpu_us_per_request(on: bool, prefix: str, requests: int = REQUESTS) -> float
     from tests.unit.harness import Harness
 
     tracing, provider = _tracing(on)
-    h = Harness({"sim": [{"message_id": "m"}] * (requests + 1)}, tracing=tracing)
+    # Off, no `tracing` keyword: the build before issue 23 (run by `before`) has none.
+    h = Harness({"sim": [{"message_id": "m"}] * (requests + 1)}, **({"tracing": tracing} if on else {}))
 
     async def run() -> None:
         for i in range(requests):
@@ -68,17 +76,33 @@ def cpu_us_per_request(on: bool, prefix: str, requests: int = REQUESTS) -> float
     return spent / requests * 1e6
 
 
-def main(rounds: int = 3) -> dict[str, list[float]]:
-    import logging
+def in_process_of_its_own(tree: Path, on: bool) -> float:
+    """`cpu_us_per_request(on)` with the build in `tree` (its actors and
+    tests.unit.harness), in a fresh process: this file run by path. Every
+    figure is taken so, so that none inherits another's garbage or threads."""
+    runner = f"import runpy; runpy.run_path({str(Path(__file__))!r}, run_name='__main__')"
+    env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-c", runner, "on" if on else "off"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=600, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
-    logging.getLogger("aicmo").setLevel(logging.WARNING)  # the harness's health lines
-    out: dict[str, list[float]] = {"off": [], "on": []}
-    cpu_us_per_request(False, "warm", 200)
+
+def main(rounds: int = 3, before: Path | None = None) -> dict[str, list[float]]:
+    """`rounds` of off and on (this build), rotating; with `before` (the tree of another build), its off too."""
+    here = Path(__file__).resolve().parents[1]
+    variants = {"off": (here, False), "on": (here, True), **({"before": (before, False)} if before else {})}
+    out: dict[str, list[float]] = {label: [] for label in variants}
+    labels = list(variants)
     for r in range(rounds):
-        for label in (("off", "on") if r % 2 == 0 else ("on", "off")):
-            out[label].append(cpu_us_per_request(label == "on", f"{label}-{r}"))
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            out[label].append(in_process_of_its_own(*variants[label]))
     return out
 
 
 if __name__ == "__main__":
-    print(main())
+    logging.getLogger("aicmo").setLevel(logging.ERROR)  # the harness's health lines
+    if sys.argv[1:] in (["off"], ["on"]):
+        cpu_us_per_request(sys.argv[1] == "on", "warm", 200)
+        print(cpu_us_per_request(sys.argv[1] == "on", "measured"))
+    else:
+        print(main())
