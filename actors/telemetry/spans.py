@@ -101,20 +101,26 @@ class _Span:
     def is_recording(self) -> bool:
         return not self._ended
 
+    # Once ended, the export thread reads these: nothing changes them after.
     def set_attribute(self, name: str, value: Any) -> None:
-        self._attributes[name] = value
+        if not self._ended:
+            self._attributes[name] = value
 
     def set_attributes(self, attributes: dict[str, Any]) -> None:
-        self._attributes.update(attributes)
+        if not self._ended:
+            self._attributes.update(attributes)
 
     def add_event(self, name: str, attributes: dict[str, Any]) -> None:
-        self._events.append(self._sink.event(name, attributes))
+        if not self._ended:
+            self._events.append(self._sink.event(name, attributes))
 
     def add_link(self, context: Any, attributes: dict[str, Any] | None = None) -> None:
-        self._links.append(self._sink.trace.Link(context, attributes))
+        if not self._ended:
+            self._links.append(self._sink.trace.Link(context, attributes))
 
     def set_status(self, status: Any) -> None:
-        self._status = status
+        if not self._ended:
+            self._status = status
 
     def end(self) -> None:
         if self._ended:

@@ -447,3 +447,32 @@ def test_the_exporter_sends_our_encoding_through_the_sdks_transport(traced, monk
         assert exporter.export(spans[:1]) is SpanExportResult.FAILURE
     finally:
         collector.close()
+
+
+def test_the_sampler_decides_once_per_request_and_an_unsampled_one_records_nothing() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    asked: list[str] = []
+
+    class Counting:
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        def should_sample(self, context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+            asked.append(name)
+            return self.inner.should_sample(context, trace_id, name, *args, **kwargs)
+
+        def get_description(self) -> str:
+            return "counting"
+
+    for inner, recorded in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
+        asked.clear()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=Counting(inner))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        h = Harness({"a": [TransientError("503")], "b": []}, tracing=Tracing(provider.get_tracer("t")), retry_rounds=0)
+        res = h.invoke(idempotency_key=f"once-{recorded}")
+        assert res.ok and asked == [ROOT]  # not again for the store, attempt and provider spans
+        assert (len(exporter.get_finished_spans()) == 7) is recorded and (res.trace_id is not None) is recorded
+        # Unsampled, the context still travels (flag 00), so the providers follow the choice.
+        assert parse_traceparent(h.adapters["b"].calls[0][2].traceparent).sampled is recorded
