@@ -26,6 +26,9 @@ _double = struct.Struct("<d").pack
 _fixed32 = struct.Struct("<I").pack
 
 
+_SMALL = [bytes((n,)) for n in range(128)]  # a varint below 128 is its one byte
+
+
 def _varint(n: int) -> bytes:
     if n < 0:
         n += 1 << 64
@@ -39,9 +42,13 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_TAGS = [_varint(number << 3 | 2) for number in range(16)]  # length-delimited fields 0..15
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    n = len(payload)
+    return _TAGS[number] + (_SMALL[n] if n < 128 else _varint(n)) + payload
 
 
 def _any_value(value: Any) -> bytes:
