@@ -53,7 +53,7 @@ def _make(spec: Any, actor: str) -> Any:
 
 
 def exporter_class() -> Any:
-    """The OTLP/HTTP exporter with our encoder (wire.py, a quarter of the
+    """The OTLP/HTTP exporter with our encoder (wire.py, a fifth of the
     official one's CPU per span): its transport (headers, TLS, compression,
     retries, the OTEL_EXPORTER_OTLP_* variables) is the SDK's own, reached
     through its `_client`; an exporter without one (another SDK version)
