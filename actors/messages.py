@@ -106,6 +106,9 @@ class CallContext(Message):
     pace_s: float | None = None
     # The W3C trace context of the router's span of this attempt (actors/telemetry): the provider's span is its child.
     traceparent: str | None = None
+    # Sent by the client straight to the provider (actors/client/direct.py): no router span is its parent, so
+    # the provider's span is the request's root (or a child of the caller's span, given as traceparent).
+    direct: bool = False
 
 
 class CallReply(Message):
@@ -125,6 +128,8 @@ class CallReply(Message):
     quota_exhausted: str | None = None   # quota | balance: the provider's quota is spent (actors/provider/spending.py)
     quota_resets_at: float | None = None  # when a spent quota's period turns
     paced_until: float | None = None      # refused at the provider's rate limit: its next free slot (wall time)
+    trace_id: str | None = None           # a traced direct call's span (actors/telemetry), for the caller's result
+    span_id: str | None = None
 
 
 class Resolution(Message):

@@ -9,7 +9,10 @@ for the ranking again after its `valid_for_s` and after any failure, and a
 call the provider did not serve goes to the router as usual (fallback,
 hedging, the retry budget), its failed direct attempt listed first in the
 result. Such calls skip the router's recent-operations log, audit and
-metrics: the providers' own health and metrics still count them.
+metrics: the providers' own health and metrics still count them. Traced
+(actors/telemetry), the provider's span is the request's: a child of the
+caller's span when there is one, else a trace's root; its ids come back in
+the reply and so in the result.
 """
 
 from __future__ import annotations
@@ -83,9 +86,10 @@ class DirectRoutes:
         self._rankings.pop(capability, None)
 
     def prepare(self, ranking: Ranking, method: str, payload: Any, dry_run: bool | None,
-                deadline_s: float | None) -> DirectCall | None:
+                deadline_s: float | None, traceparent: str | None = None) -> DirectCall | None:
         """The call to the ranking's first provider, or None: leave it to the
-        router (no provider to send to, or a payload the router must refuse)."""
+        router (no provider to send to, or a payload the router must refuse).
+        `traceparent`: the caller's span, the parent of the provider's (actors/telemetry)."""
         if not ranking.providers:
             return None
         try:
@@ -104,7 +108,8 @@ class DirectRoutes:
                 return None
         timeout_s = min(ranking.attempt_timeout_s.get(name, 10.0), deadline_s if deadline_s else math.inf)
         ctx = CallContext(request_id=uuid.uuid4().hex, method=method, timeout_s=timeout_s,
-                          dry_run=ranking.dry_run if dry_run is None else bool(dry_run))
+                          dry_run=ranking.dry_run if dry_run is None else bool(dry_run), traceparent=traceparent,
+                          direct=True)
         return DirectCall(ranking.capability, method, name, actor, handle, validated, ctx, self._clock())
 
     def served(self, call: DirectCall, reply: CallReply) -> InvokeResult:
@@ -112,7 +117,7 @@ class DirectRoutes:
             ok=True, value=reply.value, provider=call.provider, request_id=call.ctx.request_id,
             attempts=[Attempt(provider=call.provider, ok=True, latency_ms=round(reply.latency_ms, 3))],
             dry_run=call.ctx.dry_run, capability=call.capability, method=call.method,
-            elapsed_ms=round((self._clock() - call.started) * 1000, 3))
+            elapsed_ms=round((self._clock() - call.started) * 1000, 3), trace_id=reply.trace_id, span_id=reply.span_id)
 
     def failed(self, call: DirectCall, reply: CallReply | None = None, exc: BaseException | None = None) -> Attempt:
         """The attempt the provider did not serve; the ranking is asked for again."""
@@ -133,7 +138,8 @@ class DirectRoutes:
 
 
 def direct_read(routes: DirectRoutes, ranking: Callable[[], Any], capability: str, method: str, payload: Any,
-                dry_run: bool | None, deadline_s: float | None) -> Steps[tuple[InvokeResult | None, Attempt | None]]:
+                dry_run: bool | None, deadline_s: float | None,
+                traceparent: str | None = None) -> Steps[tuple[InvokeResult | None, Attempt | None]]:
     """The steps of a direct read (actors/client/calls.py): the ranking (held,
     or asked of the router with `ranking()`), then the call to its first
     provider. Returns (the result, None) when the provider served it; else
@@ -145,7 +151,7 @@ def direct_read(routes: DirectRoutes, ranking: Callable[[], Any], capability: st
         except Exception:  # noqa: BLE001 - no ranking (restarting, older router): the router serves it
             return None, None
         routes.store(held)
-    call = routes.prepare(held, method, payload, dry_run, deadline_s)
+    call = routes.prepare(held, method, payload, dry_run, deadline_s, traceparent)
     if call is None:
         return None, None
     try:

@@ -187,7 +187,7 @@ class Gateway:
         tried: Attempt | None = None
         if self._direct is not None and eligible(capability, method):
             served, tried = yield from direct_read(self._direct, lambda: self._router(capability).ranking.remote(),
-                                                   capability, method, payload, dry_run, deadline_s)
+                                                   capability, method, payload, dry_run, deadline_s, traceparent)
             if served is not None:
                 return served
             deadline_s = _left(deadline_s, tried)
@@ -242,10 +242,12 @@ class Gateway:
         """Many calls of one capability in one round trip: `requests` are
         `(method, payload, options)` (options as invoke's keywords); the
         results in the same order. A dropped batch is sent again whole,
-        every send with its key."""
+        every send with its key. Each request's trace continues the caller's
+        current OpenTelemetry span, as invoke's does, unless its options name
+        a traceparent."""
         if capability not in CAPABILITIES:
             return [_unknown_capability(capability, _method_of(item)) for item in requests]
-        batch, deadline_s = _keyed(capability, requests)
+        batch, deadline_s = _keyed(capability, requests, current_traceparent())
         call = RouterCall(capability, "invoke_many", None, None, deadline_s, self._clock)
         answer = self._run(self._to_router(call, lambda c, router: router.invoke_many.remote(_with_deadline(batch, c))))
         return _unavailable_batch(batch, call, answer.why, self.namespace) if isinstance(answer, GaveUp) else answer
@@ -316,10 +318,13 @@ def _method_of(item: Any) -> str:
     return str(item[0]) if isinstance(item, (tuple, list)) and item else "?"
 
 
-def _keyed(capability: str, requests: Sequence[Any]) -> tuple[list[Any], float | None]:
-    """The batch with a key added to every send that has none, and the
-    longest deadline any request gave (None: none gave one). A malformed
-    item is passed on as it is: the router answers it invalid_request."""
+def _keyed(capability: str, requests: Sequence[Any],
+           traceparent: str | None = None) -> tuple[list[Any], float | None]:
+    """The batch with a key added to every send that has none, and
+    `traceparent` to every request that names none (only when there is one:
+    a router from before traces takes no such keyword); and the longest
+    deadline any request gave (None: none gave one). A malformed item is
+    passed on as it is: the router answers it invalid_request."""
     batch: list[Any] = []
     deadlines: list[float] = []
     for item in requests:
@@ -335,6 +340,8 @@ def _keyed(capability: str, requests: Sequence[Any]) -> tuple[list[Any], float |
         key = client_key(capability, method, options.get("idempotency_key"), options.get("dry_run"))
         if key is not None:
             options["idempotency_key"] = key
+        if traceparent is not None and options.get("traceparent") is None:
+            options["traceparent"] = traceparent
         if isinstance(options.get("deadline_s"), (int, float)) and not isinstance(options["deadline_s"], bool):
             deadlines.append(float(options["deadline_s"]))
         batch.append((method, payload, options))

@@ -116,10 +116,15 @@ class ProviderCore:
 
     # --- one attempt -------------------------------------------------------------
     async def _attempt(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:
-        """One attempt; in a span, child of the router's attempt span, when the router traced it."""
-        if ctx.traceparent is None or not self.tracing.on:
+        """One attempt; in a span, child of the router's attempt span, when the
+        router traced it; a direct call's span is the request's own (its ids in the reply)."""
+        if not self.tracing.on or (ctx.traceparent is None and not ctx.direct):
             return await self._attempt_once(method, payload, ctx)
-        span = self.tracing.provider_call(ctx.traceparent, self.spec.name, self.spec.capability, method)
+        if ctx.direct:
+            span = self.tracing.direct_call(ctx.traceparent, self.spec.name, self.spec.capability, method,
+                                            ctx.request_id)
+        else:
+            span = self.tracing.provider_call(ctx.traceparent, self.spec.name, self.spec.capability, method)
         if span is None:
             return await self._attempt_once(method, payload, ctx)
         try:
@@ -129,6 +134,9 @@ class ProviderCore:
             span.end()
             raise
         self.tracing.provider_end(span, reply)
+        if ctx.direct:
+            trace_id, span_id = self.tracing.ids(span)
+            reply = msgspec.structs.replace(reply, trace_id=trace_id, span_id=span_id)
         return reply
 
     async def _attempt_once(self, method: str, payload: Payload, ctx: CallContext) -> CallReply:

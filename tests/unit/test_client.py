@@ -334,3 +334,45 @@ def test_call_takes_a_typed_payload_whose_class_names_the_method() -> None:
     assert isinstance(router.calls[0]["args"][1], SendEmail)
     with pytest.raises(TypeError, match="payload Struct"):
         gw.call({"to": ["ann@example.com"]})   # type: ignore[arg-type]
+
+
+# --- trace context (actors/telemetry) ----------------------------------------------------
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_direct_read_carries_the_callers_trace_context_and_returns_the_providers_ids() -> None:
+    traced = CallReply(ok=True, value={"status": "valid"}, trace_id="1" * 32, span_id="2" * 16)
+    gw, router, provider, _ = direct_gateway([traced, CallReply(ok=True, value={"status": "valid"})])
+    res = gw.invoke("email_verification", "verify_email", VERIFY, traceparent=PARENT)
+    ctx = provider.calls[0][2]
+    assert ctx.direct and ctx.traceparent == PARENT
+    assert (res.trace_id, res.span_id) == ("1" * 32, "2" * 16)  # the provider's span: the HTTP API returns it
+    res = gw.invoke("email_verification", "verify_email", VERIFY)  # no caller's span: the provider's is the root
+    assert provider.calls[1][2].direct and provider.calls[1][2].traceparent is None and res.trace_id is None
+
+
+def test_a_direct_read_inside_the_callers_span_is_its_child() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    gw, router, provider, _ = direct_gateway([CallReply(ok=True, value={"status": "valid"})])
+    with TracerProvider().get_tracer("caller").start_as_current_span("driver") as span:
+        gw.invoke("email_verification", "verify_email", VERIFY)
+        ctx = span.get_span_context()
+    assert provider.calls[0][2].traceparent == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+
+
+def test_invoke_many_gives_each_request_the_callers_span_unless_it_names_its_own() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    gw, router, _, _ = gateway(["ok", "ok"])
+    batch = [("send_email", EMAIL, {"idempotency_key": "k1"}), ("send_email", EMAIL, {"traceparent": PARENT}),
+             ("send_email", EMAIL)]
+    with TracerProvider().get_tracer("caller").start_as_current_span("driver") as span:
+        assert all(r.ok for r in gw.invoke_many("email_sending", batch))
+        ctx = span.get_span_context()
+    mine = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"
+    assert [o["traceparent"] for _, _, o in router.calls[0]["args"][0]] == [mine, PARENT, mine]
+    # Outside any span, no traceparent at all (a router from before traces takes no such keyword).
+    assert all(r.ok for r in gw.invoke_many("email_sending", batch[:1]))
+    assert "traceparent" not in router.calls[1]["args"][0][0][2]

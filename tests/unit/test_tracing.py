@@ -340,3 +340,139 @@ def test_a_store_round_trip_that_fails_is_an_error_span_and_the_request_says_so(
     [claim], [root] = names["store claim"], names[ROOT]
     assert claim.status.status_code is StatusCode.ERROR and claim.attributes["error.type"] == "StoreUnavailable"
     assert root.attributes["aicmo.outcome"] == "store_unavailable" and "attempt a" not in names
+
+
+# --- direct reads: the client straight to the provider (actors/client/direct.py) -----------
+
+def direct_call(h: Harness, traceparent: str | None = None) -> Any:
+    from actors.messages import CallContext
+    from actors.payloads import METHODS, validate_payload
+
+    payload = validate_payload(METHODS["email_verification"]["verify_email"], VERIFY)
+    ctx = CallContext(request_id="r-direct", method="verify_email", traceparent=traceparent, direct=True)
+    return asyncio.run(h.providers["a"].call("verify_email", payload, ctx))
+
+
+def test_a_direct_read_is_a_trace_of_its_own_in_the_provider_its_ids_in_the_reply(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}]}, capability="email_verification",
+                tracing=tracing)
+    reply = direct_call(h)
+    assert reply.ok
+    [span] = exporter.get_finished_spans()
+    assert span.name == "provider a" and span.parent is None and span.kind is SpanKind.SERVER
+    assert dict(span.attributes) == {
+        "aicmo.provider": "a", "aicmo.capability": "email_verification", "aicmo.method": "verify_email",
+        "aicmo.request_id": "r-direct", "aicmo.direct": True, "aicmo.ok": True}
+    assert (reply.trace_id, reply.span_id) == (hexid(span.context.trace_id, 32), hexid(span.context.span_id, 16))
+
+
+def test_a_direct_read_continues_the_callers_span_and_follows_its_sampling(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}] * 2}, capability="email_verification",
+                tracing=tracing)
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    [span] = exporter.get_finished_spans()
+    assert hexid(span.parent.span_id, 16) == "b7ad6b7169203331" and span.parent.is_remote
+    assert reply.trace_id == "0af7651916cd43dd8448eb211c80319c" == hexid(span.context.trace_id, 32)
+    exporter.clear()
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")  # the caller samples out
+    assert reply.ok and reply.trace_id is None and exporter.get_finished_spans() == ()
+
+
+def test_off_a_direct_read_has_no_trace() -> None:
+    h = Harness({"a": [{"email": "ann@example.com", "status": "valid"}]}, capability="email_verification")
+    reply = direct_call(h, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    assert reply.ok and reply.trace_id is None and reply.span_id is None
+
+
+def test_a_batchs_requests_each_continue_the_traceparent_of_their_options(traced) -> None:
+    tracing, exporter = traced
+    h = Harness({"a": []}, tracing=tracing)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    results = asyncio.run(h.router.invoke_many([("send_email", EMAIL, {"idempotency_key": f"b{i}", "traceparent": parent})
+                                                for i in range(2)]))
+    assert [r.trace_id for r in results] == ["0af7651916cd43dd8448eb211c80319c"] * 2
+    roots = [s for s in exporter.get_finished_spans() if s.name == ROOT]
+    assert len(roots) == 2 and {hexid(r.parent.span_id, 16) for r in roots} == {"b7ad6b7169203331"}
+
+
+# --- export: our encoder, the SDK's transport ------------------------------------------------
+
+def varied_spans(tracing: Tracing, exporter: InMemorySpanExporter) -> Any:
+    """Spans with every part the encoder writes: a remote parent, a fallback's error status,
+    a skip's event, a replay's link, int, float, bool and string attributes."""
+    h = Harness({"a": [RateLimited("429", retry_after_s=30)], "b": [], "c": []}, tracing=tracing)
+    h.invoke(idempotency_key="w-1", traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+    h.invoke(idempotency_key="w-1")  # replayed: a link
+    h.invoke(idempotency_key="w-2")  # a skipped (throttled): an event
+    spans = exporter.get_finished_spans()
+    assert any(s.events for s in spans) and any(s.links for s in spans) and any(s.parent and s.parent.is_remote
+                                                                                 for s in spans)
+    assert any(s.status.status_code is StatusCode.ERROR for s in spans)
+    return spans
+
+
+def test_our_encoding_is_the_official_encoders_message(traced) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from actors.telemetry.wire import encode_request
+
+    spans = varied_spans(*traced)
+    ours, official = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    ours.ParseFromString(encode_request(spans))
+    official.ParseFromString(encode_spans(spans).SerializeToString())
+    assert ours == official
+    assert encode_request(spans) == encode_request(spans)  # the second time from the attribute table: the same
+
+
+def test_the_exporter_sends_our_encoding_through_the_sdks_transport(traced, monkeypatch) -> None:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from actors.telemetry import setup, wire
+    from tests.support.otlp import Collector
+
+    spans = varied_spans(*traced)
+    encoded: list[int] = []
+    real = wire.encode_request
+    monkeypatch.setattr(wire, "encode_request", lambda s: encoded.append(len(s)) or real(s))
+    collector = Collector()
+    try:
+        exporter = setup.exporter_class()(endpoint=collector.endpoint, timeout=5)
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+        assert encoded == [len(spans)]  # this SDK has the transport we reach: our encoder ran
+        assert sorted(s.span_id for s in collector.spans) == sorted(hexid(s.context.span_id, 16) for s in spans)
+        collector.refuse = True
+        assert exporter.export(spans[:1]) is SpanExportResult.FAILURE
+    finally:
+        collector.close()
+
+
+def test_the_sampler_decides_once_per_request_and_an_unsampled_one_records_nothing() -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    asked: list[str] = []
+
+    class Counting:
+        def __init__(self, inner: Any):
+            self.inner = inner
+
+        def should_sample(self, context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+            asked.append(name)
+            return self.inner.should_sample(context, trace_id, name, *args, **kwargs)
+
+        def get_description(self) -> str:
+            return "counting"
+
+    for inner, recorded in ((ALWAYS_ON, True), (ALWAYS_OFF, False)):
+        asked.clear()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=Counting(inner))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        h = Harness({"a": [TransientError("503")], "b": []}, tracing=Tracing(provider.get_tracer("t")), retry_rounds=0)
+        res = h.invoke(idempotency_key=f"once-{recorded}")
+        assert res.ok and asked == [ROOT]  # not again for the store, attempt and provider spans
+        assert (len(exporter.get_finished_spans()) == 7) is recorded and (res.trace_id is not None) is recorded
+        # Unsampled, the context still travels (flag 00), so the providers follow the choice.
+        assert parse_traceparent(h.adapters["b"].calls[0][2].traceparent).sampled is recorded
