@@ -284,7 +284,13 @@ def test_audit_tail_follow_prints_new_decisions(cluster: dict) -> None:
                                "--follow", "--json", "--interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=cluster["env"], cwd=ROOT, preexec_fn=_interruptible)
     try:
-        time.sleep(8)  # connected and polling (a record sent before its first poll would show too: no race to lose)
+        # Sent once it says it follows (its cursor is taken: a record sent before its first poll shows too).
+        os.set_blocking(follow.stderr.fileno(), False)  # type: ignore[union-attr]
+        said, deadline = b"", time.monotonic() + 60
+        while b"following" not in said and time.monotonic() < deadline and follow.poll() is None:
+            time.sleep(0.2)
+            said += follow.stderr.read() or b""  # type: ignore[union-attr]
+        assert b"following webhook_dispatch (Ctrl-C to stop)" in said, said[-2000:]
         sent = cli(cluster, "invoke", "webhook_dispatch", "dispatch", "--json", "--idempotency-key", "follow-1",
                    "--payload", '{"event": "lead.followed", "data": {"lead": 1}}')
         assert sent.returncode == 0, sent.stderr[-2000:]
