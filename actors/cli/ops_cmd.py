@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,9 @@ def cmd_audit_tail(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     cursors = {cap: a["cursor"] for cap, a in answers.items()}
+    # On stderr (stdout stays records only, --json too): from here on every new decision is printed,
+    # which a user (or a script) sending traffic next can wait for.
+    print(f"following {', '.join(routers)} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(args.interval)

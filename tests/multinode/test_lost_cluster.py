@@ -116,7 +116,9 @@ def test_a_lost_cluster_is_rebuilt_from_postgresql_by_up_losing_and_doubling_not
     path = config(tmp_path / "gateway.yaml", postgres_database, ledger)
 
     # --- the first cluster: delivered keys, a queue, a parked outcome, traffic; then lost whole ---------------
-    first = ray_nodes(isolated=False, head_cpus=2)
+    # Its caller (a driver) finds its cluster gone once it stops waiting for the GCS: 10 s, not Ray's default
+    # 60 s, which this test spent waiting for the caller after the loss (nothing of this cluster comes back).
+    first = ray_nodes(isolated=False, head_cpus=2, gcs_reconnect_timeout_s=10)
     up(first, path, postgres_database)
     first.run_driver(PRELUDE + """
 router = ray.get_actor(router_name("email_sending"), namespace=ARGS["ns"])

@@ -240,6 +240,14 @@ def test_status_watch_refreshes_until_interrupted(cluster: dict) -> None:
     assert seen.count("aicmo-gateway status") >= 2 and seen.count("webhook_dispatch") >= 2
 
 
+AUDIT_HASHES = """
+import json, os, sys, ray
+from actors.client import Gateway
+supervisor = Gateway.connect(namespace=os.environ["AICMO_NAMESPACE"]).supervisor()
+print(json.dumps([h["key"] for h in ray.get([supervisor.audit_hashes.remote(k) for k in sys.argv[1:]], timeout=60)]))
+"""
+
+
 def test_audit_tail_shows_decisions_without_addresses(cluster: dict) -> None:
     done = cli(cluster, "audit", "tail", "--capability", "email_sending", "-n", "5", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -249,9 +257,16 @@ def test_audit_tail_shows_decisions_without_addresses(cluster: dict) -> None:
     fell_back = records[0]
     assert fell_back["candidates"] == ["primary", "backup", "outbox"] and fell_back["key"].startswith("hmac:")
     # Keyed with the deployment's secret: an operator finds a key's lines through the gateway itself.
-    known = {f"lead-{i}@example.com-welcome" for i in range(12)}
-    hashes = {json.loads(cli(cluster, "audit", "hash", "--key", k, "--json").stdout)["key"]: k for k in known}
+    # The twelve keys' hashes from the supervisor in one driver (a CLI process per key took ~2 s each);
+    # `audit hash` gives the same for the key that fell back.
+    known = [f"lead-{i}@example.com-welcome" for i in range(12)]
+    asked = subprocess.run([sys.executable, "-c", AUDIT_HASHES, *known], capture_output=True, text=True, timeout=300,
+                           env=cluster["env"], cwd=ROOT)
+    assert asked.returncode == 0, asked.stderr[-3000:]
+    hashes = dict(zip(json.loads(asked.stdout.splitlines()[-1]), known, strict=True))
     assert all(r["key"] in hashes for r in records if r["capability"] == "email_sending" and r["key"])
+    by_cli = json.loads(cli(cluster, "audit", "hash", "--key", hashes[fell_back["key"]], "--json").stdout)["key"]
+    assert by_cli == fell_back["key"]
     assert [(a["provider"], a["ok"]) for a in fell_back["attempts"]] == [("primary", False), ("backup", True)]
     text = cli(cluster, "audit", "tail", "-n", "3")
     assert text.returncode == 0, text.stderr[-3000:]
@@ -284,7 +299,13 @@ def test_audit_tail_follow_prints_new_decisions(cluster: dict) -> None:
                                "--follow", "--json", "--interval", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=cluster["env"], cwd=ROOT, preexec_fn=_interruptible)
     try:
-        time.sleep(8)  # connected and polling (a record sent before its first poll would show too: no race to lose)
+        # Sent once it says it follows (its cursor is taken: a record sent before its first poll shows too).
+        os.set_blocking(follow.stderr.fileno(), False)  # type: ignore[union-attr]
+        said, deadline = b"", time.monotonic() + 60
+        while b"following" not in said and time.monotonic() < deadline and follow.poll() is None:
+            time.sleep(0.2)
+            said += follow.stderr.read() or b""  # type: ignore[union-attr]
+        assert b"following webhook_dispatch (Ctrl-C to stop)" in said, said[-2000:]
         sent = cli(cluster, "invoke", "webhook_dispatch", "dispatch", "--json", "--idempotency-key", "follow-1",
                    "--payload", '{"event": "lead.followed", "data": {"lead": 1}}')
         assert sent.returncode == 0, sent.stderr[-2000:]
