@@ -79,11 +79,13 @@ UNRESPONSIVE = "it stopped answering (a ping went unanswered: Ray is restarting 
 # A call to a replica with a sibling that has given no answer after
 # PATIENCE_S has the replica pinged; no answer to the ping within PING_S and
 # the call goes to the sibling. A ping waits behind the calls the router's
-# event loop is running: 0.1 s covers a router at full load on this machine
-# (p99 of a call under 64 pipelined: about 90 ms), and the two together keep
-# the slowest call near a router's death within about a quarter of a second.
+# event loop is running, so at full load it can be late (p99 of a call under
+# 64 pipelined: about 90 ms here); a late ping costs little, as a router that
+# answers any call meanwhile keeps its calls and the resends on such guesses
+# have a budget (resend.py). With 0.1 s the slowest call near a router's
+# death was 240-430 ms (bench replicas, 3 rounds), with 0.05 s 120-230 ms.
 PATIENCE_S = 0.05
-PING_S = 0.1
+PING_S = 0.05
 
 
 @dataclass(frozen=True)
