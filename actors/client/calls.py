@@ -214,6 +214,7 @@ class RouterCall:
     started: float | None = None
     resends: int = 0
     replica: Any = None              # the router replica the call was last sent to (client/replicas.py)
+    sent_at: float | None = None     # when it was last sent
 
     def __post_init__(self) -> None:
         if self.started is None:
@@ -252,7 +253,8 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
                 settled: Callable[[RouterCall, bool], None] = lambda call, answered: None,
                 ping: Callable[[RouterCall], Any] | None = None,
                 spoke: Callable[[RouterCall], bool] = lambda call: False,
-                spare: Callable[[], bool] = lambda: True) -> Steps[Any]:
+                spare: Callable[[], bool] = lambda: True,
+                ping_wait: Callable[[RouterCall], float] = lambda call: PING_S) -> Steps[Any]:
     """Send the call (`send(call)` finds a router replica and returns the ref)
     and wait for the answer; the answer, or GaveUp. `forget(call, keep_handle)`
     leaves out the replica that dropped it for a while, dropping its handle
@@ -266,11 +268,13 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     its ping was sent (a busy router is late with pings, a dead one answers
     nothing), which keeps a call on a router that is slow, not gone;
     `spare()`: whether the client's ResendBudget allows one more resend on
-    such a guess (without, the call waits on its own router)."""
+    such a guess (without, the call waits on its own router); `ping_wait(call)`:
+    how long its replica's ping may take (PING_S, or longer for a replica whose
+    answers have lately been slow: see Replica.timeout_s)."""
     while True:
         keep_handle, sibling = False, False
         try:
-            answer = yield from _answer(call, send, ping, spoke, spare, settled, forget)
+            answer = yield from _answer(call, send, ping, spoke, spare, settled, forget, ping_wait)
             if answer is not _ABANDONED:
                 return answer
             why, sibling = UNRESPONSIVE, True
@@ -304,7 +308,7 @@ _ABANDONED = object()
 
 def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[[RouterCall], Any] | None,
             spoke: Callable[[RouterCall], bool], spare: Callable[[], bool], settled: Callable[[RouterCall, bool], None],
-            forget: Callable[[RouterCall, bool], bool]) -> Steps[Any]:
+            forget: Callable[[RouterCall, bool], bool], ping_wait: Callable[[RouterCall], float]) -> Steps[Any]:
     """One send's answer (or its failure, raised). While it is silent and the
     replica has a sibling, the replica is pinged: a ping unanswered leaves the
     replica out (`forget`) and gives _ABANDONED for the resend; with no
@@ -324,7 +328,7 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
             if probe is None:
                 patience = None    # no sibling to turn to: wait for Ray's answer or drop
                 continue
-            if (yield from _answers(probe)) or spoke(call):
+            if (yield from _answers(probe, ping_wait(call))) or spoke(call):
                 patience *= 2      # alive, and slow: ping it less often
                 continue
             if not spare():
@@ -340,9 +344,9 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
             settled(call, answered)
 
 
-def _answers(probe: Any) -> Steps[bool]:
+def _answers(probe: Any, wait_s: float) -> Steps[bool]:
     try:
-        yield Await(lambda: (probe, PING_S))
+        yield Await(lambda: (probe, wait_s))
         return True
     except (TimeoutError, GcsUnavailable, *DROPPED):
         return False

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import ray
 
-from actors.client.calls import ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
+from actors.client.calls import PING_S, ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
 from actors.client.lookup import NameLookup
@@ -139,14 +139,15 @@ class Gateway:
         left out for a while (client/replicas.py) and its drops are counted in `resent`."""
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
                            resent=lambda: self._count_resend(call), settled=self._settled, ping=self._ping,
-                           spoke=self._spoke, spare=lambda: self._budget(call).spare(self._clock()))
+                           spoke=self._spoke, spare=lambda: self._budget(call).spare(self._clock()),
+                           ping_wait=self._ping_wait)
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
         if not call.resends:
             self._budget(call).sent(self._clock())
         replica.in_flight += 1
-        call.replica = replica
+        call.replica, call.sent_at = replica, self._clock()
         return replica.handle
 
     def _settled(self, call: RouterCall, answered: bool) -> None:
@@ -154,6 +155,8 @@ class Gateway:
             call.replica.in_flight -= 1
             if answered:
                 call.replica.answered_at = self._clock()
+                if call.sent_at is not None:
+                    call.replica.answered(call.replica.answered_at - call.sent_at)
 
     def _dropped(self, call: RouterCall, keep_handle: bool) -> bool:
         if call.replica is None:
@@ -165,6 +168,10 @@ class Gateway:
         if call.replica is None:
             return None
         return self._router_replicas(call.capability).ping(call.replica)
+
+    @staticmethod
+    def _ping_wait(call: RouterCall) -> float:
+        return PING_S if call.replica is None else call.replica.timeout_s(PING_S)
 
     @staticmethod
     def _spoke(call: RouterCall) -> bool:

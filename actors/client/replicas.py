@@ -30,12 +30,14 @@ from actors.client.resend import ResendBudget
 from actors.errors import GcsUnavailable, NotDeployed
 from actors.names import MAX_ROUTER_REPLICAS, router_replica_name
 
-__all__ = ["DOWN_S", "PING_SHARED_S", "Replica", "RouterReplicas"]
+__all__ = ["DOWN_S", "PING_SHARED_S", "TIMEOUT_CAP_S", "Replica", "RouterReplicas"]
 
 # How long a replica that dropped a call is left out (Ray restarts a router in about 2 s).
 DOWN_S = 3.0
 # A ping sent less than this long ago answers for every call silent on its replica.
 PING_SHARED_S = 0.05
+# The longest a ping is waited on: past this, Ray has restarted a dead router and dropped its calls anyway.
+TIMEOUT_CAP_S = 1.5
 
 
 @dataclass
@@ -49,6 +51,28 @@ class Replica:
     ping: Any = None             # the last ping's ref, and when it was sent
     pinged_at: float = float("-inf")
     answered_at: float = float("-inf")   # when it last answered a call
+
+    srtt_s: float | None = None          # its answers' smoothed latency and mean deviation (RFC 6298)
+    rttvar_s: float = 0.0
+
+    def answered(self, latency_s: float) -> None:
+        """A call it answered `latency_s` after it was sent."""
+        if self.srtt_s is None:
+            self.srtt_s, self.rttvar_s = latency_s, latency_s / 2
+        else:
+            self.rttvar_s = 0.75 * self.rttvar_s + 0.25 * abs(self.srtt_s - latency_s)
+            self.srtt_s = 0.875 * self.srtt_s + 0.125 * latency_s
+
+    def timeout_s(self, floor_s: float) -> float:
+        """How long a ping of it may take before it counts as gone: TCP's
+        retransmission timeout over its calls' latency (srtt + 4 rttvar),
+        at least `floor_s` and at most TIMEOUT_CAP_S. A replica that is slow
+        because the machine is overloaded answers pings slowly too: waiting
+        as long as its calls take keeps a slow router from being taken for
+        a dead one (each such guess sends a call again, more load)."""
+        if self.srtt_s is None:
+            return floor_s
+        return min(TIMEOUT_CAP_S, max(floor_s, self.srtt_s + 4 * self.rttvar_s))
 
     def live(self, now: float) -> bool:
         """Not left out, or answered a call since it was: a router that was

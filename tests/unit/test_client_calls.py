@@ -248,7 +248,7 @@ def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
 
 
 def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool, spoke: bool = False,
-                 spare: bool = True) -> Any:
+                 spare: bool = True, ping_wait: float = PING_S) -> Any:
     def forget(call: RouterCall, keep_handle: bool) -> bool:
         events.append("keep" if keep_handle else "forget")
         return sibling
@@ -259,7 +259,7 @@ def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: b
 
     return router_call(c, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
                        settled=lambda call, answered: events.append("settled" if answered else "settled unanswered"),
-                       ping=ping, spoke=lambda call: spoke, spare=lambda: spare)
+                       ping=ping, spoke=lambda call: spoke, spare=lambda: spare, ping_wait=lambda call: ping_wait)
 
 
 def test_a_silent_call_to_a_replica_that_answers_its_ping_is_waited_on_not_sent_again() -> None:
@@ -299,6 +299,13 @@ def test_over_the_resend_budget_a_silent_call_whose_ping_went_unanswered_waits_f
     answer, seen = drive_silent(silent_steps(call(clock), script, events, sibling=True, spare=False), [TimeoutError()])
     assert answer == "answer at last" and len(script.deadlines) == 1
     assert events == ["ping", "settled"] and seen[-1].patience_s is None   # no more pings: it waits
+
+
+def test_the_ping_is_waited_on_as_long_as_the_replica_says() -> None:
+    clock, events = Clock(), []
+    _, seen = drive_silent(silent_steps(call(clock), Script(Silence("late")), events, sibling=True, ping_wait=0.7),
+                           [True])
+    assert [s.submit()[1] for s in seen if s.patience_s is None] == [0.7]
 
 
 def test_a_ping_the_replica_drops_counts_as_unanswered() -> None:

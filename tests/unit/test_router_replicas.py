@@ -192,3 +192,19 @@ def test_status_shows_the_replicas_in_one_line() -> None:
                          ReplicaStatus(index=1, name="router:x#1", alive=False, error="GetTimeoutError")])
     assert "1 of 2 alive" in line and "#0 node 3f2a1c in flight 4" in line and "#1" in line
     assert "GetTimeoutError" in line
+
+
+def test_a_replica_answering_slowly_is_given_longer_to_answer_its_ping() -> None:
+    from actors.client.replicas import TIMEOUT_CAP_S, Replica
+
+    replica = Replica(0, "router:crm_sync")
+    assert replica.timeout_s(0.05) == 0.05               # nothing known: the floor
+    for _ in range(20):
+        replica.answered(0.01)
+    assert replica.timeout_s(0.05) == 0.05               # quick answers: a death is found at once
+    for latency in (0.3, 0.6, 0.4, 0.9):                  # overload: its calls take long, so may its pings
+        replica.answered(latency)
+    assert 0.5 < replica.timeout_s(0.05) <= TIMEOUT_CAP_S
+    for _ in range(50):
+        replica.answered(5.0)
+    assert replica.timeout_s(0.05) == TIMEOUT_CAP_S      # never longer than Ray takes to drop a dead one's calls
