@@ -194,8 +194,13 @@ def alive_nodes() -> list[NodeInfo]:
 
 
 async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout_s: float, task_timeout_s: float,
-                                nodes: list[NodeInfo] | None = None, clock: Clock = SYSTEM_CLOCK) -> list[NodeProbes]:
-    """One pinned task per alive node, all at once (elapsed times on `clock`)."""
+                                nodes: list[NodeInfo] | None = None, clock: Clock = SYSTEM_CLOCK,
+                                here: str | None = None) -> list[NodeProbes]:
+    """One pinned task per alive node, all at once (elapsed times on `clock`);
+    the caller's own node (`here`) is probed from the caller's process, in a
+    thread: a task there would start a worker process every check (about a
+    second of CPU and 95 MB on a node already running the gateway, which a
+    ten-minute soak on one machine saw as a latency spike every check)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -212,6 +217,10 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
 
     async def on(node: NodeInfo) -> NodeProbes:
         started = clock.monotonic()
+        if node.node_id == here:
+            results = await asyncio.to_thread(_probe_here, per_node[node.node_id], probe_timeout_s)
+            return NodeProbes(node=node, results=[msgspec.structs.replace(r, error=redact(r.error)) for r in results],
+                              elapsed_ms=(clock.monotonic() - started) * 1000)
         ref = _remote_probe.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
             name=f"aicmo-probe@{node.node_id[:8]}").remote(per_node[node.node_id], probe_timeout_s)

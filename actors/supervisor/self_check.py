@@ -58,8 +58,11 @@ class RayNodeEvidence:
 
     async def probe_from_every_node(self, providers: Sequence[ProviderSpec], probe_timeout_s: float,
                                     task_timeout_s: float) -> list[NodeProbes]:
+        import ray
+
         nodes = await asyncio.to_thread(alive_nodes)
-        return await probe_from_every_node(providers, probe_timeout_s, task_timeout_s, nodes)
+        return await probe_from_every_node(providers, probe_timeout_s, task_timeout_s, nodes,
+                                           here=ray.get_runtime_context().get_node_id())
 
     async def shared_store(self, spec: GatewaySpec, timeout_s: float) -> SharedStoreReport:
         return await check_shared_store(spec, timeout_s=timeout_s)
