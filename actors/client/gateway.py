@@ -30,11 +30,12 @@ from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
 from actors.client.lookup import NameLookup
 from actors.client.replicas import RouterReplicas
-from actors.client.resend import ResendBudget, ResendPolicy, client_key
+from actors.client.resend import ResendPolicy, client_key
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import Attempt, CapabilityStatus, ErrorInfo, InvokeResult, StatusReport
 from actors.names import SUPERVISOR_NAME, router_capability, router_name
 from actors.payloads import CAPABILITIES, METHODS, MethodSpec, Payload
+from actors.policy.budget import RetryBudget
 from actors.telemetry.context import current_traceparent
 
 __all__ = ["ROUTER_GRACE_S", "Gateway"]
@@ -139,13 +140,13 @@ class Gateway:
         left out for a while (client/replicas.py) and its drops are counted in `resent`."""
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
                            resent=lambda: self._count_resend(call), settled=self._settled, ping=self._ping,
-                           spoke=self._spoke, spare=lambda: self._budget(call).spare(self._clock()),
+                           spoke=self._spoke, spare=lambda: self._budget(call).balance(self._clock()) >= 1,
                            ping_wait=self._ping_wait)
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
         if not call.resends:
-            self._budget(call).sent(self._clock())
+            self._budget(call).deposit(self._clock())
         replica.in_flight += 1
         call.replica, call.sent_at = replica, self._clock()
         return replica.handle
@@ -179,9 +180,9 @@ class Gateway:
 
     def _count_resend(self, call: RouterCall) -> None:
         self.resent += 1
-        self._budget(call).resent(self._clock())
+        self._budget(call).withdraw(self._clock())
 
-    def _budget(self, call: RouterCall) -> ResendBudget:
+    def _budget(self, call: RouterCall) -> RetryBudget:
         return self._router_replicas(call.capability).budget
 
     def _invoke_steps(self, capability: str, method: str, payload: Any, idempotency_key: str | None,

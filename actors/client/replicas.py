@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.client.resend import ResendBudget
+from actors.client.resend import resend_budget
 from actors.errors import GcsUnavailable, NotDeployed
 from actors.names import MAX_ROUTER_REPLICAS, router_replica_name
+from actors.policy.budget import RetryBudget
 
 __all__ = ["DOWN_S", "PING_SHARED_S", "TIMEOUT_CAP_S", "Replica", "RouterReplicas"]
 
@@ -91,7 +92,7 @@ class RouterReplicas:
     rng: random.Random = field(default_factory=random.Random)
     replicas: list[Replica] = field(default_factory=list)
     stale: bool = True
-    budget: ResendBudget = field(default_factory=ResendBudget)   # resends on a ping's guess: client/calls.py
+    budget: RetryBudget = field(default_factory=resend_budget)   # resends on a ping's guess: client/calls.py
 
     def discover(self, timeout_s: float | None = None) -> None:
         found: list[Replica] = []

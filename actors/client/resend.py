@@ -11,12 +11,12 @@ whose outcome a crash left unknown before it sends anything.
 from __future__ import annotations
 
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from actors.payloads import METHODS
+from actors.policy.budget import RetryBudget
 
-__all__ = ["DEFAULT_WINDOW_S", "ResendBudget", "ResendPolicy", "client_key"]
+__all__ = ["DEFAULT_WINDOW_S", "ResendPolicy", "client_key", "resend_budget"]
 
 # Without a deadline from the caller, a dropped call is sent again for up
 # to this long after the first send: the config's default deadline.
@@ -36,12 +36,12 @@ class ResendPolicy:
         return delay if remaining_s - delay >= self.min_left_s else None
 
 
-@dataclass
-class ResendBudget:
+def resend_budget() -> RetryBudget:
     """How many calls may be sent again on a guess: a silent call whose
     router did not answer a ping goes to a sibling replica only while the
-    resends of the last `window_s` stay under `floor_per_s * window_s` plus
-    `share` of the calls first sent in that window (Finagle's RetryBudget).
+    resends of the last 10 s stay under 2 a second plus 5% of the calls
+    first sent in that window (Finagle's RetryBudget, the one the router's
+    fallbacks use: actors/policy/budget.py).
 
     A ping is a guess: an overloaded router is late with pings as well as
     calls, and every call sent again to its sibling is more load on a
@@ -51,34 +51,7 @@ class ResendBudget:
     budget, a silent call waits for its own router's answer, or for Ray to
     drop it. Every resend counts against the budget, a dropped call's too,
     though a drop is always sent again (it cannot be answered otherwise)."""
-
-    window_s: float = 10.0
-    share: float = 0.05
-    floor_per_s: float = 2.0
-    _sends: deque[float] = field(default_factory=deque, repr=False)
-    _resends: deque[float] = field(default_factory=deque, repr=False)
-
-    def sent(self, now: float) -> None:
-        """A call's first send."""
-        self._sends.append(now)
-        self._trim(self._sends, now)
-
-    def resent(self, now: float) -> None:
-        self._resends.append(now)
-        self._trim(self._resends, now)
-
-    def spare(self, now: float) -> bool:
-        """Whether one more call may be sent again on a guess now."""
-        self._trim(self._sends, now)
-        self._trim(self._resends, now)
-        return len(self._resends) < self.floor_per_s * self.window_s + self.share * len(self._sends)
-
-    def _trim(self, times: deque[float], now: float) -> None:
-        while times and times[0] <= now - self.window_s:
-            try:
-                times.popleft()
-            except IndexError:   # another thread trimmed it first
-                break
+    return RetryBudget(percent=5.0, min_per_s=2.0, ttl_s=10.0)
 
 
 def client_key(capability: str, method: str, key: str | None, dry_run: bool | None) -> str | None:

@@ -30,7 +30,10 @@ class RetryBudget:
         horizon = now - self.ttl_s
         for q in (self._deposits, self._withdrawals):
             while q and q[0] < horizon:
-                q.popleft()
+                try:
+                    q.popleft()
+                except IndexError:   # the client's budget is shared by threads: another one expired it first
+                    break
 
     def balance(self, now: float) -> float:
         self._expire(now)
@@ -46,5 +49,11 @@ class RetryBudget:
     def try_withdraw(self, now: float) -> bool:
         if self.balance(now) < 1:
             return False
-        self._withdrawals.append(now)
+        self.withdraw(now)
         return True
+
+    def withdraw(self, now: float) -> None:
+        """Counts a retry that happens whatever the balance (a call the
+        client must send again): it uses the budget up all the same."""
+        self._expire(now)
+        self._withdrawals.append(now)

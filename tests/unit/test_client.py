@@ -11,7 +11,7 @@ import pytest
 import ray
 
 from actors.client import Gateway, ResendPolicy
-from actors.client.resend import ResendBudget, client_key
+from actors.client.resend import client_key, resend_budget
 from actors.errors import ErrorKind, NotDeployed
 from actors.messages import CallReply, ErrorInfo, InvokeResult, Ranking
 from tests.unit.fakes import Clock
@@ -219,26 +219,24 @@ def test_resend_policy(resends: int, remaining: float, expected: float | None) -
 
 
 def test_the_resend_budget_is_a_floor_plus_a_share_of_the_calls_sent_in_its_window() -> None:
-    budget = ResendBudget(window_s=10.0, share=0.1, floor_per_s=1.0)   # 10 resends, plus 1 per 10 calls
-    for i in range(100):
-        budget.sent(i * 0.05)                                          # 100 calls within 5 s
+    budget = resend_budget()                                # 2/s over 10 s, plus 5% of the calls sent
+    for i in range(200):
+        budget.deposit(i * 0.025)                           # 200 calls within 5 s
     spent = 0
-    while budget.spare(5.0):
-        budget.resent(5.0)
+    while budget.balance(5.0) >= 1:
+        budget.withdraw(5.0)
         spent += 1
-    assert spent == 10 + 10
-    assert not budget.spare(14.9)        # the resends are still within the window
-    assert budget.spare(15.0)            # they have left it: the floor is back
-    budget.resent(15.0)
-    assert budget._resends and len(budget._sends) == 0   # nothing older than the window is kept
+    assert spent == 20 + 10
+    assert budget.balance(14.9) < 1                         # the resends are still within the window
+    assert budget.balance(15.1) >= 1                        # they have left it: the floor is back
 
 
 def test_a_resend_over_the_budget_is_still_counted() -> None:
     # A dropped call is always sent again; it uses the budget up all the same.
-    budget = ResendBudget(window_s=10.0, share=0.0, floor_per_s=0.2)
-    budget.resent(0.0)
-    budget.resent(0.0)
-    assert not budget.spare(1.0)
+    budget = resend_budget()
+    for _ in range(25):
+        budget.withdraw(0.0)
+    assert budget.balance(1.0) < 1
 
 
 def test_raise_for_error_returns_an_ok_result_and_raises_the_kinds_class() -> None:

@@ -56,8 +56,8 @@ ALLOWED: dict[str, set[str]] = {
     "specs": _BELOW_ADAPTERS | {"adapters", "config"},
     # apart: the providers' local stand-ins (tests, the demo), which may use what adapters compute
     "sandbox": _FOUNDATION | {"payloads", "messages", "adapters"},
-    # 7. the Python client
-    "client": {"errors", "names", "payloads", "messages", "telemetry"},
+    # 7. the Python client (its resend budget is the policy's RetryBudget)
+    "client": {"errors", "names", "payloads", "messages", "telemetry", "policy"},
     # 8. what operators see
     "ops": _BELOW_OPS,
     # 9. one package per actor
