@@ -42,7 +42,7 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
                                            calls to an actor it is restarting, for about
                                            1.5 s here, before it drops them), resend at
                                            once to the live sibling, same key, while the
-                                           client's ResendBudget allows (resend.py);
+                                           client's resend budget allows (resend.py);
                                            over it, wait for this router's answer
 """
 
@@ -267,7 +267,7 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     PATIENCE_S; `spoke(call)`: whether that replica answered any call since
     its ping was sent (a busy router is late with pings, a dead one answers
     nothing), which keeps a call on a router that is slow, not gone;
-    `spare()`: whether the client's ResendBudget allows one more resend on
+    `spare()`: whether the client's resend budget (resend.py) allows one more resend on
     such a guess (without, the call waits on its own router); `ping_wait(call)`:
     how long its replica's ping may take (PING_S, or longer for a replica whose
     answers have lately been slow: see Replica.timeout_s)."""

@@ -145,10 +145,11 @@ class Gateway:
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
+        now = self._clock()
         if not call.resends:
-            self._budget(call).deposit(self._clock())
+            self._budget(call).deposit(now)
         replica.in_flight += 1
-        call.replica, call.sent_at = replica, self._clock()
+        call.replica, call.sent_at = replica, now
         return replica.handle
 
     def _settled(self, call: RouterCall, answered: bool) -> None:
