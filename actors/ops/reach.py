@@ -219,21 +219,20 @@ async def probe_from_every_node(providers: Sequence[ProviderSpec], probe_timeout
         started = clock.monotonic()
         if node.node_id == here:
             results = await asyncio.to_thread(_probe_here, per_node[node.node_id], probe_timeout_s)
-            return NodeProbes(node=node, results=[msgspec.structs.replace(r, error=redact(r.error)) for r in results],
-                              elapsed_ms=(clock.monotonic() - started) * 1000)
-        ref = _remote_probe.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-            name=f"aicmo-probe@{node.node_id[:8]}").remote(per_node[node.node_id], probe_timeout_s)
-        try:
-            results = await asyncio.wait_for(ref, task_timeout_s)
-        except asyncio.TimeoutError:
-            ray.cancel(ref, force=True)
-            return NodeProbes(node=node, error=f"the probe task did not finish within {task_timeout_s:g}s "
-                                               f"(supervisor.node_probe_timeout_s)",
-                              elapsed_ms=(clock.monotonic() - started) * 1000)
-        except Exception as exc:  # noqa: BLE001 - a node that died mid-check, say
-            return NodeProbes(node=node, error=f"the probe task failed: {type(exc).__name__}: {str(exc)[:200]}",
-                              elapsed_ms=(clock.monotonic() - started) * 1000)
+        else:
+            ref = _remote_probe.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+                name=f"aicmo-probe@{node.node_id[:8]}").remote(per_node[node.node_id], probe_timeout_s)
+            try:
+                results = await asyncio.wait_for(ref, task_timeout_s)
+            except asyncio.TimeoutError:
+                ray.cancel(ref, force=True)
+                return NodeProbes(node=node, error=f"the probe task did not finish within {task_timeout_s:g}s "
+                                                   f"(supervisor.node_probe_timeout_s)",
+                                  elapsed_ms=(clock.monotonic() - started) * 1000)
+            except Exception as exc:  # noqa: BLE001 - a node that died mid-check, say
+                return NodeProbes(node=node, error=f"the probe task failed: {type(exc).__name__}: {str(exc)[:200]}",
+                                  elapsed_ms=(clock.monotonic() - started) * 1000)
         # The node redacted with what it was given; the spec knows every secret.
         results = [msgspec.structs.replace(r, error=redact(r.error)) for r in results]
         return NodeProbes(node=node, results=results, elapsed_ms=(clock.monotonic() - started) * 1000)
