@@ -35,7 +35,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("ops-cluster")
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HTTP_PROXY", "HTTPS_PROXY")}
+    # A HOME of the cluster's own: Ray keeps its token in ~/.ray/auth_token, and a
+    # token another local cluster left in the real home is not this cluster's.
+    home = workdir / "home"
+    home.mkdir()
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HTTP_PROXY", "HTTPS_PROXY")},
+           "HOME": str(home)}
     log = open(workdir / "host.log", "w")
     host = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cluster_host.py")), str(workdir)],
                             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
