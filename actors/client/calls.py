@@ -35,6 +35,8 @@ The router call, as a table (`RouterCall` keeps its key, deadline, resends):
     a drop by a restarting actor        -> its handle is kept (same actor: a
       (ActorUnavailableError)              new lookup would need the GCS)
     sent, no answer within the wait     -> GaveUp("it gave no answer")
+    sent, silent for PATIENCE_S, its    -> wait on (a busy router answers its calls late,
+      replica heard from meanwhile         a dead one answers none): no ping
     sent, silent for PATIENCE_S, with   -> ping the replica (one ping per replica at a
       a sibling replica to turn to         time, shared by its silent calls): answered,
                                            wait on; unanswered within PING_S, and no
@@ -254,7 +256,8 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
                 ping: Callable[[RouterCall], Any] | None = None,
                 spoke: Callable[[RouterCall], bool] = lambda call: False,
                 spare: Callable[[], bool] = lambda: True,
-                ping_wait: Callable[[RouterCall], float] = lambda call: PING_S) -> Steps[Any]:
+                ping_wait: Callable[[RouterCall], float] = lambda call: PING_S,
+                heard: Callable[[RouterCall], bool] = lambda call: False) -> Steps[Any]:
     """Send the call (`send(call)` finds a router replica and returns the ref)
     and wait for the answer; the answer, or GaveUp. `forget(call, keep_handle)`
     leaves out the replica that dropped it for a while, dropping its handle
@@ -270,11 +273,15 @@ def router_call(call: RouterCall, send: Callable[[RouterCall], Any], policy: Res
     `spare()`: whether the client's resend budget (resend.py) allows one more resend on
     such a guess (without, the call waits on its own router); `ping_wait(call)`:
     how long its replica's ping may take (PING_S, or longer for a replica whose
-    answers have lately been slow: see Replica.timeout_s)."""
+    answers have lately been slow: see Replica.timeout_s); `heard(call)`:
+    whether that replica answered a call within the last PATIENCE_S (alive:
+    no ping needed. Under load every call is late and a ping per replica
+    every PATIENCE_S is load of its own: up to half the calls again at 200
+    req/s over six replicas)."""
     while True:
         keep_handle, sibling = False, False
         try:
-            answer = yield from _answer(call, send, ping, spoke, spare, settled, forget, ping_wait)
+            answer = yield from _answer(call, send, ping, spoke, spare, settled, forget, ping_wait, heard)
             if answer is not _ABANDONED:
                 return answer
             why, sibling = UNRESPONSIVE, True
@@ -308,7 +315,8 @@ _ABANDONED = object()
 
 def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[[RouterCall], Any] | None,
             spoke: Callable[[RouterCall], bool], spare: Callable[[], bool], settled: Callable[[RouterCall, bool], None],
-            forget: Callable[[RouterCall, bool], bool], ping_wait: Callable[[RouterCall], float]) -> Steps[Any]:
+            forget: Callable[[RouterCall, bool], bool], ping_wait: Callable[[RouterCall], float],
+            heard: Callable[[RouterCall], bool]) -> Steps[Any]:
     """One send's answer (or its failure, raised). While it is silent and the
     replica has a sibling, the replica is pinged: a ping unanswered leaves the
     replica out (`forget`) and gives _ABANDONED for the resend; with no
@@ -324,6 +332,8 @@ def _answer(call: RouterCall, send: Callable[[RouterCall], Any], ping: Callable[
                 answered = True
                 return answer
             sent = answer.waitable
+            if ping is not None and heard(call):
+                continue           # it answers calls: this one is queued behind them
             probe = ping(call) if ping is not None else None
             if probe is None:
                 patience = None    # no sibling to turn to: wait for Ray's answer or drop

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 import ray
 
-from actors.client.calls import PING_S, ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
+from actors.client.calls import PATIENCE_S, PING_S, ROUTER_GRACE_S, GaveUp, RouterCall, Steps, router_call, run, run_async
 from actors.client.cluster import default_namespace, join
 from actors.client.direct import DirectRoutes, direct_read, eligible
 from actors.client.lookup import NameLookup
@@ -141,7 +141,7 @@ class Gateway:
         return router_call(call, lambda c: send(c, self._sent_to(c)), self.resend, forget=self._dropped,
                            resent=lambda: self._count_resend(call), settled=self._settled, ping=self._ping,
                            spoke=self._spoke, spare=lambda: self._budget(call).balance(self._clock()) >= 1,
-                           ping_wait=self._ping_wait)
+                           ping_wait=self._ping_wait, heard=self._heard)
 
     def _sent_to(self, call: RouterCall) -> Any:
         replica = self._replica(call.capability, call.remaining_s())
@@ -174,6 +174,9 @@ class Gateway:
     @staticmethod
     def _ping_wait(call: RouterCall) -> float:
         return PING_S if call.replica is None else call.replica.timeout_s(PING_S)
+
+    def _heard(self, call: RouterCall) -> bool:
+        return call.replica is not None and self._clock() - call.replica.answered_at < PATIENCE_S
 
     @staticmethod
     def _spoke(call: RouterCall) -> bool:

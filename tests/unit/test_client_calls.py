@@ -248,7 +248,7 @@ def drive_silent(steps: Any, pings: list[Any]) -> tuple[Any, list[Any]]:
 
 
 def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: bool, spoke: bool = False,
-                 spare: bool = True, ping_wait: float = PING_S) -> Any:
+                 spare: bool = True, ping_wait: float = PING_S, heard: list[bool] | None = None) -> Any:
     def forget(call: RouterCall, keep_handle: bool) -> bool:
         events.append("keep" if keep_handle else "forget")
         return sibling
@@ -259,7 +259,8 @@ def silent_steps(c: RouterCall, script: Script, events: list[str], *, sibling: b
 
     return router_call(c, script.send, ResendPolicy(), forget=forget, resent=lambda: events.append("resent"),
                        settled=lambda call, answered: events.append("settled" if answered else "settled unanswered"),
-                       ping=ping, spoke=lambda call: spoke, spare=lambda: spare, ping_wait=lambda call: ping_wait)
+                       ping=ping, spoke=lambda call: spoke, spare=lambda: spare, ping_wait=lambda call: ping_wait,
+                       heard=lambda call: heard.pop(0) if heard else False)
 
 
 def test_a_silent_call_to_a_replica_that_answers_its_ping_is_waited_on_not_sent_again() -> None:
@@ -282,6 +283,18 @@ def test_a_silent_call_whose_replica_does_not_answer_its_ping_goes_to_the_siblin
     # settled once per send; the replica left out keeping its handle (Ray restarts the same actor)
     assert events == ["ping", "settled unanswered", "keep", "resent", "settled"]
     assert script.deadlines == [5.0, 5.0]
+
+
+def test_a_silent_call_whose_replica_answered_others_meanwhile_is_waited_on_without_a_ping() -> None:
+    # Under load every call is late: a ping per replica each time would be load of its own.
+    clock, events = Clock(), []
+    script = Script(Silence(Silence(Silence("late answer"))))
+    answer, seen = drive_silent(silent_steps(call(clock), script, events, sibling=True, heard=[True, True, False]),
+                                [True])
+    assert answer == "late answer" and len(script.deadlines) == 1
+    assert events == ["ping", "settled"]                  # pinged once: when it had gone quiet
+    sends = [s for s in seen if s.patience_s is not None]
+    assert [s.patience_s for s in sends] == [PATIENCE_S, PATIENCE_S, PATIENCE_S, 2 * PATIENCE_S]
 
 
 def test_a_replica_late_with_its_ping_but_answering_calls_keeps_the_call() -> None:
