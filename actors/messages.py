@@ -275,6 +275,8 @@ class ReplicaStatus(Message):
     node_id: str | None = None
     in_flight: int = 0                       # requests it is handling now
     served: int = 0                          # requests it took since it started
+    overloaded: bool = False                 # refusing new requests: it cannot keep up (actors/policy/admission.py)
+    refused: int = 0                         # requests it refused since it started, overloaded
     error: str | None = None                 # why it is not alive
 
 

@@ -137,12 +137,15 @@ def placement_lines(report: StatusReport, console: Console) -> None:
 
 
 def replica_line(replicas: list[Any]) -> str:
-    """`routers: 2 of 2 alive (#0 node 3f2a1c in flight 4; #1 node 9b7e00 in flight 3)`; empty for a single router."""
+    """`routers: 2 of 2 alive (#0 node 3f2a1c in flight 4; #1 node 9b7e00 in flight 3)`; for a single
+    router, empty unless it is overloaded (refusing requests: actors/policy/admission.py)."""
     if len(replicas) < 2:
-        return ""
+        return "".join(f"router: [bold red]overloaded, refusing new requests[/] (in flight {r.in_flight}, "
+                       f"{r.refused} refused)" for r in replicas if r.alive and r.overloaded)
     alive = sum(1 for r in replicas if r.alive)
     style = "green" if alive == len(replicas) else ("yellow" if alive else "bold red")
-    parts = [f"#{r.index} node {(r.node_id or '?')[:6]} in flight {r.in_flight}" if r.alive
+    parts = [f"#{r.index} node {(r.node_id or '?')[:6]} in flight {r.in_flight}"
+             + (f" [bold red]overloaded[/] ({r.refused} refused)" if r.overloaded else "") if r.alive
              else f"#{r.index} [bold red]not answering[/] ({r.error})" for r in replicas]
     return f"routers: [{style}]{alive} of {len(replicas)} alive[/] (" + "; ".join(parts) + ")"
 

@@ -13,6 +13,7 @@ from actors.config.loading import json_schema, load_config, parse_config, withou
 from actors.config.schema import (
     MIN_API_KEY_LENGTH,
     ActorPlacement,
+    AdmissionConfig,
     AuditConfig,
     CapabilityConfig,
     GatewayConfig,
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_VALUES",
     "MIN_API_KEY_LENGTH",
     "ActorPlacement",
+    "AdmissionConfig",
     "AuditConfig",
     "CapabilityConfig",
     "GatewayConfig",

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 
 from actors.adapters.base import AdapterSettings
 from actors.payloads import CAPABILITIES
+from actors.policy.admission import AdmissionPolicy
 from actors.policy.budget import RetryBudget
 from actors.policy.chaos.config import ChaosConfig
 from actors.policy.cost.config import BalanceConfig, CostConfig, QuotaConfig
@@ -33,6 +34,7 @@ class _Model(BaseModel):
 _HEALTH = HealthPolicy()
 _BUDGET = RetryBudget()
 _HEDGE = HedgePolicy()
+_ADMISSION = AdmissionPolicy()
 
 
 class HealthConfig(_Model):
@@ -48,6 +50,18 @@ class RetryBudgetConfig(_Model):
     percent: float = Field(_BUDGET.percent, ge=0, le=100, description="fallback attempts allowed, as a share of recent requests")
     min_per_s: float = Field(_BUDGET.min_per_s, ge=0, description="fallback attempts always allowed per second, whatever the traffic")
     ttl_s: float = Field(_BUDGET.ttl_s, gt=0, description="the window recent traffic is counted over")
+
+
+class AdmissionConfig(_Model):
+    # Why these: see actors/policy/admission.py, the defaults' home.
+    enabled: bool = Field(_ADMISSION.enabled, description=(
+        "refuse new requests (rate_limited, with a retry-after) while the router cannot keep up"))
+    target_lag_ms: float = Field(_ADMISSION.target_s * 1000, gt=0, description=(
+        "how late the router's event loop may run; above it for a whole interval, the router is overloaded"))
+    interval_s: float = Field(_ADMISSION.interval_s, gt=0, description=(
+        "how long the lag must stay above the target before requests are refused; also their retry-after"))
+    min_in_flight: int = Field(_ADMISSION.min_in_flight, ge=0, description=(
+        "never refuse with fewer requests than this in flight (the lag is then not the router's queue)"))
 
 
 class HedgingConfig(_Model):
@@ -79,6 +93,7 @@ class RoutingConfig(_Model):
     wait_for_throttle: bool = Field(True, description="when every provider is throttled, wait for the earliest reset if the deadline allows")
     retry_budget: RetryBudgetConfig = RetryBudgetConfig()
     hedging: HedgingConfig = HedgingConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     replicas: int | Literal["auto"] = Field("auto", description=(
         "router actors of the capability, spread across nodes; callers through the client or the HTTP API use them "
         "all and resend at once to a live one when one dies. auto: 2 on a cluster of several nodes (no stall when a "

@@ -25,7 +25,7 @@ PROBLEM_TYPE = "urn:aicmo-gateway:problem:"
 STATUS_BY_KIND: dict[str, tuple[int, str]] = {k.value: v for k, v in {
     ErrorKind.INVALID_REQUEST: (422, "The payload or an option is not valid"),
     ErrorKind.UNKNOWN_METHOD: (404, "No such capability or method"),
-    ErrorKind.RATE_LIMITED: (429, "Every provider is throttled"),
+    ErrorKind.RATE_LIMITED: (429, "Throttled: every provider, or the router itself (overloaded)"),
     ErrorKind.NO_AVAILABLE_PROVIDER: (503, "No provider is available now"),
     ErrorKind.RETRY_BUDGET_EXHAUSTED: (503, "The retry budget is spent"),
     ErrorKind.GATEWAY_UNAVAILABLE: (503, "The capability's router could not be reached"),

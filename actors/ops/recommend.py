@@ -297,15 +297,23 @@ def for_ops(capability: str, actor: str, report: dict[str, Any]) -> list[Recomme
 
 
 def for_replicas(capability: str, replicas: list[dict[str, Any]]) -> list[Recommendation]:
-    """Router replicas (as replica 0 reports them): a capability down to one
-    live replica, or none besides replica 0, has lost what replicas are for."""
-    if len(replicas) < 2:
-        return []
+    """Router replicas (as replica 0 reports them): one refusing requests
+    because it cannot keep up (actors/policy/admission.py); a capability down
+    to one live replica, or none besides replica 0, has lost what replicas are for."""
+    out = [Recommendation(
+        severity="critical", capability=capability, provider=None,
+        problem=f"{r['name']} is overloaded: it refuses new requests (rate_limited, with a retry-after)",
+        evidence=f"{r.get('in_flight', 0)} requests in flight, its event loop running late past "
+                 f"policy.routing.admission.target_lag_ms; {r.get('refused', 0)} refused since it started",
+        fix="callers get rate_limited and should send again after the retry-after (same idempotency key); for "
+            "more capacity raise policy.routing.replicas of the capability and give the cluster more nodes (each "
+            "replica is a process on its own core); look for a slow hook or a busy node in the Ray dashboard")
+        for r in replicas if r.get("alive", True) and r.get("overloaded")]
     down = [r for r in replicas if not r.get("alive", True)]
-    if len(replicas) - len(down) > 1:
-        return []
+    if len(replicas) < 2 or len(replicas) - len(down) > 1:
+        return out
     names = ", ".join(f"{r['name']} ({r.get('error') or 'no answer'})" for r in down)
-    return [Recommendation(
+    return out + [Recommendation(
         severity="warning", capability=capability, provider=None,
         problem=f"{capability} is down to {len(replicas) - len(down)} of {len(replicas)} router replicas",
         evidence=f"not answering: {names}",

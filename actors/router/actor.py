@@ -27,7 +27,9 @@ from actors.messages import (
 )
 from actors.ops.observers import RouterOps
 from actors.policy.chaos.faults import ChaosEvent
+from actors.policy.admission import Overloaded
 from actors.policy.health import Health, HealthSnapshot
+from actors.router.admission import RouterAdmission
 from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
 from actors.router.replicas import Replicas, router_is_dead
@@ -60,6 +62,7 @@ class RouterActor:
         self._ops = RouterOps(spec, replica=replica)
         self._core.observers.append(self._ops.observe)
         self._start = RouterStart(self._core, self._ops, self._calls)   # what it loads and starts once up
+        self._admission = RouterAdmission(spec.routing.admission, self._replicas.name)
         try:  # start the ops loop (gauges, audit flushes) without waiting for traffic, also after a restart
             ray.get_runtime_context().current_actor.ready.remote()
         except Exception:  # noqa: BLE001
@@ -73,15 +76,27 @@ class RouterActor:
     async def invoke(self, method: str, payload: Any, idempotency_key: str | None = None,
                      dry_run: bool | None = None, deadline_s: float | None = None,
                      traceparent: str | None = None) -> InvokeResult:
+        overloaded = await self._admission.arrived(self._replicas.in_flight)
+        if overloaded is not None:
+            return self._refused(overloaded, method, idempotency_key, dry_run)
         with self._replicas.serving(1):
             await self._start.quotas_known()
             return await self._core.invoke(method, payload, idempotency_key=idempotency_key, dry_run=dry_run,
                                            deadline_s=deadline_s, traceparent=traceparent)
 
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
+        overloaded = await self._admission.arrived(self._replicas.in_flight)
+        if overloaded is not None:
+            return [self._refused(overloaded, *_method_and_key(item)) for item in requests]
         with self._replicas.serving(len(requests)):
             await self._start.quotas_known()
             return await self._core.invoke_many(requests)
+
+    def _refused(self, why: Overloaded, method: Any, idempotency_key: str | None, dry_run: bool | None) -> InvokeResult:
+        """Answered at once (actors/router/admission.py); observed, audited and counted as any request."""
+        core = self._core
+        return core.finish(core.clock.monotonic(),
+                           self._admission.refusal(why, core.capability, method, idempotency_key, dry_run))
 
     async def drain_outbox(self, limit: int = 100, rate_per_s: float = 20.0, ids: list[int] | None = None) -> dict[str, Any]:
         return await self._core.drain_outbox(limit, rate_per_s, ids)
@@ -144,8 +159,9 @@ class RouterActor:
         return msgspec.structs.replace(ranked, replicas=replicas)
 
     def replica_status(self) -> ReplicaStatus:
-        """This replica: its name, node and requests in flight."""
-        return self._replicas.status(ray.get_runtime_context().get_node_id())
+        """This replica: its name, node, requests in flight, and whether it is refusing requests (overloaded)."""
+        return msgspec.structs.replace(self._replicas.status(ray.get_runtime_context().get_node_id()),
+                                       overloaded=self._admission.overloaded(), refused=self._admission.refused)
 
     @staticmethod
     def _health_of(status: ProviderStatus, known: HealthSnapshot) -> HealthSnapshot:
@@ -209,11 +225,11 @@ class RouterActor:
 
     async def ops_report(self, timeout_s: float = 2.0) -> dict[str, Any]:
         """Hooks (calls, failures, load errors) and the audit log (path, lines, errors);
-        from replica 0 of several, every replica's status (self-check: replicas down)."""
+        from replica 0, every replica's status (self-check: replicas down or overloaded)."""
         report = self._ops.report()
         report["delivery"] = {name: {"verdict": v.verdict, "evidence": v.evidence}   # delivery_health.py
                               for name, v in self._core.delivery.verdicts.items() if v.verdict != "healthy"}
-        if self._replicas.index == 0 and self._replicas.count > 1:
+        if self._replicas.index == 0:
             statuses = await self._replicas.statuses(self.replica_status(), timeout_s)
             report["replicas"] = [msgspec.to_builtins(r) for r in statuses]
         return report
@@ -224,3 +240,12 @@ class RouterActor:
             self._ops.metrics.flush()
         await self._ops.flush_audit()
         await self._ops.hooks.drain()
+
+
+def _method_and_key(item: Any) -> tuple[Any, str | None, bool | None]:
+    """An invoke_many item's method, key and dry_run, as far as it has them (it is checked only when served)."""
+    method, options = (item[0], item[2] if len(item) > 2 else None) if isinstance(item, (list, tuple)) and item else \
+        (None, None)
+    options = options if isinstance(options, dict) else {}
+    key = options.get("idempotency_key")
+    return method, key if isinstance(key, str) else None, options.get("dry_run")

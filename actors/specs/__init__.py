@@ -83,6 +83,13 @@ class HedgingSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_delay_factor: float = _default("HedgingConfig", "max_delay_factor")
 
 
+class AdmissionSpec(msgspec.Struct, frozen=True, kw_only=True):
+    enabled: bool = _default("AdmissionConfig", "enabled")
+    target_lag_ms: float = _default("AdmissionConfig", "target_lag_ms")
+    interval_s: float = _default("AdmissionConfig", "interval_s")
+    min_in_flight: int = _default("AdmissionConfig", "min_in_flight")
+
+
 class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     deadline_s: float
@@ -98,6 +105,7 @@ class RoutingSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_deadline_s: float | None = _default("RoutingConfig", "max_deadline_s")
     retry_budget: RetryBudgetSpec
     hedging: HedgingSpec
+    admission: AdmissionSpec = msgspec.field(default_factory=AdmissionSpec)
     replicas: int | str = "auto"      # router replicas: a count, or "auto" (actors/deploy/replicas.py)
 
 

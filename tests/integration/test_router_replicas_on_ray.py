@@ -97,3 +97,42 @@ def test_a_redeploy_from_one_replica_to_two_and_back_under_traffic(gateway: Any,
     names = {e["name"] for e in ray_cluster.util.list_named_actors(all_namespaces=True)
              if e["namespace"] == gw.namespace}
     assert "router:email_sending#1" not in names and "router:email_sending" in names
+
+
+def test_an_overloaded_router_refuses_at_once_and_a_refused_send_goes_through_later(
+        gateway: Any, ray_cluster: Any, tmp_path: Path) -> None:
+    import time
+
+    from actors.errors import ErrorKind
+
+    ledger = tmp_path / "ledger.jsonl"
+    cfg = config(ledger, 1)
+    # A router for which any lag (1 µs) standing for 50 ms is overload, whatever it has in flight:
+    # back-to-back traffic makes it refuse without having to overload the machine.
+    cfg["policy"]["routing"]["admission"] = {"enabled": True, "target_lag_ms": 0.001, "interval_s": 0.05,
+                                             "min_in_flight": 0}
+    gw = gateway(cfg)
+    router = gw.router("email_sending")
+    results: list[Any] = []
+    for wave in range(200):
+        keys = [f"busy-{wave}-{i}" for i in range(20)]
+        results += ray_cluster.get([router.invoke.remote("send_email", {**EMAIL, "subject": k}, idempotency_key=k)
+                                    for k in keys], timeout=60)
+        if any(not r.ok for r in results):
+            break
+    refused = [r for r in results if not r.ok]
+    assert refused, "never refused"
+    why = refused[0].error
+    assert why.kind == ErrorKind.RATE_LIMITED and why.retry_after_s == 0.05, why
+    assert "router:email_sending is overloaded" in why.message and "same idempotency_key" in why.message
+    delivered = {line["idempotency_key"] for line in read_ledger(ledger)}
+    assert delivered == {r.idempotency_key for r in results if r.ok}     # the refused ones: nothing sent
+    [replica] = gw.client.capability_status("email_sending").replicas
+    assert replica.refused >= len(refused)
+
+    # A quiet spell longer than the interval: the next request is served, the refused key once.
+    time.sleep(0.2)
+    again = gw.client.invoke("email_sending", "send_email", {**EMAIL, "subject": refused[0].idempotency_key},
+                             idempotency_key=refused[0].idempotency_key)
+    assert again.ok and not again.replayed, again.error
+    assert Counter(line["idempotency_key"] for line in read_ledger(ledger))[refused[0].idempotency_key] == 1

@@ -208,3 +208,28 @@ def test_a_replica_answering_slowly_is_given_longer_to_answer_its_ping() -> None
     for _ in range(50):
         replica.answered(5.0)
     assert replica.timeout_s(0.05) == TIMEOUT_CAP_S      # never longer than Ray takes to drop a dead one's calls
+
+
+def test_self_check_flags_an_overloaded_router_single_or_replica() -> None:
+    from actors.ops.recommend import for_replicas
+
+    busy = {"index": 0, "name": "router:email_sending", "alive": True, "overloaded": True, "in_flight": 240,
+            "refused": 57}
+    [finding] = for_replicas("email_sending", [busy])                # a single router too
+    assert finding.severity == "critical" and "router:email_sending is overloaded" in finding.problem
+    assert "240 requests in flight" in finding.evidence and "57 refused" in finding.evidence
+    assert "policy.routing.replicas" in finding.fix
+    calm = {**busy, "overloaded": False}
+    assert for_replicas("email_sending", [calm]) == []
+    assert len(for_replicas("email_sending", [calm, {**busy, "index": 1, "name": "router:email_sending#1"}])) == 1
+
+
+def test_status_shows_an_overloaded_router() -> None:
+    from actors.cli.render import replica_line
+    from actors.messages import ReplicaStatus
+
+    line = replica_line([ReplicaStatus(index=0, name="router:x", in_flight=300, overloaded=True, refused=12)])
+    assert "overloaded, refusing new requests" in line and "in flight 300" in line and "12 refused" in line
+    line = replica_line([ReplicaStatus(index=0, name="router:x", node_id="3f2a1c99", in_flight=4),
+                         ReplicaStatus(index=1, name="router:x#1", node_id="9b7e0011", overloaded=True, refused=3)])
+    assert "#1 node 9b7e00 in flight 0 [bold red]overloaded[/] (3 refused)" in line and line.count("overloaded") == 1
