@@ -16,7 +16,9 @@ p99 latency of the requests finished in the interval. The verdict:
   fifth of the run, at least one interval, is warm-up);
 - steady p99: the median interval p99 of the last third is at most 1.5x that
   of the first third after warm-up, and no interval's p99 passes 4x the
-  overall median.
+  overall median;
+- served: at most 0.1% of the requests after warm-up failed (refusals of an
+  overloaded router included: they would flatter the p99).
 
 The state store is the embedded SQLite file (`--store sqlite`, the default)
 or a real PostgreSQL server started for the run (`--store postgresql`,
@@ -66,7 +68,9 @@ def config(state_url: str, replicas: int = 2) -> dict[str, Any]:
     return {
         "namespace": NAMESPACE,
         "state": {"url": state_url, "retention_s": RETENTION_S, "prune_interval_s": 20},
-        "policy": {"routing": {"idempotency_window_s": WINDOW_S, "replicas": replicas}},
+        # Admission on: an open-loop driver is the caller it is for (actors/policy/admission.py).
+        "policy": {"routing": {"idempotency_window_s": WINDOW_S, "replicas": replicas,
+                               "admission": {"enabled": True}}},
         "supervisor": {"check_interval_s": 30, "check_jitter_s": 5, "drain_interval_s": 2},
         "capabilities": {
             "email_sending": {"providers": [
@@ -183,7 +187,11 @@ def verdict(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
     worst = max(s["p99_ms"] for s in steady)
     rss_ok = growth <= 0.10
     p99_ok = last <= 1.5 * first and worst <= 4 * overall
-    return {"ok": rss_ok and p99_ok, "rss_ok": rss_ok, "p99_ok": p99_ok, "rss_after_warmup_mb": round(base, 1),
+    answered = sum(s["answered"] for s in steady)
+    failed = sum(s["failed"] for s in steady)
+    served_ok = failed <= 0.001 * answered
+    return {"ok": rss_ok and p99_ok and served_ok, "rss_ok": rss_ok, "p99_ok": p99_ok, "served_ok": served_ok,
+            "failed_after_warmup": failed, "answered_after_warmup": answered, "rss_after_warmup_mb": round(base, 1),
             "rss_end_mb": round(end, 1), "rss_growth": round(growth, 4), "p99_first_third_ms": round(first, 2),
             "p99_last_third_ms": round(last, 2), "p99_median_ms": round(overall, 2), "p99_worst_ms": round(worst, 2),
             "p99_last_over_first": round(last / first, 3)}

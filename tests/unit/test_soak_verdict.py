@@ -1,0 +1,32 @@
+"""The soak's verdict (tests/faults/soak.py) on made-up samples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.faults.soak import verdict
+
+
+def samples(n: int = 30, p99: float = 50.0, rss: float = 1000.0, failed: int = 0, **at: Any) -> list[dict[str, Any]]:
+    out = [{"t_s": 10.0 * (i + 1), "p99_ms": p99, "rss_total_mb": rss, "answered": 2000, "failed": failed}
+           for i in range(n)]
+    for i, changes in at.items():
+        out[int(i.lstrip("_"))].update(changes)
+    return out
+
+
+def test_steady_samples_pass() -> None:
+    v = verdict(samples(), warmup_s=60)
+    assert v["ok"] and v["rss_ok"] and v["p99_ok"] and v["served_ok"]
+
+
+def test_one_spike_past_four_times_the_median_fails_steadiness() -> None:
+    v = verdict(samples(_20={"p99_ms": 201.0}), warmup_s=60)
+    assert not v["ok"] and not v["p99_ok"] and v["rss_ok"]
+
+
+def test_refusals_past_a_thousandth_of_the_requests_fail_it() -> None:
+    # An overloaded router's refusals are answered fast: they would flatter the p99.
+    assert verdict(samples(failed=2), warmup_s=60)["served_ok"]          # 0.1%
+    v = verdict(samples(failed=3), warmup_s=60)
+    assert not v["ok"] and not v["served_ok"] and v["p99_ok"]
