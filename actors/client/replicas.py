@@ -1,7 +1,8 @@
 """The router replicas of one capability, as one client sees them, and which
 one takes the next call: the power of two choices on the calls this client
 has in flight at each (as Ray Serve's request router does with queue
-lengths, `ray/serve/_private/request_router/pow_2_router.py`).
+lengths, `ray/serve/_private/request_router/pow_2_router.py`), a tie going
+to the replica of the last call.
 
 Replicas are found by name (actors.names: `router:<capability>`, then
 `router:<capability>#1`, `#2`, ... until a name is not registered), once,
@@ -92,6 +93,7 @@ class RouterReplicas:
     rng: random.Random = field(default_factory=random.Random)
     replicas: list[Replica] = field(default_factory=list)
     stale: bool = True
+    last: Replica | None = None      # the replica of the last call: a tie goes to it
     budget: RetryBudget = field(default_factory=resend_budget)   # resends on a ping's guess: client/calls.py
 
     def discover(self, timeout_s: float | None = None) -> None:
@@ -135,11 +137,13 @@ class RouterReplicas:
                 chosen = live[0]
             else:
                 a, b = self.rng.sample(live, 2)
-                chosen = a if a.in_flight <= b.in_flight else b
+                chosen = self._less_busy(a, b)
             if chosen.handle is not None:
+                self.last = chosen
                 return chosen
             try:
                 chosen.handle = self.lookup(chosen.name, timeout_s)
+                self.last = chosen
                 return chosen
             except ValueError:
                 # Removed (a redeploy with fewer replicas): the others take its calls.
@@ -147,6 +151,15 @@ class RouterReplicas:
                 self.stale = True
                 if not self.replicas:
                     raise NotDeployed(chosen.name) from None
+
+    def _less_busy(self, a: Replica, b: Replica) -> Replica:
+        """Of two, the one with fewer calls in flight; a tie (both idle, as
+        with one call at a time) goes to the replica of the last call, whose
+        process is awake and warm: alternating at random cost one call at a
+        time about 4% (bench replicas, p50 of one call, 2 replicas ÷ 1)."""
+        if a.in_flight != b.in_flight:
+            return a if a.in_flight < b.in_flight else b
+        return b if b is self.last else a
 
     def ping(self, replica: Replica) -> Any:
         """A ping of `replica` (a ref to wait on), or None when no live
