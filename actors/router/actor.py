@@ -26,10 +26,10 @@ from actors.messages import (
     ReplicaStatus,
 )
 from actors.ops.observers import RouterOps
-from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.admission import Overloaded
+from actors.policy.chaos.faults import ChaosEvent
 from actors.policy.health import Health, HealthSnapshot
-from actors.router.admission import RouterAdmission
+from actors.router.admission import RouterAdmission, options_of
 from actors.router.core import RouterCore
 from actors.router.provider_calls import ACTOR_GRACE_S, ProviderCalls
 from actors.router.replicas import Replicas, router_is_dead
@@ -87,7 +87,7 @@ class RouterActor:
     async def invoke_many(self, requests: list[Any]) -> list[InvokeResult]:
         overloaded = await self._admission.arrived(self._replicas.in_flight)
         if overloaded is not None:
-            return [self._refused(overloaded, *_method_and_key(item)) for item in requests]
+            return [self._refused(overloaded, *options_of(item)) for item in requests]
         with self._replicas.serving(len(requests)):
             await self._start.quotas_known()
             return await self._core.invoke_many(requests)
@@ -241,11 +241,3 @@ class RouterActor:
         await self._ops.flush_audit()
         await self._ops.hooks.drain()
 
-
-def _method_and_key(item: Any) -> tuple[Any, str | None, bool | None]:
-    """An invoke_many item's method, key and dry_run, as far as it has them (it is checked only when served)."""
-    method, options = (item[0], item[2] if len(item) > 2 else None) if isinstance(item, (list, tuple)) and item else \
-        (None, None)
-    options = options if isinstance(options, dict) else {}
-    key = options.get("idempotency_key")
-    return method, key if isinstance(key, str) else None, options.get("dry_run")

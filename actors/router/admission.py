@@ -17,7 +17,7 @@ from actors.messages import ErrorInfo, InvokeResult
 from actors.policy.admission import Admission, AdmissionPolicy, Overloaded
 from actors.specs import AdmissionSpec
 
-__all__ = ["RouterAdmission"]
+__all__ = ["RouterAdmission", "options_of"]
 
 
 class RouterAdmission:
@@ -57,3 +57,13 @@ class RouterAdmission:
                             idempotency_key=idempotency_key, dry_run=bool(dry_run), request_id=uuid.uuid4().hex,
                             error=ErrorInfo(kind=ErrorKind.RATE_LIMITED, message=message,
                                             retry_after_s=why.retry_after_s))
+
+
+def options_of(item: Any) -> tuple[Any, str | None, bool | None]:
+    """An `invoke_many` item's method, idempotency key and dry_run, as far as
+    it has them: a refused batch is answered item by item, unchecked."""
+    method, options = (item[0], item[2] if len(item) > 2 else None) if isinstance(item, (list, tuple)) and item else \
+        (None, None)
+    options = options if isinstance(options, dict) else {}
+    key = options.get("idempotency_key")
+    return method, key if isinstance(key, str) else None, options.get("dry_run")

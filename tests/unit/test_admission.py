@@ -94,3 +94,12 @@ def test_the_router_measures_its_loops_lag_and_answers_a_refusal_at_once() -> No
     assert "router:email_sending#1 is overloaded" in result.error.message
     assert "before anything was claimed or sent" in result.error.message and "same idempotency_key" in result.error.message
     assert RouterAdmission(AdmissionSpec(enabled=False), "router:x").policy.enabled is False
+
+
+def test_a_refused_batch_is_answered_item_by_item_with_what_each_says() -> None:
+    from actors.router.admission import options_of
+
+    assert options_of(("send_email", {}, {"idempotency_key": "k", "dry_run": True})) == ("send_email", "k", True)
+    assert options_of(["verify_email", {}]) == ("verify_email", None, None)
+    assert options_of(("send_email", {}, {"idempotency_key": 7})) == ("send_email", None, None)
+    assert options_of("garbage") == (None, None, None) and options_of(()) == (None, None, None)
