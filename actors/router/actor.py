@@ -240,4 +240,3 @@ class RouterActor:
             self._ops.metrics.flush()
         await self._ops.flush_audit()
         await self._ops.hooks.drain()
-
