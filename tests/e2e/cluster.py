@@ -1,5 +1,5 @@
 """What the end-to-end tests share: a `ray start --head` cluster of their own
-on free ports (tests/support/nodes.py, started once per session by
+on free ports (tests/support/nodes.py, started once for the end-to-end tests by
 tests/e2e/conftest.py), and running the CLI and other commands against it
 as a user would."""
 

@@ -1,6 +1,6 @@
 """The README's "Deploying on a Ray cluster" block, run as written, as a
 newcomer runs it after `make demo`: a HOME where a Ray token was made first
-(`ray get-auth-token --generate`, as a local `ray.init()` would), nothing of
+(the file `ray get-auth-token --generate` writes, as a local `ray.init()` would), nothing of
 Ray's in the environment (no RAY_AUTH_MODE), then every line of the block
 in order. The block is read from README.md, so the two cannot drift apart.
 
