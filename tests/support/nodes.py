@@ -202,6 +202,9 @@ class Node:
     mount_ns: str = field(repr=False, default="")
     metrics_port: int = 0  # where this node's Ray serves Prometheus metrics (`--metrics-export-port`)
     netns: NetworkNamespace | None = field(repr=False, default=None)  # its own network (add_node(own_ip=True))
+    # Every process of it is gone (RayNodes._kill finished): never signalled or swept again. Its process
+    # group id and mount namespace id are free for reuse by then, by another node's processes.
+    gone: bool = field(repr=False, default=False)
 
     @property
     def ip(self) -> str | None:
@@ -455,13 +458,15 @@ class RayNodes:
             everything = [*self.nodes.values(), *self.removed.values()]
             if graceful_s > 0:
                 for node in everything:
-                    _signal_group(node.process, signal.SIGTERM)
+                    if not node.gone:
+                        _signal_group(node.process, signal.SIGTERM)
                 deadline = time.monotonic() + graceful_s
                 for node in everything:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         node.process.wait(max(0.0, deadline - time.monotonic()))
             for node in everything:
-                self._kill(node)
+                if not node.gone:
+                    self._kill(node)
                 self._release_network(node)
         finally:
             if self._network is not None:
@@ -643,6 +648,7 @@ class RayNodes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(1)
             if not left and node.process.poll() is not None:
+                node.gone = True
                 return
             if time.monotonic() > deadline:
                 raise NodeError(f"node {node.name!r}: processes {left} survived SIGKILL")
