@@ -1,13 +1,15 @@
 """The README's "Deploying on a Ray cluster" block, run as written, as a
 newcomer runs it after `make demo`: a HOME where a Ray token was made first
-(`ray get-auth-token --generate`, as a local `ray.init()` would), nothing of
+(the file `ray get-auth-token --generate` writes, as a local `ray.init()` would), nothing of
 Ray's in the environment (no RAY_AUTH_MODE), then every line of the block
 in order. The block is read from README.md, so the two cannot drift apart.
 
-Its first line, `ray start --head` (with the variables it sets), is the
-cluster of this module (tests/support/nodes.py: private ports and temp
-dir, which is what the machine's /tmp/ray is to a user, so `aicmo-gateway`
-without an address finds it as on the head). Between the block's `invoke`
+Its first line, `ray start --head` (with the variables it sets), is a
+cluster of tests/support/nodes.py (private ports and temp dir, which is
+what the machine's /tmp/ray is to a user, so `aicmo-gateway` without an
+address finds it as on the head): with token authentication, the e2e
+tests' own, started that way (tests/e2e/cluster.py); with it disabled,
+one of this module's. Between the block's `invoke`
 and its `down`, the README's Python client example runs as a driver script
 (`Gateway.connect()`, the address from RAY_ADDRESS).
 
@@ -19,44 +21,31 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.cluster import BIN
+from tests.e2e.readme import ROOT, readme_block, walkthrough
 from tests.support.nodes import RayNodes
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER_WARNING = "worker processes have been started"
-RAY_START = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*=\S+\s+)*)ray start --head\b")
-
-
-def readme_block(heading: str, lang: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split(f"\n{heading}\n", 1)[1]
-    return section.split(f"```{lang}\n", 1)[1].split("\n```", 1)[0]
-
-
-def walkthrough() -> tuple[dict[str, str], list[str]]:
-    """The variables the block's `ray start --head` sets, and its other lines."""
-    first, *rest = [line for line in readme_block("## Deploying on a Ray cluster", "bash").splitlines() if line.strip()]
-    found = RAY_START.match(first)
-    assert found, f"the walkthrough no longer starts with `ray start --head`: {first!r}"
-    head_env = dict(word.split("=", 1) for word in shlex.split(found.group(1)))
-    return head_env, rest
 
 
 @pytest.fixture(scope="module", params=["token", "disabled"])
 def machine(request: pytest.FixtureRequest) -> Iterator[dict]:
     head_env, lines = walkthrough()
-    nodes = RayNodes(head_cpus=2, auth=request.param, head_env=head_env)
+    # With token auth, the e2e tests' own cluster (tests/e2e/cluster.py), whose head was started as this
+    # block's first line says: a second head started the same way would cost its start-up and nothing else.
+    own = request.param != "token"
+    nodes = RayNodes(head_cpus=2, auth=request.param, head_env=head_env) if own else request.getfixturevalue(
+        "cluster")["nodes"]
     try:
-        nodes.start()
+        if own:
+            nodes.start()
         # What the user's shell holds: HOME (with the token) and, for `disabled`, RAY_AUTH_MODE.
         # RAY_TMPDIR stands for the machine's /tmp (where `ray start` tells `auto` about the cluster).
         env = {k: v for k, v in nodes.env.items() if k != "RAY_ADDRESS" and not k.startswith("AICMO_")}
@@ -65,7 +54,8 @@ def machine(request: pytest.FixtureRequest) -> Iterator[dict]:
     finally:
         subprocess.run([str(BIN / "aicmo-gateway"), "sandbox", "--stop"], env=nodes.env, capture_output=True,
                        timeout=60)
-        nodes.shutdown()
+        if own:
+            nodes.shutdown()
 
 
 def shell(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -154,8 +154,11 @@ def test_queued_requests_drained_while_router_provider_and_supervisor_die_are_de
         gateway, ray_cluster, tmp_path: Path) -> None:
     ray = ray_cluster
     ledger = tmp_path / "ledger.jsonl"
+    # A request's deadline also bounds an outbox lease (deadline + 10 s, router/outbox_delivery.py): the
+    # items the killed router had leased wait that long for another drain. 10 s, not the default 30: the
+    # test spent the difference waiting at its end; each delivery here takes milliseconds.
     gw = gateway({
-        "policy": {"health": {"cooldown_s": 0.5}, "routing": {"unreachable_backoff_s": 0.2}},
+        "policy": {"health": {"cooldown_s": 0.5}, "routing": {"deadline_s": 10, "unreachable_backoff_s": 0.2}},
         "supervisor": {"check_interval_s": 0, "drain_interval_s": 0.2, "drain_rate_per_s": 60},
         "capabilities": {"email_sending": {"providers": [
             {"name": "primary", "adapter": "simulated", "settings": sim(ledger, seed=1)},

@@ -156,6 +156,9 @@ result(True)
                  or not runner.is_alive(), timeout_s=180, what="a third of the traffic delivered")
         assert runner.is_alive(), outcome
         first.kill_head()  # the whole cluster: a head-only cluster, every process of it SIGKILLed
+        # The second cluster starts while the caller waits out the lost GCS (10 s), instead of after:
+        # a fresh cluster on ports of its own, which the first cluster's caller never reaches.
+        second = ray_nodes(isolated=False, head_cpus=2)
     finally:
         runner.join(timeout=200)
     assert "error" in outcome  # the caller lost its cluster mid-traffic
@@ -166,8 +169,7 @@ result(True)
     left_queued = {i["idempotency_key"] for i in _outbox_rows(postgres_database)}
     assert left_queued == {*queued, "parked"}
 
-    # --- the second cluster: `up` with the same file restores the gateway from PostgreSQL -----------------------
-    second = ray_nodes(isolated=False, head_cpus=2)
+    # --- the second cluster (started above): `up` with the same file restores the gateway from PostgreSQL -------
     missing = second.cli("status", "--namespace", NS)
     assert missing.returncode != 0  # nothing of the gateway on a fresh cluster
     started = time.monotonic()

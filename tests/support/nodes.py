@@ -202,6 +202,9 @@ class Node:
     mount_ns: str = field(repr=False, default="")
     metrics_port: int = 0  # where this node's Ray serves Prometheus metrics (`--metrics-export-port`)
     netns: NetworkNamespace | None = field(repr=False, default=None)  # its own network (add_node(own_ip=True))
+    # Every process of it is gone (RayNodes._kill finished): never signalled or swept again. Its process
+    # group id and mount namespace id are free for reuse by then, by another node's processes.
+    gone: bool = field(repr=False, default=False)
 
     @property
     def ip(self) -> str | None:
@@ -278,9 +281,8 @@ class RayNodes:
         self.home = self.root / "home"
         self.token_file = self.home / ".ray" / "auth_token"
         self.token_file.parent.mkdir(parents=True)
-        if auth != "off":  # made as a user makes one (`make demo`'s local Ray writes the same file)
-            subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
-                           timeout=120, env={**_inherited_env(), "HOME": str(self.home)})
+        if auth != "off":  # the file a user has (`make demo`'s local Ray writes the same one)
+            _write_token(self.token_file, self.home)
         self.gcs = gcs
         # Every node's raylet (and every driver) waits this long for a GCS that went away before it
         # gives up and exits (Ray's RAY_gcs_rpc_server_reconnect_timeout_s, 60 s by default).
@@ -444,22 +446,27 @@ class RayNodes:
         if wait_dead_s is not None:
             self.wait_for_nodes(dead=[node.node_id], timeout_s=wait_dead_s)
 
-    def shutdown(self, graceful_s: float = 3) -> None:
-        """Stop every node and remove the cluster's directory: SIGTERM to
-        all, then after `graceful_s` SIGKILL to whatever is left. Safe to
-        call twice. (Given SIGTERM, the head's GCS and `ray start` linger for
-        15 s and more while they wait on each other; a throwaway test cluster
-        has nothing to save, so the wait is short.)"""
+    def shutdown(self, graceful_s: float = 0) -> None:
+        """Stop every node and remove the cluster's directory: SIGKILL to
+        every process, as kill_head() and remove_node() do (with
+        `graceful_s`, SIGTERM first and that long to exit). Safe to call
+        twice. (Given SIGTERM, the head's GCS and `ray start` linger for 15 s
+        and more while they wait on each other, so a grace of a few seconds
+        was spent whole by every cluster; a throwaway test cluster has
+        nothing to save.)"""
         try:
             everything = [*self.nodes.values(), *self.removed.values()]
+            if graceful_s > 0:
+                for node in everything:
+                    if not node.gone:
+                        _signal_group(node.process, signal.SIGTERM)
+                deadline = time.monotonic() + graceful_s
+                for node in everything:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        node.process.wait(max(0.0, deadline - time.monotonic()))
             for node in everything:
-                _signal_group(node.process, signal.SIGTERM)
-            deadline = time.monotonic() + graceful_s
-            for node in everything:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    node.process.wait(max(0.0, deadline - time.monotonic()))
-            for node in everything:
-                self._kill(node)
+                if not node.gone:
+                    self._kill(node)
                 self._release_network(node)
         finally:
             if self._network is not None:
@@ -641,6 +648,7 @@ class RayNodes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(1)
             if not left and node.process.poll() is not None:
+                node.gone = True
                 return
             if time.monotonic() > deadline:
                 raise NodeError(f"node {node.name!r}: processes {left} survived SIGKILL")
@@ -685,6 +693,21 @@ while True:
         sys.exit(f"after {timeout_s:.0f} s: wanted {wait}, GCS says alive {alive}, dead {dead}")
     time.sleep(0.25)
 '''
+
+
+def _write_token(token_file: Path, home: Path) -> None:
+    """What `ray get-auth-token --generate` writes to HOME/.ray/auth_token:
+    a token from Ray's own generator. Made here, not by running that
+    command: the command spends about 2 s of CPU starting Python and
+    importing Ray's CLI, once per cluster. (Importing the generator does not
+    load Ray's token settings into this process.)"""
+    try:
+        from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+    except ImportError:  # another Ray version: its own command, as a user runs it
+        subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
+                       timeout=120, env={**_inherited_env(), "HOME": str(home)})
+        return
+    token_file.write_text(generate_new_authentication_token())
 
 
 def _inherited_env() -> dict[str, str]:
