@@ -30,3 +30,16 @@ def test_refusals_past_a_thousandth_of_the_requests_fail_it() -> None:
     assert verdict(samples(failed=2), warmup_s=60)["served_ok"]          # 0.1%
     v = verdict(samples(failed=3), warmup_s=60)
     assert not v["ok"] and not v["served_ok"] and v["p99_ok"]
+
+
+def test_a_probe_holds_when_nearly_all_is_answered_in_time() -> None:
+    from tests.faults.soak import holds
+
+    answers = [(float(i), 20.0, True) for i in range(2970)]            # 99% of 100/s for 30 s
+    assert holds(answers, 100.0, 30.0)[0]
+    assert not holds(answers[:2800], 100.0, 30.0)[0]                    # a backlog: 93% answered
+    slow = answers[:2900] + [(0.0, 900.0, True)] * 70                  # p99 past 250 ms
+    assert not holds(slow, 100.0, 30.0)[0]
+    failing = answers[:2960] + [(0.0, 20.0, False)] * 10
+    ok, probe = holds(failing, 100.0, 30.0)
+    assert not ok and probe["failed"] == 10
