@@ -89,8 +89,12 @@ def test_the_readme_walkthrough_works_as_written(machine: dict) -> None:
         if line.startswith("aicmo-gateway up "):
             assert "using the settings of the sandbox running here" in done.stderr, done.stderr
         if line.startswith("aicmo-gateway self-check"):
-            # The sandbox's TLS CA was found: the SMTP server's probe (STARTTLS, AUTH) passes.
-            assert re.search(r"email_sending/smtp_primary\s*\S\s*ok", done.stdout), done.stdout[-6000:]
+            # The sandbox's TLS CA was found: the SMTP server's probe from the node (STARTTLS, AUTH) does not
+            # fail on the certificate. It may run out of its 5 s on a loaded machine (CI ran one at load 13 to
+            # 21): a timeout says nothing of the CA, an untrusted certificate shows as `transient`.
+            cell = re.search(r"email_sending/smtp_primary\s*\S\s*(\w+|\?)", done.stdout)
+            assert cell and cell.group(1) in {"ok", "timeout"} and "not trusted" not in done.stdout, \
+                done.stdout[-6000:]
         if line.startswith("aicmo-gateway invoke email_sending"):
             # Served at the first attempt. Which provider ranks first on a fresh deployment depends on
             # the probes so far (health, then streak, then latency), so any of the three may.

@@ -37,6 +37,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def print_gcs_logs() -> None:
+    """The GCS server's own words, for a head that did not come up (its port file never appeared)."""
+    from ray._common.utils import get_default_ray_temp_dir
+
+    sessions = sorted(Path(get_default_ray_temp_dir()).glob("session_2*"), key=lambda p: p.stat().st_mtime)
+    for log in sorted(sessions[-1].glob("logs/gcs_server.*")) if sessions else []:
+        print(f"--- {log}", log.read_text(errors="replace")[-3000:], sep="\n", file=sys.stderr)
+
+
 def config(workdir: Path, receiver) -> dict:
     sim = {"latency_ms": 2}
     return {
@@ -77,8 +86,12 @@ def main() -> None:
     sandbox = SandboxRunner([WebhookReceiverStandIn()]).start()
     receiver = sandbox["webhook"]
     metrics_port = free_port()
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "include_dashboard": False, "metrics_export_port": metrics_port})
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 2, "include_dashboard": False, "metrics_export_port": metrics_port})
+    except RuntimeError:
+        print_gcs_logs()
+        raise
     try:
         ray.init(address=cluster.address, namespace="ops-cluster", logging_level=logging.ERROR, log_to_driver=False)
         cfg = parse_config(config(workdir, receiver), "<cluster test>")

@@ -42,8 +42,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HTTP_PROXY", "HTTPS_PROXY")},
            "HOME": str(home)}
     log = open(workdir / "host.log", "w")
+    # The head's GCS gets 120 s, not Ray's 30, to bind its port: on a loaded CI machine 30 s ran out once.
+    # Only the host's: the CLI under test runs with what a user would have set.
+    host_env = {**env, "RAY_gcs_server_port_wait_time_s": "120"}
     host = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cluster_host.py")), str(workdir)],
-                            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=ROOT, env=host_env, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     ready = workdir / "ready.json"
     try:
