@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -111,6 +112,29 @@ def p99(values: list[float]) -> float | None:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
+SEND_STEP_S = 0.002
+
+
+class GcPauses:
+    """The driver's garbage collections, timed (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self._began = 0.0
+        self._longest_s = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self._longest_s = max(self._longest_s, time.perf_counter() - self._began)
+
+    def longest(self) -> float:
+        """ms, since last asked."""
+        found, self._longest_s = self._longest_s, 0.0
+        return found * 1000
+
+
 class Driver:
     """Calls through the Python client, as users make them: spread over the
     router replicas of each capability."""
@@ -123,6 +147,8 @@ class Driver:
         self.n = 0
         self.done: list[tuple[float, float, bool]] = []   # (finished at, latency ms, ok)
         self.errors: dict[str, int] = {}
+        self.stall_s = 0.0
+        self.gc_pauses = GcPauses()
 
     async def one(self) -> None:
         cap, method, payload, keyed = MIX[self.n % len(MIX)]
@@ -155,12 +181,17 @@ class Driver:
         return (len(self.done) - before) / (time.monotonic() - started)
 
     async def open_loop(self, rate_per_s: float, seconds: float, on_tick: Any, tick_s: float) -> None:
-        """Sends at `rate_per_s` on a fixed schedule, whatever the answers; calls on_tick every tick_s."""
-        started = time.monotonic()
+        """Sends at `rate_per_s` on a fixed schedule, whatever the answers;
+        awaits on_tick(now) every tick_s, in a task of its own: a sample must
+        not stall the loop that sends and answers (it would show as latency)."""
+        started = previous = time.monotonic()
         next_tick = started + tick_s
         sent = 0
         tasks: set[asyncio.Task[None]] = set()
+        ticks: list[asyncio.Task[None]] = []
         while (now := time.monotonic()) < started + seconds:
+            self.stall_s = max(self.stall_s, now - previous - SEND_STEP_S)
+            previous = now
             due = int((now - started) * rate_per_s) - sent
             for _ in range(max(0, due)):
                 task = asyncio.ensure_future(self.one())
@@ -168,12 +199,21 @@ class Driver:
                 task.add_done_callback(tasks.discard)
                 sent += 1
             if now >= next_tick:
-                on_tick(now)
+                ticks.append(asyncio.ensure_future(on_tick(now)))
                 next_tick += tick_s
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(SEND_STEP_S)
         if tasks:
             await asyncio.wait(tasks, timeout=60)
-        on_tick(time.monotonic())
+        await asyncio.gather(*ticks)
+        await on_tick(time.monotonic())
+
+    def stalls(self) -> tuple[float, float]:
+        """The longest turn of the driver's loop and its longest garbage
+        collection since last asked (ms): a stall of the caller's own process
+        shows as latency of every call in flight."""
+        found = (round(self.stall_s * 1000, 1), round(self.gc_pauses.longest(), 1))
+        self.stall_s = 0.0
+        return found
 
 
 def verdict(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
@@ -256,6 +296,10 @@ def holds(finished: list[tuple[float, float, bool]], rate_per_s: float, seconds:
                 "failed": failed, "held": ok}
 
 
+async def no_sample(now: float) -> None:
+    return None
+
+
 async def sustained_rate(driver: Driver, start: float, seconds: float) -> tuple[float, list[dict[str, Any]]]:
     """The highest pace, from `start` down by 10% a step, that an open-loop
     driver keeps for `seconds`. Callers that wait on answers (a closed loop)
@@ -267,7 +311,7 @@ async def sustained_rate(driver: Driver, start: float, seconds: float) -> tuple[
     while True:
         driver.done.clear()
         began = time.monotonic()
-        await driver.open_loop(rate, seconds, lambda now: None, seconds)
+        await driver.open_loop(rate, seconds, no_sample, seconds)
         ok, probe = holds([d for d in driver.done if d[0] <= began + seconds + 1.0], rate, seconds)
         probes.append(probe)
         print(f"  probe {probe}", flush=True)
@@ -292,16 +336,23 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
     names = set(gateway_actor_names(NAMESPACE))
     samples: list[dict[str, Any]] = []
     t0 = time.monotonic()
+    t0_unix = time.time()   # where t_s = 0 falls in a server's log
     last = [t0]
     driver.done.clear()
     total = [0]
 
-    def tick(now: float) -> None:
+    def measure() -> tuple[dict[str, int], dict[str, int | None], Any]:
+        pids = actor_pids(ray, names)
+        return pids, {name: rss_kb(pid) for name, pid in pids.items()}, store_mb()
+
+    async def tick(now: float) -> None:
         finished = list(driver.done)
         driver.done.clear()
         total[0] += len(finished)
-        pids = actor_pids(ray, names)
-        rss = {name: rss_kb(pid) for name, pid in pids.items()}
+        stall_ms, gc_ms = driver.stalls()
+        since, last[0] = now - last[0], now
+        # The GCS's actor list, /proc and the store's size, off the loop that sends (a PostgreSQL size is a connection).
+        pids, rss, store = await asyncio.to_thread(measure)
         by_kind: dict[str, float] = {}
         for name, kb in rss.items():
             if kb is not None:
@@ -310,17 +361,16 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
         latencies = [ms for _, ms, _ in finished]
         sample = {
             "t_s": round(now - t0, 1), "answered": len(finished), "failed": sum(1 for *_, ok in finished if not ok),
-            "rate_per_s": round(len(finished) / max(1e-9, now - last[0]), 1),
+            "rate_per_s": round(len(finished) / max(1e-9, since), 1),
             "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
             "p99_ms": round(p99(latencies), 2) if latencies else None,
             "rss_total_mb": round(sum(by_kind.values()), 1), "rss_by_kind_mb": {k: round(v, 1) for k, v in by_kind.items()},
-            "actors": len(pids), "store_mb": store_mb(),
+            "actors": len(pids), "store_mb": store, "driver_stall_ms": stall_ms, "driver_gc_ms": gc_ms,
         }
-        last[0] = now
         samples.append(sample)
         print(f"  {sample['t_s']:7.1f}s  resent {driver.gateway.resent}  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
               f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)  "
-              f"store {sample['store_mb']} MB", flush=True)
+              f"store {sample['store_mb']} MB  driver stall {stall_ms} ms (gc {gc_ms})", flush=True)
 
     await driver.open_loop(rate, minutes * 60, tick, interval_s)
     # Warm-up lasts until the probes' keys (sent at up to twice this pace) have
@@ -328,7 +378,7 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
     warmup_s = max(interval_s, minutes * 60 / 5, WINDOW_S + PRUNE_INTERVAL_S + interval_s)
     return {"minutes": minutes, "interval_s": interval_s, "saturation_per_s": round(saturation, 1),
             "closed_loop_per_s": round(closed, 1), "probes": probes,
-            "rate_per_s": round(rate, 1), "warmup_s": warmup_s, "samples": samples,
+            "rate_per_s": round(rate, 1), "warmup_s": warmup_s, "t0_unix": round(t0_unix, 3), "samples": samples,
             "errors": driver.errors, "requests": total[0], "resent": driver.gateway.resent,
             "verdict": verdict(samples, warmup_s)}
 
@@ -357,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, state_dir, ignore_errors=True)
-        state_url, store_mb = _store(stack, args.store, state_dir)
+        args.out.mkdir(parents=True, exist_ok=True)
+        state_url, store_mb = _store(stack, args.store, state_dir, args.out)
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         stack.callback(ray.shutdown)
         deploy(build_spec(parse_config(config(state_url, args.replicas), "<soak>", env={})), detached=False)
@@ -385,8 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if v["ok"] else 1
 
 
-def _store(stack: contextlib.ExitStack, kind: str, state_dir: str) -> tuple[str, Any]:
-    """The state URL, and a function giving the store's size on disk in MB."""
+def _store(stack: contextlib.ExitStack, kind: str, state_dir: str, out: Path) -> tuple[str, Any]:
+    """The state URL, and a function giving the store's size on disk in MB.
+    A PostgreSQL server's log is kept in `out` (soak-postgresql-server.log)."""
     if kind == "sqlite":
         def sqlite_mb() -> float:
             files = Path(state_dir).glob("**/state.db*")
@@ -395,7 +447,12 @@ def _store(stack: contextlib.ExitStack, kind: str, state_dir: str) -> tuple[str,
         return state_dir, sqlite_mb
     from tests.support.postgres import PostgresServer
 
-    server = stack.enter_context(PostgresServer())
+    # Its log names what a stall on its side would be: statements over 100 ms, autovacuum runs, checkpoints.
+    server = stack.enter_context(PostgresServer(settings={
+        "log_min_duration_statement": 100, "log_autovacuum_min_duration": 0, "log_checkpoints": "on",
+        "log_line_prefix": "'%m [%p] '"}))
+    stack.callback(lambda: shutil.copyfile(server.log_file, out / "soak-postgresql-server.log")
+                   if server.log_file.exists() else None)
     db = server.create_database("soak")
 
     def postgres_mb() -> float:

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.faults.accounting import read_ledger, request_for, sim
+from tests.faults.accounting import read_ledger, sim
 from tests.support.nodes import wait_for
 
 pytestmark = pytest.mark.nodes
