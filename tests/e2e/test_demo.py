@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.nodes import inherited_env
 
 pytestmark = pytest.mark.e2e
 
@@ -15,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_the_demo_serves_every_request_sends_no_email_twice_and_loses_none_a_provider_dropped() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = inherited_env()  # what a user's shell holds: none of this session's Ray variables
     run = subprocess.run([str(BIN / "aicmo-gateway"), "demo", "--leads", "100"], capture_output=True, text=True,
                          timeout=600, env=env)
     out = run.stdout

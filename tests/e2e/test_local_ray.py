@@ -5,12 +5,13 @@ Each run is a process of its own: one ray.init per process."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.nodes import inherited_env
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +44,7 @@ ray.shutdown()
 
 
 def run(mode: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_worker_maximum_startup_concurrency")}
+    env = inherited_env()
     done = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, timeout=600,
                           env=env, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.nodes import inherited_env
+
 pytestmark = pytest.mark.ray
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_node_loss(requests: int, timeout_s: float = 420) -> dict:
     ray_tmp = tempfile.mkdtemp(prefix="aicmo-nl-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
+    env = {**inherited_env(), "RAY_TMPDIR": ray_tmp, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "tests.faults.node_loss", "--json", f"--requests={requests}"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)

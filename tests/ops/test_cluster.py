@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from actors.ops.metrics import DEFINITIONS, exported_name
+from tests.support.nodes import inherited_env
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     # token another local cluster left in the real home is not this cluster's.
     home = workdir / "home"
     home.mkdir()
-    env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HTTP_PROXY", "HTTPS_PROXY")},
+    # Without this session's Ray variables: importing actors.client sets RAY_AUTH_MODE=token in the test
+    # process when its home holds a token, and a head started in token mode finds none in this HOME.
+    env = {**{k: v for k, v in inherited_env().items() if k not in ("HTTP_PROXY", "HTTPS_PROXY")},
            "HOME": str(home)}
     log = open(workdir / "host.log", "w")
     # The head's GCS gets 120 s, not Ray's 30, to bind its port: on a loaded CI machine 30 s ran out once.

@@ -17,6 +17,7 @@ import pytest
 
 from actors.ops.doctor import check_config, check_providers
 from actors.specs import build_spec
+from tests.support.nodes import inherited_env
 
 BIN = Path(sys.executable).parent
 
@@ -60,9 +61,7 @@ def write(path: Path, receiver: Any, health_url: str | None = None) -> Path:
 
 
 def doctor(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    import os
-
-    full = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "WEBHOOK_SECRET")} | env
+    full = {k: v for k, v in inherited_env().items() if k != "WEBHOOK_SECRET"} | env
     return subprocess.run([str(BIN / "aicmo-gateway"), "doctor", *args], capture_output=True, text=True, timeout=120,
                           env=full)
 

@@ -324,7 +324,7 @@ class RayNodes:
     @property
     def env(self) -> dict[str, str]:
         """The environment a subprocess needs to reach this cluster: a driver, `aicmo-gateway`, `ray job submit`."""
-        return {**_inherited_env(), **self._ray_env(), "RAY_ADDRESS": self.address, **self.reconnect_env,
+        return {**inherited_env(), **self._ray_env(), "RAY_ADDRESS": self.address, **self.reconnect_env,
                 **self.extra_env}
 
     def _ray_env(self) -> dict[str, str]:
@@ -607,7 +607,7 @@ class RayNodes:
         # A worker node's `ray start --address` does not turn token mode on by itself (only the head's does,
         # on finding a token): Ray asks RAY_AUTH_MODE=token of whoever adds a node to a token cluster.
         joins = {"RAY_AUTH_MODE": "token"} if name != "head" and self.auth == "token" else {}
-        node_env = {**_inherited_env(), **self._ray_env(), **joins, **self.reconnect_env, **self.extra_env, **env}
+        node_env = {**inherited_env(), **self._ray_env(), **joins, **self.reconnect_env, **self.extra_env, **env}
         with open(log_file, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=node_env, cwd=PROJECT_ROOT, start_new_session=True)
@@ -705,12 +705,12 @@ def _write_token(token_file: Path, home: Path) -> None:
         from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
     except ImportError:  # another Ray version: its own command, as a user runs it
         subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], check=True, capture_output=True,
-                       timeout=120, env={**_inherited_env(), "HOME": str(home)})
+                       timeout=120, env={**inherited_env(), "HOME": str(home)})
         return
     token_file.write_text(generate_new_authentication_token())
 
 
-def _inherited_env() -> dict[str, str]:
+def inherited_env() -> dict[str, str]:
     """This process's environment without Ray's variables: the test session's
     own cluster may have set some (RAY_ADDRESS, a token), and this cluster must
     not depend on them."""
