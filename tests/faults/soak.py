@@ -9,8 +9,11 @@ tried from what 32 callers waiting on answers get through in a minute
 (`--saturation-seconds`) down by 10% a step: a burst of a few seconds read
 237 to 354 req/s on the same code, and 80% of a closed-loop figure was past
 what it keeps at a steady pace. Every `--interval` seconds
-it samples the resident memory (RSS) of every gateway actor process and the
-p99 latency of the requests finished in the interval. The verdict:
+it samples the resident memory (RSS) of every gateway actor process, the
+p99 latency of the requests finished in the interval, and the CPU used per
+request by each kind of process (gateway actors by kind, this driver,
+PostgreSQL's and Ray's own) with how busy the machine was: where a latency
+that rises spends its time. The verdict:
 
 - RSS growth <= 10%: the total RSS of the gateway's actors at the end (mean
   of the last three samples) against the total after warm-up (the first
@@ -98,6 +101,57 @@ def rss_kb(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float | None:
+    """User and system CPU seconds a process has used (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+# Processes counted by their name: the soak's PostgreSQL server and Ray's own (the only ones a quiet machine runs).
+SYSTEM_PROCESSES = {"postgres": "postgresql", "raylet": "ray", "gcs_server": "ray"}
+
+
+def system_pids() -> list[tuple[str, int]]:
+    """(kind, pid) of PostgreSQL's and Ray's processes on this machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                kind = SYSTEM_PROCESSES.get((entry / "comm").read_text().strip())
+            except OSError:
+                continue
+            if kind:
+                found.append((kind, int(entry.name)))
+    return found
+
+
+def cpu_by_kind(actor_pids_by_name: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far, summed by what uses them: each kind of gateway
+    actor, this driver, PostgreSQL's and Ray's processes. Differences between
+    samples, per request, say where a rising latency's time goes."""
+    totals: dict[str, float] = {}
+    groups = [(name.split(":")[0], pid) for name, pid in actor_pids_by_name.items()]
+    groups += [("driver", os.getpid()), *system_pids()]
+    for kind, pid in groups:
+        used = cpu_s(pid)
+        if used is not None:
+            totals[kind] = totals.get(kind, 0.0) + used
+    return totals
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent not idle so far (/proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / TICKS_PER_S
 
 
 def actor_pids(ray: Any, names: set[str]) -> dict[str, int]:
@@ -248,7 +302,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     samples = report["samples"]
     t = [s["t_s"] / 60 for s in samples]
-    fig, (ax1, ax2, ax4) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
+    fig, (ax1, ax2, ax5, ax4) = plt.subplots(4, 1, figsize=(10, 12), sharex=True)
     kinds = sorted({k for s in samples for k in s["rss_by_kind_mb"]})
     for kind in kinds:
         ax1.plot(t, [s["rss_by_kind_mb"].get(kind, 0) for s in samples], label=f"{kind} actors")
@@ -263,6 +317,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax2.plot(t, [s["p99_ms"] for s in samples], label="p99", color="tab:red")
     ax2.plot(t, [s["p50_ms"] for s in samples], label="p50", color="tab:blue")
     ax2.set_ylabel("latency (ms)")
+    for kind in sorted({k for s in samples for k in s.get("cpu_ms_per_request", {})}):
+        ax5.plot(t, [s.get("cpu_ms_per_request", {}).get(kind) for s in samples], label=kind)
+    ax5.set_ylabel("CPU ms per request")
+    ax5.legend(loc="upper left", fontsize=8)
+    ax6 = ax5.twinx()
+    ax6.plot(t, [s.get("machine_busy") for s in samples], label="machine busy", color="black", linestyle=":")
+    ax6.set_ylabel("busy (fraction of all cores)")
+    ax6.set_ylim(0, 1.05)
+    ax6.legend(loc="upper right", fontsize=8)
     ax4.plot(t, [s.get("store_mb") for s in samples], label=f"{report.get('store', 'sqlite')} store size",
              color="tab:purple")
     ax4.set_ylabel("store (MB)")
@@ -341,9 +404,12 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
     driver.done.clear()
     total = [0]
 
-    def measure() -> tuple[dict[str, int], dict[str, int | None], Any]:
+    def measure() -> tuple[dict[str, int], dict[str, int | None], Any, dict[str, float], float]:
         pids = actor_pids(ray, names)
-        return pids, {name: rss_kb(pid) for name, pid in pids.items()}, store_mb()
+        return (pids, {name: rss_kb(pid) for name, pid in pids.items()}, store_mb(), cpu_by_kind(pids),
+                machine_busy_s())
+
+    cpu_before = [cpu_by_kind(actor_pids(ray, names)), machine_busy_s()]
 
     async def tick(now: float) -> None:
         finished = list(driver.done)
@@ -352,7 +418,11 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
         stall_ms, gc_ms = driver.stalls()
         since, last[0] = now - last[0], now
         # The GCS's actor list, /proc and the store's size, off the loop that sends (a PostgreSQL size is a connection).
-        pids, rss, store = await asyncio.to_thread(measure)
+        pids, rss, store, cpu, busy = await asyncio.to_thread(measure)
+        (cpu_was, busy_was), cpu_before[:] = cpu_before, (cpu, busy)
+        # A kind's CPU per answered request in the interval (a process restarted in it counts from 0).
+        cpu_ms_per_request = {kind: round(1000 * (used - cpu_was.get(kind, 0.0)) / max(1, len(finished)), 2)
+                              for kind, used in cpu.items()}
         by_kind: dict[str, float] = {}
         for name, kb in rss.items():
             if kb is not None:
@@ -366,11 +436,14 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
             "p99_ms": round(p99(latencies), 2) if latencies else None,
             "rss_total_mb": round(sum(by_kind.values()), 1), "rss_by_kind_mb": {k: round(v, 1) for k, v in by_kind.items()},
             "actors": len(pids), "store_mb": store, "driver_stall_ms": stall_ms, "driver_gc_ms": gc_ms,
+            "cpu_ms_per_request": cpu_ms_per_request,
+            "machine_busy": round((busy - busy_was) / max(1e-9, since) / (os.cpu_count() or 1), 3),
         }
         samples.append(sample)
         print(f"  {sample['t_s']:7.1f}s  resent {driver.gateway.resent}  {sample['rate_per_s']:6.0f} req/s  p50 {sample['p50_ms']} ms  "
               f"p99 {sample['p99_ms']} ms  RSS {sample['rss_total_mb']} MB ({sample['actors']} actors)  "
-              f"store {sample['store_mb']} MB  driver stall {stall_ms} ms (gc {gc_ms})", flush=True)
+              f"store {sample['store_mb']} MB  driver stall {stall_ms} ms (gc {gc_ms})  "
+              f"busy {sample['machine_busy']:.0%}  CPU ms/request {cpu_ms_per_request}", flush=True)
 
     await driver.open_loop(rate, minutes * 60, tick, interval_s)
     # Warm-up lasts until the probes' keys (sent at up to twice this pace) have
