@@ -294,6 +294,21 @@ def verdict(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
             "p99_last_over_first": round(last / first, 3)}
 
 
+def cpu_ceiling(samples: list[dict[str, Any]], warmup_s: float, rate_per_s: float, cores: int) -> dict[str, Any]:
+    """What the CPU figures say of the pace: all processes' CPU per request
+    after warm-up (the median of the intervals' sums), the pace at which
+    that would fill every core, and the share of it the soak ran at: how
+    near the machine's ceiling the latencies were measured."""
+    sums = [sum(s["cpu_ms_per_request"].values()) for s in samples
+            if s["t_s"] > warmup_s and s.get("cpu_ms_per_request")]
+    if not sums:
+        return {}
+    per_request = statistics.median(sums)
+    ceiling = cores * 1000 / per_request
+    return {"cpu_ms_per_request": round(per_request, 2), "ceiling_per_s": round(ceiling, 1),
+            "share_of_ceiling": round(rate_per_s / ceiling, 3)}
+
+
 def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -486,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(ray.shutdown)
         deploy(build_spec(parse_config(config(state_url, args.replicas), "<soak>", env={})), detached=False)
         report = asyncio.run(soak(ray, args.minutes, args.interval, args.saturation_seconds, store_mb))
+    report["cpu"] = cpu_ceiling(report["samples"], report["warmup_s"], report["rate_per_s"], os.cpu_count() or 1)
     report["store"] = args.store
     report["replicas"] = args.replicas
     # The machine's load around the run: other work on it shows in the latencies.
@@ -498,6 +514,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(report, args.out / f"{name}.png")
     v = report["verdict"]
     print(json.dumps(v, indent=2))
+    if report["cpu"]:
+        c = report["cpu"]
+        print(f"CPU: {c['cpu_ms_per_request']} ms per request over every process, which fills {os.cpu_count()} cores "
+              f"at {c['ceiling_per_s']:.0f} req/s; soaked at {c['share_of_ceiling']:.0%} of that")
     busiest = max(report["run"]["loadavg_before"][0], report["run"]["loadavg_after"][0])
     if busiest > 1.5 * (os.cpu_count() or 1):
         print(f"note: the machine was busy (load average up to {busiest:.1f} on {os.cpu_count()} CPUs): "

@@ -43,3 +43,14 @@ def test_a_probe_holds_when_nearly_all_is_answered_in_time() -> None:
     failing = answers[:2960] + [(0.0, 20.0, False)] * 10
     ok, probe = holds(failing, 100.0, 30.0)
     assert not ok and probe["failed"] == 10
+
+
+def test_the_cpu_ceiling_is_the_pace_that_fills_every_core_at_the_median_cpu_per_request() -> None:
+    from tests.faults.soak import cpu_ceiling
+
+    steady = [{"t_s": 10.0 * (i + 1), "cpu_ms_per_request": {"router": 4.0, "provider": 3.0, "driver": 1.0 + (i == 9)}}
+              for i in range(10)]
+    warm = {"t_s": 5.0, "cpu_ms_per_request": {"router": 40.0}}        # warm-up: not counted
+    c = cpu_ceiling([warm, *steady], warmup_s=5.0, rate_per_s=125.0, cores=2)
+    assert c == {"cpu_ms_per_request": 8.0, "ceiling_per_s": 250.0, "share_of_ceiling": 0.5}
+    assert cpu_ceiling([{"t_s": 20.0, "p99_ms": 1.0}], warmup_s=5.0, rate_per_s=1.0, cores=2) == {}
