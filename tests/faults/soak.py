@@ -378,19 +378,30 @@ async def no_sample(now: float) -> None:
     return None
 
 
-async def sustained_rate(driver: Driver, start: float, seconds: float) -> tuple[float, list[dict[str, Any]]]:
+async def sustained_rate(driver: Driver, start: float, seconds: float,
+                         cpu_now: Any = dict) -> tuple[float, list[dict[str, Any]]]:
     """The highest pace, from `start` down by 10% a step, that an open-loop
     driver keeps for `seconds`. Callers that wait on answers (a closed loop)
     get more through than the same machine keeps at a steady pace: their
     calls come in bunches that every process handles a few at a wake-up, and
-    80% of the closed-loop figure was past what it kept (p99 of seconds)."""
+    80% of the closed-loop figure was past what it kept (p99 of seconds).
+    Each probe also records the CPU per request over every process
+    (`cpu_now`: CPU seconds used so far, by kind): it falls as the pace
+    rises (calls to a provider are batched), so a probe's figure is not the
+    soak's."""
     probes: list[dict[str, Any]] = []
     rate = start
     while True:
         driver.done.clear()
+        cpu_before = await asyncio.to_thread(cpu_now)
         began = time.monotonic()
         await driver.open_loop(rate, seconds, no_sample, seconds)
-        ok, probe = holds([d for d in driver.done if d[0] <= began + seconds + 1.0], rate, seconds)
+        cpu_after = await asyncio.to_thread(cpu_now)
+        finished = [d for d in driver.done if d[0] <= began + seconds + 1.0]
+        ok, probe = holds(finished, rate, seconds)
+        if cpu_after:
+            used = sum(cpu_after.values()) - sum(cpu_before.get(kind, 0.0) for kind in cpu_after)
+            probe["cpu_ms_per_request"] = round(1000 * used / max(1, len(driver.done)), 2)
         probes.append(probe)
         print(f"  probe {probe}", flush=True)
         if ok or rate < 10:
@@ -403,15 +414,16 @@ async def soak(ray: Any, minutes: float, interval_s: float, saturation_s: float,
                store_mb: Any = lambda: None) -> dict[str, Any]:
     from actors.deploy.gateway import gateway_actor_names
 
+    names = set(gateway_actor_names(NAMESPACE))
     driver = Driver(ray)
     await driver.closed_loop(8, 3.0)  # warm the actors and their connections up
     closed = await driver.closed_loop(32, saturation_s)
-    saturation, probes = await sustained_rate(driver, closed, PROBE_S)
+    saturation, probes = await sustained_rate(driver, closed, PROBE_S,
+                                              cpu_now=lambda: cpu_by_kind(actor_pids(ray, names)))
     rate = 0.8 * saturation
     print(f"saturation {saturation:.0f} req/s sent at a steady pace (32 callers waiting on answers: {closed:.0f}); "
           f"soaking at {rate:.0f} req/s for {minutes:g} min", flush=True)
 
-    names = set(gateway_actor_names(NAMESPACE))
     samples: list[dict[str, Any]] = []
     t0 = time.monotonic()
     t0_unix = time.time()   # where t_s = 0 falls in a server's log
