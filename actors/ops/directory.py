@@ -10,8 +10,9 @@ async methods, so one lookup held up every call in flight on the actor. Here:
 - a lookup runs in a thread of its own (actors/client/lookup.py) and is
   waited for at most `wait_s`; past it, `GcsUnavailable` (typed);
 - once a lookup has timed out, the GCS is taken to be down: later lookups do
-  not wait at all until the one in flight completes (the GCS is back), so an
-  outage costs the actor's loop at most one wait of `wait_s`;
+  not wait at all until one in flight completes (the GCS is back; its handle
+  is kept then), so an outage costs the actor's loop at most one wait of
+  `wait_s`;
 - the outage is logged once when it starts and once when it ends.
 
 `gcs_answers()` tells the periodic work whether to start what needs the GCS
@@ -69,21 +70,35 @@ class ActorDirectory:
             handle = self._lookup.find(name, wait)
         except GcsUnavailable:
             self._gcs_down()
+            # The lookup goes on in its thread: when it completes, its handle is kept and the outage
+            # is over (without this, every later lookup, waiting 0 s, started another and gave up on
+            # it at once: a GCS slow only once, on a loaded machine, failed every new name until the
+            # next node probe).
+            self._lookup.start(name).add_done_callback(lambda done: self._found_late(name, done))
             raise
         self._gcs_up()
         self._handles[name] = handle
         return handle
+
+    def _found_late(self, name: str, lookup: Future[Any]) -> None:
+        """A lookup its caller stopped waiting for has completed (in its thread)."""
+        if lookup.cancelled() or lookup.exception() is not None:
+            return
+        self._handles.setdefault(name, lookup.result())
+        self._gcs_up()
 
     async def actor_async(self, name: str, timeout_s: float | None = None) -> Any:
         """`actor`, awaited: the loop goes on serving while the GCS is asked."""
         handle = self._handles.get(name)
         if handle is not None:
             return handle
+        lookup = self._lookup.start(name)
         try:
-            handle = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._lookup.start(name))),
+            handle = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(lookup)),
                                             self._wait_s if timeout_s is None else timeout_s)
         except asyncio.TimeoutError:
             self._gcs_down()
+            lookup.add_done_callback(lambda done: self._found_late(name, done))
             raise GcsUnavailable(f"looking up {name!r}: the cluster's GCS gave no answer (the head node down or "
                                  "restarting?)") from None
         except ValueError:

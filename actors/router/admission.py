@@ -4,11 +4,16 @@ answers a request it refuses at once, before anything is claimed or sent.
 
 The lag is the time one turn of the loop takes to come back to the arriving
 request (`asyncio.sleep(0)`): the ready tasks ahead of it, that is the
-router's queue, plus any time the process waited for a CPU."""
+router's queue, plus any time the process waited for a CPU. It is read from
+the system's monotonic clock, not `loop.time()`: under Ray the loop is
+uvloop's, whose time is libuv's, in whole milliseconds and cached once per
+turn, so most turns read a lag of 0 and a target under a few milliseconds
+could never be seen standing."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -31,14 +36,13 @@ class RouterAdmission:
         """None: serve it; else why it is refused."""
         if not self.policy.enabled:
             return None
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
+        asked = time.monotonic()
         await asyncio.sleep(0)
-        now = loop.time()
+        now = time.monotonic()
         return self.admission.arrived(now, now - asked, in_flight)
 
     def overloaded(self) -> bool:
-        return self.admission.overloaded(asyncio.get_running_loop().time())
+        return self.admission.overloaded(time.monotonic())
 
     @property
     def refused(self) -> int:

@@ -60,6 +60,23 @@ def test_a_kept_handle_needs_no_gcs_and_a_new_name_fails_typed_once_then_at_once
     assert directory.down_since is None
 
 
+def test_a_lookup_that_completes_after_its_caller_gave_up_is_kept_and_ends_the_outage() -> None:
+    # A GCS slow once (a loaded machine), not down: the late answer must count, or every later
+    # lookup, waiting 0 s while the GCS is taken to be down, gives up at once.
+    ray = OutageRay({"a": "A", "b": "B"})
+    directory = ActorDirectory("ns", ray_api=ray, wait_s=1.0)
+    ray.up.clear()
+    with pytest.raises(GcsUnavailable):
+        directory.actor("a")
+    ray.up.set()                         # the slow lookup answers after its caller gave up
+    deadline = time.monotonic() + 10
+    while directory.down_since is not None:
+        assert time.monotonic() < deadline, "the late answer did not end the outage"
+        time.sleep(0.01)
+    assert directory.actor("a") == "A" and ray.lookups == 1    # kept: not looked up again
+    assert directory.actor("b") == "B"                         # a new name waits as usual again
+
+
 def test_an_unknown_name_is_not_deployed_and_forget_looks_up_again() -> None:
     ray = OutageRay({"a": "A"})
     directory = ActorDirectory("ns", ray_api=ray)

@@ -41,7 +41,7 @@ REAL_TIME_BY_DESIGN: dict[str, str] = {
     "actors/adapters/replies/imap.py": "the deadline of an IMAP session over a real socket",
     "actors/adapters/replies/imap_session.py": "the deadline of each IMAP command over a real socket",
     "actors/adapters/simulated.py": "the simulated provider's own stamp on what it returns (a stand-in's clock)",
-    "actors/router/admission.py": "the event loop's lag is what it measures: asyncio.sleep(0) yields one turn of the real loop",
+    "actors/router/admission.py": "the event loop's lag, on the real clock: asyncio.sleep(0) yields one turn of the real loop",
     "actors/cli/": "the operator's process: ages shown, --watch refreshes, the demo's run time, a fault's start",
 }
 
