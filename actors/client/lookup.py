@@ -16,6 +16,7 @@ routers and the supervisor.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -35,9 +36,11 @@ class NameLookup:
     """`find(name, timeout_s)`: the handle, or NotDeployed (no such name), or
     GcsUnavailable (the GCS did not answer in time)."""
 
-    def __init__(self, ray_api: Any, namespace: str):
+    def __init__(self, ray_api: Any, namespace: str, on_found: Callable[[str, Any], None] | None = None):
         self._ray = ray_api
         self._namespace = namespace
+        # Told of every handle found, before its waiter is: also of one found after its caller gave up.
+        self._on_found = on_found
         self._lock = threading.Lock()
         self._pending: dict[str, Future[Any]] = {}
 
@@ -68,6 +71,9 @@ class NameLookup:
 
     def _look_up(self, name: str, future: Future[Any]) -> None:
         try:
-            future.set_result(self._ray.get_actor(name, namespace=self._namespace))
+            handle = self._ray.get_actor(name, namespace=self._namespace)
+            if self._on_found is not None:
+                self._on_found(name, handle)
+            future.set_result(handle)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for it
             future.set_exception(exc)

@@ -47,7 +47,7 @@ class ActorDirectory:
     def __init__(self, namespace: str, *, ray_api: Any = ray, wait_s: float = DEFAULT_WAIT_S,
                  clock: Clock = SYSTEM_CLOCK, owner: str = "actor"):
         self._ray = ray_api
-        self._lookup = NameLookup(ray_api, namespace)
+        self._lookup = NameLookup(ray_api, namespace, on_found=self._found)
         self._handles: dict[str, Any] = {}
         self._wait_s = wait_s
         self._clock = clock
@@ -67,24 +67,18 @@ class ActorDirectory:
             return handle
         wait = 0.0 if self.down_since is not None else self._wait_s
         try:
-            handle = self._lookup.find(name, wait)
+            return self._lookup.find(name, wait)    # kept by _found
         except GcsUnavailable:
             self._gcs_down()
-            # The lookup goes on in its thread: when it completes, its handle is kept and the outage
-            # is over (without this, every later lookup, waiting 0 s, started another and gave up on
-            # it at once: a GCS slow only once, on a loaded machine, failed every new name until the
-            # next node probe).
-            self._lookup.start(name).add_done_callback(lambda done: self._found_late(name, done))
             raise
-        self._gcs_up()
-        self._handles[name] = handle
-        return handle
 
-    def _found_late(self, name: str, lookup: Future[Any]) -> None:
-        """A lookup its caller stopped waiting for has completed (in its thread)."""
-        if lookup.cancelled() or lookup.exception() is not None:
-            return
-        self._handles.setdefault(name, lookup.result())
+    def _found(self, name: str, handle: Any) -> None:
+        """A lookup completed (in its thread), whether or not its caller still
+        waits: the handle is kept and the GCS answers. (When only a caller that
+        waited kept it, every lookup after one timeout, waiting 0 s, gave up on
+        its own at once: a GCS slow once, on a loaded machine, failed every new
+        name until the next node probe.)"""
+        self._handles[name] = handle
         self._gcs_up()
 
     async def actor_async(self, name: str, timeout_s: float | None = None) -> Any:
@@ -92,20 +86,16 @@ class ActorDirectory:
         handle = self._handles.get(name)
         if handle is not None:
             return handle
-        lookup = self._lookup.start(name)
         try:
-            handle = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(lookup)),
+            handle = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._lookup.start(name))),
                                             self._wait_s if timeout_s is None else timeout_s)
         except asyncio.TimeoutError:
             self._gcs_down()
-            lookup.add_done_callback(lambda done: self._found_late(name, done))
             raise GcsUnavailable(f"looking up {name!r}: the cluster's GCS gave no answer (the head node down or "
                                  "restarting?)") from None
         except ValueError:
             raise NotDeployed(f"no actor {name!r}") from None
-        self._gcs_up()
-        self._handles[name] = handle
-        return handle
+        return handle    # kept by _found
 
     def forget(self, name: str) -> None:
         """The actor died for good (or was replaced): look it up again next time."""
